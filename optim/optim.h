@@ -1,0 +1,164 @@
+/* optim.h — dpt's solvers and learning-rate schedulers: the whole public surface of optim/.
+ *
+ * Invariants:
+ * - Pure computation: no MPI, no HDF5, no printing, no exit(). Errors are returned as a
+ *   negative DPT_OPTIM_E* code with a message written into the caller's buffer.
+ * - A solver works on one contiguous slice of the flat fp32 parameter buffer. The update is
+ *   elementwise, so stepping a buffer whole or cut into any set of slices gives bitwise the
+ *   same parameters and state (built with -ffp-contract=off; no reductions across elements).
+ * - Semantics and order of operations follow torch.optim / torch.optim.lr_scheduler 1.13
+ *   (single-tensor, foreach=False code paths); Lion follows Chen et al. 2023.
+ * - Solver state is named and enumerable (per-element vectors and scalars), so checkpoint code
+ *   can save and restore it without knowing the solver. Scheduler state likewise.
+ */
+#ifndef DPT_OPTIM_H
+#define DPT_OPTIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Length of the error message buffers passed to optim functions. */
+#define DPT_OPTIM_ERR_LEN 256
+
+enum {
+  DPT_OPTIM_OK = 0,
+  DPT_OPTIM_EINVAL = -1, /* a name or hyperparameter out of range */
+  DPT_OPTIM_ENOMEM = -2, /* allocation failed */
+  DPT_OPTIM_ESTATE = -3, /* state name unknown or of the wrong shape */
+};
+
+/* ------------------------------------------------------------------------------------------ */
+/* --- solvers ---                                                                             */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef enum {
+  DPT_SOLVER_GD, /* plain gradient descent: p -= lr * (g + wd * p) */
+  DPT_SOLVER_SGD,
+  DPT_SOLVER_ADAGRAD,
+  DPT_SOLVER_ADADELTA,
+  DPT_SOLVER_ASGD,
+  DPT_SOLVER_RPROP,
+  DPT_SOLVER_RMSPROP,
+  DPT_SOLVER_ADAM,
+  DPT_SOLVER_ADAMAX,
+  DPT_SOLVER_ADAMW,
+  DPT_SOLVER_LION,
+  DPT_SOLVER_COUNT
+} dpt_solver_kind;
+
+/* Hyperparameters of every solver, one struct for all (names follow torch.optim). Fields a
+ * solver does not use are ignored by it. Fill with dpt_optim_solver_defaults(), then change
+ * fields or set them by name with dpt_optim_solver_set(). */
+typedef struct {
+  dpt_solver_kind kind;
+  double lr;           /* base learning rate (all) */
+  double weight_decay; /* L2 added to the gradient; decoupled for AdamW and Lion (all) */
+  int maximize;        /* ascend instead of descend (all) */
+  double momentum;     /* SGD, RMSprop */
+  double dampening;    /* SGD */
+  int nesterov;        /* SGD */
+  double beta1, beta2; /* Adam, AdaMax, AdamW, Lion ("betas") */
+  double eps;          /* Adagrad, Adadelta, RMSprop, Adam, AdaMax, AdamW */
+  int amsgrad;         /* Adam, AdamW */
+  double lr_decay;     /* Adagrad */
+  double initial_accumulator_value; /* Adagrad */
+  double rho;          /* Adadelta */
+  double lambd;        /* ASGD decay term */
+  double alpha;        /* ASGD eta power; RMSprop smoothing constant */
+  double t0;           /* ASGD point at which averaging starts */
+  double eta_minus, eta_plus; /* Rprop "etas" */
+  double step_min, step_max;  /* Rprop "step_sizes" */
+  int centered;        /* RMSprop */
+} dpt_solver_params;
+
+/* Name <-> kind ("gd", "sgd", "adagrad", "adadelta", "asgd", "rprop", "rmsprop", "adam",
+ * "adamax", "adamw", "lion"). dpt_optim_solver_kind returns DPT_OPTIM_EINVAL and a message
+ * listing the known names when the name is unknown. */
+const char *dpt_optim_solver_name(dpt_solver_kind kind);
+int dpt_optim_solver_kind(const char *name, dpt_solver_kind *kind, char *err, size_t errlen);
+
+/* Fills p with torch.optim's defaults for this kind (Lion: lr 1e-4, betas 0.9/0.99).
+ * SGD has no default lr in torch; dpt uses 0.01 for SGD and GD. */
+void dpt_optim_solver_defaults(dpt_solver_kind kind, dpt_solver_params *p);
+
+/* Sets one hyperparameter by its torch.optim name as text: "lr", "weight_decay", "momentum",
+ * "dampening", "nesterov", "betas" ("0.9,0.999"), "eps", "amsgrad", "lr_decay",
+ * "initial_accumulator_value", "rho", "lambd", "alpha", "t0", "etas" ("0.5,1.2"),
+ * "step_sizes" ("1e-6,50"), "centered", "maximize". Booleans take 0/1/true/false.
+ * A name the solver does not take, or text that is not a number, is an error naming both. */
+int dpt_optim_solver_set(dpt_solver_params *p, const char *key, const char *value, char *err,
+                         size_t errlen);
+
+/* Checks every hyperparameter the solver uses against its allowed range (lr >= 0,
+ * 0 <= beta < 1, 0 <= rho <= 1, 0 < eta_minus < 1 < eta_plus, ...). On failure the message
+ * names the solver, the parameter, its value and the allowed range. */
+int dpt_optim_solver_validate(const dpt_solver_params *p, char *err, size_t errlen);
+
+/* Describes the hyperparameters a solver takes, for `dpt solvers` and for checkpoint
+ * attributes: calls fn once per hyperparameter with its name, current value as text and a
+ * one-line help. Returns the number of hyperparameters. */
+typedef void (*dpt_optim_param_fn)(void *ctx, const char *name, const char *value,
+                                   const char *help);
+int dpt_optim_solver_describe(const dpt_solver_params *p, dpt_optim_param_fn fn, void *ctx);
+
+/* Kinds of state entries. */
+typedef enum {
+  DPT_STATE_VECTOR, /* fp32, one value per element of the slice */
+  DPT_STATE_SCALAR  /* one double for the whole solver (same on every shard), e.g. "step" */
+} dpt_state_type;
+
+typedef struct {
+  const char *name; /* torch.optim's state key: "exp_avg", "exp_avg_sq", "step", "ax", ... */
+  dpt_state_type type;
+} dpt_state_info;
+
+/* A solver over one slice of n elements. Opaque; created and freed in pairs. */
+typedef struct dpt_solver dpt_solver;
+
+/* Creates a solver for a slice of n elements with zero-initialised state (or torch's initial
+ * values: Adagrad's initial_accumulator_value, Rprop's step sizes = lr). Validates p.
+ * Returns 0 and *out, or a negative code with a message (nothing allocated). */
+int dpt_solver_create(const dpt_solver_params *p, size_t n, dpt_solver **out, char *err,
+                      size_t errlen);
+void dpt_solver_free(dpt_solver *s);
+
+/* One step over the slice: param[i] and state updated from grad[i], i in [0, n).
+ * param and grad are the caller's (borrowed, length n, must not alias). grad is read only;
+ * the solver never writes it. */
+void dpt_solver_step(dpt_solver *s, float *restrict param, const float *restrict grad);
+
+/* The live hyperparameters (a scheduler changes lr and momentum/beta1 between steps). */
+dpt_solver_params *dpt_solver_hparams(dpt_solver *s);
+size_t dpt_solver_len(const dpt_solver *s);
+
+/* Sets the learning rate, and the momentum (SGD, RMSprop) or beta1 (Adam, AdaMax, AdamW,
+ * Lion) that schedulers cycle. dpt_solver_has_momentum tells whether there is one to cycle. */
+void dpt_solver_set_lr(dpt_solver *s, double lr);
+int dpt_solver_has_momentum(const dpt_solver *s);
+double dpt_solver_momentum(const dpt_solver *s);
+void dpt_solver_set_momentum(dpt_solver *s, double m);
+
+/* State enumeration. The set of entries depends on the kind and options (e.g. "max_exp_avg_sq"
+ * only with amsgrad, "momentum_buffer" only with momentum != 0), and is fixed at creation.
+ * dpt_solver_state returns entry i's info and a pointer to its storage: a float[n] for
+ * DPT_STATE_VECTOR, a double[1] for DPT_STATE_SCALAR. The pointer stays valid until free; the
+ * caller may read it (checkpoint save) or overwrite it (checkpoint load). */
+int dpt_solver_state_count(const dpt_solver *s);
+void *dpt_solver_state(dpt_solver *s, int i, dpt_state_info *info);
+/* Looks an entry up by name; returns its index or DPT_OPTIM_ESTATE. */
+int dpt_solver_state_find(const dpt_solver *s, const char *name);
+
+/* Bytes of state this solver holds (vectors and scalars). */
+size_t dpt_solver_state_bytes(const dpt_solver *s);
+
+/* Bytes the step must read and write per element (params, grads, state vectors), for the
+ * bandwidth benchmark. */
+size_t dpt_solver_bytes_per_element(const dpt_solver *s);
+
+/* ------------------------------------------------------------------------------------------ */
+/* --- schedulers ---                                                                          */
+/* ------------------------------------------------------------------------------------------ */
+/* Scheduler declarations are staged in sched.h while they are written, then folded in here. */
+#include "sched.h"
+
+#endif /* DPT_OPTIM_H */
