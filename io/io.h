@@ -1,0 +1,87 @@
+/* io.h — dpt's HDF5 datasets (and, later, checkpoints): the whole public surface of io/.
+ *
+ * Dataset format (documented in README.md): one HDF5 file with
+ *   /train/x  [N, ...]  uint8 or float32 samples (any trailing shape; flattened to features)
+ *   /train/y  [N] integer class labels (any integer type), or [N] / [N, k] float32 targets
+ *   /test/x, /test/y    optional, same layout
+ * Attributes on /train/x (and /test/x), all optional:
+ *   scale (double, default 1), offset (double, default 0): a sample is used as x*scale+offset
+ * Attribute on the file root, optional:
+ *   num_classes (int): number of classes for integer labels (default: max label + 1)
+ *
+ * Invariants:
+ * - No MPI collectives: every rank opens the file on its own, read-only, and reads only the
+ *   samples it is asked for (HDF5 hyperslab selections), unless the split fits the cache budget,
+ *   in which case it is read once and served from memory.
+ * - Errors come back as negative DPT_IO_E* codes with a message naming the file, the dataset
+ *   and what was expected. Nothing is printed.
+ * - Files are written atomically: to "<path>.tmp.<pid>", then renamed over <path>, so a failed
+ *   import never leaves a partial file where a good one was.
+ */
+#ifndef DPT_IO_H
+#define DPT_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define DPT_IO_ERR_LEN 512
+
+enum {
+  DPT_IO_OK = 0,
+  DPT_IO_EINVAL = -1,  /* bad argument or malformed content (shape, type, label range) */
+  DPT_IO_EIO = -2,     /* file cannot be opened, read or written */
+  DPT_IO_ENOMEM = -3,
+  DPT_IO_ENOENT = -4,  /* an optional part (e.g. the test split) is absent */
+};
+
+typedef enum { DPT_SPLIT_TRAIN, DPT_SPLIT_TEST } dpt_split;
+
+/* Shape and type of one split, as read from the file. */
+typedef struct {
+  int64_t n;          /* samples */
+  int64_t features;   /* product of x's dims after the first */
+  int x_rank;         /* rank of x, including N */
+  int64_t x_dims[8];  /* x's dims */
+  int x_u8;           /* 1: x stored as uint8, 0: float32 */
+  int y_labels;       /* 1: y holds integer class labels, 0: float targets */
+  int64_t y_width;    /* values per sample in y (1 for labels) */
+  double scale, offset; /* x is used as x*scale + offset */
+  int64_t num_classes;  /* labels: the root attribute, else max label + 1; targets: 0 */
+  int64_t label_min, label_max; /* labels only: range found in the file */
+} dpt_split_info;
+
+typedef struct dpt_dataset dpt_dataset;
+
+/* Opens path read-only and checks its layout: /train/x and /train/y present, same N, supported
+ * types; /test likewise if present. A split whose x, as float32, fits in cache_bytes is read
+ * whole into memory now (one per process); others are read per batch. Not collective. */
+int dpt_io_dataset_open(const char *path, size_t cache_bytes, dpt_dataset **out, char *err,
+                        size_t errlen);
+void dpt_io_dataset_close(dpt_dataset *ds);
+
+/* Fills *info for a split; DPT_IO_ENOENT if the file has no such split. */
+int dpt_io_dataset_info(const dpt_dataset *ds, dpt_split split, dpt_split_info *info);
+
+/* 1 if that split is served from memory. */
+int dpt_io_dataset_cached(const dpt_dataset *ds, dpt_split split);
+
+/* Reads samples idx[0..count) (any order, repeats allowed, each < n) of a split:
+ * x[count * features] as float (x*scale+offset applied), and either labels[count] (int32, for
+ * label datasets; y may be NULL) or y[count * y_width] (targets; labels may be NULL).
+ * Out-of-range indices are DPT_IO_EINVAL. Not collective. */
+int dpt_io_dataset_read(dpt_dataset *ds, dpt_split split, const int64_t *idx, size_t count,
+                        float *x, int32_t *labels, float *y, char *err, size_t errlen);
+
+/* Converts MNIST-format idx files (gzipped or not, detected by content) into a dataset file:
+ * train_x/train_y are required, test_x/test_y may be NULL. x is stored as uint8 [N, rows, cols]
+ * with scale/offset attributes that standardise it (mean 0, std 1 over the training set), y as
+ * uint8 labels, num_classes = max label + 1. Written atomically to out. */
+int dpt_io_import_idx(const char *train_x, const char *train_y, const char *test_x,
+                      const char *test_y, const char *out, char *err, size_t errlen);
+
+/* Writes a generated classification dataset (float32 x [n, features], int32 labels): classes
+ * are Gaussian clusters around random centres, drawn from seed, so it is learnable. Atomic. */
+int dpt_io_synth(const char *out, int64_t n_train, int64_t n_test, int64_t features,
+                 int64_t classes, uint64_t seed, char *err, size_t errlen);
+
+#endif /* DPT_IO_H */

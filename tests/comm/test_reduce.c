@@ -1,0 +1,121 @@
+/* Gradient reduction sums exactly over ranks for every bucket size, with and without overlap,
+ * whatever order ranges become ready in (different on every rank); shards tile the buffer at
+ * aligned boundaries; one rank's failure is agreed on by all and its message shared. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "comm.h"
+
+static int rank, size;
+
+static void test_shards_tile_the_buffer_aligned(void **state) {
+  (void)state;
+  const size_t ns[] = {0, 1, 15, 16, 17, 100, 1000, 4099, 1 << 20};
+  for (int w = 1; w <= 9; w++) {
+    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
+      size_t next = 0, biggest = 0, smallest = (size_t)-1;
+      for (int r = 0; r < w; r++) {
+        dpt_range s = dpt_comm_shard(ns[i], r, w);
+        assert_int_equal(s.offset, next);
+        assert_true(s.offset % DPT_COMM_ALIGN == 0 || s.len == 0);
+        next = s.offset + s.len;
+        if (s.len > biggest) biggest = s.len;
+        if (s.len < smallest) smallest = s.len;
+      }
+      assert_int_equal(next, ns[i]);
+      assert_true(biggest - smallest < 2 * DPT_COMM_ALIGN); /* as even as alignment allows */
+    }
+  }
+}
+
+static void test_bucketed_sum_is_exact(void **state) {
+  (void)state;
+  enum { N = 10007 };
+  float *buf = malloc(N * sizeof(float));
+  const size_t buckets[] = {4, 64, 4096, 40000, 1 << 26};
+  srand(1234 + rank); /* a different ready order on every rank */
+  for (size_t b = 0; b < sizeof buckets / sizeof buckets[0]; b++) {
+    for (int overlap = 0; overlap <= 1; overlap++) {
+      dpt_comm *c;
+      char err[DPT_COMM_ERR_LEN];
+      assert_int_equal(dpt_comm_create(MPI_COMM_WORLD, buf, N, buckets[b], overlap, &c, err,
+                                       sizeof err), 0);
+      for (int step = 0; step < 3; step++) {
+        /* small integers: float sums are exact whatever the reduction order */
+        for (size_t i = 0; i < N; i++) buf[i] = (float)((i % 97) + rank * 3 + step);
+        /* mark random ranges ready in a random order */
+        size_t cuts[12];
+        cuts[0] = 0;
+        cuts[11] = N;
+        for (int k = 1; k < 11; k++) cuts[k] = (size_t)rand() % N;
+        for (int k = 1; k < 11; k++) /* sort */
+          for (int j = k; j > 0 && cuts[j] < cuts[j - 1]; j--) {
+            size_t t = cuts[j];
+            cuts[j] = cuts[j - 1];
+            cuts[j - 1] = t;
+          }
+        int order[11];
+        for (int k = 0; k < 11; k++) order[k] = k;
+        for (int k = 10; k > 0; k--) {
+          int j = rand() % (k + 1), t = order[k];
+          order[k] = order[j];
+          order[j] = t;
+        }
+        for (int k = 0; k < 11; k++)
+          if (cuts[order[k] + 1] > cuts[order[k]])
+            dpt_comm_ready(c, cuts[order[k]], cuts[order[k] + 1] - cuts[order[k]]);
+        double wait;
+        assert_int_equal(dpt_comm_wait(c, &wait, err, sizeof err), 0);
+        assert_true(wait >= 0);
+        for (size_t i = 0; i < N; i++) {
+          float want = (float)(size * ((i % 97) + step) + 3 * size * (size - 1) / 2);
+          if (buf[i] != want)
+            fail_msg("bucket %zu overlap %d step %d: buf[%zu] = %g, want %g", buckets[b],
+                     overlap, step, i, buf[i], want);
+        }
+      }
+      dpt_comm_free(c);
+    }
+  }
+  free(buf);
+}
+
+static void test_failure_is_agreed_and_shared(void **state) {
+  (void)state;
+  char err[DPT_COMM_ERR_LEN] = "";
+  int rc = rank == size - 1 ? -7 : 0;
+  if (rc) snprintf(err, sizeof err, "rank %d found a bad label", rank);
+  assert_int_equal(dpt_comm_agree(MPI_COMM_WORLD, rc), -7);
+  dpt_comm_share_error(MPI_COMM_WORLD, rc, err, sizeof err);
+  char want[64];
+  snprintf(want, sizeof want, "rank %d found a bad label", size - 1);
+  assert_string_equal(err, want);
+  assert_int_equal(dpt_comm_agree(MPI_COMM_WORLD, 0), 0);
+  double v[2] = {1.5, (double)rank};
+  assert_int_equal(dpt_comm_sum(MPI_COMM_WORLD, v, 2, err, sizeof err), 0);
+  assert_true(v[0] == 1.5 * size && v[1] == size * (size - 1) / 2.0);
+}
+
+int main(int argc, char **argv) {
+  MPI_Init(&argc, &argv);
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_shards_tile_the_buffer_aligned),
+      cmocka_unit_test(test_bucketed_sum_is_exact),
+      cmocka_unit_test(test_failure_is_agreed_and_shared),
+  };
+  int failed = cmocka_run_group_tests(tests, NULL, NULL);
+  /* every rank's verdict decides the exit status of the whole test */
+  int any = 0;
+  MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Finalize();
+  return any ? 1 : 0;
+}
