@@ -149,6 +149,28 @@ int dpt_comm_wait(dpt_comm *c, double *wait_s, char *err, size_t errlen) {
   return DPT_COMM_OK;
 }
 
+int dpt_comm_allgather(MPI_Comm comm, float *buf, size_t n, char *err, size_t errlen) {
+  int rank, size;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  if (size == 1) return DPT_COMM_OK;
+  int *counts = malloc(2 * (size_t)size * sizeof *counts);
+  if (!counts) {
+    snprintf(err, errlen, "cannot allocate all-gather counts for %d ranks", size);
+    return DPT_COMM_ENOMEM;
+  }
+  int *displs = counts + size;
+  for (int r = 0; r < size; r++) {
+    dpt_range s = dpt_comm_shard(n, r, size);
+    counts[r] = (int)s.len;
+    displs[r] = (int)s.offset;
+  }
+  int rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, displs, MPI_FLOAT,
+                          comm);
+  free(counts);
+  return rc == MPI_SUCCESS ? DPT_COMM_OK : mpi_fail(rc, "parameter all-gather", err, errlen);
+}
+
 int dpt_comm_sum(MPI_Comm comm, double *v, int n, char *err, size_t errlen) {
   int rc = MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, comm);
   return rc == MPI_SUCCESS ? DPT_COMM_OK : mpi_fail(rc, "MPI_Allreduce", err, errlen);

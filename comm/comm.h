@@ -53,6 +53,10 @@ void dpt_comm_ready(void *c, size_t offset, size_t len);
  * reducer for the next step. */
 int dpt_comm_wait(dpt_comm *c, double *wait_s, char *err, size_t errlen);
 
+/* Gathers every rank's shard (dpt_comm_shard) of buf[0, n) so every rank holds all of it:
+ * ZeRO's parameter all-gather after each rank updated the shard it owns. Collective. */
+int dpt_comm_allgather(MPI_Comm comm, float *buf, size_t n, char *err, size_t errlen);
+
 /* --- small collectives (collective over comm) --- */
 
 /* Sums v[0, n) over ranks in place (doubles: losses, counts, norms). */

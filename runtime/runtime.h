@@ -18,8 +18,74 @@
 
 #include "optim.h"
 
-/* Model interface (tensors in one flat buffer, the MLP, the RNG): staged in model.h. */
-#include "model.h"
+/* --- random numbers ---
+ * xoshiro256** seeded through splitmix64 from (seed, stream): the same numbers on every rank and
+ * platform, so initialisation and data order do not depend on the rank count. */
+typedef struct {
+  uint64_t s[4];
+} dpt_rng;
+void dpt_rng_seed(dpt_rng *r, uint64_t seed, uint64_t stream);
+uint64_t dpt_rng_next(dpt_rng *r);
+double dpt_rng_uniform(dpt_rng *r);          /* [0, 1), 53 bits */
+double dpt_rng_normal(dpt_rng *r);           /* standard normal (Box-Muller) */
+uint64_t dpt_rng_below(dpt_rng *r, uint64_t n); /* uniform in [0, n), unbiased */
+
+/* --- models ---
+ * A model is a set of named tensors living in one flat fp32 buffer (PyTorch layout and names:
+ * "fc1.weight" [out, in], "fc1.bias" [out]) and functions that compute the loss and its
+ * gradient for a batch. dpt trains any model that fills this struct; the MLP below is one,
+ * tests/runtime/test_user_model.c holds another written as a user would. */
+#define DPT_MAX_TENSORS 64
+
+typedef struct {
+  char name[48];   /* state_dict name, e.g. "fc2.weight" */
+  int rank;        /* 1 or 2 */
+  int64_t dims[2]; /* [out, in] for a weight, [out] for a bias */
+  size_t offset;   /* first element in the flat buffer */
+  size_t numel;
+} dpt_tensor;
+
+/* Called by a model's backward when grad[offset, offset + len) is final for this batch, so that
+ * its reduction can start while backward goes on. Ranges may come in any order; together they
+ * cover the whole buffer exactly once per loss_grad call. */
+typedef void (*dpt_grad_ready_fn)(void *ctx, size_t offset, size_t len);
+
+typedef struct dpt_model {
+  const char *kind;      /* "mlp", or the user's name */
+  int ntensors;
+  dpt_tensor tensors[DPT_MAX_TENSORS];
+  size_t nparams;        /* length of the flat buffer */
+  int64_t in_features;   /* floats per input sample */
+  int64_t out_features;  /* classes (labels) or targets per sample */
+  int wants_labels;      /* 1: y are class labels in [0, out_features); 0: float targets */
+  void *ctx;             /* the model's own data */
+  /* Fills params[nparams] with the initialisation drawn from seed (identical on every rank). */
+  int (*init)(struct dpt_model *m, float *params, uint64_t seed, char *err, size_t errlen);
+  /* Forward and backward on n samples x[n * in_features] with labels[n] or y[n * out_features]:
+   * ADDS scale * d(sum of per-sample losses)/d(params) into grad[nparams] (so micro-batches
+   * accumulate), and returns the sum of per-sample losses and, for labels, the number of correct
+   * predictions. Calls ready(ready_ctx, ...) as parts of grad become final, if ready != NULL. */
+  int (*loss_grad)(struct dpt_model *m, const float *params, float *grad, float scale,
+                   const float *x, const int32_t *labels, const float *y, size_t n,
+                   double *loss_sum, int64_t *correct, dpt_grad_ready_fn ready, void *ready_ctx,
+                   char *err, size_t errlen);
+  /* Forward only: the sum of per-sample losses and the number correct. */
+  int (*evaluate)(struct dpt_model *m, const float *params, const float *x,
+                  const int32_t *labels, const float *y, size_t n, double *loss_sum,
+                  int64_t *correct, char *err, size_t errlen);
+  void (*destroy)(struct dpt_model *m); /* frees ctx (not the struct's storage) */
+} dpt_model;
+
+/* Finds a tensor by name; NULL if absent. */
+const dpt_tensor *dpt_model_tensor(const dpt_model *m, const char *name);
+
+/* The built-in MLP. spec is "mlp:IN-H1-...-OUT" (at least one layer); activation relu, tanh,
+ * gelu (exact, erf) or sigmoid between layers; loss "ce" (softmax cross-entropy on labels) or
+ * "mse" (mean over outputs of squared error on float targets, as torch's MSELoss per sample).
+ * Linear layers are named fc1, fc2, ... and initialised as torch.nn.Linear (Kaiming-uniform
+ * weights, uniform biases, bound 1/sqrt(in)). Forward and backward use cblas_sgemm. Fills *m. */
+int dpt_mlp_create(const char *spec, const char *activation, const char *loss, dpt_model *m,
+                   char *err, size_t errlen);
 
 /* --- status codes --- */
 #define DPT_ERR_LEN 512
@@ -98,5 +164,22 @@ typedef struct {
  * returning), and rank 0's message names the input at fault. */
 int dpt_train_run(const dpt_train_opts *o, MPI_Comm comm, dpt_train_result *res, char *err,
                   size_t errlen);
+
+/* --- dataset tools (for `dpt data`; not collective: call on one rank) --- */
+
+/* Imports MNIST-format idx files into a dpt dataset. dir holds the four standard files
+ * (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte,
+ * t10k-labels-idx1-ubyte, each optionally .gz); the test pair is optional. */
+int dpt_data_import_idx(const char *dir, const char *out, char *err, size_t errlen);
+
+/* Writes a generated classification dataset (see io.h dpt_io_synth). */
+int dpt_data_synth(const char *out, long n_train, long n_test, long features, long classes,
+                   long seed, char *err, size_t errlen);
+
+/* Like dpt_train_run, with a model the caller built (it stays the caller's: not destroyed).
+ * If params_out is not NULL it receives the final parameters (m->nparams floats) on every rank.
+ * Collective over comm. */
+int dpt_train_run_model(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm,
+                        dpt_train_result *res, float *params_out, char *err, size_t errlen);
 
 #endif /* DPT_RUNTIME_H */

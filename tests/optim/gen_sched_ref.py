@@ -33,9 +33,10 @@ def plateau_metric(i, case):
 def cases():
     c = []
 
-    def add(name, kind, keys, make, opt="sgd", lr=0.1, momentum=0.0, metric=None):
+    def add(name, kind, keys, make, opt="sgd", lr=0.1, momentum=0.0, metric=None,
+            run_steps=STEPS):
         c.append(dict(name=name, kind=kind, keys=keys, make=make, opt=opt, lr=lr,
-                      momentum=momentum, metric=metric))
+                      momentum=momentum, metric=metric, run_steps=run_steps))
 
     add("step", "step", {"step_size": "7", "gamma": "0.5"},
         lambda o: S.StepLR(o, step_size=7, gamma=0.5))
@@ -102,6 +103,70 @@ def cases():
          "warmup_factor": "0.2"},
         lambda o: S.SequentialLR(o, [S.LinearLR(o, start_factor=0.2, total_iters=20),
                                      S.StepLR(o, step_size=30, gamma=0.5)], milestones=[20]))
+
+    # dpt's "none" is a constant lr: torch's LambdaLR with a factor of 1
+    add("none", "none", {}, lambda o: S.LambdaLR(o, lambda e: 1.0), momentum=0.9)
+    # base_lr left to the solver's lr (dpt's base_lr 0). torch 1.13's CyclicLR cycles only an
+    # SGD-style 'momentum' (betas[0] came in torch 2.0, same formula and values); a dpt
+    # scheduler never sees the solver kind, so this also stands for beta1 on Adam.
+    add("cyclic_triangular2_solver_lr", "cyclic",
+        {"max_lr": "0.006", "step_size_up": "25", "mode": "triangular2",
+         "base_momentum": "0.85", "max_momentum": "0.95"},
+        lambda o: S.CyclicLR(o, base_lr=0.001, max_lr=0.006, step_size_up=25,
+                             mode="triangular2", base_momentum=0.85, max_momentum=0.95),
+        lr=0.001, momentum=0.9)
+    add("onecycle_linear_momentum", "onecycle",
+        {"max_lr": "0.3", "total_steps": "200", "anneal_strategy": "linear", "pct_start": "0.4",
+         "base_momentum": "0.8", "max_momentum": "0.9"},
+        lambda o: S.OneCycleLR(o, max_lr=0.3, total_steps=200, anneal_strategy="linear",
+                               pct_start=0.4, base_momentum=0.8, max_momentum=0.9),
+        momentum=0.9)
+    # 0-valued lengths mean the whole run (run_steps, less the warm-up)
+    add("cosine_whole_run", "cosine", {"T_max": "0", "eta_min": "0.0005"},
+        lambda o: S.CosineAnnealingLR(o, T_max=STEPS, eta_min=0.0005))
+    add("polynomial_whole_run", "polynomial", {"total_iters": "0", "power": "0.5"},
+        lambda o: S.PolynomialLR(o, total_iters=STEPS, power=0.5))
+    add("onecycle_three_phase_whole_run_cos", "onecycle", {"max_lr": "0.05", "three_phase": "1"},
+        lambda o: S.OneCycleLR(o, max_lr=0.05, total_steps=STEPS, three_phase=True),
+        momentum=0.95)
+    # more warm-up chains, including the children whose constructors touch lr and momentum
+    add("warmup_linear_onecycle", "onecycle",
+        {"max_lr": "0.1", "total_steps": "0", "warmup": "linear", "warmup_iters": "10",
+         "warmup_factor": "0.1"},
+        lambda o: S.SequentialLR(o, [S.LinearLR(o, start_factor=0.1, total_iters=10),
+                                     S.OneCycleLR(o, max_lr=0.1, total_steps=STEPS - 10)],
+                                 milestones=[10]), momentum=0.9)
+    add("warmup_constant_cyclic", "cyclic",
+        {"base_lr": "0.001", "max_lr": "0.01", "step_size_up": "12", "warmup": "constant",
+         "warmup_iters": "8", "warmup_factor": "0.5"},
+        lambda o: S.SequentialLR(o, [S.ConstantLR(o, factor=0.5, total_iters=8),
+                                     S.CyclicLR(o, base_lr=0.001, max_lr=0.01, step_size_up=12)],
+                                 milestones=[8]), lr=0.002, momentum=0.95)
+    add("warmup_linear_cosine_warm_restarts", "cosine_warm_restarts",
+        {"T_0": "20", "T_mult": "2", "eta_min": "0.001", "warmup": "linear",
+         "warmup_iters": "15", "warmup_factor": "0.05"},
+        lambda o: S.SequentialLR(o, [S.LinearLR(o, start_factor=0.05, total_iters=15),
+                                     S.CosineAnnealingWarmRestarts(o, T_0=20, T_mult=2,
+                                                                   eta_min=0.001)],
+                                 milestones=[15]))
+    add("warmup_linear_multistep", "multistep",
+        {"milestones": "40,90,150", "gamma": "0.2", "warmup": "linear", "warmup_iters": "12",
+         "warmup_factor": "0.01"},
+        lambda o: S.SequentialLR(o, [S.LinearLR(o, start_factor=0.01, total_iters=12),
+                                     S.MultiStepLR(o, milestones=[40, 90, 150], gamma=0.2)],
+                                 milestones=[12]))
+    add("warmup_constant_polynomial_whole_run", "polynomial",
+        {"total_iters": "0", "power": "3", "warmup": "constant", "warmup_iters": "25",
+         "warmup_factor": "0.3"},
+        lambda o: S.SequentialLR(o, [S.ConstantLR(o, factor=0.3, total_iters=25),
+                                     S.PolynomialLR(o, total_iters=STEPS - 25, power=3.0)],
+                                 milestones=[25]))
+    add("warmup_linear_linear", "linear",
+        {"start_factor": "1", "end_factor": "0.05", "total_iters": "120", "warmup": "linear",
+         "warmup_iters": "7", "warmup_factor": "0.3"},
+        lambda o: S.SequentialLR(o, [S.LinearLR(o, start_factor=0.3, total_iters=7),
+                                     S.LinearLR(o, start_factor=1.0, end_factor=0.05,
+                                                total_iters=120)], milestones=[7]))
     return c
 
 
@@ -123,7 +188,7 @@ def record(case):
              "sched " + case["kind"]]
     lines += ["set %s %s" % kv for kv in case["keys"].items()]
     lines += ["base_lr %r" % case["lr"], "has_momentum %d" % has_m, "base_momentum %r" % base_m,
-              "run_steps %d" % STEPS]
+              "run_steps %d" % case["run_steps"]]
     lines.append("step 0 %r %r" % (opt.param_groups[0]["lr"], momentum_of(opt)))
     for i in range(1, STEPS + 1):
         p.grad = torch.zeros(3)

@@ -1,7 +1,9 @@
 /* Replays the PyTorch 1.13 schedules (ref/sched/CASE.txt, written by gen_sched_ref.py): every
  * learning rate (and cycled momentum) within 1e-9 relative of torch's after construction and
- * after each of 200 steps; and saving every state double mid-run into a fresh scheduler
- * continues the schedule bit for bit. */
+ * after each of 200 steps; a momentum dpt does not cycle must be constant in torch too; and
+ * saving every state double after any step k into a fresh scheduler continues the schedule
+ * (lr and momentum) bit for bit. Fails when ref/sched is missing, empty, or lacks a kind.
+ * Also: a plateau scheduler after a warm-up (no torch equivalent) starts from the base lr. */
 #include <dirent.h>
 #include <math.h>
 #include <setjmp.h>
@@ -97,6 +99,9 @@ static int replay(const ref_case *c) {
         bad++ < 3)
       print_error("%s: step %d momentum %.17g, torch %.17g\n", c->name, i,
                   dpt_sched_momentum(s), c->mom[i]);
+    if (!dpt_sched_cycles_momentum(s) && c->mom[i] != c->mom[0] && bad++ < 3)
+      print_error("%s: step %d torch cycled momentum to %.17g, dpt does not\n", c->name, i,
+                  c->mom[i]);
   }
   dpt_sched_free(s);
   return bad;
@@ -106,16 +111,27 @@ static int replay(const ref_case *c) {
 static void resume_exact(const ref_case *c, int k) {
   dpt_sched *a = make(c), *b = make(c);
   for (int i = 1; i <= k; i++) dpt_sched_step(a, c->metric[i]);
+  assert_int_equal(dpt_sched_state_count(a), dpt_sched_state_count(b));
   for (int e = 0; e < dpt_sched_state_count(a); e++) {
-    const char *name;
+    const char *name = NULL;
     double *src = dpt_sched_state(a, e, &name);
-    *dpt_sched_state(b, dpt_sched_state_find(b, name), NULL) = *src;
+    assert_non_null(src);
+    assert_non_null(name);
+    int j = dpt_sched_state_find(b, name);
+    if (j < 0) fail_msg("%s: state '%s' not found by name", c->name, name);
+    *dpt_sched_state(b, j, NULL) = *src;
   }
   for (int i = k + 1; i < c->n; i++) {
     dpt_sched_step(a, c->metric[i]);
     dpt_sched_step(b, c->metric[i]);
     double la = dpt_sched_lr(a), lb = dpt_sched_lr(b);
-    if (memcmp(&la, &lb, sizeof la)) fail_msg("%s: resumed at %d differs at %d", c->name, k, i);
+    double ma = dpt_sched_momentum(a), mb = dpt_sched_momentum(b);
+    if (memcmp(&la, &lb, sizeof la))
+      fail_msg("%s: resumed after step %d, lr at step %d is %.17g, uninterrupted %.17g",
+               c->name, k, i, lb, la);
+    if (memcmp(&ma, &mb, sizeof ma))
+      fail_msg("%s: resumed after step %d, momentum at step %d is %.17g, uninterrupted %.17g",
+               c->name, k, i, mb, ma);
   }
   dpt_sched_free(a);
   dpt_sched_free(b);
@@ -140,22 +156,55 @@ static void test_every_recorded_schedule_matches_torch(void **state) {
     if (replay(c)) failed++;
     print_message("%-45s worst relative error %.3g\n", e->d_name, worst);
     if (before > worst) worst = before;
-    resume_exact(c, 37);
-    resume_exact(c, 123);
+    for (int k = 0; k < c->n - 1; k++) resume_exact(c, k);
     seen |= 1u << c->p.kind;
     cases++;
   }
   closedir(d);
   free(c);
   print_message("replayed %d schedules; worst relative error %.3g\n", cases, worst);
-  /* every scheduler kind but "none" has a recording */
-  assert_int_equal(seen | 1u, (1u << DPT_SCHED_COUNT) - 1);
+  if (cases == 0) fail_msg("no recordings in %s (run gen_sched_ref.py)", REF_DIR);
+  for (int k = 0; k < DPT_SCHED_COUNT; k++)
+    if (!(seen & (1u << k))) fail_msg("no recording of %s", dpt_optim_sched_name(k));
   assert_int_equal(failed, 0);
+}
+
+/* torch cannot chain ReduceLROnPlateau in SequentialLR; dpt warms up, then runs the plateau
+ * logic from the base lr, counting metrics from the end of the warm-up. */
+static void test_plateau_after_warmup(void **state) {
+  (void)state;
+  dpt_sched_params p;
+  char err[DPT_OPTIM_ERR_LEN];
+  dpt_optim_sched_defaults(DPT_SCHED_PLATEAU, &p);
+  assert_int_equal(dpt_optim_sched_set(&p, "warmup", "linear", err, sizeof err), 0);
+  assert_int_equal(dpt_optim_sched_set(&p, "warmup_iters", "4", err, sizeof err), 0);
+  assert_int_equal(dpt_optim_sched_set(&p, "warmup_factor", "0.25", err, sizeof err), 0);
+  assert_int_equal(dpt_optim_sched_set(&p, "patience", "2", err, sizeof err), 0);
+  assert_int_equal(dpt_optim_sched_set(&p, "factor", "0.5", err, sizeof err), 0);
+  dpt_sched *s;
+  assert_int_equal(dpt_sched_create(&p, 0.2, 0, 0, 100, &s, err, sizeof err), 0);
+  assert_true(fabs(dpt_sched_lr(s) - 0.05) < 1e-15);
+  double prev = dpt_sched_lr(s);
+  for (int i = 1; i < 4; i++) { /* rising, whatever the metric does */
+    dpt_sched_step(s, 10.0);
+    assert_true(dpt_sched_lr(s) > prev);
+    prev = dpt_sched_lr(s);
+  }
+  dpt_sched_step(s, 10.0); /* end of warm-up: the base lr */
+  assert_true(dpt_sched_lr(s) == 0.2);
+  dpt_sched_step(s, 1.0); /* first metric sets best */
+  dpt_sched_step(s, 1.0);
+  dpt_sched_step(s, 1.0); /* two bad epochs: patience 2 not exceeded */
+  assert_true(dpt_sched_lr(s) == 0.2);
+  dpt_sched_step(s, 1.0); /* third: halved */
+  assert_true(dpt_sched_lr(s) == 0.1);
+  dpt_sched_free(s);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_every_recorded_schedule_matches_torch),
+      cmocka_unit_test(test_plateau_after_warmup),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,217 @@
+/* options.c — the one list of training options: names, types, defaults, ranges and help.
+ * The command line and the config file both end in dpt_train_set(); defaults are applied by
+ * the same setter from the table's text, so the help shows exactly what the code uses. */
+#include "runtime.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { OPT_STR, OPT_INT, OPT_LONG, OPT_DBL, OPT_BOOL } opt_type;
+
+typedef struct {
+  const char *name;
+  opt_type type;
+  size_t off;  /* offset in dpt_train_opts */
+  size_t size; /* for strings: buffer size */
+  const char *def;
+  double min, max; /* allowed range for numbers (inclusive) */
+  const char *help;
+} opt_def;
+
+#define F(field) offsetof(dpt_train_opts, field), sizeof(((dpt_train_opts *)0)->field)
+
+static const opt_def k_opts[] = {
+    {"data", OPT_STR, F(data), "", 0, 0, "HDF5 dataset file (train/x, train/y; optional test/x, test/y)"},
+    {"model", OPT_STR, F(model), "mlp:784-256-128-10", 0, 0, "model spec: mlp:IN-H1-...-OUT"},
+    {"activation", OPT_STR, F(activation), "relu", 0, 0, "hidden activation: relu, tanh, gelu, sigmoid"},
+    {"loss", OPT_STR, F(loss), "ce", 0, 0, "loss: ce (softmax cross-entropy, integer labels) or mse"},
+    {"epochs", OPT_INT, F(epochs), "10", 1, 1e9, "passes over the training set"},
+    {"max_steps", OPT_LONG, F(max_steps), "0", 0, 1e15, "stop after this many optimizer steps (0: no limit)"},
+    {"batch", OPT_LONG, F(batch), "64", 1, 1e12, "global batch size, split evenly over the ranks"},
+    {"accum", OPT_INT, F(accum), "1", 1, 1e6, "micro-batches accumulated per optimizer step"},
+    {"clip_norm", OPT_DBL, F(clip_norm), "0", 0, INFINITY, "clip gradients to this global L2 norm (0: off)"},
+    {"seed", OPT_LONG, F(seed), "42", 0, 9.2e18, "seed of initialisation and data order"},
+    {"zero", OPT_INT, F(zero), "-1", -1, 1, "ZeRO stage: 0 (replicated optimizer state) or 1 (state sharded over ranks); -1: 1 when ranks > 1"},
+    {"bucket_mb", OPT_DBL, F(bucket_mb), "25", 1e-6, 1e6, "gradient allreduce bucket size in MiB"},
+    {"cache_mb", OPT_DBL, F(cache_mb), "1024", 0, 1e9, "keep a dataset split in memory if it fits (MiB)"},
+    {"eval_every", OPT_INT, F(eval_every), "1", 0, 1e9, "evaluate on the test split every N epochs (0: never)"},
+    {"run_dir", OPT_STR, F(run_dir), "runs/dpt", 0, 0, "directory for metrics and checkpoints"},
+    {"metrics", OPT_STR, F(metrics), "", 0, 0, "JSONL metrics file (default RUN_DIR/metrics.jsonl)"},
+    {"log_every", OPT_LONG, F(log_every), "100", 1, 1e15, "steps between plain log lines"},
+    {"progress", OPT_STR, F(progress), "auto", 0, 0, "auto (bar on a terminal), bar, plain or none"},
+    {"verbose", OPT_BOOL, F(verbose), "0", 0, 1, "report memory, timings and per-rank detail"},
+};
+#define N_OPTS (sizeof k_opts / sizeof k_opts[0])
+
+static const char *const k_choices_activation[] = {"relu", "tanh", "gelu", "sigmoid", NULL};
+static const char *const k_choices_loss[] = {"ce", "mse", NULL};
+static const char *const k_choices_progress[] = {"auto", "bar", "plain", "none", NULL};
+
+static const char *const *choices_of(const char *name) {
+  if (!strcmp(name, "activation"))
+    return k_choices_activation;
+  if (!strcmp(name, "loss"))
+    return k_choices_loss;
+  if (!strcmp(name, "progress"))
+    return k_choices_progress;
+  return NULL;
+}
+
+static int parse_number(const char *text, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(text, &end);
+  if (end == text || *end || errno == ERANGE || isnan(v))
+    return -1;
+  *out = v;
+  return 0;
+}
+
+static int set_opt(dpt_train_opts *o, const opt_def *d, const char *value, char *err,
+                   size_t errlen) {
+  char *p = (char *)o + d->off;
+  if (d->type == OPT_STR) {
+    if (strlen(value) >= d->size) {
+      snprintf(err, errlen, "--%s: value is longer than %zu characters", d->name, d->size - 1);
+      return DPT_EINVAL;
+    }
+    const char *const *ch = choices_of(d->name);
+    if (ch) {
+      int ok = 0;
+      for (int i = 0; ch[i]; i++)
+        ok |= !strcmp(ch[i], value);
+      if (!ok) {
+        char list[128] = "";
+        for (int i = 0; ch[i]; i++)
+          snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", ch[i]);
+        snprintf(err, errlen, "--%s: '%s' is not one of %s", d->name, value, list);
+        return DPT_EINVAL;
+      }
+    }
+    memcpy(p, value, strlen(value) + 1);
+    return DPT_OK;
+  }
+  double v;
+  if (d->type == OPT_BOOL && (!strcmp(value, "true") || !strcmp(value, "yes")))
+    v = 1;
+  else if (d->type == OPT_BOOL && (!strcmp(value, "false") || !strcmp(value, "no")))
+    v = 0;
+  else if (parse_number(value, &v)) {
+    snprintf(err, errlen, "--%s: '%s' is not a number", d->name, value);
+    return DPT_EINVAL;
+  }
+  if (d->type != OPT_DBL && v != floor(v)) {
+    snprintf(err, errlen, "--%s: '%s' is not a whole number", d->name, value);
+    return DPT_EINVAL;
+  }
+  if (v < d->min || v > d->max) {
+    snprintf(err, errlen, "--%s: %s is out of range [%g, %g]", d->name, value, d->min, d->max);
+    return DPT_EINVAL;
+  }
+  switch (d->type) {
+  case OPT_INT:
+  case OPT_BOOL:
+    *(int *)p = (int)v;
+    break;
+  case OPT_LONG:
+    *(long *)p = (long)v;
+    break;
+  case OPT_DBL:
+    *(double *)p = v;
+    break;
+  case OPT_STR:
+    break;
+  }
+  return DPT_OK;
+}
+
+void dpt_train_defaults(dpt_train_opts *o) {
+  char err[DPT_ERR_LEN];
+  memset(o, 0, sizeof *o);
+  for (size_t i = 0; i < N_OPTS; i++)
+    set_opt(o, &k_opts[i], k_opts[i].def, err, sizeof err);
+  dpt_optim_solver_defaults(DPT_SOLVER_ADAM, &o->solver);
+  dpt_optim_sched_defaults(DPT_SCHED_NONE, &o->sched);
+}
+
+int dpt_train_set(dpt_train_opts *o, const char *key, const char *value, char *err,
+                  size_t errlen) {
+  char oerr[DPT_OPTIM_ERR_LEN];
+  if (!strcmp(key, "solver")) {
+    dpt_solver_kind k;
+    if (dpt_optim_solver_kind(value, &k, oerr, sizeof oerr)) {
+      snprintf(err, errlen, "--solver: %s", oerr);
+      return DPT_EINVAL;
+    }
+    dpt_optim_solver_defaults(k, &o->solver);
+    return DPT_OK;
+  }
+  if (!strcmp(key, "sched")) {
+    dpt_sched_kind k;
+    if (dpt_optim_sched_kind(value, &k, oerr, sizeof oerr)) {
+      snprintf(err, errlen, "--sched: %s", oerr);
+      return DPT_EINVAL;
+    }
+    dpt_optim_sched_defaults(k, &o->sched);
+    return DPT_OK;
+  }
+  if (!strncmp(key, "sched_", 6)) {
+    if (dpt_optim_sched_set(&o->sched, key + 6, value, oerr, sizeof oerr)) {
+      snprintf(err, errlen, "--%s: %s", key, oerr);
+      return DPT_EINVAL;
+    }
+    return DPT_OK;
+  }
+  for (size_t i = 0; i < N_OPTS; i++)
+    if (!strcmp(k_opts[i].name, key))
+      return set_opt(o, &k_opts[i], value, err, errlen);
+  if (dpt_optim_solver_set(&o->solver, key, value, oerr, sizeof oerr)) {
+    snprintf(err, errlen, "--%s: %s", key, oerr);
+    return DPT_EINVAL;
+  }
+  return DPT_OK;
+}
+
+int dpt_train_validate(const dpt_train_opts *o, char *err, size_t errlen) {
+  char oerr[DPT_OPTIM_ERR_LEN];
+  if (!o->data[0]) {
+    snprintf(err, errlen, "--data: no dataset given (an HDF5 file with train/x and train/y)");
+    return DPT_EINVAL;
+  }
+  if (dpt_optim_solver_validate(&o->solver, oerr, sizeof oerr)) {
+    snprintf(err, errlen, "%s", oerr);
+    return DPT_EINVAL;
+  }
+  if (dpt_optim_sched_validate(&o->sched, oerr, sizeof oerr)) {
+    snprintf(err, errlen, "%s", oerr);
+    return DPT_EINVAL;
+  }
+  return DPT_OK;
+}
+
+void dpt_train_describe(const dpt_train_opts *o, dpt_optim_param_fn fn, void *ctx) {
+  char buf[1100];
+  for (size_t i = 0; i < N_OPTS; i++) {
+    const opt_def *d = &k_opts[i];
+    const char *p = (const char *)o + d->off;
+    switch (d->type) {
+    case OPT_STR:
+      snprintf(buf, sizeof buf, "%s", p);
+      break;
+    case OPT_INT:
+    case OPT_BOOL:
+      snprintf(buf, sizeof buf, "%d", *(const int *)p);
+      break;
+    case OPT_LONG:
+      snprintf(buf, sizeof buf, "%ld", *(const long *)p);
+      break;
+    case OPT_DBL:
+      snprintf(buf, sizeof buf, "%g", *(const double *)p);
+      break;
+    }
+    fn(ctx, d->name, buf, d->help);
+  }
+}

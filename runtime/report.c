@@ -1,0 +1,152 @@
+/* report.c — what rank 0 tells the user during a run: a live progress bar on a terminal, one
+ * plain line per interval otherwise (SLURM logs), and per-step and per-epoch metrics as JSONL.
+ * Only rank 0 creates a reporter with output; other ranks pass NULL everywhere. */
+#include "internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct dpt_report {
+  FILE *jsonl;
+  int bar;        /* live bar on stderr */
+  int plain;      /* plain lines */
+  long log_every; /* plain-line interval */
+  long total_steps;
+  int epochs;
+  double t0;
+  double last_draw;
+};
+
+/* mkdir -p for the run directory. */
+static int make_dirs(const char *path, char *err, size_t errlen) {
+  char buf[1024];
+  snprintf(buf, sizeof buf, "%s", path);
+  for (char *p = buf + 1;; p++) {
+    if (*p == '/' || !*p) {
+      char c = *p;
+      *p = 0;
+      if (mkdir(buf, 0777) && errno != EEXIST) {
+        snprintf(err, errlen, "--run-dir: cannot create '%s': %s", buf, strerror(errno));
+        return DPT_EIO;
+      }
+      if (!c)
+        break;
+      *p = c;
+    }
+  }
+  return DPT_OK;
+}
+
+int dpt_report_open(const dpt_train_opts *o, long total_steps, dpt_report **out, char *err,
+                    size_t errlen) {
+  *out = NULL;
+  dpt_report *r = calloc(1, sizeof *r);
+  if (!r) {
+    snprintf(err, errlen, "out of memory");
+    return DPT_ENOMEM;
+  }
+  char path[2100];
+  if (o->metrics[0]) {
+    snprintf(path, sizeof path, "%s", o->metrics);
+  } else {
+    int rc = make_dirs(o->run_dir, err, errlen);
+    if (rc) {
+      free(r);
+      return rc;
+    }
+    snprintf(path, sizeof path, "%s/metrics.jsonl", o->run_dir);
+  }
+  r->jsonl = fopen(path, "w");
+  if (!r->jsonl) {
+    snprintf(err, errlen, "--metrics: cannot write '%s': %s", path, strerror(errno));
+    free(r);
+    return DPT_EIO;
+  }
+  int tty = isatty(STDERR_FILENO);
+  r->bar = !strcmp(o->progress, "bar") || (!strcmp(o->progress, "auto") && tty);
+  r->plain = !strcmp(o->progress, "plain") || (!strcmp(o->progress, "auto") && !tty);
+  r->log_every = o->log_every;
+  r->total_steps = total_steps;
+  r->epochs = o->epochs;
+  r->t0 = dpt_now();
+  r->last_draw = -1;
+  *out = r;
+  return DPT_OK;
+}
+
+void dpt_report_close(dpt_report *r) {
+  if (!r)
+    return;
+  if (r->bar)
+    fputc('\n', stderr);
+  if (r->jsonl)
+    fclose(r->jsonl);
+  free(r);
+}
+
+static void fmt_eta(double s, char *buf, size_t len) {
+  if (!isfinite(s) || s < 0)
+    snprintf(buf, len, "?");
+  else if (s >= 3600)
+    snprintf(buf, len, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+  else
+    snprintf(buf, len, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+}
+
+void dpt_report_step(dpt_report *r, const dpt_step_info *s) {
+  if (!r)
+    return;
+  double t = dpt_now() - r->t0;
+  fprintf(r->jsonl,
+          "{\"type\":\"step\",\"step\":%ld,\"epoch\":%d,\"loss\":%.9g,\"lr\":%.9g,"
+          "\"grad_norm\":%.9g,\"samples_per_s\":%.6g,\"comm_wait_s\":%.6g,\"time\":%.6f}\n",
+          s->step, s->epoch, s->loss, s->lr, s->grad_norm, s->samples_per_s, s->comm_wait,
+          t);
+  double eta = s->step > 0 ? t / (double)s->step * (double)(r->total_steps - s->step) : NAN;
+  char etas[32];
+  fmt_eta(eta, etas, sizeof etas);
+  if (r->bar && (t - r->last_draw >= 0.1 || s->step == r->total_steps)) {
+    r->last_draw = t;
+    int width = 24, fill = (int)((double)width * (double)s->step / (double)r->total_steps);
+    char bar[32];
+    for (int i = 0; i < width; i++)
+      bar[i] = i < fill ? '#' : '.';
+    bar[width] = 0;
+    fprintf(stderr, "\repoch %d/%d [%s] step %ld/%ld loss %.4f lr %.3g %.0f samples/s ETA %s  ",
+            s->epoch + 1, r->epochs, bar, s->step, r->total_steps, s->loss, s->lr,
+            s->samples_per_s, etas);
+    fflush(stderr);
+  }
+  if (r->plain && (s->step % r->log_every == 0 || s->step == r->total_steps))
+    fprintf(stderr, "dpt: epoch %d step %ld/%ld loss %.4f lr %.4g samples/s %.0f eta %s\n",
+            s->epoch + 1, s->step, r->total_steps, s->loss, s->lr, s->samples_per_s, etas);
+}
+
+void dpt_report_epoch(dpt_report *r, const dpt_epoch_info *e) {
+  if (!r)
+    return;
+  double t = dpt_now() - r->t0;
+  fprintf(r->jsonl,
+          "{\"type\":\"epoch\",\"epoch\":%d,\"step\":%ld,\"train_loss\":%.9g,"
+          "\"test_loss\":%.9g,\"test_accuracy\":%.9g,\"lr\":%.9g,\"time\":%.6f}\n",
+          e->epoch, e->step, e->train_loss, e->test_loss, e->test_accuracy, e->lr, t);
+  fflush(r->jsonl);
+  if (r->bar)
+    fputc('\n', stderr);
+  if (!r->bar && !r->plain)
+    return;
+  if (isnan(e->test_loss))
+    fprintf(stderr, "dpt: epoch %d done: train loss %.4f (%.1f s)\n", e->epoch + 1,
+            e->train_loss, t);
+  else if (isnan(e->test_accuracy))
+    fprintf(stderr, "dpt: epoch %d done: train loss %.4f test loss %.4f (%.1f s)\n",
+            e->epoch + 1, e->train_loss, e->test_loss, t);
+  else
+    fprintf(stderr, "dpt: epoch %d done: train loss %.4f test loss %.4f test accuracy %.4f "
+            "(%.1f s)\n", e->epoch + 1, e->train_loss, e->test_loss, e->test_accuracy, t);
+}

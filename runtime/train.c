@@ -1,0 +1,406 @@
+/* train.c — the data-parallel training loop: read a global batch's share, forward and backward,
+ * reduce gradients (overlapped, bucketed), clip, step the solver on the shard this rank owns,
+ * all-gather parameters, step the scheduler, report; evaluate every epoch.
+ *
+ * Invariants:
+ * - Global step s of epoch e covers samples perm_e[s*B, (s+1)*B) whatever W is; rank r takes
+ *   the r-th B/W of it, cut into `accum` micro-batches. The gradient is the mean over the
+ *   global batch (each rank adds 1/B times its sum; the reduction sums).
+ * - Every rank leaves through the same door: set-up failures are agreed with dpt_comm_agree,
+ *   failures inside a step travel in the step's metrics reduction, so nobody hangs in a
+ *   collective a peer will never call.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm.h"
+#include "internal.h"
+#include "io.h"
+
+/* Everything one run holds; freed in one place. */
+typedef struct {
+  MPI_Comm comm;
+  int rank, size;
+  dpt_model *model;
+  dpt_dataset *data;
+  dpt_split_info train, test;
+  int has_test;
+  float *params, *grads;
+  int zero;              /* ZeRO stage in effect (0 or 1), the same on every rank */
+  dpt_range shard;       /* what this rank's solver owns (all of it without ZeRO) */
+  dpt_solver *solver;
+  dpt_sched *sched;
+  dpt_comm *reducer;
+  int64_t *perm;         /* this epoch's permutation of the training set */
+  int64_t *idx;          /* one micro-batch's sample indices */
+  float *x, *y;
+  int32_t *labels;
+  size_t micro;          /* samples per micro-batch on this rank */
+  long steps_per_epoch, total_steps;
+  dpt_report *report;
+} run;
+
+static float *alloc_floats(size_t n) {
+  size_t bytes = ((n ? n : 1) * sizeof(float) + 63) / 64 * 64;
+  float *p = aligned_alloc(64, bytes);
+  if (p) memset(p, 0, bytes);
+  return p;
+}
+
+/* --- set-up: every check that can fail on bad input happens here, before any step --- */
+
+static int check_data(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
+  dpt_model *m = r->model;
+  if (r->train.features != m->in_features) {
+    snprintf(err, errlen,
+             "%s: /train/x has %lld features per sample but model %s takes %lld inputs",
+             o->data, (long long)r->train.features, o->model, (long long)m->in_features);
+    return DPT_EINVAL;
+  }
+  if (m->wants_labels && !r->train.y_labels) {
+    snprintf(err, errlen,
+             "%s: /train/y holds float targets but loss '%s' needs integer class labels",
+             o->data, o->loss);
+    return DPT_EINVAL;
+  }
+  if (!m->wants_labels && (r->train.y_labels || r->train.y_width != m->out_features)) {
+    snprintf(err, errlen,
+             "%s: /train/y must hold %lld float targets per sample for loss '%s' (it holds %s)",
+             o->data, (long long)m->out_features, o->loss,
+             r->train.y_labels ? "integer labels" : "a different number");
+    return DPT_EINVAL;
+  }
+  for (int t = 0; t < 1 + r->has_test; t++) {
+    const dpt_split_info *s = t ? &r->test : &r->train;
+    if (m->wants_labels && s->label_max >= m->out_features) {
+      snprintf(err, errlen,
+               "%s: /%s/y has label %lld but model %s has %lld outputs (labels must be < %lld)",
+               o->data, t ? "test" : "train", (long long)s->label_max, o->model,
+               (long long)m->out_features, (long long)m->out_features);
+      return DPT_EINVAL;
+    }
+    if (t && (s->features != r->train.features || s->y_labels != r->train.y_labels)) {
+      snprintf(err, errlen, "%s: /test does not match /train's sample shape or label type",
+               o->data);
+      return DPT_EINVAL;
+    }
+  }
+  if (o->batch % r->size) {
+    snprintf(err, errlen,
+             "--batch %ld is not divisible by the %d ranks (each rank takes batch/ranks "
+             "samples; use a multiple of %d)",
+             o->batch, r->size, r->size);
+    return DPT_EINVAL;
+  }
+  if ((o->batch / r->size) % o->accum) {
+    snprintf(err, errlen,
+             "--accum %d does not divide the per-rank batch %ld (--batch %ld over %d ranks)",
+             o->accum, o->batch / r->size, o->batch, r->size);
+    return DPT_EINVAL;
+  }
+  if (o->batch > r->train.n) {
+    snprintf(err, errlen, "--batch %ld is larger than the %lld training samples in %s",
+             o->batch, (long long)r->train.n, o->data);
+    return DPT_EINVAL;
+  }
+  return DPT_OK;
+}
+
+static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
+  char ioerr[DPT_IO_ERR_LEN];
+  int rc = dpt_io_dataset_open(o->data, (size_t)(o->cache_mb * 1048576.0), &r->data, ioerr,
+                               sizeof ioerr);
+  if (rc) {
+    snprintf(err, errlen, "%s", ioerr);
+    return rc == DPT_IO_ENOMEM ? DPT_ENOMEM : rc == DPT_IO_EIO ? DPT_EIO : DPT_EINVAL;
+  }
+  dpt_io_dataset_info(r->data, DPT_SPLIT_TRAIN, &r->train);
+  r->has_test = o->eval_every > 0 && dpt_io_dataset_info(r->data, DPT_SPLIT_TEST, &r->test) == 0;
+  if ((rc = check_data(r, o, err, errlen))) return rc;
+
+  dpt_model *m = r->model;
+  r->params = alloc_floats(m->nparams);
+  r->grads = alloc_floats(m->nparams);
+  r->micro = (size_t)(o->batch / r->size / o->accum);
+  size_t eval_chunk = 1024;
+  size_t rows = r->micro > eval_chunk ? r->micro : eval_chunk;
+  r->perm = malloc((size_t)r->train.n * sizeof *r->perm);
+  r->idx = malloc(rows * sizeof *r->idx);
+  r->x = alloc_floats(rows * (size_t)m->in_features);
+  r->y = alloc_floats(rows * (size_t)m->out_features);
+  r->labels = malloc(rows * sizeof *r->labels);
+  if (!r->params || !r->grads || !r->perm || !r->idx || !r->x || !r->y || !r->labels) {
+    snprintf(err, errlen, "out of memory for %zu parameters and batch buffers", m->nparams);
+    return DPT_ENOMEM;
+  }
+  if ((rc = m->init(m, r->params, (uint64_t)o->seed, err, errlen))) return rc;
+
+  r->zero = o->zero < 0 ? (r->size > 1) : o->zero;
+  r->shard = r->zero ? dpt_comm_shard(m->nparams, r->rank, r->size)
+                  : (dpt_range){0, m->nparams};
+  char oerr[DPT_OPTIM_ERR_LEN];
+  if (dpt_solver_create(&o->solver, r->shard.len, &r->solver, oerr, sizeof oerr)) {
+    snprintf(err, errlen, "%s", oerr);
+    return DPT_EINVAL;
+  }
+  r->steps_per_epoch = (long)(r->train.n / o->batch);
+  r->total_steps = r->steps_per_epoch * o->epochs;
+  if (o->max_steps > 0 && o->max_steps < r->total_steps) r->total_steps = o->max_steps;
+  long sched_steps = o->sched.interval == DPT_SCHED_EVERY_STEP ? r->total_steps : o->epochs;
+  if (dpt_sched_create(&o->sched, o->solver.lr, dpt_solver_has_momentum(r->solver),
+                       dpt_solver_momentum(r->solver), sched_steps, &r->sched, oerr,
+                       sizeof oerr)) {
+    snprintf(err, errlen, "%s", oerr);
+    return DPT_EINVAL;
+  }
+  char cerr[DPT_COMM_ERR_LEN];
+  if (dpt_comm_create(r->comm, r->grads, m->nparams, (size_t)(o->bucket_mb * 1048576.0), 1,
+                      &r->reducer, cerr, sizeof cerr)) {
+    snprintf(err, errlen, "%s", cerr);
+    return DPT_EMPI;
+  }
+  if (r->rank == 0) return dpt_report_open(o, r->total_steps, &r->report, err, errlen);
+  return DPT_OK;
+}
+
+static void teardown(run *r) {
+  dpt_report_close(r->report);
+  dpt_comm_free(r->reducer);
+  dpt_sched_free(r->sched);
+  dpt_solver_free(r->solver);
+  dpt_io_dataset_close(r->data);
+  free(r->params);
+  free(r->grads);
+  free(r->perm);
+  free(r->idx);
+  free(r->x);
+  free(r->y);
+  free(r->labels);
+}
+
+/* --- one step --- */
+
+/* Fisher-Yates from (seed, epoch): identical on every rank and for every W. */
+static void shuffle(int64_t *perm, int64_t n, uint64_t seed, int epoch) {
+  dpt_rng g;
+  dpt_rng_seed(&g, seed, 1000 + (uint64_t)epoch);
+  for (int64_t i = 0; i < n; i++) perm[i] = i;
+  for (int64_t i = n - 1; i > 0; i--) {
+    int64_t j = (int64_t)dpt_rng_below(&g, (uint64_t)i + 1);
+    int64_t t = perm[i];
+    perm[i] = perm[j];
+    perm[j] = t;
+  }
+}
+
+/* Forward and backward over this rank's share of global step `s`; adds into r->grads. */
+static int compute(run *r, const dpt_train_opts *o, long s, double *loss_sum, char *err,
+                   size_t errlen) {
+  dpt_model *m = r->model;
+  size_t per_rank = (size_t)(o->batch / r->size);
+  const int64_t *mine = r->perm + (size_t)s * (size_t)o->batch + (size_t)r->rank * per_rank;
+  char ioerr[DPT_IO_ERR_LEN];
+  for (int k = 0; k < o->accum; k++) {
+    memcpy(r->idx, mine + (size_t)k * r->micro, r->micro * sizeof *r->idx);
+    int rc = dpt_io_dataset_read(r->data, DPT_SPLIT_TRAIN, r->idx, r->micro, r->x,
+                                 m->wants_labels ? r->labels : NULL,
+                                 m->wants_labels ? NULL : r->y, ioerr, sizeof ioerr);
+    if (rc) {
+      snprintf(err, errlen, "%s", ioerr);
+      return DPT_EIO;
+    }
+    int last = k == o->accum - 1;
+    double part = 0;
+    int64_t correct = 0;
+    rc = m->loss_grad(m, r->params, r->grads, (float)(1.0 / (double)o->batch), r->x,
+                      r->labels, r->y, r->micro, &part, &correct,
+                      last ? dpt_comm_ready : NULL, r->reducer, err, errlen);
+    if (rc) return rc;
+    *loss_sum += part;
+  }
+  return DPT_OK;
+}
+
+/* Global L2 norm of the gradient, summed in a fixed order (so every rank gets the same). */
+static double grad_norm(const float *g, size_t n) {
+  double s = 0;
+  for (size_t i = 0; i < n; i++) s += (double)g[i] * g[i];
+  return sqrt(s);
+}
+
+static int step(run *r, const dpt_train_opts *o, long s, dpt_step_info *info, char *err,
+                size_t errlen) {
+  dpt_model *m = r->model;
+  memset(r->grads, 0, m->nparams * sizeof(float));
+  double t0 = dpt_now();
+  double loss = 0, wait = 0;
+  int rc = compute(r, o, s, &loss, err, errlen);
+  /* Even a failed rank joins the reduction (with what it has), then says so below. */
+  char cerr[DPT_COMM_ERR_LEN];
+  if (dpt_comm_wait(r->reducer, &wait, cerr, sizeof cerr)) {
+    snprintf(err, errlen, "%s", cerr);
+    return DPT_EMPI;
+  }
+  double red[2] = {loss, rc ? 1.0 : 0.0};
+  if (dpt_comm_sum(r->comm, red, 2, cerr, sizeof cerr)) {
+    snprintf(err, errlen, "%s", cerr);
+    return DPT_EMPI;
+  }
+  if (red[1] > 0) { /* some rank failed: all leave together with its message */
+    rc = dpt_comm_agree(r->comm, rc);
+    dpt_comm_share_error(r->comm, rc, err, errlen);
+    return rc;
+  }
+  double norm = grad_norm(r->grads, m->nparams);
+  if (!isfinite(norm) || !isfinite(red[0])) {
+    snprintf(err, errlen,
+             "step %ld: the %s became non-finite (loss %g); try a smaller --lr or --clip-norm",
+             s + 1, isfinite(red[0]) ? "gradient" : "loss", red[0] / (double)o->batch);
+    return DPT_ENONFINITE;
+  }
+  if (o->clip_norm > 0) { /* torch.nn.utils.clip_grad_norm_: coef = max/(norm+1e-6), <= 1 */
+    double coef = o->clip_norm / (norm + 1e-6);
+    if (coef < 1) {
+      float c = (float)coef;
+      for (size_t i = 0; i < m->nparams; i++) r->grads[i] *= c;
+    }
+  }
+  dpt_solver_set_lr(r->solver, dpt_sched_lr(r->sched));
+  if (dpt_sched_cycles_momentum(r->sched))
+    dpt_solver_set_momentum(r->solver, dpt_sched_momentum(r->sched));
+  dpt_solver_step(r->solver, r->params + r->shard.offset, r->grads + r->shard.offset);
+  if (r->zero && dpt_comm_allgather(r->comm, r->params, m->nparams, cerr, sizeof cerr)) {
+    snprintf(err, errlen, "%s", cerr);
+    return DPT_EMPI;
+  }
+  info->loss = red[0] / (double)o->batch;
+  info->lr = dpt_sched_lr(r->sched);
+  info->grad_norm = norm;
+  info->comm_wait = wait;
+  info->samples_per_s = (double)o->batch / (dpt_now() - t0);
+  if (o->sched.interval == DPT_SCHED_EVERY_STEP) dpt_sched_step(r->sched, info->loss);
+  return DPT_OK;
+}
+
+/* Mean loss and accuracy on the test split; each rank takes a contiguous share. */
+static int evaluate(run *r, double *loss, double *acc, char *err, size_t errlen) {
+  dpt_model *m = r->model;
+  int64_t n = r->test.n;
+  int64_t lo = n * r->rank / r->size, hi = n * (r->rank + 1) / r->size;
+  size_t chunk = 1024;
+  double red[3] = {0, 0, 0};
+  int rc = DPT_OK;
+  char ioerr[DPT_IO_ERR_LEN];
+  for (int64_t i = lo; i < hi && !rc; i += (int64_t)chunk) {
+    size_t cnt = (size_t)(hi - i) < chunk ? (size_t)(hi - i) : chunk;
+    for (size_t j = 0; j < cnt; j++) r->idx[j] = i + (int64_t)j;
+    if (dpt_io_dataset_read(r->data, DPT_SPLIT_TEST, r->idx, cnt, r->x,
+                            m->wants_labels ? r->labels : NULL, m->wants_labels ? NULL : r->y,
+                            ioerr, sizeof ioerr)) {
+      snprintf(err, errlen, "%s", ioerr);
+      rc = DPT_EIO;
+      break;
+    }
+    double part = 0;
+    int64_t correct = 0;
+    rc = m->evaluate(m, r->params, r->x, r->labels, r->y, cnt, &part, &correct, err, errlen);
+    red[0] += part;
+    red[1] += (double)correct;
+  }
+  red[2] = rc ? 1 : 0;
+  char cerr[DPT_COMM_ERR_LEN];
+  if (dpt_comm_sum(r->comm, red, 3, cerr, sizeof cerr)) {
+    snprintf(err, errlen, "%s", cerr);
+    return DPT_EMPI;
+  }
+  if (red[2] > 0) {
+    rc = dpt_comm_agree(r->comm, rc);
+    dpt_comm_share_error(r->comm, rc, err, errlen);
+    return rc;
+  }
+  *loss = red[0] / (double)n;
+  *acc = m->wants_labels ? red[1] / (double)n : NAN;
+  return DPT_OK;
+}
+
+/* --- the loop --- */
+
+static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *err,
+                size_t errlen) {
+  long s_total = 0;
+  double t0 = dpt_now();
+  res->test_loss = res->test_accuracy = NAN;
+  for (int e = 0; e < o->epochs && s_total < r->total_steps; e++) {
+    shuffle(r->perm, r->train.n, (uint64_t)o->seed, e);
+    double epoch_loss = 0;
+    long epoch_steps = 0;
+    for (long s = 0; s < r->steps_per_epoch && s_total < r->total_steps; s++) {
+      dpt_step_info info = {0};
+      int rc = step(r, o, s, &info, err, errlen);
+      if (rc) return rc;
+      s_total++;
+      epoch_steps++;
+      epoch_loss += info.loss;
+      info.step = s_total;
+      info.epoch = e;
+      dpt_report_step(r->report, &info);
+    }
+    dpt_epoch_info ei = {e, s_total, epoch_loss / (double)epoch_steps, NAN, NAN, 0};
+    if (r->has_test && (e + 1) % o->eval_every == 0) {
+      int rc = evaluate(r, &ei.test_loss, &ei.test_accuracy, err, errlen);
+      if (rc) return rc;
+      res->test_loss = ei.test_loss;
+      res->test_accuracy = ei.test_accuracy;
+    }
+    if (o->sched.interval == DPT_SCHED_EVERY_EPOCH)
+      dpt_sched_step(r->sched, isnan(ei.test_loss) ? ei.train_loss : ei.test_loss);
+    ei.lr = dpt_sched_lr(r->sched);
+    dpt_report_epoch(r->report, &ei);
+    res->epochs = e + 1;
+    res->train_loss = ei.train_loss;
+  }
+  res->steps = s_total;
+  res->seconds = dpt_now() - t0;
+  res->samples_per_s = (double)s_total * (double)o->batch / res->seconds;
+  res->state_bytes = dpt_solver_state_bytes(r->solver);
+  return DPT_OK;
+}
+
+int dpt_train_run_model(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm,
+                        dpt_train_result *res, float *params_out, char *err, size_t errlen) {
+  run r = {0};
+  r.comm = comm;
+  r.model = m;
+  MPI_Comm_rank(comm, &r.rank);
+  MPI_Comm_size(comm, &r.size);
+  memset(res, 0, sizeof *res);
+  int rc = dpt_train_validate(o, err, errlen);
+  if (!rc) rc = setup(&r, o, err, errlen);
+  /* set-up: agree, so one rank's bad input stops all, with that rank's message */
+  int all = dpt_comm_agree(comm, rc);
+  if (all) {
+    dpt_comm_share_error(comm, rc, err, errlen);
+    teardown(&r);
+    return all;
+  }
+  rc = loop(&r, o, res, err, errlen);
+  if (!rc && params_out) memcpy(params_out, r.params, m->nparams * sizeof(float));
+  teardown(&r);
+  return rc;
+}
+
+int dpt_train_run(const dpt_train_opts *o, MPI_Comm comm, dpt_train_result *res, char *err,
+                  size_t errlen) {
+  dpt_model m;
+  int rc = dpt_mlp_create(o->model, o->activation, o->loss, &m, err, errlen);
+  int all = dpt_comm_agree(comm, rc);
+  if (all) {
+    if (!rc) m.destroy(&m);
+    return all;
+  }
+  rc = dpt_train_run_model(o, &m, comm, res, NULL, err, errlen);
+  m.destroy(&m);
+  return rc;
+}
