@@ -36,6 +36,7 @@ static const opt_def k_opts[] = {
     {"seed", OPT_LONG, F(seed), "42", 0, 9.2e18, "seed of initialisation and data order"},
     {"zero", OPT_INT, F(zero), "-1", -1, 1, "ZeRO stage: 0 (replicated optimizer state) or 1 (state sharded over ranks); -1: 1 when ranks > 1"},
     {"bucket_mb", OPT_DBL, F(bucket_mb), "25", 1e-6, 1e6, "gradient allreduce bucket size in MiB"},
+    {"overlap", OPT_BOOL, F(overlap), "1", 0, 1, "reduce gradient buckets while backward runs (0: after it)"},
     {"cache_mb", OPT_DBL, F(cache_mb), "1024", 0, 1e9, "keep a dataset split in memory if it fits (MiB)"},
     {"eval_every", OPT_INT, F(eval_every), "1", 0, 1e9, "evaluate on the test split every N epochs (0: never)"},
     {"run_dir", OPT_STR, F(run_dir), "runs/dpt", 0, 0, "directory for metrics and checkpoints"},

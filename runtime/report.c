@@ -127,14 +127,24 @@ void dpt_report_step(dpt_report *r, const dpt_step_info *s) {
             s->epoch + 1, s->step, r->total_steps, s->loss, s->lr, s->samples_per_s, etas);
 }
 
+static void json_num(char *buf, size_t len, double v) {
+  if (isfinite(v))
+    snprintf(buf, len, "%.9g", v);
+  else
+    snprintf(buf, len, "null");
+}
+
 void dpt_report_epoch(dpt_report *r, const dpt_epoch_info *e) {
   if (!r)
     return;
   double t = dpt_now() - r->t0;
+  char tl[32], ta[32]; /* JSON has no NaN: absent evaluations are null */
+  json_num(tl, sizeof tl, e->test_loss);
+  json_num(ta, sizeof ta, e->test_accuracy);
   fprintf(r->jsonl,
           "{\"type\":\"epoch\",\"epoch\":%d,\"step\":%ld,\"train_loss\":%.9g,"
-          "\"test_loss\":%.9g,\"test_accuracy\":%.9g,\"lr\":%.9g,\"time\":%.6f}\n",
-          e->epoch, e->step, e->train_loss, e->test_loss, e->test_accuracy, e->lr, t);
+          "\"test_loss\":%s,\"test_accuracy\":%s,\"lr\":%.9g,\"time\":%.6f}\n",
+          e->epoch, e->step, e->train_loss, tl, ta, e->lr, t);
   fflush(r->jsonl);
   if (r->bar)
     fputc('\n', stderr);

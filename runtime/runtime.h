@@ -121,6 +121,7 @@ typedef struct {
   long seed;            /* initialisation and data order */
   int zero;             /* ZeRO stage 0, 1 or 2; -1: 1 when W > 1, else 0 */
   double bucket_mb;     /* gradient bucket size in MiB */
+  int overlap;          /* start each bucket's reduction as soon as backward produced it */
   double cache_mb;      /* cache a dataset split in memory when it fits this budget */
   int eval_every;       /* evaluate on the test split every this many epochs (0: never) */
   char run_dir[1024];   /* metrics and checkpoints go here */
@@ -157,6 +158,8 @@ typedef struct {
   double seconds;          /* wall time of the training loop */
   double samples_per_s;    /* global samples per second over the run */
   size_t state_bytes;      /* optimizer state bytes held by this rank */
+  double comm_wait_s;      /* time this rank waited for gradient reduction, whole run */
+  double step_s;           /* time in optimizer steps (compute + reduction + update) */
 } dpt_train_result;
 
 /* Trains a model as the options say. Collective over comm: every rank must call it with the

@@ -156,7 +156,8 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
     return DPT_EINVAL;
   }
   char cerr[DPT_COMM_ERR_LEN];
-  if (dpt_comm_create(r->comm, r->grads, m->nparams, (size_t)(o->bucket_mb * 1048576.0), 1,
+  if (dpt_comm_create(r->comm, r->grads, m->nparams, (size_t)(o->bucket_mb * 1048576.0),
+                      o->overlap,
                       &r->reducer, cerr, sizeof cerr)) {
     snprintf(err, errlen, "%s", cerr);
     return DPT_EMPI;
@@ -338,8 +339,11 @@ static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *er
     long epoch_steps = 0;
     for (long s = 0; s < r->steps_per_epoch && s_total < r->total_steps; s++) {
       dpt_step_info info = {0};
+      double ts = dpt_now();
       int rc = step(r, o, s, &info, err, errlen);
       if (rc) return rc;
+      res->step_s += dpt_now() - ts;
+      res->comm_wait_s += info.comm_wait;
       s_total++;
       epoch_steps++;
       epoch_loss += info.loss;
