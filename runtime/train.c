@@ -224,11 +224,15 @@ static int compute(run *r, const dpt_train_opts *o, long s, double *loss_sum, ch
   return DPT_OK;
 }
 
-/* Global L2 norm of the gradient, summed in a fixed order (so every rank gets the same). */
-static double grad_norm(const float *g, size_t n) {
-  double s = 0;
-  for (size_t i = 0; i < n; i++) s += (double)g[i] * g[i];
-  return sqrt(s);
+/* Sum of squares of g[0, n) in double, four interleaved partial sums (for instruction-level
+ * parallelism) combined in a fixed order: the same on every rank for the same data. */
+static double sum_squares(const float *g, size_t n) {
+  double s[4] = {0, 0, 0, 0};
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (int k = 0; k < 4; k++) s[k] += (double)g[i + k] * g[i + k];
+  for (; i < n; i++) s[0] += (double)g[i] * g[i];
+  return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
 static int step(run *r, const dpt_train_opts *o, long s, dpt_step_info *info, char *err,
@@ -244,8 +248,11 @@ static int step(run *r, const dpt_train_opts *o, long s, dpt_step_info *info, ch
     snprintf(err, errlen, "%s", cerr);
     return DPT_EMPI;
   }
-  double red[2] = {loss, rc ? 1.0 : 0.0};
-  if (dpt_comm_sum(r->comm, red, 2, cerr, sizeof cerr)) {
+  /* one reduction carries the loss, any rank's failure, and the squared gradient norm of
+   * each rank's shard (ranks sum disjoint shards of the same reduced gradient) */
+  dpt_range own = dpt_comm_shard(m->nparams, r->rank, r->size);
+  double red[3] = {loss, rc ? 1.0 : 0.0, sum_squares(r->grads + own.offset, own.len)};
+  if (dpt_comm_sum(r->comm, red, 3, cerr, sizeof cerr)) {
     snprintf(err, errlen, "%s", cerr);
     return DPT_EMPI;
   }
@@ -254,7 +261,7 @@ static int step(run *r, const dpt_train_opts *o, long s, dpt_step_info *info, ch
     dpt_comm_share_error(r->comm, rc, err, errlen);
     return rc;
   }
-  double norm = grad_norm(r->grads, m->nparams);
+  double norm = sqrt(red[2]);
   if (!isfinite(norm) || !isfinite(red[0])) {
     snprintf(err, errlen,
              "step %ld: the %s became non-finite (loss %g); try a smaller --lr or --clip-norm",
