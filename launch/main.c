@@ -193,17 +193,26 @@ static void blame_origin(const kv_list *l, char *err, size_t errlen) {
 }
 
 /* --- listings --- */
+/* Flags are shown with dashes (--weight-decay); the parser takes dashes or underscores. */
+static void print_flag(const char *prefix, const char *name, const char *value,
+                       const char *help) {
+  char flag[96];
+  snprintf(flag, sizeof flag, "%s%s", prefix, name);
+  for (char *p = flag; *p; p++)
+    if (*p == '_')
+      *p = '-';
+  printf("    --%-28s %-14s %s\n", flag, value, help);
+}
+
 static void print_param(void *ctx, const char *name, const char *value, const char *help) {
   (void)ctx;
-  printf("    --%-28s %-14s %s\n", name, value, help);
+  print_flag("", name, value, help);
 }
 
 static void print_sched_param(void *ctx, const char *name, const char *value,
                               const char *help) {
   (void)ctx;
-  char flag[64];
-  snprintf(flag, sizeof flag, "sched-%s", name);
-  printf("    --%-28s %-14s %s\n", flag, value, help);
+  print_flag("sched-", name, value, help);
 }
 
 static int cmd_solvers(void) {
