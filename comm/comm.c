@@ -1,9 +1,16 @@
-/* comm.c — bucketed, overlapped gradient allreduce and the small collectives of comm.h.
+/* comm.c — bucketed, overlapped, bitwise-reproducible gradient reduction and the small
+ * collectives of comm.h.
  *
+ * A bucket's reduction is an exchange (MPI_Ialltoallv: each rank receives every rank's copy of
+ * the part of the bucket inside its own shard) followed by a local sum in rank order. So the
+ * result does not depend on MPI's algorithm, on the bucket size or on whether every rank wants
+ * the whole sum (allreduce: the shards are then all-gathered) or only its shard
+ * (reduce-scatter, ZeRO-2): ZeRO stages 0, 1 and 2 see bitwise the same gradient.
  * A bucket starts only when it is complete and every bucket after it has started, so the
- * sequence of MPI_Iallreduce calls is identical on every rank. Outstanding requests are tested
- * on every dpt_comm_ready call so Open MPI's progress engine moves them while backward runs.
+ * sequence of nonblocking collectives is identical on every rank. Outstanding requests are
+ * tested on every dpt_comm_ready call so Open MPI progresses them while backward runs.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,11 +20,16 @@
 
 struct dpt_comm {
   MPI_Comm comm;     /* private duplicate with MPI_ERRORS_RETURN */
+  int rank, size;
   float *buf;        /* borrowed gradient buffer */
   size_t n;          /* its length */
   size_t bucket;     /* elements per bucket */
   int nbuckets;
   int overlap;       /* start buckets as they complete (1) or all in wait (0) */
+  int shard_only;    /* 1: only this rank's shard is summed (reduce-scatter); 0: all of it */
+  dpt_range *shards; /* dpt_comm_shard of every rank */
+  float *stage;      /* size * shards[rank].len: every rank's copy of this rank's shard */
+  int *counts;       /* 4 * size ints of alltoallv arguments per bucket, built per start */
   size_t *done;      /* elements marked final per bucket this step */
   MPI_Request *req;  /* per bucket; MPI_REQUEST_NULL when not started or finished */
   int next;          /* next bucket to start: nbuckets-1 down to 0; -1 when all started */
@@ -54,10 +66,14 @@ dpt_range dpt_comm_shard(size_t n, int rank, int size) {
 }
 
 int dpt_comm_create(MPI_Comm comm, float *buf, size_t n, size_t bucket_bytes, int overlap,
-                    dpt_comm **out, char *err, size_t errlen) {
+                    int shard_only, dpt_comm **out, char *err, size_t errlen) {
   *out = NULL;
   if (bucket_bytes < sizeof(float)) {
     snprintf(err, errlen, "bucket size %zu bytes is too small (expected >= 4)", bucket_bytes);
+    return DPT_COMM_EINVAL;
+  }
+  if (n > (size_t)INT_MAX) {
+    snprintf(err, errlen, "%zu gradient elements exceed MPI's int counts", n);
     return DPT_COMM_EINVAL;
   }
   struct dpt_comm *c = calloc(1, sizeof *c);
@@ -66,20 +82,28 @@ int dpt_comm_create(MPI_Comm comm, float *buf, size_t n, size_t bucket_bytes, in
   c->buf = buf;
   c->n = n;
   c->bucket = bucket_bytes / sizeof(float);
-  if (c->bucket > (size_t)1 << 30) c->bucket = (size_t)1 << 30; /* MPI counts are int */
+  if (c->bucket > (size_t)1 << 30) c->bucket = (size_t)1 << 30;
   c->nbuckets = n ? (int)((n + c->bucket - 1) / c->bucket) : 0;
   c->overlap = overlap;
-  c->done = calloc((size_t)c->nbuckets + 1, sizeof *c->done);
-  c->req = malloc(((size_t)c->nbuckets + 1) * sizeof *c->req);
-  if (!c->done || !c->req) goto nomem;
-  for (int k = 0; k < c->nbuckets; k++) c->req[k] = MPI_REQUEST_NULL;
-  c->next = c->nbuckets - 1;
+  c->shard_only = shard_only;
   int rc = MPI_Comm_dup(comm, &c->comm);
   if (rc != MPI_SUCCESS) {
     dpt_comm_free(c);
     return mpi_fail(rc, "MPI_Comm_dup", err, errlen);
   }
   MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(c->comm, &c->rank);
+  MPI_Comm_size(c->comm, &c->size);
+  c->shards = malloc((size_t)c->size * sizeof *c->shards);
+  c->counts = malloc(4 * (size_t)c->size * ((size_t)c->nbuckets + 1) * sizeof *c->counts);
+  c->done = calloc((size_t)c->nbuckets + 1, sizeof *c->done);
+  c->req = malloc(((size_t)c->nbuckets + 1) * sizeof *c->req);
+  if (!c->shards || !c->counts || !c->done || !c->req) goto nomem;
+  for (int r = 0; r < c->size; r++) c->shards[r] = dpt_comm_shard(n, r, c->size);
+  c->stage = malloc(((size_t)c->size * c->shards[c->rank].len + 1) * sizeof *c->stage);
+  if (!c->stage) goto nomem;
+  for (int k = 0; k < c->nbuckets; k++) c->req[k] = MPI_REQUEST_NULL;
+  c->next = c->nbuckets - 1;
   *out = c;
   return DPT_COMM_OK;
 nomem:
@@ -94,6 +118,9 @@ void dpt_comm_free(dpt_comm *c) {
     for (int k = 0; k < c->nbuckets; k++)
       if (c->req[k] != MPI_REQUEST_NULL) MPI_Wait(&c->req[k], MPI_STATUS_IGNORE);
   if (c->comm != MPI_COMM_NULL) MPI_Comm_free(&c->comm);
+  free(c->shards);
+  free(c->stage);
+  free(c->counts);
   free(c->done);
   free(c->req);
   free(c);
@@ -104,9 +131,32 @@ static size_t bucket_len(const dpt_comm *c, int k) {
   return off + c->bucket <= c->n ? c->bucket : c->n - off;
 }
 
+/* [lo, hi) of bucket k intersected with rank r's shard (empty: lo == hi). */
+static void overlap_of(const dpt_comm *c, int k, int r, size_t *lo, size_t *hi) {
+  size_t b0 = (size_t)k * c->bucket, b1 = b0 + bucket_len(c, k);
+  size_t s0 = c->shards[r].offset, s1 = s0 + c->shards[r].len;
+  *lo = b0 > s0 ? b0 : s0;
+  *hi = b1 < s1 ? b1 : s1;
+  if (*hi < *lo) *hi = *lo;
+}
+
+/* Bucket k: every rank sends each peer the part of the bucket in that peer's shard, and
+ * receives every rank's copy of the part in its own shard into the staging rows. */
 static int start(dpt_comm *c, int k) {
-  return MPI_Iallreduce(MPI_IN_PLACE, c->buf + (size_t)k * c->bucket, (int)bucket_len(c, k),
-                        MPI_FLOAT, MPI_SUM, c->comm, &c->req[k]);
+  int w = c->size;
+  int *sc = c->counts + (size_t)4 * w * k, *sd = sc + w, *rc = sd + w, *rd = rc + w;
+  size_t mylo, myhi, L = c->shards[c->rank].len;
+  overlap_of(c, k, c->rank, &mylo, &myhi);
+  for (int r = 0; r < w; r++) {
+    size_t lo, hi;
+    overlap_of(c, k, r, &lo, &hi);
+    sc[r] = (int)(hi - lo);
+    sd[r] = (int)lo;
+    rc[r] = (int)(myhi - mylo);
+    rd[r] = (int)((size_t)r * L + (mylo - c->shards[c->rank].offset));
+  }
+  return MPI_Ialltoallv(c->buf, sc, sd, MPI_FLOAT, c->stage, rc, rd, MPI_FLOAT, c->comm,
+                        &c->req[k]);
 }
 
 /* Starts buckets in the fixed order while the next one is complete. */
@@ -130,10 +180,22 @@ void dpt_comm_ready(void *ctx, size_t offset, size_t len) {
   }
   if (!c->overlap) return;
   start_ready(c);
-  /* let MPI progress what is in flight */
-  int flag;
+  int flag; /* let MPI progress what is in flight */
   for (int k = c->nbuckets - 1; k > c->next; k--)
     if (c->req[k] != MPI_REQUEST_NULL) MPI_Test(&c->req[k], &flag, MPI_STATUS_IGNORE);
+}
+
+/* The sum of every rank's copy of this rank's shard, in rank order 0, 1, ..., W-1: the same
+ * association whatever the bucket size, the MPI algorithm or the stage. */
+static void sum_shard(dpt_comm *c) {
+  size_t L = c->shards[c->rank].len;
+  float *restrict out = c->buf + c->shards[c->rank].offset;
+  const float *restrict st = c->stage;
+  for (size_t i = 0; i < L; i++) out[i] = st[i];
+  for (int q = 1; q < c->size; q++) {
+    const float *restrict row = st + (size_t)q * L;
+    for (size_t i = 0; i < L; i++) out[i] = out[i] + row[i];
+  }
 }
 
 int dpt_comm_wait(dpt_comm *c, double *wait_s, char *err, size_t errlen) {
@@ -141,11 +203,23 @@ int dpt_comm_wait(dpt_comm *c, double *wait_s, char *err, size_t errlen) {
   int rc = c->mpi_rc;
   for (; c->next >= 0 && !rc; c->next--) rc = start(c, c->next);
   if (!rc) rc = MPI_Waitall(c->nbuckets, c->req, MPI_STATUSES_IGNORE);
+  if (!rc) {
+    sum_shard(c);
+    if (!c->shard_only && c->size > 1) {
+      int w = c->size, *counts = c->counts, *displs = c->counts + w;
+      for (int r = 0; r < w; r++) {
+        counts[r] = (int)c->shards[r].len;
+        displs[r] = (int)c->shards[r].offset;
+      }
+      rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, c->buf, counts, displs,
+                          MPI_FLOAT, c->comm);
+    }
+  }
   if (wait_s) *wait_s = now() - t0;
   memset(c->done, 0, (size_t)c->nbuckets * sizeof *c->done);
   c->next = c->nbuckets - 1;
   c->mpi_rc = 0;
-  if (rc != MPI_SUCCESS) return mpi_fail(rc, "gradient allreduce", err, errlen);
+  if (rc != MPI_SUCCESS) return mpi_fail(rc, "gradient reduction", err, errlen);
   return DPT_COMM_OK;
 }
 

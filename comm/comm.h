@@ -36,11 +36,14 @@ dpt_range dpt_comm_shard(size_t n, int rank, int size);
 typedef struct dpt_comm dpt_comm;
 
 /* Creates a reducer that sums buf[0, n) over every rank of comm, bucket_bytes per bucket
- * (>= 4). With overlap, a bucket's MPI_Iallreduce starts as soon as it is final (see
- * dpt_comm_ready); without, everything starts in dpt_comm_wait. buf is borrowed (must outlive
- * the reducer). Collective over comm: every rank must call it with the same n and sizes. */
+ * (>= 4). With overlap, a bucket's reduction starts as soon as it is final (see
+ * dpt_comm_ready); without, everything starts in dpt_comm_wait. With shard_only, each rank gets
+ * the sum only over its own shard (dpt_comm_shard; a reduce-scatter, ZeRO-2); otherwise every
+ * rank gets all of it (an allreduce). Sums are taken in rank order, so they are bitwise the
+ * same either way and whatever the bucket size. buf is borrowed (must outlive the reducer).
+ * Collective over comm: every rank must call it with the same n and sizes. */
 int dpt_comm_create(MPI_Comm comm, float *buf, size_t n, size_t bucket_bytes, int overlap,
-                    dpt_comm **out, char *err, size_t errlen);
+                    int shard_only, dpt_comm **out, char *err, size_t errlen);
 void dpt_comm_free(dpt_comm *c);
 
 /* Marks buf[offset, offset+len) final for this step; starts the reduction of every bucket that
@@ -49,8 +52,9 @@ void dpt_comm_free(dpt_comm *c);
 void dpt_comm_ready(void *c, size_t offset, size_t len);
 
 /* Starts whatever has not started and waits for every bucket: afterwards buf holds the sum over
- * ranks. Collective. *wait_s (may be NULL) receives the time spent blocked here. Resets the
- * reducer for the next step. */
+ * ranks (with shard_only: in this rank's shard; the rest of buf is then unspecified).
+ * Collective. *wait_s (may be NULL) receives the time spent blocked here. Resets the reducer
+ * for the next step. */
 int dpt_comm_wait(dpt_comm *c, double *wait_s, char *err, size_t errlen);
 
 /* Gathers every rank's shard (dpt_comm_shard) of buf[0, n) so every rank holds all of it:

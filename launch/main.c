@@ -322,6 +322,7 @@ int main(int argc, char **argv) {
   MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
   int rank;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  dpt_log_init(rank, DPT_LOG_INFO, 0);
   int rc;
   if (!strcmp(cmd, "train")) {
     rc = cmd_train(argc, argv, rank, MPI_COMM_WORLD);

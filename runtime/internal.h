@@ -31,5 +31,9 @@ int dpt_report_open(const dpt_train_opts *o, long total_steps, dpt_report **out,
 void dpt_report_step(dpt_report *r, const dpt_step_info *s);
 void dpt_report_epoch(dpt_report *r, const dpt_epoch_info *e);
 void dpt_report_close(dpt_report *r);
+/* One "run" record: ranks, ZeRO stage, parameters, optimizer-state bytes per rank (largest)
+ * and over all ranks. */
+void dpt_report_run(dpt_report *r, int ranks, int zero, size_t nparams, double state_max,
+                    double state_total);
 
 #endif

@@ -127,6 +127,16 @@ void dpt_report_step(dpt_report *r, const dpt_step_info *s) {
             s->epoch + 1, s->step, r->total_steps, s->loss, s->lr, s->samples_per_s, etas);
 }
 
+void dpt_report_run(dpt_report *r, int ranks, int zero, size_t nparams, double state_max,
+                    double state_total) {
+  if (!r)
+    return;
+  fprintf(r->jsonl,
+          "{\"type\":\"run\",\"ranks\":%d,\"zero\":%d,\"params\":%zu,"
+          "\"state_bytes_per_rank_max\":%.0f,\"state_bytes_total\":%.0f}\n",
+          ranks, zero, nparams, state_max, state_total);
+}
+
 static void json_num(char *buf, size_t len, double v) {
   if (isfinite(v))
     snprintf(buf, len, "%.9g", v);

@@ -28,7 +28,7 @@ typedef struct {
   dpt_split_info train, test;
   int has_test;
   float *params, *grads;
-  int zero;              /* ZeRO stage in effect (0 or 1), the same on every rank */
+  int zero;              /* ZeRO stage in effect (0, 1 or 2), the same on every rank */
   dpt_range shard;       /* what this rank's solver owns (all of it without ZeRO) */
   dpt_solver *solver;
   dpt_sched *sched;
@@ -157,12 +157,15 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   }
   char cerr[DPT_COMM_ERR_LEN];
   if (dpt_comm_create(r->comm, r->grads, m->nparams, (size_t)(o->bucket_mb * 1048576.0),
-                      o->overlap,
+                      o->overlap, r->zero == 2,
                       &r->reducer, cerr, sizeof cerr)) {
     snprintf(err, errlen, "%s", cerr);
     return DPT_EMPI;
   }
-  if (r->rank == 0) return dpt_report_open(o, r->total_steps, &r->report, err, errlen);
+  if (r->rank == 0) {
+    int rc2 = dpt_report_open(o, r->total_steps, &r->report, err, errlen);
+    if (rc2) return rc2;
+  }
   return DPT_OK;
 }
 
@@ -396,6 +399,16 @@ int dpt_train_run_model(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm,
     teardown(&r);
     return all;
   }
+  /* what each rank holds: the memory side of ZeRO, in the log and the metrics file */
+  double bytes[2] = {(double)dpt_solver_state_bytes(r.solver), 0};
+  bytes[1] = bytes[0];
+  MPI_Allreduce(MPI_IN_PLACE, &bytes[0], 1, MPI_DOUBLE, MPI_MAX, comm);
+  MPI_Allreduce(MPI_IN_PLACE, &bytes[1], 1, MPI_DOUBLE, MPI_SUM, comm);
+  dpt_report_run(r.report, r.size, r.zero, m->nparams, bytes[0], bytes[1]);
+  if (o->verbose)
+    dpt_log(DPT_LOG_INFO, "%d ranks, ZeRO stage %d: optimizer state %.2f MiB per rank "
+            "(largest), %.2f MiB over all ranks, %zu parameters", r.size, r.zero,
+            bytes[0] / 1048576.0, bytes[1] / 1048576.0, m->nparams);
   rc = loop(&r, o, res, err, errlen);
   if (!rc && params_out) memcpy(params_out, r.params, m->nparams * sizeof(float));
   teardown(&r);

@@ -45,7 +45,7 @@ static void test_bucketed_sum_is_exact(void **state) {
     for (int overlap = 0; overlap <= 1; overlap++) {
       dpt_comm *c;
       char err[DPT_COMM_ERR_LEN];
-      assert_int_equal(dpt_comm_create(MPI_COMM_WORLD, buf, N, buckets[b], overlap, &c, err,
+      assert_int_equal(dpt_comm_create(MPI_COMM_WORLD, buf, N, buckets[b], overlap, 0, &c, err,
                                        sizeof err), 0);
       for (int step = 0; step < 3; step++) {
         /* small integers: float sums are exact whatever the reduction order */
@@ -87,6 +87,44 @@ static void test_bucketed_sum_is_exact(void **state) {
   free(buf);
 }
 
+/* Random (non-integer) values: the sum is bitwise the same for every bucket size, with or
+ * without overlap, and in shard-only mode (reduce-scatter) on the shard, because it is taken
+ * in rank order. Also equal to the sum in rank order computed here from every rank's data. */
+static void test_sums_are_bitwise_reproducible(void **state) {
+  (void)state;
+  enum { N = 5003 };
+  float *mine = malloc(N * sizeof(float)), *all = malloc((size_t)size * N * sizeof(float));
+  float *buf = malloc(N * sizeof(float)), *want = malloc(N * sizeof(float));
+  unsigned seed = 99u + (unsigned)rank;
+  for (size_t i = 0; i < N; i++) mine[i] = (float)rand_r(&seed) / (float)RAND_MAX - 0.3f;
+  MPI_Allgather(mine, N, MPI_FLOAT, all, N, MPI_FLOAT, MPI_COMM_WORLD);
+  for (size_t i = 0; i < N; i++) {
+    want[i] = all[i];
+    for (int q = 1; q < size; q++) want[i] = want[i] + all[(size_t)q * N + i];
+  }
+  dpt_range s = dpt_comm_shard(N, rank, size);
+  const size_t buckets[] = {4, 400, 4096, 1 << 20};
+  char err[DPT_COMM_ERR_LEN];
+  for (size_t b = 0; b < 4; b++)
+    for (int shard_only = 0; shard_only <= 1; shard_only++) {
+      dpt_comm *c;
+      assert_int_equal(dpt_comm_create(MPI_COMM_WORLD, buf, N, buckets[b], 1, shard_only, &c,
+                                       err, sizeof err), 0);
+      memcpy(buf, mine, N * sizeof(float));
+      dpt_comm_ready(c, 0, N);
+      assert_int_equal(dpt_comm_wait(c, NULL, err, sizeof err), 0);
+      if (shard_only)
+        assert_memory_equal(buf + s.offset, want + s.offset, s.len * sizeof(float));
+      else
+        assert_memory_equal(buf, want, N * sizeof(float));
+      dpt_comm_free(c);
+    }
+  free(mine);
+  free(all);
+  free(buf);
+  free(want);
+}
+
 static void test_failure_is_agreed_and_shared(void **state) {
   (void)state;
   char err[DPT_COMM_ERR_LEN] = "";
@@ -110,6 +148,7 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_shards_tile_the_buffer_aligned),
       cmocka_unit_test(test_bucketed_sum_is_exact),
+      cmocka_unit_test(test_sums_are_bitwise_reproducible),
       cmocka_unit_test(test_failure_is_agreed_and_shared),
   };
   int failed = cmocka_run_group_tests(tests, NULL, NULL);
