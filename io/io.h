@@ -21,6 +21,7 @@
 #ifndef DPT_IO_H
 #define DPT_IO_H
 
+#include <mpi.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -83,5 +84,62 @@ int dpt_io_import_idx(const char *train_x, const char *train_y, const char *test
  * are Gaussian clusters around random centres, drawn from seed, so it is learnable. Atomic. */
 int dpt_io_synth(const char *out, int64_t n_train, int64_t n_test, int64_t features,
                  int64_t classes, uint64_t seed, char *err, size_t errlen);
+
+/* ------------------------------------------------------------------------------------------ */
+/* --- checkpoints ---                                                                          */
+/* ------------------------------------------------------------------------------------------ */
+/* One HDF5 file per checkpoint, whose layout depends on neither W nor the ZeRO stage:
+ *   /model/<tensor>              float32, the tensor's shape (PyTorch layout and names)
+ *   /optim/<state>/<tensor>      float32, per-element optimizer state, the tensor's shape
+ *   root attributes              format_version, dpt_version, text entries ("solver", "sched",
+ *                                "model", hyperparameters "hp.<name>"), scalar entries
+ *                                ("train.step", "solver.step", "sched.lr", ...)
+ * Every dataset carries HDF5's Fletcher32 checksum, verified on read. Writing is collective
+ * (MPI-IO): each rank writes the range of the flat buffer it owns into the global datasets. */
+
+typedef struct {
+  const char *name;  /* "fc1.weight" */
+  int rank;          /* 1 or 2 */
+  int64_t dims[2];
+  size_t offset;     /* first element in the flat buffer */
+  size_t numel;
+} dpt_ckpt_tensor;
+
+typedef struct {
+  const char *name, *value;
+} dpt_ckpt_text;
+
+/* What a checkpoint holds, and where this rank's part of it lives in memory. */
+typedef struct {
+  int ntensors;
+  const dpt_ckpt_tensor *tensors;
+  size_t nparams;
+  size_t lo, len;    /* this rank's range [lo, lo+len) of the flat buffer */
+  float *params;     /* the flat buffer (nparams); only [lo, lo+len) is written or read */
+  int nvec;          /* per-element state vectors, each float[len] covering [lo, lo+len) */
+  const char *const *vec_names;
+  float *const *vecs;
+  int nscalar;       /* doubles, the same on every rank */
+  const char *const *scalar_names;
+  double *scalars;
+  int ntext;         /* text entries; "solver" and "model" are checked on read */
+  const dpt_ckpt_text *texts;
+} dpt_ckpt_view;
+
+/* Writes the checkpoint to path atomically: into "<path>.tmp", fsync, rename. Collective over
+ * comm; the ranges of the ranks must tile [0, nparams). On failure every rank returns the same
+ * code, the temporary file is removed and any file at path is untouched. */
+int dpt_ckpt_write(const char *path, MPI_Comm comm, const dpt_ckpt_view *v, char *err,
+                   size_t errlen);
+
+/* Reads path into v: checks that every tensor exists with its shape, that the "solver" and
+ * "model" texts match v's, reads params[lo, lo+len) and, unless params_only, every state vector
+ * and scalar named in v. Not collective (each rank reads its range). Errors name the file, the
+ * dataset and what was expected; a checksum mismatch is reported as corruption. */
+int dpt_ckpt_read(const char *path, const dpt_ckpt_view *v, int params_only, char *err,
+                  size_t errlen);
+
+/* Text entry `name` of a checkpoint, for `dpt ckpt inspect`-like summaries. */
+int dpt_ckpt_text_get(const char *path, const char *name, char *out, size_t outlen);
 
 #endif /* DPT_IO_H */

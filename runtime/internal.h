@@ -36,4 +36,32 @@ void dpt_report_close(dpt_report *r);
 void dpt_report_run(dpt_report *r, int ranks, int zero, size_t nparams, double state_max,
                     double state_total);
 
+/* --- checkpoints of a run (checkpoint.c) --- */
+
+/* Where training stands: saved with the checkpoint, restored on resume. */
+typedef struct {
+  long step;          /* optimizer steps done */
+  long epoch;         /* epoch in progress */
+  long step_in_epoch; /* steps done within that epoch */
+  double epoch_loss;  /* sum of step losses so far in that epoch */
+  int world_size, zero; /* at save time (informational) */
+} dpt_train_pos;
+
+/* Saves to <ckpt_dir>/ckpt-<step>.h5 and points <ckpt_dir>/latest at it; keeps the --keep
+ * newest. The solver owns [solver_lo, solver_lo + len) of the flat buffer. Collective. */
+int dpt_ckpt_save_run(const dpt_train_opts *o, const dpt_model *m, MPI_Comm comm,
+                      float *params, dpt_solver *solver, size_t solver_lo, dpt_sched *sched,
+                      const dpt_train_pos *pos, char *err, size_t errlen);
+
+/* The checkpoint --resume names ("auto"/"latest": <ckpt_dir>/latest; else a path). An empty
+ * path with status 0 means "auto" found none: start afresh. */
+int dpt_ckpt_resolve(const dpt_train_opts *o, char *path, size_t len, char *err,
+                     size_t errlen);
+
+/* Loads parameters (all of them), and unless params_only the solver's state over its range,
+ * the scheduler's state and the position. Not collective; validates model and solver. */
+int dpt_ckpt_load_run(const char *path, const dpt_train_opts *o, const dpt_model *m,
+                      float *params, dpt_solver *solver, size_t solver_lo, dpt_sched *sched,
+                      dpt_train_pos *pos, int params_only, char *err, size_t errlen);
+
 #endif

@@ -125,6 +125,12 @@ typedef struct {
   double cache_mb;      /* cache a dataset split in memory when it fits this budget */
   int eval_every;       /* evaluate on the test split every this many epochs (0: never) */
   char run_dir[1024];   /* metrics and checkpoints go here */
+  char ckpt_dir[1024];  /* checkpoints: "" = <run_dir>/ckpt */
+  long ckpt_every;      /* checkpoint every this many steps (0: only at the end) */
+  int ckpt;             /* write checkpoints at all */
+  int keep;             /* keep the newest K checkpoints (0: all) */
+  char resume[1024];    /* "", "auto" (latest if any), "latest" (must exist) or a file */
+  char init[1024];      /* start from this checkpoint's parameters only */
   char metrics[1024];   /* JSONL metrics file; "" = <run_dir>/metrics.jsonl */
   long log_every;       /* plain-log interval in steps (non-terminal output) */
   char progress[8];     /* auto | bar | plain | none */

@@ -29,6 +29,8 @@ typedef struct {
   int has_test;
   float *params, *grads;
   int zero;              /* ZeRO stage in effect (0, 1 or 2), the same on every rank */
+  int saving;            /* checkpoints are written */
+  dpt_train_pos pos;     /* where training stands (restored by --resume) */
   dpt_range shard;       /* what this rank's solver owns (all of it without ZeRO) */
   dpt_solver *solver;
   dpt_sched *sched;
@@ -338,30 +340,42 @@ static int evaluate(run *r, double *loss, double *acc, char *err, size_t errlen)
 
 /* --- the loop --- */
 
+/* Writes a checkpoint of where the run stands (collective). */
+static int save(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
+  r->pos.world_size = r->size;
+  r->pos.zero = r->zero;
+  return dpt_ckpt_save_run(o, r->model, r->comm, r->params, r->solver, r->shard.offset,
+                           r->sched, &r->pos, err, errlen);
+}
+
 static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *err,
                 size_t errlen) {
-  long s_total = 0;
   double t0 = dpt_now();
+  long first = r->pos.step;
   res->test_loss = res->test_accuracy = NAN;
-  for (int e = 0; e < o->epochs && s_total < r->total_steps; e++) {
+  for (int e = (int)r->pos.epoch; e < o->epochs && r->pos.step < r->total_steps; e++) {
     shuffle(r->perm, r->train.n, (uint64_t)o->seed, e);
-    double epoch_loss = 0;
-    long epoch_steps = 0;
-    for (long s = 0; s < r->steps_per_epoch && s_total < r->total_steps; s++) {
+    for (long s = r->pos.step_in_epoch; s < r->steps_per_epoch && r->pos.step < r->total_steps;
+         s++) {
       dpt_step_info info = {0};
       double ts = dpt_now();
       int rc = step(r, o, s, &info, err, errlen);
       if (rc) return rc;
       res->step_s += dpt_now() - ts;
       res->comm_wait_s += info.comm_wait;
-      s_total++;
-      epoch_steps++;
-      epoch_loss += info.loss;
-      info.step = s_total;
+      r->pos.step++;
+      r->pos.step_in_epoch = s + 1;
+      r->pos.epoch_loss += info.loss;
+      info.step = r->pos.step;
       info.epoch = e;
       dpt_report_step(r->report, &info);
+      if (r->saving && o->ckpt_every > 0 && r->pos.step % o->ckpt_every == 0 &&
+          (rc = save(r, o, err, errlen)))
+        return rc;
     }
-    dpt_epoch_info ei = {e, s_total, epoch_loss / (double)epoch_steps, NAN, NAN, 0};
+    if (r->pos.step_in_epoch < r->steps_per_epoch) break; /* stopped by --max-steps */
+    dpt_epoch_info ei = {e, r->pos.step, r->pos.epoch_loss / (double)r->steps_per_epoch, NAN,
+                         NAN, 0};
     if (r->has_test && (e + 1) % o->eval_every == 0) {
       int rc = evaluate(r, &ei.test_loss, &ei.test_accuracy, err, errlen);
       if (rc) return rc;
@@ -374,12 +388,40 @@ static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *er
     dpt_report_epoch(r->report, &ei);
     res->epochs = e + 1;
     res->train_loss = ei.train_loss;
+    r->pos = (dpt_train_pos){r->pos.step, e + 1, 0, 0, 0, 0};
   }
-  res->steps = s_total;
+  if (r->saving && !(o->ckpt_every > 0 && r->pos.step % o->ckpt_every == 0 &&
+                     r->pos.step_in_epoch > 0)) {
+    int rc = save(r, o, err, errlen);
+    if (rc) return rc;
+  }
+  res->steps = r->pos.step;
   res->seconds = dpt_now() - t0;
-  res->samples_per_s = (double)s_total * (double)o->batch / res->seconds;
+  res->samples_per_s = (double)(r->pos.step - first) * (double)o->batch / res->seconds;
   res->state_bytes = dpt_solver_state_bytes(r->solver);
   return DPT_OK;
+}
+
+/* --resume / --init: load before the first step. Every rank reads; all agree. */
+static int restore(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
+  char path[1200];
+  int rc = DPT_OK;
+  if (o->resume[0]) {
+    rc = dpt_ckpt_resolve(o, path, sizeof path, err, errlen);
+    if (!rc && path[0])
+      rc = dpt_ckpt_load_run(path, o, r->model, r->params, r->solver, r->shard.offset,
+                             r->sched, &r->pos, 0, err, errlen);
+    if (!rc && path[0] && r->pos.step > r->total_steps) {
+      snprintf(err, errlen, "%s: is at step %ld, beyond this run's %ld steps", path,
+               r->pos.step, r->total_steps);
+      rc = DPT_EINVAL;
+    }
+    if (!rc && path[0]) dpt_log(DPT_LOG_INFO, "resuming from %s at step %ld", path, r->pos.step);
+  } else if (o->init[0]) {
+    rc = dpt_ckpt_load_run(o->init, o, r->model, r->params, r->solver, r->shard.offset,
+                           r->sched, &r->pos, 1, err, errlen);
+  }
+  return rc;
 }
 
 int dpt_train_run_model(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm,
@@ -391,7 +433,12 @@ int dpt_train_run_model(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm,
   MPI_Comm_size(comm, &r.size);
   memset(res, 0, sizeof *res);
   int rc = dpt_train_validate(o, err, errlen);
+  dpt_train_opts eff = *o; /* the checkpoint directory defaults to <run_dir>/ckpt */
+  r.saving = o->ckpt || o->ckpt_every > 0 || o->ckpt_dir[0];
+  if (!eff.ckpt_dir[0]) snprintf(eff.ckpt_dir, sizeof eff.ckpt_dir, "%.1000s/ckpt", o->run_dir);
+  o = &eff;
   if (!rc) rc = setup(&r, o, err, errlen);
+  if (!rc) rc = restore(&r, o, err, errlen);
   /* set-up: agree, so one rank's bad input stops all, with that rank's message */
   int all = dpt_comm_agree(comm, rc);
   if (all) {

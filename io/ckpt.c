@@ -1,0 +1,351 @@
+/* ckpt.c — HDF5 checkpoints: collective, atomic writes of parameters and sharded optimizer
+ * state into W-independent global datasets, and validated reads of any rank's range.
+ *
+ * Invariants:
+ * - The file layout is a function of the model and the solver only: every rank writes its
+ *   range of the flat buffer into the tensors' datasets by hyperslab, so W and the ZeRO stage
+ *   do not show in it, and a reader at any W reads its own range back.
+ * - Nothing is written at the final path until the whole file is complete and fsync'ed: the
+ *   file is written as "<path>.tmp" and renamed by rank 0 after every rank agreed it succeeded.
+ * - Every dataset has a Fletcher32 checksum (chunked, written collectively); reads verify it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "io_internal.h"
+
+#define CKPT_FORMAT_VERSION 1
+/* Chunk of a checkpoint dataset, in elements (1 MiB of floats): checksum granularity. */
+#define CKPT_CHUNK ((hsize_t)1 << 18)
+
+/* --- the part of a tensor inside [lo, lo+len) of the flat buffer --- */
+
+/* Selects in file space fs the elements of tensor t that lie in [lo, hi) of the flat buffer
+ * (row-major: a partial first row, whole rows, a partial last row). Returns how many. */
+static size_t select_range(hid_t fs, const dpt_ckpt_tensor *t, size_t lo, size_t hi) {
+  size_t from = lo > t->offset ? lo : t->offset;
+  size_t end = hi < t->offset + t->numel ? hi : t->offset + t->numel;
+  H5Sselect_none(fs);
+  if (end <= from) return 0;
+  size_t a = from - t->offset, b = end - t->offset; /* within the tensor */
+  if (t->rank == 1) {
+    hsize_t start = a, count = b - a;
+    H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &count, NULL);
+    return b - a;
+  }
+  hsize_t cols = (hsize_t)t->dims[1];
+  hsize_t r0 = a / cols, c0 = a % cols, r1 = b / cols, c1 = b % cols; /* [r0,c0) .. (r1,c1) */
+  int first = 1;
+  hsize_t start[2], count[2];
+  if (r0 == r1) { /* inside one row */
+    start[0] = r0, start[1] = c0, count[0] = 1, count[1] = c1 - c0;
+    H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+    return b - a;
+  }
+  if (c0) { /* partial first row */
+    start[0] = r0, start[1] = c0, count[0] = 1, count[1] = cols - c0;
+    H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+    first = 0;
+    r0++;
+  }
+  if (r1 > r0) { /* whole rows */
+    start[0] = r0, start[1] = 0, count[0] = r1 - r0, count[1] = cols;
+    H5Sselect_hyperslab(fs, first ? H5S_SELECT_SET : H5S_SELECT_OR, start, NULL, count, NULL);
+    first = 0;
+  }
+  if (c1) { /* partial last row */
+    start[0] = r1, start[1] = 0, count[0] = 1, count[1] = c1;
+    H5Sselect_hyperslab(fs, first ? H5S_SELECT_SET : H5S_SELECT_OR, start, NULL, count, NULL);
+  }
+  return b - a;
+}
+
+/* --- writing --- */
+
+static int write_text(hid_t obj, const char *name, const char *value) {
+  hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, strlen(value) + 1);
+  hid_t sp = H5Screate(H5S_SCALAR);
+  hid_t a = H5Acreate2(obj, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t rc = a >= 0 ? H5Awrite(a, type, value) : -1;
+  if (a >= 0) H5Aclose(a);
+  H5Sclose(sp);
+  H5Tclose(type);
+  return rc < 0 ? -1 : 0;
+}
+
+static int write_double(hid_t obj, const char *name, double v) {
+  hid_t sp = H5Screate(H5S_SCALAR);
+  hid_t a = H5Acreate2(obj, name, H5T_NATIVE_DOUBLE, sp, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t rc = a >= 0 ? H5Awrite(a, H5T_NATIVE_DOUBLE, &v) : -1;
+  if (a >= 0) H5Aclose(a);
+  H5Sclose(sp);
+  return rc < 0 ? -1 : 0;
+}
+
+/* One tensor-shaped dataset under group g, this rank's range of src (which covers [lo, hi)
+ * of the flat buffer starting at src_lo). Collective: every rank calls it for every tensor. */
+static int write_tensor(hid_t g, const dpt_ckpt_tensor *t, const float *src, size_t src_lo,
+                        size_t lo, size_t hi, hid_t dxpl) {
+  hsize_t dims[2] = {(hsize_t)t->dims[0], t->rank == 2 ? (hsize_t)t->dims[1] : 1};
+  hsize_t chunk[2];
+  if (t->rank == 1) {
+    chunk[0] = dims[0] < CKPT_CHUNK ? dims[0] : CKPT_CHUNK;
+  } else { /* whole rows, about CKPT_CHUNK elements */
+    hsize_t rows = CKPT_CHUNK / dims[1];
+    chunk[0] = rows < 1 ? 1 : rows > dims[0] ? dims[0] : rows;
+    chunk[1] = dims[1];
+  }
+  hid_t sp = H5Screate_simple(t->rank, dims, NULL);
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  H5Pset_chunk(dcpl, t->rank, chunk);
+  H5Pset_fletcher32(dcpl);
+  H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
+  hid_t d = H5Dcreate2(g, t->name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  int rc = d < 0 ? -1 : 0;
+  if (!rc) {
+    size_t n = select_range(sp, t, lo, hi);
+    hsize_t mdim = n ? n : 1;
+    hid_t ms = H5Screate_simple(1, &mdim, NULL);
+    if (!n) H5Sselect_none(ms);
+    size_t a = lo > t->offset ? lo : t->offset; /* first flat element written */
+    const float *p = n ? src + (a - src_lo) : src;
+    rc = H5Dwrite(d, H5T_NATIVE_FLOAT, ms, sp, dxpl, p) < 0 ? -1 : 0;
+    H5Sclose(ms);
+    H5Dclose(d);
+  }
+  H5Pclose(dcpl);
+  H5Sclose(sp);
+  return rc;
+}
+
+static int write_all(hid_t f, MPI_Comm comm, const dpt_ckpt_view *v) {
+  (void)comm;
+  size_t lo = v->lo, hi = v->lo + v->len;
+  hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
+  H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE); /* filtered parallel writes must be collective */
+  int rc = 0;
+  hid_t g = H5Gcreate2(f, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  for (int t = 0; t < v->ntensors && !rc && g >= 0; t++)
+    rc = write_tensor(g, &v->tensors[t], v->params + lo, lo, lo, hi, dxpl);
+  if (g >= 0) H5Gclose(g);
+  if (g < 0) rc = -1;
+  hid_t og = rc ? -1 : H5Gcreate2(f, "optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  for (int s = 0; s < v->nvec && !rc && og >= 0; s++) {
+    hid_t sg = H5Gcreate2(og, v->vec_names[s], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    for (int t = 0; t < v->ntensors && !rc && sg >= 0; t++)
+      rc = write_tensor(sg, &v->tensors[t], v->vecs[s], lo, lo, hi, dxpl);
+    if (sg >= 0) H5Gclose(sg);
+    else rc = -1;
+  }
+  if (og >= 0) H5Gclose(og);
+  H5Pclose(dxpl);
+  /* attributes are collective metadata: every rank writes the same values */
+  if (!rc) rc = write_double(f, "format_version", CKPT_FORMAT_VERSION);
+  if (!rc) rc = write_text(f, "dpt_version", DPT_VERSION);
+  for (int i = 0; i < v->ntext && !rc; i++) rc = write_text(f, v->texts[i].name, v->texts[i].value);
+  for (int i = 0; i < v->nscalar && !rc; i++)
+    rc = write_double(f, v->scalar_names[i], v->scalars[i]);
+  return rc;
+}
+
+static int fsync_path(const char *path) {
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) return -1;
+  int rc = fsync(fd);
+  close(fd);
+  return rc;
+}
+
+int dpt_ckpt_write(const char *path, MPI_Comm comm, const dpt_ckpt_view *v, char *err,
+                   size_t errlen) {
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  char tmp[1100];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  dpt_io__quiet q;
+  dpt_io__quiet_begin(&q);
+  if (getenv("DPT_H5_DEBUG")) dpt_io__quiet_end(&q);
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
+  hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  H5Pclose(fapl);
+  int ok = f >= 0;
+  if (ok) ok = write_all(f, comm, v) == 0;
+  if (f >= 0 && H5Fclose(f) < 0) ok = 0;
+  dpt_io__quiet_end(&q);
+  int all = ok;
+  MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm);
+  int status = 0; /* rank 0 makes it durable and visible */
+  if (rank == 0) {
+    if (!all) {
+      unlink(tmp);
+      status = dpt_io__errf(err, errlen, DPT_IO_EIO, "cannot write checkpoint '%s'", tmp);
+    } else if (fsync_path(tmp) || rename(tmp, path)) {
+      unlink(tmp);
+      status = dpt_io__errf(err, errlen, DPT_IO_EIO, "cannot commit checkpoint '%s': %s", path,
+                            strerror(errno));
+    } else {
+      char dir[1100];
+      snprintf(dir, sizeof dir, "%s", path);
+      char *slash = strrchr(dir, '/');
+      if (slash) *slash = 0;
+      fsync_path(slash ? dir : ".");
+    }
+  }
+  MPI_Bcast(&status, 1, MPI_INT, 0, comm);
+  if (status && rank != 0)
+    dpt_io__errf(err, errlen, status, "cannot write checkpoint '%s' (see rank 0)", path);
+  return status;
+}
+
+/* --- reading --- */
+
+static int read_text_attr(hid_t obj, const char *name, char *out, size_t outlen) {
+  if (H5Aexists(obj, name) <= 0) return -1;
+  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+  hid_t type = H5Aget_type(a);
+  size_t size = H5Tget_size(type);
+  int rc = -1;
+  if (H5Tget_class(type) == H5T_STRING && size < outlen) {
+    hid_t mt = H5Tcopy(H5T_C_S1);
+    H5Tset_size(mt, size);
+    rc = H5Aread(a, mt, out) < 0 ? -1 : 0;
+    out[size] = 0;
+    H5Tclose(mt);
+  }
+  H5Tclose(type);
+  H5Aclose(a);
+  return rc;
+}
+
+static int read_tensor(const char *path, hid_t g, const char *gname, const dpt_ckpt_tensor *t,
+                       float *dst, size_t dst_lo, size_t lo, size_t hi, char *err,
+                       size_t errlen) {
+  if (H5Lexists(g, t->name, H5P_DEFAULT) <= 0)
+    return dpt_io__errf(err, errlen, DPT_IO_EINVAL,
+                        "%s: /%s/%s is missing (expected the tensor of this model)", path,
+                        gname, t->name);
+  hid_t d = H5Dopen2(g, t->name, H5P_DEFAULT);
+  hid_t fs = H5Dget_space(d);
+  hsize_t dims[2] = {0, 0};
+  int rank = H5Sget_simple_extent_ndims(fs);
+  H5Sget_simple_extent_dims(fs, dims, NULL);
+  int rc = DPT_IO_OK;
+  if (rank != t->rank || (hsize_t)t->dims[0] != dims[0] ||
+      (rank == 2 && (hsize_t)t->dims[1] != dims[1])) {
+    rc = dpt_io__errf(err, errlen, DPT_IO_EINVAL,
+                      "%s: /%s/%s has shape [%llu%s%llu] but the model's tensor is [%lld%s%lld]"
+                      " (a checkpoint of another model?)", path, gname, t->name,
+                      (unsigned long long)dims[0], rank == 2 ? ", " : "",
+                      rank == 2 ? (unsigned long long)dims[1] : 0ull, (long long)t->dims[0],
+                      t->rank == 2 ? ", " : "", t->rank == 2 ? (long long)t->dims[1] : 0ll);
+  } else {
+    size_t n = select_range(fs, t, lo, hi);
+    if (n) {
+      hsize_t mdim = n;
+      hid_t ms = H5Screate_simple(1, &mdim, NULL);
+      size_t a = lo > t->offset ? lo : t->offset;
+      if (H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, dst + (a - dst_lo)) < 0)
+        rc = dpt_io__errf(err, errlen, DPT_IO_EIO,
+                          "%s: cannot read /%s/%s: the file is truncated or corrupted "
+                          "(checksum or read failure)", path, gname, t->name);
+      H5Sclose(ms);
+    }
+  }
+  H5Sclose(fs);
+  H5Dclose(d);
+  return rc;
+}
+
+static int read_all(const char *path, hid_t f, const dpt_ckpt_view *v, int params_only,
+                    char *err, size_t errlen) {
+  char buf[256];
+  for (int i = 0; i < v->ntext; i++) {
+    if (strcmp(v->texts[i].name, "solver") && strcmp(v->texts[i].name, "model")) continue;
+    if (read_text_attr(f, v->texts[i].name, buf, sizeof buf))
+      return dpt_io__errf(err, errlen, DPT_IO_EINVAL,
+                          "%s: attribute '%s' is missing (is this a dpt checkpoint?)", path,
+                          v->texts[i].name);
+    if (strcmp(buf, v->texts[i].value) &&
+        (!params_only || strcmp(v->texts[i].name, "solver")))
+      return dpt_io__errf(err, errlen, DPT_IO_EINVAL,
+                          "%s: was saved with %s '%s' but this run uses '%s'", path,
+                          v->texts[i].name, buf, v->texts[i].value);
+  }
+  size_t lo = v->lo, hi = v->lo + v->len;
+  hid_t g = H5Gopen2(f, "model", H5P_DEFAULT);
+  if (g < 0)
+    return dpt_io__errf(err, errlen, DPT_IO_EINVAL, "%s: group /model is missing", path);
+  int rc = 0;
+  for (int t = 0; t < v->ntensors && !rc; t++)
+    rc = read_tensor(path, g, "model", &v->tensors[t], v->params, 0, lo, hi, err, errlen);
+  H5Gclose(g);
+  if (rc || params_only) return rc;
+  for (int s = 0; s < v->nvec && !rc; s++) {
+    char gname[128];
+    snprintf(gname, sizeof gname, "optim/%s", v->vec_names[s]);
+    hid_t sg = H5Lexists(f, "optim", H5P_DEFAULT) > 0 &&
+                       H5Lexists(f, gname, H5P_DEFAULT) > 0
+                   ? H5Gopen2(f, gname, H5P_DEFAULT)
+                   : H5I_INVALID_HID;
+    if (sg < 0)
+      return dpt_io__errf(err, errlen, DPT_IO_EINVAL,
+                          "%s: /%s is missing (expected the solver's state '%s')", path, gname,
+                          v->vec_names[s]);
+    for (int t = 0; t < v->ntensors && !rc; t++)
+      rc = read_tensor(path, sg, gname, &v->tensors[t], v->vecs[s], lo, lo, hi, err, errlen);
+    H5Gclose(sg);
+  }
+  for (int i = 0; i < v->nscalar && !rc; i++) {
+    if (H5Aexists(f, v->scalar_names[i]) <= 0)
+      return dpt_io__errf(err, errlen, DPT_IO_EINVAL, "%s: attribute '%s' is missing", path,
+                          v->scalar_names[i]);
+    hid_t a = H5Aopen(f, v->scalar_names[i], H5P_DEFAULT);
+    if (H5Aread(a, H5T_NATIVE_DOUBLE, &v->scalars[i]) < 0)
+      rc = dpt_io__errf(err, errlen, DPT_IO_EIO, "%s: cannot read attribute '%s'", path,
+                        v->scalar_names[i]);
+    H5Aclose(a);
+  }
+  return rc;
+}
+
+int dpt_ckpt_read(const char *path, const dpt_ckpt_view *v, int params_only, char *err,
+                  size_t errlen) {
+  if (access(path, R_OK))
+    return dpt_io__errf(err, errlen, DPT_IO_EIO, "cannot open checkpoint '%s': %s", path,
+                        strerror(errno));
+  dpt_io__quiet q;
+  dpt_io__quiet_begin(&q);
+  int rc;
+  if (H5Fis_hdf5(path) <= 0) {
+    rc = dpt_io__errf(err, errlen, DPT_IO_EINVAL,
+                      "'%s' is not an HDF5 file (truncated or not a dpt checkpoint)", path);
+  } else {
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) {
+      rc = dpt_io__errf(err, errlen, DPT_IO_EINVAL, "cannot open checkpoint '%s' (truncated "
+                        "or corrupted)", path);
+    } else {
+      rc = read_all(path, f, v, params_only, err, errlen);
+      H5Fclose(f);
+    }
+  }
+  dpt_io__quiet_end(&q);
+  return rc;
+}
+
+int dpt_ckpt_text_get(const char *path, const char *name, char *out, size_t outlen) {
+  dpt_io__quiet q;
+  dpt_io__quiet_begin(&q);
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  int rc = f < 0 ? -1 : read_text_attr(f, name, out, outlen);
+  if (f >= 0) H5Fclose(f);
+  dpt_io__quiet_end(&q);
+  return rc ? DPT_IO_EINVAL : DPT_IO_OK;
+}
