@@ -67,12 +67,14 @@ static size_t select_range(hid_t fs, const dpt_ckpt_tensor *t, size_t lo, size_t
 
 /* --- writing --- */
 
+/* Variable-length UTF-8 strings: h5py reads them as str. */
 static int write_text(hid_t obj, const char *name, const char *value) {
   hid_t type = H5Tcopy(H5T_C_S1);
-  H5Tset_size(type, strlen(value) + 1);
+  H5Tset_size(type, H5T_VARIABLE);
+  H5Tset_cset(type, H5T_CSET_UTF8);
   hid_t sp = H5Screate(H5S_SCALAR);
   hid_t a = H5Acreate2(obj, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
-  herr_t rc = a >= 0 ? H5Awrite(a, type, value) : -1;
+  herr_t rc = a >= 0 ? H5Awrite(a, type, &value) : -1;
   if (a >= 0) H5Aclose(a);
   H5Sclose(sp);
   H5Tclose(type);
@@ -210,9 +212,20 @@ static int read_text_attr(hid_t obj, const char *name, char *out, size_t outlen)
   if (H5Aexists(obj, name) <= 0) return -1;
   hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
   hid_t type = H5Aget_type(a);
-  size_t size = H5Tget_size(type);
   int rc = -1;
-  if (H5Tget_class(type) == H5T_STRING && size < outlen) {
+  if (H5Tget_class(type) == H5T_STRING && H5Tis_variable_str(type) > 0) {
+    hid_t mt = H5Tcopy(H5T_C_S1);
+    H5Tset_size(mt, H5T_VARIABLE);
+    H5Tset_cset(mt, H5Tget_cset(type));
+    char *v = NULL;
+    if (H5Aread(a, mt, &v) >= 0 && v) {
+      snprintf(out, outlen, "%s", v);
+      H5free_memory(v);
+      rc = 0;
+    }
+    H5Tclose(mt);
+  } else if (H5Tget_class(type) == H5T_STRING && H5Tget_size(type) < outlen) {
+    size_t size = H5Tget_size(type);
     hid_t mt = H5Tcopy(H5T_C_S1);
     H5Tset_size(mt, size);
     rc = H5Aread(a, mt, out) < 0 ? -1 : 0;
@@ -335,6 +348,82 @@ int dpt_ckpt_read(const char *path, const dpt_ckpt_view *v, int params_only, cha
       rc = read_all(path, f, v, params_only, err, errlen);
       H5Fclose(f);
     }
+  }
+  dpt_io__quiet_end(&q);
+  return rc;
+}
+
+/* --- inspection --- */
+
+typedef struct {
+  dpt_ckpt_item_fn fn;
+  void *ctx;
+  int bad;
+} walk_ctx;
+
+static herr_t on_attr(hid_t obj, const char *name, const H5A_info_t *info, void *data) {
+  (void)info;
+  walk_ctx *w = data;
+  char value[256] = "";
+  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+  hid_t type = H5Aget_type(a);
+  if (H5Tget_class(type) == H5T_STRING) {
+    read_text_attr(obj, name, value, sizeof value);
+  } else {
+    double v = 0;
+    H5Aread(a, H5T_NATIVE_DOUBLE, &v);
+    snprintf(value, sizeof value, "%.17g", v);
+  }
+  H5Tclose(type);
+  H5Aclose(a);
+  w->fn(w->ctx, name, value);
+  return 0;
+}
+
+static herr_t on_object(hid_t root, const char *name, const H5O_info_t *info, void *data) {
+  walk_ctx *w = data;
+  if (info->type != H5O_TYPE_DATASET) return 0;
+  hid_t d = H5Dopen2(root, name, H5P_DEFAULT);
+  hid_t fs = H5Dget_space(d);
+  hsize_t dims[2] = {0, 0};
+  int rank = H5Sget_simple_extent_ndims(fs);
+  H5Sget_simple_extent_dims(fs, dims, NULL);
+  hssize_t n = H5Sget_simple_extent_npoints(fs);
+  float *buf = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+  int ok = buf && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0;
+  free(buf);
+  char key[300], value[128];
+  snprintf(key, sizeof key, "/%s", name);
+  if (rank == 2)
+    snprintf(value, sizeof value, "[%llu, %llu] checksum %s", (unsigned long long)dims[0],
+             (unsigned long long)dims[1], ok ? "ok" : "FAILED");
+  else
+    snprintf(value, sizeof value, "[%llu] checksum %s", (unsigned long long)dims[0],
+             ok ? "ok" : "FAILED");
+  w->bad |= !ok;
+  w->fn(w->ctx, key, value);
+  H5Sclose(fs);
+  H5Dclose(d);
+  return 0;
+}
+
+int dpt_ckpt_describe(const char *path, dpt_ckpt_item_fn fn, void *ctx, char *err,
+                      size_t errlen) {
+  dpt_io__quiet q;
+  dpt_io__quiet_begin(&q);
+  int rc = DPT_IO_OK;
+  hid_t f = H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
+  if (f < 0) {
+    rc = dpt_io__errf(err, errlen, DPT_IO_EINVAL,
+                      "cannot open checkpoint '%s' (missing, truncated or not HDF5)", path);
+  } else {
+    walk_ctx w = {fn, ctx, 0};
+    H5Aiterate2(f, H5_INDEX_CRT_ORDER, H5_ITER_NATIVE, NULL, on_attr, &w);
+    H5Ovisit(f, H5_INDEX_NAME, H5_ITER_INC, on_object, &w);
+    if (w.bad)
+      rc = dpt_io__errf(err, errlen, DPT_IO_EINVAL, "%s: some datasets fail their checksum "
+                        "(the file is corrupted)", path);
+    H5Fclose(f);
   }
   dpt_io__quiet_end(&q);
   return rc;

@@ -139,6 +139,14 @@ int dpt_ckpt_write(const char *path, MPI_Comm comm, const dpt_ckpt_view *v, char
 int dpt_ckpt_read(const char *path, const dpt_ckpt_view *v, int params_only, char *err,
                   size_t errlen);
 
+/* Walks a checkpoint for a summary: calls fn(ctx, name, value) for every root attribute
+ * (texts and scalars, in file order) and for every dataset ("/model/fc1.weight" ->
+ * "[256, 784] checksum ok" or "... checksum FAILED"), reading each in full to verify its
+ * Fletcher32 checksum. Returns DPT_IO_EINVAL if the file cannot be read or a checksum fails. */
+typedef void (*dpt_ckpt_item_fn)(void *ctx, const char *name, const char *value);
+int dpt_ckpt_describe(const char *path, dpt_ckpt_item_fn fn, void *ctx, char *err,
+                      size_t errlen);
+
 /* Text entry `name` of a checkpoint, for `dpt ckpt inspect`-like summaries. */
 int dpt_ckpt_text_get(const char *path, const char *name, char *out, size_t outlen);
 

@@ -244,7 +244,29 @@ static void usage(FILE *f) {
           "  solvers      list the solvers and their hyperparameters\n"
           "  schedulers   list the learning-rate schedulers and their hyperparameters\n"
           "  data         dataset tools: dpt data import-idx | dpt data synth (see dpt data --help)\n"
+          "  ckpt         dpt ckpt inspect FILE: a checkpoint's contents, checksums verified\n"
           "  version      print dpt's version\n");
+}
+
+static void print_item(void *ctx, const char *name, const char *value) {
+  (void)ctx;
+  printf("  %-34s %s\n", name, value);
+}
+
+/* `dpt ckpt inspect FILE`: no MPI needed, reads one file. */
+static int cmd_ckpt(int argc, char **argv) {
+  if (argc != 4 || strcmp(argv[2], "inspect")) {
+    fprintf(stderr, "dpt ckpt: usage: dpt ckpt inspect FILE\n");
+    return EXIT_USAGE;
+  }
+  char err[DPT_ERR_LEN];
+  printf("%s\n", argv[3]);
+  if (dpt_ckpt_inspect(argv[3], print_item, NULL, err, sizeof err)) {
+    fflush(stdout);
+    fprintf(stderr, "dpt ckpt: %s\n", err);
+    return EXIT_RUN;
+  }
+  return 0;
 }
 
 static int cmd_train(int argc, char **argv, int rank, MPI_Comm comm) {
@@ -315,6 +337,8 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(cmd, "solvers"))
     return cmd_solvers();
+  if (!strcmp(cmd, "ckpt"))
+    return cmd_ckpt(argc, argv);
   if (!strcmp(cmd, "schedulers"))
     return cmd_schedulers();
 

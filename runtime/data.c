@@ -43,6 +43,18 @@ int dpt_data_import_idx(const char *dir, const char *out, char *err, size_t errl
   return DPT_OK;
 }
 
+int dpt_ckpt_inspect(const char *path, void (*fn)(void *ctx, const char *name,
+                                                  const char *value),
+                     void *ctx, char *err, size_t errlen) {
+  char ioerr[DPT_IO_ERR_LEN];
+  int rc = dpt_ckpt_describe(path, fn, ctx, ioerr, sizeof ioerr);
+  if (rc) {
+    snprintf(err, errlen, "%s", ioerr);
+    return DPT_EINVAL;
+  }
+  return DPT_OK;
+}
+
 int dpt_data_synth(const char *out, long n_train, long n_test, long features, long classes,
                    long seed, char *err, size_t errlen) {
   if (n_train < 1 || n_test < 0 || features < 1 || classes < 2) {

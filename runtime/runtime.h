@@ -185,6 +185,12 @@ int dpt_data_import_idx(const char *dir, const char *out, char *err, size_t errl
 int dpt_data_synth(const char *out, long n_train, long n_test, long features, long classes,
                    long seed, char *err, size_t errlen);
 
+/* Summary of a checkpoint for `dpt ckpt inspect`: fn(ctx, name, value) for every attribute
+ * and dataset (with its checksum verified). Non-zero if the file is unreadable or corrupted. */
+int dpt_ckpt_inspect(const char *path, void (*fn)(void *ctx, const char *name,
+                                                  const char *value),
+                     void *ctx, char *err, size_t errlen);
+
 /* Like dpt_train_run, with a model the caller built (it stays the caller's: not destroyed).
  * If params_out is not NULL it receives the final parameters (m->nparams floats) on every rank.
  * Collective over comm. */
