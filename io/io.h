@@ -94,7 +94,9 @@ int dpt_io_synth(const char *out, int64_t n_train, int64_t n_test, int64_t featu
  *   root attributes              format_version, dpt_version, text entries ("solver", "sched",
  *                                "model", hyperparameters "hp.<name>"), scalar entries
  *                                ("train.step", "solver.step", "sched.lr", ...)
- * Every dataset carries HDF5's Fletcher32 checksum, verified on read. Writing is collective
+ *   /checksum/<group>/<name>     uint64 [blocks, 2]: per block of 65536 elements, the sum of
+ *                                the floats' 32-bit words and the sum of (index+1)*word, mod 2^64
+ * Datasets are contiguous; readers verify every checksum block they read. Writing is collective
  * (MPI-IO): each rank writes the range of the flat buffer it owns into the global datasets. */
 
 typedef struct {
