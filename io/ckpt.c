@@ -185,18 +185,21 @@ static int write_all(hid_t f, MPI_Comm comm, const dpt_ckpt_view *v) {
   hid_t g = H5Gcreate2(f, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   hid_t cg = H5Gcreate2(c, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   if (c < 0 || g < 0 || cg < 0) rc = -1;
-  for (int t = 0; t < v->ntensors && !rc; t++)
-    rc = write_tensor(g, cg, &v->tensors[t], v->params + lo, lo, lo, hi, dxpl, comm);
+  /* A local failure does not stop the loop: every rank must make the same collective calls
+   * (dataset creation, the checksum allreduce); the failure is agreed on after closing. */
+  for (int t = 0; t < v->ntensors; t++)
+    rc |= write_tensor(g, cg, &v->tensors[t], v->params + lo, lo, lo, hi, dxpl, comm);
   if (cg >= 0) H5Gclose(cg);
   if (g >= 0) H5Gclose(g);
-  hid_t og = rc ? -1 : H5Gcreate2(f, "optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  hid_t cog = rc ? -1 : H5Gcreate2(c, "optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  for (int s = 0; s < v->nvec && !rc && og >= 0 && cog >= 0; s++) {
+  hid_t og = H5Gcreate2(f, "optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  hid_t cog = H5Gcreate2(c, "optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  if (og < 0 || cog < 0) rc = -1;
+  for (int s = 0; s < v->nvec; s++) {
     hid_t sg = H5Gcreate2(og, v->vec_names[s], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     hid_t csg = H5Gcreate2(cog, v->vec_names[s], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (sg < 0 || csg < 0) rc = -1;
-    for (int t = 0; t < v->ntensors && !rc; t++)
-      rc = write_tensor(sg, csg, &v->tensors[t], v->vecs[s], lo, lo, hi, dxpl, comm);
+    for (int t = 0; t < v->ntensors; t++)
+      rc |= write_tensor(sg, csg, &v->tensors[t], v->vecs[s], lo, lo, hi, dxpl, comm);
     if (csg >= 0) H5Gclose(csg);
     if (sg >= 0) H5Gclose(sg);
   }
