@@ -207,12 +207,11 @@ static int write_all(hid_t f, MPI_Comm comm, const dpt_ckpt_view *v) {
   if (og >= 0) H5Gclose(og);
   if (c >= 0) H5Gclose(c);
   H5Pclose(dxpl);
-  /* attributes are collective metadata: every rank writes the same values */
-  if (!rc) rc = write_double(f, "format_version", CKPT_FORMAT_VERSION);
-  if (!rc) rc = write_text(f, "dpt_version", DPT_VERSION);
-  for (int i = 0; i < v->ntext && !rc; i++) rc = write_text(f, v->texts[i].name, v->texts[i].value);
-  for (int i = 0; i < v->nscalar && !rc; i++)
-    rc = write_double(f, v->scalar_names[i], v->scalars[i]);
+  /* attributes are collective metadata: every rank writes the same values, failed or not */
+  rc |= write_double(f, "format_version", CKPT_FORMAT_VERSION);
+  rc |= write_text(f, "dpt_version", DPT_VERSION);
+  for (int i = 0; i < v->ntext; i++) rc |= write_text(f, v->texts[i].name, v->texts[i].value);
+  for (int i = 0; i < v->nscalar; i++) rc |= write_double(f, v->scalar_names[i], v->scalars[i]);
   return rc;
 }
 
