@@ -237,6 +237,8 @@ int dpt_ckpt_write(const char *path, MPI_Comm comm, const dpt_ckpt_view *v, char
   H5Pclose(fapl);
   int ok = f >= 0;
   if (ok) ok = write_all(f, comm, v) == 0;
+  /* every writer syncs its data (MPI_File_sync), which a parallel file system needs */
+  if (f >= 0 && H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) ok = 0;
   if (f >= 0 && H5Fclose(f) < 0) ok = 0;
   dpt_io__quiet_end(&q);
   int all = ok;

@@ -43,6 +43,7 @@ static const opt_def k_opts[] = {
     {"ckpt", OPT_BOOL, F(ckpt), "0", 0, 1, "write checkpoints (see --ckpt-dir, --ckpt-every)"},
     {"ckpt_dir", OPT_STR, F(ckpt_dir), "", 0, 0, "checkpoint directory (default RUN_DIR/ckpt)"},
     {"ckpt_every", OPT_LONG, F(ckpt_every), "0", 0, 1e15, "checkpoint every N steps (0: at the end only)"},
+    {"ckpt_epochs", OPT_INT, F(ckpt_epochs), "0", 0, 1e9, "checkpoint at the end of every N epochs (0: off)"},
     {"keep", OPT_INT, F(keep), "3", 0, 1e6, "keep the newest K checkpoints (0: all)"},
     {"resume", OPT_STR, F(resume), "", 0, 0, "resume: auto (latest if any), latest, or a checkpoint file"},
     {"init", OPT_STR, F(init), "", 0, 0, "start from the parameters of this checkpoint"},

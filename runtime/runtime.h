@@ -127,6 +127,7 @@ typedef struct {
   char run_dir[1024];   /* metrics and checkpoints go here */
   char ckpt_dir[1024];  /* checkpoints: "" = <run_dir>/ckpt */
   long ckpt_every;      /* checkpoint every this many steps (0: only at the end) */
+  int ckpt_epochs;      /* and at the end of every this many epochs (0: not by epoch) */
   int ckpt;             /* write checkpoints at all */
   int keep;             /* keep the newest K checkpoints (0: all) */
   char resume[1024];    /* "", "auto" (latest if any), "latest" (must exist) or a file */

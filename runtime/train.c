@@ -389,6 +389,10 @@ static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *er
     res->epochs = e + 1;
     res->train_loss = ei.train_loss;
     r->pos = (dpt_train_pos){r->pos.step, e + 1, 0, 0, 0, 0};
+    if (r->saving && o->ckpt_epochs > 0 && (e + 1) % o->ckpt_epochs == 0) {
+      int rc = save(r, o, err, errlen);
+      if (rc) return rc;
+    }
   }
   if (r->saving && !(o->ckpt_every > 0 && r->pos.step % o->ckpt_every == 0 &&
                      r->pos.step_in_epoch > 0)) {
@@ -434,7 +438,7 @@ int dpt_train_run_model(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm,
   memset(res, 0, sizeof *res);
   int rc = dpt_train_validate(o, err, errlen);
   dpt_train_opts eff = *o; /* the checkpoint directory defaults to <run_dir>/ckpt */
-  r.saving = o->ckpt || o->ckpt_every > 0 || o->ckpt_dir[0];
+  r.saving = o->ckpt || o->ckpt_every > 0 || o->ckpt_epochs > 0 || o->ckpt_dir[0];
   if (!eff.ckpt_dir[0]) snprintf(eff.ckpt_dir, sizeof eff.ckpt_dir, "%.1000s/ckpt", o->run_dir);
   o = &eff;
   if (!rc) rc = setup(&r, o, err, errlen);

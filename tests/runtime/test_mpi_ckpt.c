@@ -159,6 +159,25 @@ static void expect_rejected(const char *file, const char *model, const char *sol
   if (!strstr(err, want)) fail_msg("'%s' does not mention '%s'", err, want);
 }
 
+/* --ckpt-epochs: a checkpoint at the end of every epoch, at the epoch boundary's step. */
+static void test_checkpoint_every_epoch(void **state) {
+  (void)state;
+  char err[DPT_ERR_LEN];
+  float *p = NULL;
+  size_t n;
+  fresh_dir("epochs");
+  opts o = {.n = 0};
+  put(&o, "ckpt_epochs", "1");
+  put(&o, "keep", "0");
+  assert_int_equal(run(world_size, &o, &p, &n, err), 0);
+  free(p);
+  for (int e = 1; e <= 3; e++) { /* 30 steps per epoch */
+    char path[1200];
+    snprintf(path, sizeof path, "%s/ckpt/ckpt-%010d.h5", dir, 30 * e);
+    if (access(path, R_OK)) fail_msg("no checkpoint %s", path);
+  }
+}
+
 static void test_bad_checkpoints_are_rejected(void **state) {
   (void)state;
   char err[DPT_ERR_LEN];
@@ -251,6 +270,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_exact_resume),
       cmocka_unit_test(test_resume_at_another_stage),
       cmocka_unit_test(test_resume_at_another_world_size),
+      cmocka_unit_test(test_checkpoint_every_epoch),
       cmocka_unit_test(test_bad_checkpoints_are_rejected),
   };
   int failed = cmocka_run_group_tests(tests, NULL, NULL);
