@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "comm.h"
@@ -111,23 +110,6 @@ static void build(layout *l, const dpt_train_opts *o, const dpt_model *m, float 
 
 /* --- the run directory --- */
 
-static int make_dir(const char *dir, char *err, size_t errlen) {
-  char buf[1024];
-  snprintf(buf, sizeof buf, "%s", dir);
-  for (char *p = buf + 1;; p++) {
-    if (*p != '/' && *p) continue;
-    char c = *p;
-    *p = 0;
-    if (mkdir(buf, 0777) && errno != EEXIST) {
-      snprintf(err, errlen, "--ckpt-dir: cannot create '%s': %s", buf, strerror(errno));
-      return DPT_EIO;
-    }
-    if (!c) break;
-    *p = c;
-  }
-  return DPT_OK;
-}
-
 static int cmp_str(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -162,7 +144,7 @@ int dpt_ckpt_save_run(const dpt_train_opts *o, const dpt_model *m, MPI_Comm comm
   int rank, size;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
-  int rc = rank == 0 ? make_dir(o->ckpt_dir, err, errlen) : 0;
+  int rc = rank == 0 ? dpt_mkdirs(o->ckpt_dir, "--ckpt-dir", err, errlen) : 0;
   MPI_Bcast(&rc, 1, MPI_INT, 0, comm);
   if (rc) return rc;
   dpt_range own = dpt_comm_shard(m->nparams, rank, size);

@@ -7,6 +7,9 @@
 /* Monotonic wall clock in seconds. */
 double dpt_now(void);
 
+/* mkdir -p; on failure the message names `flag` (the option the path came from). */
+int dpt_mkdirs(const char *path, const char *flag, char *err, size_t errlen);
+
 /* --- reporting (rank 0 only; every function accepts NULL and then does nothing) --- */
 typedef struct dpt_report dpt_report;
 

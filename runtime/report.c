@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 struct dpt_report {
@@ -22,26 +21,6 @@ struct dpt_report {
   double last_draw;
 };
 
-/* mkdir -p for the run directory. */
-static int make_dirs(const char *path, char *err, size_t errlen) {
-  char buf[1024];
-  snprintf(buf, sizeof buf, "%s", path);
-  for (char *p = buf + 1;; p++) {
-    if (*p == '/' || !*p) {
-      char c = *p;
-      *p = 0;
-      if (mkdir(buf, 0777) && errno != EEXIST) {
-        snprintf(err, errlen, "--run-dir: cannot create '%s': %s", buf, strerror(errno));
-        return DPT_EIO;
-      }
-      if (!c)
-        break;
-      *p = c;
-    }
-  }
-  return DPT_OK;
-}
-
 int dpt_report_open(const dpt_train_opts *o, long total_steps, dpt_report **out, char *err,
                     size_t errlen) {
   *out = NULL;
@@ -54,7 +33,7 @@ int dpt_report_open(const dpt_train_opts *o, long total_steps, dpt_report **out,
   if (o->metrics[0]) {
     snprintf(path, sizeof path, "%s", o->metrics);
   } else {
-    int rc = make_dirs(o->run_dir, err, errlen);
+    int rc = dpt_mkdirs(o->run_dir, "--run-dir", err, errlen);
     if (rc) {
       free(r);
       return rc;

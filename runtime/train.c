@@ -32,6 +32,7 @@ typedef struct {
   int saving;            /* checkpoints are written */
   dpt_train_pos pos;     /* where training stands (restored by --resume) */
   dpt_range shard;       /* what this rank's solver owns (all of it without ZeRO) */
+  dpt_range own;         /* this rank's ZeRO shard (whatever the stage): its share of norms */
   dpt_solver *solver;
   dpt_sched *sched;
   dpt_comm *reducer;
@@ -140,7 +141,8 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   if ((rc = m->init(m, r->params, (uint64_t)o->seed, err, errlen))) return rc;
 
   r->zero = o->zero < 0 ? (r->size > 1) : o->zero;
-  r->shard = r->zero ? dpt_comm_shard(m->nparams, r->rank, r->size)
+  r->own = dpt_comm_shard(m->nparams, r->rank, r->size);
+  r->shard = r->zero ? r->own
                   : (dpt_range){0, m->nparams};
   char oerr[DPT_OPTIM_ERR_LEN];
   if (dpt_solver_create(&o->solver, r->shard.len, &r->solver, oerr, sizeof oerr)) {
@@ -255,8 +257,7 @@ static int step(run *r, const dpt_train_opts *o, long s, dpt_step_info *info, ch
   }
   /* one reduction carries the loss, any rank's failure, and the squared gradient norm of
    * each rank's shard (ranks sum disjoint shards of the same reduced gradient) */
-  dpt_range own = dpt_comm_shard(m->nparams, r->rank, r->size);
-  double red[3] = {loss, rc ? 1.0 : 0.0, sum_squares(r->grads + own.offset, own.len)};
+  double red[3] = {loss, rc ? 1.0 : 0.0, sum_squares(r->grads + r->own.offset, r->own.len)};
   if (dpt_comm_sum(r->comm, red, 3, cerr, sizeof cerr)) {
     snprintf(err, errlen, "%s", cerr);
     return DPT_EMPI;

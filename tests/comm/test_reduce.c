@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "mpi_test.h"
 #include "comm.h"
 
 static int rank, size;
@@ -151,10 +152,5 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_sums_are_bitwise_reproducible),
       cmocka_unit_test(test_failure_is_agreed_and_shared),
   };
-  int failed = cmocka_run_group_tests(tests, NULL, NULL);
-  /* every rank's verdict decides the exit status of the whole test */
-  int any = 0;
-  MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  MPI_Finalize();
-  return any ? 1 : 0;
+  return dpt_test_finish(cmocka_run_group_tests(tests, NULL, NULL));
 }

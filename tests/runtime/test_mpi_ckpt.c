@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "mpi_test.h"
 #include "runtime.h"
 
 #define REL_TOL 1e-5
@@ -76,15 +77,6 @@ static void fresh_dir(const char *name) {
   MPI_Barrier(MPI_COMM_WORLD);
 }
 
-static double rel_l2(const float *a, const float *b, size_t n) {
-  double d = 0, s = 0;
-  for (size_t i = 0; i < n; i++) {
-    d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-    s += (double)b[i] * b[i];
-  }
-  return sqrt(d / s);
-}
-
 /* k steps (stopping mid-epoch), resume, finish: bitwise the uninterrupted run. */
 static void resume_case(const char *zero_save, int w_save, const char *zero_load, int w_load,
                         int bitwise) {
@@ -109,7 +101,7 @@ static void resume_case(const char *zero_save, int w_save, const char *zero_load
   int rc = run(w_load, &c, &got, &n, err);
   if (rc) fail_msg("resume: %s", err);
   if (world_rank == 0) {
-    double rel = rel_l2(got, ref, n);
+    double rel = dpt_test_rel_l2(got, ref, n);
     print_message("save W=%d zero=%s, resume W=%d zero=%s: relative L2 %.3g\n", w_save,
                   zero_save, w_load, zero_load, rel);
     if (bitwise) assert_memory_equal(got, ref, n * sizeof(float));
@@ -273,9 +265,5 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_checkpoint_every_epoch),
       cmocka_unit_test(test_bad_checkpoints_are_rejected),
   };
-  int failed = cmocka_run_group_tests(tests, NULL, NULL);
-  int any = 0;
-  MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  MPI_Finalize();
-  return any ? 1 : 0;
+  return dpt_test_finish(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "mpi_test.h"
 #include "runtime.h"
 
 #define IN 3
@@ -145,9 +146,5 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_user_linear_regression_recovers_weights),
   };
-  int failed = cmocka_run_group_tests(tests, NULL, NULL);
-  int any = 0;
-  MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  MPI_Finalize();
-  return any ? 1 : 0;
+  return dpt_test_finish(cmocka_run_group_tests(tests, NULL, NULL));
 }

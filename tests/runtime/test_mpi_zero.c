@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "mpi_test.h"
 #include "runtime.h"
 
 #define REL_TOL 1e-5      /* W = 1, 2, 4 agreement (the issues' bar) */
@@ -123,12 +124,7 @@ static void test_rank_counts_agree_for_every_solver(void **state) {
     for (int w = 2; w <= world_size && w <= 4; w *= 2) {
       outcome o = train(w, s, "2", "0");
       if (world_rank == 0) {
-        double d = 0, n2 = 0;
-        for (size_t i = 0; i < ref.n; i++) {
-          d += ((double)o.params[i] - ref.params[i]) * ((double)o.params[i] - ref.params[i]);
-          n2 += (double)ref.params[i] * ref.params[i];
-        }
-        double rel = sqrt(d / n2);
+        double rel = dpt_test_rel_l2(o.params, ref.params, ref.n);
         print_message("%-8s W=%d (stage 2) vs W=1: relative L2 %.3g\n", solvers[s][0], w, rel);
         if (!(rel <= REL_TOL)) fail_msg("%s: W=%d differs from W=1 by %g", solvers[s][0], w, rel);
       }
@@ -156,9 +152,5 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_stages_bitwise_identical_for_every_solver),
       cmocka_unit_test(test_rank_counts_agree_for_every_solver),
   };
-  int failed = cmocka_run_group_tests(tests, NULL, NULL);
-  int any = 0;
-  MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  MPI_Finalize();
-  return any ? 1 : 0;
+  return dpt_test_finish(cmocka_run_group_tests(tests, NULL, NULL));
 }
