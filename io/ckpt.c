@@ -121,92 +121,134 @@ static int write_double(hid_t obj, const char *name, double v) {
   return rc < 0 ? -1 : 0;
 }
 
-/* One tensor-shaped dataset under group g, this rank's range of src (which covers [lo, hi)
- * of the flat buffer starting at src_lo). Collective: every rank calls it for every tensor. */
-/* One tensor-shaped dataset under group g, this rank's range of src (which covers [lo, hi)
- * of the flat buffer starting at src_lo), and its block checksums under group cg. Collective:
- * every rank calls it for every tensor. */
-static int write_tensor(hid_t g, hid_t cg, const dpt_ckpt_tensor *t, const float *src,
-                        size_t src_lo, size_t lo, size_t hi, hid_t dxpl, MPI_Comm comm) {
+/* Elements per H5Dwrite call: each piece is checksummed just before it is written, so the
+ * write copies it from cache rather than from memory. */
+#define CKPT_PIECE ((size_t)1 << 18)
+
+/* One dataset of a checkpoint: a tensor of the parameters or of an optimizer state vector. */
+typedef struct {
+  hid_t group, cgroup;        /* where the dataset and its checksums go */
+  const dpt_ckpt_tensor *t;
+  const float *src;           /* this rank's range [lo, hi) of the flat buffer, from src[0] */
+  hid_t d;                    /* the dataset, while open */
+  uint64_t *sums;             /* its block checksums, 2 per block */
+} ckpt_item;
+
+static hid_t create_tensor(hid_t g, const dpt_ckpt_tensor *t) {
   hsize_t dims[2] = {(hsize_t)t->dims[0], t->rank == 2 ? (hsize_t)t->dims[1] : 1};
   hid_t sp = H5Screate_simple(t->rank, dims, NULL);
   hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
   H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
   H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER); /* every element is written: no fill pass */
   hid_t d = H5Dcreate2(g, t->name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-  int rc = d < 0 ? -1 : 0;
-  size_t nb = nblocks(t);
-  uint64_t *sums = calloc(2 * nb + 2, sizeof *sums);
-  if (!sums) rc = -1;
-  if (!rc) {
-    size_t n = select_range(sp, t, lo, hi);
-    hsize_t mdim = n ? n : 1;
-    hid_t ms = H5Screate_simple(1, &mdim, NULL);
-    if (!n) H5Sselect_none(ms);
-    size_t a = lo > t->offset ? lo : t->offset; /* first flat element written */
-    const float *p = n ? src + (a - src_lo) : src;
-    rc = H5Dwrite(d, H5T_NATIVE_FLOAT, ms, sp, dxpl, p) < 0 ? -1 : 0;
-    if (n) checksum_add(sums, p, a - t->offset, n);
+  H5Pclose(dcpl);
+  H5Sclose(sp);
+  return d;
+}
+
+/* Writes this rank's part of it [lo, hi) piece by piece, and adds the pieces' checksums.
+ * Independent: no other rank takes part. */
+static int write_own(ckpt_item *it, size_t lo, size_t hi, hid_t dxpl) {
+  const dpt_ckpt_tensor *t = it->t;
+  size_t from = lo > t->offset ? lo : t->offset;
+  size_t end = hi < t->offset + t->numel ? hi : t->offset + t->numel;
+  hid_t fs = H5Dget_space(it->d);
+  int rc = fs < 0 ? -1 : 0;
+  for (size_t a = from; a < end && !rc; a += CKPT_PIECE) {
+    size_t b = end - a > CKPT_PIECE ? a + CKPT_PIECE : end;
+    const float *p = it->src + (a - lo);
+    checksum_add(it->sums, p, a - t->offset, b - a);
+    hsize_t n = b - a;
+    select_range(fs, t, a, b);
+    hid_t ms = H5Screate_simple(1, &n, NULL);
+    if (H5Dwrite(it->d, H5T_NATIVE_FLOAT, ms, fs, dxpl, p) < 0) rc = -1;
     H5Sclose(ms);
   }
-  if (d >= 0) H5Dclose(d);
-  /* every rank joins the sum and the checksum dataset even after a local failure */
-  MPI_Allreduce(MPI_IN_PLACE, sums, (int)(2 * nb), MPI_UINT64_T, MPI_SUM, comm);
-  hsize_t cdims[2] = {nb, 2};
+  if (fs >= 0) H5Sclose(fs);
+  return rc;
+}
+
+/* The block checksums of one dataset, complete on every rank; rank 0 writes them. Collective. */
+static int write_sums(const ckpt_item *it, int rank, hid_t dxpl) {
+  hsize_t cdims[2] = {nblocks(it->t), 2};
   hid_t csp = H5Screate_simple(2, cdims, NULL);
-  hid_t cd = H5Dcreate2(cg, t->name, H5T_STD_U64LE, csp, H5P_DEFAULT, H5P_DEFAULT,
+  hid_t cd = H5Dcreate2(it->cgroup, it->t->name, H5T_STD_U64LE, csp, H5P_DEFAULT, H5P_DEFAULT,
                         H5P_DEFAULT);
-  if (cd < 0) rc = -1;
-  else {
-    int rank;
-    MPI_Comm_rank(comm, &rank);
-    if (rank) H5Sselect_none(csp);
+  int rc = cd < 0 ? -1 : 0;
+  if (cd >= 0) {
     hid_t cms = H5Screate_simple(2, cdims, NULL);
-    if (rank) H5Sselect_none(cms);
-    if (H5Dwrite(cd, H5T_NATIVE_UINT64, cms, csp, dxpl, sums) < 0) rc = -1;
+    if (rank) H5Sselect_none(csp), H5Sselect_none(cms);
+    if (H5Dwrite(cd, H5T_NATIVE_UINT64, cms, csp, dxpl, it->sums) < 0) rc = -1;
     H5Sclose(cms);
     H5Dclose(cd);
   }
   H5Sclose(csp);
-  free(sums);
-  H5Pclose(dcpl);
-  H5Sclose(sp);
   return rc;
 }
 
+static hid_t make_group(hid_t parent, const char *name, int *rc) {
+  hid_t g = H5Gcreate2(parent, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  if (g < 0) *rc = -1;
+  return g;
+}
+
+/* Three phases, so that ranks never wait for each other while the data goes out: every rank
+ * creates every dataset (collective metadata), writes its own ranges (independent I/O, the
+ * bulk of the time), then one allreduce completes all block checksums and rank 0 writes them.
+ * A local failure does not stop the phases: every rank makes the same collective calls, and
+ * the failure is agreed on after closing the file. */
 static int write_all(hid_t f, MPI_Comm comm, const dpt_ckpt_view *v) {
-  size_t lo = v->lo, hi = v->lo + v->len;
-  hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
-  /* contiguous, unfiltered: each rank writes its own ranges independently (faster here than
-   * two-phase collective buffering, measured by bench_ckpt) */
-  H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_INDEPENDENT);
-  int rc = 0;
-  hid_t c = H5Gcreate2(f, "checksum", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  hid_t g = H5Gcreate2(f, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  hid_t cg = H5Gcreate2(c, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  if (c < 0 || g < 0 || cg < 0) rc = -1;
-  /* A local failure does not stop the loop: every rank must make the same collective calls
-   * (dataset creation, the checksum allreduce); the failure is agreed on after closing. */
-  for (int t = 0; t < v->ntensors; t++)
-    rc |= write_tensor(g, cg, &v->tensors[t], v->params + lo, lo, lo, hi, dxpl, comm);
-  if (cg >= 0) H5Gclose(cg);
-  if (g >= 0) H5Gclose(g);
-  hid_t og = H5Gcreate2(f, "optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  hid_t cog = H5Gcreate2(c, "optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  if (og < 0 || cog < 0) rc = -1;
-  for (int s = 0; s < v->nvec; s++) {
-    hid_t sg = H5Gcreate2(og, v->vec_names[s], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    hid_t csg = H5Gcreate2(cog, v->vec_names[s], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (sg < 0 || csg < 0) rc = -1;
-    for (int t = 0; t < v->ntensors; t++)
-      rc |= write_tensor(sg, csg, &v->tensors[t], v->vecs[s], lo, lo, hi, dxpl, comm);
-    if (csg >= 0) H5Gclose(csg);
-    if (sg >= 0) H5Gclose(sg);
+  int rank, rc = 0;
+  MPI_Comm_rank(comm, &rank);
+  size_t lo = v->lo, hi = v->lo + v->len, nt = (size_t)v->ntensors;
+  size_t nitems = nt * (size_t)(1 + v->nvec), nsums = 0;
+  for (size_t t = 0; t < nt; t++) nsums += 2 * nblocks(&v->tensors[t]);
+  ckpt_item *items = calloc(nitems, sizeof *items);
+  uint64_t *sums = calloc(nsums * (size_t)(1 + v->nvec) + 1, sizeof *sums);
+  hid_t *groups = calloc(2 + 2 * (size_t)v->nvec, sizeof *groups);
+  int ok = items && sums && groups, all;
+  MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm); /* before any collective HDF5 call */
+  if (!all) {
+    free(items), free(sums), free(groups);
+    return -1;
   }
+  hid_t c = make_group(f, "checksum", &rc);
+  groups[0] = make_group(f, "model", &rc);
+  groups[1] = make_group(c, "model", &rc);
+  hid_t og = make_group(f, "optim", &rc), cog = make_group(c, "optim", &rc);
+  for (int s = 0; s < v->nvec; s++) {
+    groups[2 + 2 * s] = make_group(og, v->vec_names[s], &rc);
+    groups[3 + 2 * s] = make_group(cog, v->vec_names[s], &rc);
+  }
+  uint64_t *next = sums;
+  for (size_t i = 0; i < nitems; i++) {
+    size_t s = i / nt; /* 0: the parameters, 1 + k: state vector k */
+    ckpt_item *it = &items[i];
+    it->group = groups[2 * s], it->cgroup = groups[2 * s + 1];
+    it->t = &v->tensors[i % nt];
+    it->src = s ? v->vecs[s - 1] : v->params + lo;
+    it->sums = next;
+    next += 2 * nblocks(it->t);
+    it->d = create_tensor(it->group, it->t);
+    if (it->d < 0) rc = -1;
+  }
+  hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
+  /* contiguous, unfiltered, independent: faster here than two-phase collective buffering,
+   * measured by bench_ckpt */
+  H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_INDEPENDENT);
+  for (size_t i = 0; i < nitems; i++)
+    if (items[i].d >= 0) rc |= write_own(&items[i], lo, hi, dxpl);
+  for (size_t i = 0; i < nitems; i++)
+    if (items[i].d >= 0) H5Dclose(items[i].d);
+  MPI_Allreduce(MPI_IN_PLACE, sums, (int)(next - sums), MPI_UINT64_T, MPI_SUM, comm);
+  for (size_t i = 0; i < nitems; i++) rc |= write_sums(&items[i], rank, dxpl);
+  H5Pclose(dxpl);
+  for (int k = 2 + 2 * v->nvec - 1; k >= 0; k--)
+    if (groups[k] > 0) H5Gclose(groups[k]);
   if (cog >= 0) H5Gclose(cog);
   if (og >= 0) H5Gclose(og);
   if (c >= 0) H5Gclose(c);
-  H5Pclose(dxpl);
+  free(items), free(sums), free(groups);
   /* attributes are collective metadata: every rank writes the same values, failed or not */
   rc |= write_double(f, "format_version", CKPT_FORMAT_VERSION);
   rc |= write_text(f, "dpt_version", DPT_VERSION);

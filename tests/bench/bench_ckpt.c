@@ -1,6 +1,7 @@
 /* bench_ckpt — checkpoint write and read speed of a 25.2M-parameter Adam model (MLP
  * 1024-4096-4096-1024: parameters, exp_avg, exp_avg_sq = 302 MB) against writing the same bytes
- * with plain write() + fsync() from every rank, measured in the same run (best of 3 each).
+ * with plain write() + fsync() from every rank, measured in the same run: alternated, best of 5
+ * each, every repetition to a new file (as a training run writes new checkpoints).
  * Run under mpirun with W = 1, 2, 4 (tests/bench/ckpt.sh). Target (checkpoint issue): >= 0.8.
  * Usage: bench_ckpt [DIR]   (default /tmp/dpt-bench-ckpt; the files are removed afterwards)
  */
@@ -16,7 +17,7 @@
 #include "io.h"
 #include "runtime.h"
 
-#define REPS 3
+#define REPS 5
 
 static double now(void) {
   struct timespec ts;
@@ -24,48 +25,45 @@ static double now(void) {
   return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* The slowest rank's time of fn, best of REPS. */
-static double timed(int (*fn)(void *), void *ctx) {
-  double best = 1e30;
-  for (int r = 0; r < REPS; r++) {
-    MPI_Barrier(MPI_COMM_WORLD);
-    double t = now();
-    if (fn(ctx)) return -1;
-    t = now() - t;
-    MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-    if (t < best) best = t;
-  }
-  return best;
+/* The slowest rank's time of fn(ctx, rep). */
+static double timed(int (*fn)(void *, int), void *ctx, int rep) {
+  MPI_Barrier(MPI_COMM_WORLD);
+  double t = now();
+  int rc = fn(ctx, rep);
+  t = now() - t;
+  MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  return rc ? -1 : t;
 }
 
 typedef struct {
-  const char *path;
+  char path[REPS][1100]; /* one file per repetition: none replaces another while timed */
   dpt_ckpt_view *v;
   float *arrays[3];
   size_t len;
-  char raw[1100];
+  char raw[REPS][1100];
 } job;
 
-static int do_write(void *p) {
+static int do_write(void *p, int rep) {
   job *j = p;
   char err[DPT_IO_ERR_LEN];
-  int rc = dpt_ckpt_write(j->path, MPI_COMM_WORLD, j->v, err, sizeof err);
+  int rc = dpt_ckpt_write(j->path[rep], MPI_COMM_WORLD, j->v, err, sizeof err);
   if (rc) fprintf(stderr, "bench_ckpt: %s\n", err);
   return rc;
 }
 
-static int do_read(void *p) {
+static int do_read(void *p, int rep) {
   job *j = p;
   char err[DPT_IO_ERR_LEN];
-  int rc = dpt_ckpt_read(j->path, j->v, 0, err, sizeof err);
+  int rc = dpt_ckpt_read(j->path[rep], j->v, 0, err, sizeof err);
   if (rc) fprintf(stderr, "bench_ckpt: %s\n", err);
   return rc;
 }
 
 /* The baseline: each rank writes its three shard arrays to its own file and fsyncs. */
-static int do_raw(void *p) {
+static int do_raw(void *p, int rep) {
   job *j = p;
-  int fd = open(j->raw, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  int fd = open(j->raw[rep], O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) return -1;
   int rc = 0;
   for (int a = 0; a < 3 && !rc; a++) {
@@ -112,26 +110,38 @@ int main(int argc, char **argv) {
   dpt_ckpt_text tx[2] = {{"solver", "adam"}, {"model", "mlp"}};
   dpt_ckpt_view v = {m.ntensors, t, m.nparams, own.offset, own.len, params, 2, vn, vv,
                      1, sn, sv, 2, tx};
-  char path[1100];
-  snprintf(path, sizeof path, "%s/bench.h5", dir);
-  job j = {path, &v, {params + own.offset, m1, m2}, own.len, ""};
-  snprintf(j.raw, sizeof j.raw, "%s/raw.%d", dir, rank);
+  static job j;
+  j.v = &v;
+  j.arrays[0] = params + own.offset, j.arrays[1] = m1, j.arrays[2] = m2;
+  j.len = own.len;
+  /* alternated, so that both see the same state of the machine; best of REPS each */
+  double tw = 1e30, tr = 1e30, traw = 1e30;
+  for (int r = 0; r < REPS; r++) {
+    snprintf(j.path[r], sizeof j.path[r], "%s/bench.%d.h5", dir, r);
+    snprintf(j.raw[r], sizeof j.raw[r], "%s/raw.%d.%d", dir, rank, r);
+    double t[3] = {timed(do_write, &j, r), timed(do_raw, &j, r), timed(do_read, &j, r)};
+    if (t[0] < 0 || t[1] < 0 || t[2] < 0) {
+      tw = -1;
+      break;
+    }
+    tw = t[0] < tw ? t[0] : tw, traw = t[1] < traw ? t[1] : traw, tr = t[2] < tr ? t[2] : tr;
+  }
   double bytes = 3.0 * (double)m.nparams * sizeof(float);
-  double tw = timed(do_write, &j), tr = timed(do_read, &j), traw = timed(do_raw, &j);
-  if (rank == 0) {
+  if (rank == 0 && tw > 0) {
     if (size == 1 || getenv("BENCH_CKPT_HEADER"))
       printf("%3s %10s %12s %12s %14s %10s\n", "W", "MB", "write MB/s", "read MB/s",
              "write+fsync", "ratio");
     printf("%3d %10.0f %12.0f %12.0f %14.0f %10.2f\n", size, bytes / 1e6, bytes / tw / 1e6,
            bytes / tr / 1e6, bytes / traw / 1e6, traw / tw);
   }
-  unlink(j.raw);
-  MPI_Barrier(MPI_COMM_WORLD);
-  if (rank == 0) unlink(path);
+  for (int r = 0; r < REPS; r++) {
+    unlink(j.raw[r]);
+    if (rank == 0) unlink(j.path[r]);
+  }
   m.destroy(&m);
   free(params);
   free(m1);
   free(m2);
   MPI_Finalize();
-  return tw < 0 || tr < 0 || traw < 0;
+  return tw < 0;
 }
