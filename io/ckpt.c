@@ -238,6 +238,7 @@ static int write_all(hid_t f, MPI_Comm comm, const dpt_ckpt_view *v) {
   H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_INDEPENDENT);
   for (size_t i = 0; i < nitems; i++)
     if (items[i].d >= 0) rc |= write_own(&items[i], lo, hi, dxpl);
+  if (v->written) v->written(v->written_ctx);
   for (size_t i = 0; i < nitems; i++)
     if (items[i].d >= 0) H5Dclose(items[i].d);
   MPI_Allreduce(MPI_IN_PLACE, sums, (int)(next - sums), MPI_UINT64_T, MPI_SUM, comm);

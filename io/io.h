@@ -126,6 +126,8 @@ typedef struct {
   double *scalars;
   int ntext;         /* text entries; "solver" and "model" are checked on read */
   const dpt_ckpt_text *texts;
+  void (*written)(void *); /* optional: called on this rank once its data is written, before */
+  void *written_ctx;       /* the file is closed (tests use it to crash mid-write) */
 } dpt_ckpt_view;
 
 /* Writes the checkpoint to path atomically: into "<path>.tmp", fsync, rename. Collective over

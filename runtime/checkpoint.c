@@ -114,7 +114,14 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Removes all but the `keep` newest ckpt-*.h5 (names sort by step). */
+static int ends_with(const char *s, const char *end) {
+  size_t n = strlen(s), k = strlen(end);
+  return n >= k && !strcmp(s + n - k, end);
+}
+
+/* Removes all but the `keep` newest ckpt-*.h5 (names sort by step; keep <= 0: all stay), and
+ * every ckpt-*.h5.tmp: once a checkpoint is committed, those are what crashed writes left
+ * (a run directory has one writer). */
 static void prune(const char *dir, int keep) {
   DIR *d = opendir(dir);
   if (!d) return;
@@ -123,8 +130,14 @@ static void prune(const char *dir, int keep) {
   struct dirent *e;
   while ((e = readdir(d)) && n < 4096) {
     size_t len = strlen(e->d_name);
-    if (!strncmp(e->d_name, "ckpt-", 5) && len > 8 && !strcmp(e->d_name + len - 3, ".h5"))
+    if (strncmp(e->d_name, "ckpt-", 5)) continue;
+    if (ends_with(e->d_name, ".h5.tmp")) {
+      char path[2100];
+      snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+      unlink(path);
+    } else if (keep > 0 && len > 8 && ends_with(e->d_name, ".h5")) {
       names[n++] = strdup(e->d_name);
+    }
   }
   closedir(d);
   qsort(names, (size_t)n, sizeof *names, cmp_str);
@@ -140,7 +153,8 @@ static void prune(const char *dir, int keep) {
 
 int dpt_ckpt_save_run(const dpt_train_opts *o, const dpt_model *m, MPI_Comm comm,
                       float *params, dpt_solver *solver, size_t solver_lo, dpt_sched *sched,
-                      const dpt_train_pos *pos, char *err, size_t errlen) {
+                      const dpt_train_pos *pos, const dpt_fault *fault, char *err,
+                      size_t errlen) {
   int rank, size;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
@@ -151,6 +165,8 @@ int dpt_ckpt_save_run(const dpt_train_opts *o, const dpt_model *m, MPI_Comm comm
   layout *l = malloc(sizeof *l);
   if (!l) return DPT_ENOMEM; /* (every rank has the same small allocation) */
   build(l, o, m, params, solver, solver_lo, sched, pos, own.offset, own.len);
+  if (fault && fault->in_ckpt && fault->rank == rank && fault->step == pos->step)
+    l->v.written = dpt_fault_kill;
   char name[64], path[1200];
   snprintf(name, sizeof name, "ckpt-%010ld.h5", pos->step);
   snprintf(path, sizeof path, "%s/%s", o->ckpt_dir, name);
@@ -172,7 +188,7 @@ int dpt_ckpt_save_run(const dpt_train_opts *o, const dpt_model *m, MPI_Comm comm
       unlink(tmp);
       snprintf(err, errlen, "cannot update '%s': %s", latest, strerror(errno));
       rc = DPT_EIO;
-    } else if (o->keep > 0) {
+    } else {
       prune(o->ckpt_dir, o->keep);
     }
   }

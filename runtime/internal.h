@@ -50,11 +50,26 @@ typedef struct {
   int world_size, zero; /* at save time (informational) */
 } dpt_train_pos;
 
+/* Test-only fault injection (fault.c): which rank dies, at which step, and whether inside the
+ * checkpoint write of that step. rank < 0: none. */
+typedef struct {
+  int rank;
+  long step;
+  int in_ckpt;
+} dpt_fault;
+
+/* Reads DPT_FAULT (see fault.c); an unreadable value is an error naming it. */
+int dpt_fault_from_env(dpt_fault *f, char *err, size_t errlen);
+/* Kills the calling process with SIGKILL (the argument is unused: it fits io's hook). */
+void dpt_fault_kill(void *unused);
+
 /* Saves to <ckpt_dir>/ckpt-<step>.h5 and points <ckpt_dir>/latest at it; keeps the --keep
- * newest. The solver owns [solver_lo, solver_lo + len) of the flat buffer. Collective. */
+ * newest, and removes temporary files a crashed write left. The solver owns
+ * [solver_lo, solver_lo + len) of the flat buffer. Collective. fault may be NULL. */
 int dpt_ckpt_save_run(const dpt_train_opts *o, const dpt_model *m, MPI_Comm comm,
                       float *params, dpt_solver *solver, size_t solver_lo, dpt_sched *sched,
-                      const dpt_train_pos *pos, char *err, size_t errlen);
+                      const dpt_train_pos *pos, const dpt_fault *fault, char *err,
+                      size_t errlen);
 
 /* The checkpoint --resume names ("auto"/"latest": <ckpt_dir>/latest; else a path). An empty
  * path with status 0 means "auto" found none: start afresh. */

@@ -43,6 +43,7 @@ typedef struct {
   size_t micro;          /* samples per micro-batch on this rank */
   long steps_per_epoch, total_steps;
   dpt_report *report;
+  dpt_fault fault;       /* test-only: DPT_FAULT */
 } run;
 
 static float *alloc_floats(size_t n) {
@@ -346,7 +347,7 @@ static int save(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   r->pos.world_size = r->size;
   r->pos.zero = r->zero;
   return dpt_ckpt_save_run(o, r->model, r->comm, r->params, r->solver, r->shard.offset,
-                           r->sched, &r->pos, err, errlen);
+                           r->sched, &r->pos, &r->fault, err, errlen);
 }
 
 static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *err,
@@ -359,6 +360,8 @@ static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *er
     for (long s = r->pos.step_in_epoch; s < r->steps_per_epoch && r->pos.step < r->total_steps;
          s++) {
       dpt_step_info info = {0};
+      if (r->fault.rank == r->rank && !r->fault.in_ckpt && r->fault.step == r->pos.step)
+        dpt_fault_kill(NULL);
       double ts = dpt_now();
       int rc = step(r, o, s, &info, err, errlen);
       if (rc) return rc;
@@ -438,6 +441,7 @@ int dpt_train_run_model(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm,
   MPI_Comm_size(comm, &r.size);
   memset(res, 0, sizeof *res);
   int rc = dpt_train_validate(o, err, errlen);
+  if (!rc) rc = dpt_fault_from_env(&r.fault, err, errlen);
   dpt_train_opts eff = *o; /* the checkpoint directory defaults to <run_dir>/ckpt */
   r.saving = o->ckpt || o->ckpt_every > 0 || o->ckpt_epochs > 0 || o->ckpt_dir[0];
   if (!eff.ckpt_dir[0]) snprintf(eff.ckpt_dir, sizeof eff.ckpt_dir, "%.1000s/ckpt", o->run_dir);

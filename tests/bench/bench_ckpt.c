@@ -109,7 +109,7 @@ int main(int argc, char **argv) {
   double sv[1] = {100};
   dpt_ckpt_text tx[2] = {{"solver", "adam"}, {"model", "mlp"}};
   dpt_ckpt_view v = {m.ntensors, t, m.nparams, own.offset, own.len, params, 2, vn, vv,
-                     1, sn, sv, 2, tx};
+                     1, sn, sv, 2, tx, NULL, NULL};
   static job j;
   j.v = &v;
   j.arrays[0] = params + own.offset, j.arrays[1] = m1, j.arrays[2] = m2;
