@@ -2,7 +2,8 @@
  * runtime, and turns an error into one line and an exit status. Nothing else lives here.
  *
  * Exit status: 0 success; 1 a run failed (bad data, I/O, numerics); 2 bad usage (unknown
- * flag, bad value); see README "Exit status". */
+ * flag, bad value); 3 stopped early on request (signal, --time-limit) with a checkpoint
+ * written, to be continued with --resume auto; see README "Exit status". */
 #define _GNU_SOURCE /* execv of /proc/self/exe, setenv */
 #include "launch.h"
 #include "runtime.h"
@@ -14,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { EXIT_RUN = DPT_EXIT_RUN, EXIT_USAGE = DPT_EXIT_USAGE };
+enum { EXIT_RUN = DPT_EXIT_RUN, EXIT_USAGE = DPT_EXIT_USAGE, EXIT_STOPPED = DPT_EXIT_STOPPED };
 
 /* --- BLAS set-up before anything loads it ---
  * One rank is one core: OpenBLAS gets one thread unless the user says otherwise. Debian's
@@ -303,10 +304,11 @@ static int cmd_train(int argc, char **argv, int rank, MPI_Comm comm) {
     return rc;
   }
   dpt_train_result res;
-  if (dpt_train_run(&o, comm, &res, err, sizeof err)) {
+  rc = dpt_train_run(&o, comm, &res, err, sizeof err);
+  if (rc) {
     if (rank == 0)
       fprintf(stderr, "dpt train: %s\n", err);
-    return EXIT_RUN;
+    return rc == DPT_ESTOPPED ? EXIT_STOPPED : EXIT_RUN;
   }
   if (rank == 0) {
     printf("dpt: %ld steps, %d epochs in %.1f s (%.0f samples/s); train loss %.4f", res.steps,

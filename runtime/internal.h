@@ -10,6 +10,9 @@ double dpt_now(void);
 /* mkdir -p; on failure the message names `flag` (the option the path came from). */
 int dpt_mkdirs(const char *path, const char *flag, char *err, size_t errlen);
 
+/* The SLURM job this process belongs to ("1234", or "1234_7" for an array task), or "". */
+void dpt_job_id(char *buf, size_t len);
+
 /* --- reporting (rank 0 only; every function accepts NULL and then does nothing) --- */
 typedef struct dpt_report dpt_report;
 
@@ -21,6 +24,8 @@ typedef struct {
   double grad_norm;   /* global L2 norm before clipping (NAN when not computed) */
   double samples_per_s;
   double comm_wait;   /* seconds this step waited for communication */
+  int stop;           /* the ranks agreed to stop after this step: 1 a signal, 2 time limit */
+  int stop_ranks;     /* how many ranks asked to */
 } dpt_step_info;
 
 typedef struct {

@@ -4,6 +4,7 @@
 #include "runtime.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +40,7 @@ static const opt_def k_opts[] = {
     {"overlap", OPT_BOOL, F(overlap), "1", 0, 1, "reduce gradient buckets while backward runs (0: after it)"},
     {"cache_mb", OPT_DBL, F(cache_mb), "1024", 0, 1e9, "keep a dataset split in memory if it fits (MiB)"},
     {"eval_every", OPT_INT, F(eval_every), "1", 0, 1e9, "evaluate on the test split every N epochs (0: never)"},
-    {"run_dir", OPT_STR, F(run_dir), "runs/dpt", 0, 0, "directory for metrics and checkpoints"},
+    {"run_dir", OPT_STR, F(run_dir), "", 0, 0, "directory for metrics and checkpoints (default runs/dpt, or runs/slurm-JOBID in a SLURM job)"},
     {"ckpt", OPT_BOOL, F(ckpt), "0", 0, 1, "write checkpoints (see --ckpt-dir, --ckpt-every)"},
     {"ckpt_dir", OPT_STR, F(ckpt_dir), "", 0, 0, "checkpoint directory (default RUN_DIR/ckpt)"},
     {"ckpt_every", OPT_LONG, F(ckpt_every), "0", 0, 1e15, "checkpoint every N steps (0: at the end only)"},
@@ -50,6 +51,9 @@ static const opt_def k_opts[] = {
     {"metrics", OPT_STR, F(metrics), "", 0, 0, "JSONL metrics file (default RUN_DIR/metrics.jsonl)"},
     {"log_every", OPT_LONG, F(log_every), "100", 1, 1e15, "steps between plain log lines"},
     {"progress", OPT_STR, F(progress), "auto", 0, 0, "auto (bar on a terminal), bar, plain or none"},
+    {"stop_signals", OPT_STR, F(stop_signals), "USR1,TERM", 0, 0, "on these signals all ranks stop at the same step, write a checkpoint and exit with status 3 (none: off)"},
+    {"time_limit", OPT_STR, F(time_limit), "", 0, 0, "stop with a checkpoint before this much time has passed: seconds or [D-]HH:MM:SS (squeue -o %L)"},
+    {"stop_margin", OPT_DBL, F(stop_margin), "1", 0, 1e9, "seconds kept in hand before --time-limit, beyond the slowest step and checkpoint seen"},
     {"verbose", OPT_BOOL, F(verbose), "0", 0, 1, "report memory, timings and per-rank detail"},
 };
 #define N_OPTS (sizeof k_opts / sizeof k_opts[0])
@@ -183,8 +187,71 @@ int dpt_train_set(dpt_train_opts *o, const char *key, const char *value, char *e
   return DPT_OK;
 }
 
+int dpt_parse_duration(const char *text, double *seconds) {
+  *seconds = 0;
+  if (!text[0] || !strcmp(text, "UNLIMITED") || !strcmp(text, "unlimited")) return 0;
+  double v;
+  if (!parse_number(text, &v)) {
+    *seconds = v;
+    return v > 0 && isfinite(v) ? 0 : -1;
+  }
+  long days = 0, f[3];
+  const char *p = text, *dash = strchr(text, '-');
+  char *end;
+  if (dash) {
+    days = strtol(text, &end, 10);
+    if (end != dash || days < 0) return -1;
+    p = dash + 1;
+  }
+  int n = 0;
+  while (n < 3) {
+    if (*p < '0' || *p > '9') return -1;
+    f[n++] = strtol(p, &end, 10);
+    if (!*end) break;
+    if (*end != ':') return -1;
+    p = end + 1;
+  }
+  if (n == 3 && *end) return -1;
+  /* D-HH, D-HH:MM, D-HH:MM:SS; or MM, MM:SS, HH:MM:SS */
+  double h = 0, m = 0, s = 0;
+  if (dash) h = f[0], m = n > 1 ? f[1] : 0, s = n > 2 ? f[2] : 0;
+  else if (n == 3) h = f[0], m = f[1], s = f[2];
+  else m = f[0], s = n > 1 ? f[1] : 0;
+  *seconds = days * 86400.0 + h * 3600 + m * 60 + s;
+  return *seconds > 0 ? 0 : -1;
+}
+
+int dpt_parse_signals(const char *text, unsigned *mask, char *err, size_t errlen) {
+  static const struct { const char *name; int sig; } known[] = {
+      {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"TERM", SIGTERM}, {"INT", SIGINT}, {"HUP", SIGHUP}};
+  *mask = 0;
+  if (!strcmp(text, "none") || !text[0]) return 0;
+  char buf[64];
+  snprintf(buf, sizeof buf, "%s", text);
+  for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    const char *name = strncmp(tok, "SIG", 3) ? tok : tok + 3;
+    size_t i = 0;
+    while (i < sizeof known / sizeof known[0] && strcmp(known[i].name, name)) i++;
+    if (i == sizeof known / sizeof known[0]) {
+      snprintf(err, errlen, "--stop-signals: '%s' is not one of USR1, USR2, TERM, INT, HUP, none",
+               tok);
+      return -1;
+    }
+    *mask |= 1u << known[i].sig;
+  }
+  return 0;
+}
+
 int dpt_train_validate(const dpt_train_opts *o, char *err, size_t errlen) {
   char oerr[DPT_OPTIM_ERR_LEN];
+  double secs;
+  unsigned mask;
+  if (dpt_parse_duration(o->time_limit, &secs)) {
+    snprintf(err, errlen, "--time-limit: '%s' is not a duration (seconds, or [D-]HH:MM:SS)",
+             o->time_limit);
+    return DPT_EINVAL;
+  }
+  if (dpt_parse_signals(o->stop_signals, &mask, err, errlen)) return DPT_EINVAL;
   if (!o->data[0]) {
     snprintf(err, errlen, "--data: no dataset given (an HDF5 file with train/x and train/y)");
     return DPT_EINVAL;

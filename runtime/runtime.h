@@ -95,7 +95,9 @@ enum {
   DPT_EIO = -2,       /* a file could not be read or written */
   DPT_EMPI = -3,      /* an MPI call failed; peers may not be trusted */
   DPT_ENOMEM = -4,    /* allocation failed */
-  DPT_ENONFINITE = -5 /* NaN or Inf reached the loss or the gradients */
+  DPT_ENONFINITE = -5, /* NaN or Inf reached the loss or the gradients */
+  DPT_ESTOPPED = -6    /* stopped on request (a signal, --time-limit) with a checkpoint written:
+                          not a failure; the same command with --resume auto continues */
 };
 
 /* --- logger --- */
@@ -134,6 +136,9 @@ typedef struct {
   char init[1024];      /* start from this checkpoint's parameters only */
   char metrics[1024];   /* JSONL metrics file; "" = <run_dir>/metrics.jsonl */
   long log_every;       /* plain-log interval in steps (non-terminal output) */
+  char stop_signals[64]; /* "USR1,TERM": stop at an agreed step with a checkpoint; "none" */
+  char time_limit[32];  /* "" or seconds or SLURM's [D-]HH:MM:SS: stop with a checkpoint in time */
+  double stop_margin;   /* seconds kept in hand before --time-limit */
   char progress[8];     /* auto | bar | plain | none */
   int verbose;          /* more detail: memory, timings, per-rank lines */
 } dpt_train_opts;
@@ -147,6 +152,15 @@ void dpt_train_defaults(dpt_train_opts *o);
  * solver ("lr", "betas", ...). An unknown name or a malformed value is an error naming both. */
 int dpt_train_set(dpt_train_opts *o, const char *key, const char *value, char *err,
                   size_t errlen);
+
+/* A duration: seconds ("90", "1.5"), or SLURM's time format ("MM:SS", "HH:MM:SS",
+ * "D-HH[:MM[:SS]]"), as `squeue -o %L` prints the time left. "" and "UNLIMITED" give 0 (none).
+ * -1 if the text is none of these. */
+int dpt_parse_duration(const char *text, double *seconds);
+
+/* Signal names "USR1,USR2,TERM,INT,HUP" (with or without "SIG"; "none" for none) as a bit mask
+ * of signal numbers. -1 and a message naming the bad name otherwise. */
+int dpt_parse_signals(const char *text, unsigned *mask, char *err, size_t errlen);
 
 /* Checks every option and the solver's and scheduler's hyperparameters. */
 int dpt_train_validate(const dpt_train_opts *o, char *err, size_t errlen);
@@ -167,6 +181,7 @@ typedef struct {
   size_t state_bytes;      /* optimizer state bytes held by this rank */
   double comm_wait_s;      /* time this rank waited for gradient reduction, whole run */
   double step_s;           /* time in optimizer steps (compute + reduction + update) */
+  int stopped;             /* DPT_ESTOPPED was returned: 1 by a signal, 2 by --time-limit */
 } dpt_train_result;
 
 /* Trains a model as the options say. Collective over comm: every rank must call it with the

@@ -11,6 +11,7 @@
  *   collective a peer will never call.
  */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,10 @@ typedef struct {
   long steps_per_epoch, total_steps;
   dpt_report *report;
   dpt_fault fault;       /* test-only: DPT_FAULT */
+  double t_start;        /* when the run began (dpt_now) */
+  double time_limit;     /* --time-limit in seconds (0: none) */
+  double slowest_step, slowest_ckpt; /* seconds: what stopping in time must allow for */
+  int nodes, per_node;   /* nodes of the communicator, and the most ranks on one */
 } run;
 
 static float *alloc_floats(size_t n) {
@@ -189,6 +194,45 @@ static void teardown(run *r) {
   free(r->labels);
 }
 
+/* --- stopping on request: a signal, or the time limit ---
+ * A handler only records the signal; each step's reduction tells every rank whether any rank
+ * wants to stop, so all stop after the same step, write a checkpoint and return DPT_ESTOPPED. */
+
+static volatile sig_atomic_t g_stop_signal; /* the last stop signal received (0: none) */
+
+static void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+static int stop_signal_pending(void) { return g_stop_signal != 0; }
+
+typedef struct {
+  unsigned mask;
+  struct sigaction old[32];
+} stop_handlers;
+
+static void stop_handlers_install(stop_handlers *h, unsigned mask) {
+  g_stop_signal = 0;
+  h->mask = mask;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  for (int s = 1; s < 32; s++)
+    if (mask & (1u << s)) sigaction(s, &sa, &h->old[s]);
+}
+
+static void stop_handlers_restore(const stop_handlers *h) {
+  for (int s = 1; s < 32; s++)
+    if (h->mask & (1u << s)) sigaction(s, &h->old[s], NULL);
+}
+
+/* Would one more step and a checkpoint overrun --time-limit? */
+static int out_of_time(const run *r, const dpt_train_opts *o) {
+  if (r->time_limit <= 0) return 0;
+  double need = r->slowest_step + r->slowest_ckpt + o->stop_margin;
+  return dpt_now() - r->t_start + need >= r->time_limit;
+}
+
 /* --- one step --- */
 
 /* Fisher-Yates from (seed, epoch): identical on every rank and for every W. */
@@ -256,10 +300,13 @@ static int step(run *r, const dpt_train_opts *o, long s, dpt_step_info *info, ch
     snprintf(err, errlen, "%s", cerr);
     return DPT_EMPI;
   }
-  /* one reduction carries the loss, any rank's failure, and the squared gradient norm of
-   * each rank's shard (ranks sum disjoint shards of the same reduced gradient) */
-  double red[3] = {loss, rc ? 1.0 : 0.0, sum_squares(r->grads + r->own.offset, r->own.len)};
-  if (dpt_comm_sum(r->comm, red, 3, cerr, sizeof cerr)) {
+  /* one reduction carries the loss, any rank's failure, the squared gradient norm of each
+   * rank's shard (ranks sum disjoint shards of the same reduced gradient), and the ranks that
+   * want to stop after this step (a signal; the time limit): all see the same sums, so all
+   * stop at the same step whichever ranks the signal reached */
+  double red[5] = {loss, rc ? 1.0 : 0.0, sum_squares(r->grads + r->own.offset, r->own.len),
+                   stop_signal_pending() ? 1.0 : 0.0, out_of_time(r, o) ? 1.0 : 0.0};
+  if (dpt_comm_sum(r->comm, red, 5, cerr, sizeof cerr)) {
     snprintf(err, errlen, "%s", cerr);
     return DPT_EMPI;
   }
@@ -294,6 +341,8 @@ static int step(run *r, const dpt_train_opts *o, long s, dpt_step_info *info, ch
   info->lr = dpt_sched_lr(r->sched);
   info->grad_norm = norm;
   info->comm_wait = wait;
+  info->stop = red[3] > 0 ? 1 : red[4] > 0 ? 2 : 0;
+  info->stop_ranks = (int)(red[3] > 0 ? red[3] : red[4]);
   info->samples_per_s = (double)o->batch / (dpt_now() - t0);
   if (o->sched.interval == DPT_SCHED_EVERY_STEP) dpt_sched_step(r->sched, info->loss);
   return DPT_OK;
@@ -346,8 +395,33 @@ static int evaluate(run *r, double *loss, double *acc, char *err, size_t errlen)
 static int save(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   r->pos.world_size = r->size;
   r->pos.zero = r->zero;
-  return dpt_ckpt_save_run(o, r->model, r->comm, r->params, r->solver, r->shard.offset,
-                           r->sched, &r->pos, &r->fault, err, errlen);
+  double t = dpt_now();
+  int rc = dpt_ckpt_save_run(o, r->model, r->comm, r->params, r->solver, r->shard.offset,
+                             r->sched, &r->pos, &r->fault, err, errlen);
+  t = dpt_now() - t;
+  if (t > r->slowest_ckpt) r->slowest_ckpt = t;
+  return rc;
+}
+
+/* Ends the run early at the step every rank agreed on, with a checkpoint (unless one was just
+ * written at this step). DPT_ESTOPPED and a message saying why and how to continue. */
+static int stop_early(run *r, const dpt_train_opts *o, const dpt_step_info *info, int saved,
+                      dpt_train_result *res, char *err, size_t errlen) {
+  int rc = saved ? DPT_OK : save(r, o, err, errlen);
+  if (rc) return rc;
+  res->stopped = info->stop;
+  res->steps = r->pos.step;
+  char why[160];
+  if (info->stop == 1)
+    snprintf(why, sizeof why, "a stop signal (%s) reached %d of %d ranks",
+             o->stop_signals, info->stop_ranks, r->size);
+  else
+    snprintf(why, sizeof why, "another step and checkpoint would overrun --time-limit %s",
+             o->time_limit);
+  snprintf(err, errlen, "stopped after step %ld of %ld: %s; checkpoint %s/ckpt-%010ld.h5 "
+           "written; the same command with --resume auto continues", r->pos.step,
+           r->total_steps, why, o->ckpt_dir, r->pos.step);
+  return DPT_ESTOPPED;
 }
 
 static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *err,
@@ -365,7 +439,9 @@ static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *er
       double ts = dpt_now();
       int rc = step(r, o, s, &info, err, errlen);
       if (rc) return rc;
-      res->step_s += dpt_now() - ts;
+      double took = dpt_now() - ts;
+      res->step_s += took;
+      if (took > r->slowest_step) r->slowest_step = took;
       res->comm_wait_s += info.comm_wait;
       r->pos.step++;
       r->pos.step_in_epoch = s + 1;
@@ -373,9 +449,10 @@ static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *er
       info.step = r->pos.step;
       info.epoch = e;
       dpt_report_step(r->report, &info);
-      if (r->saving && o->ckpt_every > 0 && r->pos.step % o->ckpt_every == 0 &&
-          (rc = save(r, o, err, errlen)))
-        return rc;
+      int saved = r->saving && o->ckpt_every > 0 && r->pos.step % o->ckpt_every == 0;
+      if (saved && (rc = save(r, o, err, errlen))) return rc;
+      if (info.stop && r->pos.step < r->total_steps)
+        return stop_early(r, o, &info, saved, res, err, errlen);
     }
     if (r->pos.step_in_epoch < r->steps_per_epoch) break; /* stopped by --max-steps */
     dpt_epoch_info ei = {e, r->pos.step, r->pos.epoch_loss / (double)r->steps_per_epoch, NAN,
@@ -410,9 +487,35 @@ static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *er
   return DPT_OK;
 }
 
+/* How many nodes the ranks are on (ranks that share memory are one node), and the most ranks
+ * on one. Collective. */
+static void count_nodes(run *r) {
+  MPI_Comm local;
+  int lrank = 0, lsize = 1;
+  if (MPI_Comm_split_type(r->comm, MPI_COMM_TYPE_SHARED, r->rank, MPI_INFO_NULL, &local) ==
+      MPI_SUCCESS) {
+    MPI_Comm_rank(local, &lrank);
+    MPI_Comm_size(local, &lsize);
+    MPI_Comm_free(&local);
+  }
+  int v[2] = {lrank == 0, lsize}, sum[2];
+  MPI_Allreduce(&v[0], &sum[0], 1, MPI_INT, MPI_SUM, r->comm);
+  MPI_Allreduce(&v[1], &sum[1], 1, MPI_INT, MPI_MAX, r->comm);
+  r->nodes = sum[0], r->per_node = sum[1];
+}
+
+/* One line on rank 0: who runs, where, and what (the log prefix names the SLURM job). */
+static void startup_line(const run *r, const dpt_train_opts *o) {
+  dpt_log(DPT_LOG_INFO, "%d rank%s on %d node%s (%d per node), solver %s, scheduler %s, "
+          "ZeRO stage %d, %ld steps, run directory %s", r->size, r->size > 1 ? "s" : "",
+          r->nodes, r->nodes > 1 ? "s" : "", r->per_node,
+          dpt_optim_solver_name(o->solver.kind), dpt_optim_sched_name(o->sched.kind), r->zero,
+          r->total_steps, o->run_dir);
+}
+
 /* --resume / --init: load before the first step. Every rank reads; all agree. */
 static int restore(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
-  char path[1200];
+  char path[1200] = "";
   int rc = DPT_OK;
   if (o->resume[0]) {
     rc = dpt_ckpt_resolve(o, path, sizeof path, err, errlen);
@@ -425,7 +528,9 @@ static int restore(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
       rc = DPT_EINVAL;
     }
     if (!rc && path[0]) dpt_log(DPT_LOG_INFO, "resuming from %s at step %ld", path, r->pos.step);
-  } else if (o->init[0]) {
+  }
+  /* --init starts a run that has nothing to resume (also with --resume auto finding none) */
+  if (!rc && (!o->resume[0] || !path[0]) && o->init[0]) {
     rc = dpt_ckpt_load_run(o->init, o, r->model, r->params, r->solver, r->shard.offset,
                            r->sched, &r->pos, 1, err, errlen);
   }
@@ -442,10 +547,22 @@ int dpt_train_run_model(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm,
   memset(res, 0, sizeof *res);
   int rc = dpt_train_validate(o, err, errlen);
   if (!rc) rc = dpt_fault_from_env(&r.fault, err, errlen);
-  dpt_train_opts eff = *o; /* the checkpoint directory defaults to <run_dir>/ckpt */
+  r.t_start = dpt_now();
+  /* defaults that depend on the run: runs/dpt (runs/slurm-<job> in a SLURM job, the same
+   * after a requeue, so that --resume auto finds it), and <run_dir>/ckpt */
+  dpt_train_opts eff = *o;
+  char job[48];
+  dpt_job_id(job, sizeof job);
+  if (!eff.run_dir[0])
+    snprintf(eff.run_dir, sizeof eff.run_dir, "runs/%s%s", job[0] ? "slurm-" : "dpt", job);
   r.saving = o->ckpt || o->ckpt_every > 0 || o->ckpt_epochs > 0 || o->ckpt_dir[0];
-  if (!eff.ckpt_dir[0]) snprintf(eff.ckpt_dir, sizeof eff.ckpt_dir, "%.1000s/ckpt", o->run_dir);
+  if (!eff.ckpt_dir[0])
+    snprintf(eff.ckpt_dir, sizeof eff.ckpt_dir, "%.1000s/ckpt", eff.run_dir);
   o = &eff;
+  unsigned signals = 0;
+  if (!rc && (dpt_parse_duration(o->time_limit, &r.time_limit) ||
+              dpt_parse_signals(o->stop_signals, &signals, err, errlen)))
+    rc = DPT_EINVAL; /* (dpt_train_validate said so already) */
   if (!rc) rc = setup(&r, o, err, errlen);
   if (!rc) rc = restore(&r, o, err, errlen);
   /* set-up: agree, so one rank's bad input stops all, with that rank's message */
@@ -465,8 +582,13 @@ int dpt_train_run_model(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm,
     dpt_log(DPT_LOG_INFO, "%d ranks, ZeRO stage %d: optimizer state %.2f MiB per rank "
             "(largest), %.2f MiB over all ranks, %zu parameters", r.size, r.zero,
             bytes[0] / 1048576.0, bytes[1] / 1048576.0, m->nparams);
+  count_nodes(&r);
+  if (r.rank == 0) startup_line(&r, o);
+  stop_handlers h;
+  stop_handlers_install(&h, signals);
   rc = loop(&r, o, res, err, errlen);
-  if (!rc && params_out) memcpy(params_out, r.params, m->nparams * sizeof(float));
+  stop_handlers_restore(&h);
+  if ((!rc || rc == DPT_ESTOPPED) && params_out) memcpy(params_out, r.params, m->nparams * sizeof(float));
   teardown(&r);
   return rc;
 }

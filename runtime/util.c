@@ -1,7 +1,8 @@
-/* util.c — small shared helpers of runtime/: the clock and mkdir -p. */
+/* util.c — small shared helpers of runtime/: the clock, mkdir -p, the job's identity. */
 #include "internal.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -30,4 +31,11 @@ int dpt_mkdirs(const char *path, const char *flag, char *err, size_t errlen) {
     *p = c;
   }
   return DPT_OK;
+}
+
+void dpt_job_id(char *buf, size_t len) {
+  const char *job = getenv("SLURM_JOB_ID"), *array = getenv("SLURM_ARRAY_JOB_ID"),
+             *task = getenv("SLURM_ARRAY_TASK_ID");
+  if (array && task && *array && *task) snprintf(buf, len, "%s_%s", array, task);
+  else snprintf(buf, len, "%s", job ? job : "");
 }
