@@ -250,6 +250,21 @@ int dpt_comm_sum(MPI_Comm comm, double *v, int n, char *err, size_t errlen) {
   return rc == MPI_SUCCESS ? DPT_COMM_OK : mpi_fail(rc, "MPI_Allreduce", err, errlen);
 }
 
+int dpt_comm_max(MPI_Comm comm, double *v, int n, char *err, size_t errlen) {
+  int rc = MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_MAX, comm);
+  return rc == MPI_SUCCESS ? DPT_COMM_OK : mpi_fail(rc, "MPI_Allreduce", err, errlen);
+}
+
+int dpt_comm_sum_exact(MPI_Comm comm, int64_t *v, size_t n, char *err, size_t errlen) {
+  const size_t most = (size_t)1 << 28; /* MPI counts are ints */
+  for (size_t done = 0; done < n; done += most) {
+    int cnt = (int)(n - done < most ? n - done : most);
+    int rc = MPI_Allreduce(MPI_IN_PLACE, v + done, cnt, MPI_INT64_T, MPI_SUM, comm);
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Allreduce (exact sum)", err, errlen);
+  }
+  return DPT_COMM_OK;
+}
+
 int dpt_comm_agree(MPI_Comm comm, int rc) {
   int worst = rc;
   if (MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS) return DPT_COMM_EMPI;

@@ -14,6 +14,7 @@
 
 #include <mpi.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define DPT_COMM_ERR_LEN 512
 /* Shard boundaries are multiples of this many floats (64 bytes: a cache line, one AVX-512
@@ -65,6 +66,14 @@ int dpt_comm_allgather(MPI_Comm comm, float *buf, size_t n, char *err, size_t er
 
 /* Sums v[0, n) over ranks in place (doubles: losses, counts, norms). */
 int dpt_comm_sum(MPI_Comm comm, double *v, int n, char *err, size_t errlen);
+
+/* Maximum of v[0, n) over ranks in place. */
+int dpt_comm_max(MPI_Comm comm, double *v, int n, char *err, size_t errlen);
+
+/* Sums v[0, n) of 64-bit integers over ranks in place. Integer addition is exact and
+ * associative (modulo 2^64, so even a wrap-around in between cancels), so the result is the
+ * same whatever the rank count and the reduction order: deterministic mode's gradient sum. */
+int dpt_comm_sum_exact(MPI_Comm comm, int64_t *v, size_t n, char *err, size_t errlen);
 
 /* Agreement on failure: returns the most negative rc over ranks (0 if all are 0). Every rank
  * calls it at the same point, so one rank's bad input stops every rank with no hang. */

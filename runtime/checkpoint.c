@@ -18,7 +18,7 @@
 #include "internal.h"
 #include "io.h"
 
-#define MAX_SCALARS 48
+#define MAX_SCALARS (48 + DPT_MAX_TENSORS)
 #define MAX_TEXTS 40
 
 /* Everything but the big arrays, gathered into name/value lists. */
@@ -27,7 +27,7 @@ typedef struct {
   const char *vec_names[8];
   float *vecs[8];
   const char *scalar_names[MAX_SCALARS];
-  char scalar_store[MAX_SCALARS][64];
+  char scalar_store[MAX_SCALARS][96];
   double scalars[MAX_SCALARS];
   dpt_ckpt_text texts[MAX_TEXTS];
   char text_store[MAX_TEXTS][2][96];
@@ -36,6 +36,7 @@ typedef struct {
 } layout;
 
 static void add_scalar(layout *l, const char *prefix, const char *name, double value) {
+  if (l->v.nscalar >= MAX_SCALARS) return;
   int i = l->v.nscalar++;
   snprintf(l->scalar_store[i], sizeof l->scalar_store[i], "%s.%s", prefix, name);
   l->scalar_names[i] = l->scalar_store[i];
@@ -60,7 +61,7 @@ static void add_hparam(void *ctx, const char *name, const char *value, const cha
 /* The layout for this run: tensors, the solver's vectors over [lo, lo+len), every scalar. */
 static void build(layout *l, const dpt_train_opts *o, const dpt_model *m, float *params,
                   dpt_solver *solver, size_t solver_lo, dpt_sched *sched,
-                  const dpt_train_pos *pos, size_t lo, size_t len) {
+                  const dpt_train_pos *pos, size_t lo, size_t len, int with_scales) {
   memset(l, 0, sizeof *l);
   for (int t = 0; t < m->ntensors; t++) {
     const dpt_tensor *s = &m->tensors[t];
@@ -96,6 +97,12 @@ static void build(layout *l, const dpt_train_opts *o, const dpt_model *m, float 
   add_scalar(l, "train", "seed", (double)o->seed);
   add_scalar(l, "train", "world_size", (double)pos->world_size);
   add_scalar(l, "train", "zero", (double)pos->zero);
+  if (with_scales) /* deterministic mode's fixed-point exponents (NAN when not used) */
+    for (int t = 0; t < m->ntensors; t++) {
+      char name[80];
+      snprintf(name, sizeof name, "grad_scale.%s", m->tensors[t].name);
+      add_scalar(l, "train", name, pos->grad_scale[t]);
+    }
   v->vec_names = l->vec_names;
   v->vecs = l->vecs;
   v->scalar_names = l->scalar_names;
@@ -164,7 +171,7 @@ int dpt_ckpt_save_run(const dpt_train_opts *o, const dpt_model *m, MPI_Comm comm
   dpt_range own = dpt_comm_shard(m->nparams, rank, size);
   layout *l = malloc(sizeof *l);
   if (!l) return DPT_ENOMEM; /* (every rank has the same small allocation) */
-  build(l, o, m, params, solver, solver_lo, sched, pos, own.offset, own.len);
+  build(l, o, m, params, solver, solver_lo, sched, pos, own.offset, own.len, 1);
   if (fault && fault->in_ckpt && fault->rank == rank && fault->step == pos->step)
     l->v.written = dpt_fault_kill;
   char name[64], path[1200];
@@ -231,7 +238,8 @@ int dpt_ckpt_load_run(const char *path, const dpt_train_opts *o, const dpt_model
   char ioerr[DPT_IO_ERR_LEN];
   int rc = 0;
   if (!params_only) { /* the solver's range: its state, and the scalars */
-    build(l, o, m, params, solver, solver_lo, sched, pos, solver_lo, dpt_solver_len(solver));
+    build(l, o, m, params, solver, solver_lo, sched, pos, solver_lo, dpt_solver_len(solver),
+          o->deterministic);
     rc = dpt_ckpt_read(path, &l->v, 0, ioerr, sizeof ioerr);
     for (int i = 0; !rc && i < l->v.nscalar; i++) {
       const char *name = l->scalar_names[i];
@@ -249,6 +257,9 @@ int dpt_ckpt_load_run(const char *path, const dpt_train_opts *o, const dpt_model
         pos->step_in_epoch = (long)v;
       } else if (!strcmp(name, "train.epoch_loss")) {
         pos->epoch_loss = v;
+      } else if (!strncmp(name, "train.grad_scale.", 17)) {
+        for (int t = 0; t < m->ntensors; t++)
+          if (!strcmp(name + 17, m->tensors[t].name)) pos->grad_scale[t] = v;
       } else if (!strcmp(name, "train.seed") && (long)v != o->seed) {
         snprintf(ioerr, sizeof ioerr, "%s: was saved with --seed %ld but this run uses %ld "
                  "(the data order would differ)", path, (long)v, o->seed);
@@ -257,7 +268,7 @@ int dpt_ckpt_load_run(const char *path, const dpt_train_opts *o, const dpt_model
     }
   }
   if (!rc) { /* every rank needs all parameters */
-    build(l, o, m, params, solver, solver_lo, sched, pos, 0, m->nparams);
+    build(l, o, m, params, solver, solver_lo, sched, pos, 0, m->nparams, 0);
     rc = dpt_ckpt_read(path, &l->v, 1, ioerr, sizeof ioerr);
   }
   free(l);

@@ -51,6 +51,8 @@ static const opt_def k_opts[] = {
     {"metrics", OPT_STR, F(metrics), "", 0, 0, "JSONL metrics file (default RUN_DIR/metrics.jsonl)"},
     {"log_every", OPT_LONG, F(log_every), "100", 1, 1e15, "steps between plain log lines"},
     {"progress", OPT_STR, F(progress), "auto", 0, 0, "auto (bar on a terminal), bar, plain or none"},
+    {"deterministic", OPT_BOOL, F(deterministic), "0", 0, 1, "bitwise the same training for any rank count and ZeRO stage: exact fixed-point gradient sums over --micro-shards"},
+    {"micro_shards", OPT_INT, F(micro_shards), "8", 1, 1e6, "deterministic mode: the global batch is cut into G micro-shards (W must divide G, G must divide --batch)"},
     {"stop_signals", OPT_STR, F(stop_signals), "USR1,TERM", 0, 0, "on these signals all ranks stop at the same step, write a checkpoint and exit with status 3 (none: off)"},
     {"time_limit", OPT_STR, F(time_limit), "", 0, 0, "stop with a checkpoint before this much time has passed: seconds or [D-]HH:MM:SS (squeue -o %L)"},
     {"stop_margin", OPT_DBL, F(stop_margin), "1", 0, 1e9, "seconds kept in hand before --time-limit, beyond the slowest step and checkpoint seen"},

@@ -136,6 +136,8 @@ typedef struct {
   char init[1024];      /* start from this checkpoint's parameters only */
   char metrics[1024];   /* JSONL metrics file; "" = <run_dir>/metrics.jsonl */
   long log_every;       /* plain-log interval in steps (non-terminal output) */
+  int deterministic;    /* bitwise the same results for any W and ZeRO stage (see det.c) */
+  int micro_shards;     /* deterministic mode: G fixed micro-shards per global batch */
   char stop_signals[64]; /* "USR1,TERM": stop at an agreed step with a checkpoint; "none" */
   char time_limit[32];  /* "" or seconds or SLURM's [D-]HH:MM:SS: stop with a checkpoint in time */
   double stop_margin;   /* seconds kept in hand before --time-limit */

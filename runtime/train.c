@@ -49,6 +49,8 @@ typedef struct {
   double time_limit;     /* --time-limit in seconds (0: none) */
   double slowest_step, slowest_ckpt; /* seconds: what stopping in time must allow for */
   int nodes, per_node;   /* nodes of the communicator, and the most ranks on one */
+  dpt_det *det;          /* deterministic mode (NULL otherwise) */
+  double *slots;         /* deterministic mode: one slot per micro-shard loss, then flags */
 } run;
 
 static float *alloc_floats(size_t n) {
@@ -109,6 +111,18 @@ static int check_data(run *r, const dpt_train_opts *o, char *err, size_t errlen)
              o->accum, o->batch / r->size, o->batch, r->size);
     return DPT_EINVAL;
   }
+  if (o->deterministic && (o->micro_shards % r->size || o->batch % o->micro_shards)) {
+    snprintf(err, errlen,
+             "--deterministic: the %d ranks must divide --micro-shards %d, and %d must divide "
+             "--batch %ld (pick G as a multiple of every rank count you will use)",
+             r->size, o->micro_shards, o->micro_shards, o->batch);
+    return DPT_EINVAL;
+  }
+  if (o->deterministic && o->accum != 1) {
+    snprintf(err, errlen, "--accum %d: not used with --deterministic, where each of the "
+             "--micro-shards is computed on its own; leave it at 1", o->accum);
+    return DPT_EINVAL;
+  }
   if (o->batch > r->train.n) {
     snprintf(err, errlen, "--batch %ld is larger than the %lld training samples in %s",
              o->batch, (long long)r->train.n, o->data);
@@ -132,7 +146,8 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   dpt_model *m = r->model;
   r->params = alloc_floats(m->nparams);
   r->grads = alloc_floats(m->nparams);
-  r->micro = (size_t)(o->batch / r->size / o->accum);
+  r->micro = o->deterministic ? (size_t)(o->batch / o->micro_shards)
+                              : (size_t)(o->batch / r->size / o->accum);
   size_t eval_chunk = 1024;
   size_t rows = r->micro > eval_chunk ? r->micro : eval_chunk;
   r->perm = malloc((size_t)r->train.n * sizeof *r->perm);
@@ -165,12 +180,19 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
     snprintf(err, errlen, "%s", oerr);
     return DPT_EINVAL;
   }
-  char cerr[DPT_COMM_ERR_LEN];
-  if (dpt_comm_create(r->comm, r->grads, m->nparams, (size_t)(o->bucket_mb * 1048576.0),
-                      o->overlap, r->zero == 2,
-                      &r->reducer, cerr, sizeof cerr)) {
-    snprintf(err, errlen, "%s", cerr);
-    return DPT_EMPI;
+  for (int t = 0; t < DPT_MAX_TENSORS; t++) r->pos.grad_scale[t] = NAN;
+  if (o->deterministic) { /* no bucketed reducer: exact sums of micro-shards instead */
+    r->slots = calloc((size_t)o->micro_shards + 3, sizeof *r->slots);
+    if (!r->slots) return DPT_ENOMEM;
+    int rc2 = dpt_det_create(m, o->micro_shards, r->pos.grad_scale, &r->det, err, errlen);
+    if (rc2) return rc2;
+  } else {
+    char cerr[DPT_COMM_ERR_LEN];
+    if (dpt_comm_create(r->comm, r->grads, m->nparams, (size_t)(o->bucket_mb * 1048576.0),
+                        o->overlap, r->zero == 2, &r->reducer, cerr, sizeof cerr)) {
+      snprintf(err, errlen, "%s", cerr);
+      return DPT_EMPI;
+    }
   }
   if (r->rank == 0) {
     int rc2 = dpt_report_open(o, r->total_steps, &r->report, err, errlen);
@@ -182,6 +204,8 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
 static void teardown(run *r) {
   dpt_report_close(r->report);
   dpt_comm_free(r->reducer);
+  dpt_det_free(r->det);
+  free(r->slots);
   dpt_sched_free(r->sched);
   dpt_solver_free(r->solver);
   dpt_io_dataset_close(r->data);
@@ -248,22 +272,29 @@ static void shuffle(int64_t *perm, int64_t n, uint64_t seed, int epoch) {
   }
 }
 
+/* Reads n training samples by index into r->x and r->labels or r->y. */
+static int read_samples(run *r, const int64_t *idx, size_t n, char *err, size_t errlen) {
+  dpt_model *m = r->model;
+  char ioerr[DPT_IO_ERR_LEN];
+  memcpy(r->idx, idx, n * sizeof *r->idx);
+  if (dpt_io_dataset_read(r->data, DPT_SPLIT_TRAIN, r->idx, n, r->x,
+                          m->wants_labels ? r->labels : NULL, m->wants_labels ? NULL : r->y,
+                          ioerr, sizeof ioerr)) {
+    snprintf(err, errlen, "%s", ioerr);
+    return DPT_EIO;
+  }
+  return DPT_OK;
+}
+
 /* Forward and backward over this rank's share of global step `s`; adds into r->grads. */
 static int compute(run *r, const dpt_train_opts *o, long s, double *loss_sum, char *err,
                    size_t errlen) {
   dpt_model *m = r->model;
   size_t per_rank = (size_t)(o->batch / r->size);
   const int64_t *mine = r->perm + (size_t)s * (size_t)o->batch + (size_t)r->rank * per_rank;
-  char ioerr[DPT_IO_ERR_LEN];
   for (int k = 0; k < o->accum; k++) {
-    memcpy(r->idx, mine + (size_t)k * r->micro, r->micro * sizeof *r->idx);
-    int rc = dpt_io_dataset_read(r->data, DPT_SPLIT_TRAIN, r->idx, r->micro, r->x,
-                                 m->wants_labels ? r->labels : NULL,
-                                 m->wants_labels ? NULL : r->y, ioerr, sizeof ioerr);
-    if (rc) {
-      snprintf(err, errlen, "%s", ioerr);
-      return DPT_EIO;
-    }
+    int rc = read_samples(r, mine + (size_t)k * r->micro, r->micro, err, errlen);
+    if (rc) return rc;
     int last = k == o->accum - 1;
     double part = 0;
     int64_t correct = 0;
@@ -287,16 +318,31 @@ static double sum_squares(const float *g, size_t n) {
   return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
-static int step(run *r, const dpt_train_opts *o, long s, dpt_step_info *info, char *err,
-                size_t errlen) {
-  dpt_model *m = r->model;
-  memset(r->grads, 0, m->nparams * sizeof(float));
-  double t0 = dpt_now();
-  double loss = 0, wait = 0;
+/* What the ranks agreed on in a step's reduction. */
+typedef struct {
+  double loss;   /* summed over the global batch */
+  double sumsq;  /* squared L2 norm of the reduced gradient */
+  double wait;   /* seconds this rank waited for the gradient */
+  int stop, stop_ranks; /* see dpt_step_info */
+} step_sums;
+
+/* A failure on some rank (sum > 0): every rank returns its code with that rank's message. */
+static int shared_failure(run *r, int rc, char *err, size_t errlen) {
+  rc = dpt_comm_agree(r->comm, rc);
+  dpt_comm_share_error(r->comm, rc, err, errlen);
+  return rc;
+}
+
+/* Default mode: the bucketed reducer (overlapped with backward, rank-order sums) leaves this
+ * rank's part of the averaged gradient in r->grads. */
+static int reduce_buckets(run *r, const dpt_train_opts *o, long s, step_sums *out, char *err,
+                          size_t errlen) {
+  double loss = 0;
+  memset(r->grads, 0, r->model->nparams * sizeof(float));
   int rc = compute(r, o, s, &loss, err, errlen);
   /* Even a failed rank joins the reduction (with what it has), then says so below. */
   char cerr[DPT_COMM_ERR_LEN];
-  if (dpt_comm_wait(r->reducer, &wait, cerr, sizeof cerr)) {
+  if (dpt_comm_wait(r->reducer, &out->wait, cerr, sizeof cerr)) {
     snprintf(err, errlen, "%s", cerr);
     return DPT_EMPI;
   }
@@ -310,16 +356,80 @@ static int step(run *r, const dpt_train_opts *o, long s, dpt_step_info *info, ch
     snprintf(err, errlen, "%s", cerr);
     return DPT_EMPI;
   }
-  if (red[1] > 0) { /* some rank failed: all leave together with its message */
-    rc = dpt_comm_agree(r->comm, rc);
-    dpt_comm_share_error(r->comm, rc, err, errlen);
-    return rc;
-  }
-  double norm = sqrt(red[2]);
-  if (!isfinite(norm) || !isfinite(red[0])) {
+  if (red[1] > 0) return shared_failure(r, rc, err, errlen);
+  out->loss = red[0], out->sumsq = red[2];
+  out->stop = red[3] > 0 ? 1 : red[4] > 0 ? 2 : 0;
+  out->stop_ranks = (int)(red[3] > 0 ? red[3] : red[4]);
+  return DPT_OK;
+}
+
+/* Deterministic mode: this rank's micro-shards, each computed alone, summed exactly in fixed
+ * point with every other rank's (det.c); the whole gradient lands on every rank, so the norm
+ * is taken over all of it in one fixed order. Losses travel in one slot per micro-shard and
+ * are added in micro-shard order. Nothing here depends on W. */
+static int reduce_exact(run *r, const dpt_train_opts *o, long s, step_sums *out, char *err,
+                        size_t errlen) {
+  dpt_model *m = r->model;
+  int shards = o->micro_shards, per = shards / r->size;
+  const int64_t *batch = r->perm + (size_t)s * (size_t)o->batch;
+  double *slot = r->slots; /* [0, G) losses; G failure; G+1 signal; G+2 out of time */
+  char cerr[DPT_COMM_ERR_LEN];
+  int rc = DPT_OK, redo;
+  do {
+    memset(slot, 0, (size_t)(shards + 3) * sizeof *slot);
+    dpt_det_begin(r->det);
+    for (int k = r->rank * per; k < (r->rank + 1) * per && !rc; k++) {
+      memset(r->grads, 0, m->nparams * sizeof(float));
+      rc = read_samples(r, batch + (size_t)k * r->micro, r->micro, err, errlen);
+      int64_t correct = 0;
+      if (!rc)
+        rc = m->loss_grad(m, r->params, r->grads, (float)(1.0 / (double)o->batch), r->x,
+                          r->labels, r->y, r->micro, &slot[k], &correct, NULL, NULL, err,
+                          errlen);
+      if (!rc) dpt_det_add(r->det, r->grads);
+    }
+    slot[shards] = rc ? 1 : 0;
+    slot[shards + 1] = stop_signal_pending() ? 1 : 0;
+    slot[shards + 2] = out_of_time(r, o) ? 1 : 0;
+    /* one contributor per loss slot (the others add zeros), small counts: exact sums */
+    if (dpt_comm_sum(r->comm, slot, shards + 3, cerr, sizeof cerr)) {
+      snprintf(err, errlen, "%s", cerr);
+      return DPT_EMPI;
+    }
+    if (slot[shards] > 0) return shared_failure(r, rc, err, errlen);
+    int nonfinite = 0;
+    redo = dpt_det_check(r->det, r->comm, &nonfinite, err, errlen);
+    if (redo < 0) return redo;
+    if (nonfinite) {
+      snprintf(err, errlen, "step %ld: the gradient became non-finite; try a smaller --lr or "
+               "--clip-norm", s + 1);
+      return DPT_ENONFINITE;
+    }
+  } while (redo);
+  double t = dpt_now();
+  if ((rc = dpt_det_finish(r->det, r->comm, r->grads, err, errlen))) return rc;
+  out->wait = dpt_now() - t;
+  out->loss = 0;
+  for (int k = 0; k < shards; k++) out->loss += slot[k];
+  out->sumsq = sum_squares(r->grads, m->nparams);
+  out->stop = slot[shards + 1] > 0 ? 1 : slot[shards + 2] > 0 ? 2 : 0;
+  out->stop_ranks = (int)(slot[shards + 1] > 0 ? slot[shards + 1] : slot[shards + 2]);
+  return DPT_OK;
+}
+
+static int step(run *r, const dpt_train_opts *o, long s, dpt_step_info *info, char *err,
+                size_t errlen) {
+  dpt_model *m = r->model;
+  double t0 = dpt_now();
+  step_sums sums = {0};
+  int rc = r->det ? reduce_exact(r, o, s, &sums, err, errlen)
+                  : reduce_buckets(r, o, s, &sums, err, errlen);
+  if (rc) return rc;
+  double norm = sqrt(sums.sumsq);
+  if (!isfinite(norm) || !isfinite(sums.loss)) {
     snprintf(err, errlen,
              "step %ld: the %s became non-finite (loss %g); try a smaller --lr or --clip-norm",
-             s + 1, isfinite(red[0]) ? "gradient" : "loss", red[0] / (double)o->batch);
+             s + 1, isfinite(sums.loss) ? "gradient" : "loss", sums.loss / (double)o->batch);
     return DPT_ENONFINITE;
   }
   if (o->clip_norm > 0) { /* torch.nn.utils.clip_grad_norm_: coef = max/(norm+1e-6), <= 1 */
@@ -333,32 +443,40 @@ static int step(run *r, const dpt_train_opts *o, long s, dpt_step_info *info, ch
   if (dpt_sched_cycles_momentum(r->sched))
     dpt_solver_set_momentum(r->solver, dpt_sched_momentum(r->sched));
   dpt_solver_step(r->solver, r->params + r->shard.offset, r->grads + r->shard.offset);
+  char cerr[DPT_COMM_ERR_LEN];
   if (r->zero && dpt_comm_allgather(r->comm, r->params, m->nparams, cerr, sizeof cerr)) {
     snprintf(err, errlen, "%s", cerr);
     return DPT_EMPI;
   }
-  info->loss = red[0] / (double)o->batch;
+  info->loss = sums.loss / (double)o->batch;
   info->lr = dpt_sched_lr(r->sched);
   info->grad_norm = norm;
-  info->comm_wait = wait;
-  info->stop = red[3] > 0 ? 1 : red[4] > 0 ? 2 : 0;
-  info->stop_ranks = (int)(red[3] > 0 ? red[3] : red[4]);
+  info->comm_wait = sums.wait;
+  info->stop = sums.stop;
+  info->stop_ranks = sums.stop_ranks;
   info->samples_per_s = (double)o->batch / (dpt_now() - t0);
   if (o->sched.interval == DPT_SCHED_EVERY_STEP) dpt_sched_step(r->sched, info->loss);
   return DPT_OK;
 }
 
-/* Mean loss and accuracy on the test split; each rank takes a contiguous share. */
+/* Mean loss and accuracy on the test split, in fixed chunks of EVAL_CHUNK samples dealt out
+ * round-robin; each chunk's sums travel in their own slots and are added in chunk order, so
+ * the result is the same for every W. */
+#define EVAL_CHUNK 1024
 static int evaluate(run *r, double *loss, double *acc, char *err, size_t errlen) {
   dpt_model *m = r->model;
-  int64_t n = r->test.n;
-  int64_t lo = n * r->rank / r->size, hi = n * (r->rank + 1) / r->size;
-  size_t chunk = 1024;
-  double red[3] = {0, 0, 0};
+  int64_t n = r->test.n, nchunks = (n + EVAL_CHUNK - 1) / EVAL_CHUNK;
+  double *slot = calloc(2 * (size_t)nchunks + 1, sizeof *slot); /* losses, correct, failure */
+  if (dpt_comm_agree(r->comm, slot ? DPT_OK : DPT_ENOMEM)) { /* before any other collective */
+    free(slot);
+    snprintf(err, errlen, "out of memory for %lld evaluation chunks", (long long)nchunks);
+    return DPT_ENOMEM;
+  }
   int rc = DPT_OK;
   char ioerr[DPT_IO_ERR_LEN];
-  for (int64_t i = lo; i < hi && !rc; i += (int64_t)chunk) {
-    size_t cnt = (size_t)(hi - i) < chunk ? (size_t)(hi - i) : chunk;
+  for (int64_t c = r->rank; c < nchunks && !rc; c += r->size) {
+    int64_t i = c * EVAL_CHUNK;
+    size_t cnt = (size_t)(n - i) < EVAL_CHUNK ? (size_t)(n - i) : EVAL_CHUNK;
     for (size_t j = 0; j < cnt; j++) r->idx[j] = i + (int64_t)j;
     if (dpt_io_dataset_read(r->data, DPT_SPLIT_TEST, r->idx, cnt, r->x,
                             m->wants_labels ? r->labels : NULL, m->wants_labels ? NULL : r->y,
@@ -367,25 +485,27 @@ static int evaluate(run *r, double *loss, double *acc, char *err, size_t errlen)
       rc = DPT_EIO;
       break;
     }
-    double part = 0;
     int64_t correct = 0;
-    rc = m->evaluate(m, r->params, r->x, r->labels, r->y, cnt, &part, &correct, err, errlen);
-    red[0] += part;
-    red[1] += (double)correct;
+    rc = m->evaluate(m, r->params, r->x, r->labels, r->y, cnt, &slot[c], &correct, err, errlen);
+    slot[nchunks + c] = (double)correct;
   }
-  red[2] = rc ? 1 : 0;
+  size_t nred = 2 * (size_t)nchunks + 1;
+  slot[nred - 1] = rc ? 1 : 0;
   char cerr[DPT_COMM_ERR_LEN];
-  if (dpt_comm_sum(r->comm, red, 3, cerr, sizeof cerr)) {
+  if (dpt_comm_sum(r->comm, slot, (int)nred, cerr, sizeof cerr)) {
     snprintf(err, errlen, "%s", cerr);
+    free(slot);
     return DPT_EMPI;
   }
-  if (red[2] > 0) {
-    rc = dpt_comm_agree(r->comm, rc);
-    dpt_comm_share_error(r->comm, rc, err, errlen);
-    return rc;
+  if (slot[nred - 1] > 0) {
+    free(slot);
+    return shared_failure(r, rc, err, errlen);
   }
-  *loss = red[0] / (double)n;
-  *acc = m->wants_labels ? red[1] / (double)n : NAN;
+  double l = 0, k = 0;
+  for (int64_t c = 0; c < nchunks; c++) l += slot[c], k += slot[nchunks + c];
+  free(slot);
+  *loss = l / (double)n;
+  *acc = m->wants_labels ? k / (double)n : NAN;
   return DPT_OK;
 }
 
@@ -469,7 +589,7 @@ static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *er
     dpt_report_epoch(r->report, &ei);
     res->epochs = e + 1;
     res->train_loss = ei.train_loss;
-    r->pos = (dpt_train_pos){r->pos.step, e + 1, 0, 0, 0, 0};
+    r->pos.epoch = e + 1, r->pos.step_in_epoch = 0, r->pos.epoch_loss = 0;
     if (r->saving && o->ckpt_epochs > 0 && (e + 1) % o->ckpt_epochs == 0) {
       int rc = save(r, o, err, errlen);
       if (rc) return rc;

@@ -43,7 +43,7 @@ for delay in 0.7 1.1 1.6; do
   sleep "$delay"
   kill -9 -- -"$pid" 2>/dev/null
   wait "$pid" 2>/dev/null
-  pkill -9 -f "runs/kill" 2>/dev/null
+  pkill -9 -f "run-dir runs/kill --progress" 2>/dev/null
   [ -f runs/kill/ckpt/latest ] || continue   # killed before the first checkpoint: nothing to check
   latest=runs/kill/ckpt/$(cat runs/kill/ckpt/latest)
   "$dpt" ckpt inspect "$latest" >/dev/null || fail "after kill at ${delay}s, $latest is not valid"

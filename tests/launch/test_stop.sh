@@ -59,8 +59,10 @@ check_stopped() { # NAME DIR RC OUT
 train one > one.out 2>&1 &
 job=$!
 wait_started one.out || fail "the run did not start"
+# this test's ranks only (other jobs may run on the machine): children of its mpirun
+mp=$(pgrep -x mpirun -P "$(pgrep -x timeout -P "$job")")
 r1=""
-for p in $(pgrep -f "dpt train --data d.h5"); do
+for p in $(pgrep -P "$mp"); do
   tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && r1=$p
 done
 [ -n "$r1" ] || fail "rank 1's process not found"
@@ -69,12 +71,13 @@ wait $job; rc=$?
 check_stopped "SIGUSR1 to rank 1 only" one $rc one.out
 
 # 2. SIGUSR1 to mpirun, which forwards it to every rank
-setsid bash -c 'exec "$0" "$@"' timeout 300 mpirun --oversubscribe -n 2 "$dpt" train --data d.h5 \
-  --model mlp:32-1024-1024-4 --batch 8 --epochs 3 --solver adam --sched cosine --ckpt 1 \
-  --run-dir all --progress none > all.out 2>&1 &
+train all > all.out 2>&1 &
 job=$!
 wait_started all.out || fail "the run did not start"
-pkill -USR1 -x mpirun
+# this test's mpirun only (other jobs may run on the machine): timeout's child, in our subshell
+mp=$(pgrep -x mpirun -P "$(pgrep -x timeout -P "$job")")
+[ -n "$mp" ] || fail "mpirun's process not found"
+kill -USR1 "$mp"
 wait $job; rc=$?
 check_stopped "SIGUSR1 to mpirun" all $rc all.out
 
