@@ -265,6 +265,25 @@ int dpt_comm_sum_exact(MPI_Comm comm, int64_t *v, size_t n, char *err, size_t er
   return DPT_COMM_OK;
 }
 
+int dpt_comm_reduce_scatter_exact(MPI_Comm comm, const int64_t *in, size_t n, int64_t *out,
+                                  char *err, size_t errlen) {
+  int size;
+  MPI_Comm_size(comm, &size);
+  if (n > (size_t)INT_MAX) {
+    snprintf(err, errlen, "exact reduce-scatter: %zu elements, at most %d", n, INT_MAX);
+    return DPT_COMM_EINVAL;
+  }
+  int *counts = malloc((size_t)size * sizeof *counts);
+  if (!counts) {
+    snprintf(err, errlen, "out of memory");
+    return DPT_COMM_ENOMEM;
+  }
+  for (int r = 0; r < size; r++) counts[r] = (int)dpt_comm_shard(n, r, size).len;
+  int rc = MPI_Reduce_scatter(in, out, counts, MPI_INT64_T, MPI_SUM, comm);
+  free(counts);
+  return rc == MPI_SUCCESS ? DPT_COMM_OK : mpi_fail(rc, "MPI_Reduce_scatter (exact sum)", err, errlen);
+}
+
 int dpt_comm_agree(MPI_Comm comm, int rc) {
   int worst = rc;
   if (MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS) return DPT_COMM_EMPI;

@@ -75,6 +75,11 @@ int dpt_comm_max(MPI_Comm comm, double *v, int n, char *err, size_t errlen);
  * same whatever the rank count and the reduction order: deterministic mode's gradient sum. */
 int dpt_comm_sum_exact(MPI_Comm comm, int64_t *v, size_t n, char *err, size_t errlen);
 
+/* Reduce-scatter of the same exact sums: out receives the sum over ranks of in[own range]
+ * (own = dpt_comm_shard(n, rank, W)), out holding own.len elements. Collective. */
+int dpt_comm_reduce_scatter_exact(MPI_Comm comm, const int64_t *in, size_t n, int64_t *out,
+                                  char *err, size_t errlen);
+
 /* Agreement on failure: returns the most negative rc over ranks (0 if all are 0). Every rank
  * calls it at the same point, so one rank's bad input stops every rank with no hang. */
 int dpt_comm_agree(MPI_Comm comm, int rc);

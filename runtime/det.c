@@ -9,14 +9,18 @@
  * Invariants:
  * - S_t is a function of the run's history only (the global maxima of earlier steps), never of
  *   W: it is part of the training position and saved in checkpoints.
- * - No sum can overflow: a pass is accepted only if every micro-shard value is below
- *   2^(62 - g) (2^g >= G) after scaling, so the sum of G of them stays below 2^62. A pass that
- *   would break this is redone at a scale chosen from its own (agreed) maxima, which then fits.
+ * - No sum can overflow: a pass is accepted only if every micro-shard value is below 2^LIMIT
+ *   after scaling, so the sum of G <= 2^(62 - LIMIT) of them stays below 2^62. A pass that would
+ *   break this is redone at a scale chosen from its own (agreed) maxima, which then fits. So is
+ *   a pass whose largest value falls below 2^FLOOR (gradients shrank 2^16-fold in one step):
+ *   the resolution is never coarser than 2^-26 of a tensor's largest value.
  * - The next step's scale keeps HEADROOM bits above this step's largest value: gradients may
  *   grow 2^HEADROOM-fold from one step to the next before a pass has to be redone, and a value
- *   at the maximum keeps 62 - g - HEADROOM bits, far more than a float's 24.
+ *   at the maximum keeps LIMIT - HEADROOM = 42 bits, far more than a float's 24.
+ * - Conversions are exact or correctly rounded, with no data-dependent branch, so they
+ *   vectorise: to fixed point by adding 1.5 * 2^52 in double (round to nearest even, valid below
+ *   2^51 > 2^LIMIT), back to double as (high 32 bits) * 2^32 + (low 32 bits), rounded once.
  */
-#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,16 +30,22 @@
 #include "internal.h"
 
 #define HEADROOM 8
+#define LIMIT 50                     /* |value| < 2^LIMIT per micro-shard after scaling */
+#define MAX_SHARDS (1 << (62 - LIMIT)) /* so that G of them stay below 2^62 */
+#define MAGIC 6755399441055744.0     /* 1.5 * 2^52 */
+#define FLOOR (LIMIT - HEADROOM - 16) /* a largest value below 2^FLOOR after scaling: too
+                                         coarse (fewer than 26 bits), redo the pass */
 
 struct dpt_det {
   int ntensors;
   size_t offset[DPT_MAX_TENSORS], numel[DPT_MAX_TENSORS];
   size_t n;
-  int log2g;      /* smallest g with 2^g >= G */
   double *scale;  /* S_t per tensor (NAN: not known yet); the caller's storage */
   double *max;    /* this pass: largest |value| per tensor over this rank's micro-shards; then
                      over all ranks. One extra slot counts non-finite values. */
   int64_t *acc;   /* the fixed-point sum, n */
+  int64_t *part;  /* this rank's shard of the sum over all ranks (ZeRO stages 1, 2) */
+  int shards;     /* G */
 };
 
 int dpt_det_create(const dpt_model *m, int shards, double *scales, dpt_det **out, char *err,
@@ -44,8 +54,9 @@ int dpt_det_create(const dpt_model *m, int shards, double *scales, dpt_det **out
   if (d) {
     d->max = calloc((size_t)m->ntensors + 1, sizeof *d->max);
     d->acc = malloc((m->nparams ? m->nparams : 1) * sizeof *d->acc);
+    d->part = malloc((m->nparams ? m->nparams : 1) * sizeof *d->part);
   }
-  if (!d || !d->max || !d->acc) {
+  if (!d || !d->max || !d->acc || !d->part) {
     dpt_det_free(d);
     snprintf(err, errlen, "out of memory for the deterministic mode's sums (%zu parameters)",
              m->nparams);
@@ -57,7 +68,7 @@ int dpt_det_create(const dpt_model *m, int shards, double *scales, dpt_det **out
     d->numel[t] = m->tensors[t].numel;
   }
   d->n = m->nparams;
-  while ((1 << d->log2g) < shards) d->log2g++;
+  d->shards = shards; /* <= MAX_SHARDS: checked by the caller (dpt_det_max_shards) */
   d->scale = scales;
   *out = d;
   return DPT_OK;
@@ -67,6 +78,7 @@ void dpt_det_free(dpt_det *d) {
   if (!d) return;
   free(d->max);
   free(d->acc);
+  free(d->part);
   free(d);
 }
 
@@ -75,35 +87,66 @@ void dpt_det_begin(dpt_det *d) {
   memset(d->max, 0, ((size_t)d->ntensors + 1) * sizeof *d->max);
 }
 
-/* S for a tensor whose largest value is mx > 0: mx * 2^S < 2^(62 - log2g - HEADROOM). */
-static double scale_for(const dpt_det *d, double mx) {
+int dpt_det_max_shards(void) { return MAX_SHARDS; }
+
+/* S for a tensor whose largest value is mx > 0: mx * 2^S < 2^(LIMIT - HEADROOM). */
+static double scale_for(double mx) {
   int e;
   frexp(mx, &e); /* mx < 2^e */
-  return (double)(62 - d->log2g - HEADROOM - e);
+  return (double)(LIMIT - HEADROOM - e);
+}
+
+/* The largest |x[i]| as the bits of a non-negative float (which order like the values);
+ * >= 0x7f800000 means some value is Inf or NaN. With scale s != 0 also acc[i] +=
+ * round(x[i] * s), valid for |x[i] * s| < 2^51 (beyond, garbage: the pass is then redone).
+ * One pass, integer compares: it vectorises. */
+static uint32_t max_and_fix(int64_t *restrict acc, const float *restrict x, size_t n,
+                            double s) {
+  uint32_t mb = 0;
+  if (s == 0) {
+    for (size_t i = 0; i < n; i++) {
+      uint32_t b;
+      memcpy(&b, &x[i], sizeof b);
+      b &= 0x7fffffffu;
+      mb = b > mb ? b : mb;
+    }
+    return mb;
+  }
+  int64_t magic;
+  double m = MAGIC;
+  memcpy(&magic, &m, sizeof magic);
+  for (size_t i = 0; i < n; i++) {
+    uint32_t b;
+    memcpy(&b, &x[i], sizeof b);
+    b &= 0x7fffffffu;
+    mb = b > mb ? b : mb;
+    double v = (double)x[i] * s + MAGIC;
+    int64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    acc[i] += bits - magic;
+  }
+  return mb;
+}
+
+/* x[i] = (float)(acc[i] * inv), the int64 -> double conversion rounded once */
+static void from_fixed(float *restrict x, const int64_t *restrict acc, size_t n, double inv) {
+  for (size_t i = 0; i < n; i++) {
+    double hi = (double)(int32_t)(acc[i] >> 32), lo = (double)(uint32_t)acc[i];
+    x[i] = (float)((hi * 4294967296.0 + lo) * inv);
+  }
 }
 
 void dpt_det_add(dpt_det *d, const float *g) {
   for (int t = 0; t < d->ntensors; t++) {
-    const float *x = g + d->offset[t];
-    size_t n = d->numel[t];
-    float mx = 0;
-    int bad = 0;
-    for (size_t i = 0; i < n; i++) {
-      float a = fabsf(x[i]);
-      bad |= !(a <= FLT_MAX); /* NaN or Inf */
-      mx = a > mx ? a : mx;
+    double s = isnan(d->scale[t]) ? 0 : ldexp(1.0, (int)d->scale[t]); /* 0: only measure */
+    uint32_t mb = max_and_fix(d->acc + d->offset[t], g + d->offset[t], d->numel[t], s);
+    if (mb >= 0x7f800000u) {
+      d->max[d->ntensors] += 1; /* non-finite */
+      continue;
     }
-    if (bad) d->max[d->ntensors] += 1;
+    float mx;
+    memcpy(&mx, &mb, sizeof mx);
     if ((double)mx > d->max[t]) d->max[t] = mx;
-    if (isnan(d->scale[t]) || bad) continue; /* this pass only measures */
-    /* values beyond the limit are clamped here; the agreed maxima then redo the pass */
-    const double s = ldexp(1.0, (int)d->scale[t]), lim = ldexp(1.0, 62 - d->log2g);
-    int64_t *acc = d->acc + d->offset[t];
-    for (size_t i = 0; i < n; i++) {
-      double v = (double)x[i] * s;
-      v = v > lim ? lim : v < -lim ? -lim : v;
-      acc[i] += (int64_t)lrint(v);
-    }
   }
 }
 
@@ -119,31 +162,76 @@ int dpt_det_check(dpt_det *d, MPI_Comm comm, int *nonfinite, char *err, size_t e
   for (int t = 0; t < d->ntensors; t++) {
     double mx = d->max[t];
     if (mx == 0) continue;
-    if (isnan(d->scale[t]) || mx * ldexp(1.0, (int)d->scale[t]) >= ldexp(1.0, 62 - d->log2g)) {
-      d->scale[t] = scale_for(d, mx);
+    double top = isnan(d->scale[t]) ? 0 : mx * ldexp(1.0, (int)d->scale[t]);
+    if (top >= ldexp(1.0, LIMIT) || top < ldexp(1.0, FLOOR)) {
+      d->scale[t] = scale_for(mx);
       redo = 1;
     }
   }
   return redo;
 }
 
-int dpt_det_finish(dpt_det *d, MPI_Comm comm, float *g, char *err, size_t errlen) {
+/* x[i] = (float)(acc[i] * 2^-S) for the elements [lo, lo + len) of the flat buffer; acc
+ * holds them from acc[0]. */
+static void convert_range(const dpt_det *d, float *g, const int64_t *acc, size_t lo,
+                          size_t len) {
+  for (int t = 0; t < d->ntensors; t++) {
+    size_t a = d->offset[t] > lo ? d->offset[t] : lo;
+    size_t b = d->offset[t] + d->numel[t] < lo + len ? d->offset[t] + d->numel[t] : lo + len;
+    if (a >= b) continue;
+    if (isnan(d->scale[t])) /* nothing was ever non-zero here */
+      memset(g + a, 0, (b - a) * sizeof *g);
+    else
+      from_fixed(g + a, acc + (a - lo), b - a, ldexp(1.0, -(int)d->scale[t]));
+  }
+}
+
+/* The squared L2 norm of g over [lo, lo + len), the same whichever rank takes which part:
+ * squares are exact in double, summed in fixed blocks of 16 (shard boundaries are multiples
+ * of 16), and each block sum is rounded to fixed point at 2^q, q chosen from a bound on every
+ * value (G micro-shard maxima) so that the sum of all n squares stays below 2^62. */
+static int64_t sumsq_fixed(const dpt_det *d, const float *g, size_t lo, size_t len, int *q) {
+  double bound = 0;
+  for (int t = 0; t < d->ntensors; t++)
+    bound = d->max[t] * d->shards > bound ? d->max[t] * d->shards : bound;
+  int e, ln = 0;
+  frexp(bound > 0 ? bound : 1, &e); /* |value| < 2^e */
+  while (((size_t)1 << ln) < d->n) ln++;
+  *q = 62 - 2 * e - ln;
+  const double s = ldexp(1.0, *q);
+  int64_t total = 0;
+  for (size_t b = lo; b < lo + len; b += 16) {
+    size_t end = b + 16 < lo + len ? b + 16 : lo + len;
+    double blk = 0;
+    for (size_t i = b; i < end; i++) blk += (double)g[i] * (double)g[i];
+    total += (int64_t)llrint(blk * s);
+  }
+  return total;
+}
+
+int dpt_det_finish(dpt_det *d, MPI_Comm comm, int whole, float *g, double *sumsq, char *err,
+                   size_t errlen) {
   char cerr[DPT_COMM_ERR_LEN];
-  if (dpt_comm_sum_exact(comm, d->acc, d->n, cerr, sizeof cerr)) {
+  int rank, size;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  dpt_range own = dpt_comm_shard(d->n, rank, size);
+  int rc = whole ? dpt_comm_sum_exact(comm, d->acc, d->n, cerr, sizeof cerr)
+                 : dpt_comm_reduce_scatter_exact(comm, d->acc, d->n, d->part, cerr, sizeof cerr);
+  int q = 0;
+  int64_t ss = 0;
+  if (!rc) {
+    if (whole) convert_range(d, g, d->acc, 0, d->n);
+    else convert_range(d, g, d->part, own.offset, own.len);
+    ss = sumsq_fixed(d, g, own.offset, own.len, &q);
+    rc = dpt_comm_sum_exact(comm, &ss, 1, cerr, sizeof cerr);
+  }
+  if (rc) {
     snprintf(err, errlen, "%s", cerr);
     return DPT_EMPI;
   }
-  for (int t = 0; t < d->ntensors; t++) {
-    const int64_t *acc = d->acc + d->offset[t];
-    float *x = g + d->offset[t];
-    size_t n = d->numel[t];
-    if (isnan(d->scale[t])) { /* nothing was ever non-zero here */
-      memset(x, 0, n * sizeof *x);
-      continue;
-    }
-    const double inv = ldexp(1.0, -(int)d->scale[t]);
-    for (size_t i = 0; i < n; i++) x[i] = (float)((double)acc[i] * inv);
-    if (d->max[t] > 0) d->scale[t] = scale_for(d, d->max[t]); /* for the next step */
-  }
+  *sumsq = ldexp((double)ss, -q);
+  for (int t = 0; t < d->ntensors; t++) /* the scales of the next step */
+    if (d->max[t] > 0) d->scale[t] = scale_for(d->max[t]);
   return DPT_OK;
 }

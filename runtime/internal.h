@@ -52,6 +52,8 @@ typedef struct dpt_det dpt_det;
 int dpt_det_create(const dpt_model *m, int shards, double *scales, dpt_det **out, char *err,
                    size_t errlen);
 void dpt_det_free(dpt_det *d);
+/* The most micro-shards whose fixed-point sum cannot overflow. */
+int dpt_det_max_shards(void);
 /* Starts a pass over this rank's micro-shards: zero sums and maxima. */
 void dpt_det_begin(dpt_det *d);
 /* Adds one micro-shard's gradient g[0, nparams) at the current scales. */
@@ -59,9 +61,11 @@ void dpt_det_add(dpt_det *d, const float *g);
 /* Agrees on the pass's maxima (collective). 1: the pass must be redone (the scales were set to
  * fit it), 0: the sums are good, < 0: MPI error. *nonfinite: some value was NaN or Inf. */
 int dpt_det_check(dpt_det *d, MPI_Comm comm, int *nonfinite, char *err, size_t errlen);
-/* The exact sum over all ranks' micro-shards into g[0, nparams) on every rank, and the scales
- * for the next step (collective). */
-int dpt_det_finish(dpt_det *d, MPI_Comm comm, float *g, char *err, size_t errlen);
+/* The exact sum over all ranks' micro-shards into g: all of it when whole, else only this
+ * rank's shard (dpt_comm_shard); *sumsq its squared L2 norm, the same for every W and both
+ * cases; and the scales for the next step. Collective. */
+int dpt_det_finish(dpt_det *d, MPI_Comm comm, int whole, float *g, double *sumsq, char *err,
+                   size_t errlen);
 
 /* --- checkpoints of a run (checkpoint.c) --- */
 

@@ -118,6 +118,11 @@ static int check_data(run *r, const dpt_train_opts *o, char *err, size_t errlen)
              r->size, o->micro_shards, o->micro_shards, o->batch);
     return DPT_EINVAL;
   }
+  if (o->deterministic && o->micro_shards > dpt_det_max_shards()) {
+    snprintf(err, errlen, "--micro-shards %d: at most %d (the fixed-point sums must not "
+             "overflow)", o->micro_shards, dpt_det_max_shards());
+    return DPT_EINVAL;
+  }
   if (o->deterministic && o->accum != 1) {
     snprintf(err, errlen, "--accum %d: not used with --deterministic, where each of the "
              "--micro-shards is computed on its own; leave it at 1", o->accum);
@@ -364,9 +369,9 @@ static int reduce_buckets(run *r, const dpt_train_opts *o, long s, step_sums *ou
 }
 
 /* Deterministic mode: this rank's micro-shards, each computed alone, summed exactly in fixed
- * point with every other rank's (det.c); the whole gradient lands on every rank, so the norm
- * is taken over all of it in one fixed order. Losses travel in one slot per micro-shard and
- * are added in micro-shard order. Nothing here depends on W. */
+ * point with every other rank's (det.c), which also gives a norm that does not depend on how
+ * the gradient is split. Losses travel in one slot per micro-shard and are added in
+ * micro-shard order. Nothing here depends on W. */
 static int reduce_exact(run *r, const dpt_train_opts *o, long s, step_sums *out, char *err,
                         size_t errlen) {
   dpt_model *m = r->model;
@@ -407,11 +412,12 @@ static int reduce_exact(run *r, const dpt_train_opts *o, long s, step_sums *out,
     }
   } while (redo);
   double t = dpt_now();
-  if ((rc = dpt_det_finish(r->det, r->comm, r->grads, err, errlen))) return rc;
+  /* ZeRO stages 1 and 2 need only this rank's shard of the gradient */
+  if ((rc = dpt_det_finish(r->det, r->comm, !r->zero, r->grads, &out->sumsq, err, errlen)))
+    return rc;
   out->wait = dpt_now() - t;
   out->loss = 0;
   for (int k = 0; k < shards; k++) out->loss += slot[k];
-  out->sumsq = sum_squares(r->grads, m->nparams);
   out->stop = slot[shards + 1] > 0 ? 1 : slot[shards + 2] > 0 ? 2 : 0;
   out->stop_ranks = (int)(slot[shards + 1] > 0 ? slot[shards + 1] : slot[shards + 2]);
   return DPT_OK;

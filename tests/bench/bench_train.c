@@ -21,30 +21,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "runtime.h"
 
 #define SGEMM_N 2048
 #define TRAIN_SAMPLES 16384
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* As the dpt command does: one BLAS thread per rank and AVX-512 kernels where the CPU has
- * them, set before OpenBLAS initialises, hence the re-exec. */
-static void blas_env(char **argv) {
-  int changed = 0;
-  if (!getenv("OPENBLAS_NUM_THREADS")) changed = !setenv("OPENBLAS_NUM_THREADS", "1", 1);
-  __builtin_cpu_init();
-  if (!getenv("OPENBLAS_CORETYPE") && __builtin_cpu_supports("avx512f"))
-    changed = !setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
-  if (changed && !getenv("DPT_REEXECED")) {
-    setenv("DPT_REEXECED", "1", 1);
-    execv("/proc/self/exe", argv);
-  }
-}
 
 /* Best GFLOP/s of a square sgemm on this rank, all ranks running at once. */
 static double sgemm_rate(MPI_Comm comm) {
@@ -55,10 +36,10 @@ static double sgemm_rate(MPI_Comm comm) {
   double best = 1e30;
   for (int r = 0; r < 4; r++) {
     MPI_Barrier(comm);
-    double t = now();
+    double t = bench_now();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0f, a,
                 (int)n, b, (int)n, 0.0f, c, (int)n);
-    t = now() - t;
+    t = bench_now() - t;
     if (t < best) best = t;
   }
   free(a);
@@ -104,7 +85,7 @@ static int run(const char *data, long batch, int overlap, int steps, MPI_Comm co
 }
 
 int main(int argc, char **argv) {
-  blas_env(argv);
+  bench_blas_env(argv);
   MPI_Init(&argc, &argv);
   int rank, size;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
