@@ -12,7 +12,8 @@
  * Invariants:
  * - No MPI collectives: every rank opens the file on its own, read-only, and reads only the
  *   samples it is asked for (HDF5 hyperslab selections), unless the split fits the cache budget,
- *   in which case it is read once and served from memory.
+ *   in which case it is read once and served from memory, kept in its stored type (uint8 stays
+ *   uint8, 1 byte a value) and converted to float (x*scale+offset) as each batch is read.
  * - Errors come back as negative DPT_IO_E* codes with a message naming the file, the dataset
  *   and what was expected. Nothing is printed.
  * - Files are written atomically: to "<path>.tmp.<pid>", then renamed over <path>, so a failed
@@ -54,8 +55,10 @@ typedef struct {
 typedef struct dpt_dataset dpt_dataset;
 
 /* Opens path read-only and checks its layout: /train/x and /train/y present, same N, supported
- * types; /test likewise if present. A split whose x, as float32, fits in cache_bytes is read
- * whole into memory now (one per process); others are read per batch. Not collective. */
+ * types; /test likewise if present. A split whose x, at its stored size (1 byte a value for
+ * uint8, 4 for float32), fits in cache_bytes is read whole into memory now (one copy per
+ * process) and converted to float as batches are read; others are read per batch. Not
+ * collective. */
 int dpt_io_dataset_open(const char *path, size_t cache_bytes, dpt_dataset **out, char *err,
                         size_t errlen);
 void dpt_io_dataset_close(dpt_dataset *ds);

@@ -4,7 +4,7 @@
 set -euo pipefail
 role=${1:-build}
 pkgs=(cmake make gcc pkg-config libc6-dev openmpi-bin libopenmpi-dev libopenblas-dev
-      libhdf5-openmpi-dev hdf5-tools libinih-dev zlib1g-dev)
+      libhdf5-openmpi-dev hdf5-tools libinih-dev zlib1g-dev libjansson-dev)
 case "$role" in
   build) ;;
   demo)  pkgs+=(dataset-fashion-mnist) ;;

@@ -2,8 +2,36 @@
 #ifndef DPT_LAUNCH_H
 #define DPT_LAUNCH_H
 
+#include "runtime.h"
+
 /* Exit status of the dpt command (README "Exit status"). */
-enum { DPT_EXIT_OK = 0, DPT_EXIT_RUN = 1, DPT_EXIT_USAGE = 2, DPT_EXIT_STOPPED = 3 };
+enum { DPT_EXIT_OK = 0, DPT_EXIT_RUN = 1, DPT_EXIT_USAGE = 2, DPT_EXIT_STOPPED = 3, DPT_EXIT_HUNG = 4 };
+
+/* --- options: the command line and --config files as one ordered list (main.c) --- */
+typedef struct {
+  char *key;          /* dashes turned into underscores */
+  char *value;
+  const char *origin; /* "command line" or the config file's path */
+  int line;
+} kv;
+
+typedef struct {
+  kv *items;
+  int n, cap;
+} kv_list;
+
+/* Parses argv[first..] ("--name value", "--name=value", "--flag", --config FILE read in place)
+ * into l. 0, or an exit status with a message. */
+int dpt_launch_collect(int argc, char **argv, int first, kv_list *l, char *err, size_t errlen);
+/* Applies l to o: the solver and scheduler kinds first, then everything else, in order. */
+int dpt_launch_apply(dpt_train_opts *o, const kv_list *l, char *err, size_t errlen);
+/* Names the config file in err when the bad value came from one. */
+void dpt_launch_blame(const kv_list *l, char *err, size_t errlen);
+void dpt_launch_kv_free(kv_list *l);
+
+/* `dpt compare ...` and `dpt plot ...` (compare.c); after MPI_Init on every rank. */
+int dpt_launch_compare(int argc, char **argv, int rank, MPI_Comm comm);
+int dpt_launch_plot(int argc, char **argv);
 
 /* `dpt data ...`; called after MPI_Init on every rank. Returns the exit status. */
 int dpt_launch_data(int argc, char **argv, int rank);

@@ -3,16 +3,18 @@
  *
  * Exit status: 0 success; 1 a run failed (bad data, I/O, numerics); 2 bad usage (unknown
  * flag, bad value); 3 stopped early on request (signal, --time-limit) with a checkpoint
- * written, to be continued with --resume auto; see README "Exit status". */
+ * written, to be continued with --resume auto; 4 the watchdog ended a job whose collective
+ * blocked too long; see README "Exit status". */
 #define _GNU_SOURCE /* execv of /proc/self/exe, setenv */
 #include "launch.h"
 #include "runtime.h"
 
-#include <ini.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { EXIT_RUN = DPT_EXIT_RUN, EXIT_USAGE = DPT_EXIT_USAGE, EXIT_STOPPED = DPT_EXIT_STOPPED };
@@ -39,157 +41,6 @@ static void blas_env_reexec(char **argv) {
     setenv("DPT_REEXECED", "1", 1);
     execv("/proc/self/exe", argv);
     /* If exec fails we simply go on with the kernels we have. */
-  }
-}
-
-/* --- option collection ---
- * Options come from the config file first, then the command line (which wins). The solver and
- * scheduler kinds are applied before any hyperparameter, whatever their position. */
-typedef struct {
-  char *key;
-  char *value;
-  const char *origin; /* "command line" or the config file's path */
-  int line;
-} kv;
-
-typedef struct {
-  kv *items;
-  int n, cap;
-} kv_list;
-
-static int kv_add(kv_list *l, const char *key, const char *value, const char *origin, int line) {
-  if (l->n == l->cap) {
-    int cap = l->cap ? 2 * l->cap : 32;
-    kv *p = realloc(l->items, (size_t)cap * sizeof *p);
-    if (!p)
-      return -1;
-    l->items = p;
-    l->cap = cap;
-  }
-  char *k = strdup(key), *v = strdup(value);
-  if (!k || !v) {
-    free(k);
-    free(v);
-    return -1;
-  }
-  for (char *c = k; *c; c++)
-    if (*c == '-')
-      *c = '_';
-  l->items[l->n++] = (kv){k, v, origin, line};
-  return 0;
-}
-
-static void kv_free(kv_list *l) {
-  for (int i = 0; i < l->n; i++) {
-    free(l->items[i].key);
-    free(l->items[i].value);
-  }
-  free(l->items);
-}
-
-typedef struct {
-  kv_list *list;
-  const char *path;
-} ini_ctx;
-
-/* Sections: [train] (or none) for training options, [solver] for the solver and its
- * hyperparameters ("name = adam"), [sched] for the scheduler ("name = cosine"). */
-static int on_ini(void *user, const char *section, const char *name, const char *value) {
-  ini_ctx *c = user;
-  char key[256];
-  if (!strcmp(section, "solver") && !strcmp(name, "name"))
-    snprintf(key, sizeof key, "solver");
-  else if (!strcmp(section, "sched") && !strcmp(name, "name"))
-    snprintf(key, sizeof key, "sched");
-  else if (!strcmp(section, "sched"))
-    snprintf(key, sizeof key, "sched_%s", name);
-  else if (!section[0] || !strcmp(section, "train") || !strcmp(section, "solver"))
-    snprintf(key, sizeof key, "%s", name);
-  else
-    return 0; /* unknown section: reported by the caller through the line number */
-  return kv_add(c->list, key, value, c->path, 0) == 0;
-}
-
-static int is_flag_value(const char *s) { return s && strncmp(s, "--", 2) != 0; }
-
-/* Parses argv[first..] into the list; --config FILE is read in place. Returns 0, or EXIT_USAGE
- * with a message. */
-static int collect(int argc, char **argv, int first, kv_list *l, char *err, size_t errlen) {
-  for (int i = first; i < argc; i++) {
-    const char *a = argv[i];
-    if (strncmp(a, "--", 2) != 0 || !a[2]) {
-      snprintf(err, errlen, "unexpected argument '%s' (options are --name value)", a);
-      return EXIT_USAGE;
-    }
-    char name[256];
-    const char *value;
-    const char *eq = strchr(a + 2, '=');
-    if (eq) {
-      snprintf(name, sizeof name, "%.*s", (int)(eq - a - 2), a + 2);
-      value = eq + 1;
-    } else {
-      snprintf(name, sizeof name, "%s", a + 2);
-      value = is_flag_value(i + 1 < argc ? argv[i + 1] : NULL) ? argv[++i] : "1";
-    }
-    if (!strcmp(name, "config")) {
-      ini_ctx c = {l, value};
-      int rc = ini_parse(value, on_ini, &c);
-      if (rc < 0) {
-        snprintf(err, errlen, "--config: cannot open '%s'", value);
-        return EXIT_USAGE;
-      }
-      if (rc > 0) {
-        snprintf(err, errlen, "--config: '%s' line %d is not 'name = value' in a known section "
-                 "([train], [solver], [sched])", value, rc);
-        return EXIT_USAGE;
-      }
-      continue;
-    }
-    if (kv_add(l, name, value, "command line", 0)) {
-      snprintf(err, errlen, "out of memory");
-      return EXIT_RUN;
-    }
-  }
-  return 0;
-}
-
-static int apply(dpt_train_opts *o, const kv_list *l, char *err, size_t errlen) {
-  /* Kinds first (they reset hyperparameters to that kind's defaults), then the rest. */
-  for (int pass = 0; pass < 2; pass++)
-    for (int i = 0; i < l->n; i++) {
-      const kv *e = &l->items[i];
-      int is_kind = !strcmp(e->key, "solver") || !strcmp(e->key, "sched");
-      if (is_kind != (pass == 0))
-        continue;
-      char m[DPT_ERR_LEN];
-      if (dpt_train_set(o, e->key, e->value, m, sizeof m)) {
-        if (strcmp(e->origin, "command line"))
-          snprintf(err, errlen, "%s: %.400s", e->origin, m);
-        else
-          snprintf(err, errlen, "%s", m);
-        return EXIT_USAGE;
-      }
-    }
-  return 0;
-}
-
-/* A range error names the parameter ("lr = -3 ..."); if the value came from a config file,
- * say which file and line, so the user knows where to look. */
-static void blame_origin(const kv_list *l, char *err, size_t errlen) {
-  for (int i = l->n - 1; i >= 0; i--) {
-    const kv *e = &l->items[i];
-    char pat1[300], pat2[300];
-    const char *key = strncmp(e->key, "sched_", 6) ? e->key : e->key + 6;
-    snprintf(pat1, sizeof pat1, " %s = ", key);
-    snprintf(pat2, sizeof pat2, " %s[", key);
-    if (!strstr(err, pat1) && !strstr(err, pat2))
-      continue;
-    if (strcmp(e->origin, "command line")) {
-      char m[DPT_ERR_LEN];
-      snprintf(m, sizeof m, "%s", err);
-      snprintf(err, errlen, "%s: %.400s", e->origin, m);
-    }
-    return;
   }
 }
 
@@ -242,6 +93,9 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: dpt COMMAND [options]\n"
           "  train        train a model (mpirun -n W dpt train --data FILE ...); see dpt train --help\n"
+          "  compare      train several solvers/schedules side by side, or on an analytic problem;\n"
+          "               a table and plots (dpt compare --help)\n"
+          "  plot         plots of finished runs: dpt plot [--out DIR] METRICS.jsonl...\n"
           "  solvers      list the solvers and their hyperparameters\n"
           "  schedulers   list the learning-rate schedulers and their hyperparameters\n"
           "  data         dataset tools: dpt data import-idx | dpt data synth (see dpt data --help)\n"
@@ -270,6 +124,38 @@ static int cmd_ckpt(int argc, char **argv) {
   return 0;
 }
 
+/* --- the watchdog ---
+ * A rank that stops answering (stopped, swapped out, wedged network) leaves its peers blocked
+ * in a collective for ever. This thread watches the trainer's published progress; when one
+ * collective has blocked for --watchdog seconds it prints one line naming the collective and
+ * the step and ends the process: it cannot call MPI from its thread, and the launcher (mpirun;
+ * srun with --kill-on-bad-exit) then ends the whole job, stopped ranks included. */
+enum { EXIT_HUNG = DPT_EXIT_HUNG };
+
+typedef struct {
+  double timeout;
+  int rank;
+} watchdog_cfg;
+
+static void *watchdog_main(void *arg) {
+  const watchdog_cfg *w = arg;
+  struct timespec tick = {0, 200 * 1000 * 1000};
+  for (;;) {
+    nanosleep(&tick, NULL);
+    dpt_progress p;
+    dpt_progress_get(&p);
+    double waited = dpt_clock() - p.since;
+    if (p.waiting_in && waited >= w->timeout) {
+      fprintf(stderr, "dpt[rank %d]: watchdog: step %ld: blocked %.0f s in %s (--watchdog %g); "
+              "a peer stopped answering; ending the job\n", w->rank, p.step, waited,
+              p.waiting_in, w->timeout);
+      fflush(stderr);
+      _exit(EXIT_HUNG);
+    }
+  }
+  return NULL;
+}
+
 static int cmd_train(int argc, char **argv, int rank, MPI_Comm comm) {
   char err[DPT_ERR_LEN] = "";
   dpt_train_opts o;
@@ -290,19 +176,23 @@ static int cmd_train(int argc, char **argv, int rank, MPI_Comm comm) {
       return 0;
     }
   kv_list l = {0};
-  int rc = collect(argc, argv, 2, &l, err, sizeof err);
+  int rc = dpt_launch_collect(argc, argv, 2, &l, err, sizeof err);
   if (!rc)
-    rc = apply(&o, &l, err, sizeof err);
+    rc = dpt_launch_apply(&o, &l, err, sizeof err);
   if (!rc && dpt_train_validate(&o, err, sizeof err)) {
     rc = EXIT_USAGE;
-    blame_origin(&l, err, sizeof err);
+    dpt_launch_blame(&l, err, sizeof err);
   }
-  kv_free(&l);
+  dpt_launch_kv_free(&l);
   if (rc) {
     if (rank == 0)
       fprintf(stderr, "dpt train: %s\n", err);
     return rc;
   }
+  static watchdog_cfg wd;
+  wd = (watchdog_cfg){o.watchdog, rank};
+  pthread_t wt;
+  if (o.watchdog > 0 && pthread_create(&wt, NULL, watchdog_main, &wd) == 0) pthread_detach(wt);
   dpt_train_result res;
   rc = dpt_train_run(&o, comm, &res, err, sizeof err);
   if (rc) {
@@ -317,6 +207,8 @@ static int cmd_train(int argc, char **argv, int rank, MPI_Comm comm) {
       printf("; test loss %.4f, test accuracy %.4f", res.test_loss, res.test_accuracy);
     else if (!isnan(res.test_loss))
       printf("; test loss %.4f", res.test_loss);
+    if (res.skipped)
+      printf("; %ld step%s skipped (non-finite values)", res.skipped, res.skipped > 1 ? "s" : "");
     printf("\n");
   }
   return 0;
@@ -343,6 +235,8 @@ int main(int argc, char **argv) {
     return cmd_ckpt(argc, argv);
   if (!strcmp(cmd, "schedulers"))
     return cmd_schedulers();
+  if (!strcmp(cmd, "plot"))
+    return dpt_launch_plot(argc, argv);
 
   int provided;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
@@ -352,6 +246,8 @@ int main(int argc, char **argv) {
   int rc;
   if (!strcmp(cmd, "train")) {
     rc = cmd_train(argc, argv, rank, MPI_COMM_WORLD);
+  } else if (!strcmp(cmd, "compare")) {
+    rc = dpt_launch_compare(argc, argv, rank, MPI_COMM_WORLD);
   } else if (!strcmp(cmd, "data")) {
     rc = dpt_launch_data(argc, argv, rank);
   } else {

@@ -46,6 +46,7 @@ struct dpt_det {
   int64_t *acc;   /* the fixed-point sum, n */
   int64_t *part;  /* this rank's shard of the sum over all ranks (ZeRO stages 1, 2) */
   int shards;     /* G */
+  int local_bad;  /* the first tensor where this rank's micro-shards had a NaN/Inf, or -1 */
 };
 
 int dpt_det_create(const dpt_model *m, int shards, double *scales, dpt_det **out, char *err,
@@ -82,7 +83,10 @@ void dpt_det_free(dpt_det *d) {
   free(d);
 }
 
+int dpt_det_local_bad(const dpt_det *d) { return d->local_bad; }
+
 void dpt_det_begin(dpt_det *d) {
+  d->local_bad = -1;
   memset(d->acc, 0, d->n * sizeof *d->acc);
   memset(d->max, 0, ((size_t)d->ntensors + 1) * sizeof *d->max);
 }
@@ -121,9 +125,10 @@ static uint32_t max_and_fix(int64_t *restrict acc, const float *restrict x, size
     b &= 0x7fffffffu;
     mb = b > mb ? b : mb;
     double v = (double)x[i] * s + MAGIC;
-    int64_t bits;
+    uint64_t bits;
     memcpy(&bits, &v, sizeof bits);
-    acc[i] += bits - magic;
+    /* modulo 2^64: a value out of range only makes garbage, never undefined behaviour */
+    acc[i] = (int64_t)((uint64_t)acc[i] + (bits - (uint64_t)magic));
   }
   return mb;
 }
@@ -142,6 +147,7 @@ void dpt_det_add(dpt_det *d, const float *g) {
     uint32_t mb = max_and_fix(d->acc + d->offset[t], g + d->offset[t], d->numel[t], s);
     if (mb >= 0x7f800000u) {
       d->max[d->ntensors] += 1; /* non-finite */
+      if (d->local_bad < 0) d->local_bad = t;
       continue;
     }
     float mx;

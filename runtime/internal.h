@@ -10,6 +10,11 @@ double dpt_now(void);
 /* mkdir -p; on failure the message names `flag` (the option the path came from). */
 int dpt_mkdirs(const char *path, const char *flag, char *err, size_t errlen);
 
+/* The trainer is about to block in collective `what` (a string literal) at step `step`; and
+ * it is back (see dpt_progress in runtime.h). */
+void dpt_progress_wait(long step, const char *what);
+void dpt_progress_done(void);
+
 /* The SLURM job this process belongs to ("1234", or "1234_7" for an array task), or "". */
 void dpt_job_id(char *buf, size_t len);
 
@@ -25,6 +30,7 @@ typedef struct {
   double samples_per_s;
   double comm_wait;   /* seconds this step waited for communication */
   int stop;           /* the ranks agreed to stop after this step: 1 a signal, 2 time limit */
+  int skipped;        /* the update was skipped (non-finite values, --on-nonfinite skip) */
   int stop_ranks;     /* how many ranks asked to */
 } dpt_step_info;
 
@@ -39,10 +45,10 @@ int dpt_report_open(const dpt_train_opts *o, long total_steps, dpt_report **out,
 void dpt_report_step(dpt_report *r, const dpt_step_info *s);
 void dpt_report_epoch(dpt_report *r, const dpt_epoch_info *e);
 void dpt_report_close(dpt_report *r);
-/* One "run" record: ranks, ZeRO stage, parameters, optimizer-state bytes per rank (largest)
+/* One "run" record: the run's label (legends of plots), ranks, ZeRO stage, parameters, optimizer-state bytes per rank (largest)
  * and over all ranks. */
-void dpt_report_run(dpt_report *r, int ranks, int zero, size_t nparams, double state_max,
-                    double state_total);
+void dpt_report_run(dpt_report *r, const char *label, int ranks, int zero, size_t nparams,
+                    double state_max, double state_total);
 
 /* --- deterministic mode (det.c): exact sums of micro-shard gradients --- */
 typedef struct dpt_det dpt_det;
@@ -56,6 +62,8 @@ void dpt_det_free(dpt_det *d);
 int dpt_det_max_shards(void);
 /* Starts a pass over this rank's micro-shards: zero sums and maxima. */
 void dpt_det_begin(dpt_det *d);
+/* The first tensor in which this rank's micro-shards of the pass had a NaN or Inf (-1: none). */
+int dpt_det_local_bad(const dpt_det *d);
 /* Adds one micro-shard's gradient g[0, nparams) at the current scales. */
 void dpt_det_add(dpt_det *d, const float *g);
 /* Agrees on the pass's maxima (collective). 1: the pass must be redone (the scales were set to
@@ -86,6 +94,7 @@ typedef struct {
   int rank;
   long step;
   int in_ckpt;
+  int nan;      /* instead of dying: a NaN in this rank's input at that step */
 } dpt_fault;
 
 /* Reads DPT_FAULT (see fault.c); an unreadable value is an error naming it. */

@@ -49,10 +49,13 @@ static const opt_def k_opts[] = {
     {"resume", OPT_STR, F(resume), "", 0, 0, "resume: auto (latest if any), latest, or a checkpoint file"},
     {"init", OPT_STR, F(init), "", 0, 0, "start from the parameters of this checkpoint"},
     {"metrics", OPT_STR, F(metrics), "", 0, 0, "JSONL metrics file (default RUN_DIR/metrics.jsonl)"},
+    {"label", OPT_STR, F(label), "", 0, 0, "the run's name in its metrics and in plots (default SOLVER/SCHED)"},
     {"log_every", OPT_LONG, F(log_every), "100", 1, 1e15, "steps between plain log lines"},
     {"progress", OPT_STR, F(progress), "auto", 0, 0, "auto (bar on a terminal), bar, plain or none"},
     {"deterministic", OPT_BOOL, F(deterministic), "0", 0, 1, "bitwise the same training for any rank count and ZeRO stage: exact fixed-point gradient sums over --micro-shards"},
     {"micro_shards", OPT_INT, F(micro_shards), "8", 1, 1e6, "deterministic mode: the global batch is cut into G micro-shards (W must divide G, G must divide --batch)"},
+    {"on_nonfinite", OPT_STR, F(on_nonfinite), "abort", 0, 0, "a NaN/Inf in the loss or gradients: abort (naming step, tensor and rank) or skip the update (counted in the metrics)"},
+    {"watchdog", OPT_DBL, F(watchdog), "0", 0, 1e9, "seconds a collective may block before the job is ended with a message naming it and the step (0: off)"},
     {"stop_signals", OPT_STR, F(stop_signals), "USR1,TERM", 0, 0, "on these signals all ranks stop at the same step, write a checkpoint and exit with status 3 (none: off)"},
     {"time_limit", OPT_STR, F(time_limit), "", 0, 0, "stop with a checkpoint before this much time has passed: seconds or [D-]HH:MM:SS (squeue -o %L)"},
     {"stop_margin", OPT_DBL, F(stop_margin), "1", 0, 1e9, "seconds kept in hand before --time-limit, beyond the slowest step and checkpoint seen"},
@@ -63,6 +66,7 @@ static const opt_def k_opts[] = {
 static const char *const k_choices_activation[] = {"relu", "tanh", "gelu", "sigmoid", NULL};
 static const char *const k_choices_loss[] = {"ce", "mse", NULL};
 static const char *const k_choices_progress[] = {"auto", "bar", "plain", "none", NULL};
+static const char *const k_choices_nonfinite[] = {"abort", "skip", NULL};
 
 static const char *const *choices_of(const char *name) {
   if (!strcmp(name, "activation"))
@@ -71,6 +75,8 @@ static const char *const *choices_of(const char *name) {
     return k_choices_loss;
   if (!strcmp(name, "progress"))
     return k_choices_progress;
+  if (!strcmp(name, "on_nonfinite"))
+    return k_choices_nonfinite;
   return NULL;
 }
 

@@ -77,15 +77,25 @@ static void fmt_eta(double s, char *buf, size_t len) {
     snprintf(buf, len, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
 }
 
+static void json_num(char *buf, size_t len, double v) {
+  if (isfinite(v))
+    snprintf(buf, len, "%.9g", v);
+  else
+    snprintf(buf, len, "null");
+}
+
 void dpt_report_step(dpt_report *r, const dpt_step_info *s) {
   if (!r)
     return;
   double t = dpt_now() - r->t0;
+  char loss[32], norm[32]; /* JSON has no NaN: null */
+  json_num(loss, sizeof loss, s->loss);
+  json_num(norm, sizeof norm, s->grad_norm);
   fprintf(r->jsonl,
-          "{\"type\":\"step\",\"step\":%ld,\"epoch\":%d,\"loss\":%.9g,\"lr\":%.9g,"
-          "\"grad_norm\":%.9g,\"samples_per_s\":%.6g,\"comm_wait_s\":%.6g,\"time\":%.6f}\n",
-          s->step, s->epoch, s->loss, s->lr, s->grad_norm, s->samples_per_s, s->comm_wait,
-          t);
+          "{\"type\":\"step\",\"step\":%ld,\"epoch\":%d,\"loss\":%s,\"lr\":%.9g,"
+          "\"grad_norm\":%s,\"samples_per_s\":%.6g,\"comm_wait_s\":%.6g,\"time\":%.6f%s}\n",
+          s->step, s->epoch, loss, s->lr, norm, s->samples_per_s, s->comm_wait, t,
+          s->skipped ? ",\"skipped\":true" : "");
   double eta = s->step > 0 ? t / (double)s->step * (double)(r->total_steps - s->step) : NAN;
   char etas[32];
   fmt_eta(eta, etas, sizeof etas);
@@ -106,22 +116,28 @@ void dpt_report_step(dpt_report *r, const dpt_step_info *s) {
             s->epoch + 1, s->step, r->total_steps, s->loss, s->lr, s->samples_per_s, etas);
 }
 
-void dpt_report_run(dpt_report *r, int ranks, int zero, size_t nparams, double state_max,
-                    double state_total) {
+/* s as a JSON string body: quotes, backslashes and control characters escaped. */
+static void json_text(FILE *f, const char *s) {
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+    else if (c < 0x20) fprintf(f, "\\u%04x", c);
+    else fputc(c, f);
+  }
+}
+
+void dpt_report_run(dpt_report *r, const char *label, int ranks, int zero, size_t nparams,
+                    double state_max, double state_total) {
   if (!r)
     return;
+  fprintf(r->jsonl, "{\"type\":\"run\",\"label\":\"");
+  json_text(r->jsonl, label);
   fprintf(r->jsonl,
-          "{\"type\":\"run\",\"ranks\":%d,\"zero\":%d,\"params\":%zu,"
+          "\",\"ranks\":%d,\"zero\":%d,\"params\":%zu,"
           "\"state_bytes_per_rank_max\":%.0f,\"state_bytes_total\":%.0f}\n",
           ranks, zero, nparams, state_max, state_total);
 }
 
-static void json_num(char *buf, size_t len, double v) {
-  if (isfinite(v))
-    snprintf(buf, len, "%.9g", v);
-  else
-    snprintf(buf, len, "null");
-}
 
 void dpt_report_epoch(dpt_report *r, const dpt_epoch_info *e) {
   if (!r)

@@ -15,6 +15,7 @@
 #include <mpi.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "optim.h"
 
@@ -107,6 +108,18 @@ void dpt_log_init(int rank, int level, int all_ranks);
 int dpt_log_enabled(int level);
 void dpt_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* --- progress, for a watchdog ---
+ * The trainer publishes what it is doing: the step, and the blocking collective it waits in
+ * (NULL while it computes) since when (dpt_now's clock, seconds). Safe to read from another
+ * thread at any time; a torn read can only mix two consecutive states. */
+typedef struct {
+  long step;
+  const char *waiting_in;
+  double since;
+} dpt_progress;
+void dpt_progress_get(dpt_progress *p);
+double dpt_clock(void); /* the clock of dpt_progress.since */
+
 /* --- training options --- */
 typedef struct {
   char data[1024];      /* HDF5 dataset (see README "Dataset format") */
@@ -135,9 +148,13 @@ typedef struct {
   char resume[1024];    /* "", "auto" (latest if any), "latest" (must exist) or a file */
   char init[1024];      /* start from this checkpoint's parameters only */
   char metrics[1024];   /* JSONL metrics file; "" = <run_dir>/metrics.jsonl */
+  char label[64];       /* the run's name in metrics and plots; "" = SOLVER/SCHED */
   long log_every;       /* plain-log interval in steps (non-terminal output) */
   int deterministic;    /* bitwise the same results for any W and ZeRO stage (see det.c) */
   int micro_shards;     /* deterministic mode: G fixed micro-shards per global batch */
+  char on_nonfinite[8]; /* "abort" (default) or "skip": what a NaN/Inf gradient or loss does */
+  double watchdog;      /* seconds a blocking collective may take before the dpt command ends
+                           the job (0: off); read by launch, which runs the watchdog */
   char stop_signals[64]; /* "USR1,TERM": stop at an agreed step with a checkpoint; "none" */
   char time_limit[32];  /* "" or seconds or SLURM's [D-]HH:MM:SS: stop with a checkpoint in time */
   double stop_margin;   /* seconds kept in hand before --time-limit */
@@ -184,6 +201,7 @@ typedef struct {
   double comm_wait_s;      /* time this rank waited for gradient reduction, whole run */
   double step_s;           /* time in optimizer steps (compute + reduction + update) */
   int stopped;             /* DPT_ESTOPPED was returned: 1 by a signal, 2 by --time-limit */
+  long skipped;            /* steps skipped for non-finite values (--on-nonfinite skip) */
 } dpt_train_result;
 
 /* Trains a model as the options say. Collective over comm: every rank must call it with the
@@ -214,5 +232,53 @@ int dpt_ckpt_inspect(const char *path, void (*fn)(void *ctx, const char *name,
  * Collective over comm. */
 int dpt_train_run_model(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm,
                         dpt_train_result *res, float *params_out, char *err, size_t errlen);
+
+/* --- plots of metrics files (plot.c, drawn by svg.c) --- */
+
+/* Reads dpt metrics files (JSONL, format below) and writes into outdir (created if missing):
+ * loss_step.svg (training loss vs step, log y), loss_time.svg (vs wall time), accuracy_step.svg
+ * and accuracy_time.svg (test accuracy per epoch), lr_step.svg (learning rate vs step).
+ * labels[i] names files[i] in the legends; labels may be NULL: then the "run" record's "label"
+ * field, else the file's name without directory and extension. Errors name the file and line.
+ *
+ * Format: one JSON object per line; records {"type":"run", "label":...}, {"type":"step",
+ * "step", "loss", "lr", "time"} and {"type":"epoch", "step", "test_accuracy", "time"} are read,
+ * other types and fields are ignored; null values are gaps. When two files would get the same
+ * name from their file names (runs/a/metrics.jsonl, runs/b/metrics.jsonl), the parent directory
+ * is kept in both ("a/metrics", "b/metrics"). Nothing is written if any file fails to parse. */
+int dpt_plot_metrics(const char *const *files, const char *const *labels, int nfiles,
+                     const char *outdir, char *err, size_t errlen);
+
+/* --- the solver playground (compare.c): runs side by side --- */
+
+/* Trains every runs[i] (each a complete set of options; its label names it) on comm split into
+ * groups of group_ranks ranks (0: as many as the runs leave, at least 1; a divisor of W), run i
+ * on group i mod G, each in <outdir>/<label>; then rank 0 writes <outdir>/summary.md (final and
+ * best test accuracy and loss, final training loss, time, steps, the first step with training
+ * loss <= target_loss), prints the same table on out (if not NULL) and draws the plots of
+ * dpt_plot_metrics into outdir. A run that fails is marked failed in the table; the others go
+ * on. Collective over comm. */
+int dpt_compare_run(const dpt_train_opts *runs, int nruns, int group_ranks, double target_loss,
+                    const char *outdir, MPI_Comm comm, FILE *out, char *err, size_t errlen);
+
+/* --- the solver playground: analytic problems (problem.c) --- */
+
+/* One solver (and schedule) to run on an analytic problem. */
+typedef struct {
+  char name[64];              /* legend label, e.g. "adam" or "sgd momentum=0.9" */
+  dpt_solver_params solver;   /* kind and hyperparameters, lr included */
+  dpt_sched_params sched;     /* learning-rate schedule; stepped once per step whatever its interval */
+} dpt_problem_run;
+
+/* Runs each entry of runs on the analytic problem `problem` for `steps` steps from x0 (dim
+ * values; NULL: the problem's own start) and writes into outdir (created if missing):
+ * trajectories.jsonl, summary.md, trajectory.svg, loss_step.svg; the summary table also goes to
+ * out when not NULL. See runtime/problem.c. */
+int dpt_problem_compare(const char *problem, const dpt_problem_run *runs, int nruns, long steps,
+                        const double *x0, int dim, const char *outdir, FILE *out, char *err,
+                        size_t errlen);
+
+/* Calls fn for every problem with its name and a one-line description (for `dpt compare --help`). */
+void dpt_problem_list(void (*fn)(void *ctx, const char *name, const char *desc), void *ctx);
 
 #endif /* DPT_RUNTIME_H */

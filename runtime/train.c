@@ -10,6 +10,7 @@
  *   failures inside a step travel in the step's metrics reduction, so nobody hangs in a
  *   collective a peer will never call.
  */
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -291,21 +292,27 @@ static int read_samples(run *r, const int64_t *idx, size_t n, char *err, size_t 
   return DPT_OK;
 }
 
+/* DPT_FAULT=nan:RANK@STEP (tests): a NaN in this rank's input of that step. */
+static void inject_nan(run *r) {
+  if (r->fault.nan && r->fault.rank == r->rank && r->fault.step == r->pos.step) r->x[0] = NAN;
+}
+
 /* Forward and backward over this rank's share of global step `s`; adds into r->grads. */
-static int compute(run *r, const dpt_train_opts *o, long s, double *loss_sum, char *err,
-                   size_t errlen) {
+static int compute(run *r, const dpt_train_opts *o, long s, int reduce, double *loss_sum,
+                   char *err, size_t errlen) {
   dpt_model *m = r->model;
   size_t per_rank = (size_t)(o->batch / r->size);
   const int64_t *mine = r->perm + (size_t)s * (size_t)o->batch + (size_t)r->rank * per_rank;
   for (int k = 0; k < o->accum; k++) {
     int rc = read_samples(r, mine + (size_t)k * r->micro, r->micro, err, errlen);
     if (rc) return rc;
+    inject_nan(r);
     int last = k == o->accum - 1;
     double part = 0;
     int64_t correct = 0;
     rc = m->loss_grad(m, r->params, r->grads, (float)(1.0 / (double)o->batch), r->x,
                       r->labels, r->y, r->micro, &part, &correct,
-                      last ? dpt_comm_ready : NULL, r->reducer, err, errlen);
+                      last && reduce ? dpt_comm_ready : NULL, r->reducer, err, errlen);
     if (rc) return rc;
     *loss_sum += part;
   }
@@ -329,6 +336,8 @@ typedef struct {
   double sumsq;  /* squared L2 norm of the reduced gradient */
   double wait;   /* seconds this rank waited for the gradient */
   int stop, stop_ranks; /* see dpt_step_info */
+  int nonfinite;        /* some rank's loss or gradient is NaN/Inf (all ranks agree) */
+  int local_bad_loss;   /* this rank's own loss is */
 } step_sums;
 
 /* A failure on some rank (sum > 0): every rank returns its code with that rank's message. */
@@ -344,10 +353,13 @@ static int reduce_buckets(run *r, const dpt_train_opts *o, long s, step_sums *ou
                           size_t errlen) {
   double loss = 0;
   memset(r->grads, 0, r->model->nparams * sizeof(float));
-  int rc = compute(r, o, s, &loss, err, errlen);
+  int rc = compute(r, o, s, 1, &loss, err, errlen);
   /* Even a failed rank joins the reduction (with what it has), then says so below. */
   char cerr[DPT_COMM_ERR_LEN];
-  if (dpt_comm_wait(r->reducer, &out->wait, cerr, sizeof cerr)) {
+  dpt_progress_wait(r->pos.step + 1, "the gradient reduction");
+  int wrc = dpt_comm_wait(r->reducer, &out->wait, cerr, sizeof cerr);
+  dpt_progress_done();
+  if (wrc) {
     snprintf(err, errlen, "%s", cerr);
     return DPT_EMPI;
   }
@@ -357,12 +369,17 @@ static int reduce_buckets(run *r, const dpt_train_opts *o, long s, step_sums *ou
    * stop at the same step whichever ranks the signal reached */
   double red[5] = {loss, rc ? 1.0 : 0.0, sum_squares(r->grads + r->own.offset, r->own.len),
                    stop_signal_pending() ? 1.0 : 0.0, out_of_time(r, o) ? 1.0 : 0.0};
-  if (dpt_comm_sum(r->comm, red, 5, cerr, sizeof cerr)) {
+  dpt_progress_wait(r->pos.step + 1, "the step's loss and norm reduction");
+  wrc = dpt_comm_sum(r->comm, red, 5, cerr, sizeof cerr);
+  dpt_progress_done();
+  if (wrc) {
     snprintf(err, errlen, "%s", cerr);
     return DPT_EMPI;
   }
   if (red[1] > 0) return shared_failure(r, rc, err, errlen);
   out->loss = red[0], out->sumsq = red[2];
+  out->local_bad_loss = !isfinite(loss);
+  out->nonfinite = !isfinite(red[0]) || !isfinite(red[2]);
   out->stop = red[3] > 0 ? 1 : red[4] > 0 ? 2 : 0;
   out->stop_ranks = (int)(red[3] > 0 ? red[3] : red[4]);
   return DPT_OK;
@@ -386,6 +403,7 @@ static int reduce_exact(run *r, const dpt_train_opts *o, long s, step_sums *out,
     for (int k = r->rank * per; k < (r->rank + 1) * per && !rc; k++) {
       memset(r->grads, 0, m->nparams * sizeof(float));
       rc = read_samples(r, batch + (size_t)k * r->micro, r->micro, err, errlen);
+      if (!rc) inject_nan(r);
       int64_t correct = 0;
       if (!rc)
         rc = m->loss_grad(m, r->params, r->grads, (float)(1.0 / (double)o->batch), r->x,
@@ -396,31 +414,90 @@ static int reduce_exact(run *r, const dpt_train_opts *o, long s, step_sums *out,
     slot[shards] = rc ? 1 : 0;
     slot[shards + 1] = stop_signal_pending() ? 1 : 0;
     slot[shards + 2] = out_of_time(r, o) ? 1 : 0;
+    out->local_bad_loss = 0;
+    for (int k = r->rank * per; k < (r->rank + 1) * per; k++)
+      out->local_bad_loss |= !isfinite(slot[k]);
     /* one contributor per loss slot (the others add zeros), small counts: exact sums */
-    if (dpt_comm_sum(r->comm, slot, shards + 3, cerr, sizeof cerr)) {
+    dpt_progress_wait(r->pos.step + 1, "the step's loss reduction");
+    int wrc = dpt_comm_sum(r->comm, slot, shards + 3, cerr, sizeof cerr);
+    dpt_progress_done();
+    if (wrc) {
       snprintf(err, errlen, "%s", cerr);
       return DPT_EMPI;
     }
     if (slot[shards] > 0) return shared_failure(r, rc, err, errlen);
     int nonfinite = 0;
+    dpt_progress_wait(r->pos.step + 1, "the gradient maxima reduction");
     redo = dpt_det_check(r->det, r->comm, &nonfinite, err, errlen);
+    dpt_progress_done();
     if (redo < 0) return redo;
-    if (nonfinite) {
-      snprintf(err, errlen, "step %ld: the gradient became non-finite; try a smaller --lr or "
-               "--clip-norm", s + 1);
-      return DPT_ENONFINITE;
+    if (nonfinite) { /* the caller names it (or skips the step) */
+      out->nonfinite = 1;
+      out->loss = NAN;
+      return DPT_OK;
     }
   } while (redo);
   double t = dpt_now();
   /* ZeRO stages 1 and 2 need only this rank's shard of the gradient */
-  if ((rc = dpt_det_finish(r->det, r->comm, !r->zero, r->grads, &out->sumsq, err, errlen)))
-    return rc;
+  dpt_progress_wait(r->pos.step + 1, "the exact gradient reduction");
+  rc = dpt_det_finish(r->det, r->comm, !r->zero, r->grads, &out->sumsq, err, errlen);
+  dpt_progress_done();
+  if (rc) return rc;
   out->wait = dpt_now() - t;
   out->loss = 0;
   for (int k = 0; k < shards; k++) out->loss += slot[k];
+  out->nonfinite = !isfinite(out->loss) || !isfinite(out->sumsq);
   out->stop = slot[shards + 1] > 0 ? 1 : slot[shards + 2] > 0 ? 2 : 0;
   out->stop_ranks = (int)(slot[shards + 1] > 0 ? slot[shards + 1] : slot[shards + 2]);
   return DPT_OK;
+}
+
+/* The first tensor of g[lo, hi) with a NaN or Inf, or -1. */
+static int first_bad_tensor(const dpt_model *m, const float *g, size_t lo, size_t hi) {
+  for (int t = 0; t < m->ntensors; t++) {
+    size_t a = m->tensors[t].offset, b = a + m->tensors[t].numel;
+    for (size_t i = a > lo ? a : lo; i < (b < hi ? b : hi); i++)
+      if (!isfinite(g[i])) return t;
+  }
+  return -1;
+}
+
+/* A NaN or Inf reached the step's sums: say where it came from. Each rank checks its own
+ * share of the batch (loss, and the first tensor of its own gradient with a NaN or Inf); the
+ * lowest rank that finds one is named. Collective. */
+static int nonfinite_error(run *r, const dpt_train_opts *o, long s, const step_sums *sums,
+                           char *err, size_t errlen) {
+  const dpt_model *m = r->model;
+  /* this rank's own gradient: the reduction overwrote it, so compute it again (failure path
+   * only); the deterministic mode kept note of it */
+  int bad_loss = sums->local_bad_loss, t;
+  if (r->det) {
+    t = dpt_det_local_bad(r->det);
+  } else {
+    double loss = 0;
+    char ignored[DPT_ERR_LEN];
+    memset(r->grads, 0, m->nparams * sizeof(float));
+    compute(r, o, s, 0, &loss, ignored, sizeof ignored);
+    t = first_bad_tensor(m, r->grads, 0, m->nparams);
+    bad_loss |= !isfinite(loss);
+  }
+  int tier = bad_loss || t >= 0 ? 0 : 2;
+  int code = tier < 2 ? (tier << 24) | (r->rank << 12) | (t >= 0 ? t : 4095) : INT_MAX;
+  int first = code;
+  MPI_Allreduce(&code, &first, 1, MPI_INT, MPI_MIN, r->comm);
+  int who = (first >> 12) & 4095, what = first & 4095;
+  const char *tensor = what < m->ntensors ? m->tensors[what].name : "?";
+  if (first == INT_MAX)
+    snprintf(err, errlen, "step %ld: the gradient norm became non-finite", r->pos.step + 1);
+  else if (what < m->ntensors)
+    snprintf(err, errlen, "step %ld: non-finite values in the gradient of %s on rank %d (its "
+             "share of the batch)", r->pos.step + 1, tensor, who);
+  else
+    snprintf(err, errlen, "step %ld: the loss became non-finite on rank %d (its share of the "
+             "batch)", r->pos.step + 1, who);
+  snprintf(err + strlen(err), errlen - strlen(err),
+           "; nothing was applied. Try a smaller --lr, --clip-norm, or --on-nonfinite skip");
+  return DPT_ENONFINITE;
 }
 
 static int step(run *r, const dpt_train_opts *o, long s, dpt_step_info *info, char *err,
@@ -432,11 +509,15 @@ static int step(run *r, const dpt_train_opts *o, long s, dpt_step_info *info, ch
                   : reduce_buckets(r, o, s, &sums, err, errlen);
   if (rc) return rc;
   double norm = sqrt(sums.sumsq);
-  if (!isfinite(norm) || !isfinite(sums.loss)) {
-    snprintf(err, errlen,
-             "step %ld: the %s became non-finite (loss %g); try a smaller --lr or --clip-norm",
-             s + 1, isfinite(sums.loss) ? "gradient" : "loss", sums.loss / (double)o->batch);
-    return DPT_ENONFINITE;
+  if (sums.nonfinite) {
+    if (strcmp(o->on_nonfinite, "skip")) return nonfinite_error(r, o, s, &sums, err, errlen);
+    /* skipped: nothing reaches the parameters or the solver's state */
+    info->skipped = 1;
+    info->loss = info->grad_norm = NAN;
+    info->lr = dpt_sched_lr(r->sched);
+    info->stop = sums.stop, info->stop_ranks = sums.stop_ranks;
+    info->samples_per_s = (double)o->batch / (dpt_now() - t0);
+    return DPT_OK;
   }
   if (o->clip_norm > 0) { /* torch.nn.utils.clip_grad_norm_: coef = max/(norm+1e-6), <= 1 */
     double coef = o->clip_norm / (norm + 1e-6);
@@ -450,9 +531,14 @@ static int step(run *r, const dpt_train_opts *o, long s, dpt_step_info *info, ch
     dpt_solver_set_momentum(r->solver, dpt_sched_momentum(r->sched));
   dpt_solver_step(r->solver, r->params + r->shard.offset, r->grads + r->shard.offset);
   char cerr[DPT_COMM_ERR_LEN];
-  if (r->zero && dpt_comm_allgather(r->comm, r->params, m->nparams, cerr, sizeof cerr)) {
-    snprintf(err, errlen, "%s", cerr);
-    return DPT_EMPI;
+  if (r->zero) {
+    dpt_progress_wait(r->pos.step + 1, "the parameter all-gather");
+    int grc = dpt_comm_allgather(r->comm, r->params, m->nparams, cerr, sizeof cerr);
+    dpt_progress_done();
+    if (grc) {
+      snprintf(err, errlen, "%s", cerr);
+      return DPT_EMPI;
+    }
   }
   info->loss = sums.loss / (double)o->batch;
   info->lr = dpt_sched_lr(r->sched);
@@ -498,7 +584,10 @@ static int evaluate(run *r, double *loss, double *acc, char *err, size_t errlen)
   size_t nred = 2 * (size_t)nchunks + 1;
   slot[nred - 1] = rc ? 1 : 0;
   char cerr[DPT_COMM_ERR_LEN];
-  if (dpt_comm_sum(r->comm, slot, (int)nred, cerr, sizeof cerr)) {
+  dpt_progress_wait(r->pos.step, "the evaluation reduction");
+  int wrc = dpt_comm_sum(r->comm, slot, (int)nred, cerr, sizeof cerr);
+  dpt_progress_done();
+  if (wrc) {
     snprintf(err, errlen, "%s", cerr);
     free(slot);
     return DPT_EMPI;
@@ -522,8 +611,10 @@ static int save(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   r->pos.world_size = r->size;
   r->pos.zero = r->zero;
   double t = dpt_now();
+  dpt_progress_wait(r->pos.step, "the checkpoint write");
   int rc = dpt_ckpt_save_run(o, r->model, r->comm, r->params, r->solver, r->shard.offset,
                              r->sched, &r->pos, &r->fault, err, errlen);
+  dpt_progress_done();
   t = dpt_now() - t;
   if (t > r->slowest_ckpt) r->slowest_ckpt = t;
   return rc;
@@ -560,7 +651,8 @@ static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *er
     for (long s = r->pos.step_in_epoch; s < r->steps_per_epoch && r->pos.step < r->total_steps;
          s++) {
       dpt_step_info info = {0};
-      if (r->fault.rank == r->rank && !r->fault.in_ckpt && r->fault.step == r->pos.step)
+      if (r->fault.rank == r->rank && !r->fault.in_ckpt && !r->fault.nan &&
+          r->fault.step == r->pos.step)
         dpt_fault_kill(NULL);
       double ts = dpt_now();
       int rc = step(r, o, s, &info, err, errlen);
@@ -571,7 +663,8 @@ static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *er
       res->comm_wait_s += info.comm_wait;
       r->pos.step++;
       r->pos.step_in_epoch = s + 1;
-      r->pos.epoch_loss += info.loss;
+      if (info.skipped) res->skipped++;
+      else r->pos.epoch_loss += info.loss;
       info.step = r->pos.step;
       info.epoch = e;
       dpt_report_step(r->report, &info);
@@ -703,7 +796,14 @@ int dpt_train_run_model(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm,
   bytes[1] = bytes[0];
   MPI_Allreduce(MPI_IN_PLACE, &bytes[0], 1, MPI_DOUBLE, MPI_MAX, comm);
   MPI_Allreduce(MPI_IN_PLACE, &bytes[1], 1, MPI_DOUBLE, MPI_SUM, comm);
-  dpt_report_run(r.report, r.size, r.zero, m->nparams, bytes[0], bytes[1]);
+  char label[256];
+  if (o->label[0]) snprintf(label, sizeof label, "%s", o->label);
+  else if (o->sched.kind == DPT_SCHED_NONE)
+    snprintf(label, sizeof label, "%s", dpt_optim_solver_name(o->solver.kind));
+  else
+    snprintf(label, sizeof label, "%s/%s", dpt_optim_solver_name(o->solver.kind),
+             dpt_optim_sched_name(o->sched.kind));
+  dpt_report_run(r.report, label, r.size, r.zero, m->nparams, bytes[0], bytes[1]);
   if (o->verbose)
     dpt_log(DPT_LOG_INFO, "%d ranks, ZeRO stage %d: optimizer state %.2f MiB per rank "
             "(largest), %.2f MiB over all ranks, %zu parameters", r.size, r.zero,

@@ -1,5 +1,6 @@
 /* test_dataset.c — unit tests of io/dataset.c: reading synthetic and hand-written HDF5 fixtures
- * (written under DPT_TEST_TMP), cached vs uncached reads bitwise identical, info fields, and
+ * (written under DPT_TEST_TMP), cached vs uncached reads bitwise identical, cached reads equal to
+ * the conversion formula bit for bit, the cache budget counting stored bytes, info fields, and
  * every documented error naming the file, the dataset and what was expected. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,7 @@
 #include <cmocka.h>
 
 #include <hdf5.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,7 +191,8 @@ static void test_synth_is_deterministic(void **state) {
   assert_memory_equal(y[0], y[1], sizeof y[0]);
 }
 
-/* uint8 x [4, 2, 3] with scale/offset: values are (float)(v*scale+offset) in both modes. */
+/* uint8 x [4, 2, 3] with scale/offset: values are (float)(v*scale+offset) in both modes. The
+ * 24 stored bytes fit a budget of 24, not 23 (as floats they would need 96). */
 static void test_uint8_scale_offset(void **state) {
   (void)state;
   char path[512], err[DPT_IO_ERR_LEN];
@@ -203,7 +206,7 @@ static void test_uint8_scale_offset(void **state) {
   int64_t idx[5] = {3, 1, 1, 0, 2};
   for (int m = 0; m < 2; m++) {
     dpt_dataset *ds = NULL;
-    assert_int_equal(dpt_io_dataset_open(path, m ? 4096 : 95, &ds, err, sizeof err), 0);
+    assert_int_equal(dpt_io_dataset_open(path, m ? 24 : 23, &ds, err, sizeof err), 0);
     assert_int_equal(dpt_io_dataset_cached(ds, DPT_SPLIT_TRAIN), m);
     dpt_split_info in;
     assert_int_equal(dpt_io_dataset_info(ds, DPT_SPLIT_TRAIN, &in), 0);
@@ -227,6 +230,103 @@ static void test_uint8_scale_offset(void **state) {
     }
     dpt_io_dataset_close(ds);
   }
+}
+
+/* Reads idx[0..count) of the training split with the given cache budget, expecting it cached
+ * or not, and checks every value against want[idx * features + j] bit for bit. */
+static void expect_reads(const char *path, size_t cache, int cached, const int64_t *idx,
+                         size_t count, size_t features, const float *want) {
+  char err[DPT_IO_ERR_LEN];
+  dpt_dataset *ds = NULL;
+  assert_int_equal(dpt_io_dataset_open(path, cache, &ds, err, sizeof err), DPT_IO_OK);
+  assert_int_equal(dpt_io_dataset_cached(ds, DPT_SPLIT_TRAIN), cached);
+  float *x = malloc(count * features * sizeof *x);
+  int32_t *lab = malloc(count * sizeof *lab);
+  assert_non_null(x);
+  assert_non_null(lab);
+  assert_int_equal(dpt_io_dataset_read(ds, DPT_SPLIT_TRAIN, idx, count, x, lab, NULL, err,
+                                       sizeof err),
+                   DPT_IO_OK);
+  for (size_t i = 0; i < count; i++)
+    for (size_t j = 0; j < features; j++)
+      if (memcmp(&x[i * features + j], &want[(size_t)idx[i] * features + j], sizeof *x))
+        fail_msg("cache %zu: sample %lld value %zu is %a, want %a", cache, (long long)idx[i], j,
+                 (double)x[i * features + j], (double)want[(size_t)idx[i] * features + j]);
+  free(lab);
+  free(x);
+  dpt_io_dataset_close(ds);
+}
+
+/* Batch-sized index list over n samples: a shuffled run with repeats. */
+static void make_indices(int64_t *idx, size_t count, int64_t n, uint64_t seed) {
+  for (size_t i = 0; i < count; i++) idx[i] = (int64_t)(lcg(&seed) % (uint64_t)n);
+  idx[count - 1] = idx[0]; /* a repeat */
+}
+
+/* The cache holds uint8 as stored, so a 1000x100 uint8 split (100000 bytes) is cached under a
+ * 0.2 MB budget, where its 400000 bytes of floats would not have fit; reads from the cache and
+ * from the file both equal (float)(v*scale+offset) computed in double, bit for bit. */
+static void test_uint8_cache_holds_stored_bytes(void **state) {
+  (void)state;
+  enum { N = 1000, F = 100, COUNT = 256 };
+  char path[512];
+  tmp_path(path, sizeof path, "u8cache.h5");
+  uint8_t *xu = malloc((size_t)N * F);
+  float *want = malloc((size_t)N * F * sizeof *want);
+  int32_t *y = malloc(N * sizeof *y);
+  assert_true(xu && want && y);
+  /* The importer's kind of scale/offset: standardising, neither exact in binary. */
+  const double scale = 1.0 / (255.0 * 0.3530), offset = -0.2860 / 0.3530;
+  uint64_t seed = 11;
+  for (size_t i = 0; i < (size_t)N * F; i++) {
+    xu[i] = i < 256 ? (uint8_t)i : (uint8_t)lcg(&seed); /* every byte value occurs */
+    want[i] = (float)(xu[i] * scale + offset);
+  }
+  for (int i = 0; i < N; i++) y[i] = i % 10;
+  fixture f = {"x", H5T_NATIVE_UINT8, 2, {N, F, 0}, xu, H5T_NATIVE_INT32, 1, {N, 0}, y, 0,
+               scale, offset};
+  write_fixture(path, &f);
+  int64_t idx[COUNT];
+  make_indices(idx, COUNT, N, 5);
+  idx[1] = 0; /* the rows holding bytes 0..255 */
+  idx[2] = 1;
+  idx[3] = 2;
+  expect_reads(path, 200000, 1, idx, COUNT, F, want);
+  expect_reads(path, (size_t)N * F, 1, idx, COUNT, F, want);
+  expect_reads(path, (size_t)N * F - 1, 0, idx, COUNT, F, want);
+  free(y);
+  free(want);
+  free(xu);
+}
+
+/* float32 x with scale/offset, and with none (where -0 + 0 = +0: the formula still applies, so
+ * the cache converts rather than copying the stored floats); the budget is 4 bytes a value. */
+static void test_float32_cache_equals_formula(void **state) {
+  (void)state;
+  enum { N = 64, F = 9, COUNT = 40 };
+  char path[512];
+  tmp_path(path, sizeof path, "f32cache.h5");
+  float xf[N * F], want[N * F];
+  int32_t y[N];
+  uint64_t seed = 3;
+  for (int i = 0; i < N * F; i++)
+    xf[i] = ((float)lcg(&seed) / 2147483648.0f - 0.5f) * 1000.0f;
+  xf[0] = -0.0f;
+  xf[1] = 1e-40f; /* subnormal */
+  for (int i = 0; i < N; i++) y[i] = i % 3;
+  int64_t idx[COUNT];
+  make_indices(idx, COUNT, N, 9);
+  idx[1] = 0;
+  const double so[2][2] = {{0.1, -3.25}, {1.0, 0.0}};
+  for (int k = 0; k < 2; k++) {
+    for (int i = 0; i < N * F; i++) want[i] = (float)(xf[i] * so[k][0] + so[k][1]);
+    fixture f = {"x", H5T_NATIVE_FLOAT, 2, {N, F, 0}, xf, H5T_NATIVE_INT32, 1, {N, 0}, y, 0,
+                 so[k][0], so[k][1]};
+    write_fixture(path, &f);
+    expect_reads(path, (size_t)N * F * sizeof(float), 1, idx, COUNT, F, want);
+    expect_reads(path, (size_t)N * F * sizeof(float) - 1, 0, idx, COUNT, F, want);
+  }
+  assert_true(want[0] == 0.0f && !signbit(want[0])); /* -0 * 1 + 0 */
 }
 
 static void test_float_targets(void **state) {
@@ -381,6 +481,8 @@ int main(void) {
       cmocka_unit_test(test_synth_cached_equals_uncached),
       cmocka_unit_test(test_synth_is_deterministic),
       cmocka_unit_test(test_uint8_scale_offset),
+      cmocka_unit_test(test_uint8_cache_holds_stored_bytes),
+      cmocka_unit_test(test_float32_cache_equals_formula),
       cmocka_unit_test(test_float_targets),
       cmocka_unit_test(test_missing_file),
       cmocka_unit_test(test_not_hdf5),

@@ -1,0 +1,378 @@
+/* plot.c — the standard plots of dpt metrics files (the JSONL report.c writes): training loss
+ * against step and wall time, test accuracy per epoch against step and wall time, and the
+ * learning rate against step; one series per file, named after its run.
+ *
+ * Invariants:
+ * - Every file is read and checked before any chart is written: a line that is not a JSON
+ *   object, or a known field of the wrong type, is an error naming file:line, and then nothing
+ *   is written.
+ * - Unknown record types and fields are ignored; null and absent values become NaN, which
+ *   break the lines, so a run without evaluations still plots.
+ * - Step losses are noisy: a run of SMOOTH_MIN_STEPS or more shows its per-step loss faint and
+ *   a centred moving average in full colour, so several runs stay comparable.
+ */
+#include "internal.h"
+#include "svg.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Below this many steps a loss curve is readable as it is; from it on a moving average over
+ * SMOOTH_FRACTION of the steps (at least SMOOTH_MIN_WINDOW) is drawn over the raw losses. */
+#define SMOOTH_MIN_STEPS 200
+#define SMOOTH_FRACTION 0.02
+#define SMOOTH_MIN_WINDOW 5
+
+/* --- one metrics file as columns --- */
+
+typedef struct {
+  double *v;
+  size_t n, cap;
+} column;
+
+typedef struct {
+  char label[256];                 /* the "run" record's label; "" if none */
+  column step, loss, lr, time;     /* one entry per step record */
+  column ep_step, ep_acc, ep_time; /* one per epoch record; accuracy in percent */
+  column ep_loss;                  /* the epoch's test loss */
+  double *smooth;                  /* moving average of loss, or NULL when not smoothed */
+} run_metrics;
+
+static int push(column *c, double v) {
+  if (c->n == c->cap) {
+    size_t cap = c->cap ? 2 * c->cap : 256;
+    double *p = realloc(c->v, cap * sizeof *p);
+    if (!p) return DPT_ENOMEM;
+    c->v = p, c->cap = cap;
+  }
+  c->v[c->n++] = v;
+  return DPT_OK;
+}
+
+static void run_free(run_metrics *m) {
+  column *c[] = {&m->step,    &m->loss,   &m->lr,      &m->time,
+                 &m->ep_step, &m->ep_acc, &m->ep_time, &m->ep_loss};
+  for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) free(c[i]->v);
+  free(m->smooth);
+}
+
+/* m->smooth[i]: the mean of the finite losses in the window centred on step record i (NaN if
+ * none), from prefix sums. Leaves m->smooth NULL for short runs. */
+static int smooth_loss(run_metrics *m) {
+  size_t n = m->loss.n;
+  if (n < SMOOTH_MIN_STEPS) return DPT_OK;
+  size_t half = (size_t)(SMOOTH_FRACTION * (double)n) / 2;
+  if (2 * half + 1 < SMOOTH_MIN_WINDOW) half = SMOOTH_MIN_WINDOW / 2;
+  double *sum = malloc((n + 1) * sizeof *sum), *cnt = malloc((n + 1) * sizeof *cnt);
+  m->smooth = malloc(n * sizeof *m->smooth);
+  if (!sum || !cnt || !m->smooth) {
+    free(sum), free(cnt);
+    return DPT_ENOMEM;
+  }
+  sum[0] = cnt[0] = 0;
+  for (size_t i = 0; i < n; i++) {
+    int ok = isfinite(m->loss.v[i]);
+    sum[i + 1] = sum[i] + (ok ? m->loss.v[i] : 0), cnt[i + 1] = cnt[i] + ok;
+  }
+  for (size_t i = 0; i < n; i++) {
+    size_t a = i > half ? i - half : 0, b = i + half + 1 < n ? i + half + 1 : n;
+    double k = cnt[b] - cnt[a];
+    m->smooth[i] = k > 0 ? (sum[b] - sum[a]) / k : NAN;
+  }
+  free(sum), free(cnt);
+  return DPT_OK;
+}
+
+/* --- parsing --- */
+
+/* Where a line came from, for messages. */
+typedef struct {
+  const char *file;
+  long line;
+  char *err;
+  size_t errlen;
+} where;
+
+/* Field key of record o as a number: absent or null is NaN, or an error when required. */
+static int get_num(json_t *o, const char *key, int required, double *v, const where *w) {
+  json_t *j = json_object_get(o, key);
+  *v = NAN;
+  if (!j || json_is_null(j)) {
+    if (!required) return DPT_OK;
+    snprintf(w->err, w->errlen, "%s:%ld: %s record without \"%s\"", w->file, w->line,
+             json_string_value(json_object_get(o, "type")), key);
+    return DPT_EINVAL;
+  }
+  if (!json_is_number(j)) {
+    snprintf(w->err, w->errlen, "%s:%ld: field \"%s\" is not a number", w->file, w->line, key);
+    return DPT_EINVAL;
+  }
+  *v = json_number_value(j);
+  return DPT_OK;
+}
+
+static int add_step(json_t *o, run_metrics *m, const where *w) {
+  double step, loss, lr, t;
+  int rc = get_num(o, "step", 1, &step, w);
+  if (!rc) rc = get_num(o, "loss", 0, &loss, w);
+  if (!rc) rc = get_num(o, "lr", 0, &lr, w);
+  if (!rc) rc = get_num(o, "time", 0, &t, w);
+  if (rc) return rc;
+  if (push(&m->step, step) || push(&m->loss, loss) || push(&m->lr, lr) || push(&m->time, t))
+    return DPT_ENOMEM;
+  return DPT_OK;
+}
+
+static int add_epoch(json_t *o, run_metrics *m, const where *w) {
+  double step, acc, t, tl;
+  int rc = get_num(o, "step", 1, &step, w);
+  if (!rc) rc = get_num(o, "test_accuracy", 0, &acc, w);
+  if (!rc) rc = get_num(o, "test_loss", 0, &tl, w);
+  if (!rc) rc = get_num(o, "time", 0, &t, w);
+  if (rc) return rc;
+  if (push(&m->ep_step, step) || push(&m->ep_acc, 100 * acc) || push(&m->ep_time, t) ||
+      push(&m->ep_loss, tl))
+    return DPT_ENOMEM;
+  return DPT_OK;
+}
+
+static int add_run(json_t *o, run_metrics *m, const where *w) {
+  json_t *j = json_object_get(o, "label");
+  if (!j || json_is_null(j)) return DPT_OK;
+  if (!json_is_string(j)) {
+    snprintf(w->err, w->errlen, "%s:%ld: field \"label\" is not a string", w->file, w->line);
+    return DPT_EINVAL;
+  }
+  snprintf(m->label, sizeof m->label, "%s", json_string_value(j));
+  return DPT_OK;
+}
+
+/* One line: blank lines are skipped, records of unknown type ignored. */
+static int parse_line(const char *buf, size_t len, run_metrics *m, const where *w) {
+  size_t i = 0;
+  while (i < len && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\r' || buf[i] == '\n')) i++;
+  if (i == len) return DPT_OK;
+  json_error_t je;
+  json_t *o = json_loadb(buf, len, 0, &je);
+  if (!o || !json_is_object(o)) {
+    snprintf(w->err, w->errlen, "%s:%ld: not a JSON object: %s", w->file, w->line,
+             o ? "another JSON value" : je.text);
+    json_decref(o);
+    return DPT_EINVAL;
+  }
+  const char *type = json_string_value(json_object_get(o, "type"));
+  int rc = DPT_OK;
+  if (type && !strcmp(type, "step"))
+    rc = add_step(o, m, w);
+  else if (type && !strcmp(type, "epoch"))
+    rc = add_epoch(o, m, w);
+  else if (type && !strcmp(type, "run"))
+    rc = add_run(o, m, w);
+  json_decref(o);
+  if (rc == DPT_ENOMEM) snprintf(w->err, w->errlen, "%s:%ld: out of memory", w->file, w->line);
+  return rc;
+}
+
+static int read_metrics(const char *file, run_metrics *m, char *err, size_t errlen) {
+  FILE *f = fopen(file, "r");
+  if (!f) {
+    snprintf(err, errlen, "metrics file '%s': cannot read: %s", file, strerror(errno));
+    return DPT_EIO;
+  }
+  where w = {file, 0, err, errlen};
+  char *buf = NULL;
+  size_t cap = 0;
+  ssize_t len;
+  int rc = DPT_OK;
+  while (!rc && (len = getline(&buf, &cap, f)) >= 0) {
+    w.line++;
+    rc = parse_line(buf, (size_t)len, m, &w);
+  }
+  if (!rc && ferror(f)) {
+    snprintf(err, errlen, "%s:%ld: read error: %s", file, w.line + 1, strerror(errno));
+    rc = DPT_EIO;
+  }
+  free(buf);
+  fclose(f);
+  return rc;
+}
+
+/* --- names --- */
+
+/* The file's name without directory and extension; with parent, "dir/name". */
+static void file_label(const char *file, int parent, char *buf, size_t len) {
+  const char *end = file + strlen(file), *base = file;
+  for (const char *p = file; p < end; p++)
+    if (*p == '/' && p + 1 < end) base = p + 1;
+  const char *dot = strrchr(base, '.');
+  const char *stop = dot && dot > base ? dot : end;
+  if (parent && base > file + 1) { /* back over the '/' to the start of the parent */
+    const char *p = base - 1;
+    while (p > file && p[-1] != '/') p--;
+    base = p;
+  }
+  snprintf(buf, len, "%.*s", (int)(stop - base), base);
+}
+
+/* labels[i], else the run's label, else the file's name; two files that would get the same
+ * file name (runs/a/metrics.jsonl, runs/b/metrics.jsonl) both keep their parent directory. */
+static void name_runs(const char *const *files, const char *const *labels, int n, run_metrics *runs,
+                      char (*names)[256]) {
+  for (int i = 0; i < n; i++) {
+    if (labels && labels[i])
+      snprintf(names[i], sizeof names[i], "%s", labels[i]);
+    else if (runs[i].label[0])
+      snprintf(names[i], sizeof names[i], "%s", runs[i].label);
+    else
+      names[i][0] = 0;
+  }
+  for (int i = 0; i < n; i++) {
+    if (names[i][0]) continue;
+    char mine[256], other[256];
+    int clash = 0;
+    file_label(files[i], 0, mine, sizeof mine);
+    for (int j = 0; j < n && !clash; j++) {
+      if (j == i || (labels && labels[j]) || runs[j].label[0]) continue;
+      file_label(files[j], 0, other, sizeof other);
+      clash = !strcmp(mine, other);
+    }
+    file_label(files[i], clash, names[i], sizeof names[i]);
+  }
+}
+
+/* --- the charts --- */
+
+typedef struct {
+  const char *file, *title, *xlabel, *ylabel;
+  int logy, markers;
+} plot_spec;
+
+static const plot_spec PLOTS[] = {
+    {"loss_step.svg", "Training loss", "optimizer step", "training loss (batch mean)", 1, 0},
+    {"loss_time.svg", "Training loss", "wall time (s)", "training loss (batch mean)", 1, 0},
+    {"accuracy_step.svg", "Test accuracy after each epoch", "optimizer step", "test accuracy (%)",
+     0, 1},
+    {"accuracy_time.svg", "Test accuracy after each epoch", "wall time (s)", "test accuracy (%)", 0,
+     1},
+    {"lr_step.svg", "Learning rate", "optimizer step", "learning rate", 0, 0},
+};
+#define NPLOTS ((int)(sizeof PLOTS / sizeof PLOTS[0]))
+
+/* The columns plot p draws from run m. */
+static void plot_columns(int p, const run_metrics *m, const column **x, const column **y) {
+  switch (p) {
+  case 0: *x = &m->step, *y = &m->loss; break;
+  case 1: *x = &m->time, *y = &m->loss; break;
+  case 2: *x = &m->ep_step, *y = &m->ep_acc; break;
+  case 3: *x = &m->ep_time, *y = &m->ep_acc; break;
+  default: *x = &m->step, *y = &m->lr; break;
+  }
+}
+
+/* Writes plot p: one series per run, two (faint raw, smoothed) for smoothed losses. */
+static int write_plot(int p, const run_metrics *runs, char (*names)[256], int n, dpt_series *s,
+                      const char *outdir, char *err, size_t errlen) {
+  const plot_spec *ps = &PLOTS[p];
+  int ns = 0, smoothed = 0;
+  for (int i = 0; i < n; i++) {
+    const column *x, *y;
+    plot_columns(p, &runs[i], &x, &y);
+    if (x->n > INT_MAX) {
+      snprintf(err, errlen, "metrics of '%s': too many records to plot", names[i]);
+      return DPT_EINVAL;
+    }
+    if (y == &runs[i].loss && runs[i].smooth) {
+      s[ns++] = (dpt_series){names[i], (int)x->n, x->v, y->v, 0, 1};
+      s[ns++] = (dpt_series){names[i], (int)x->n, x->v, runs[i].smooth, 0, 0};
+      smoothed = 1;
+    } else {
+      s[ns++] = (dpt_series){names[i], (int)x->n, x->v, y->v, ps->markers, 0};
+    }
+  }
+  char title[128];
+  snprintf(title, sizeof title, "%s%s", ps->title,
+           smoothed ? " (faint: every step; bold: moving average)" : "");
+  dpt_chart c = {title, ps->xlabel, ps->ylabel, ps->logy, ns, s};
+  char path[4096];
+  if ((size_t)snprintf(path, sizeof path, "%s/%s", outdir, ps->file) >= sizeof path) {
+    snprintf(err, errlen, "plot output directory too long: '%.200s...'", outdir);
+    return DPT_EINVAL;
+  }
+  return dpt_svg_chart(path, &c, err, errlen);
+}
+
+int dpt_plot_metrics(const char *const *files, const char *const *labels, int nfiles,
+                     const char *outdir, char *err, size_t errlen) {
+  if (nfiles < 0 || (nfiles > 0 && !files) || !outdir) {
+    snprintf(err, errlen, "plot: no %s given", outdir ? "metrics files" : "output directory");
+    return DPT_EINVAL;
+  }
+  size_t n = nfiles > 0 ? (size_t)nfiles : 1;
+  run_metrics *runs = calloc(n, sizeof *runs);
+  char(*names)[256] = calloc(n, sizeof *names);
+  dpt_series *s = calloc(2 * n, sizeof *s); /* up to two per run */
+  int rc = runs && names && s ? DPT_OK : DPT_ENOMEM;
+  if (rc) snprintf(err, errlen, "plot: out of memory");
+  for (int i = 0; i < nfiles && !rc; i++) {
+    if (!files[i]) {
+      snprintf(err, errlen, "plot: metrics file %d has no name", i + 1);
+      rc = DPT_EINVAL;
+    } else {
+      rc = read_metrics(files[i], &runs[i], err, errlen);
+      if (!rc && smooth_loss(&runs[i])) {
+        snprintf(err, errlen, "plot: out of memory");
+        rc = DPT_ENOMEM;
+      }
+    }
+  }
+  if (!rc) rc = dpt_mkdirs(outdir, "plot output directory", err, errlen);
+  if (!rc) {
+    name_runs(files, labels, nfiles, runs, names);
+    for (int p = 0; p < NPLOTS && !rc; p++)
+      rc = write_plot(p, runs, names, nfiles, s, outdir, err, errlen);
+  }
+  for (int i = 0; runs && i < nfiles; i++) run_free(&runs[i]);
+  free(runs), free(names), free(s);
+  return rc;
+}
+
+/* --- one run's summary (for dpt compare's table) --- */
+
+int dpt_metrics_summarize(const char *file, double target_loss, dpt_metrics_summary *out,
+                          char *err, size_t errlen) {
+  run_metrics m;
+  memset(&m, 0, sizeof m);
+  int rc = read_metrics(file, &m, err, errlen);
+  if (!rc && smooth_loss(&m)) {
+    snprintf(err, errlen, "%s: out of memory", file);
+    rc = DPT_ENOMEM;
+  }
+  if (!rc) {
+    dpt_metrics_summary r = {NAN, NAN, NAN, NAN, NAN, 0, -1, 0};
+    size_t ne = m.ep_step.n, ns = m.step.n;
+    for (size_t i = 0; i < ne; i++) {
+      double a = m.ep_acc.v[i] / 100, l = m.ep_loss.v[i];
+      if (isfinite(a)) r.final_acc = a, r.best_acc = isnan(r.best_acc) || a > r.best_acc ? a : r.best_acc;
+      if (isfinite(l)) r.final_loss = l, r.best_loss = isnan(r.best_loss) || l < r.best_loss ? l : r.best_loss;
+    }
+    if (ns) {
+      r.steps = (long)m.step.v[ns - 1];
+      r.seconds = m.time.v[ns - 1];
+      /* the training loss as plotted: the moving average when there is one */
+      const double *loss = m.smooth ? m.smooth : m.loss.v;
+      r.final_train_loss = loss[ns - 1];
+      for (size_t i = 0; i < ns && r.steps_to_target < 0; i++)
+        if (isfinite(target_loss) && loss[i] <= target_loss) r.steps_to_target = (long)m.step.v[i];
+    }
+    if (ne && isfinite(m.ep_time.v[ne - 1]) && m.ep_time.v[ne - 1] > r.seconds)
+      r.seconds = m.ep_time.v[ne - 1];
+    *out = r;
+  }
+  run_free(&m);
+  return rc;
+}
