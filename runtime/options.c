@@ -157,8 +157,25 @@ void dpt_train_defaults(dpt_train_opts *o) {
   dpt_optim_sched_defaults(DPT_SCHED_NONE, &o->sched);
 }
 
+static int set_any(dpt_train_opts *o, const char *key, const char *value, char *err,
+                   size_t errlen);
+
+/* Messages name options as the user types them: "--micro-shards", not "--micro_shards". */
+static void dash_flag(char *err) {
+  if (strncmp(err, "--", 2)) return;
+  for (char *c = err + 2; *c && *c != ':' && *c != ' '; c++)
+    if (*c == '_') *c = '-';
+}
+
 int dpt_train_set(dpt_train_opts *o, const char *key, const char *value, char *err,
                   size_t errlen) {
+  int rc = set_any(o, key, value, err, errlen);
+  if (rc) dash_flag(err);
+  return rc;
+}
+
+static int set_any(dpt_train_opts *o, const char *key, const char *value, char *err,
+                   size_t errlen) {
   char oerr[DPT_OPTIM_ERR_LEN];
   if (!strcmp(key, "solver")) {
     dpt_solver_kind k;

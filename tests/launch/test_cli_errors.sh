@@ -58,5 +58,27 @@ check 1 "label"                  2 train --data badlabel.h5 --model mlp:12-4 --b
 check 1 "divisible"              2 train --data good.h5 --model mlp:12-3 --batch 7
 check 1 "--accum 3"              4 train --data good.h5 --model mlp:12-3 --batch 8 --accum 3
 check 1 "batch"                  1 train --data good.h5 --model mlp:12-3 --batch 1000
+check 2 "--time-limit: 'soon'"    1 train --data good.h5 --time-limit soon
+check 2 "--stop-signals: 'KILL'" 1 train --data good.h5 --stop-signals USR1,KILL
+check 2 "--on-nonfinite"         1 train --data good.h5 --on-nonfinite ignore
+check 2 "--watchdog"             1 train --data good.h5 --watchdog -1
+check 2 "--micro-shards"         1 train --data good.h5 --micro-shards 0
+check 1 "must divide --micro-shards 6" 4 train --data good.h5 --model mlp:12-3 --batch 24 --deterministic 1 --micro-shards 6
+check 1 "--accum 2: not used with --deterministic" 2 train --data good.h5 --model mlp:12-3 --batch 8 --deterministic 1 --accum 2
+DPT_FAULT=bogus check 1 "DPT_FAULT='bogus'" 2 train --data good.h5 --model mlp:12-3
+check 1 "--resume latest: no checkpoint" 2 train --data good.h5 --model mlp:12-3 --run-dir empty --resume latest
+check 1 "missing.h5"             2 train --data good.h5 --model mlp:12-3 --init missing.h5
+check 1 "cannot open checkpoint 'notes.txt'" 1 ckpt inspect notes.txt
+check 2 "usage: dpt ckpt inspect" 1 ckpt frobnicate
+check 2 "--solvers"              2 compare --data good.h5
+check 2 "'nope'"                 2 compare --solvers adam,nope --data good.h5
+check 2 "--group-ranks 3"        4 compare --solvers adam,sgd --group-ranks 3 --data good.h5
+check 2 "--steps"                1 compare --problem quadratic --solvers gd --steps 0
+check 2 "quadratic"              1 compare --problem rosenbrok --solvers gd
+check 2 "--x0"                   1 compare --problem rosenbrock --solvers gd --x0 1,2,3
+check 2 "no metrics files"       1 plot
+check 2 "unknown option"         1 plot --frobnicate x.jsonl
+check 1 "missing.jsonl"          1 plot missing.jsonl
+check 1 "notes.txt:1"            1 plot notes.txt
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
