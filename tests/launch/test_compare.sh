@@ -4,14 +4,8 @@
 # valid SVG plots; dpt plot draws finished runs; the analytic problems reproduce the worked
 # example (GD on x^2 - 4x + 3 from 0 with lr 0.3: 1.2, 1.68, ... -> 2) and bring Adam to
 # Rosenbrock's minimum; bad input is one clear line. Usage: test_compare.sh DPT WORKDIR
-set -u
-dpt=$1; work=$2
-rm -rf "$work"; mkdir -p "$work"; cd "$work"
-fail() { echo "FAIL: $*"; exit 1; }
-py=/usr/bin/python3
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-"$dpt" data synth --out d.h5 --train 1024 --test 256 --features 20 --classes 4 >/dev/null \
-  || fail "synth"
+. "$(dirname "$0")/lib.sh" "$@"
+synth 1024 256 20 4
 
 # every SVG in a directory parses as SVG with finite coordinates
 svg_ok() {

@@ -4,14 +4,8 @@
 # and SGD-Nesterov, ends with bitwise identical parameters and optimizer state (h5diff, exact);
 # a checkpoint written at W = 2 and resumed at W = 4 ends bitwise where W = 1 ends; and bad
 # shard counts are refused. Usage: test_deterministic.sh DPT WORKDIR
-set -u
-dpt=$1; work=$2
-rm -rf "$work"; mkdir -p "$work"; cd "$work"
-fail() { echo "FAIL: $*"; exit 1; }
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-unset DPT_FAULT
-"$dpt" data synth --out d.h5 --train 512 --test 200 --features 24 --classes 5 >/dev/null \
-  || fail "synth"
+. "$(dirname "$0")/lib.sh" "$@"
+synth 512 200 24 5
 final=ckpt-0000000048.h5   # 3 epochs of 16 steps
 train() { # W RUN_DIR [options]
   local w=$1 dir=$2; shift 2

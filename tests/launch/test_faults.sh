@@ -4,14 +4,8 @@
 # non-zero status within 30 s, leave `latest` naming the last committed checkpoint, which
 # `dpt ckpt inspect` verifies, and a resumed run must end bitwise where the uninterrupted run
 # ends (parameters and optimizer state, compared with h5diff). Usage: test_faults.sh DPT WORKDIR
-set -u
-dpt=$1; work=$2
-rm -rf "$work"; mkdir -p "$work"; cd "$work"
-fail() { echo "FAIL: $*"; exit 1; }
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-unset DPT_FAULT
-"$dpt" data synth --out d.h5 --train 256 --test 64 --features 32 --classes 4 >/dev/null \
-  || fail "synth"
+. "$(dirname "$0")/lib.sh" "$@"
+synth 256 64 32 4
 # 16 steps; checkpoints after steps 4, 8, 12, 16
 train() { # RUN_DIR [more options]
   local dir=$1; shift

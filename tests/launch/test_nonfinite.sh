@@ -5,15 +5,8 @@
 # step is skipped, counted in the summary and the metrics (loss null), and the run ends with
 # finite parameters — in the default and the deterministic mode. A run that diverges on its own
 # is stopped the same way. Usage: test_nonfinite.sh DPT WORKDIR
-set -u
-dpt=$1; work=$2
-rm -rf "$work"; mkdir -p "$work"; cd "$work"
-fail() { echo "FAIL: $*"; exit 1; }
-py=/usr/bin/python3
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-unset DPT_FAULT
-"$dpt" data synth --out d.h5 --train 256 --test 64 --features 16 --classes 3 >/dev/null \
-  || fail "synth"
+. "$(dirname "$0")/lib.sh" "$@"
+synth 256 64 16 3
 train() { # RUN_DIR [options]
   local dir=$1; shift
   timeout 120 mpirun --oversubscribe -n 2 "$dpt" train --data d.h5 --model mlp:16-24-3 \

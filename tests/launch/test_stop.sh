@@ -3,14 +3,8 @@
 # rank), and --time-limit each make all ranks stop after the same step with a valid checkpoint
 # and exit status 3; the same command with --resume auto then ends bitwise where the
 # uninterrupted run ends. Usage: test_stop.sh DPT WORKDIR
-set -u
-dpt=$1; work=$2
-rm -rf "$work"; mkdir -p "$work"; cd "$work"
-fail() { echo "FAIL: $*"; exit 1; }
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-unset DPT_FAULT
-"$dpt" data synth --out d.h5 --train 2048 --test 64 --features 32 --classes 4 >/dev/null \
-  || fail "synth"
+. "$(dirname "$0")/lib.sh" "$@"
+synth 2048 64 32 4
 steps=768   # 3 epochs of 256 steps: about 6 s on 2 oversubscribed ranks
 train() { # RUN_DIR [more options]
   local dir=$1; shift
@@ -59,13 +53,7 @@ check_stopped() { # NAME DIR RC OUT
 train one > one.out 2>&1 &
 job=$!
 wait_started one.out || fail "the run did not start"
-# this test's ranks only (other jobs may run on the machine): children of its mpirun
-mp=$(pgrep -x mpirun -P "$(pgrep -x timeout -P "$job")")
-r1=""
-for p in $(pgrep -P "$mp"); do
-  tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && r1=$p
-done
-[ -n "$r1" ] || fail "rank 1's process not found"
+r1=$(rank_pid "$(job_mpirun "$job")" 1) || fail "rank 1's process not found"
 kill -USR1 "$r1"
 wait $job; rc=$?
 check_stopped "SIGUSR1 to rank 1 only" one $rc one.out
@@ -74,9 +62,7 @@ check_stopped "SIGUSR1 to rank 1 only" one $rc one.out
 train all > all.out 2>&1 &
 job=$!
 wait_started all.out || fail "the run did not start"
-# this test's mpirun only (other jobs may run on the machine): timeout's child, in our subshell
-mp=$(pgrep -x mpirun -P "$(pgrep -x timeout -P "$job")")
-[ -n "$mp" ] || fail "mpirun's process not found"
+mp=$(job_mpirun "$job") || fail "mpirun's process not found"
 kill -USR1 "$mp"
 wait $job; rc=$?
 check_stopped "SIGUSR1 to mpirun" all $rc all.out
