@@ -102,25 +102,18 @@ static void write_table(FILE *f, const dpt_train_opts *runs, char (*dirs)[1100],
 /* Rank 0, after every run: summary.md, the table on out, the plots. */
 static int summarize(const dpt_train_opts *runs, char (*dirs)[1100], int nruns,
                      double target, const char *outdir, FILE *out, char *err, size_t errlen) {
-  char path[1200], tmp[1210];
+  char path[1200];
   snprintf(path, sizeof path, "%s/summary.md", outdir);
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  FILE *f = fopen(tmp, "w");
-  if (!f) {
-    snprintf(err, errlen, "cannot write '%s': %s", tmp, strerror(errno));
-    return DPT_EIO;
-  }
-  write_table(f, runs, dirs, nruns, target);
-  if (fclose(f) || rename(tmp, path)) {
-    snprintf(err, errlen, "cannot write '%s': %s", path, strerror(errno));
-    unlink(tmp);
-    return DPT_EIO;
-  }
+  dpt_afile a;
+  int rc = dpt_afile_open(&a, path, err, errlen);
+  if (rc) return rc;
+  write_table(a.f, runs, dirs, nruns, target);
+  if ((rc = dpt_afile_commit(&a, err, errlen))) return rc;
   if (out) write_table(out, runs, dirs, nruns, target);
   /* plots of the runs that left metrics */
   const char **files = calloc((size_t)nruns, sizeof *files), **labels = calloc((size_t)nruns, sizeof *labels);
   char(*paths)[1200] = calloc((size_t)nruns, sizeof *paths);
-  int n = 0, rc = DPT_OK;
+  int n = 0;
   if (!files || !labels || !paths) {
     snprintf(err, errlen, "out of memory");
     rc = DPT_ENOMEM;

@@ -260,36 +260,19 @@ static void trace_free(trace *t) {
 
 /* --- output files: <path>.tmp, renamed when complete --- */
 
-typedef struct {
-  FILE *f;
-  char path[4096], tmp[4200];
-} text_out;
+typedef dpt_afile text_out;
 
 static int text_open(text_out *o, const char *dir, const char *name, char *err, size_t errlen) {
-  if ((size_t)snprintf(o->path, sizeof o->path, "%s/%s", dir, name) >= sizeof o->path) {
+  char path[2048];
+  if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path) {
     snprintf(err, errlen, "output path too long: '%.200s...'", dir);
     return DPT_EINVAL;
   }
-  snprintf(o->tmp, sizeof o->tmp, "%s.tmp", o->path);
-  o->f = fopen(o->tmp, "w");
-  if (!o->f) {
-    snprintf(err, errlen, "cannot write '%s': %s", o->tmp, strerror(errno));
-    return DPT_EIO;
-  }
-  return DPT_OK;
+  return dpt_afile_open(o, path, err, errlen);
 }
 
 static int text_close(text_out *o, char *err, size_t errlen) {
-  int bad = fflush(o->f) != 0 || ferror(o->f) || fsync(fileno(o->f)) != 0;
-  int e = errno;
-  if (fclose(o->f) != 0 && !bad) bad = 1, e = errno;
-  if (!bad && rename(o->tmp, o->path) != 0) bad = 1, e = errno;
-  if (bad) {
-    unlink(o->tmp);
-    snprintf(err, errlen, "cannot write '%s': %s", o->path, strerror(e));
-    return DPT_EIO;
-  }
-  return DPT_OK;
+  return dpt_afile_commit(o, err, errlen);
 }
 
 /* --- trajectories.jsonl --- */

@@ -294,23 +294,11 @@ static void frame_layout(frame *fr, int caption) {
 
 /* --- output file: <path>.tmp, renamed when complete --- */
 
-typedef struct {
-  FILE *f;
-  const char *path;
-  char tmp[4096];
-} svg_out;
+typedef dpt_afile svg_out;
 
 static int out_open(svg_out *o, const char *path, int w, int h, char *err, size_t errlen) {
-  o->path = path;
-  if ((size_t)snprintf(o->tmp, sizeof o->tmp, "%s.tmp", path) >= sizeof o->tmp) {
-    snprintf(err, errlen, "chart path too long: '%.200s...'", path);
-    return DPT_EINVAL;
-  }
-  o->f = fopen(o->tmp, "w");
-  if (!o->f) {
-    snprintf(err, errlen, "cannot write '%s': %s", o->tmp, strerror(errno));
-    return DPT_EIO;
-  }
+  int rc = dpt_afile_open(o, path, err, errlen);
+  if (rc) return rc;
   fprintf(o->f,
           "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
           "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
@@ -323,16 +311,7 @@ static int out_open(svg_out *o, const char *path, int w, int h, char *err, size_
 /* Finishes the file and renames it over the path; on failure removes it. */
 static int out_close(svg_out *o, char *err, size_t errlen) {
   fputs("</svg>\n", o->f);
-  int bad = fflush(o->f) != 0 || ferror(o->f) || fsync(fileno(o->f)) != 0;
-  int e = errno;
-  if (fclose(o->f) != 0 && !bad) bad = 1, e = errno;
-  if (!bad && rename(o->tmp, o->path) != 0) bad = 1, e = errno;
-  if (bad) {
-    unlink(o->tmp);
-    snprintf(err, errlen, "cannot write '%s': %s", o->path, strerror(e));
-    return DPT_EIO;
-  }
-  return DPT_OK;
+  return dpt_afile_commit(o, err, errlen);
 }
 
 /* --- frame drawing: grid, ticks, labels, title --- */

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 double dpt_now(void) {
   struct timespec ts;
@@ -61,3 +62,33 @@ void dpt_progress_get(dpt_progress *p) {
 }
 
 double dpt_clock(void) { return dpt_now(); }
+
+/* --- files written atomically --- */
+
+int dpt_afile_open(dpt_afile *a, const char *path, char *err, size_t errlen) {
+  if ((size_t)snprintf(a->path, sizeof a->path, "%s", path) >= sizeof a->path) {
+    snprintf(err, errlen, "path too long: '%.200s...'", path);
+    return DPT_EINVAL;
+  }
+  snprintf(a->tmp, sizeof a->tmp, "%s.tmp", path);
+  a->f = fopen(a->tmp, "w");
+  if (!a->f) {
+    snprintf(err, errlen, "cannot write '%s': %s", a->tmp, strerror(errno));
+    return DPT_EIO;
+  }
+  return DPT_OK;
+}
+
+int dpt_afile_commit(dpt_afile *a, char *err, size_t errlen) {
+  int bad = fflush(a->f) != 0 || ferror(a->f) || fsync(fileno(a->f)) != 0;
+  int e = errno;
+  if (fclose(a->f) != 0 && !bad) bad = 1, e = errno;
+  a->f = NULL;
+  if (!bad && rename(a->tmp, a->path) != 0) bad = 1, e = errno;
+  if (bad) {
+    unlink(a->tmp);
+    snprintf(err, errlen, "cannot write '%s': %s", a->path, strerror(e));
+    return DPT_EIO;
+  }
+  return DPT_OK;
+}
