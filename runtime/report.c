@@ -21,8 +21,8 @@ struct dpt_report {
   double last_draw;
 };
 
-int dpt_report_open(const dpt_train_opts *o, long total_steps, dpt_report **out, char *err,
-                    size_t errlen) {
+int dpt_report_open(const dpt_train_opts *o, long total_steps, int resumed, dpt_report **out,
+                    char *err, size_t errlen) {
   *out = NULL;
   dpt_report *r = calloc(1, sizeof *r);
   if (!r) {
@@ -40,7 +40,7 @@ int dpt_report_open(const dpt_train_opts *o, long total_steps, dpt_report **out,
     }
     snprintf(path, sizeof path, "%s/metrics.jsonl", o->run_dir);
   }
-  r->jsonl = fopen(path, "w");
+  r->jsonl = fopen(path, resumed ? "a" : "w");
   if (!r->jsonl) {
     snprintf(err, errlen, "--metrics: cannot write '%s': %s", path, strerror(errno));
     free(r);

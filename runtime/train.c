@@ -200,10 +200,6 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
       return DPT_EMPI;
     }
   }
-  if (r->rank == 0) {
-    int rc2 = dpt_report_open(o, r->total_steps, &r->report, err, errlen);
-    if (rc2) return rc2;
-  }
   return DPT_OK;
 }
 
@@ -784,6 +780,9 @@ int dpt_train_run_model(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm,
     rc = DPT_EINVAL; /* (dpt_train_validate said so already) */
   if (!rc) rc = setup(&r, o, err, errlen);
   if (!rc) rc = restore(&r, o, err, errlen);
+  /* the metrics file: continued by a resumed run, started afresh otherwise */
+  if (!rc && r.rank == 0)
+    rc = dpt_report_open(o, r.total_steps, r.pos.step > 0, &r.report, err, errlen);
   /* set-up: agree, so one rank's bad input stops all, with that rank's message */
   int all = dpt_comm_agree(comm, rc);
   if (all) {

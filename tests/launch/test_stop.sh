@@ -42,6 +42,9 @@ check_stopped() { # NAME DIR RC OUT
   train "$dir" --resume auto > "$dir.resume.out" 2>&1 \
     || { cat "$dir.resume.out"; fail "$name: resume"; }
   grep -q "resuming from .* at step $step" "$dir.resume.out" || fail "$name: did not resume"
+  # the metrics file continues: one record per step, 1 .. 768, across the stop
+  [ "$(grep -c '"type":"step"' "$dir/metrics.jsonl")" = $steps ] \
+    || fail "$name: the metrics file does not hold every step once"
   for g in /model /optim; do
     h5diff ref/ckpt/$final "$dir/ckpt/$final" "$g" "$g" >/dev/null \
       || fail "$name: $g after resume differs from the uninterrupted run"
