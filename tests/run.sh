@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, builds dpt twice (release, and ASan+UBSan) and
-# runs the whole ctest suite on both. Exit status is non-zero if anything fails.
+# runs the whole ctest suite on both, then the quick valgrind memcheck of the MPI tests.
+# Exit status is non-zero if anything fails.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -27,3 +28,6 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DDPT_SANITIZE=ON -DDPT_BUILD_
 cmake --build build-asan -j"$jobs"
 # (the SLURM test runs once, in the release build: it exercises scripts and daemons)
 (cd build-asan && ctest --output-on-failure --no-tests=error --timeout 600 -LE "slow|slurm" ${DPT_CTEST_ARGS:-})
+
+echo "=== valgrind memcheck: MPI tests at np 2 and a train/resume, no errors from dpt's code"
+bash tests/valgrind/run.sh --quick
