@@ -26,8 +26,9 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DDPT_SANITIZE=ON -DDPT_BUILD_TESTS=ON \
       -DDPT_BUILD_BENCH=OFF >/dev/null
 cmake --build build-asan -j"$jobs"
-# (the SLURM test runs once, in the release build: it exercises scripts and daemons)
-(cd build-asan && ctest --output-on-failure --no-tests=error --timeout 600 -LE "slow|slurm" ${DPT_CTEST_ARGS:-})
+# (the SLURM test and the signal/timing tests run once, in the release build: they exercise
+# scripts, daemons and processes rather than memory)
+(cd build-asan && ctest --output-on-failure --no-tests=error --timeout 600 -LE "slow|slurm|process" ${DPT_CTEST_ARGS:-})
 
 echo "=== valgrind memcheck: MPI tests at np 2 and a train/resume, no errors from dpt's code"
 bash tests/valgrind/run.sh --quick
