@@ -311,12 +311,41 @@ int dpt_ckpt_write(const char *path, MPI_Comm comm, const dpt_ckpt_view *v, char
 
 /* --- reading --- */
 
+/* 1 if attribute a holds exactly one value (scalar or a 1-element array): every attribute dpt
+ * writes does, and H5Aread of anything larger into one value would overrun it. */
+static int attr_single(hid_t a) {
+  hid_t sp = H5Aget_space(a);
+  hssize_t n = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+  if (sp >= 0) H5Sclose(sp);
+  return n == 1;
+}
+
+/* Reads the single numeric value of attribute a as a double; -1 if it is not one number. */
+static int read_number_attr(hid_t a, double *v) {
+  hid_t type = H5Aget_type(a);
+  H5T_class_t c = type >= 0 ? H5Tget_class(type) : H5T_NO_CLASS;
+  if (type >= 0) H5Tclose(type);
+  if ((c != H5T_INTEGER && c != H5T_FLOAT) || !attr_single(a)) return -1;
+  return H5Aread(a, H5T_NATIVE_DOUBLE, v) < 0 ? -1 : 0;
+}
+
+/* Fills dims[0..1] of dataset space fs and returns its rank, or -1 when the rank is not 1 or 2
+ * (dims is left {0, 0}): a checkpoint's tensors and checksum tables are never anything else. */
+static int rank_and_dims(hid_t fs, hsize_t dims[2]) {
+  dims[0] = dims[1] = 0;
+  int rank = fs >= 0 ? H5Sget_simple_extent_ndims(fs) : -1;
+  if (rank < 1 || rank > 2) return -1;
+  return H5Sget_simple_extent_dims(fs, dims, NULL) < 0 ? -1 : rank;
+}
+
 static int read_text_attr(hid_t obj, const char *name, char *out, size_t outlen) {
   if (H5Aexists(obj, name) <= 0) return -1;
   hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
   hid_t type = H5Aget_type(a);
   int rc = -1;
-  if (H5Tget_class(type) == H5T_STRING && H5Tis_variable_str(type) > 0) {
+  if (!attr_single(a)) {
+    /* not one text: leave rc = -1 */
+  } else if (H5Tget_class(type) == H5T_STRING && H5Tis_variable_str(type) > 0) {
     hid_t mt = H5Tcopy(H5T_C_S1);
     H5Tset_size(mt, H5T_VARIABLE);
     H5Tset_cset(mt, H5Tget_cset(type));
@@ -351,7 +380,12 @@ static int verify_blocks(hid_t f, const char *dpath, const float *x, size_t firs
                                                           : H5I_INVALID_HID;
   if (cd < 0) return -1;
   size_t nb = (numel + CKPT_BLOCK - 1) / CKPT_BLOCK;
-  uint64_t *want = malloc(2 * nb * sizeof *want), *got = calloc(2 * nb, sizeof *got);
+  hid_t cs = H5Dget_space(cd);
+  hsize_t cdims[2];
+  int shape_ok = rank_and_dims(cs, cdims) == 2 && cdims[0] == nb && cdims[1] == 2;
+  if (cs >= 0) H5Sclose(cs);
+  uint64_t *want = shape_ok ? malloc(2 * nb * sizeof *want) : NULL;
+  uint64_t *got = shape_ok ? calloc(2 * nb, sizeof *got) : NULL;
   int rc = want && got && H5Dread(cd, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT,
                                   want) >= 0 ? 0 : -1;
   H5Dclose(cd);
@@ -377,13 +411,15 @@ static int read_tensor(const char *path, hid_t f, const char *gname, const dpt_c
                         "%s: /%s is missing (expected the tensor of this model)", path, dpath);
   hid_t d = H5Dopen2(f, dpath, H5P_DEFAULT);
   hid_t fs = H5Dget_space(d);
-  hsize_t dims[2] = {0, 0};
-  int rank = H5Sget_simple_extent_ndims(fs);
-  H5Sget_simple_extent_dims(fs, dims, NULL);
+  hsize_t dims[2];
+  int rank = rank_and_dims(fs, dims);
   int rc = DPT_IO_OK;
   size_t from = lo > t->offset ? lo : t->offset;
   size_t end = hi < t->offset + t->numel ? hi : t->offset + t->numel;
-  if (rank != t->rank || (hsize_t)t->dims[0] != dims[0] ||
+  if (rank < 0) {
+    rc = dpt_io__errf(err, errlen, DPT_IO_EINVAL, "%s: /%s is not a 1-D or 2-D dataset (the "
+                      "model's tensor is %d-D)", path, dpath, t->rank);
+  } else if (rank != t->rank || (hsize_t)t->dims[0] != dims[0] ||
       (rank == 2 && (hsize_t)t->dims[1] != dims[1])) {
     rc = dpt_io__errf(err, errlen, DPT_IO_EINVAL,
                       "%s: /%s has shape [%llu%s%llu] but the model's tensor is [%lld%s%lld]"
@@ -434,8 +470,11 @@ static int read_all(const char *path, hid_t f, const dpt_ckpt_view *v, int param
   double version = 0;
   hid_t va = H5Aexists(f, "format_version") > 0 ? H5Aopen(f, "format_version", H5P_DEFAULT) : -1;
   if (va >= 0) {
-    H5Aread(va, H5T_NATIVE_DOUBLE, &version);
+    int bad = read_number_attr(va, &version);
     H5Aclose(va);
+    if (bad)
+      return dpt_io__errf(err, errlen, DPT_IO_EINVAL, "%s: attribute 'format_version' is not "
+                          "one number (expected %d)", path, CKPT_FORMAT_VERSION);
   }
   if (version != CKPT_FORMAT_VERSION)
     return dpt_io__errf(err, errlen, DPT_IO_EINVAL, "%s: checkpoint format version %g, this dpt "
@@ -462,8 +501,8 @@ static int read_all(const char *path, hid_t f, const dpt_ckpt_view *v, int param
       return dpt_io__errf(err, errlen, DPT_IO_EINVAL, "%s: attribute '%s' is missing", path,
                           v->scalar_names[i]);
     hid_t a = H5Aopen(f, v->scalar_names[i], H5P_DEFAULT);
-    if (H5Aread(a, H5T_NATIVE_DOUBLE, &v->scalars[i]) < 0)
-      rc = dpt_io__errf(err, errlen, DPT_IO_EIO, "%s: cannot read attribute '%s'", path,
+    if (read_number_attr(a, &v->scalars[i]))
+      rc = dpt_io__errf(err, errlen, DPT_IO_EINVAL, "%s: attribute '%s' is not one number", path,
                         v->scalar_names[i]);
     H5Aclose(a);
   }
@@ -513,8 +552,10 @@ static herr_t on_attr(hid_t obj, const char *name, const H5A_info_t *info, void 
     read_text_attr(obj, name, value, sizeof value);
   } else {
     double v = 0;
-    H5Aread(a, H5T_NATIVE_DOUBLE, &v);
-    snprintf(value, sizeof value, "%.17g", v);
+    if (read_number_attr(a, &v))
+      snprintf(value, sizeof value, "(not one number)");
+    else
+      snprintf(value, sizeof value, "%.17g", v);
   }
   H5Tclose(type);
   H5Aclose(a);
@@ -527,17 +568,21 @@ static herr_t on_object(hid_t root, const char *name, const H5O_info_t *info, vo
   if (info->type != H5O_TYPE_DATASET || !strncmp(name, "checksum/", 9)) return 0;
   hid_t d = H5Dopen2(root, name, H5P_DEFAULT);
   hid_t fs = H5Dget_space(d);
-  hsize_t dims[2] = {0, 0};
-  int rank = H5Sget_simple_extent_ndims(fs);
-  H5Sget_simple_extent_dims(fs, dims, NULL);
-  hssize_t n = H5Sget_simple_extent_npoints(fs);
-  float *buf = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+  hsize_t dims[2];
+  int rank = rank_and_dims(fs, dims);
+  hssize_t n = rank < 0 ? -1 : H5Sget_simple_extent_npoints(fs);
+  size_t bytes = 0;
+  float *buf = n < 0 || __builtin_mul_overflow((size_t)(n > 0 ? n : 1), sizeof(float), &bytes)
+                   ? NULL
+                   : malloc(bytes);
   int ok = buf && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0 &&
            verify_blocks(root, name, buf, 0, (size_t)n, (size_t)n) == 0;
   free(buf);
   char key[300], value[128];
   snprintf(key, sizeof key, "/%s", name);
-  if (rank == 2)
+  if (rank < 0)
+    snprintf(value, sizeof value, "not a 1-D or 2-D dataset");
+  else if (rank == 2)
     snprintf(value, sizeof value, "[%llu, %llu] checksum %s", (unsigned long long)dims[0],
              (unsigned long long)dims[1], ok ? "ok" : "FAILED");
   else

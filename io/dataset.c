@@ -244,8 +244,19 @@ static int open_x(dpt_dataset *ds, int s, char *err, size_t errlen) {
   in->features = 1;
   for (int i = 0; i < in->x_rank; i++) {
     in->x_dims[i] = (int64_t)dims[i];
-    if (i > 0) in->features *= (int64_t)dims[i];
+    /* HDF5 accepts dims whose product wraps around 2^64 (chunks never written) */
+    if (dims[i] > INT64_MAX ||
+        (i > 0 && __builtin_mul_overflow(in->features, (int64_t)dims[i], &in->features)))
+      return ds_err(ds, err, errlen, DPT_IO_EINVAL,
+                    "%s has dims too large to address (a sample or the split exceeds 2^63 "
+                    "values)", where);
   }
+  uint64_t values;
+  if (__builtin_mul_overflow((uint64_t)in->n, (uint64_t)in->features, &values) ||
+      values > (uint64_t)INT64_MAX)
+    return ds_err(ds, err, errlen, DPT_IO_EINVAL,
+                  "%s has %lld samples of %lld values: too many to address", where,
+                  (long long)in->n, (long long)in->features);
   if (in->features <= 0)
     return ds_err(ds, err, errlen, DPT_IO_EINVAL, "%s has 0 features per sample", where);
   if ((st->xspace = H5Dget_space(st->x)) < 0)
@@ -294,9 +305,10 @@ static int check_labels(dpt_dataset *ds, int s, const int64_t *v, char *err, siz
 static int read_labels(dpt_dataset *ds, int s, hid_t d, const char *where, char *err,
                        size_t errlen) {
   split_state *st = &ds->split[s];
-  size_t n = (size_t)st->info.n;
-  int64_t *v = malloc((n ? n : 1) * sizeof *v);
-  st->labels = malloc((n ? n : 1) * sizeof *st->labels);
+  size_t n = (size_t)st->info.n, bytes;
+  int too_big = __builtin_mul_overflow(n ? n : 1, sizeof(int64_t), &bytes);
+  int64_t *v = too_big ? NULL : malloc(bytes);
+  st->labels = too_big ? NULL : malloc((n ? n : 1) * sizeof *st->labels);
   int rc = DPT_IO_OK;
   if (!v || !st->labels)
     rc = ds_err(ds, err, errlen, DPT_IO_ENOMEM, "%s: out of memory for %zu labels", where, n);
@@ -311,8 +323,13 @@ static int read_labels(dpt_dataset *ds, int s, hid_t d, const char *where, char 
 static int read_targets(dpt_dataset *ds, int s, hid_t d, const char *where, char *err,
                         size_t errlen) {
   split_state *st = &ds->split[s];
-  size_t total = (size_t)st->info.n * (size_t)st->info.y_width;
-  st->targets = malloc((total ? total : 1) * sizeof *st->targets);
+  size_t total, bytes;
+  if (__builtin_mul_overflow((size_t)st->info.n, (size_t)st->info.y_width, &total) ||
+      __builtin_mul_overflow(total ? total : 1, sizeof(float), &bytes))
+    return ds_err(ds, err, errlen, DPT_IO_EINVAL,
+                  "%s has %lld samples of %lld targets: too many to address", where,
+                  (long long)st->info.n, (long long)st->info.y_width);
+  st->targets = malloc(bytes);
   if (!st->targets)
     return ds_err(ds, err, errlen, DPT_IO_ENOMEM, "%s: out of memory for %zu targets", where,
                   total);

@@ -70,7 +70,8 @@ static int read_header(gzFile g, const char *path, const char *what, int images,
   a->n = be32(h + 4);
   a->rows = images ? be32(h + 8) : 1;
   a->cols = images ? be32(h + 12) : 1;
-  if (a->n == 0 || a->rows == 0 || a->cols == 0 || a->rows * a->cols > (1 << 24))
+  if (a->n == 0 || a->rows == 0 || a->cols == 0 || a->rows > (1 << 24) || a->cols > (1 << 24) ||
+      a->rows * a->cols > (1 << 24))
     return dpt_io__errf(err, errlen, DPT_IO_EINVAL,
                         "'%s': idx dims %lld x %lld x %lld (expected non-empty %s)", path,
                         (long long)a->n, (long long)a->rows, (long long)a->cols, what);

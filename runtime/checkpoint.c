@@ -80,7 +80,9 @@ static void build(layout *l, const dpt_train_opts *o, const dpt_model *m, float 
     void *p = dpt_solver_state(solver, i, &info);
     if (info.type == DPT_STATE_VECTOR) {
       l->vec_names[v->nvec] = info.name;
-      l->vecs[v->nvec++] = (float *)p + (lo - solver_lo);
+      /* the vector as if it started at flat element lo; a parameters-only layout (lo = 0 on a
+       * shard that starts later) never reads it, and must not point outside it */
+      l->vecs[v->nvec++] = lo >= solver_lo ? (float *)p + (lo - solver_lo) : NULL;
     } else {
       add_scalar(l, "solver", info.name, *(double *)p);
     }
@@ -230,6 +232,13 @@ int dpt_ckpt_resolve(const dpt_train_opts *o, char *path, size_t len, char *err,
   return DPT_OK;
 }
 
+/* A counter stored as a double (step, epoch, seed): integral and exact in a double. */
+static int as_count(double v, long lo, long *out) {
+  if (!(v >= (double)lo && v <= 9007199254740992.0) || v != (double)(long)v) return -1;
+  *out = (long)v;
+  return 0;
+}
+
 int dpt_ckpt_load_run(const char *path, const dpt_train_opts *o, const dpt_model *m,
                       float *params, dpt_solver *solver, size_t solver_lo, dpt_sched *sched,
                       dpt_train_pos *pos, int params_only, char *err, size_t errlen) {
@@ -244,25 +253,32 @@ int dpt_ckpt_load_run(const char *path, const dpt_train_opts *o, const dpt_model
     for (int i = 0; !rc && i < l->v.nscalar; i++) {
       const char *name = l->scalar_names[i];
       double v = l->scalars[i];
+      long count = 0;
       if (!strncmp(name, "solver.", 7)) {
         dpt_state_info info;
         *(double *)dpt_solver_state(solver, dpt_solver_state_find(solver, name + 7), &info) = v;
       } else if (!strncmp(name, "sched.", 6)) {
         *dpt_sched_state(sched, dpt_sched_state_find(sched, name + 6), NULL) = v;
+      } else if (!strncmp(name, "train.", 6) && strcmp(name, "train.epoch_loss") &&
+                 strncmp(name, "train.grad_scale.", 17) &&
+                 as_count(v, strcmp(name, "train.seed") ? 0 : -9007199254740992L, &count)) {
+        snprintf(ioerr, sizeof ioerr, "%s: attribute '%s' is %g (expected a whole number >= 0)",
+                 path, name, v);
+        rc = DPT_IO_EINVAL;
       } else if (!strcmp(name, "train.step")) {
-        pos->step = (long)v;
+        pos->step = count;
       } else if (!strcmp(name, "train.epoch")) {
-        pos->epoch = (long)v;
+        pos->epoch = count;
       } else if (!strcmp(name, "train.step_in_epoch")) {
-        pos->step_in_epoch = (long)v;
+        pos->step_in_epoch = count;
       } else if (!strcmp(name, "train.epoch_loss")) {
         pos->epoch_loss = v;
       } else if (!strncmp(name, "train.grad_scale.", 17)) {
         for (int t = 0; t < m->ntensors; t++)
           if (!strcmp(name + 17, m->tensors[t].name)) pos->grad_scale[t] = v;
-      } else if (!strcmp(name, "train.seed") && (long)v != o->seed) {
+      } else if (!strcmp(name, "train.seed") && count != o->seed) {
         snprintf(ioerr, sizeof ioerr, "%s: was saved with --seed %ld but this run uses %ld "
-                 "(the data order would differ)", path, (long)v, o->seed);
+                 "(the data order would differ)", path, count, o->seed);
         rc = DPT_IO_EINVAL;
       }
     }

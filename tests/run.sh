@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, builds dpt twice (release, and ASan+UBSan) and
-# runs the whole ctest suite on both, then the quick valgrind memcheck of the MPI tests.
+# runs the whole ctest suite on both, then the quick valgrind memcheck of the MPI tests and a
+# replay of the fuzz harnesses' seed corpora.
 # Exit status is non-zero if anything fails.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,3 +33,6 @@ cmake --build build-asan -j"$jobs"
 
 echo "=== valgrind memcheck: MPI tests at np 2 and a train/resume, no errors from dpt's code"
 bash tests/valgrind/run.sh --quick
+
+echo "=== fuzz harnesses (clang, libFuzzer, ASan+UBSan, leaks on): build, replay the seed corpus"
+bash tests/fuzz/run.sh replay

@@ -416,6 +416,35 @@ static void test_x_int16(void **state) {
                     path);
 }
 
+/* HDF5 accepts dims whose product wraps around 2^64 when the chunks are never written: such a
+ * file is a few KB. Found by fuzzing (the feature count overflowed). */
+static void test_dims_too_large(void **state) {
+  (void)state;
+  char path[512];
+  tmp_path(path, sizeof path, "huge.h5");
+  hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  hid_t g = H5Gcreate2(file, "train", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  hsize_t dims[3] = {1, ((hsize_t)1 << 62) + 1, 4}, chunk[3] = {1, 1, 4};
+  hid_t sp = H5Screate_simple(3, dims, NULL), pl = H5Pcreate(H5P_DATASET_CREATE);
+  assert_true(H5Pset_chunk(pl, 3, chunk) >= 0);
+  hid_t d = H5Dcreate2(g, "x", H5T_NATIVE_FLOAT, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
+  assert_true(d >= 0);
+  H5Dclose(d);
+  H5Pclose(pl);
+  H5Sclose(sp);
+  H5Gclose(g);
+  H5Fclose(file);
+  fixture f = base_fixture();
+  f.xname = NULL;
+  f.ydims[0] = 1;
+  hid_t fh = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+  g = H5Gopen2(fh, "train", H5P_DEFAULT);
+  write_array(g, "y", f.ytype, f.yrank, f.ydims, f.y, 0, 0);
+  H5Gclose(g);
+  H5Fclose(fh);
+  expect_open_error(path, DPT_IO_EINVAL, "/train/x has dims too large to address", path);
+}
+
 static void test_negative_label(void **state) {
   (void)state;
   char path[512];
@@ -489,6 +518,7 @@ int main(void) {
       cmocka_unit_test(test_no_train_x),
       cmocka_unit_test(test_y_wrong_n),
       cmocka_unit_test(test_x_int16),
+      cmocka_unit_test(test_dims_too_large),
       cmocka_unit_test(test_negative_label),
       cmocka_unit_test(test_label_ge_num_classes),
       cmocka_unit_test(test_index_out_of_range),

@@ -194,6 +194,28 @@ static void test_truncated_keeps_output(void **state) {
   assert_memory_equal(l0, l1, sizeof l0);
 }
 
+/* Image dims of 0xffffffff x 0xffffffff: rows * cols overflowed int64 before it was checked
+ * (found by fuzzing). */
+static void test_huge_image_dims(void **state) {
+  (void)state;
+  char out[512];
+  idx_files p;
+  write_good_files(&p, "huge", 0);
+  unsigned char h[16];
+  put_be32(h, 0x803);
+  put_be32(h + 4, 1);
+  put_be32(h + 8, 0xffffffffu);
+  put_be32(h + 12, 0xffffffffu);
+  FILE *f = fopen(p.x, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(h, 1, sizeof h, f), sizeof h);
+  assert_int_equal(fclose(f), 0);
+  tmp_path(out, sizeof out, "huge.h5");
+  remove(out);
+  expect_import_fails(&p, out, p.x, "idx dims 1 x 4294967295 x 4294967295");
+  assert_int_not_equal(access(out, F_OK), 0);
+}
+
 static void test_mismatched_n(void **state) {
   (void)state;
   char out[512];
@@ -224,6 +246,7 @@ int main(void) {
       cmocka_unit_test(test_import_plain_and_gzip),
       cmocka_unit_test(test_import_train_only_nested_dir),
       cmocka_unit_test(test_truncated_keeps_output),
+      cmocka_unit_test(test_huge_image_dims),
       cmocka_unit_test(test_mismatched_n),
       cmocka_unit_test(test_missing_input),
   };

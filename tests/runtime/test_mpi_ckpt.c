@@ -234,6 +234,49 @@ static void test_bad_checkpoints_are_rejected(void **state) {
   }
   MPI_Barrier(MPI_COMM_WORLD);
   expect_rejected(bad, NULL, NULL, "exp_avg_sq/fc2.bias");
+  /* values of the right names but the wrong kind (each once crashed the loader under fuzzing) */
+  static const struct {
+    const char *file, *what, *want;
+  } kinds[] = {{"step.h5", "train.step = 1e300", "'train.step' is 1e+300"},
+               {"version.h5", "format_version = [2, 2, 2, 2]", "'format_version' is not one number"},
+               {"rank3.h5", "/model/fc1.weight of shape [3, 4, 1]", "not a 1-D or 2-D"}};
+  for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+    snprintf(bad, sizeof bad, "%s/%s", dir, kinds[k].file);
+    if (world_rank == 0) {
+      copy_file(good, bad);
+      hid_t f = H5Fopen(bad, H5F_ACC_RDWR, H5P_DEFAULT);
+      hsize_t dims[3] = {4, 0, 0}, dims3[3] = {3, 4, 1};
+      hid_t sp = k == 2 ? H5Screate_simple(3, dims3, NULL) : H5Screate_simple(1, dims, NULL);
+      if (k == 0) {
+        double huge = 1e300;
+        hid_t one = H5Screate(H5S_SCALAR);
+        assert_true(H5Adelete(f, "train.step") >= 0);
+        hid_t a = H5Acreate2(f, "train.step", H5T_NATIVE_DOUBLE, one, H5P_DEFAULT, H5P_DEFAULT);
+        assert_true(H5Awrite(a, H5T_NATIVE_DOUBLE, &huge) >= 0);
+        H5Aclose(a);
+        H5Sclose(one);
+      } else if (k == 1) {
+        double v[4] = {2, 2, 2, 2};
+        assert_true(H5Adelete(f, "format_version") >= 0);
+        hid_t a = H5Acreate2(f, "format_version", H5T_NATIVE_DOUBLE, sp, H5P_DEFAULT,
+                             H5P_DEFAULT);
+        assert_true(H5Awrite(a, H5T_NATIVE_DOUBLE, v) >= 0);
+        H5Aclose(a);
+      } else {
+        float v[12] = {0};
+        assert_true(H5Ldelete(f, "/model/fc1.weight", H5P_DEFAULT) >= 0);
+        hid_t d = H5Dcreate2(f, "/model/fc1.weight", H5T_NATIVE_FLOAT, sp, H5P_DEFAULT,
+                             H5P_DEFAULT, H5P_DEFAULT);
+        assert_true(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0);
+        H5Dclose(d);
+      }
+      H5Sclose(sp);
+      H5Fclose(f);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (world_rank == 0) print_message("rejecting a checkpoint with %s\n", kinds[k].what);
+    expect_rejected(bad, NULL, NULL, kinds[k].want);
+  }
   /* nothing in the run directory was overwritten by the failed resumes */
   assert_int_equal(stat(good, &after), 0);
   assert_true(after.st_mtime == before.st_mtime && after.st_size == before.st_size);
