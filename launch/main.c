@@ -5,7 +5,6 @@
  * flag, bad value); 3 stopped early on request (signal, --time-limit) with a checkpoint
  * written, to be continued with --resume auto; 4 the watchdog ended a job whose collective
  * blocked too long; see README "Exit status". */
-#define _GNU_SOURCE /* execv of /proc/self/exe, setenv */
 #include "launch.h"
 #include "runtime.h"
 
@@ -18,31 +17,6 @@
 #include <unistd.h>
 
 enum { EXIT_RUN = DPT_EXIT_RUN, EXIT_USAGE = DPT_EXIT_USAGE, EXIT_STOPPED = DPT_EXIT_STOPPED };
-
-/* --- BLAS set-up before anything loads it ---
- * One rank is one core: OpenBLAS gets one thread unless the user says otherwise. Debian's
- * OpenBLAS 0.3.21 does not recognise recent AMD/Intel CPUs and falls back to AVX2 kernels;
- * where the CPU has AVX-512 we ask for the SkylakeX kernels. The library reads both variables
- * when it is loaded, i.e. before main, so the process re-executes itself once with them set. */
-static void blas_env_reexec(char **argv) {
-  int changed = 0;
-  if (!getenv("OPENBLAS_NUM_THREADS")) {
-    setenv("OPENBLAS_NUM_THREADS", "1", 1);
-    changed = 1;
-  }
-  if (!getenv("OPENBLAS_CORETYPE") && !getenv("DPT_NO_BLAS_TUNING")) {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) {
-      setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
-      changed = 1;
-    }
-  }
-  if (changed && !getenv("DPT_REEXECED")) {
-    setenv("DPT_REEXECED", "1", 1);
-    execv("/proc/self/exe", argv);
-    /* If exec fails we simply go on with the kernels we have. */
-  }
-}
 
 /* --- listings --- */
 /* Flags are shown with dashes (--weight-decay); the parser takes dashes or underscores. */
@@ -215,7 +189,7 @@ static int cmd_train(int argc, char **argv, int rank, MPI_Comm comm) {
 }
 
 int main(int argc, char **argv) {
-  blas_env_reexec(argv);
+  dpt_env_setup(argv);
   if (argc < 2) {
     usage(stderr);
     return EXIT_USAGE;

@@ -189,31 +189,44 @@ static int grow(mlp_ctx *c, size_t n, char *err, size_t errlen) {
 #define INV_SQRT2 0.70710678118654752440f
 #define INV_SQRT2PI 0.39894228040143267794f
 
-static void act_forward(int act, const float *z, float *h, size_t len) {
-  for (size_t i = 0; i < len; i++) {
-    float v = z[i];
-    switch (act) {
-      case ACT_RELU: h[i] = v > 0.0f ? v : 0.0f; break;
-      case ACT_TANH: h[i] = tanhf(v); break;
-      case ACT_GELU: h[i] = 0.5f * v * (1.0f + erff(v * INV_SQRT2)); break;
-      default: h[i] = 1.0f / (1.0f + expf(-v)); break;
-    }
+/* One loop per activation, so that ReLU (the common case) vectorises without a branch: the
+ * same values as the scalar formula, element by element. */
+static void act_forward(int act, const float *restrict z, float *restrict h, size_t len) {
+  switch (act) {
+    case ACT_RELU:
+      for (size_t i = 0; i < len; i++) h[i] = z[i] > 0.0f ? z[i] : 0.0f;
+      break;
+    case ACT_TANH:
+      for (size_t i = 0; i < len; i++) h[i] = tanhf(z[i]);
+      break;
+    case ACT_GELU:
+      for (size_t i = 0; i < len; i++) h[i] = 0.5f * z[i] * (1.0f + erff(z[i] * INV_SQRT2));
+      break;
+    default:
+      for (size_t i = 0; i < len; i++) h[i] = 1.0f / (1.0f + expf(-z[i]));
+      break;
   }
 }
 
 /* d[i] *= act'(z[i]), using the stored activation h where that is cheaper. */
-static void act_backward(int act, const float *z, const float *h, float *d, size_t len) {
-  for (size_t i = 0; i < len; i++) {
-    float v = z[i], g;
-    switch (act) {
-      case ACT_RELU: g = v > 0.0f ? 1.0f : 0.0f; break;
-      case ACT_TANH: g = 1.0f - h[i] * h[i]; break;
-      case ACT_GELU:
-        g = 0.5f * (1.0f + erff(v * INV_SQRT2)) + v * INV_SQRT2PI * expf(-0.5f * v * v);
-        break;
-      default: g = h[i] * (1.0f - h[i]); break;
-    }
-    d[i] *= g;
+static void act_backward(int act, const float *restrict z, const float *restrict h,
+                         float *restrict d, size_t len) {
+  switch (act) {
+    case ACT_RELU:
+      for (size_t i = 0; i < len; i++) d[i] *= z[i] > 0.0f ? 1.0f : 0.0f;
+      break;
+    case ACT_TANH:
+      for (size_t i = 0; i < len; i++) d[i] *= 1.0f - h[i] * h[i];
+      break;
+    case ACT_GELU:
+      for (size_t i = 0; i < len; i++) {
+        float v = z[i];
+        d[i] *= 0.5f * (1.0f + erff(v * INV_SQRT2)) + v * INV_SQRT2PI * expf(-0.5f * v * v);
+      }
+      break;
+    default:
+      for (size_t i = 0; i < len; i++) d[i] *= h[i] * (1.0f - h[i]);
+      break;
   }
 }
 

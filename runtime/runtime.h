@@ -19,6 +19,13 @@
 
 #include "optim.h"
 
+/* --- process set-up (env.c) ---
+ * Call first in main, before MPI_Init: one OpenBLAS thread per rank, its AVX-512 kernels where
+ * the CPU has them, and Open MPI's shared-memory copies instead of CMA on a virtual machine;
+ * variables the user set are kept, DPT_NO_ENV_TUNING=1 keeps all but the thread count. May
+ * re-execute the process (argv) once so that OpenBLAS sees the variables. */
+void dpt_env_setup(char **argv);
+
 /* --- random numbers ---
  * xoshiro256** seeded through splitmix64 from (seed, stream): the same numbers on every rank and
  * platform, so initialisation and data order do not depend on the rank count. */

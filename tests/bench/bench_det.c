@@ -40,7 +40,7 @@ static int run(const char *data, long batch, int det, int shards, MPI_Comm comm,
 }
 
 int main(int argc, char **argv) {
-  bench_blas_env(argv);
+  dpt_env_setup(argv);
   MPI_Init(&argc, &argv);
   int rank, size;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);

@@ -85,7 +85,7 @@ static int run(const char *data, long batch, int overlap, int steps, MPI_Comm co
 }
 
 int main(int argc, char **argv) {
-  bench_blas_env(argv);
+  dpt_env_setup(argv);
   MPI_Init(&argc, &argv);
   int rank, size;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -104,8 +104,11 @@ int main(int argc, char **argv) {
   double peak_min = peak;
   MPI_Allreduce(MPI_IN_PLACE, &peak_min, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
   if (rank == 0) {
-    printf("bench_train: MLP 784-256-128-10, Adam, W = %d, OpenBLAS coretype %s\n", size,
-           getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "(default)");
+    const char *copy = getenv("OMPI_MCA_btl_vader_single_copy_mechanism");
+    printf("bench_train: MLP 784-256-128-10, Adam, W = %d, OpenBLAS coretype %s, Open MPI "
+           "single copy %s\n", size,
+           getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "(default)",
+           copy ? copy : "(default)");
     printf("sgemm %d^3 per rank (all ranks at once): %.1f GFLOP/s (slowest rank)\n", SGEMM_N,
            peak_min);
     printf("%6s %12s %8s %14s %14s %10s\n", "batch", "samples/s", "MFU", "wait/step ms",
