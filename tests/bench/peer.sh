@@ -5,6 +5,7 @@
 # Environment overrides: EPOCHS, REPS (2: runs of each side per configuration, best kept),
 # WORLDS ("1 2"), BATCHES ("64 256"), STEP_REPS (7: timed steps per optimizer run),
 # STEP_N (16777216: optimizer benchmark parameters), ACC_TOL (0.02), PEER_CACHE (/tmp/dpt-peer),
+# PEER_CORETYPE (OpenBLAS kernels of both sides; default SkylakeX on AVX-512 CPUs),
 # TORCH_BUCKET_VIEW (0; 1: ZeroRedundancyOptimizer(parameters_as_bucket_view=True), labelled).
 #
 # 1. Training: MLP 784-256-128-10 (relu, cross-entropy) on Fashion-MNIST, Adam lr 1e-3, cosine
@@ -44,6 +45,16 @@ cache=${PEER_CACHE:-/tmp/dpt-peer}
 py=/usr/bin/python3 # Debian's python3 with python3-torch; the pyenv python3 on PATH has none
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+# The same OpenBLAS kernels on both sides (Debian's torch calls the system BLAS too): the ones
+# dpt picks by itself, SkylakeX where the CPU has AVX-512 (Debian's OpenBLAS 0.3.21 would fall
+# back to Haswell), whatever OPENBLAS_CORETYPE the environment had. PEER_CORETYPE overrides.
+if [ -n "${PEER_CORETYPE:-}" ]; then
+  export OPENBLAS_CORETYPE=$PEER_CORETYPE
+elif grep -qw avx512f /proc/cpuinfo; then
+  export OPENBLAS_CORETYPE=SkylakeX
+else
+  unset OPENBLAS_CORETYPE
+fi
 
 # --- what is needed: Debian packages, dpt and bench_optim, the dataset ---
 bash "$root/launch/install-deps.sh" bench
@@ -158,6 +169,8 @@ run_torch() { # W B REP: DDP + ZeroRedundancyOptimizer, once more if that fails,
 echo "peer: dpt vs PyTorch $("$py" -c 'import torch; print(torch.__version__)') DDP on $dataname"
 echo "peer: $(getconf _NPROCESSORS_ONLN) cores, $epochs epoch(s), REPS=$reps, W in {$worlds}, B in {$batches};" \
      "per-run records in $results"
+echo "peer: OpenBLAS coretype ${OPENBLAS_CORETYPE:-(detected)} on both sides; dpt's Open MPI" \
+     "single copy: $( grep -qw hypervisor /proc/cpuinfo && echo "none (virtual machine)" || echo default)"
 for w in $worlds; do
   for b in $batches; do
     for rep in $(seq 1 "$reps"); do

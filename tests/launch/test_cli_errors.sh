@@ -19,21 +19,27 @@ PY
 printf '[train]\nbatch = 8\n[solver]\nname = adam\nlr = -3\n' > badlr.ini
 printf '[train]\nbatch 8\n' > malformed.ini
 
-pass=0; fail=0
+# The cases run DPT_TEST_JOBS at a time (default 4: mpirun's start-up is mostly waiting), each
+# writing its verdict to case.N; the tally comes at the end.
+jobs_max=${DPT_TEST_JOBS:-4}; ncase=0
 # case: expected-status | expected substring | ranks | args...
-check() {
-  local want=$1 sub=$2 ranks=$3; shift 3
+one_case() {
+  local id=$1 want=$2 sub=$3 ranks=$4; shift 4
   local out rc
   out=$(timeout 60 mpirun --oversubscribe -n "$ranks" "$dpt" "$@" 2>&1 </dev/null); rc=$?
   # dpt's own lines start with "dpt"; exactly one of them, whatever the rank count.
   local lines; lines=$(printf '%s\n' "$out" | grep -c '^dpt' || true)
   if [ "$rc" -eq "$want" ] && [ "$lines" -eq 1 ] && printf '%s' "$out" | grep -qF -- "$sub"; then
-    pass=$((pass+1))
+    echo pass > "case.$id"
   else
-    fail=$((fail+1))
-    echo "FAIL: dpt $* (np=$ranks): want status $want and one line with '$sub'; got status $rc:"
-    printf '%s\n' "$out" | sed 's/^/    /' | head -8
+    { echo "FAIL: dpt $* (np=$ranks): want status $want and one line with '$sub'; got status $rc:"
+      printf '%s\n' "$out" | sed 's/^/    /' | head -8; } > "case.$id"
   fi
+}
+check() {
+  ncase=$((ncase + 1))
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n; done
+  one_case "$ncase" "$@" &
 }
 check 2 "unknown command"        1 frobnicate
 check 2 "--data"                 1 train
@@ -80,5 +86,15 @@ check 2 "no metrics files"       1 plot
 check 2 "unknown option"         1 plot --frobnicate x.jsonl
 check 1 "missing.jsonl"          1 plot missing.jsonl
 check 1 "notes.txt:1"            1 plot notes.txt
+wait
+pass=0; fail=0
+for id in $(seq 1 "$ncase"); do
+  if [ "$(cat "case.$id" 2>/dev/null)" = pass ]; then
+    pass=$((pass + 1))
+  else
+    fail=$((fail + 1))
+    cat "case.$id" 2>/dev/null || echo "FAIL: case $id left no verdict"
+  fi
+done
 echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+[ "$fail" -eq 0 ] && [ "$pass" -eq "$ncase" ]
