@@ -35,7 +35,7 @@ static const opt_def k_opts[] = {
     {"accum", OPT_INT, F(accum), "1", 1, 1e6, "micro-batches accumulated per optimizer step"},
     {"clip_norm", OPT_DBL, F(clip_norm), "0", 0, INFINITY, "clip gradients to this global L2 norm (0: off)"},
     {"seed", OPT_LONG, F(seed), "42", 0, 9.2e18, "seed of initialisation and data order"},
-    {"zero", OPT_INT, F(zero), "-1", -1, 2, "ZeRO stage: 0 all state on every rank, 1 state sharded, 2 state and reduced gradients sharded; -1: 1 when ranks > 1"},
+    {"zero", OPT_INT, F(zero), "-1", -1, 2, "ZeRO stage: 0 all state on every rank, 1 state sharded and gradients reduce-scattered, 2 the same as 1; -1: 1 when ranks > 1"},
     {"bucket_mb", OPT_DBL, F(bucket_mb), "25", 1e-6, 1e6, "gradient allreduce bucket size in MiB"},
     {"overlap", OPT_BOOL, F(overlap), "1", 0, 1, "reduce gradient buckets while backward runs (0: after it)"},
     {"cache_mb", OPT_DBL, F(cache_mb), "1024", 0, 1e9, "keep a dataset split in memory if it fits (MiB)"},

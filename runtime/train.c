@@ -167,6 +167,8 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   }
   if ((rc = m->init(m, r->params, (uint64_t)o->seed, err, errlen))) return rc;
 
+  /* Stages 1 and 2 both reduce-scatter: a rank steps only its shard, so all-gathering the
+   * reduced gradient (as DDP under ZeroRedundancyOptimizer does) would be wasted traffic. */
   r->zero = o->zero < 0 ? (r->size > 1) : o->zero;
   r->own = dpt_comm_shard(m->nparams, r->rank, r->size);
   r->shard = r->zero ? r->own
@@ -195,7 +197,7 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   } else {
     char cerr[DPT_COMM_ERR_LEN];
     if (dpt_comm_create(r->comm, r->grads, m->nparams, (size_t)(o->bucket_mb * 1048576.0),
-                        o->overlap, r->zero == 2, &r->reducer, cerr, sizeof cerr)) {
+                        o->overlap, r->zero >= 1, &r->reducer, cerr, sizeof cerr)) {
       snprintf(err, errlen, "%s", cerr);
       return DPT_EMPI;
     }

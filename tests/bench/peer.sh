@@ -6,6 +6,7 @@
 # WORLDS ("1 2"), BATCHES ("64 256"), STEP_REPS (7: timed steps per optimizer run),
 # STEP_N (16777216: optimizer benchmark parameters), ACC_TOL (0.02), PEER_CACHE (/tmp/dpt-peer),
 # PEER_CORETYPE (OpenBLAS kernels of both sides; default SkylakeX on AVX-512 CPUs),
+# PEER_TORCH_MALLOC (glibc tunables of the torch side; see below),
 # TORCH_BUCKET_VIEW (0; 1: ZeroRedundancyOptimizer(parameters_as_bucket_view=True), labelled).
 #
 # 1. Training: MLP 784-256-128-10 (relu, cross-entropy) on Fashion-MNIST, Adam lr 1e-3, cosine
@@ -48,6 +49,13 @@ export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 # The same OpenBLAS kernels on both sides (Debian's torch calls the system BLAS too): the ones
 # dpt picks by itself, SkylakeX where the CPU has AVX-512 (Debian's OpenBLAS 0.3.21 would fall
 # back to Haswell), whatever OPENBLAS_CORETYPE the environment had. PEER_CORETYPE overrides.
+# PyTorch allocates temporaries of the parameters' size on every optimizer step (sqrt, div)
+# and frees them; glibc returns such blocks to the kernel, so the next step faults every page
+# in again. On a virtual machine a fault costs microseconds (here torch's Adam on 16M
+# parameters took 500-600 ms a step that way, 25 ms without). The torch side therefore runs
+# with glibc keeping freed memory (no mmap for large blocks, no trimming): its best case.
+# PEER_TORCH_MALLOC= (empty) runs it with glibc's defaults instead.
+torch_malloc=GLIBC_TUNABLES=${PEER_TORCH_MALLOC-glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=68719476736}
 if [ -n "${PEER_CORETYPE:-}" ]; then
   export OPENBLAS_CORETYPE=$PEER_CORETYPE
 elif grep -qw avx512f /proc/cpuinfo; then
@@ -135,7 +143,7 @@ EOF
 
 torch_once() { # W B REP TAG ZERO: one run; 0 if it wrote its record
   local out=$cache/$4
-  if launch "$1" "$out.rss" "$py" "$here/peer_torch.py" --data "$data" \
+  if launch "$1" "$out.rss" env "$torch_malloc" "$py" "$here/peer_torch.py" --data "$data" \
       --model 784-256-128-10 --batch "$2" --epochs "$epochs" --zero "$5" \
       --bucket-view "$bucket_view" --port "$(free_port)" >"$out.log" 2>&1 &&
       grep -q '^{"peer": "torch"' "$out.log"; then
@@ -169,6 +177,7 @@ run_torch() { # W B REP: DDP + ZeroRedundancyOptimizer, once more if that fails,
 echo "peer: dpt vs PyTorch $("$py" -c 'import torch; print(torch.__version__)') DDP on $dataname"
 echo "peer: $(getconf _NPROCESSORS_ONLN) cores, $epochs epoch(s), REPS=$reps, W in {$worlds}, B in {$batches};" \
      "per-run records in $results"
+echo "peer: torch side with $torch_malloc"
 echo "peer: OpenBLAS coretype ${OPENBLAS_CORETYPE:-(detected)} on both sides; dpt's Open MPI" \
      "single copy: $( grep -qw hypervisor /proc/cpuinfo && echo "none (virtual machine)" || echo default)"
 for w in $worlds; do
@@ -187,7 +196,8 @@ for rep in $(seq 1 "$reps"); do
   if [ "$have_bench" = 1 ]; then
     "$build/tests/bench/bench_optim" "$step_n" "$step_reps" >>"$steplog" 2>&1 || true
   fi
-  "$py" "$here/peer_step.py" --n "$step_n" --reps "$step_reps" >>"$steplog" 2>&1 || true
+  env "$torch_malloc" "$py" "$here/peer_step.py" --n "$step_n" --reps "$step_reps" \
+    >>"$steplog" 2>&1 || true
 done
 
 "$py" - "$results" "$steplog" "$acc_tol" "$have_bench" <<'EOF'
