@@ -177,9 +177,7 @@ static void load_templates(void) {
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc, (void)argv;
   fz_init();
-  const char *r = getenv("DPT_FUZZ_RAW");
-  g_raw = !(r && !strcmp(r, "0"));
-  g_verbose = getenv("DPT_FUZZ_VERBOSE") != NULL;
+  fz_hdf5_flags(&g_raw, &g_verbose);
   char err[DPT_ERR_LEN];
   if (dpt_mlp_create(FZ_MODEL, "relu", "ce", &g_model, err, sizeof err)) {
     fprintf(stderr, "fuzz_ckpt: %s\n", err);
@@ -240,8 +238,7 @@ static void new_dataset(fz_in *in, hid_t f, const char *path, const hsize_t *old
   hid_t d = H5Dcreate2(f, path, t, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
   if (d >= 0 && layout != 2 && !huge) {
     hssize_t np = H5Sget_simple_extent_npoints(sp);
-    size_t tsize = H5Tget_size(t), bytes = 0;
-    if (np > 0 && tsize && (size_t)np <= FZ_MAX_WRITE_BYTES / tsize) bytes = (size_t)np * tsize;
+    size_t bytes = fz_bytes_upto(np, H5Tget_size(t), FZ_MAX_WRITE_BYTES);
     if (bytes) {
       uint8_t *buf = malloc(bytes);
       if (!buf) abort();
@@ -331,8 +328,7 @@ static void poke(fz_in *in, hid_t f, const char *path) {
   if (ds < 0) return;
   hid_t t = H5Dget_type(ds), sp = H5Dget_space(ds);
   hssize_t np = H5Sget_simple_extent_npoints(sp);
-  size_t tsize = H5Tget_size(t), bytes = 0;
-  if (np > 0 && tsize && (size_t)np <= FZ_MAX_WRITE_BYTES / tsize) bytes = (size_t)np * tsize;
+  size_t bytes = fz_bytes_upto(np, H5Tget_size(t), FZ_MAX_WRITE_BYTES);
   if (bytes) {
     uint8_t *buf = malloc(bytes);
     if (!buf) abort();

@@ -39,9 +39,7 @@ const char *__asan_default_options(void) { return "allocator_may_return_null=1";
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc, (void)argv;
   fz_init();
-  const char *r = getenv("DPT_FUZZ_RAW");
-  g_raw = !(r && !strcmp(r, "0"));
-  g_verbose = getenv("DPT_FUZZ_VERBOSE") != NULL;
+  fz_hdf5_flags(&g_raw, &g_verbose);
   return 0;
 }
 
@@ -166,9 +164,7 @@ static hid_t make_dataset(fz_in *in, hid_t loc, const char *name, hsize_t n0, in
   hid_t d = H5Dcreate2(loc, name, t, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
   if (d >= 0 && !huge && fz_range(in, 0, 7)) { /* usually written */
     hssize_t npts = H5Sget_simple_extent_npoints(sp);
-    size_t tsize = H5Tget_size(t), bytes = 0;
-    if (npts > 0 && tsize && (size_t)npts <= FZ_MAX_WRITE_BYTES / tsize)
-      bytes = (size_t)npts * tsize;
+    size_t bytes = fz_bytes_upto(npts, H5Tget_size(t), FZ_MAX_WRITE_BYTES);
     if (bytes > 0) {
       uint8_t *buf = malloc(bytes);
       if (!buf) abort();

@@ -127,3 +127,13 @@ int H5Sget_simple_extent_dims(hid_t space, hsize_t dims[], hsize_t maxdims[]) {
   }
   return r;
 }
+
+void fz_hdf5_flags(int *raw, int *verbose) {
+  const char *r = getenv("DPT_FUZZ_RAW");
+  *raw = !(r && !strcmp(r, "0"));
+  *verbose = getenv("DPT_FUZZ_VERBOSE") != NULL;
+}
+
+size_t fz_bytes_upto(long long n, size_t tsize, size_t max) {
+  return n > 0 && tsize && (unsigned long long)n <= max / tsize ? (size_t)n * tsize : 0;
+}

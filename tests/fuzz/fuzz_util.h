@@ -39,4 +39,12 @@ void fz_check_no_open_hdf5(const char *what);
 /* Quietens Open MPI, OpenBLAS and HDF5 for the fuzzer: call from LLVMFuzzerInitialize. */
 void fz_init(void);
 
+/* The HDF5 harnesses' switches: *raw = 0 when DPT_FUZZ_RAW=0 (inputs starting with the HDF5
+ * signature are then built like any other, not taken as files), *verbose = 1 when
+ * DPT_FUZZ_VERBOSE is set (print what each input led to). */
+void fz_hdf5_flags(int *raw, int *verbose);
+
+/* Bytes of n points of a type of tsize bytes, or 0 when there are none or more than max. */
+size_t fz_bytes_upto(long long n, size_t tsize, size_t max);
+
 #endif
