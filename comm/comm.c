@@ -5,7 +5,7 @@
  * the part of the bucket inside its own shard) followed by a local sum in rank order. So the
  * result does not depend on MPI's algorithm, on the bucket size or on whether every rank wants
  * the whole sum (allreduce: the shards are then all-gathered) or only its shard
- * (reduce-scatter, ZeRO-2): ZeRO stages 0, 1 and 2 see bitwise the same gradient.
+ * (reduce-scatter, ZeRO-1 and 2): ZeRO stages 0, 1 and 2 see bitwise the same gradient.
  * A bucket starts only when it is complete and every bucket after it has started, so the
  * sequence of nonblocking collectives is identical on every rank. Outstanding requests are
  * tested on every dpt_comm_ready call so Open MPI progresses them while backward runs.

@@ -39,8 +39,8 @@ typedef struct dpt_comm dpt_comm;
 /* Creates a reducer that sums buf[0, n) over every rank of comm, bucket_bytes per bucket
  * (>= 4). With overlap, a bucket's reduction starts as soon as it is final (see
  * dpt_comm_ready); without, everything starts in dpt_comm_wait. With shard_only, each rank gets
- * the sum only over its own shard (dpt_comm_shard; a reduce-scatter, ZeRO-2); otherwise every
- * rank gets all of it (an allreduce). Sums are taken in rank order, so they are bitwise the
+ * the sum only over its own shard (dpt_comm_shard; a reduce-scatter, ZeRO-1 and 2); otherwise
+ * every rank gets all of it (an allreduce). Sums are taken in rank order, so they are bitwise the
  * same either way and whatever the bucket size. buf is borrowed (must outlive the reducer).
  * Collective over comm: every rank must call it with the same n and sizes. */
 int dpt_comm_create(MPI_Comm comm, float *buf, size_t n, size_t bucket_bytes, int overlap,

@@ -342,10 +342,8 @@ static int read_text_attr(hid_t obj, const char *name, char *out, size_t outlen)
   if (H5Aexists(obj, name) <= 0) return -1;
   hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
   hid_t type = H5Aget_type(a);
-  int rc = -1;
-  if (!attr_single(a)) {
-    /* not one text: leave rc = -1 */
-  } else if (H5Tget_class(type) == H5T_STRING && H5Tis_variable_str(type) > 0) {
+  int rc = -1, one = attr_single(a); /* one text, not an array of them */
+  if (one && H5Tget_class(type) == H5T_STRING && H5Tis_variable_str(type) > 0) {
     hid_t mt = H5Tcopy(H5T_C_S1);
     H5Tset_size(mt, H5T_VARIABLE);
     H5Tset_cset(mt, H5Tget_cset(type));
@@ -356,7 +354,7 @@ static int read_text_attr(hid_t obj, const char *name, char *out, size_t outlen)
       rc = 0;
     }
     H5Tclose(mt);
-  } else if (H5Tget_class(type) == H5T_STRING && H5Tget_size(type) < outlen) {
+  } else if (one && H5Tget_class(type) == H5T_STRING && H5Tget_size(type) < outlen) {
     size_t size = H5Tget_size(type);
     hid_t mt = H5Tcopy(H5T_C_S1);
     H5Tset_size(mt, size);

@@ -305,10 +305,9 @@ static int check_labels(dpt_dataset *ds, int s, const int64_t *v, char *err, siz
 static int read_labels(dpt_dataset *ds, int s, hid_t d, const char *where, char *err,
                        size_t errlen) {
   split_state *st = &ds->split[s];
-  size_t n = (size_t)st->info.n, bytes;
-  int too_big = __builtin_mul_overflow(n ? n : 1, sizeof(int64_t), &bytes);
-  int64_t *v = too_big ? NULL : malloc(bytes);
-  st->labels = too_big ? NULL : malloc((n ? n : 1) * sizeof *st->labels);
+  size_t n = (size_t)st->info.n;
+  int64_t *v = malloc((n ? n : 1) * sizeof *v);
+  st->labels = malloc((n ? n : 1) * sizeof *st->labels);
   int rc = DPT_IO_OK;
   if (!v || !st->labels)
     rc = ds_err(ds, err, errlen, DPT_IO_ENOMEM, "%s: out of memory for %zu labels", where, n);
@@ -323,13 +322,8 @@ static int read_labels(dpt_dataset *ds, int s, hid_t d, const char *where, char 
 static int read_targets(dpt_dataset *ds, int s, hid_t d, const char *where, char *err,
                         size_t errlen) {
   split_state *st = &ds->split[s];
-  size_t total, bytes;
-  if (__builtin_mul_overflow((size_t)st->info.n, (size_t)st->info.y_width, &total) ||
-      __builtin_mul_overflow(total ? total : 1, sizeof(float), &bytes))
-    return ds_err(ds, err, errlen, DPT_IO_EINVAL,
-                  "%s has %lld samples of %lld targets: too many to address", where,
-                  (long long)st->info.n, (long long)st->info.y_width);
-  st->targets = malloc(bytes);
+  size_t total = (size_t)st->info.n * (size_t)st->info.y_width;
+  st->targets = malloc((total ? total : 1) * sizeof *st->targets);
   if (!st->targets)
     return ds_err(ds, err, errlen, DPT_IO_ENOMEM, "%s: out of memory for %zu targets", where,
                   total);
@@ -364,6 +358,14 @@ static int load_y(dpt_dataset *ds, int s, hid_t d, char *err, size_t errlen) {
   if ((int64_t)dims[0] != in->n)
     return ds_err(ds, err, errlen, DPT_IO_EINVAL, "%s has %lld samples but /%s/x has %lld",
                   where, (long long)dims[0], split_name(s), (long long)in->n);
+  /* read whole as int64 labels or float targets: the byte count must not wrap (HDF5 accepts
+   * dims whose product does, when the chunks are never written) */
+  size_t values, bytes;
+  if (__builtin_mul_overflow((size_t)in->n, (size_t)in->y_width, &values) ||
+      __builtin_mul_overflow(values, sizeof(int64_t), &bytes))
+    return ds_err(ds, err, errlen, DPT_IO_EINVAL,
+                  "%s has %lld samples of %lld values: too many to address", where,
+                  (long long)in->n, (long long)in->y_width);
   if (in->y_labels) return read_labels(ds, s, d, where, err, errlen);
   in->num_classes = 0;
   return read_targets(ds, s, d, where, err, errlen);

@@ -232,9 +232,9 @@ int dpt_ckpt_resolve(const dpt_train_opts *o, char *path, size_t len, char *err,
   return DPT_OK;
 }
 
-/* A counter stored as a double (step, epoch, seed): integral and exact in a double. */
-static int as_count(double v, long lo, long *out) {
-  if (!(v >= (double)lo && v <= 9007199254740992.0) || v != (double)(long)v) return -1;
+/* A counter stored as a double (step, epoch, seed, ...): a whole number in [0, 2^63). */
+static int as_count(double v, long *out) {
+  if (!(v >= 0 && v < 9223372036854775808.0) || v != (double)(long)v) return -1;
   *out = (long)v;
   return 0;
 }
@@ -253,15 +253,18 @@ int dpt_ckpt_load_run(const char *path, const dpt_train_opts *o, const dpt_model
     for (int i = 0; !rc && i < l->v.nscalar; i++) {
       const char *name = l->scalar_names[i];
       double v = l->scalars[i];
-      long count = 0;
+      long count;
       if (!strncmp(name, "solver.", 7)) {
         dpt_state_info info;
         *(double *)dpt_solver_state(solver, dpt_solver_state_find(solver, name + 7), &info) = v;
       } else if (!strncmp(name, "sched.", 6)) {
         *dpt_sched_state(sched, dpt_sched_state_find(sched, name + 6), NULL) = v;
-      } else if (!strncmp(name, "train.", 6) && strcmp(name, "train.epoch_loss") &&
-                 strncmp(name, "train.grad_scale.", 17) &&
-                 as_count(v, strcmp(name, "train.seed") ? 0 : -9007199254740992L, &count)) {
+      } else if (!strcmp(name, "train.epoch_loss")) {
+        pos->epoch_loss = v;
+      } else if (!strncmp(name, "train.grad_scale.", 17)) {
+        for (int t = 0; t < m->ntensors; t++)
+          if (!strcmp(name + 17, m->tensors[t].name)) pos->grad_scale[t] = v;
+      } else if (as_count(v, &count)) { /* every other train.* scalar is a counter */
         snprintf(ioerr, sizeof ioerr, "%s: attribute '%s' is %g (expected a whole number >= 0)",
                  path, name, v);
         rc = DPT_IO_EINVAL;
@@ -271,11 +274,6 @@ int dpt_ckpt_load_run(const char *path, const dpt_train_opts *o, const dpt_model
         pos->epoch = count;
       } else if (!strcmp(name, "train.step_in_epoch")) {
         pos->step_in_epoch = count;
-      } else if (!strcmp(name, "train.epoch_loss")) {
-        pos->epoch_loss = v;
-      } else if (!strncmp(name, "train.grad_scale.", 17)) {
-        for (int t = 0; t < m->ntensors; t++)
-          if (!strcmp(name + 17, m->tensors[t].name)) pos->grad_scale[t] = v;
       } else if (!strcmp(name, "train.seed") && count != o->seed) {
         snprintf(ioerr, sizeof ioerr, "%s: was saved with --seed %ld but this run uses %ld "
                  "(the data order would differ)", path, count, o->seed);

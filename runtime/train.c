@@ -167,8 +167,6 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   }
   if ((rc = m->init(m, r->params, (uint64_t)o->seed, err, errlen))) return rc;
 
-  /* Stages 1 and 2 both reduce-scatter: a rank steps only its shard, so all-gathering the
-   * reduced gradient (as DDP under ZeroRedundancyOptimizer does) would be wasted traffic. */
   r->zero = o->zero < 0 ? (r->size > 1) : o->zero;
   r->own = dpt_comm_shard(m->nparams, r->rank, r->size);
   r->shard = r->zero ? r->own
@@ -196,6 +194,8 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
     if (rc2) return rc2;
   } else {
     char cerr[DPT_COMM_ERR_LEN];
+    /* stages 1 and 2 reduce-scatter: a rank steps only its shard, so all-gathering the
+     * reduced gradient (as DDP under ZeroRedundancyOptimizer does) would be wasted traffic */
     if (dpt_comm_create(r->comm, r->grads, m->nparams, (size_t)(o->bucket_mb * 1048576.0),
                         o->overlap, r->zero >= 1, &r->reducer, cerr, sizeof cerr)) {
       snprintf(err, errlen, "%s", cerr);
@@ -521,7 +521,8 @@ static int step(run *r, const dpt_train_opts *o, long s, dpt_step_info *info, ch
     double coef = o->clip_norm / (norm + 1e-6);
     if (coef < 1) {
       float c = (float)coef;
-      for (size_t i = 0; i < m->nparams; i++) r->grads[i] *= c;
+      float *g = r->grads + r->shard.offset; /* the only part reduced and stepped */
+      for (size_t i = 0; i < r->shard.len; i++) g[i] *= c;
     }
   }
   dpt_solver_set_lr(r->solver, dpt_sched_lr(r->sched));

@@ -170,6 +170,32 @@ static void test_checkpoint_every_epoch(void **state) {
   }
 }
 
+/* Replaces root attribute name of f with values v[0, n) (a scalar when n == 0). */
+static void put_attr(hid_t f, const char *name, const double *v, hsize_t n) {
+  hid_t sp = n ? H5Screate_simple(1, &n, NULL) : H5Screate(H5S_SCALAR);
+  assert_true(H5Adelete(f, name) >= 0);
+  hid_t a = H5Acreate2(f, name, H5T_NATIVE_DOUBLE, sp, H5P_DEFAULT, H5P_DEFAULT);
+  assert_true(H5Awrite(a, H5T_NATIVE_DOUBLE, v) >= 0);
+  H5Aclose(a);
+  H5Sclose(sp);
+}
+
+static void huge_step(hid_t f) { put_attr(f, "train.step", (double[]){1e300}, 0); }
+
+static void array_version(hid_t f) { put_attr(f, "format_version", (double[]){2, 2, 2, 2}, 4); }
+
+static void rank3_weight(hid_t f) {
+  hsize_t dims[3] = {3, 4, 1};
+  float v[12] = {0};
+  hid_t sp = H5Screate_simple(3, dims, NULL);
+  assert_true(H5Ldelete(f, "/model/fc1.weight", H5P_DEFAULT) >= 0);
+  hid_t d = H5Dcreate2(f, "/model/fc1.weight", H5T_NATIVE_FLOAT, sp, H5P_DEFAULT, H5P_DEFAULT,
+                       H5P_DEFAULT);
+  assert_true(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0);
+  H5Dclose(d);
+  H5Sclose(sp);
+}
+
 static void test_bad_checkpoints_are_rejected(void **state) {
   (void)state;
   char err[DPT_ERR_LEN];
@@ -237,40 +263,18 @@ static void test_bad_checkpoints_are_rejected(void **state) {
   /* values of the right names but the wrong kind (each once crashed the loader under fuzzing) */
   static const struct {
     const char *file, *what, *want;
-  } kinds[] = {{"step.h5", "train.step = 1e300", "'train.step' is 1e+300"},
-               {"version.h5", "format_version = [2, 2, 2, 2]", "'format_version' is not one number"},
-               {"rank3.h5", "/model/fc1.weight of shape [3, 4, 1]", "not a 1-D or 2-D"}};
+    void (*edit)(hid_t f);
+  } kinds[] = {{"step.h5", "train.step = 1e300", "'train.step' is 1e+300", huge_step},
+               {"version.h5", "format_version = [2, 2, 2, 2]", "'format_version' is not one number",
+                array_version},
+               {"rank3.h5", "/model/fc1.weight of shape [3, 4, 1]", "not a 1-D or 2-D",
+                rank3_weight}};
   for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
     snprintf(bad, sizeof bad, "%s/%s", dir, kinds[k].file);
     if (world_rank == 0) {
       copy_file(good, bad);
       hid_t f = H5Fopen(bad, H5F_ACC_RDWR, H5P_DEFAULT);
-      hsize_t dims[3] = {4, 0, 0}, dims3[3] = {3, 4, 1};
-      hid_t sp = k == 2 ? H5Screate_simple(3, dims3, NULL) : H5Screate_simple(1, dims, NULL);
-      if (k == 0) {
-        double huge = 1e300;
-        hid_t one = H5Screate(H5S_SCALAR);
-        assert_true(H5Adelete(f, "train.step") >= 0);
-        hid_t a = H5Acreate2(f, "train.step", H5T_NATIVE_DOUBLE, one, H5P_DEFAULT, H5P_DEFAULT);
-        assert_true(H5Awrite(a, H5T_NATIVE_DOUBLE, &huge) >= 0);
-        H5Aclose(a);
-        H5Sclose(one);
-      } else if (k == 1) {
-        double v[4] = {2, 2, 2, 2};
-        assert_true(H5Adelete(f, "format_version") >= 0);
-        hid_t a = H5Acreate2(f, "format_version", H5T_NATIVE_DOUBLE, sp, H5P_DEFAULT,
-                             H5P_DEFAULT);
-        assert_true(H5Awrite(a, H5T_NATIVE_DOUBLE, v) >= 0);
-        H5Aclose(a);
-      } else {
-        float v[12] = {0};
-        assert_true(H5Ldelete(f, "/model/fc1.weight", H5P_DEFAULT) >= 0);
-        hid_t d = H5Dcreate2(f, "/model/fc1.weight", H5T_NATIVE_FLOAT, sp, H5P_DEFAULT,
-                             H5P_DEFAULT, H5P_DEFAULT);
-        assert_true(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0);
-        H5Dclose(d);
-      }
-      H5Sclose(sp);
+      kinds[k].edit(f);
       H5Fclose(f);
     }
     MPI_Barrier(MPI_COMM_WORLD);
