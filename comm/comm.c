@@ -47,7 +47,7 @@ static int mpi_fail(int rc, const char *what, char *err, size_t errlen) {
   int len = 0;
   MPI_Error_string(rc, msg, &len);
   snprintf(err, errlen, "%s failed: %s", what, msg);
-  return DPT_COMM_EMPI;
+  return DPT_EMPI;
 }
 
 dpt_range dpt_comm_shard(size_t n, int rank, int size) {
@@ -70,11 +70,11 @@ int dpt_comm_create(MPI_Comm comm, float *buf, size_t n, size_t bucket_bytes, in
   *out = NULL;
   if (bucket_bytes < sizeof(float)) {
     snprintf(err, errlen, "bucket size %zu bytes is too small (expected >= 4)", bucket_bytes);
-    return DPT_COMM_EINVAL;
+    return DPT_EINVAL;
   }
   if (n > (size_t)INT_MAX) {
     snprintf(err, errlen, "%zu gradient elements exceed MPI's int counts", n);
-    return DPT_COMM_EINVAL;
+    return DPT_EINVAL;
   }
   struct dpt_comm *c = calloc(1, sizeof *c);
   if (!c) goto nomem;
@@ -105,11 +105,11 @@ int dpt_comm_create(MPI_Comm comm, float *buf, size_t n, size_t bucket_bytes, in
   for (int k = 0; k < c->nbuckets; k++) c->req[k] = MPI_REQUEST_NULL;
   c->next = c->nbuckets - 1;
   *out = c;
-  return DPT_COMM_OK;
+  return DPT_OK;
 nomem:
   dpt_comm_free(c);
   snprintf(err, errlen, "cannot allocate the gradient reducer (%zu elements)", n);
-  return DPT_COMM_ENOMEM;
+  return DPT_ENOMEM;
 }
 
 void dpt_comm_free(dpt_comm *c) {
@@ -220,18 +220,18 @@ int dpt_comm_wait(dpt_comm *c, double *wait_s, char *err, size_t errlen) {
   c->next = c->nbuckets - 1;
   c->mpi_rc = 0;
   if (rc != MPI_SUCCESS) return mpi_fail(rc, "gradient reduction", err, errlen);
-  return DPT_COMM_OK;
+  return DPT_OK;
 }
 
 int dpt_comm_allgather(MPI_Comm comm, float *buf, size_t n, char *err, size_t errlen) {
   int rank, size;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
-  if (size == 1) return DPT_COMM_OK;
+  if (size == 1) return DPT_OK;
   int *counts = malloc(2 * (size_t)size * sizeof *counts);
   if (!counts) {
     snprintf(err, errlen, "cannot allocate all-gather counts for %d ranks", size);
-    return DPT_COMM_ENOMEM;
+    return DPT_ENOMEM;
   }
   int *displs = counts + size;
   for (int r = 0; r < size; r++) {
@@ -242,17 +242,17 @@ int dpt_comm_allgather(MPI_Comm comm, float *buf, size_t n, char *err, size_t er
   int rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, displs, MPI_FLOAT,
                           comm);
   free(counts);
-  return rc == MPI_SUCCESS ? DPT_COMM_OK : mpi_fail(rc, "parameter all-gather", err, errlen);
+  return rc == MPI_SUCCESS ? DPT_OK : mpi_fail(rc, "parameter all-gather", err, errlen);
 }
 
 int dpt_comm_sum(MPI_Comm comm, double *v, int n, char *err, size_t errlen) {
   int rc = MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, comm);
-  return rc == MPI_SUCCESS ? DPT_COMM_OK : mpi_fail(rc, "MPI_Allreduce", err, errlen);
+  return rc == MPI_SUCCESS ? DPT_OK : mpi_fail(rc, "MPI_Allreduce", err, errlen);
 }
 
 int dpt_comm_max(MPI_Comm comm, double *v, int n, char *err, size_t errlen) {
   int rc = MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_MAX, comm);
-  return rc == MPI_SUCCESS ? DPT_COMM_OK : mpi_fail(rc, "MPI_Allreduce", err, errlen);
+  return rc == MPI_SUCCESS ? DPT_OK : mpi_fail(rc, "MPI_Allreduce", err, errlen);
 }
 
 int dpt_comm_sum_exact(MPI_Comm comm, int64_t *v, size_t n, char *err, size_t errlen) {
@@ -262,7 +262,7 @@ int dpt_comm_sum_exact(MPI_Comm comm, int64_t *v, size_t n, char *err, size_t er
     int rc = MPI_Allreduce(MPI_IN_PLACE, v + done, cnt, MPI_INT64_T, MPI_SUM, comm);
     if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Allreduce (exact sum)", err, errlen);
   }
-  return DPT_COMM_OK;
+  return DPT_OK;
 }
 
 int dpt_comm_reduce_scatter_exact(MPI_Comm comm, const int64_t *in, size_t n, int64_t *out,
@@ -271,22 +271,22 @@ int dpt_comm_reduce_scatter_exact(MPI_Comm comm, const int64_t *in, size_t n, in
   MPI_Comm_size(comm, &size);
   if (n > (size_t)INT_MAX) {
     snprintf(err, errlen, "exact reduce-scatter: %zu elements, at most %d", n, INT_MAX);
-    return DPT_COMM_EINVAL;
+    return DPT_EINVAL;
   }
   int *counts = malloc((size_t)size * sizeof *counts);
   if (!counts) {
     snprintf(err, errlen, "out of memory");
-    return DPT_COMM_ENOMEM;
+    return DPT_ENOMEM;
   }
   for (int r = 0; r < size; r++) counts[r] = (int)dpt_comm_shard(n, r, size).len;
   int rc = MPI_Reduce_scatter(in, out, counts, MPI_INT64_T, MPI_SUM, comm);
   free(counts);
-  return rc == MPI_SUCCESS ? DPT_COMM_OK : mpi_fail(rc, "MPI_Reduce_scatter (exact sum)", err, errlen);
+  return rc == MPI_SUCCESS ? DPT_OK : mpi_fail(rc, "MPI_Reduce_scatter (exact sum)", err, errlen);
 }
 
 int dpt_comm_agree(MPI_Comm comm, int rc) {
   int worst = rc;
-  if (MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS) return DPT_COMM_EMPI;
+  if (MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS) return DPT_EMPI;
   return worst;
 }
 
@@ -297,7 +297,7 @@ void dpt_comm_share_error(MPI_Comm comm, int rc, char *err, size_t errlen) {
   int mine = rc ? rank : size, first = size;
   MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
   if (first == size) return;
-  char msg[DPT_COMM_ERR_LEN];
+  char msg[DPT_ERR_LEN];
   snprintf(msg, sizeof msg, "%s", rank == first ? err : "");
   MPI_Bcast(msg, (int)sizeof msg, MPI_CHAR, first, comm);
   snprintf(err, errlen, "%s", msg);

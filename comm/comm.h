@@ -6,7 +6,7 @@
  * - Buckets are fixed slices of the buffer, [k*E, (k+1)*E) for E = bucket elements, and are
  *   started in one fixed order (last bucket first, the order backward produces them) on every
  *   rank, whatever order the ready ranges arrive in, so nonblocking collectives always match.
- * - Every MPI call is checked; a failure becomes DPT_COMM_EMPI with MPI's error string.
+ * - Every MPI call is checked; a failure becomes DPT_EMPI with MPI's error string.
  *   After such an error the peers cannot be trusted: the caller should stop (MPI_Abort at top).
  */
 #ifndef DPT_COMM_H
@@ -16,12 +16,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DPT_COMM_ERR_LEN 512
+#include "base.h" /* the error space (DPT_E*, DPT_ERR_LEN) */
+
 /* Shard boundaries are multiples of this many floats (64 bytes: a cache line, one AVX-512
  * vector), so every rank's slice starts aligned when the buffer does. */
 #define DPT_COMM_ALIGN 16
-
-enum { DPT_COMM_OK = 0, DPT_COMM_EINVAL = -1, DPT_COMM_EMPI = -2, DPT_COMM_ENOMEM = -3 };
 
 /* A contiguous range of a flat buffer, in elements. */
 typedef struct {

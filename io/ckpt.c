@@ -290,10 +290,10 @@ int dpt_ckpt_write(const char *path, MPI_Comm comm, const dpt_ckpt_view *v, char
   if (rank == 0) {
     if (!all) {
       unlink(tmp);
-      status = dpt_io__errf(err, errlen, DPT_IO_EIO, "cannot write checkpoint '%s'", tmp);
+      status = dpt_io__errf(err, errlen, DPT_EIO, "cannot write checkpoint '%s'", tmp);
     } else if (fsync_path(tmp) || rename(tmp, path)) {
       unlink(tmp);
-      status = dpt_io__errf(err, errlen, DPT_IO_EIO, "cannot commit checkpoint '%s': %s", path,
+      status = dpt_io__errf(err, errlen, DPT_EIO, "cannot commit checkpoint '%s': %s", path,
                             strerror(errno));
     } else {
       char dir[1100];
@@ -405,21 +405,21 @@ static int read_tensor(const char *path, hid_t f, const char *gname, const dpt_c
   char dpath[300];
   snprintf(dpath, sizeof dpath, "%s/%s", gname, t->name);
   if (H5Oexists_by_name(f, dpath, H5P_DEFAULT) <= 0)
-    return dpt_io__errf(err, errlen, DPT_IO_EINVAL,
+    return dpt_io__errf(err, errlen, DPT_EINVAL,
                         "%s: /%s is missing (expected the tensor of this model)", path, dpath);
   hid_t d = H5Dopen2(f, dpath, H5P_DEFAULT);
   hid_t fs = H5Dget_space(d);
   hsize_t dims[2];
   int rank = rank_and_dims(fs, dims);
-  int rc = DPT_IO_OK;
+  int rc = DPT_OK;
   size_t from = lo > t->offset ? lo : t->offset;
   size_t end = hi < t->offset + t->numel ? hi : t->offset + t->numel;
   if (rank < 0) {
-    rc = dpt_io__errf(err, errlen, DPT_IO_EINVAL, "%s: /%s is not a 1-D or 2-D dataset (the "
+    rc = dpt_io__errf(err, errlen, DPT_EINVAL, "%s: /%s is not a 1-D or 2-D dataset (the "
                       "model's tensor is %d-D)", path, dpath, t->rank);
   } else if (rank != t->rank || (hsize_t)t->dims[0] != dims[0] ||
       (rank == 2 && (hsize_t)t->dims[1] != dims[1])) {
-    rc = dpt_io__errf(err, errlen, DPT_IO_EINVAL,
+    rc = dpt_io__errf(err, errlen, DPT_EINVAL,
                       "%s: /%s has shape [%llu%s%llu] but the model's tensor is [%lld%s%lld]"
                       " (a checkpoint of another model?)", path, dpath,
                       (unsigned long long)dims[0], rank == 2 ? ", " : "",
@@ -435,10 +435,10 @@ static int read_tensor(const char *path, hid_t f, const char *gname, const dpt_c
     hsize_t mdim = n;
     hid_t ms = H5Screate_simple(1, &mdim, NULL);
     if (!tmp || H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, tmp) < 0)
-      rc = dpt_io__errf(err, errlen, DPT_IO_EIO, "%s: cannot read /%s: the file is truncated "
+      rc = dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot read /%s: the file is truncated "
                         "or corrupted", path, dpath);
     else if (verify_blocks(f, dpath, tmp, a, b - a, t->numel))
-      rc = dpt_io__errf(err, errlen, DPT_IO_EINVAL, "%s: /%s fails its checksum: the file is "
+      rc = dpt_io__errf(err, errlen, DPT_EINVAL, "%s: /%s fails its checksum: the file is "
                         "corrupted", path, dpath);
     else
       memcpy(dst + (from - dst_lo), tmp + (from - t->offset - a), (end - from) * sizeof *tmp);
@@ -456,12 +456,12 @@ static int read_all(const char *path, hid_t f, const dpt_ckpt_view *v, int param
   for (int i = 0; i < v->ntext; i++) {
     if (strcmp(v->texts[i].name, "solver") && strcmp(v->texts[i].name, "model")) continue;
     if (read_text_attr(f, v->texts[i].name, buf, sizeof buf))
-      return dpt_io__errf(err, errlen, DPT_IO_EINVAL,
+      return dpt_io__errf(err, errlen, DPT_EINVAL,
                           "%s: attribute '%s' is missing (is this a dpt checkpoint?)", path,
                           v->texts[i].name);
     if (strcmp(buf, v->texts[i].value) &&
         (!params_only || strcmp(v->texts[i].name, "solver")))
-      return dpt_io__errf(err, errlen, DPT_IO_EINVAL,
+      return dpt_io__errf(err, errlen, DPT_EINVAL,
                           "%s: was saved with %s '%s' but this run uses '%s'", path,
                           v->texts[i].name, buf, v->texts[i].value);
   }
@@ -471,15 +471,15 @@ static int read_all(const char *path, hid_t f, const dpt_ckpt_view *v, int param
     int bad = read_number_attr(va, &version);
     H5Aclose(va);
     if (bad)
-      return dpt_io__errf(err, errlen, DPT_IO_EINVAL, "%s: attribute 'format_version' is not "
+      return dpt_io__errf(err, errlen, DPT_EINVAL, "%s: attribute 'format_version' is not "
                           "one number (expected %d)", path, CKPT_FORMAT_VERSION);
   }
   if (version != CKPT_FORMAT_VERSION)
-    return dpt_io__errf(err, errlen, DPT_IO_EINVAL, "%s: checkpoint format version %g, this dpt "
+    return dpt_io__errf(err, errlen, DPT_EINVAL, "%s: checkpoint format version %g, this dpt "
                         "reads version %d", path, version, CKPT_FORMAT_VERSION);
   size_t lo = v->lo, hi = v->lo + v->len;
   if (H5Lexists(f, "model", H5P_DEFAULT) <= 0)
-    return dpt_io__errf(err, errlen, DPT_IO_EINVAL, "%s: group /model is missing", path);
+    return dpt_io__errf(err, errlen, DPT_EINVAL, "%s: group /model is missing", path);
   int rc = 0;
   for (int t = 0; t < v->ntensors && !rc; t++)
     rc = read_tensor(path, f, "model", &v->tensors[t], v->params, 0, lo, hi, err, errlen);
@@ -488,7 +488,7 @@ static int read_all(const char *path, hid_t f, const dpt_ckpt_view *v, int param
     char gname[128];
     snprintf(gname, sizeof gname, "optim/%s", v->vec_names[s]);
     if (H5Lexists(f, "optim", H5P_DEFAULT) <= 0 || H5Lexists(f, gname, H5P_DEFAULT) <= 0)
-      return dpt_io__errf(err, errlen, DPT_IO_EINVAL,
+      return dpt_io__errf(err, errlen, DPT_EINVAL,
                           "%s: /%s is missing (expected the solver's state '%s')", path, gname,
                           v->vec_names[s]);
     for (int t = 0; t < v->ntensors && !rc; t++)
@@ -496,11 +496,11 @@ static int read_all(const char *path, hid_t f, const dpt_ckpt_view *v, int param
   }
   for (int i = 0; i < v->nscalar && !rc; i++) {
     if (H5Aexists(f, v->scalar_names[i]) <= 0)
-      return dpt_io__errf(err, errlen, DPT_IO_EINVAL, "%s: attribute '%s' is missing", path,
+      return dpt_io__errf(err, errlen, DPT_EINVAL, "%s: attribute '%s' is missing", path,
                           v->scalar_names[i]);
     hid_t a = H5Aopen(f, v->scalar_names[i], H5P_DEFAULT);
     if (read_number_attr(a, &v->scalars[i]))
-      rc = dpt_io__errf(err, errlen, DPT_IO_EINVAL, "%s: attribute '%s' is not one number", path,
+      rc = dpt_io__errf(err, errlen, DPT_EINVAL, "%s: attribute '%s' is not one number", path,
                         v->scalar_names[i]);
     H5Aclose(a);
   }
@@ -510,18 +510,18 @@ static int read_all(const char *path, hid_t f, const dpt_ckpt_view *v, int param
 int dpt_ckpt_read(const char *path, const dpt_ckpt_view *v, int params_only, char *err,
                   size_t errlen) {
   if (access(path, R_OK))
-    return dpt_io__errf(err, errlen, DPT_IO_EIO, "cannot open checkpoint '%s': %s", path,
+    return dpt_io__errf(err, errlen, DPT_EIO, "cannot open checkpoint '%s': %s", path,
                         strerror(errno));
   dpt_io__quiet q;
   dpt_io__quiet_begin(&q);
   int rc;
   if (H5Fis_hdf5(path) <= 0) {
-    rc = dpt_io__errf(err, errlen, DPT_IO_EINVAL,
+    rc = dpt_io__errf(err, errlen, DPT_EINVAL,
                       "'%s' is not an HDF5 file (truncated or not a dpt checkpoint)", path);
   } else {
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) {
-      rc = dpt_io__errf(err, errlen, DPT_IO_EINVAL, "cannot open checkpoint '%s' (truncated "
+      rc = dpt_io__errf(err, errlen, DPT_EINVAL, "cannot open checkpoint '%s' (truncated "
                         "or corrupted)", path);
     } else {
       rc = read_all(path, f, v, params_only, err, errlen);
@@ -597,17 +597,17 @@ int dpt_ckpt_describe(const char *path, dpt_ckpt_item_fn fn, void *ctx, char *er
                       size_t errlen) {
   dpt_io__quiet q;
   dpt_io__quiet_begin(&q);
-  int rc = DPT_IO_OK;
+  int rc = DPT_OK;
   hid_t f = H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
   if (f < 0) {
-    rc = dpt_io__errf(err, errlen, DPT_IO_EINVAL,
+    rc = dpt_io__errf(err, errlen, DPT_EINVAL,
                       "cannot open checkpoint '%s' (missing, truncated or not HDF5)", path);
   } else {
     walk_ctx w = {fn, ctx, 0};
     H5Aiterate2(f, H5_INDEX_CRT_ORDER, H5_ITER_NATIVE, NULL, on_attr, &w);
     H5Ovisit(f, H5_INDEX_NAME, H5_ITER_INC, on_object, &w);
     if (w.bad)
-      rc = dpt_io__errf(err, errlen, DPT_IO_EINVAL, "%s: some datasets fail their checksum "
+      rc = dpt_io__errf(err, errlen, DPT_EINVAL, "%s: some datasets fail their checksum "
                         "(the file is corrupted)", path);
     H5Fclose(f);
   }
@@ -622,5 +622,5 @@ int dpt_ckpt_text_get(const char *path, const char *name, char *out, size_t outl
   int rc = f < 0 ? -1 : read_text_attr(f, name, out, outlen);
   if (f >= 0) H5Fclose(f);
   dpt_io__quiet_end(&q);
-  return rc ? DPT_IO_EINVAL : DPT_IO_OK;
+  return rc ? DPT_EINVAL : DPT_OK;
 }

@@ -13,7 +13,7 @@
  *   (float)(v*scale+offset) computed in double (no FMA contraction: -ffp-contract=off), so
  *   cached and uncached reads are bitwise identical.
  * - HDF5's automatic error printing is off during every public call and restored afterwards;
- *   nothing is printed, errors come back as DPT_IO_E* codes with a message.
+ *   nothing is printed, errors come back as DPT_E* codes (base.h) with a message.
  */
 #include "io_internal.h"
 
@@ -156,21 +156,21 @@ static int read_scalar_attr(const dpt_dataset *ds, hid_t obj, const char *where,
   *found = 0;
   htri_t ex = H5Aexists(obj, name);
   if (ex < 0)
-    return ds_err(ds, err, errlen, DPT_IO_EIO, "%s: cannot query attribute '%s'", where, name);
-  if (ex == 0) return DPT_IO_OK;
-  int rc = DPT_IO_OK;
+    return ds_err(ds, err, errlen, DPT_EIO, "%s: cannot query attribute '%s'", where, name);
+  if (ex == 0) return DPT_OK;
+  int rc = DPT_OK;
   hid_t a = H5I_INVALID_HID, t = H5I_INVALID_HID, sp = H5I_INVALID_HID;
   if ((a = H5Aopen(obj, name, H5P_DEFAULT)) < 0 || (t = H5Aget_type(a)) < 0 ||
       (sp = H5Aget_space(a)) < 0) {
-    rc = ds_err(ds, err, errlen, DPT_IO_EIO, "%s: cannot open attribute '%s'", where, name);
+    rc = ds_err(ds, err, errlen, DPT_EIO, "%s: cannot open attribute '%s'", where, name);
   } else {
     H5T_class_t c = H5Tget_class(t);
     if ((c != H5T_INTEGER && c != H5T_FLOAT) || H5Sget_simple_extent_npoints(sp) != 1)
-      rc = ds_err(ds, err, errlen, DPT_IO_EINVAL,
+      rc = ds_err(ds, err, errlen, DPT_EINVAL,
                   "%s: attribute '%s' is not a single number (see README 'Dataset format')",
                   where, name);
     else if (H5Aread(a, memtype, v) < 0)
-      rc = ds_err(ds, err, errlen, DPT_IO_EIO, "%s: cannot read attribute '%s'", where, name);
+      rc = ds_err(ds, err, errlen, DPT_EIO, "%s: cannot read attribute '%s'", where, name);
     else
       *found = 1;
   }
@@ -183,8 +183,8 @@ static int read_scalar_attr(const dpt_dataset *ds, hid_t obj, const char *where,
 static int read_num_classes(dpt_dataset *ds, char *err, size_t errlen) {
   int rc = read_scalar_attr(ds, ds->file, "root", "num_classes", H5T_NATIVE_INT64,
                             &ds->num_classes, &ds->has_num_classes, err, errlen);
-  if (rc == DPT_IO_OK && ds->has_num_classes && ds->num_classes <= 0)
-    rc = ds_err(ds, err, errlen, DPT_IO_EINVAL,
+  if (rc == DPT_OK && ds->has_num_classes && ds->num_classes <= 0)
+    rc = ds_err(ds, err, errlen, DPT_EINVAL,
                 "root attribute num_classes is %lld (expected a positive number of classes)",
                 (long long)ds->num_classes);
   return rc;
@@ -204,14 +204,14 @@ static int object_exists(hid_t file, const char *group, const char *obj) {
 static int get_shape(const dpt_dataset *ds, hid_t d, const char *where, int *rank, hsize_t *dims,
                      char *err, size_t errlen) {
   hid_t sp = H5Dget_space(d);
-  if (sp < 0) return ds_err(ds, err, errlen, DPT_IO_EIO, "%s: cannot read its dataspace", where);
+  if (sp < 0) return ds_err(ds, err, errlen, DPT_EIO, "%s: cannot read its dataspace", where);
   int r = H5Sget_simple_extent_ndims(sp);
-  int rc = DPT_IO_OK;
+  int rc = DPT_OK;
   if (r < 1 || r > 8)
-    rc = ds_err(ds, err, errlen, DPT_IO_EINVAL, "%s has rank %d (expected 1 to 8 dims, N first)",
+    rc = ds_err(ds, err, errlen, DPT_EINVAL, "%s has rank %d (expected 1 to 8 dims, N first)",
                 where, r);
   else if (H5Sget_simple_extent_dims(sp, dims, NULL) < 0)
-    rc = ds_err(ds, err, errlen, DPT_IO_EIO, "%s: cannot read its dims", where);
+    rc = ds_err(ds, err, errlen, DPT_EIO, "%s: cannot read its dims", where);
   *rank = r;
   H5Sclose(sp);
   return rc;
@@ -224,9 +224,9 @@ static int open_x(dpt_dataset *ds, int s, char *err, size_t errlen) {
   char where[32], tn[32];
   snprintf(where, sizeof where, "/%s/x", split_name(s));
   if ((st->x = H5Dopen2(ds->file, where, H5P_DEFAULT)) < 0)
-    return ds_err(ds, err, errlen, DPT_IO_EINVAL, "%s is not a readable dataset", where);
+    return ds_err(ds, err, errlen, DPT_EINVAL, "%s is not a readable dataset", where);
   hid_t t = H5Dget_type(st->x);
-  if (t < 0) return ds_err(ds, err, errlen, DPT_IO_EIO, "%s: cannot read its type", where);
+  if (t < 0) return ds_err(ds, err, errlen, DPT_EIO, "%s: cannot read its type", where);
   H5T_class_t c = H5Tget_class(t);
   size_t sz = H5Tget_size(t);
   int u8 = c == H5T_INTEGER && sz == 1 && H5Tget_sign(t) == H5T_SGN_NONE;
@@ -234,7 +234,7 @@ static int open_x(dpt_dataset *ds, int s, char *err, size_t errlen) {
   type_name(t, tn, sizeof tn);
   H5Tclose(t);
   if (!u8 && !f32)
-    return ds_err(ds, err, errlen, DPT_IO_EINVAL, "%s has type %s (expected uint8 or float32)",
+    return ds_err(ds, err, errlen, DPT_EINVAL, "%s has type %s (expected uint8 or float32)",
                   where, tn);
   in->x_u8 = u8;
   hsize_t dims[8];
@@ -247,26 +247,26 @@ static int open_x(dpt_dataset *ds, int s, char *err, size_t errlen) {
     /* HDF5 accepts dims whose product wraps around 2^64 (chunks never written) */
     if (dims[i] > INT64_MAX ||
         (i > 0 && __builtin_mul_overflow(in->features, (int64_t)dims[i], &in->features)))
-      return ds_err(ds, err, errlen, DPT_IO_EINVAL,
+      return ds_err(ds, err, errlen, DPT_EINVAL,
                     "%s has dims too large to address (a sample or the split exceeds 2^63 "
                     "values)", where);
   }
   uint64_t values;
   if (__builtin_mul_overflow((uint64_t)in->n, (uint64_t)in->features, &values) ||
       values > (uint64_t)INT64_MAX)
-    return ds_err(ds, err, errlen, DPT_IO_EINVAL,
+    return ds_err(ds, err, errlen, DPT_EINVAL,
                   "%s has %lld samples of %lld values: too many to address", where,
                   (long long)in->n, (long long)in->features);
   if (in->features <= 0)
-    return ds_err(ds, err, errlen, DPT_IO_EINVAL, "%s has 0 features per sample", where);
+    return ds_err(ds, err, errlen, DPT_EINVAL, "%s has 0 features per sample", where);
   if ((st->xspace = H5Dget_space(st->x)) < 0)
-    return ds_err(ds, err, errlen, DPT_IO_EIO, "%s: cannot read its dataspace", where);
+    return ds_err(ds, err, errlen, DPT_EIO, "%s: cannot read its dataspace", where);
   int found;
   in->scale = 1.0;
   in->offset = 0.0;
   rc = read_scalar_attr(ds, st->x, where, "scale", H5T_NATIVE_DOUBLE, &in->scale, &found, err,
                         errlen);
-  if (rc == DPT_IO_OK)
+  if (rc == DPT_OK)
     rc = read_scalar_attr(ds, st->x, where, "offset", H5T_NATIVE_DOUBLE, &in->offset, &found,
                           err, errlen);
   return rc;
@@ -280,15 +280,15 @@ static int check_labels(dpt_dataset *ds, int s, const int64_t *v, char *err, siz
   int64_t lo = 0, hi = -1;
   for (int64_t i = 0; i < in->n; i++) {
     if (v[i] < 0)
-      return ds_err(ds, err, errlen, DPT_IO_EINVAL,
+      return ds_err(ds, err, errlen, DPT_EINVAL,
                     "/%s/y: label %lld at sample %lld is negative (expected class labels >= 0)",
                     nm, (long long)v[i], (long long)i);
     if (ds->has_num_classes && v[i] >= ds->num_classes)
-      return ds_err(ds, err, errlen, DPT_IO_EINVAL,
+      return ds_err(ds, err, errlen, DPT_EINVAL,
                     "/%s/y: label %lld at sample %lld is >= num_classes %lld (root attribute)",
                     nm, (long long)v[i], (long long)i, (long long)ds->num_classes);
     if (v[i] > INT32_MAX)
-      return ds_err(ds, err, errlen, DPT_IO_EINVAL,
+      return ds_err(ds, err, errlen, DPT_EINVAL,
                     "/%s/y: label %lld at sample %lld does not fit in int32", nm,
                     (long long)v[i], (long long)i);
     if (i == 0 || v[i] < lo) lo = v[i];
@@ -298,7 +298,7 @@ static int check_labels(dpt_dataset *ds, int s, const int64_t *v, char *err, siz
   in->label_min = in->n > 0 ? lo : 0;
   in->label_max = in->n > 0 ? hi : 0;
   in->num_classes = ds->has_num_classes ? ds->num_classes : hi + 1;
-  return DPT_IO_OK;
+  return DPT_OK;
 }
 
 /* Reads integer labels of /<split>/y (open as d) through int64. */
@@ -308,11 +308,11 @@ static int read_labels(dpt_dataset *ds, int s, hid_t d, const char *where, char 
   size_t n = (size_t)st->info.n;
   int64_t *v = malloc((n ? n : 1) * sizeof *v);
   st->labels = malloc((n ? n : 1) * sizeof *st->labels);
-  int rc = DPT_IO_OK;
+  int rc = DPT_OK;
   if (!v || !st->labels)
-    rc = ds_err(ds, err, errlen, DPT_IO_ENOMEM, "%s: out of memory for %zu labels", where, n);
+    rc = ds_err(ds, err, errlen, DPT_ENOMEM, "%s: out of memory for %zu labels", where, n);
   else if (n > 0 && H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)
-    rc = ds_err(ds, err, errlen, DPT_IO_EIO, "%s: cannot read the labels", where);
+    rc = ds_err(ds, err, errlen, DPT_EIO, "%s: cannot read the labels", where);
   else
     rc = check_labels(ds, s, v, err, errlen);
   free(v);
@@ -325,11 +325,11 @@ static int read_targets(dpt_dataset *ds, int s, hid_t d, const char *where, char
   size_t total = (size_t)st->info.n * (size_t)st->info.y_width;
   st->targets = malloc((total ? total : 1) * sizeof *st->targets);
   if (!st->targets)
-    return ds_err(ds, err, errlen, DPT_IO_ENOMEM, "%s: out of memory for %zu targets", where,
+    return ds_err(ds, err, errlen, DPT_ENOMEM, "%s: out of memory for %zu targets", where,
                   total);
   if (total > 0 && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, st->targets) < 0)
-    return ds_err(ds, err, errlen, DPT_IO_EIO, "%s: cannot read the targets", where);
-  return DPT_IO_OK;
+    return ds_err(ds, err, errlen, DPT_EIO, "%s: cannot read the targets", where);
+  return DPT_OK;
 }
 
 /* Checks the type and shape of /<split>/y (open as d) and reads it whole. */
@@ -338,12 +338,12 @@ static int load_y(dpt_dataset *ds, int s, hid_t d, char *err, size_t errlen) {
   char where[32], tn[32];
   snprintf(where, sizeof where, "/%s/y", split_name(s));
   hid_t t = H5Dget_type(d);
-  if (t < 0) return ds_err(ds, err, errlen, DPT_IO_EIO, "%s: cannot read its type", where);
+  if (t < 0) return ds_err(ds, err, errlen, DPT_EIO, "%s: cannot read its type", where);
   H5T_class_t c = H5Tget_class(t);
   type_name(t, tn, sizeof tn);
   H5Tclose(t);
   if (c != H5T_INTEGER && c != H5T_FLOAT)
-    return ds_err(ds, err, errlen, DPT_IO_EINVAL,
+    return ds_err(ds, err, errlen, DPT_EINVAL,
                   "%s has type %s (expected integer labels or float32 targets)", where, tn);
   int rank;
   hsize_t dims[8];
@@ -352,18 +352,18 @@ static int load_y(dpt_dataset *ds, int s, hid_t d, char *err, size_t errlen) {
   in->y_labels = c == H5T_INTEGER;
   in->y_width = rank == 2 ? (int64_t)dims[1] : 1;
   if (rank > 2 || (in->y_labels && in->y_width != 1) || in->y_width < 1)
-    return ds_err(ds, err, errlen, DPT_IO_EINVAL,
+    return ds_err(ds, err, errlen, DPT_EINVAL,
                   "%s has an unsupported shape (expected [N] labels or [N] / [N, k] targets)",
                   where);
   if ((int64_t)dims[0] != in->n)
-    return ds_err(ds, err, errlen, DPT_IO_EINVAL, "%s has %lld samples but /%s/x has %lld",
+    return ds_err(ds, err, errlen, DPT_EINVAL, "%s has %lld samples but /%s/x has %lld",
                   where, (long long)dims[0], split_name(s), (long long)in->n);
   /* read whole as int64 labels or float targets: the byte count must not wrap (HDF5 accepts
    * dims whose product does, when the chunks are never written) */
   size_t values, bytes;
   if (__builtin_mul_overflow((size_t)in->n, (size_t)in->y_width, &values) ||
       __builtin_mul_overflow(values, sizeof(int64_t), &bytes))
-    return ds_err(ds, err, errlen, DPT_IO_EINVAL,
+    return ds_err(ds, err, errlen, DPT_EINVAL,
                   "%s has %lld samples of %lld values: too many to address", where,
                   (long long)in->n, (long long)in->y_width);
   if (in->y_labels) return read_labels(ds, s, d, where, err, errlen);
@@ -375,7 +375,7 @@ static int open_y(dpt_dataset *ds, int s, char *err, size_t errlen) {
   char where[32];
   snprintf(where, sizeof where, "/%s/y", split_name(s));
   hid_t d = H5Dopen2(ds->file, where, H5P_DEFAULT);
-  if (d < 0) return ds_err(ds, err, errlen, DPT_IO_EINVAL, "%s is not a readable dataset", where);
+  if (d < 0) return ds_err(ds, err, errlen, DPT_EINVAL, "%s is not a readable dataset", where);
   int rc = load_y(ds, s, d, err, errlen);
   H5Dclose(d);
   return rc;
@@ -401,12 +401,12 @@ static int cache_x(dpt_dataset *ds, int s, char *err, size_t errlen) {
   size_t total = (size_t)in->n * (size_t)in->features;
   st->xcache = malloc((total ? total : 1) * stored_size(in));
   if (!st->xcache)
-    return ds_err(ds, err, errlen, DPT_IO_ENOMEM, "/%s/x: out of memory caching %zu values",
+    return ds_err(ds, err, errlen, DPT_ENOMEM, "/%s/x: out of memory caching %zu values",
                   split_name(s), total);
   hid_t mt = in->x_u8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT;
-  int rc = DPT_IO_OK;
+  int rc = DPT_OK;
   if (total > 0 && H5Dread(st->x, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, st->xcache) < 0)
-    rc = ds_err(ds, err, errlen, DPT_IO_EIO, "/%s/x: cannot read the samples", split_name(s));
+    rc = ds_err(ds, err, errlen, DPT_EIO, "/%s/x: cannot read the samples", split_name(s));
   else if (!in->x_u8)
     convert_f32(st->xcache, total, in->scale, in->offset, st->xcache);
   close_x(st);
@@ -429,20 +429,20 @@ static int open_split(dpt_dataset *ds, int s, size_t cache_bytes, char *err, siz
   snprintf(xpath, sizeof xpath, "/%s/x", nm);
   snprintf(ypath, sizeof ypath, "/%s/y", nm);
   htri_t g = H5Lexists(ds->file, group, H5P_DEFAULT);
-  if (g < 0) return ds_err(ds, err, errlen, DPT_IO_EIO, "cannot look up %s", group);
-  if (g == 0 && s == DPT_SPLIT_TEST) return DPT_IO_OK; /* optional split absent */
+  if (g < 0) return ds_err(ds, err, errlen, DPT_EIO, "cannot look up %s", group);
+  if (g == 0 && s == DPT_SPLIT_TEST) return DPT_OK; /* optional split absent */
   if (object_exists(ds->file, group, xpath) <= 0)
-    return ds_err(ds, err, errlen, DPT_IO_EINVAL,
+    return ds_err(ds, err, errlen, DPT_EINVAL,
                   "%s not found (expected the %s samples, see README 'Dataset format')", xpath,
                   split_word(s));
   if (object_exists(ds->file, group, ypath) <= 0)
-    return ds_err(ds, err, errlen, DPT_IO_EINVAL,
+    return ds_err(ds, err, errlen, DPT_EINVAL,
                   "%s not found (expected the %s labels or targets, see README 'Dataset format')",
                   ypath, split_word(s));
   ds->split[s].present = 1;
   int rc = open_x(ds, s, err, errlen);
-  if (rc == DPT_IO_OK) rc = open_y(ds, s, err, errlen);
-  if (rc == DPT_IO_OK && fits_cache(&ds->split[s].info, cache_bytes))
+  if (rc == DPT_OK) rc = open_y(ds, s, err, errlen);
+  if (rc == DPT_OK && fits_cache(&ds->split[s].info, cache_bytes))
     rc = cache_x(ds, s, err, errlen);
   return rc;
 }
@@ -452,10 +452,10 @@ static int open_split(dpt_dataset *ds, int s, size_t cache_bytes, char *err, siz
 /* Explains why path cannot be opened as HDF5 (missing, unreadable, or not HDF5). */
 static int explain_open_failure(const char *path, char *err, size_t errlen) {
   if (access(path, R_OK) != 0)
-    return dpt_io__errf(err, errlen, DPT_IO_EIO, "cannot open '%s': %s", path, strerror(errno));
+    return dpt_io__errf(err, errlen, DPT_EIO, "cannot open '%s': %s", path, strerror(errno));
   htri_t h5 = H5Fis_hdf5(path);
-  if (h5 == 0) return dpt_io__errf(err, errlen, DPT_IO_EINVAL, "'%s' is not an HDF5 file", path);
-  return dpt_io__errf(err, errlen, DPT_IO_EIO, "cannot open '%s' as an HDF5 file", path);
+  if (h5 == 0) return dpt_io__errf(err, errlen, DPT_EINVAL, "'%s' is not an HDF5 file", path);
+  return dpt_io__errf(err, errlen, DPT_EIO, "cannot open '%s' as an HDF5 file", path);
 }
 
 static dpt_dataset *dataset_new(const char *path) {
@@ -496,8 +496,8 @@ static int open_all(dpt_dataset *ds, size_t cache_bytes, char *err, size_t errle
       (ds->file = H5Fopen(ds->path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0)
     return explain_open_failure(ds->path, err, errlen);
   int rc = read_num_classes(ds, err, errlen);
-  for (int s = 0; s < 2 && rc == DPT_IO_OK; s++) rc = open_split(ds, s, cache_bytes, err, errlen);
-  if (rc == DPT_IO_OK && ds->split[0].x < 0 && ds->split[1].x < 0) {
+  for (int s = 0; s < 2 && rc == DPT_OK; s++) rc = open_split(ds, s, cache_bytes, err, errlen);
+  if (rc == DPT_OK && ds->split[0].x < 0 && ds->split[1].x < 0) {
     H5Fclose(ds->file); /* everything is in memory */
     ds->file = H5I_INVALID_HID;
   }
@@ -506,16 +506,16 @@ static int open_all(dpt_dataset *ds, size_t cache_bytes, char *err, size_t errle
 
 int dpt_io_dataset_open(const char *path, size_t cache_bytes, dpt_dataset **out, char *err,
                         size_t errlen) {
-  if (!out) return dpt_io__errf(err, errlen, DPT_IO_EINVAL, "dpt_io_dataset_open: out is NULL");
+  if (!out) return dpt_io__errf(err, errlen, DPT_EINVAL, "dpt_io_dataset_open: out is NULL");
   *out = NULL;
   if (!path || !*path)
-    return dpt_io__errf(err, errlen, DPT_IO_EINVAL, "dpt_io_dataset_open: empty path");
+    return dpt_io__errf(err, errlen, DPT_EINVAL, "dpt_io_dataset_open: empty path");
   dpt_dataset *ds = dataset_new(path);
-  if (!ds) return dpt_io__errf(err, errlen, DPT_IO_ENOMEM, "%s: out of memory", path);
+  if (!ds) return dpt_io__errf(err, errlen, DPT_ENOMEM, "%s: out of memory", path);
   dpt_io__quiet q;
   dpt_io__quiet_begin(&q);
   int rc = open_all(ds, cache_bytes, err, errlen);
-  if (rc == DPT_IO_OK)
+  if (rc == DPT_OK)
     *out = ds;
   else
     dataset_free(ds);
@@ -536,10 +536,10 @@ static int valid_split(const dpt_dataset *ds, dpt_split split) {
 }
 
 int dpt_io_dataset_info(const dpt_dataset *ds, dpt_split split, dpt_split_info *info) {
-  if (!ds || !info) return DPT_IO_EINVAL;
-  if (!valid_split(ds, split)) return DPT_IO_ENOENT;
+  if (!ds || !info) return DPT_EINVAL;
+  if (!valid_split(ds, split)) return DPT_ENOENT;
   *info = ds->split[split].info;
-  return DPT_IO_OK;
+  return DPT_OK;
 }
 
 int dpt_io_dataset_cached(const dpt_dataset *ds, dpt_split split) {
@@ -591,10 +591,10 @@ static int read_uncached(dpt_dataset *ds, int s, const int64_t *idx, size_t coun
   size_t f = (size_t)st->info.features, esz = stored_size(&st->info);
   if (grow((void **)&st->req, &st->req_cap, count * sizeof *st->req) < 0 ||
       grow((void **)&st->slot, &st->slot_cap, count * sizeof *st->slot) < 0)
-    return ds_err(ds, err, errlen, DPT_IO_ENOMEM, "out of memory reading %zu samples", count);
+    return ds_err(ds, err, errlen, DPT_ENOMEM, "out of memory reading %zu samples", count);
   size_t rows = plan_rows(st, idx, count);
   if (grow(&st->buf, &st->buf_cap, rows * f * esz) < 0)
-    return ds_err(ds, err, errlen, DPT_IO_ENOMEM, "out of memory reading %zu samples", count);
+    return ds_err(ds, err, errlen, DPT_ENOMEM, "out of memory reading %zu samples", count);
   hsize_t mdims = (hsize_t)(rows * f);
   hid_t mem = H5I_INVALID_HID;
   int ok = select_runs(st, count) == 0 && (mem = H5Screate_simple(1, &mdims, NULL)) >= 0 &&
@@ -602,13 +602,13 @@ static int read_uncached(dpt_dataset *ds, int s, const int64_t *idx, size_t coun
                    H5P_DEFAULT, st->buf) >= 0;
   if (mem >= 0) H5Sclose(mem);
   if (!ok)
-    return ds_err(ds, err, errlen, DPT_IO_EIO, "/%s/x: cannot read %zu samples", split_name(s),
+    return ds_err(ds, err, errlen, DPT_EIO, "/%s/x: cannot read %zu samples", split_name(s),
                   count);
   const uint8_t *base = st->buf;
   for (size_t i = 0; i < count; i++)
     convert_row(base + st->slot[i] * f * esz, st->info.x_u8, f, st->info.scale,
                 st->info.offset, x + i * f);
-  return DPT_IO_OK;
+  return DPT_OK;
 }
 
 static void read_y(const split_state *st, const int64_t *idx, size_t count, int32_t *labels,
@@ -626,19 +626,19 @@ static int check_read_args(const dpt_dataset *ds, dpt_split split, const int64_t
                            size_t count, const float *x, const int32_t *labels, const float *y,
                            char *err, size_t errlen) {
   if (!valid_split(ds, split))
-    return ds ? ds_err(ds, err, errlen, DPT_IO_ENOENT, "no /%s split in the file",
+    return ds ? ds_err(ds, err, errlen, DPT_ENOENT, "no /%s split in the file",
                        split == DPT_SPLIT_TEST ? "test" : "train")
-              : dpt_io__errf(err, errlen, DPT_IO_EINVAL, "dpt_io_dataset_read: dataset is NULL");
+              : dpt_io__errf(err, errlen, DPT_EINVAL, "dpt_io_dataset_read: dataset is NULL");
   const dpt_split_info *in = &ds->split[split].info;
   if (count > 0 && (!idx || !x || (in->y_labels && !labels) || (!in->y_labels && !y)))
-    return ds_err(ds, err, errlen, DPT_IO_EINVAL,
+    return ds_err(ds, err, errlen, DPT_EINVAL,
                   "dpt_io_dataset_read: NULL idx, x or %s", in->y_labels ? "labels" : "y");
   for (size_t i = 0; i < count; i++)
     if (idx[i] < 0 || idx[i] >= in->n)
-      return ds_err(ds, err, errlen, DPT_IO_EINVAL,
+      return ds_err(ds, err, errlen, DPT_EINVAL,
                     "index %lld (at position %zu) out of range for /%s (expected 0 to %lld)",
                     (long long)idx[i], i, split_name(split), (long long)in->n - 1);
-  return DPT_IO_OK;
+  return DPT_OK;
 }
 
 /* Gathers rows idx[0..count) of the cache into x as float: uint8 rows are converted (the same
@@ -671,7 +671,7 @@ int dpt_io_dataset_read(dpt_dataset *ds, dpt_split split, const int64_t *idx, si
     if (rc < 0) return rc;
   }
   read_y(st, idx, count, labels, y);
-  return DPT_IO_OK;
+  return DPT_OK;
 }
 
 /* ---- writing (shared by idx.c and synth.c) ------------------------------------------------ */
@@ -679,19 +679,19 @@ int dpt_io_dataset_read(dpt_dataset *ds, dpt_split split, const int64_t *idx, si
 /* mkdir -p of the directory part of path (nothing if it has none). */
 static int make_parent_dirs(const char *path, char *err, size_t errlen) {
   const char *slash = strrchr(path, '/');
-  if (!slash || slash == path) return DPT_IO_OK;
+  if (!slash || slash == path) return DPT_OK;
   size_t len = (size_t)(slash - path);
   char *dir = malloc(len + 1);
-  if (!dir) return dpt_io__errf(err, errlen, DPT_IO_ENOMEM, "out of memory");
+  if (!dir) return dpt_io__errf(err, errlen, DPT_ENOMEM, "out of memory");
   memcpy(dir, path, len);
   dir[len] = '\0';
-  int rc = DPT_IO_OK;
-  for (size_t i = 1; i <= len && rc == DPT_IO_OK; i++) {
+  int rc = DPT_OK;
+  for (size_t i = 1; i <= len && rc == DPT_OK; i++) {
     if (dir[i] != '/' && dir[i] != '\0') continue;
     char c = dir[i];
     dir[i] = '\0';
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-      rc = dpt_io__errf(err, errlen, DPT_IO_EIO, "cannot create directory '%s': %s", dir,
+      rc = dpt_io__errf(err, errlen, DPT_EIO, "cannot create directory '%s': %s", dir,
                         strerror(errno));
     dir[i] = c;
   }
@@ -706,13 +706,13 @@ int dpt_io__writer_open(dpt_io__writer *w, const char *out, char *err, size_t er
   int rc = make_parent_dirs(out, err, errlen);
   if (rc < 0) return rc;
   size_t len = strlen(out) + 32;
-  if (!(w->tmp = malloc(len))) return dpt_io__errf(err, errlen, DPT_IO_ENOMEM, "out of memory");
+  if (!(w->tmp = malloc(len))) return dpt_io__errf(err, errlen, DPT_ENOMEM, "out of memory");
   snprintf(w->tmp, len, "%s.tmp.%ld", out, (long)getpid());
   w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (w->file < 0)
-    return dpt_io__errf(err, errlen, DPT_IO_EIO,
+    return dpt_io__errf(err, errlen, DPT_EIO,
                         "cannot create '%s' (check that its directory is writable)", w->tmp);
-  return DPT_IO_OK;
+  return DPT_OK;
 }
 
 static int write_attr(hid_t obj, const char *name, hid_t filetype, hid_t memtype,
@@ -748,31 +748,31 @@ int dpt_io__write_split(dpt_io__writer *w, const dpt_io__split_data *s, char *er
                         size_t errlen) {
   hid_t g = H5Gcreate2(w->file, s->name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   if (g < 0)
-    return dpt_io__errf(err, errlen, DPT_IO_EIO, "%s: cannot create group /%s", w->tmp, s->name);
+    return dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot create group /%s", w->tmp, s->name);
   double so[2] = {s->scale, s->offset};
-  int rc = DPT_IO_OK;
+  int rc = DPT_OK;
   if (write_array(g, "x", s->xtype, s->xrank, s->xdims, s->x, so) < 0)
-    rc = dpt_io__errf(err, errlen, DPT_IO_EIO, "%s: cannot write /%s/x", w->tmp, s->name);
+    rc = dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot write /%s/x", w->tmp, s->name);
   else if (write_array(g, "y", s->ytype, 1, s->xdims, s->y, NULL) < 0)
-    rc = dpt_io__errf(err, errlen, DPT_IO_EIO, "%s: cannot write /%s/y", w->tmp, s->name);
-  if (H5Gclose(g) < 0 && rc == DPT_IO_OK)
-    rc = dpt_io__errf(err, errlen, DPT_IO_EIO, "%s: cannot close group /%s", w->tmp, s->name);
+    rc = dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot write /%s/y", w->tmp, s->name);
+  if (H5Gclose(g) < 0 && rc == DPT_OK)
+    rc = dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot close group /%s", w->tmp, s->name);
   return rc;
 }
 
 int dpt_io__writer_commit(dpt_io__writer *w, int64_t num_classes, char *err, size_t errlen) {
-  int rc = DPT_IO_OK;
+  int rc = DPT_OK;
   if (write_attr(w->file, "num_classes", H5T_STD_I64LE, H5T_NATIVE_INT64, &num_classes) < 0)
-    rc = dpt_io__errf(err, errlen, DPT_IO_EIO, "%s: cannot write root attribute num_classes",
+    rc = dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot write root attribute num_classes",
                       w->tmp);
   herr_t closed = H5Fclose(w->file);
   w->file = H5I_INVALID_HID;
-  if (rc == DPT_IO_OK && closed < 0)
-    rc = dpt_io__errf(err, errlen, DPT_IO_EIO, "%s: cannot finish writing (disk full?)", w->tmp);
-  if (rc == DPT_IO_OK && rename(w->tmp, w->out) != 0)
-    rc = dpt_io__errf(err, errlen, DPT_IO_EIO, "cannot rename '%s' to '%s': %s", w->tmp, w->out,
+  if (rc == DPT_OK && closed < 0)
+    rc = dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot finish writing (disk full?)", w->tmp);
+  if (rc == DPT_OK && rename(w->tmp, w->out) != 0)
+    rc = dpt_io__errf(err, errlen, DPT_EIO, "cannot rename '%s' to '%s': %s", w->tmp, w->out,
                       strerror(errno));
-  if (rc == DPT_IO_OK) {
+  if (rc == DPT_OK) {
     free(w->tmp);
     w->tmp = NULL;
   } else {

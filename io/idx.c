@@ -59,12 +59,12 @@ static int read_header(gzFile g, const char *path, const char *what, int images,
   int ndims = images ? 3 : 1;
   size_t hlen = 4 + 4 * (size_t)ndims;
   if (read_full(g, h, hlen) != (int64_t)hlen)
-    return dpt_io__errf(err, errlen, DPT_IO_EINVAL,
+    return dpt_io__errf(err, errlen, DPT_EINVAL,
                         "'%s': truncated idx header (expected %s, %zu header bytes)", path, what,
                         hlen);
   uint32_t magic = be32(h), want = images ? 0x00000803u : 0x00000801u;
   if (magic != want)
-    return dpt_io__errf(err, errlen, DPT_IO_EINVAL,
+    return dpt_io__errf(err, errlen, DPT_EINVAL,
                         "'%s': idx magic 0x%08x (expected 0x%08x for %s)", path, magic, want,
                         what);
   a->n = be32(h + 4);
@@ -72,10 +72,10 @@ static int read_header(gzFile g, const char *path, const char *what, int images,
   a->cols = images ? be32(h + 12) : 1;
   if (a->n == 0 || a->rows == 0 || a->cols == 0 || a->rows > (1 << 24) || a->cols > (1 << 24) ||
       a->rows * a->cols > (1 << 24))
-    return dpt_io__errf(err, errlen, DPT_IO_EINVAL,
+    return dpt_io__errf(err, errlen, DPT_EINVAL,
                         "'%s': idx dims %lld x %lld x %lld (expected non-empty %s)", path,
                         (long long)a->n, (long long)a->rows, (long long)a->cols, what);
-  return DPT_IO_OK;
+  return DPT_OK;
 }
 
 /* Reads the payload, which must be exactly n*rows*cols bytes. */
@@ -83,25 +83,25 @@ static int read_payload(gzFile g, const char *path, int gz, idx_array *a, char *
                         size_t errlen) {
   uint64_t len = (uint64_t)a->n * (uint64_t)a->rows * (uint64_t)a->cols;
   if (len > SIZE_MAX || !(a->data = malloc((size_t)len)))
-    return dpt_io__errf(err, errlen, DPT_IO_ENOMEM, "'%s': out of memory for %llu bytes", path,
+    return dpt_io__errf(err, errlen, DPT_ENOMEM, "'%s': out of memory for %llu bytes", path,
                         (unsigned long long)len);
   int64_t got = read_full(g, a->data, len);
   int zerr = 0;
   if (got < 0) {
     const char *msg = gzerror(g, &zerr);
-    return dpt_io__errf(err, errlen, DPT_IO_EINVAL, "'%s': %s data is corrupt: %s", path,
+    return dpt_io__errf(err, errlen, DPT_EINVAL, "'%s': %s data is corrupt: %s", path,
                         gz ? "gzip" : "idx", msg ? msg : "read error");
   }
   if ((uint64_t)got < len)
-    return dpt_io__errf(err, errlen, DPT_IO_EINVAL,
+    return dpt_io__errf(err, errlen, DPT_EINVAL,
                         "'%s': truncated: header announces %llu data bytes but the file has %lld",
                         path, (unsigned long long)len, (long long)got);
   unsigned char extra;
   if (read_full(g, &extra, 1) != 0)
-    return dpt_io__errf(err, errlen, DPT_IO_EINVAL,
+    return dpt_io__errf(err, errlen, DPT_EINVAL,
                         "'%s': more data than the header announces (%llu bytes)", path,
                         (unsigned long long)len);
-  return DPT_IO_OK;
+  return DPT_OK;
 }
 
 /* Reads one idx file (images: [N, rows, cols]; else labels [N]). */
@@ -110,13 +110,13 @@ static int read_idx(const char *path, int images, idx_array *a, char *err, size_
   a->data = NULL;
   int gz = is_gzip(path);
   if (gz < 0)
-    return dpt_io__errf(err, errlen, DPT_IO_EIO, "cannot open '%s': %s", path, strerror(errno));
+    return dpt_io__errf(err, errlen, DPT_EIO, "cannot open '%s': %s", path, strerror(errno));
   gzFile g = gzopen(path, "rb");
-  if (!g) return dpt_io__errf(err, errlen, DPT_IO_EIO, "cannot open '%s'", path);
+  if (!g) return dpt_io__errf(err, errlen, DPT_EIO, "cannot open '%s'", path);
   int rc = read_header(g, path, what, images, a, err, errlen);
-  if (rc == DPT_IO_OK) rc = read_payload(g, path, gz, a, err, errlen);
+  if (rc == DPT_OK) rc = read_payload(g, path, gz, a, err, errlen);
   gzclose(g);
-  if (rc != DPT_IO_OK) {
+  if (rc != DPT_OK) {
     free(a->data);
     a->data = NULL;
   }
@@ -130,11 +130,11 @@ typedef struct {
 
 static int read_split(const char *xp, const char *yp, idx_split *s, char *err, size_t errlen) {
   int rc = read_idx(xp, 1, &s->x, err, errlen);
-  if (rc == DPT_IO_OK) rc = read_idx(yp, 0, &s->y, err, errlen);
-  if (rc == DPT_IO_OK && s->x.n != s->y.n)
-    rc = dpt_io__errf(err, errlen, DPT_IO_EINVAL, "'%s' has %lld labels but '%s' has %lld images",
+  if (rc == DPT_OK) rc = read_idx(yp, 0, &s->y, err, errlen);
+  if (rc == DPT_OK && s->x.n != s->y.n)
+    rc = dpt_io__errf(err, errlen, DPT_EINVAL, "'%s' has %lld labels but '%s' has %lld images",
                       yp, (long long)s->y.n, xp, (long long)s->x.n);
-  s->present = rc == DPT_IO_OK;
+  s->present = rc == DPT_OK;
   return rc;
 }
 
@@ -163,10 +163,10 @@ static int check_test_labels(const idx_split *test, const char *path, int64_t nu
                              char *err, size_t errlen) {
   for (int64_t i = 0; i < test->y.n; i++)
     if (test->y.data[i] >= num_classes)
-      return dpt_io__errf(err, errlen, DPT_IO_EINVAL,
+      return dpt_io__errf(err, errlen, DPT_EINVAL,
                           "'%s': label %d at sample %lld is >= %lld (max training label + 1)",
                           path, test->y.data[i], (long long)i, (long long)num_classes);
-  return DPT_IO_OK;
+  return DPT_OK;
 }
 
 static int write_one(dpt_io__writer *w, const char *name, const idx_split *s, double scale,
@@ -184,26 +184,26 @@ static int write_dataset(const char *out, const idx_split *train, const idx_spli
   int64_t num_classes = (int64_t)max_label(&train->y) + 1;
   dpt_io__writer w;
   int rc = dpt_io__writer_open(&w, out, err, errlen);
-  if (rc == DPT_IO_OK) rc = write_one(&w, "train", train, scale, offset, err, errlen);
-  if (rc == DPT_IO_OK && test->present)
+  if (rc == DPT_OK) rc = write_one(&w, "train", train, scale, offset, err, errlen);
+  if (rc == DPT_OK && test->present)
     rc = write_one(&w, "test", test, scale, offset, err, errlen);
-  if (rc == DPT_IO_OK) rc = dpt_io__writer_commit(&w, num_classes, err, errlen);
-  if (rc != DPT_IO_OK) dpt_io__writer_abort(&w);
+  if (rc == DPT_OK) rc = dpt_io__writer_commit(&w, num_classes, err, errlen);
+  if (rc != DPT_OK) dpt_io__writer_abort(&w);
   return rc;
 }
 
 int dpt_io_import_idx(const char *train_x, const char *train_y, const char *test_x,
                       const char *test_y, const char *out, char *err, size_t errlen) {
   if (!train_x || !train_y || !out || !*out || (!test_x) != (!test_y))
-    return dpt_io__errf(err, errlen, DPT_IO_EINVAL,
+    return dpt_io__errf(err, errlen, DPT_EINVAL,
                         "dpt_io_import_idx: train_x, train_y and out are required; test_x and "
                         "test_y go together");
   idx_split train = {{0, 0, 0, NULL}, {0, 0, 0, NULL}, 0}, test = train;
   int rc = read_split(train_x, train_y, &train, err, errlen);
-  if (rc == DPT_IO_OK && test_x) rc = read_split(test_x, test_y, &test, err, errlen);
-  if (rc == DPT_IO_OK && test.present)
+  if (rc == DPT_OK && test_x) rc = read_split(test_x, test_y, &test, err, errlen);
+  if (rc == DPT_OK && test.present)
     rc = check_test_labels(&test, test_y, (int64_t)max_label(&train.y) + 1, err, errlen);
-  if (rc == DPT_IO_OK) {
+  if (rc == DPT_OK) {
     dpt_io__quiet q;
     dpt_io__quiet_begin(&q);
     rc = write_dataset(out, &train, &test, err, errlen);

@@ -14,7 +14,7 @@
  *   samples it is asked for (HDF5 hyperslab selections), unless the split fits the cache budget,
  *   in which case it is read once and served from memory, kept in its stored type (uint8 stays
  *   uint8, 1 byte a value) and converted to float (x*scale+offset) as each batch is read.
- * - Errors come back as negative DPT_IO_E* codes with a message naming the file, the dataset
+ * - Errors come back as negative DPT_E* codes (base.h) with a message naming the file, the dataset
  *   and what was expected. Nothing is printed.
  * - Files are written atomically: to "<path>.tmp.<pid>", then renamed over <path>, so a failed
  *   import never leaves a partial file where a good one was.
@@ -26,15 +26,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DPT_IO_ERR_LEN 512
+#include "base.h" /* the error space (DPT_E*, DPT_ERR_LEN) */
 
-enum {
-  DPT_IO_OK = 0,
-  DPT_IO_EINVAL = -1,  /* bad argument or malformed content (shape, type, label range) */
-  DPT_IO_EIO = -2,     /* file cannot be opened, read or written */
-  DPT_IO_ENOMEM = -3,
-  DPT_IO_ENOENT = -4,  /* an optional part (e.g. the test split) is absent */
-};
 
 typedef enum { DPT_SPLIT_TRAIN, DPT_SPLIT_TEST } dpt_split;
 
@@ -63,7 +56,7 @@ int dpt_io_dataset_open(const char *path, size_t cache_bytes, dpt_dataset **out,
                         size_t errlen);
 void dpt_io_dataset_close(dpt_dataset *ds);
 
-/* Fills *info for a split; DPT_IO_ENOENT if the file has no such split. */
+/* Fills *info for a split; DPT_ENOENT if the file has no such split. */
 int dpt_io_dataset_info(const dpt_dataset *ds, dpt_split split, dpt_split_info *info);
 
 /* 1 if that split is served from memory. */
@@ -72,7 +65,7 @@ int dpt_io_dataset_cached(const dpt_dataset *ds, dpt_split split);
 /* Reads samples idx[0..count) (any order, repeats allowed, each < n) of a split:
  * x[count * features] as float (x*scale+offset applied), and either labels[count] (int32, for
  * label datasets; y may be NULL) or y[count * y_width] (targets; labels may be NULL).
- * Out-of-range indices are DPT_IO_EINVAL. Not collective. */
+ * Out-of-range indices are DPT_EINVAL. Not collective. */
 int dpt_io_dataset_read(dpt_dataset *ds, dpt_split split, const int64_t *idx, size_t count,
                         float *x, int32_t *labels, float *y, char *err, size_t errlen);
 
@@ -149,7 +142,7 @@ int dpt_ckpt_read(const char *path, const dpt_ckpt_view *v, int params_only, cha
 /* Walks a checkpoint for a summary: calls fn(ctx, name, value) for every root attribute
  * (texts and scalars, in file order) and for every dataset ("/model/fc1.weight" ->
  * "[256, 784] checksum ok" or "... checksum FAILED"), reading each in full to verify its
- * Fletcher32 checksum. Returns DPT_IO_EINVAL if the file cannot be read or a checksum fails. */
+ * Fletcher32 checksum. Returns DPT_EINVAL if the file cannot be read or a checksum fails. */
 typedef void (*dpt_ckpt_item_fn)(void *ctx, const char *name, const char *value);
 int dpt_ckpt_describe(const char *path, dpt_ckpt_item_fn fn, void *ctx, char *err,
                       size_t errlen);

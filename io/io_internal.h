@@ -3,7 +3,7 @@
  * writer used by dpt_io_import_idx and dpt_io_synth.
  *
  * Invariants:
- * - Every function here that can fail returns a negative DPT_IO_E* code and fills err.
+ * - Every function here that can fail returns a negative DPT_E* code (base.h) and fills err.
  * - A writer writes "<out>.tmp.<pid>" only; <out> is touched solely by the final rename() in
  *   dpt_io__writer_commit. dpt_io__writer_abort closes and removes the tmp file.
  * - HDF5 handles start as H5I_INVALID_HID and are closed in reverse order of opening.

@@ -70,9 +70,9 @@ static int synth_split(dpt_io__writer *w, const char *name, rng_t *r, const clus
   size_t f = (size_t)m->features;
   float *x = malloc((size_t)n * f * sizeof *x);
   int32_t *y = malloc((size_t)n * sizeof *y);
-  int rc = DPT_IO_OK;
+  int rc = DPT_OK;
   if (!x || !y) {
-    rc = dpt_io__errf(err, errlen, DPT_IO_ENOMEM, "%s: out of memory for %lld x %lld samples",
+    rc = dpt_io__errf(err, errlen, DPT_ENOMEM, "%s: out of memory for %lld x %lld samples",
                       w->out, (long long)n, (long long)m->features);
   } else {
     draw_samples(r, m, n, x, y);
@@ -87,9 +87,9 @@ static int synth_split(dpt_io__writer *w, const char *name, rng_t *r, const clus
 
 static int check_args(const char *out, int64_t n_train, int64_t n_test, int64_t features,
                       int64_t classes, char *err, size_t errlen) {
-  if (!out || !*out) return dpt_io__errf(err, errlen, DPT_IO_EINVAL, "dpt_io_synth: empty path");
+  if (!out || !*out) return dpt_io__errf(err, errlen, DPT_EINVAL, "dpt_io_synth: empty path");
   if (n_train <= 0 || n_test < 0 || features <= 0 || classes < 2 || classes > INT32_MAX)
-    return dpt_io__errf(err, errlen, DPT_IO_EINVAL,
+    return dpt_io__errf(err, errlen, DPT_EINVAL,
                         "%s: bad synthetic dataset shape n_train=%lld n_test=%lld features=%lld "
                         "classes=%lld (expected n_train > 0, n_test >= 0, features > 0, "
                         "classes >= 2)",
@@ -98,17 +98,17 @@ static int check_args(const char *out, int64_t n_train, int64_t n_test, int64_t 
   uint64_t n = (uint64_t)(n_train > n_test ? n_train : n_test);
   uint64_t cap = SIZE_MAX / sizeof(double);
   if ((uint64_t)features > cap / n || (uint64_t)features > cap / (uint64_t)classes)
-    return dpt_io__errf(err, errlen, DPT_IO_EINVAL, "%s: synthetic dataset too large", out);
-  return DPT_IO_OK;
+    return dpt_io__errf(err, errlen, DPT_EINVAL, "%s: synthetic dataset too large", out);
+  return DPT_OK;
 }
 
 static int synth_all(dpt_io__writer *w, rng_t *r, const cluster_model *m, int64_t n_train,
                      int64_t n_test, char *err, size_t errlen) {
   int rc = dpt_io__writer_open(w, w->out, err, errlen);
-  if (rc == DPT_IO_OK) rc = synth_split(w, "train", r, m, n_train, err, errlen);
-  if (rc == DPT_IO_OK && n_test > 0) rc = synth_split(w, "test", r, m, n_test, err, errlen);
-  if (rc == DPT_IO_OK) rc = dpt_io__writer_commit(w, m->classes, err, errlen);
-  if (rc != DPT_IO_OK) dpt_io__writer_abort(w);
+  if (rc == DPT_OK) rc = synth_split(w, "train", r, m, n_train, err, errlen);
+  if (rc == DPT_OK && n_test > 0) rc = synth_split(w, "test", r, m, n_test, err, errlen);
+  if (rc == DPT_OK) rc = dpt_io__writer_commit(w, m->classes, err, errlen);
+  if (rc != DPT_OK) dpt_io__writer_abort(w);
   return rc;
 }
 
@@ -118,7 +118,7 @@ int dpt_io_synth(const char *out, int64_t n_train, int64_t n_test, int64_t featu
   if (rc < 0) return rc;
   size_t nc = (size_t)classes * (size_t)features;
   double *centres = malloc(nc * sizeof *centres);
-  if (!centres) return dpt_io__errf(err, errlen, DPT_IO_ENOMEM, "%s: out of memory", out);
+  if (!centres) return dpt_io__errf(err, errlen, DPT_ENOMEM, "%s: out of memory", out);
   rng_t r = {seed, 0, 0.0};
   for (size_t i = 0; i < nc; i++) centres[i] = rng_normal(&r);
   double sigma = sqrt((double)features / 2.0) / 2.4;

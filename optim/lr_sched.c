@@ -61,7 +61,7 @@ int dpt_optim_sched_kind(const char *name, dpt_sched_kind *kind, char *err, size
   for (int k = 0; k < DPT_SCHED_COUNT; k++)
     if (name && !strcasecmp(name, kind_names[k])) {
       *kind = (dpt_sched_kind)k;
-      return DPT_OPTIM_OK;
+      return DPT_OK;
     }
   char list[256] = "";
   for (int k = 0; k < DPT_SCHED_COUNT; k++) {
@@ -69,7 +69,7 @@ int dpt_optim_sched_kind(const char *name, dpt_sched_kind *kind, char *err, size
     strncat(list, kind_names[k], sizeof list - strlen(list) - 1);
   }
   snprintf(err, errlen, "unknown scheduler '%s' (expected one of: %s)", name ? name : "", list);
-  return DPT_OPTIM_EINVAL;
+  return DPT_EINVAL;
 }
 
 void dpt_optim_sched_defaults(dpt_sched_kind kind, dpt_sched_params *p) {
@@ -247,7 +247,7 @@ int dpt_optim_sched_set(dpt_sched_params *p, const char *key, const char *value,
     }
     snprintf(err, errlen, "scheduler %s takes no hyperparameter '%s' (it takes: %s)", name, key,
              *list ? list : "none");
-    return DPT_OPTIM_EINVAL;
+    return DPT_EINVAL;
   }
   double v;
   switch (h->type) {
@@ -255,10 +255,10 @@ int dpt_optim_sched_set(dpt_sched_params *p, const char *key, const char *value,
     int i = choice_index(h->choices, value);
     if (i < 0) {
       snprintf(err, errlen, "%s: %s = '%s' is not one of %s", name, key, value, h->choices);
-      return DPT_OPTIM_EINVAL;
+      return DPT_EINVAL;
     }
     *ifield(p, h->off) = i;
-    return DPT_OPTIM_OK;
+    return DPT_OK;
   }
   case T_BOOL:
     if (!strcmp(value, "1") || !strcasecmp(value, "true")) *ifield(p, h->off) = 1;
@@ -266,9 +266,9 @@ int dpt_optim_sched_set(dpt_sched_params *p, const char *key, const char *value,
     else {
       snprintf(err, errlen, "%s: %s = '%s' is not a boolean (expected 0, 1, true or false)",
                name, key, value);
-      return DPT_OPTIM_EINVAL;
+      return DPT_EINVAL;
     }
-    return DPT_OPTIM_OK;
+    return DPT_OK;
   case T_LIST: {
     int n = 0;
     const char *s = value;
@@ -280,7 +280,7 @@ int dpt_optim_sched_set(dpt_sched_params *p, const char *key, const char *value,
         snprintf(err, errlen,
                  "%s: %s = '%s' is not a list of at most %d integers (expected e.g. \"30,80\")",
                  name, key, value, DPT_SCHED_MAX_MILESTONES);
-        return DPT_OPTIM_EINVAL;
+        return DPT_EINVAL;
       }
       p->milestones[n++] = (int)m;
       s = end;
@@ -288,29 +288,29 @@ int dpt_optim_sched_set(dpt_sched_params *p, const char *key, const char *value,
       if (*s == ',') s++;
     }
     p->n_milestones = n;
-    return DPT_OPTIM_OK;
+    return DPT_OK;
   }
   case T_INT:
     if (parse_double(value, &v) || v != floor(v) || fabs(v) > 2e9) {
       snprintf(err, errlen, "%s: %s = '%s' is not a whole number", name, key, value);
-      return DPT_OPTIM_EINVAL;
+      return DPT_EINVAL;
     }
     *ifield(p, h->off) = (int)v;
-    return DPT_OPTIM_OK;
+    return DPT_OK;
   default:
     if (parse_double(value, &v)) {
       snprintf(err, errlen, "%s: %s = '%s' is not a finite number", name, key, value);
-      return DPT_OPTIM_EINVAL;
+      return DPT_EINVAL;
     }
     *dfield(p, h->off) = v;
-    return DPT_OPTIM_OK;
+    return DPT_OK;
   }
 }
 
 int dpt_optim_sched_validate(const dpt_sched_params *p, char *err, size_t errlen) {
   if ((unsigned)p->kind >= DPT_SCHED_COUNT) {
     snprintf(err, errlen, "scheduler kind %d is not a scheduler", (int)p->kind);
-    return DPT_OPTIM_EINVAL;
+    return DPT_EINVAL;
   }
   const char *name = dpt_optim_sched_name(p->kind);
   for (size_t i = 0; i < NTABLE; i++) {
@@ -322,7 +322,7 @@ int dpt_optim_sched_validate(const dpt_sched_params *p, char *err, size_t errlen
           snprintf(err, errlen,
                    "%s: milestones must be positive and ascending (got %d at position %d)",
                    name, p->milestones[k], k + 1);
-          return DPT_OPTIM_EINVAL;
+          return DPT_EINVAL;
         }
       continue;
     }
@@ -330,21 +330,21 @@ int dpt_optim_sched_validate(const dpt_sched_params *p, char *err, size_t errlen
     if (!(v >= h->lo && v <= h->hi)) {
       snprintf(err, errlen, "%s: %s = %g is out of range (expected [%g, %g])", name, h->key, v,
                h->lo, h->hi);
-      return DPT_OPTIM_EINVAL;
+      return DPT_EINVAL;
     }
   }
   if ((p->kind == DPT_SCHED_CYCLIC || p->kind == DPT_SCHED_ONECYCLE) && p->cycle_momentum &&
       p->base_momentum > p->max_momentum) {
     snprintf(err, errlen, "%s: base_momentum = %g is above max_momentum = %g", name,
              p->base_momentum, p->max_momentum);
-    return DPT_OPTIM_EINVAL;
+    return DPT_EINVAL;
   }
   if (p->warmup && p->warmup_iters < 1) {
     snprintf(err, errlen, "%s: warmup_iters = %d is out of range (expected >= 1 with warmup)",
              name, p->warmup_iters);
-    return DPT_OPTIM_EINVAL;
+    return DPT_EINVAL;
   }
-  return DPT_OPTIM_OK;
+  return DPT_OK;
 }
 
 int dpt_optim_sched_describe(const dpt_sched_params *p, dpt_optim_param_fn fn, void *ctx) {
@@ -587,7 +587,7 @@ int dpt_sched_create(const dpt_sched_params *p, double base_lr, int has_momentum
              "set cycle_momentum 0 or use sgd with momentum, rmsprop with momentum, adam, "
              "adamw, adamax or lion",
              name);
-    return DPT_OPTIM_EINVAL;
+    return DPT_EINVAL;
   }
   long T = p->kind == DPT_SCHED_COSINE ? p->T_max
          : p->kind == DPT_SCHED_ONECYCLE ? p->total_steps
@@ -600,17 +600,17 @@ int dpt_sched_create(const dpt_sched_params *p, double base_lr, int has_momentum
              ? "total_steps" : "total_iters",
              p->kind == DPT_SCHED_COSINE ? "T_max" : p->kind == DPT_SCHED_ONECYCLE
              ? "total_steps" : "total_iters");
-    return DPT_OPTIM_EINVAL;
+    return DPT_EINVAL;
   }
   if (T == 0) T = main_steps;
   if (!(base_lr >= 0) || !isfinite(base_lr)) {
     snprintf(err, errlen, "%s: base lr %g is out of range (expected >= 0)", name, base_lr);
-    return DPT_OPTIM_EINVAL;
+    return DPT_EINVAL;
   }
   dpt_sched *s = calloc(1, sizeof *s);
   if (!s) {
     snprintf(err, errlen, "%s: out of memory", name);
-    return DPT_OPTIM_ENOMEM;
+    return DPT_ENOMEM;
   }
   s->p = *p;
   s->T_max = s->total = T;
@@ -624,7 +624,7 @@ int dpt_sched_create(const dpt_sched_params *p, double base_lr, int has_momentum
     snprintf(err, errlen, "cyclic: max_lr = %g must be above base_lr = %g", s->cyc_max,
              s->cyc_base);
     free(s);
-    return DPT_OPTIM_EINVAL;
+    return DPT_EINVAL;
   }
   if (p->kind == DPT_SCHED_ONECYCLE) {
     s->cyc_base = s->cyc_max / p->div_factor; /* group['initial_lr'] */
@@ -663,7 +663,7 @@ int dpt_sched_create(const dpt_sched_params *p, double base_lr, int has_momentum
     s->st[S_LR] = warmup_get_lr(s, 0);
   }
   *out = s;
-  return DPT_OPTIM_OK;
+  return DPT_OK;
 }
 
 void dpt_sched_free(dpt_sched *s) { free(s); }
@@ -706,5 +706,5 @@ int dpt_sched_state_find(const dpt_sched *s, const char *name) {
   (void)s;
   for (int i = 0; i < S_COUNT; i++)
     if (!strcmp(state_names[i], name)) return i;
-  return DPT_OPTIM_ESTATE;
+  return DPT_ESTATE;
 }

@@ -2,7 +2,7 @@
  *
  * Invariants:
  * - Pure computation: no MPI, no HDF5, no printing, no exit(). Errors are returned as a
- *   negative DPT_OPTIM_E* code with a message written into the caller's buffer.
+ *   negative DPT_E* code (base.h) with a message written into the caller's buffer.
  * - A solver works on one contiguous slice of the flat fp32 parameter buffer. The update is
  *   elementwise, so stepping a buffer whole or cut into any set of slices gives bitwise the
  *   same parameters and state (built with -ffp-contract=off; no reductions across elements).
@@ -17,15 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Length of the error message buffers passed to optim functions. */
-#define DPT_OPTIM_ERR_LEN 256
-
-enum {
-  DPT_OPTIM_OK = 0,
-  DPT_OPTIM_EINVAL = -1, /* a name or hyperparameter out of range */
-  DPT_OPTIM_ENOMEM = -2, /* allocation failed */
-  DPT_OPTIM_ESTATE = -3, /* state name unknown or of the wrong shape */
-};
+#include "base.h" /* the error space: DPT_EINVAL (a name or hyperparameter out of range),
+                     DPT_ENOMEM, DPT_ESTATE (state name unknown or of the wrong shape) */
 
 /* ------------------------------------------------------------------------------------------ */
 /* --- solvers ---                                                                             */
@@ -72,7 +65,7 @@ typedef struct {
 } dpt_solver_params;
 
 /* Name <-> kind ("gd", "sgd", "adagrad", "adadelta", "asgd", "rprop", "rmsprop", "adam",
- * "adamax", "adamw", "lion"). dpt_optim_solver_kind returns DPT_OPTIM_EINVAL and a message
+ * "adamax", "adamw", "lion"). dpt_optim_solver_kind returns DPT_EINVAL and a message
  * listing the known names when the name is unknown. */
 const char *dpt_optim_solver_name(dpt_solver_kind kind);
 int dpt_optim_solver_kind(const char *name, dpt_solver_kind *kind, char *err, size_t errlen);
@@ -145,7 +138,7 @@ void dpt_solver_set_momentum(dpt_solver *s, double m);
  * caller may read it (checkpoint save) or overwrite it (checkpoint load). */
 int dpt_solver_state_count(const dpt_solver *s);
 void *dpt_solver_state(dpt_solver *s, int i, dpt_state_info *info);
-/* Looks an entry up by name; returns its index or DPT_OPTIM_ESTATE. */
+/* Looks an entry up by name; returns its index or DPT_ESTATE. */
 int dpt_solver_state_find(const dpt_solver *s, const char *name);
 
 /* Bytes of state this solver holds (vectors and scalars). */
@@ -239,7 +232,7 @@ typedef struct {
   double warmup_factor; /* "warmup_factor": start_factor (linear) or factor (constant) */
 } dpt_sched_params;
 
-/* Name <-> kind. Unknown names give DPT_OPTIM_EINVAL and a message listing the known ones. */
+/* Name <-> kind. Unknown names give DPT_EINVAL and a message listing the known ones. */
 const char *dpt_optim_sched_name(dpt_sched_kind kind);
 int dpt_optim_sched_kind(const char *name, dpt_sched_kind *kind, char *err, size_t errlen);
 

@@ -43,7 +43,7 @@ int dpt_optim_solver_kind(const char *name, dpt_solver_kind *kind, char *err, si
   for (int k = 0; k < DPT_SOLVER_COUNT; k++) {
     if (name && !strcasecmp(name, kinds[k].name)) {
       *kind = (dpt_solver_kind)k;
-      return DPT_OPTIM_OK;
+      return DPT_OK;
     }
   }
   char list[256] = "";
@@ -52,7 +52,7 @@ int dpt_optim_solver_kind(const char *name, dpt_solver_kind *kind, char *err, si
     if (k + 1 < DPT_SOLVER_COUNT) strncat(list, ", ", sizeof list - strlen(list) - 1);
   }
   snprintf(err, errlen, "unknown solver '%s' (expected one of: %s)", name ? name : "", list);
-  return DPT_OPTIM_EINVAL;
+  return DPT_EINVAL;
 }
 
 /* --- defaults (torch.optim 1.13 constructor defaults) --- */
@@ -207,19 +207,19 @@ int dpt_optim_solver_set(dpt_solver_params *p, const char *key, const char *valu
       strncat(list, table[i].name, sizeof list - strlen(list) - 1);
     }
     snprintf(err, errlen, "%s takes no hyperparameter '%s' (it takes: %s)", sname, key, list);
-    return DPT_OPTIM_EINVAL;
+    return DPT_EINVAL;
   }
   switch (h->type) {
   case T_REAL:
     if (parse_real(value, real_at(p, h->off))) goto bad;
-    return DPT_OPTIM_OK;
+    return DPT_OK;
   case T_BOOL:
     if (parse_bool(value, int_at(p, h->off))) {
       snprintf(err, errlen, "%s: %s = '%s' is not a boolean (expected 0, 1, true or false)",
                sname, key, value);
-      return DPT_OPTIM_EINVAL;
+      return DPT_EINVAL;
     }
-    return DPT_OPTIM_OK;
+    return DPT_OK;
   case T_PAIR: {
     char buf[128];
     snprintf(buf, sizeof buf, "%s", value);
@@ -230,16 +230,16 @@ int dpt_optim_solver_set(dpt_solver_params *p, const char *key, const char *valu
     if (parse_real(buf, &a) || parse_real(comma + 1, &b)) goto bad_pair;
     *real_at(p, h->off) = a;
     *real_at(p, h->off2) = b;
-    return DPT_OPTIM_OK;
+    return DPT_OK;
   bad_pair:
     snprintf(err, errlen, "%s: %s = '%s' is not a pair of numbers (expected e.g. \"%g,%g\")",
              sname, key, value, real_get(p, h->off), real_get(p, h->off2));
-    return DPT_OPTIM_EINVAL;
+    return DPT_EINVAL;
   }
   }
 bad:
   snprintf(err, errlen, "%s: %s = '%s' is not a finite number", sname, key, value);
-  return DPT_OPTIM_EINVAL;
+  return DPT_EINVAL;
 }
 
 /* --- validation --- */
@@ -264,7 +264,7 @@ static void range_text(const hparam *h, char *buf, size_t len) {
 int dpt_optim_solver_validate(const dpt_solver_params *p, char *err, size_t errlen) {
   if ((unsigned)p->kind >= DPT_SOLVER_COUNT) {
     snprintf(err, errlen, "solver kind %d is not a solver", (int)p->kind);
-    return DPT_OPTIM_EINVAL;
+    return DPT_EINVAL;
   }
   const char *sname = dpt_optim_solver_name(p->kind);
   for (size_t i = 0; i < NTABLE; i++) {
@@ -280,12 +280,12 @@ int dpt_optim_solver_validate(const dpt_solver_params *p, char *err, size_t errl
       else
         snprintf(err, errlen, "%s: %s = %g is out of range (expected %s)", sname, h->name, a,
                  range);
-      return DPT_OPTIM_EINVAL;
+      return DPT_EINVAL;
     }
     if (h->type == T_PAIR && !in_range(real_get(p, h->off2), h)) {
       snprintf(err, errlen, "%s: %s[1] = %g is out of range (expected %s)", sname, h->name,
                real_get(p, h->off2), range);
-      return DPT_OPTIM_EINVAL;
+      return DPT_EINVAL;
     }
   }
   /* Constraints between parameters (torch's own checks where it has them). */
@@ -293,21 +293,21 @@ int dpt_optim_solver_validate(const dpt_solver_params *p, char *err, size_t errl
     snprintf(err, errlen,
              "rprop: etas = (%g, %g) are in the wrong order (expected 0 < etaminus < 1 < etaplus)",
              p->eta_minus, p->eta_plus);
-    return DPT_OPTIM_EINVAL;
+    return DPT_EINVAL;
   }
   if (p->kind == DPT_SOLVER_RPROP && p->step_min > p->step_max) {
     snprintf(err, errlen,
              "rprop: step_sizes = (%g, %g) are in the wrong order (expected min <= max)",
              p->step_min, p->step_max);
-    return DPT_OPTIM_EINVAL;
+    return DPT_EINVAL;
   }
   if (p->kind == DPT_SOLVER_SGD && p->nesterov && (p->momentum <= 0 || p->dampening != 0)) {
     snprintf(err, errlen,
              "sgd: nesterov needs momentum > 0 and dampening = 0 (got momentum %g, dampening %g)",
              p->momentum, p->dampening);
-    return DPT_OPTIM_EINVAL;
+    return DPT_EINVAL;
   }
-  return DPT_OPTIM_OK;
+  return DPT_OK;
 }
 
 int dpt_optim_solver_describe(const dpt_solver_params *p, dpt_optim_param_fn fn, void *ctx) {
@@ -399,12 +399,12 @@ int dpt_solver_create(const dpt_solver_params *p, size_t n, dpt_solver **out, ch
   }
   if (bad) goto nomem;
   *out = s;
-  return DPT_OPTIM_OK;
+  return DPT_OK;
 nomem:
   dpt_solver_free(s);
   snprintf(err, errlen, "%s: cannot allocate state for %zu parameters",
            dpt_optim_solver_name(p->kind), n);
-  return DPT_OPTIM_ENOMEM;
+  return DPT_ENOMEM;
 }
 
 void dpt_solver_free(dpt_solver *s) {
@@ -468,7 +468,7 @@ int dpt_solver_state_find(const dpt_solver *s, const char *name) {
     if (!strcmp(s->vec_name[i], name)) return i;
   for (int i = 0; i < s->nscalar; i++)
     if (!strcmp(s->scalar_name[i], name)) return s->nvec + i;
-  return DPT_OPTIM_ESTATE;
+  return DPT_ESTATE;
 }
 
 size_t dpt_solver_state_bytes(const dpt_solver *s) {

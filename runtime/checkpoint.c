@@ -179,7 +179,7 @@ int dpt_ckpt_save_run(const dpt_train_opts *o, const dpt_model *m, MPI_Comm comm
   char name[64], path[1200];
   snprintf(name, sizeof name, "ckpt-%010ld.h5", pos->step);
   snprintf(path, sizeof path, "%s/%s", o->ckpt_dir, name);
-  char ioerr[DPT_IO_ERR_LEN];
+  char ioerr[DPT_ERR_LEN];
   rc = dpt_ckpt_write(path, comm, &l->v, ioerr, sizeof ioerr);
   free(l);
   if (rc) {
@@ -244,7 +244,7 @@ int dpt_ckpt_load_run(const char *path, const dpt_train_opts *o, const dpt_model
                       dpt_train_pos *pos, int params_only, char *err, size_t errlen) {
   layout *l = malloc(sizeof *l);
   if (!l) return DPT_ENOMEM;
-  char ioerr[DPT_IO_ERR_LEN];
+  char ioerr[DPT_ERR_LEN];
   int rc = 0;
   if (!params_only) { /* the solver's range: its state, and the scalars */
     build(l, o, m, params, solver, solver_lo, sched, pos, solver_lo, dpt_solver_len(solver),
@@ -267,7 +267,7 @@ int dpt_ckpt_load_run(const char *path, const dpt_train_opts *o, const dpt_model
       } else if (as_count(v, &count)) { /* every other train.* scalar is a counter */
         snprintf(ioerr, sizeof ioerr, "%s: attribute '%s' is %g (expected a whole number >= 0)",
                  path, name, v);
-        rc = DPT_IO_EINVAL;
+        rc = DPT_EINVAL;
       } else if (!strcmp(name, "train.step")) {
         pos->step = count;
       } else if (!strcmp(name, "train.epoch")) {
@@ -277,7 +277,7 @@ int dpt_ckpt_load_run(const char *path, const dpt_train_opts *o, const dpt_model
       } else if (!strcmp(name, "train.seed") && count != o->seed) {
         snprintf(ioerr, sizeof ioerr, "%s: was saved with --seed %ld but this run uses %ld "
                  "(the data order would differ)", path, count, o->seed);
-        rc = DPT_IO_EINVAL;
+        rc = DPT_EINVAL;
       }
     }
   }
@@ -288,7 +288,7 @@ int dpt_ckpt_load_run(const char *path, const dpt_train_opts *o, const dpt_model
   free(l);
   if (rc) {
     snprintf(err, errlen, "%s", ioerr);
-    return rc == DPT_IO_EIO ? DPT_EIO : DPT_EINVAL;
+    return rc;
   }
   return DPT_OK;
 }

@@ -16,9 +16,6 @@ static void find(const char *dir, const char *name, char *path, size_t len) {
   path[0] = 0;
 }
 
-static int code(int io_rc) {
-  return io_rc == DPT_IO_EIO ? DPT_EIO : io_rc == DPT_IO_ENOMEM ? DPT_ENOMEM : DPT_EINVAL;
-}
 
 int dpt_data_import_idx(const char *dir, const char *out, char *err, size_t errlen) {
   char tx[1100], ty[1100], vx[1100], vy[1100];
@@ -33,12 +30,12 @@ int dpt_data_import_idx(const char *dir, const char *out, char *err, size_t errl
     return DPT_EINVAL;
   }
   int has_test = vx[0] && vy[0];
-  char ioerr[DPT_IO_ERR_LEN];
+  char ioerr[DPT_ERR_LEN];
   int rc = dpt_io_import_idx(tx, ty, has_test ? vx : NULL, has_test ? vy : NULL, out, ioerr,
                              sizeof ioerr);
   if (rc) {
     snprintf(err, errlen, "%s", ioerr);
-    return code(rc);
+    return rc;
   }
   return DPT_OK;
 }
@@ -46,7 +43,7 @@ int dpt_data_import_idx(const char *dir, const char *out, char *err, size_t errl
 int dpt_ckpt_inspect(const char *path, void (*fn)(void *ctx, const char *name,
                                                   const char *value),
                      void *ctx, char *err, size_t errlen) {
-  char ioerr[DPT_IO_ERR_LEN];
+  char ioerr[DPT_ERR_LEN];
   int rc = dpt_ckpt_describe(path, fn, ctx, ioerr, sizeof ioerr);
   if (rc) {
     snprintf(err, errlen, "%s", ioerr);
@@ -64,12 +61,12 @@ int dpt_data_synth(const char *out, long n_train, long n_test, long features, lo
              n_train, n_test, features, classes);
     return DPT_EINVAL;
   }
-  char ioerr[DPT_IO_ERR_LEN];
+  char ioerr[DPT_ERR_LEN];
   int rc = dpt_io_synth(out, n_train, n_test, features, classes, (uint64_t)seed, ioerr,
                         sizeof ioerr);
   if (rc) {
     snprintf(err, errlen, "%s", ioerr);
-    return code(rc);
+    return rc;
   }
   return DPT_OK;
 }

@@ -157,7 +157,7 @@ void dpt_det_add(dpt_det *d, const float *g) {
 }
 
 int dpt_det_check(dpt_det *d, MPI_Comm comm, int *nonfinite, char *err, size_t errlen) {
-  char cerr[DPT_COMM_ERR_LEN];
+  char cerr[DPT_ERR_LEN];
   if (dpt_comm_max(comm, d->max, d->ntensors + 1, cerr, sizeof cerr)) {
     snprintf(err, errlen, "%s", cerr);
     return DPT_EMPI;
@@ -217,7 +217,7 @@ static int64_t sumsq_fixed(const dpt_det *d, const float *g, size_t lo, size_t l
 
 int dpt_det_finish(dpt_det *d, MPI_Comm comm, int whole, float *g, double *sumsq, char *err,
                    size_t errlen) {
-  char cerr[DPT_COMM_ERR_LEN];
+  char cerr[DPT_ERR_LEN];
   int rank, size;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);

@@ -176,7 +176,7 @@ int dpt_train_set(dpt_train_opts *o, const char *key, const char *value, char *e
 
 static int set_any(dpt_train_opts *o, const char *key, const char *value, char *err,
                    size_t errlen) {
-  char oerr[DPT_OPTIM_ERR_LEN];
+  char oerr[DPT_ERR_LEN];
   if (!strcmp(key, "solver")) {
     dpt_solver_kind k;
     if (dpt_optim_solver_kind(value, &k, oerr, sizeof oerr)) {
@@ -268,7 +268,7 @@ int dpt_parse_signals(const char *text, unsigned *mask, char *err, size_t errlen
 }
 
 int dpt_train_validate(const dpt_train_opts *o, char *err, size_t errlen) {
-  char oerr[DPT_OPTIM_ERR_LEN];
+  char oerr[DPT_ERR_LEN];
   double secs;
   unsigned mask;
   if (dpt_parse_duration(o->time_limit, &secs)) {

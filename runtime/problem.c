@@ -199,7 +199,7 @@ static void record(trace *t, int dim, const float *x, double f) {
 /* Creates the run's solver and scheduler as train.c does; errors name the run. */
 static int make_optim(const dpt_problem_run *r, int dim, long steps, dpt_solver **solver,
                       dpt_sched **sched, char *err, size_t errlen) {
-  char oerr[DPT_OPTIM_ERR_LEN];
+  char oerr[DPT_ERR_LEN];
   int rc = dpt_solver_create(&r->solver, (size_t)dim, solver, oerr, sizeof oerr);
   if (!rc)
     rc = dpt_sched_create(&r->sched, r->solver.lr, dpt_solver_has_momentum(*solver),
@@ -208,7 +208,7 @@ static int make_optim(const dpt_problem_run *r, int dim, long steps, dpt_solver 
     snprintf(err, errlen, "run '%s': %s", r->name, oerr);
     dpt_solver_free(*solver);
     *solver = NULL;
-    return rc == DPT_OPTIM_ENOMEM ? DPT_ENOMEM : DPT_EINVAL;
+    return rc;
   }
   return DPT_OK;
 }

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "base.h" /* the error space: DPT_E* codes, dpt_strerror, DPT_ERR_LEN */
 #include "optim.h"
 
 /* --- process set-up (env.c) ---
@@ -94,19 +95,6 @@ const dpt_tensor *dpt_model_tensor(const dpt_model *m, const char *name);
  * weights, uniform biases, bound 1/sqrt(in)). Forward and backward use cblas_sgemm. Fills *m. */
 int dpt_mlp_create(const char *spec, const char *activation, const char *loss, dpt_model *m,
                    char *err, size_t errlen);
-
-/* --- status codes --- */
-#define DPT_ERR_LEN 512
-enum {
-  DPT_OK = 0,
-  DPT_EINVAL = -1,    /* bad input: a flag, a config value, a file, a shape */
-  DPT_EIO = -2,       /* a file could not be read or written */
-  DPT_EMPI = -3,      /* an MPI call failed; peers may not be trusted */
-  DPT_ENOMEM = -4,    /* allocation failed */
-  DPT_ENONFINITE = -5, /* NaN or Inf reached the loss or the gradients */
-  DPT_ESTOPPED = -6    /* stopped on request (a signal, --time-limit) with a checkpoint written:
-                          not a failure; the same command with --resume auto continues */
-};
 
 /* --- logger --- */
 enum { DPT_LOG_ERROR = 0, DPT_LOG_WARN = 1, DPT_LOG_INFO = 2, DPT_LOG_DEBUG = 3 };

@@ -138,12 +138,12 @@ static int check_data(run *r, const dpt_train_opts *o, char *err, size_t errlen)
 }
 
 static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
-  char ioerr[DPT_IO_ERR_LEN];
+  char ioerr[DPT_ERR_LEN];
   int rc = dpt_io_dataset_open(o->data, (size_t)(o->cache_mb * 1048576.0), &r->data, ioerr,
                                sizeof ioerr);
   if (rc) {
     snprintf(err, errlen, "%s", ioerr);
-    return rc == DPT_IO_ENOMEM ? DPT_ENOMEM : rc == DPT_IO_EIO ? DPT_EIO : DPT_EINVAL;
+    return rc;
   }
   dpt_io_dataset_info(r->data, DPT_SPLIT_TRAIN, &r->train);
   r->has_test = o->eval_every > 0 && dpt_io_dataset_info(r->data, DPT_SPLIT_TEST, &r->test) == 0;
@@ -171,7 +171,7 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   r->own = dpt_comm_shard(m->nparams, r->rank, r->size);
   r->shard = r->zero ? r->own
                   : (dpt_range){0, m->nparams};
-  char oerr[DPT_OPTIM_ERR_LEN];
+  char oerr[DPT_ERR_LEN];
   if (dpt_solver_create(&o->solver, r->shard.len, &r->solver, oerr, sizeof oerr)) {
     snprintf(err, errlen, "%s", oerr);
     return DPT_EINVAL;
@@ -193,7 +193,7 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
     int rc2 = dpt_det_create(m, o->micro_shards, r->pos.grad_scale, &r->det, err, errlen);
     if (rc2) return rc2;
   } else {
-    char cerr[DPT_COMM_ERR_LEN];
+    char cerr[DPT_ERR_LEN];
     /* stages 1 and 2 reduce-scatter: a rank steps only its shard, so all-gathering the
      * reduced gradient (as DDP under ZeroRedundancyOptimizer does) would be wasted traffic */
     if (dpt_comm_create(r->comm, r->grads, m->nparams, (size_t)(o->bucket_mb * 1048576.0),
@@ -279,7 +279,7 @@ static void shuffle(int64_t *perm, int64_t n, uint64_t seed, int epoch) {
 /* Reads n training samples by index into r->x and r->labels or r->y. */
 static int read_samples(run *r, const int64_t *idx, size_t n, char *err, size_t errlen) {
   dpt_model *m = r->model;
-  char ioerr[DPT_IO_ERR_LEN];
+  char ioerr[DPT_ERR_LEN];
   memcpy(r->idx, idx, n * sizeof *r->idx);
   if (dpt_io_dataset_read(r->data, DPT_SPLIT_TRAIN, r->idx, n, r->x,
                           m->wants_labels ? r->labels : NULL, m->wants_labels ? NULL : r->y,
@@ -353,7 +353,7 @@ static int reduce_buckets(run *r, const dpt_train_opts *o, long s, step_sums *ou
   memset(r->grads, 0, r->model->nparams * sizeof(float));
   int rc = compute(r, o, s, 1, &loss, err, errlen);
   /* Even a failed rank joins the reduction (with what it has), then says so below. */
-  char cerr[DPT_COMM_ERR_LEN];
+  char cerr[DPT_ERR_LEN];
   dpt_progress_wait(r->pos.step + 1, "the gradient reduction");
   int wrc = dpt_comm_wait(r->reducer, &out->wait, cerr, sizeof cerr);
   dpt_progress_done();
@@ -393,7 +393,7 @@ static int reduce_exact(run *r, const dpt_train_opts *o, long s, step_sums *out,
   int shards = o->micro_shards, per = shards / r->size;
   const int64_t *batch = r->perm + (size_t)s * (size_t)o->batch;
   double *slot = r->slots; /* [0, G) losses; G failure; G+1 signal; G+2 out of time */
-  char cerr[DPT_COMM_ERR_LEN];
+  char cerr[DPT_ERR_LEN];
   int rc = DPT_OK, redo;
   do {
     memset(slot, 0, (size_t)(shards + 3) * sizeof *slot);
@@ -529,7 +529,7 @@ static int step(run *r, const dpt_train_opts *o, long s, dpt_step_info *info, ch
   if (dpt_sched_cycles_momentum(r->sched))
     dpt_solver_set_momentum(r->solver, dpt_sched_momentum(r->sched));
   dpt_solver_step(r->solver, r->params + r->shard.offset, r->grads + r->shard.offset);
-  char cerr[DPT_COMM_ERR_LEN];
+  char cerr[DPT_ERR_LEN];
   if (r->zero) {
     dpt_progress_wait(r->pos.step + 1, "the parameter all-gather");
     int grc = dpt_comm_allgather(r->comm, r->params, m->nparams, cerr, sizeof cerr);
@@ -564,7 +564,7 @@ static int evaluate(run *r, double *loss, double *acc, char *err, size_t errlen)
     return DPT_ENOMEM;
   }
   int rc = DPT_OK;
-  char ioerr[DPT_IO_ERR_LEN];
+  char ioerr[DPT_ERR_LEN];
   for (int64_t c = r->rank; c < nchunks && !rc; c += r->size) {
     int64_t i = c * EVAL_CHUNK;
     size_t cnt = (size_t)(n - i) < EVAL_CHUNK ? (size_t)(n - i) : EVAL_CHUNK;
@@ -582,7 +582,7 @@ static int evaluate(run *r, double *loss, double *acc, char *err, size_t errlen)
   }
   size_t nred = 2 * (size_t)nchunks + 1;
   slot[nred - 1] = rc ? 1 : 0;
-  char cerr[DPT_COMM_ERR_LEN];
+  char cerr[DPT_ERR_LEN];
   dpt_progress_wait(r->pos.step, "the evaluation reduction");
   int wrc = dpt_comm_sum(r->comm, slot, (int)nred, cerr, sizeof cerr);
   dpt_progress_done();

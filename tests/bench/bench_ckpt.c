@@ -46,7 +46,7 @@ typedef struct {
 
 static int do_write(void *p, int rep) {
   job *j = p;
-  char err[DPT_IO_ERR_LEN];
+  char err[DPT_ERR_LEN];
   int rc = dpt_ckpt_write(j->path[rep], MPI_COMM_WORLD, j->v, err, sizeof err);
   if (rc) fprintf(stderr, "bench_ckpt: %s\n", err);
   return rc;
@@ -54,7 +54,7 @@ static int do_write(void *p, int rep) {
 
 static int do_read(void *p, int rep) {
   job *j = p;
-  char err[DPT_IO_ERR_LEN];
+  char err[DPT_ERR_LEN];
   int rc = dpt_ckpt_read(j->path[rep], j->v, 0, err, sizeof err);
   if (rc) fprintf(stderr, "bench_ckpt: %s\n", err);
   return rc;

@@ -84,7 +84,7 @@ int main(int argc, char **argv) {
   for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
     dpt_solver_params p;
     dpt_solver_kind k;
-    char err[DPT_OPTIM_ERR_LEN];
+    char err[DPT_ERR_LEN];
     dpt_optim_solver_kind(rows[r].solver, &k, err, sizeof err);
     dpt_optim_solver_defaults(k, &p);
     p.lr = 1e-6; /* keep parameters finite over many steps */

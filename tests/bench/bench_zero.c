@@ -74,7 +74,7 @@ typedef int (*coll_fn)(float *buf, size_t n, void *ctx);
 static int dpt_allreduce(float *buf, size_t n, void *ctx) {
   (void)buf;
   dpt_comm *c = ctx;
-  char err[DPT_COMM_ERR_LEN];
+  char err[DPT_ERR_LEN];
   dpt_comm_ready(c, 0, n);
   return dpt_comm_wait(c, NULL, err, sizeof err);
 }
@@ -91,7 +91,7 @@ static int raw_reduce_scatter(float *buf, size_t n, void *ctx) { /* out of place
 }
 static int dpt_allgather(float *buf, size_t n, void *ctx) {
   (void)ctx;
-  char err[DPT_COMM_ERR_LEN];
+  char err[DPT_ERR_LEN];
   return dpt_comm_allgather(MPI_COMM_WORLD, buf, n, err, sizeof err);
 }
 static int raw_allgather(float *buf, size_t n, void *ctx) {
@@ -122,7 +122,7 @@ static int bw(int rank, int size) {
   size_t n = BW_FLOATS / (size_t)(16 * size) * (size_t)(16 * size); /* shards even, aligned */
   float *buf = malloc(n * sizeof(float)), *out = malloc(n / (size_t)size * sizeof(float));
   dpt_comm *ar, *rs;
-  char err[DPT_COMM_ERR_LEN];
+  char err[DPT_ERR_LEN];
   if (!buf || !out || dpt_comm_create(MPI_COMM_WORLD, buf, n, (size_t)4 << 20, 1, 0, &ar, err,
                                       sizeof err) ||
       dpt_comm_create(MPI_COMM_WORLD, buf, n, (size_t)4 << 20, 1, 1, &rs, err, sizeof err)) {

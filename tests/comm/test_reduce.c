@@ -45,7 +45,7 @@ static void test_bucketed_sum_is_exact(void **state) {
   for (size_t b = 0; b < sizeof buckets / sizeof buckets[0]; b++) {
     for (int overlap = 0; overlap <= 1; overlap++) {
       dpt_comm *c;
-      char err[DPT_COMM_ERR_LEN];
+      char err[DPT_ERR_LEN];
       assert_int_equal(dpt_comm_create(MPI_COMM_WORLD, buf, N, buckets[b], overlap, 0, &c, err,
                                        sizeof err), 0);
       for (int step = 0; step < 3; step++) {
@@ -105,7 +105,7 @@ static void test_sums_are_bitwise_reproducible(void **state) {
   }
   dpt_range s = dpt_comm_shard(N, rank, size);
   const size_t buckets[] = {4, 400, 4096, 1 << 20};
-  char err[DPT_COMM_ERR_LEN];
+  char err[DPT_ERR_LEN];
   for (size_t b = 0; b < 4; b++)
     for (int shard_only = 0; shard_only <= 1; shard_only++) {
       dpt_comm *c;
@@ -128,7 +128,7 @@ static void test_sums_are_bitwise_reproducible(void **state) {
 
 static void test_failure_is_agreed_and_shared(void **state) {
   (void)state;
-  char err[DPT_COMM_ERR_LEN] = "";
+  char err[DPT_ERR_LEN] = "";
   int rc = rank == size - 1 ? -7 : 0;
   if (rc) snprintf(err, sizeof err, "rank %d found a bad label", rank);
   assert_int_equal(dpt_comm_agree(MPI_COMM_WORLD, rc), -7);

@@ -107,7 +107,7 @@ static herr_t collect_hp(hid_t o, const char *name, const H5A_info_t *info, void
   (void)info;
   template_t *t = data;
   if (strncmp(name, "hp.", 3)) return 0;
-  char *s = NULL, err[DPT_OPTIM_ERR_LEN];
+  char *s = NULL, err[DPT_ERR_LEN];
   hid_t a = H5Aopen(o, name, H5P_DEFAULT), mt = H5Tcopy(H5T_C_S1), ty = H5Aget_type(a),
         sp = H5Aget_space(a);
   int ok = H5Sget_simple_extent_npoints(sp) == 1 && H5Tis_variable_str(ty) > 0;
@@ -550,7 +550,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fz_check_no_open_hdf5("dpt_ckpt_load_run");
 
   describe_ctx c = {0};
-  char ierr[DPT_IO_ERR_LEN] = "";
+  char ierr[DPT_ERR_LEN] = "";
   rc = dpt_ckpt_describe(path, on_item, &c, ierr, sizeof ierr);
   if (rc && !ierr[0]) fail("describe failed without a message", t->file, "");
   if (rc && edits == 0) fail("an unedited checkpoint does not describe", t->file, ierr);

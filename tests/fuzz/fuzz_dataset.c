@@ -32,7 +32,7 @@ static int g_raw = 1;
 static int g_verbose; /* DPT_FUZZ_VERBOSE=1: print what each input led to (to tune the harness) */
 
 /* Huge dims make dpt ask for more than ASan's 1 TiB limit: that must come back as
- * DPT_IO_ENOMEM, not abort the process. */
+ * DPT_ENOMEM, not abort the process. */
 const char *__asan_default_options(void);
 const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
 
@@ -252,7 +252,7 @@ static void read_both(dpt_dataset *a, dpt_dataset *b, int s, const dpt_split_inf
   size_t nx = count * (size_t)info->features, ny = count * (size_t)info->y_width;
   float *x[2], *y[2];
   int32_t lab[2][FZ_MAX_INDICES];
-  char err[2][DPT_IO_ERR_LEN];
+  char err[2][DPT_ERR_LEN];
   int rc[2];
   dpt_dataset *ds[2] = {a, b};
   for (int k = 0; k < 2; k++) {
@@ -276,7 +276,7 @@ static void read_both(dpt_dataset *a, dpt_dataset *b, int s, const dpt_split_inf
 /* Opens path uncached and with the input's cache budget; both must give the same answer.
  * raw: a raw file, whose choices are fixed: everything cached, samples 0, 1, n/2 and n-1. */
 static void load(fz_in *in, const char *path, int raw) {
-  char err[2][DPT_IO_ERR_LEN] = {"", ""};
+  char err[2][DPT_ERR_LEN] = {"", ""};
   dpt_dataset *ds[2] = {NULL, NULL};
   int rc0 = dpt_io_dataset_open(path, 0, &ds[0], err[0], sizeof err[0]);
   if (rc0) fz_check_no_open_hdf5("a failed dpt_io_dataset_open");
@@ -290,7 +290,7 @@ static void load(fz_in *in, const char *path, int raw) {
   }
   int rc1 = dpt_io_dataset_open(path, budget, &ds[1], err[1], sizeof err[1]);
   if (g_verbose) fprintf(stderr, "open: %d %s\n", rc0, rc0 ? err[0] : "ok");
-  if (rc0 == DPT_IO_ENOMEM || rc1 == DPT_IO_ENOMEM) { /* too big to cache: nothing to compare */
+  if (rc0 == DPT_ENOMEM || rc1 == DPT_ENOMEM) { /* too big to cache: nothing to compare */
     dpt_io_dataset_close(ds[1]);
     dpt_io_dataset_close(ds[0]);
     return;

@@ -19,7 +19,7 @@
 #include "io.h"
 
 /* An announced payload above this is skipped: dpt mallocs the announced size before reading
- * (fails cleanly with DPT_IO_ENOMEM on a real system), which libFuzzer's malloc limit would
+ * (fails cleanly with DPT_ENOMEM on a real system), which libFuzzer's malloc limit would
  * report as an out-of-memory crash. 64 MiB is above Fashion-MNIST's 47 MB training images. */
 #define FZ_MAX_PAYLOAD ((uint64_t)64 << 20)
 
@@ -65,7 +65,7 @@ static uint64_t announced(const char *path) {
 
 /* The imported file must open and read back. */
 static void check_output(const char *out, int with_test) {
-  char err[DPT_IO_ERR_LEN];
+  char err[DPT_ERR_LEN];
   dpt_dataset *ds = NULL;
   if (dpt_io_dataset_open(out, (size_t)1 << 20, &ds, err, sizeof err)) {
     fprintf(stderr, "fuzz_idx: import succeeded but its file does not open: %s\n", err);
@@ -128,10 +128,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if ((i < 2 || with_test) && announced(paths[i]) > FZ_MAX_PAYLOAD) return 0;
   }
   fz_path(out, "out/data.h5"); /* "out/" exercises the importer's mkdir -p */
-  char err[DPT_IO_ERR_LEN] = "";
+  char err[DPT_ERR_LEN] = "";
   int rc = dpt_io_import_idx(paths[0], paths[1], with_test ? paths[2] : NULL,
                              with_test ? paths[3] : NULL, out, err, sizeof err);
-  if (rc == DPT_IO_OK) {
+  if (rc == DPT_OK) {
     check_output(out, with_test);
     remove(out);
   } else if (!err[0]) {

@@ -89,7 +89,7 @@ static fixture base_fixture(void) {
 
 /* Opens path expecting failure rc whose message contains every non-NULL needle. */
 static void expect_open_error(const char *path, int rc_want, const char *n1, const char *n2) {
-  char err[DPT_IO_ERR_LEN] = "";
+  char err[DPT_ERR_LEN] = "";
   dpt_dataset *ds = (dpt_dataset *)&ds;
   int rc = dpt_io_dataset_open(path, 1 << 20, &ds, err, sizeof err);
   if (rc != rc_want || (n1 && !strstr(err, n1)) || (n2 && !strstr(err, n2)))
@@ -108,17 +108,17 @@ static void read_both(const char *path, dpt_split split, const int64_t *idx, siz
                       int64_t features) {
   float *x[2];
   int32_t *lab[2];
-  char err[DPT_IO_ERR_LEN];
+  char err[DPT_ERR_LEN];
   for (int m = 0; m < 2; m++) {
     dpt_dataset *ds = NULL;
     size_t cache = m == 0 ? 0 : (size_t)1 << 30;
-    assert_int_equal(dpt_io_dataset_open(path, cache, &ds, err, sizeof err), DPT_IO_OK);
+    assert_int_equal(dpt_io_dataset_open(path, cache, &ds, err, sizeof err), DPT_OK);
     assert_int_equal(dpt_io_dataset_cached(ds, split), m);
     x[m] = malloc(count * (size_t)features * sizeof(float));
     lab[m] = malloc(count * sizeof(int32_t));
     assert_int_equal(dpt_io_dataset_read(ds, split, idx, count, x[m], lab[m], NULL, err,
                                          sizeof err),
-                     DPT_IO_OK);
+                     DPT_OK);
     dpt_io_dataset_close(ds);
   }
   assert_memory_equal(x[0], x[1], count * (size_t)features * sizeof(float));
@@ -131,13 +131,13 @@ static void read_both(const char *path, dpt_split split, const int64_t *idx, siz
 
 static void test_synth_cached_equals_uncached(void **state) {
   (void)state;
-  char path[512], err[DPT_IO_ERR_LEN];
+  char path[512], err[DPT_ERR_LEN];
   tmp_path(path, sizeof path, "synth.h5");
-  assert_int_equal(dpt_io_synth(path, 300, 40, 7, 4, 42, err, sizeof err), DPT_IO_OK);
+  assert_int_equal(dpt_io_synth(path, 300, 40, 7, 4, 42, err, sizeof err), DPT_OK);
   dpt_dataset *ds = NULL;
-  assert_int_equal(dpt_io_dataset_open(path, 0, &ds, err, sizeof err), DPT_IO_OK);
+  assert_int_equal(dpt_io_dataset_open(path, 0, &ds, err, sizeof err), DPT_OK);
   dpt_split_info in;
-  assert_int_equal(dpt_io_dataset_info(ds, DPT_SPLIT_TRAIN, &in), DPT_IO_OK);
+  assert_int_equal(dpt_io_dataset_info(ds, DPT_SPLIT_TRAIN, &in), DPT_OK);
   assert_int_equal(in.n, 300);
   assert_int_equal(in.features, 7);
   assert_int_equal(in.x_rank, 2);
@@ -147,7 +147,7 @@ static void test_synth_cached_equals_uncached(void **state) {
   assert_int_equal(in.y_width, 1);
   assert_true(in.scale == 1.0 && in.offset == 0.0);
   assert_true(in.label_min >= 0 && in.label_max <= 3);
-  assert_int_equal(dpt_io_dataset_info(ds, DPT_SPLIT_TEST, &in), DPT_IO_OK);
+  assert_int_equal(dpt_io_dataset_info(ds, DPT_SPLIT_TEST, &in), DPT_OK);
   assert_int_equal(in.n, 40);
   dpt_io_dataset_close(ds);
 
@@ -168,11 +168,11 @@ static void test_synth_cached_equals_uncached(void **state) {
 
 static void test_synth_is_deterministic(void **state) {
   (void)state;
-  char p1[512], p2[512], err[DPT_IO_ERR_LEN];
+  char p1[512], p2[512], err[DPT_ERR_LEN];
   tmp_path(p1, sizeof p1, "det1.h5");
   tmp_path(p2, sizeof p2, "det2.h5");
-  assert_int_equal(dpt_io_synth(p1, 20, 0, 3, 3, 9, err, sizeof err), DPT_IO_OK);
-  assert_int_equal(dpt_io_synth(p2, 20, 0, 3, 3, 9, err, sizeof err), DPT_IO_OK);
+  assert_int_equal(dpt_io_synth(p1, 20, 0, 3, 3, 9, err, sizeof err), DPT_OK);
+  assert_int_equal(dpt_io_synth(p2, 20, 0, 3, 3, 9, err, sizeof err), DPT_OK);
   float x[2][60];
   int32_t y[2][20];
   int64_t idx[20];
@@ -181,7 +181,7 @@ static void test_synth_is_deterministic(void **state) {
     dpt_dataset *ds = NULL;
     assert_int_equal(dpt_io_dataset_open(k ? p2 : p1, 1 << 20, &ds, err, sizeof err), 0);
     dpt_split_info in;
-    assert_int_equal(dpt_io_dataset_info(ds, DPT_SPLIT_TEST, &in), DPT_IO_ENOENT);
+    assert_int_equal(dpt_io_dataset_info(ds, DPT_SPLIT_TEST, &in), DPT_ENOENT);
     assert_int_equal(dpt_io_dataset_read(ds, DPT_SPLIT_TRAIN, idx, 20, x[k], y[k], NULL, err,
                                          sizeof err),
                      0);
@@ -195,7 +195,7 @@ static void test_synth_is_deterministic(void **state) {
  * 24 stored bytes fit a budget of 24, not 23 (as floats they would need 96). */
 static void test_uint8_scale_offset(void **state) {
   (void)state;
-  char path[512], err[DPT_IO_ERR_LEN];
+  char path[512], err[DPT_ERR_LEN];
   tmp_path(path, sizeof path, "u8.h5");
   uint8_t xu[24];
   for (int i = 0; i < 24; i++) xu[i] = (uint8_t)(i * 10);
@@ -236,9 +236,9 @@ static void test_uint8_scale_offset(void **state) {
  * or not, and checks every value against want[idx * features + j] bit for bit. */
 static void expect_reads(const char *path, size_t cache, int cached, const int64_t *idx,
                          size_t count, size_t features, const float *want) {
-  char err[DPT_IO_ERR_LEN];
+  char err[DPT_ERR_LEN];
   dpt_dataset *ds = NULL;
-  assert_int_equal(dpt_io_dataset_open(path, cache, &ds, err, sizeof err), DPT_IO_OK);
+  assert_int_equal(dpt_io_dataset_open(path, cache, &ds, err, sizeof err), DPT_OK);
   assert_int_equal(dpt_io_dataset_cached(ds, DPT_SPLIT_TRAIN), cached);
   float *x = malloc(count * features * sizeof *x);
   int32_t *lab = malloc(count * sizeof *lab);
@@ -246,7 +246,7 @@ static void expect_reads(const char *path, size_t cache, int cached, const int64
   assert_non_null(lab);
   assert_int_equal(dpt_io_dataset_read(ds, DPT_SPLIT_TRAIN, idx, count, x, lab, NULL, err,
                                        sizeof err),
-                   DPT_IO_OK);
+                   DPT_OK);
   for (size_t i = 0; i < count; i++)
     for (size_t j = 0; j < features; j++)
       if (memcmp(&x[i * features + j], &want[(size_t)idx[i] * features + j], sizeof *x))
@@ -331,7 +331,7 @@ static void test_float32_cache_equals_formula(void **state) {
 
 static void test_float_targets(void **state) {
   (void)state;
-  char path[512], err[DPT_IO_ERR_LEN];
+  char path[512], err[DPT_ERR_LEN];
   tmp_path(path, sizeof path, "targets.h5");
   float t[18];
   for (int i = 0; i < 18; i++) t[i] = 0.25f * (float)i - 1.0f;
@@ -369,7 +369,7 @@ static void test_missing_file(void **state) {
   char path[512];
   tmp_path(path, sizeof path, "nofile.h5");
   remove(path);
-  expect_open_error(path, DPT_IO_EIO, "cannot open", "No such file or directory");
+  expect_open_error(path, DPT_EIO, "cannot open", "No such file or directory");
 }
 
 static void test_not_hdf5(void **state) {
@@ -380,7 +380,7 @@ static void test_not_hdf5(void **state) {
   assert_non_null(f);
   fputs("hello, not hdf5\n", f);
   fclose(f);
-  expect_open_error(path, DPT_IO_EINVAL, "is not an HDF5 file", path);
+  expect_open_error(path, DPT_EINVAL, "is not an HDF5 file", path);
 }
 
 static void test_no_train_x(void **state) {
@@ -390,7 +390,7 @@ static void test_no_train_x(void **state) {
   fixture f = base_fixture();
   f.xname = NULL;
   write_fixture(path, &f);
-  expect_open_error(path, DPT_IO_EINVAL, "/train/x not found", "Dataset format");
+  expect_open_error(path, DPT_EINVAL, "/train/x not found", "Dataset format");
 }
 
 static void test_y_wrong_n(void **state) {
@@ -400,7 +400,7 @@ static void test_y_wrong_n(void **state) {
   fixture f = base_fixture();
   f.ydims[0] = 5;
   write_fixture(path, &f);
-  expect_open_error(path, DPT_IO_EINVAL, "/train/y has 5 samples but /train/x has 6", path);
+  expect_open_error(path, DPT_EINVAL, "/train/y has 5 samples but /train/x has 6", path);
 }
 
 static void test_x_int16(void **state) {
@@ -412,7 +412,7 @@ static void test_x_int16(void **state) {
   f.xtype = H5T_NATIVE_INT16;
   f.x = x;
   write_fixture(path, &f);
-  expect_open_error(path, DPT_IO_EINVAL, "/train/x has type int16 (expected uint8 or float32)",
+  expect_open_error(path, DPT_EINVAL, "/train/x has type int16 (expected uint8 or float32)",
                     path);
 }
 
@@ -436,7 +436,7 @@ static void test_dims_too_large(void **state) {
   write_array(g, "y", H5T_NATIVE_INT32, 1, &n, k_y6, 0, 0);
   H5Gclose(g);
   H5Fclose(file);
-  expect_open_error(path, DPT_IO_EINVAL, "/train/x has dims too large to address", path);
+  expect_open_error(path, DPT_EINVAL, "/train/x has dims too large to address", path);
 }
 
 static void test_negative_label(void **state) {
@@ -448,17 +448,17 @@ static void test_negative_label(void **state) {
   f.ytype = H5T_NATIVE_INT64;
   f.y = y;
   write_fixture(path, &f);
-  expect_open_error(path, DPT_IO_EINVAL, "sample 3", "negative");
+  expect_open_error(path, DPT_EINVAL, "sample 3", "negative");
 }
 
 static void test_label_ge_num_classes(void **state) {
   (void)state;
-  char path[512], err[DPT_IO_ERR_LEN];
+  char path[512], err[DPT_ERR_LEN];
   tmp_path(path, sizeof path, "numclasses.h5");
   fixture f = base_fixture();
   f.num_classes = 2;
   write_fixture(path, &f);
-  expect_open_error(path, DPT_IO_EINVAL, "sample 2 is >= num_classes 2", "/train/y");
+  expect_open_error(path, DPT_EINVAL, "sample 2 is >= num_classes 2", "/train/y");
   f.num_classes = 10; /* a larger attribute wins over max + 1 */
   write_fixture(path, &f);
   dpt_dataset *ds = NULL;
@@ -472,7 +472,7 @@ static void test_label_ge_num_classes(void **state) {
 
 static void test_index_out_of_range(void **state) {
   (void)state;
-  char path[512], err[DPT_IO_ERR_LEN];
+  char path[512], err[DPT_ERR_LEN];
   tmp_path(path, sizeof path, "range.h5");
   fixture f = base_fixture();
   write_fixture(path, &f);
@@ -485,16 +485,16 @@ static void test_index_out_of_range(void **state) {
     err[0] = '\0';
     assert_int_equal(dpt_io_dataset_read(ds, DPT_SPLIT_TRAIN, idx, 3, x, lab, NULL, err,
                                          sizeof err),
-                     DPT_IO_EINVAL);
+                     DPT_EINVAL);
     assert_non_null(strstr(err, "index 6"));
     assert_non_null(strstr(err, "out of range"));
     idx[1] = -1;
     assert_int_equal(dpt_io_dataset_read(ds, DPT_SPLIT_TRAIN, idx, 3, x, lab, NULL, err,
                                          sizeof err),
-                     DPT_IO_EINVAL);
+                     DPT_EINVAL);
     assert_int_equal(dpt_io_dataset_read(ds, DPT_SPLIT_TEST, idx, 1, x, lab, NULL, err,
                                          sizeof err),
-                     DPT_IO_ENOENT);
+                     DPT_ENOENT);
     dpt_io_dataset_close(ds);
   }
 }

@@ -84,23 +84,23 @@ static int setup(void **state) {
 
 /* Reads the whole train split: x [N*F] and labels [N]. */
 static void read_train(const char *path, float *x, int32_t *lab) {
-  char err[DPT_IO_ERR_LEN];
+  char err[DPT_ERR_LEN];
   dpt_dataset *ds = NULL;
-  assert_int_equal(dpt_io_dataset_open(path, 0, &ds, err, sizeof err), DPT_IO_OK);
+  assert_int_equal(dpt_io_dataset_open(path, 0, &ds, err, sizeof err), DPT_OK);
   int64_t idx[N];
   for (int i = 0; i < N; i++) idx[i] = i;
   assert_int_equal(dpt_io_dataset_read(ds, DPT_SPLIT_TRAIN, idx, N, x, lab, NULL, err,
                                        sizeof err),
-                   DPT_IO_OK);
+                   DPT_OK);
   dpt_io_dataset_close(ds);
 }
 
 static void check_imported(const char *out) {
-  char err[DPT_IO_ERR_LEN];
+  char err[DPT_ERR_LEN];
   dpt_dataset *ds = NULL;
-  assert_int_equal(dpt_io_dataset_open(out, 1 << 20, &ds, err, sizeof err), DPT_IO_OK);
+  assert_int_equal(dpt_io_dataset_open(out, 1 << 20, &ds, err, sizeof err), DPT_OK);
   dpt_split_info in;
-  assert_int_equal(dpt_io_dataset_info(ds, DPT_SPLIT_TRAIN, &in), DPT_IO_OK);
+  assert_int_equal(dpt_io_dataset_info(ds, DPT_SPLIT_TRAIN, &in), DPT_OK);
   assert_int_equal(in.n, N);
   assert_int_equal(in.x_rank, 3);
   assert_int_equal(in.x_dims[1], ROWS);
@@ -110,7 +110,7 @@ static void check_imported(const char *out) {
   assert_int_equal(in.y_labels, 1);
   assert_int_equal(in.num_classes, 3);
   dpt_split_info tin;
-  assert_int_equal(dpt_io_dataset_info(ds, DPT_SPLIT_TEST, &tin), DPT_IO_OK);
+  assert_int_equal(dpt_io_dataset_info(ds, DPT_SPLIT_TEST, &tin), DPT_OK);
   assert_int_equal(tin.n, NT);
   assert_true(tin.scale == in.scale && tin.offset == in.offset);
   dpt_io_dataset_close(ds);
@@ -133,38 +133,38 @@ static void check_imported(const char *out) {
 
 static void test_import_plain_and_gzip(void **state) {
   (void)state;
-  char err[DPT_IO_ERR_LEN], out_p[512], out_g[512];
+  char err[DPT_ERR_LEN], out_p[512], out_g[512];
   idx_files p, g;
   write_good_files(&p, "plain", 0);
   write_good_files(&g, "gz", 1);
   tmp_path(out_p, sizeof out_p, "plain.h5");
   tmp_path(out_g, sizeof out_g, "gz.h5");
-  assert_int_equal(dpt_io_import_idx(p.x, p.y, p.tx, p.ty, out_p, err, sizeof err), DPT_IO_OK);
-  assert_int_equal(dpt_io_import_idx(g.x, g.y, g.tx, g.ty, out_g, err, sizeof err), DPT_IO_OK);
+  assert_int_equal(dpt_io_import_idx(p.x, p.y, p.tx, p.ty, out_p, err, sizeof err), DPT_OK);
+  assert_int_equal(dpt_io_import_idx(g.x, g.y, g.tx, g.ty, out_g, err, sizeof err), DPT_OK);
   check_imported(out_p);
   check_imported(out_g);
 }
 
 static void test_import_train_only_nested_dir(void **state) {
   (void)state;
-  char err[DPT_IO_ERR_LEN], out[512];
+  char err[DPT_ERR_LEN], out[512];
   idx_files p;
   write_good_files(&p, "nested", 0);
   snprintf(out, sizeof out, "%s/idx_nested_%ld/a/b/out.h5", DPT_TEST_TMP, (long)getpid());
-  assert_int_equal(dpt_io_import_idx(p.x, p.y, NULL, NULL, out, err, sizeof err), DPT_IO_OK);
+  assert_int_equal(dpt_io_import_idx(p.x, p.y, NULL, NULL, out, err, sizeof err), DPT_OK);
   dpt_dataset *ds = NULL;
-  assert_int_equal(dpt_io_dataset_open(out, 0, &ds, err, sizeof err), DPT_IO_OK);
+  assert_int_equal(dpt_io_dataset_open(out, 0, &ds, err, sizeof err), DPT_OK);
   dpt_split_info in;
-  assert_int_equal(dpt_io_dataset_info(ds, DPT_SPLIT_TEST, &in), DPT_IO_ENOENT);
+  assert_int_equal(dpt_io_dataset_info(ds, DPT_SPLIT_TEST, &in), DPT_ENOENT);
   dpt_io_dataset_close(ds);
 }
 
 /* A failing import names the bad file, returns EINVAL and leaves out as it was. */
 static void expect_import_fails(const idx_files *p, const char *out, const char *n1,
                                 const char *n2) {
-  char err[DPT_IO_ERR_LEN] = "", tmp[600];
+  char err[DPT_ERR_LEN] = "", tmp[600];
   int rc = dpt_io_import_idx(p->x, p->y, p->tx, p->ty, out, err, sizeof err);
-  if (rc != DPT_IO_EINVAL || !strstr(err, n1) || (n2 && !strstr(err, n2)))
+  if (rc != DPT_EINVAL || !strstr(err, n1) || (n2 && !strstr(err, n2)))
     fail_msg("rc %d, message '%s' (expected '%s')", rc, err, n1);
   snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out, (long)getpid());
   assert_int_not_equal(access(tmp, F_OK), 0);
@@ -172,11 +172,11 @@ static void expect_import_fails(const idx_files *p, const char *out, const char 
 
 static void test_truncated_keeps_output(void **state) {
   (void)state;
-  char err[DPT_IO_ERR_LEN], out[512];
+  char err[DPT_ERR_LEN], out[512];
   idx_files p;
   write_good_files(&p, "trunc", 0);
   tmp_path(out, sizeof out, "trunc.h5");
-  assert_int_equal(dpt_io_import_idx(p.x, p.y, p.tx, p.ty, out, err, sizeof err), DPT_IO_OK);
+  assert_int_equal(dpt_io_import_idx(p.x, p.y, p.tx, p.ty, out, err, sizeof err), DPT_OK);
   float x0[N * F], x1[N * F];
   int32_t l0[N], l1[N];
   read_train(out, x0, l0);
@@ -230,13 +230,13 @@ static void test_mismatched_n(void **state) {
 
 static void test_missing_input(void **state) {
   (void)state;
-  char err[DPT_IO_ERR_LEN], out[512], missing[512];
+  char err[DPT_ERR_LEN], out[512], missing[512];
   idx_files p;
   write_good_files(&p, "missing", 0);
   tmp_path(out, sizeof out, "missing.h5");
   tmp_path(missing, sizeof missing, "does_not_exist");
   int rc = dpt_io_import_idx(missing, p.y, NULL, NULL, out, err, sizeof err);
-  assert_int_equal(rc, DPT_IO_EIO);
+  assert_int_equal(rc, DPT_EIO);
   assert_non_null(strstr(err, missing));
   assert_non_null(strstr(err, "No such file"));
 }

@@ -13,7 +13,7 @@
 
 #include "optim.h"
 
-static char err[DPT_OPTIM_ERR_LEN];
+static char err[DPT_ERR_LEN];
 
 #define assert_contains(hay, needle)                                                         \
   do {                                                                                       \
@@ -31,7 +31,7 @@ static dpt_sched_params params(const char *name) {
 static void test_unknown_kind_lists_names(void **state) {
   (void)state;
   dpt_sched_kind k;
-  assert_int_equal(dpt_optim_sched_kind("cosin", &k, err, sizeof err), DPT_OPTIM_EINVAL);
+  assert_int_equal(dpt_optim_sched_kind("cosin", &k, err, sizeof err), DPT_EINVAL);
   assert_contains(err, "cosin");
   for (int i = 0; i < DPT_SCHED_COUNT; i++)
     assert_contains(err, dpt_optim_sched_name((dpt_sched_kind)i));
@@ -59,14 +59,14 @@ static void test_out_of_range_rejected_by_name(void **state) {
     dpt_sched_params p = params(bad_ranges[i].kind);
     assert_int_equal(dpt_optim_sched_set(&p, bad_ranges[i].key, bad_ranges[i].value, err,
                                          sizeof err), 0);
-    assert_int_equal(dpt_optim_sched_validate(&p, err, sizeof err), DPT_OPTIM_EINVAL);
+    assert_int_equal(dpt_optim_sched_validate(&p, err, sizeof err), DPT_EINVAL);
     assert_contains(err, bad_ranges[i].kind);
     assert_contains(err, bad_ranges[i].want1);
     assert_contains(err, bad_ranges[i].want2);
     if (strchr(bad_ranges[i].value, ',') == NULL) assert_contains(err, bad_ranges[i].value);
     dpt_sched *s = NULL;
     assert_int_equal(dpt_sched_create(&p, 0.1, 1, 0.9, 100, &s, err, sizeof err),
-                     DPT_OPTIM_EINVAL);
+                     DPT_EINVAL);
     assert_null(s);
   }
 }
@@ -74,30 +74,30 @@ static void test_out_of_range_rejected_by_name(void **state) {
 static void test_bad_keys_and_values(void **state) {
   (void)state;
   dpt_sched_params p = params("step");
-  assert_int_equal(dpt_optim_sched_set(&p, "T_max", "5", err, sizeof err), DPT_OPTIM_EINVAL);
+  assert_int_equal(dpt_optim_sched_set(&p, "T_max", "5", err, sizeof err), DPT_EINVAL);
   assert_contains(err, "step");
   assert_contains(err, "T_max");
   assert_contains(err, "step_size"); /* lists what it takes */
-  assert_int_equal(dpt_optim_sched_set(&p, "gamma", "half", err, sizeof err), DPT_OPTIM_EINVAL);
+  assert_int_equal(dpt_optim_sched_set(&p, "gamma", "half", err, sizeof err), DPT_EINVAL);
   assert_contains(err, "half");
   assert_int_equal(dpt_optim_sched_set(&p, "step_size", "2.5", err, sizeof err),
-                   DPT_OPTIM_EINVAL);
+                   DPT_EINVAL);
   assert_contains(err, "whole number");
   p = params("cyclic");
   assert_int_equal(dpt_optim_sched_set(&p, "mode", "triangle", err, sizeof err),
-                   DPT_OPTIM_EINVAL);
+                   DPT_EINVAL);
   assert_contains(err, "triangular|triangular2|exp_range");
   assert_int_equal(dpt_optim_sched_set(&p, "mode", "exp_range", err, sizeof err), 0);
   assert_int_equal(p.cyclic_mode, 2);
   p = params("multistep");
   assert_int_equal(dpt_optim_sched_set(&p, "milestones", "5,x", err, sizeof err),
-                   DPT_OPTIM_EINVAL);
+                   DPT_EINVAL);
   assert_int_equal(dpt_optim_sched_set(&p, "milestones", "5, 9,12", err, sizeof err), 0);
   assert_int_equal(p.n_milestones, 3);
   assert_int_equal(p.milestones[2], 12);
   p = params("none");
   assert_int_equal(dpt_optim_sched_set(&p, "warmup", "linear", err, sizeof err),
-                   DPT_OPTIM_EINVAL);
+                   DPT_EINVAL);
 }
 
 static void test_momentum_cycling_needs_momentum(void **state) {
@@ -105,13 +105,13 @@ static void test_momentum_cycling_needs_momentum(void **state) {
   dpt_sched_params p = params("cyclic");
   dpt_sched *s = NULL;
   assert_int_equal(dpt_sched_create(&p, 0.01, 0, 0, 100, &s, err, sizeof err),
-                   DPT_OPTIM_EINVAL);
+                   DPT_EINVAL);
   assert_contains(err, "cyclic");
   assert_contains(err, "cycle_momentum 0");
   assert_contains(err, "momentum or beta1");
   p = params("onecycle");
   assert_int_equal(dpt_sched_create(&p, 0.01, 0, 0, 100, &s, err, sizeof err),
-                   DPT_OPTIM_EINVAL);
+                   DPT_EINVAL);
   assert_null(s);
   assert_contains(err, "onecycle");
   assert_contains(err, "cycle_momentum 0");
@@ -126,15 +126,15 @@ static void test_whole_run_lengths(void **state) {
   (void)state;
   dpt_sched_params p = params("cosine"); /* T_max 0: whole run */
   dpt_sched *s = NULL;
-  assert_int_equal(dpt_sched_create(&p, 0.1, 0, 0, 0, &s, err, sizeof err), DPT_OPTIM_EINVAL);
+  assert_int_equal(dpt_sched_create(&p, 0.1, 0, 0, 0, &s, err, sizeof err), DPT_EINVAL);
   assert_contains(err, "T_max");
   assert_null(s);
   dpt_sched_params q = params("onecycle");
-  assert_int_equal(dpt_sched_create(&q, 0.1, 1, 0.9, 0, &s, err, sizeof err), DPT_OPTIM_EINVAL);
+  assert_int_equal(dpt_sched_create(&q, 0.1, 1, 0.9, 0, &s, err, sizeof err), DPT_EINVAL);
   assert_contains(err, "total_steps");
   q = params("polynomial");
   assert_int_equal(dpt_optim_sched_set(&q, "total_iters", "0", err, sizeof err), 0);
-  assert_int_equal(dpt_sched_create(&q, 0.1, 0, 0, 0, &s, err, sizeof err), DPT_OPTIM_EINVAL);
+  assert_int_equal(dpt_sched_create(&q, 0.1, 0, 0, 0, &s, err, sizeof err), DPT_EINVAL);
   assert_contains(err, "total_iters");
   assert_int_equal(dpt_sched_create(&p, 0.1, 0, 0, 10, &s, err, sizeof err), 0);
   for (int i = 0; i < 10; i++) dpt_sched_step(s, 0);
@@ -258,11 +258,11 @@ static void test_interval_and_warmup_keys_everywhere(void **state) {
     assert_int_equal(dpt_optim_sched_set(&p, "interval", "epoch", err, sizeof err), 0);
     assert_int_equal(p.interval, DPT_SCHED_EVERY_EPOCH);
     assert_int_equal(dpt_optim_sched_set(&p, "interval", "sometimes", err, sizeof err),
-                     DPT_OPTIM_EINVAL);
+                     DPT_EINVAL);
     assert_contains(err, "interval");
     int rc = dpt_optim_sched_set(&p, "warmup", "constant", err, sizeof err);
     if (k == DPT_SCHED_NONE) {
-      assert_int_equal(rc, DPT_OPTIM_EINVAL);
+      assert_int_equal(rc, DPT_EINVAL);
       assert_contains(err, "none");
       assert_contains(err, "warmup");
       continue;
@@ -273,7 +273,7 @@ static void test_interval_and_warmup_keys_everywhere(void **state) {
     assert_int_equal(dpt_optim_sched_set(&p, "warmup_factor", "0.5", err, sizeof err), 0);
     assert_int_equal(dpt_optim_sched_validate(&p, err, sizeof err), 0);
     assert_int_equal(dpt_optim_sched_set(&p, "warmup", "cosine", err, sizeof err),
-                     DPT_OPTIM_EINVAL);
+                     DPT_EINVAL);
     assert_contains(err, "warmup");
   }
   /* booleans and enums */
@@ -283,7 +283,7 @@ static void test_interval_and_warmup_keys_everywhere(void **state) {
   assert_int_equal(dpt_optim_sched_set(&p, "three_phase", "0", err, sizeof err), 0);
   assert_int_equal(p.three_phase, 0);
   assert_int_equal(dpt_optim_sched_set(&p, "three_phase", "yes", err, sizeof err),
-                   DPT_OPTIM_EINVAL);
+                   DPT_EINVAL);
   assert_contains(err, "three_phase");
   assert_int_equal(dpt_optim_sched_set(&p, "anneal_strategy", "linear", err, sizeof err), 0);
   assert_int_equal(p.anneal_cos, 0);
@@ -291,13 +291,13 @@ static void test_interval_and_warmup_keys_everywhere(void **state) {
   assert_int_equal(dpt_optim_sched_set(&p, "mode", "max", err, sizeof err), 0);
   assert_int_equal(p.plateau_max, 1);
   assert_int_equal(dpt_optim_sched_set(&p, "mode", "triangular", err, sizeof err),
-                   DPT_OPTIM_EINVAL);
+                   DPT_EINVAL);
   assert_contains(err, "plateau");
   assert_contains(err, "mode");
   assert_int_equal(dpt_optim_sched_set(&p, "threshold_mode", "abs", err, sizeof err), 0);
   assert_int_equal(p.threshold_abs, 1);
   p = params("cyclic");
-  assert_int_equal(dpt_optim_sched_set(&p, "patience", "3", err, sizeof err), DPT_OPTIM_EINVAL);
+  assert_int_equal(dpt_optim_sched_set(&p, "patience", "3", err, sizeof err), DPT_EINVAL);
   assert_contains(err, "cyclic");
   assert_contains(err, "patience");
 }
@@ -310,7 +310,7 @@ static void test_cyclic_max_lr_above_base(void **state) {
   assert_int_equal(dpt_optim_sched_set(&p, "max_lr", "0.1", err, sizeof err), 0);
   dpt_sched *s = NULL;
   assert_int_equal(dpt_sched_create(&p, 0.01, 0, 0, 100, &s, err, sizeof err),
-                   DPT_OPTIM_EINVAL);
+                   DPT_EINVAL);
   assert_null(s);
   assert_contains(err, "max_lr");
   assert_contains(err, "base_lr");

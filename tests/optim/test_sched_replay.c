@@ -38,7 +38,7 @@ static double worst;
 static void load(const char *path, ref_case *c) {
   FILE *f = fopen(path, "r");
   assert_non_null(f);
-  char line[512], a[128], b[128], err[DPT_OPTIM_ERR_LEN];
+  char line[512], a[128], b[128], err[DPT_ERR_LEN];
   snprintf(c->name, sizeof c->name, "%s", path);
   c->n = 0;
   while (fgets(line, sizeof line, f)) {
@@ -80,7 +80,7 @@ static int close_enough(double got, double want) {
 
 static dpt_sched *make(const ref_case *c) {
   dpt_sched *s;
-  char err[DPT_OPTIM_ERR_LEN];
+  char err[DPT_ERR_LEN];
   if (dpt_sched_create(&c->p, c->base_lr, c->has_m, c->base_m, c->run_steps, &s, err,
                        sizeof err))
     fail_msg("%s: %s", c->name, err);
@@ -174,7 +174,7 @@ static void test_every_recorded_schedule_matches_torch(void **state) {
 static void test_plateau_after_warmup(void **state) {
   (void)state;
   dpt_sched_params p;
-  char err[DPT_OPTIM_ERR_LEN];
+  char err[DPT_ERR_LEN];
   dpt_optim_sched_defaults(DPT_SCHED_PLATEAU, &p);
   assert_int_equal(dpt_optim_sched_set(&p, "warmup", "linear", err, sizeof err), 0);
   assert_int_equal(dpt_optim_sched_set(&p, "warmup_iters", "4", err, sizeof err), 0);

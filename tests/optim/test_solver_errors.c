@@ -12,7 +12,7 @@
 
 #include "optim.h"
 
-static char err[DPT_OPTIM_ERR_LEN];
+static char err[DPT_ERR_LEN];
 
 static dpt_solver_params params(const char *name) {
   dpt_solver_params p;
@@ -30,7 +30,7 @@ static dpt_solver_params params(const char *name) {
 static void test_unknown_solver_lists_known_names(void **state) {
   (void)state;
   dpt_solver_kind k;
-  assert_int_equal(dpt_optim_solver_kind("adamm", &k, err, sizeof err), DPT_OPTIM_EINVAL);
+  assert_int_equal(dpt_optim_solver_kind("adamm", &k, err, sizeof err), DPT_EINVAL);
   assert_contains(err, "adamm");
   for (int i = 0; i < DPT_SOLVER_COUNT; i++)
     assert_contains(err, dpt_optim_solver_name((dpt_solver_kind)i));
@@ -68,12 +68,12 @@ static void test_out_of_range_is_rejected_by_name(void **state) {
     dpt_solver_params p = params(bad_ranges[i].solver);
     assert_int_equal(dpt_optim_solver_set(&p, bad_ranges[i].key, bad_ranges[i].value, err,
                                           sizeof err), 0);
-    assert_int_equal(dpt_optim_solver_validate(&p, err, sizeof err), DPT_OPTIM_EINVAL);
+    assert_int_equal(dpt_optim_solver_validate(&p, err, sizeof err), DPT_EINVAL);
     assert_contains(err, bad_ranges[i].solver);
     assert_contains(err, bad_ranges[i].want1);
     assert_contains(err, bad_ranges[i].want2);
     dpt_solver *s = (dpt_solver *)&p; /* create validates too and leaves *out NULL */
-    assert_int_equal(dpt_solver_create(&p, 4, &s, err, sizeof err), DPT_OPTIM_EINVAL);
+    assert_int_equal(dpt_solver_create(&p, 4, &s, err, sizeof err), DPT_EINVAL);
     assert_null(s);
   }
 }
@@ -107,19 +107,19 @@ static void test_bad_keys_and_text_are_rejected(void **state) {
   (void)state;
   dpt_solver_params p = params("adam");
   assert_int_equal(dpt_optim_solver_set(&p, "momentum", "0.9", err, sizeof err),
-                   DPT_OPTIM_EINVAL);
+                   DPT_EINVAL);
   assert_contains(err, "adam");
   assert_contains(err, "momentum");
   assert_contains(err, "betas"); /* lists what it takes */
-  assert_int_equal(dpt_optim_solver_set(&p, "lr", "fast", err, sizeof err), DPT_OPTIM_EINVAL);
+  assert_int_equal(dpt_optim_solver_set(&p, "lr", "fast", err, sizeof err), DPT_EINVAL);
   assert_contains(err, "lr");
   assert_contains(err, "fast");
-  assert_int_equal(dpt_optim_solver_set(&p, "lr", "1e-3x", err, sizeof err), DPT_OPTIM_EINVAL);
-  assert_int_equal(dpt_optim_solver_set(&p, "lr", "nan", err, sizeof err), DPT_OPTIM_EINVAL);
-  assert_int_equal(dpt_optim_solver_set(&p, "betas", "0.9", err, sizeof err), DPT_OPTIM_EINVAL);
+  assert_int_equal(dpt_optim_solver_set(&p, "lr", "1e-3x", err, sizeof err), DPT_EINVAL);
+  assert_int_equal(dpt_optim_solver_set(&p, "lr", "nan", err, sizeof err), DPT_EINVAL);
+  assert_int_equal(dpt_optim_solver_set(&p, "betas", "0.9", err, sizeof err), DPT_EINVAL);
   assert_contains(err, "pair");
   assert_int_equal(dpt_optim_solver_set(&p, "amsgrad", "maybe", err, sizeof err),
-                   DPT_OPTIM_EINVAL);
+                   DPT_EINVAL);
   assert_contains(err, "amsgrad");
   assert_int_equal(dpt_optim_solver_set(&p, "betas", "0.8, 0.99", err, sizeof err), 0);
   assert_true(p.beta1 == 0.8 && p.beta2 == 0.99);

@@ -39,7 +39,7 @@ static void read_floats(FILE *f, float *v, size_t n, const char *path) {
 static int replay(const char *path) {
   FILE *f = fopen(path, "r");
   assert_non_null(f);
-  char word[128], key[128], val[128], err[DPT_OPTIM_ERR_LEN];
+  char word[128], key[128], val[128], err[DPT_ERR_LEN];
   dpt_solver_params p;
   dpt_solver *s = NULL;
   size_t n = 0;
@@ -141,7 +141,7 @@ static void test_every_recorded_trajectory_matches_torch(void **state) {
     char kind[32];
     snprintf(kind, sizeof kind, "%.*s", (int)strcspn(e->d_name, "_."), e->d_name);
     dpt_solver_kind k;
-    char err[DPT_OPTIM_ERR_LEN];
+    char err[DPT_ERR_LEN];
     if (!dpt_optim_solver_kind(kind, &k, err, sizeof err)) seen |= 1u << k;
     cases++;
   }

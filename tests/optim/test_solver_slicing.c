@@ -48,7 +48,7 @@ static const config configs[] = {
 static dpt_solver *make(const config *c, size_t n) {
   dpt_solver_params p;
   dpt_solver_kind k;
-  char err[DPT_OPTIM_ERR_LEN];
+  char err[DPT_ERR_LEN];
   assert_int_equal(dpt_optim_solver_kind(c->solver, &k, err, sizeof err), 0);
   dpt_optim_solver_defaults(k, &p);
   for (int i = 0; c->keys[i]; i += 2)
@@ -140,7 +140,7 @@ static void test_state_enumerates_by_name(void **state) {
     }
     assert_string_equal(names, want[i].names);
     assert_int_equal(bytes, dpt_solver_state_bytes(s));
-    assert_int_equal(dpt_solver_state_find(s, "no_such_entry"), DPT_OPTIM_ESTATE);
+    assert_int_equal(dpt_solver_state_find(s, "no_such_entry"), DPT_ESTATE);
     assert_null(dpt_solver_state(s, dpt_solver_state_count(s), &(dpt_state_info){0}));
     dpt_solver_free(s);
   }
