@@ -676,34 +676,11 @@ int dpt_io_dataset_read(dpt_dataset *ds, dpt_split split, const int64_t *idx, si
 
 /* ---- writing (shared by idx.c and synth.c) ------------------------------------------------ */
 
-/* mkdir -p of the directory part of path (nothing if it has none). */
-static int make_parent_dirs(const char *path, char *err, size_t errlen) {
-  const char *slash = strrchr(path, '/');
-  if (!slash || slash == path) return DPT_OK;
-  size_t len = (size_t)(slash - path);
-  char *dir = malloc(len + 1);
-  if (!dir) return dpt_io__errf(err, errlen, DPT_ENOMEM, "out of memory");
-  memcpy(dir, path, len);
-  dir[len] = '\0';
-  int rc = DPT_OK;
-  for (size_t i = 1; i <= len && rc == DPT_OK; i++) {
-    if (dir[i] != '/' && dir[i] != '\0') continue;
-    char c = dir[i];
-    dir[i] = '\0';
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-      rc = dpt_io__errf(err, errlen, DPT_EIO, "cannot create directory '%s': %s", dir,
-                        strerror(errno));
-    dir[i] = c;
-  }
-  free(dir);
-  return rc;
-}
-
 int dpt_io__writer_open(dpt_io__writer *w, const char *out, char *err, size_t errlen) {
   w->file = H5I_INVALID_HID;
   w->out = out;
   w->tmp = NULL;
-  int rc = make_parent_dirs(out, err, errlen);
+  int rc = dpt_mkdirs_parent(out, "output file", err, errlen);
   if (rc < 0) return rc;
   size_t len = strlen(out) + 32;
   if (!(w->tmp = malloc(len))) return dpt_io__errf(err, errlen, DPT_ENOMEM, "out of memory");
@@ -769,9 +746,7 @@ int dpt_io__writer_commit(dpt_io__writer *w, int64_t num_classes, char *err, siz
   w->file = H5I_INVALID_HID;
   if (rc == DPT_OK && closed < 0)
     rc = dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot finish writing (disk full?)", w->tmp);
-  if (rc == DPT_OK && rename(w->tmp, w->out) != 0)
-    rc = dpt_io__errf(err, errlen, DPT_EIO, "cannot rename '%s' to '%s': %s", w->tmp, w->out,
-                      strerror(errno));
+  if (rc == DPT_OK) rc = dpt_file_commit(w->tmp, w->out, err, errlen);
   if (rc == DPT_OK) {
     free(w->tmp);
     w->tmp = NULL;

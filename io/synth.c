@@ -3,7 +3,7 @@
  *
  * Invariants:
  * - Deterministic: the same (n_train, n_test, features, classes, seed) give the same file on
- *   every machine (own splitmix64 generator, Box-Muller normals in double).
+ *   every machine (base.h's splitmix64 generator, Box-Muller normals in double).
  * - Classes are Gaussian clusters: centres c_k ~ N(0, I), a sample of class k is
  *   (c_k + sigma * N(0, I)) / sqrt(1 + sigma^2), so every feature has variance ~1. With
  *   sigma = sqrt(features / 2) / 2.4 the distance between two centres is ~2.4 noise sd on
@@ -22,12 +22,7 @@ typedef struct {
   double spare;
 } rng_t;
 
-static uint64_t rng_next(rng_t *r) {
-  uint64_t z = (r->s += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
+static uint64_t rng_next(rng_t *r) { return dpt_splitmix64(&r->s); }
 
 /* Uniform in (0, 1]. */
 static double rng_unit(rng_t *r) { return ((double)(rng_next(r) >> 11) + 1.0) * 0x1.0p-53; }

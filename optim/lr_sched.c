@@ -221,17 +221,6 @@ static void choice_name(const char *choices, int index, char *out, size_t len) {
   snprintf(out, len, "%.*s", (int)strcspn(c, "|"), c);
 }
 
-static int parse_double(const char *s, double *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (end == s || errno == ERANGE || !isfinite(v)) return -1;
-  while (*end == ' ') end++;
-  if (*end) return -1;
-  *out = v;
-  return 0;
-}
-
 int dpt_optim_sched_set(dpt_sched_params *p, const char *key, const char *value, char *err,
                         size_t errlen) {
   const char *name = dpt_optim_sched_name(p->kind);
@@ -261,10 +250,9 @@ int dpt_optim_sched_set(dpt_sched_params *p, const char *key, const char *value,
     return DPT_OK;
   }
   case T_BOOL:
-    if (!strcmp(value, "1") || !strcasecmp(value, "true")) *ifield(p, h->off) = 1;
-    else if (!strcmp(value, "0") || !strcasecmp(value, "false")) *ifield(p, h->off) = 0;
-    else {
-      snprintf(err, errlen, "%s: %s = '%s' is not a boolean (expected 0, 1, true or false)",
+    if (dpt_parse_bool(value, ifield(p, h->off))) {
+      snprintf(err, errlen,
+               "%s: %s = '%s' is not a boolean (expected 1/0, true/false, yes/no or on/off)",
                name, key, value);
       return DPT_EINVAL;
     }
@@ -291,14 +279,15 @@ int dpt_optim_sched_set(dpt_sched_params *p, const char *key, const char *value,
     return DPT_OK;
   }
   case T_INT:
-    if (parse_double(value, &v) || v != floor(v) || fabs(v) > 2e9) {
+    long w;
+    if (dpt_parse_long(value, &w) || w < -2000000000L || w > 2000000000L) {
       snprintf(err, errlen, "%s: %s = '%s' is not a whole number", name, key, value);
       return DPT_EINVAL;
     }
-    *ifield(p, h->off) = (int)v;
+    *ifield(p, h->off) = (int)w;
     return DPT_OK;
   default:
-    if (parse_double(value, &v)) {
+    if (dpt_parse_double(value, &v)) {
       snprintf(err, errlen, "%s: %s = '%s' is not a finite number", name, key, value);
       return DPT_EINVAL;
     }

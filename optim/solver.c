@@ -172,29 +172,6 @@ static const hparam *lookup(dpt_solver_kind kind, const char *key) {
   return NULL;
 }
 
-static int parse_real(const char *text, double *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(text, &end);
-  if (end == text || errno == ERANGE || !isfinite(v)) return -1;
-  while (*end == ' ' || *end == '\t') end++;
-  if (*end) return -1;
-  *out = v;
-  return 0;
-}
-
-static int parse_bool(const char *text, int *out) {
-  if (!strcmp(text, "1") || !strcasecmp(text, "true") || !strcasecmp(text, "yes") ||
-      !strcasecmp(text, "on"))
-    *out = 1;
-  else if (!strcmp(text, "0") || !strcasecmp(text, "false") || !strcasecmp(text, "no") ||
-           !strcasecmp(text, "off"))
-    *out = 0;
-  else
-    return -1;
-  return 0;
-}
-
 int dpt_optim_solver_set(dpt_solver_params *p, const char *key, const char *value, char *err,
                          size_t errlen) {
   const char *sname = dpt_optim_solver_name(p->kind);
@@ -211,11 +188,11 @@ int dpt_optim_solver_set(dpt_solver_params *p, const char *key, const char *valu
   }
   switch (h->type) {
   case T_REAL:
-    if (parse_real(value, real_at(p, h->off))) goto bad;
+    if (dpt_parse_double(value, real_at(p, h->off))) goto bad;
     return DPT_OK;
   case T_BOOL:
-    if (parse_bool(value, int_at(p, h->off))) {
-      snprintf(err, errlen, "%s: %s = '%s' is not a boolean (expected 0, 1, true or false)",
+    if (dpt_parse_bool(value, int_at(p, h->off))) {
+      snprintf(err, errlen, "%s: %s = '%s' is not a boolean (expected 1/0, true/false, yes/no or on/off)",
                sname, key, value);
       return DPT_EINVAL;
     }
@@ -227,7 +204,7 @@ int dpt_optim_solver_set(dpt_solver_params *p, const char *key, const char *valu
     double a, b;
     if (!comma) goto bad_pair;
     *comma = 0;
-    if (parse_real(buf, &a) || parse_real(comma + 1, &b)) goto bad_pair;
+    if (dpt_parse_double(buf, &a) || dpt_parse_double(comma + 1, &b)) goto bad_pair;
     *real_at(p, h->off) = a;
     *real_at(p, h->off2) = b;
     return DPT_OK;

@@ -9,18 +9,6 @@
 /* Monotonic wall clock in seconds. */
 double dpt_now(void);
 
-/* mkdir -p; on failure the message names `flag` (the option the path came from). */
-int dpt_mkdirs(const char *path, const char *flag, char *err, size_t errlen);
-
-/* A text file written atomically: into "<path>.tmp", then flushed, fsync'ed and renamed over
- * path by dpt_afile_commit, which on any failure removes the temporary file instead. */
-typedef struct {
-  FILE *f;
-  char path[2048], tmp[2056];
-} dpt_afile;
-int dpt_afile_open(dpt_afile *a, const char *path, char *err, size_t errlen);
-int dpt_afile_commit(dpt_afile *a, char *err, size_t errlen);
-
 /* The trainer is about to block in collective `what` (a string literal) at step `step`; and
  * it is back (see dpt_progress in runtime.h). */
 void dpt_progress_wait(long step, const char *what);

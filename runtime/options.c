@@ -36,7 +36,7 @@ static const opt_def k_opts[] = {
     {"clip_norm", OPT_DBL, F(clip_norm), "0", 0, INFINITY, "clip gradients to this global L2 norm (0: off)"},
     {"seed", OPT_LONG, F(seed), "42", 0, 9.2e18, "seed of initialisation and data order"},
     {"zero", OPT_INT, F(zero), "-1", -1, 2, "ZeRO stage: 0 all state on every rank, 1 state sharded and gradients reduce-scattered, 2 the same as 1; -1: 1 when ranks > 1"},
-    {"bucket_mb", OPT_DBL, F(bucket_mb), "25", 1e-6, 1e6, "gradient allreduce bucket size in MiB"},
+    {"bucket_mb", OPT_DBL, F(bucket_mb), "25", 4.0 / 1048576, 1e6, "gradient allreduce bucket size in MiB"},
     {"overlap", OPT_BOOL, F(overlap), "1", 0, 1, "reduce gradient buckets while backward runs (0: after it)"},
     {"cache_mb", OPT_DBL, F(cache_mb), "1024", 0, 1e9, "keep a dataset split in memory if it fits (MiB)"},
     {"eval_every", OPT_INT, F(eval_every), "1", 0, 1e9, "evaluate on the test split every N epochs (0: never)"},
@@ -80,16 +80,6 @@ static const char *const *choices_of(const char *name) {
   return NULL;
 }
 
-static int parse_number(const char *text, double *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(text, &end);
-  if (end == text || *end || errno == ERANGE || isnan(v))
-    return -1;
-  *out = v;
-  return 0;
-}
-
 static int set_opt(dpt_train_opts *o, const opt_def *d, const char *value, char *err,
                    size_t errlen) {
   char *p = (char *)o + d->off;
@@ -115,17 +105,24 @@ static int set_opt(dpt_train_opts *o, const opt_def *d, const char *value, char 
     return DPT_OK;
   }
   double v;
-  if (d->type == OPT_BOOL && (!strcmp(value, "true") || !strcmp(value, "yes")))
-    v = 1;
-  else if (d->type == OPT_BOOL && (!strcmp(value, "false") || !strcmp(value, "no")))
-    v = 0;
-  else if (parse_number(value, &v)) {
+  int b;
+  long w = 0;
+  if (d->type == OPT_BOOL) {
+    if (dpt_parse_bool(value, &b)) {
+      snprintf(err, errlen, "--%s: '%s' is not a boolean (expected 1/0, true/false, yes/no or on/off)",
+               d->name, value);
+      return DPT_EINVAL;
+    }
+    v = b;
+  } else if (dpt_parse_double(value, &v)) {
     snprintf(err, errlen, "--%s: '%s' is not a number", d->name, value);
     return DPT_EINVAL;
-  }
-  if (d->type != OPT_DBL && v != floor(v)) {
-    snprintf(err, errlen, "--%s: '%s' is not a whole number", d->name, value);
-    return DPT_EINVAL;
+  } else if (d->type != OPT_DBL) {
+    if (dpt_parse_long(value, &w)) {
+      snprintf(err, errlen, "--%s: '%s' is not a whole number", d->name, value);
+      return DPT_EINVAL;
+    }
+    v = (double)w;
   }
   if (v < d->min || v > d->max) {
     snprintf(err, errlen, "--%s: %s is out of range [%g, %g]", d->name, value, d->min, d->max);
@@ -137,7 +134,7 @@ static int set_opt(dpt_train_opts *o, const opt_def *d, const char *value, char 
     *(int *)p = (int)v;
     break;
   case OPT_LONG:
-    *(long *)p = (long)v;
+    *(long *)p = w; /* exact: a seed above 2^53 stays what was typed */
     break;
   case OPT_DBL:
     *(double *)p = v;
@@ -167,9 +164,44 @@ static void dash_flag(char *err) {
     if (*c == '_') *c = '-';
 }
 
+typedef struct {
+  const char *key;
+  int is_bool;
+} bool_probe;
+
+/* Listings show a boolean hyperparameter's value as true or false. */
+static void probe_param(void *ctx, const char *name, const char *value, const char *help) {
+  (void)help;
+  bool_probe *b = ctx;
+  if (!strcmp(name, b->key)) b->is_bool = !strcmp(value, "true") || !strcmp(value, "false");
+}
+
+/* Is key an option that stands alone as a flag (a boolean: --verbose, --nesterov)? */
+static int is_bool_option(const dpt_train_opts *o, const char *key) {
+  for (size_t i = 0; i < N_OPTS; i++)
+    if (!strcmp(k_opts[i].name, key)) return k_opts[i].type == OPT_BOOL;
+  bool_probe b = {key, 0};
+  if (!strncmp(key, "sched_", 6)) {
+    b.key = key + 6;
+    dpt_optim_sched_describe(&o->sched, probe_param, &b);
+  } else {
+    dpt_optim_solver_describe(&o->solver, probe_param, &b);
+  }
+  return b.is_bool;
+}
+
 int dpt_train_set(dpt_train_opts *o, const char *key, const char *value, char *err,
                   size_t errlen) {
-  int rc = set_any(o, key, value, err, errlen);
+  int rc;
+  if (value) {
+    rc = set_any(o, key, value, err, errlen);
+  } else if (is_bool_option(o, key)) {
+    rc = set_any(o, key, "1", err, errlen);
+  } else {
+    /* "--lr --max-steps 3" must not train at lr 1: a flag alone is only a boolean's */
+    snprintf(err, errlen, "--%s: needs a value", key);
+    rc = DPT_EINVAL;
+  }
   if (rc) dash_flag(err);
   return rc;
 }
@@ -206,7 +238,11 @@ static int set_any(dpt_train_opts *o, const char *key, const char *value, char *
     if (!strcmp(k_opts[i].name, key))
       return set_opt(o, &k_opts[i], value, err, errlen);
   if (dpt_optim_solver_set(&o->solver, key, value, oerr, sizeof oerr)) {
-    snprintf(err, errlen, "--%s: %s", key, oerr);
+    if (!strstr(oerr, "takes no hyperparameter")) snprintf(err, errlen, "--%s: %s", key, oerr);
+    else
+      snprintf(err, errlen,
+               "--%s: unknown option: not a training option (dpt train --help), and solver %s",
+               key, oerr);
     return DPT_EINVAL;
   }
   return DPT_OK;
@@ -216,7 +252,7 @@ int dpt_parse_duration(const char *text, double *seconds) {
   *seconds = 0;
   if (!text[0] || !strcmp(text, "UNLIMITED") || !strcmp(text, "unlimited")) return 0;
   double v;
-  if (!parse_number(text, &v)) {
+  if (!dpt_parse_double(text, &v)) {
     *seconds = v;
     return v > 0 && isfinite(v) ? 0 : -1;
   }

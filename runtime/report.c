@@ -116,22 +116,12 @@ void dpt_report_step(dpt_report *r, const dpt_step_info *s) {
             s->epoch + 1, s->step, r->total_steps, s->loss, s->lr, s->samples_per_s, etas);
 }
 
-/* s as a JSON string body: quotes, backslashes and control characters escaped. */
-static void json_text(FILE *f, const char *s) {
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-    else if (c < 0x20) fprintf(f, "\\u%04x", c);
-    else fputc(c, f);
-  }
-}
-
 void dpt_report_run(dpt_report *r, const char *label, int ranks, int zero, size_t nparams,
                     double state_max, double state_total) {
   if (!r)
     return;
   fprintf(r->jsonl, "{\"type\":\"run\",\"label\":\"");
-  json_text(r->jsonl, label);
+  dpt_json_escape(r->jsonl, label);
   fprintf(r->jsonl,
           "\",\"ranks\":%d,\"zero\":%d,\"params\":%zu,"
           "\"state_bytes_per_rank_max\":%.0f,\"state_bytes_total\":%.0f}\n",

@@ -163,7 +163,9 @@ void dpt_train_defaults(dpt_train_opts *o);
 /* Sets one option by name from text: a training option ("batch", "epochs", ...), "solver" or
  * "sched" (which reset that part's hyperparameters to the new kind's defaults, so set them
  * first), "sched_<name>" for a scheduler hyperparameter, or any hyperparameter of the current
- * solver ("lr", "betas", ...). An unknown name or a malformed value is an error naming both. */
+ * solver ("lr", "betas", ...). An unknown name or a malformed value is an error naming both.
+ * Numbers and booleans are read by base.h's one parser (booleans: 1/0, true/false, yes/no,
+ * on/off). value NULL means the flag stood alone: true for a boolean, an error for the rest. */
 int dpt_train_set(dpt_train_opts *o, const char *key, const char *value, char *err,
                   size_t errlen);
 

@@ -1,4 +1,4 @@
-/* util.c — small shared helpers of runtime/: the clock, mkdir -p, the job's identity. */
+/* util.c — small shared helpers of runtime/: the clock, the job's identity, progress. */
 #include "internal.h"
 
 #include <errno.h>
@@ -13,25 +13,6 @@ double dpt_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-int dpt_mkdirs(const char *path, const char *flag, char *err, size_t errlen) {
-  char buf[1024];
-  snprintf(buf, sizeof buf, "%s", path);
-  for (char *p = buf + 1;; p++) {
-    if (*p != '/' && *p)
-      continue;
-    char c = *p;
-    *p = 0;
-    if (mkdir(buf, 0777) && errno != EEXIST) {
-      snprintf(err, errlen, "%s: cannot create '%s': %s", flag, buf, strerror(errno));
-      return DPT_EIO;
-    }
-    if (!c)
-      break;
-    *p = c;
-  }
-  return DPT_OK;
 }
 
 void dpt_job_id(char *buf, size_t len) {
@@ -62,33 +43,3 @@ void dpt_progress_get(dpt_progress *p) {
 }
 
 double dpt_clock(void) { return dpt_now(); }
-
-/* --- files written atomically --- */
-
-int dpt_afile_open(dpt_afile *a, const char *path, char *err, size_t errlen) {
-  if ((size_t)snprintf(a->path, sizeof a->path, "%s", path) >= sizeof a->path) {
-    snprintf(err, errlen, "path too long: '%.200s...'", path);
-    return DPT_EINVAL;
-  }
-  snprintf(a->tmp, sizeof a->tmp, "%s.tmp", path);
-  a->f = fopen(a->tmp, "w");
-  if (!a->f) {
-    snprintf(err, errlen, "cannot write '%s': %s", a->tmp, strerror(errno));
-    return DPT_EIO;
-  }
-  return DPT_OK;
-}
-
-int dpt_afile_commit(dpt_afile *a, char *err, size_t errlen) {
-  int bad = fflush(a->f) != 0 || ferror(a->f) || fsync(fileno(a->f)) != 0;
-  int e = errno;
-  if (fclose(a->f) != 0 && !bad) bad = 1, e = errno;
-  a->f = NULL;
-  if (!bad && rename(a->tmp, a->path) != 0) bad = 1, e = errno;
-  if (bad) {
-    unlink(a->tmp);
-    snprintf(err, errlen, "cannot write '%s': %s", a->path, strerror(e));
-    return DPT_EIO;
-  }
-  return DPT_OK;
-}

@@ -1,4 +1,5 @@
-/* base.h — what every dpt module shares: the one error space. The whole public surface of
+/* base.h — what every dpt module shares: the one error space, one parser for numbers and
+ * booleans, atomic file writes, and small helpers. The whole public surface of
  * runtime/base/, the sub-library below optim, io, comm and runtime (it lives in runtime/
  * because the top level is fixed; it depends on nothing but libc).
  *
@@ -13,6 +14,8 @@
 #define DPT_BASE_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 
 /* A message buffer of this size holds any dpt error message. */
 #define DPT_ERR_LEN 512
@@ -43,5 +46,61 @@ const char *dpt_strerror(int rc);
 
 /* The code's name without the prefix ("EINVAL"), or "OK", or "unknown". Static. */
 const char *dpt_err_name(int rc);
+
+/* --- parsing: one vocabulary for every option (parse.c) ---
+ * Used by the solvers', the schedulers' and the trainer's options alike, from the command line
+ * and from config files, so a value means the same wherever it is given. Blanks around the
+ * text are ignored; anything else left over makes the text malformed. Each returns 0, or
+ * DPT_EINVAL without touching *out. */
+
+/* 1, true, yes, on / 0, false, no, off (any case). */
+int dpt_parse_bool(const char *text, int *out);
+/* A finite number as strtod reads it ("3", "-1.5e-3", "0x1p-4"); inf and nan are rejected, and
+ * so is a value that overflows a double. */
+int dpt_parse_double(const char *text, double *out);
+/* A whole number: decimal digits with an optional sign, or a number in another form that is
+ * whole and exactly representable ("1e6"); within long's range. */
+int dpt_parse_long(const char *text, long *out);
+
+/* --- files (file.c) --- */
+
+/* mkdir -p path; on failure the message names `what` (the option or file the path came from)
+ * and the OS error. */
+int dpt_mkdirs(const char *path, const char *what, char *err, size_t errlen);
+/* mkdir -p of the directory part of path (nothing when it has none). */
+int dpt_mkdirs_parent(const char *path, const char *what, char *err, size_t errlen);
+
+/* The commit of a file written in full to tmp by any means (stdio, HDF5): fsync tmp, rename it
+ * over path, fsync the directory, so after a crash path is either the old file or the whole new
+ * one. On failure tmp is removed, path is untouched, and the message names path and the OS
+ * error (ENOSPC as "No space left on device"). */
+int dpt_file_commit(const char *tmp, const char *path, char *err, size_t errlen);
+
+/* Refuses (DPT_EINVAL, naming `what` and path) a path that exists and is not a regular file
+ * (a FIFO would block an open for ever, a directory cannot be read as a file). A path that
+ * does not exist is fine (0): the caller's open reports it. */
+int dpt_check_regular(const char *path, const char *what, char *err, size_t errlen);
+
+/* A text file written atomically: dpt_afile_open creates "<path>.tmp"; the caller writes to
+ * a.f; dpt_afile_commit flushes and commits it (dpt_file_commit), or on any write error removes
+ * the temporary file and reports path with the OS error; dpt_afile_abort removes it unasked.
+ * Paths are copied (no length limit beyond memory). */
+typedef struct {
+  FILE *f;
+  char *path, *tmp;
+} dpt_afile;
+int dpt_afile_open(dpt_afile *a, const char *path, char *err, size_t errlen);
+int dpt_afile_commit(dpt_afile *a, char *err, size_t errlen);
+void dpt_afile_abort(dpt_afile *a);
+
+/* --- small helpers (misc.c) --- */
+
+/* splitmix64 (Steele, Lea, Flood 2014): advances *state and returns the next value. The seed
+ * expander of every generator in dpt, so streams are the same on every platform. */
+uint64_t dpt_splitmix64(uint64_t *state);
+
+/* Writes s as the body of a JSON string: quotes, backslashes and control characters escaped
+ * (bytes >= 0x80 are passed through, so UTF-8 stays UTF-8). */
+void dpt_json_escape(FILE *f, const char *s);
 
 #endif /* DPT_BASE_H */

@@ -282,7 +282,12 @@ static void test_interval_and_warmup_keys_everywhere(void **state) {
   assert_int_equal(p.three_phase, 1);
   assert_int_equal(dpt_optim_sched_set(&p, "three_phase", "0", err, sizeof err), 0);
   assert_int_equal(p.three_phase, 0);
-  assert_int_equal(dpt_optim_sched_set(&p, "three_phase", "yes", err, sizeof err),
+  /* one vocabulary of booleans everywhere (base.h): yes/no and on/off too */
+  assert_int_equal(dpt_optim_sched_set(&p, "three_phase", "yes", err, sizeof err), 0);
+  assert_int_equal(p.three_phase, 1);
+  assert_int_equal(dpt_optim_sched_set(&p, "three_phase", "Off", err, sizeof err), 0);
+  assert_int_equal(p.three_phase, 0);
+  assert_int_equal(dpt_optim_sched_set(&p, "three_phase", "maybe", err, sizeof err),
                    DPT_EINVAL);
   assert_contains(err, "three_phase");
   assert_int_equal(dpt_optim_sched_set(&p, "anneal_strategy", "linear", err, sizeof err), 0);
