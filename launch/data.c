@@ -1,63 +1,88 @@
-/* data.c — `dpt data import-idx` and `dpt data synth`: parse flags, call runtime on rank 0,
- * share the outcome so every rank exits with the same status. */
+/* data.c — `dpt data import-idx` and `dpt data synth`: collect flags (the one collector of
+ * options.c), call runtime on rank 0, share the outcome so every rank exits with the same
+ * status. An existing output file is kept unless --force says to replace it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "launch.h"
 #include "runtime.h"
 
+static const char k_usage_import[] =
+    "usage: dpt data import-idx --dir DIR --out FILE.h5 [--force]\n"
+    "         convert MNIST-format idx files (DIR/train-images-idx3-ubyte[.gz], ...,\n"
+    "         t10k-* optional) into a dpt dataset\n";
+static const char k_usage_synth[] =
+    "usage: dpt data synth --out FILE.h5 [--train 60000] [--test 10000] [--features 784]\n"
+    "         [--classes 10] [--seed 1] [--force]\n"
+    "         write a generated classification dataset (Gaussian clusters)\n";
+static const char k_usage_force[] =
+    "  --force replaces an existing FILE.h5 (atomically: the old file stays until the new one\n"
+    "  is complete)\n";
+
 static void data_usage(FILE *f) {
-  fprintf(f,
-          "usage: dpt data import-idx --dir DIR --out FILE.h5\n"
-          "         convert MNIST-format idx files (DIR/train-images-idx3-ubyte[.gz], ...,\n"
-          "         t10k-* optional) into a dpt dataset\n"
-          "       dpt data synth --out FILE.h5 [--train 60000] [--test 10000] [--features 784]\n"
-          "         [--classes 10] [--seed 1]\n"
-          "         write a generated classification dataset (Gaussian clusters)\n");
+  fprintf(f, "%s%s%s", k_usage_import, k_usage_synth, k_usage_force);
 }
 
-/* Reads "--name value" pairs into the named slots; unknown flags are usage errors. */
+/* One flag of a data command: its name, where its text goes, and whether it is a switch. */
 typedef struct {
   const char *name;
   const char **value;
+  int is_switch;
 } flag;
 
-static int parse(int argc, char **argv, flag *flags, int nflags, char *err, size_t errlen) {
-  for (int i = 3; i < argc; i++) {
-    const char *a = argv[i];
-    if (strncmp(a, "--", 2)) {
-      snprintf(err, errlen, "unexpected argument '%s'", a);
-      return -1;
-    }
-    const char *eq = strchr(a, '=');
-    size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+/* Fills the flags from the collected options; an unknown flag, a switch given a value or a
+ * flag without one is a usage error naming it. */
+static int take(const kv_list *l, flag *flags, int nflags, char *err, size_t errlen) {
+  for (int i = 0; i < l->n; i++) {
+    const kv *e = &l->items[i];
     int k = 0;
-    while (k < nflags && (strlen(flags[k].name) != len || strncmp(flags[k].name, a + 2, len)))
-      k++;
+    while (k < nflags && strcmp(flags[k].name, e->key)) k++;
+    char dashed[256];
+    snprintf(dashed, sizeof dashed, "%s", e->key);
+    for (char *c = dashed; *c; c++)
+      if (*c == '_') *c = '-';
     if (k == nflags) {
-      snprintf(err, errlen, "unknown flag '%.*s'", (int)len + 2, a);
+      snprintf(err, errlen, "unknown flag '--%s'", dashed);
       return -1;
     }
-    if (eq) {
-      *flags[k].value = eq + 1;
-    } else if (i + 1 < argc) {
-      *flags[k].value = argv[++i];
-    } else {
-      snprintf(err, errlen, "flag '%s' needs a value", a);
+    if (flags[k].is_switch) {
+      int on;
+      if (!e->bare && dpt_parse_bool(e->value, &on)) {
+        snprintf(err, errlen, "--%s: '%s' is not a boolean", dashed, e->value);
+        return -1;
+      }
+      *flags[k].value = e->bare || on ? "1" : NULL;
+    } else if (e->bare) {
+      snprintf(err, errlen, "--%s: needs a value", dashed);
       return -1;
+    } else {
+      *flags[k].value = e->value;
     }
   }
   return 0;
 }
 
 static int to_long(const char *name, const char *text, long *out, char *err, size_t errlen) {
-  char *end;
-  *out = strtol(text, &end, 10);
-  if (end == text || *end) {
+  if (dpt_parse_long(text, out)) {
     snprintf(err, errlen, "--%s: '%s' is not a whole number", name, text);
     return -1;
   }
+  return 0;
+}
+
+/* An existing output is refused unless --force: a typo must not replace a good dataset. */
+static int may_write(const char *out, const char *force, char *err, size_t errlen) {
+  struct stat st;
+  if (force || stat(out, &st) != 0) return 0;
+  snprintf(err, errlen, "--out: '%s' exists (--force replaces it)", out);
+  return -1;
+}
+
+static int wants_help(int argc, char **argv) {
+  for (int i = 3; i < argc; i++)
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
   return 0;
 }
 
@@ -69,31 +94,48 @@ int dpt_launch_data(int argc, char **argv, int rank) {
     if (rank == 0) data_usage(stdout);
     return 0;
   }
+  kv_list l = {0};
+  const char *done = NULL, *out = NULL, *force = NULL;
   if (!strcmp(sub, "import-idx")) {
-    const char *dir = NULL, *out = NULL;
-    flag f[] = {{"dir", &dir}, {"out", &out}};
-    if (parse(argc, argv, f, 2, err, sizeof err) || !dir || !out) {
+    if (wants_help(argc, argv)) {
+      if (rank == 0) printf("%s%s", k_usage_import, k_usage_force);
+      return 0;
+    }
+    const char *dir = NULL;
+    flag f[] = {{"dir", &dir, 0}, {"out", &out, 0}, {"force", &force, 1}};
+    if ((status = dpt_launch_collect(argc, argv, 3, &l, err, sizeof err)) == 0 &&
+        (take(&l, f, 3, err, sizeof err) || !dir || !out)) {
       if (!err[0]) snprintf(err, sizeof err, "import-idx needs --dir and --out");
       status = DPT_EXIT_USAGE;
-    } else if (rank == 0 && dpt_data_import_idx(dir, out, err, sizeof err)) {
-      status = DPT_EXIT_RUN;
     }
+    if (!status && rank == 0 &&
+        (may_write(out, force, err, sizeof err)           ? (status = DPT_EXIT_USAGE)
+         : dpt_data_import_idx(dir, out, err, sizeof err) ? (status = DPT_EXIT_RUN)
+                                                          : 0) == 0)
+      done = "imported";
   } else if (!strcmp(sub, "synth")) {
-    const char *out = NULL, *tr = "60000", *te = "10000", *fe = "784", *cl = "10", *sd = "1";
-    flag f[] = {{"out", &out},     {"train", &tr},   {"test", &te},
-                {"features", &fe}, {"classes", &cl}, {"seed", &sd}};
-    long ntr, nte, nfe, ncl, seed;
-    if (parse(argc, argv, f, 6, err, sizeof err) || !out ||
-        to_long("train", tr, &ntr, err, sizeof err) ||
-        to_long("test", te, &nte, err, sizeof err) ||
-        to_long("features", fe, &nfe, err, sizeof err) ||
-        to_long("classes", cl, &ncl, err, sizeof err) ||
-        to_long("seed", sd, &seed, err, sizeof err)) {
+    if (wants_help(argc, argv)) {
+      if (rank == 0) printf("%s%s", k_usage_synth, k_usage_force);
+      return 0;
+    }
+    const char *tr = "60000", *te = "10000", *fe = "784", *cl = "10", *sd = "1";
+    flag f[] = {{"out", &out, 0},    {"train", &tr, 0}, {"test", &te, 0},    {"features", &fe, 0},
+                {"classes", &cl, 0}, {"seed", &sd, 0},  {"force", &force, 1}};
+    long ntr = 0, nte = 0, nfe = 0, ncl = 0, seed = 0;
+    if ((status = dpt_launch_collect(argc, argv, 3, &l, err, sizeof err)) == 0 &&
+        (take(&l, f, 7, err, sizeof err) || !out || to_long("train", tr, &ntr, err, sizeof err) ||
+         to_long("test", te, &nte, err, sizeof err) ||
+         to_long("features", fe, &nfe, err, sizeof err) ||
+         to_long("classes", cl, &ncl, err, sizeof err) ||
+         to_long("seed", sd, &seed, err, sizeof err))) {
       if (!err[0]) snprintf(err, sizeof err, "synth needs --out");
       status = DPT_EXIT_USAGE;
-    } else if (rank == 0 && dpt_data_synth(out, ntr, nte, nfe, ncl, seed, err, sizeof err)) {
-      status = DPT_EXIT_RUN;
     }
+    if (!status && rank == 0 &&
+        (may_write(out, force, err, sizeof err) ? (status = DPT_EXIT_USAGE)
+         : dpt_data_synth(out, ntr, nte, nfe, ncl, seed, err, sizeof err) ? (status = DPT_EXIT_RUN)
+                                                                          : 0) == 0)
+      done = "wrote";
   } else {
     snprintf(err, sizeof err, "unknown data command '%s' (expected import-idx or synth)", sub);
     status = DPT_EXIT_USAGE;
@@ -102,7 +144,9 @@ int dpt_launch_data(int argc, char **argv, int rank) {
   MPI_Bcast(&status, 1, MPI_INT, 0, MPI_COMM_WORLD);
   if (status && rank == 0) {
     fprintf(stderr, "dpt data: %s\n", err);
-    if (status == DPT_EXIT_USAGE) data_usage(stderr);
+    if (status == DPT_EXIT_USAGE && !strstr(err, "exists")) data_usage(stderr);
   }
+  if (!status && rank == 0 && done) printf("dpt data: %s %s\n", done, out);
+  dpt_launch_kv_free(&l); /* out points into it */
   return status;
 }

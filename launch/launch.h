@@ -10,9 +10,10 @@ enum { DPT_EXIT_OK = 0, DPT_EXIT_RUN = 1, DPT_EXIT_USAGE = 2, DPT_EXIT_STOPPED =
 /* --- options: the command line and --config files as one ordered list (main.c) --- */
 typedef struct {
   char *key;          /* dashes turned into underscores */
-  char *value;
+  char *value;        /* "" when bare */
   const char *origin; /* "command line" or the config file's path */
-  int line;
+  int line;           /* the config file's line (0 on the command line) */
+  int bare;           /* a flag given alone ("--verbose"): only a boolean may be */
 } kv;
 
 typedef struct {
@@ -21,11 +22,14 @@ typedef struct {
 } kv_list;
 
 /* Parses argv[first..] ("--name value", "--name=value", "--flag", --config FILE read in place)
- * into l. 0, or an exit status with a message. */
+ * into l: the one option collector of every subcommand. Config files: INI sections [train] (or
+ * none), [solver] ("name = adam" and its hyperparameters), [sched] ("name = cosine" and its);
+ * an unknown section or a key given twice in one file is an error naming the file and line.
+ * 0, or an exit status with a message. */
 int dpt_launch_collect(int argc, char **argv, int first, kv_list *l, char *err, size_t errlen);
 /* Applies l to o: the solver and scheduler kinds first, then everything else, in order. */
 int dpt_launch_apply(dpt_train_opts *o, const kv_list *l, char *err, size_t errlen);
-/* Names the config file in err when the bad value came from one. */
+/* Names the config file and line in err when the bad value came from one. */
 void dpt_launch_blame(const kv_list *l, char *err, size_t errlen);
 void dpt_launch_kv_free(kv_list *l);
 

@@ -84,6 +84,12 @@ static void print_item(void *ctx, const char *name, const char *value) {
 
 /* `dpt ckpt inspect FILE`: no MPI needed, reads one file. */
 static int cmd_ckpt(int argc, char **argv) {
+  for (int i = 2; i < argc; i++)
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      printf("usage: dpt ckpt inspect FILE\n"
+             "  prints a checkpoint's attributes and datasets and verifies every checksum\n");
+      return 0;
+    }
   if (argc != 4 || strcmp(argv[2], "inspect")) {
     fprintf(stderr, "dpt ckpt: usage: dpt ckpt inspect FILE\n");
     return EXIT_USAGE;

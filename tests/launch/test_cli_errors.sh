@@ -18,6 +18,9 @@ with h5py.File("badlabel.h5", "w") as f:
 PY
 printf '[train]\nbatch = 8\n[solver]\nname = adam\nlr = -3\n' > badlr.ini
 printf '[train]\nbatch 8\n' > malformed.ini
+printf '[train]\nbatch = 8\nepoch = 3\n' > typo.ini
+printf '[train]\nbatch = 8\n[solver]\nname = sgd\nlr = 0.1\n\nlr = 0.2\n' > dup.ini
+printf '[train]\nbatch = 8\n[optimizer]\nlr = 1\n' > section.ini
 
 # The cases run DPT_TEST_JOBS at a time (default 4: mpirun's start-up is mostly waiting), each
 # writing its verdict to case.N; the tally comes at the end.
@@ -55,6 +58,17 @@ check 2 "--config"               1 train --config does-not-exist.ini
 check 2 "badlr.ini"              1 train --data good.h5 --config badlr.ini
 check 2 "malformed.ini"          1 train --data good.h5 --config malformed.ini
 check 2 "--activation"           1 train --data good.h5 --activation swish
+check 2 "typo.ini:3: --epoch: unknown option" 1 train --data good.h5 --config typo.ini
+check 2 "dup.ini:7: 'lr' is set twice in this file (first at line 5)" 1 train --data good.h5 --config dup.ini
+check 2 "section.ini:3: unknown section [optimizer]" 1 train --data good.h5 --config section.ini
+check 2 "--config: needs a value" 1 train --data good.h5 --config
+check 2 "--lr: needs a value"    1 train --data good.h5 --lr --max-steps 3
+check 2 "--max-steps: needs a value" 1 train --data good.h5 --max-steps
+check 2 "--overlap: 'maybe' is not a boolean" 1 train --data good.h5 --overlap maybe
+check 2 "--bucket-mb"            1 train --data good.h5 --bucket-mb 0.000001
+check 2 "'good.h5' exists (--force replaces it)" 1 data synth --out good.h5
+check 2 "--train: needs a value" 1 data synth --out other.h5 --train
+check 2 "unknown flag '--frob'"  1 data import-idx --dir . --out other.h5 --frob 1
 check 1 "missing.h5"             2 train --data missing.h5
 check 1 "notes.txt"              2 train --data notes.txt
 check 1 "train/x"                2 train --data nox.h5

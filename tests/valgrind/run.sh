@@ -198,7 +198,7 @@ done
 
 # --- end to end: dpt data synth, dpt train with a checkpoint, then a resume ---
 e2e="$build/valgrind/e2e"
-mkdir -p "$e2e"
+rm -rf "$e2e"; mkdir -p "$e2e"
 dpt="$build/dpt"
 t0=$(date +%s.%N)
 (cd "$e2e" && timeout -k 10 "$timeout_s" "${vg[@]}" --log-file="$logs/dpt.synth.np1.%p.vg" \
