@@ -32,6 +32,9 @@ int dpt_launch_apply(dpt_train_opts *o, const kv_list *l, char *err, size_t errl
 /* Names the config file and line in err when the bad value came from one. */
 void dpt_launch_blame(const kv_list *l, char *err, size_t errlen);
 void dpt_launch_kv_free(kv_list *l);
+/* Writes o as an INI file that --config reads back to the same options ([train], [solver] with
+ * its name and hyperparameters, [sched] likewise): `dpt train --print-config`. */
+void dpt_launch_print_config(const dpt_train_opts *o, FILE *f);
 
 /* `dpt compare ...` and `dpt plot ...` (compare.c); after MPI_Init on every rank. */
 int dpt_launch_compare(int argc, char **argv, int rank, MPI_Comm comm);

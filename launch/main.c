@@ -152,13 +152,28 @@ static int cmd_train(int argc, char **argv, int rank, MPI_Comm comm) {
                "learning-rate scheduler; --sched-NAME VALUE: dpt schedulers");
         printf("    --%-28s %-14s %s\n", "config", "", "INI file with [train], [solver], [sched] "
                "sections; later flags override it");
+        printf("    --%-28s %-14s %s\n", "print-config", "",
+               "print the effective options as such a file and exit");
       }
       return 0;
     }
   kv_list l = {0};
   int rc = dpt_launch_collect(argc, argv, 2, &l, err, sizeof err);
+  int print_config = 0;
+  for (int i = 0; !rc && i < l.n; i++) /* a flag of the command, not an option of the run */
+    if (!strcmp(l.items[i].key, "print_config")) {
+      print_config = 1;
+      free(l.items[i].key), free(l.items[i].value);
+      memmove(&l.items[i], &l.items[i + 1], (size_t)(l.n - i - 1) * sizeof l.items[0]);
+      l.n--, i--;
+    }
   if (!rc)
     rc = dpt_launch_apply(&o, &l, err, sizeof err);
+  if (!rc && print_config) {
+    if (rank == 0) dpt_launch_print_config(&o, stdout);
+    dpt_launch_kv_free(&l);
+    return 0;
+  }
   if (!rc && dpt_train_validate(&o, err, sizeof err)) {
     rc = EXIT_USAGE;
     dpt_launch_blame(&l, err, sizeof err);

@@ -212,3 +212,21 @@ void dpt_launch_blame(const kv_list *l, char *err, size_t errlen) {
     return;
   }
 }
+
+/* --- the effective configuration, as a config file --- */
+
+static void print_ini_line(void *ctx, const char *name, const char *value, const char *help) {
+  FILE *f = ctx;
+  fprintf(f, "# %s\n%s = %s\n", help, name, value);
+}
+
+void dpt_launch_print_config(const dpt_train_opts *o, FILE *f) {
+  fprintf(f, "# dpt %s: the effective options (dpt train --config FILE reads this back)\n",
+          DPT_VERSION);
+  fprintf(f, "[train]\n");
+  dpt_train_describe(o, print_ini_line, f);
+  fprintf(f, "\n[solver]\nname = %s\n", dpt_optim_solver_name(o->solver.kind));
+  dpt_optim_solver_describe(&o->solver, print_ini_line, f);
+  fprintf(f, "\n[sched]\nname = %s\n", dpt_optim_sched_name(o->sched.kind));
+  dpt_optim_sched_describe(&o->sched, print_ini_line, f);
+}

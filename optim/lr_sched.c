@@ -346,7 +346,7 @@ int dpt_optim_sched_describe(const dpt_sched_params *p, dpt_optim_param_fn fn, v
     case T_ENUM: choice_name(h->choices, iget(p, h->off), v, sizeof v); break;
     case T_BOOL: snprintf(v, sizeof v, "%s", iget(p, h->off) ? "true" : "false"); break;
     case T_INT: snprintf(v, sizeof v, "%d", iget(p, h->off)); break;
-    case T_REAL: snprintf(v, sizeof v, "%g", dget(p, h->off)); break;
+    case T_REAL: dpt_format_double(v, sizeof v, dget(p, h->off)); break;
     case T_LIST:
       for (int k = 0; k < p->n_milestones; k++)
         snprintf(v + strlen(v), sizeof v - strlen(v), "%s%d", k ? "," : "", p->milestones[k]);

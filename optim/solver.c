@@ -295,10 +295,13 @@ int dpt_optim_solver_describe(const dpt_solver_params *p, dpt_optim_param_fn fn,
     char value[64];
     if (h->type == T_BOOL)
       snprintf(value, sizeof value, "%s", int_get(p, h->off) ? "true" : "false");
-    else if (h->type == T_PAIR)
-      snprintf(value, sizeof value, "%g,%g", real_get(p, h->off), real_get(p, h->off2));
-    else
-      snprintf(value, sizeof value, "%g", real_get(p, h->off));
+    else if (h->type == T_PAIR) {
+      char a[32], b[32];
+      dpt_format_double(a, sizeof a, real_get(p, h->off));
+      dpt_format_double(b, sizeof b, real_get(p, h->off2));
+      snprintf(value, sizeof value, "%s,%s", a, b);
+    } else
+      dpt_format_double(value, sizeof value, real_get(p, h->off));
     fn(ctx, h->name, value, h->help);
     count++;
   }

@@ -345,7 +345,7 @@ void dpt_train_describe(const dpt_train_opts *o, dpt_optim_param_fn fn, void *ct
       snprintf(buf, sizeof buf, "%ld", *(const long *)p);
       break;
     case OPT_DBL:
-      snprintf(buf, sizeof buf, "%g", *(const double *)p);
+      dpt_format_double(buf, sizeof buf, *(const double *)p);
       break;
     }
     fn(ctx, d->name, buf, d->help);

@@ -62,6 +62,10 @@ int dpt_parse_double(const char *text, double *out);
  * whole and exactly representable ("1e6"); within long's range. */
 int dpt_parse_long(const char *text, long *out);
 
+/* Writes v in the shortest form dpt_parse_double reads back to exactly v ("0.001", "1e-08",
+ * "0.30000000000000004"), for listings and configuration records that must round-trip. */
+void dpt_format_double(char *buf, size_t len, double v);
+
 /* --- files (file.c) --- */
 
 /* mkdir -p path; on failure the message names `what` (the option or file the path came from)

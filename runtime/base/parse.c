@@ -3,6 +3,7 @@
 #include "base.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -85,4 +86,11 @@ int dpt_parse_long(const char *text, long *out) {
   if (read_double(b, e, &v) || v != floor(v) || fabs(v) > 9007199254740992.0) return DPT_EINVAL;
   *out = (long)v;
   return DPT_OK;
+}
+
+void dpt_format_double(char *buf, size_t len, double v) {
+  for (int digits = 6; digits <= 17; digits++) {
+    snprintf(buf, len, "%.*g", digits, v);
+    if (strtod(buf, NULL) == v) return;
+  }
 }

@@ -2,7 +2,11 @@
 # A one-node SLURM cluster on loopback, for tests: munged, slurmctld and slurmd started by hand
 # (no systemd), all state under DIR, every daemon stopped by its pid.
 #   cluster.sh start DIR   prints "export SLURM_CONF=DIR/slurm.conf"; exit 77 if SLURM cannot run
-#   cluster.sh stop DIR    cancels every job, stops the daemons this script started
+#   cluster.sh stop DIR    cancels the jobs listed in DIR/jobs (the test's own), stops the
+#                          daemons this script started
+# It never touches another cluster: it refuses (exit 77) when SLURM daemons it did not start
+# are running, listens on two free ports of its own, and checks that the controller answering
+# is its own (cluster name and pid) before it reports the cluster up.
 # Facts it relies on: ../shared/notes/slurm.md (Slurm 22.05 on Debian 12).
 set -u
 cmd=${1:-}; dir=${2:-}
@@ -11,9 +15,13 @@ skip() { echo "SKIP: $*" >&2; exit 77; }
 
 stop() {
   export SLURM_CONF=$dir/slurm.conf
-  if [ -f "$dir/slurmctld.pid" ]; then
-    scancel --user=root --full >/dev/null 2>&1 || true
-    for _ in $(seq 1 50); do [ -z "$(squeue -h 2>/dev/null)" ] && break; sleep 0.1; done
+  if [ -f "$dir/slurmctld.pid" ] && kill -0 "$(cat "$dir/slurmctld.pid")" 2>/dev/null \
+     && [ -s "$dir/jobs" ]; then
+    local j
+    for j in $(cat "$dir/jobs"); do scancel --full "$j" >/dev/null 2>&1 || true; done
+    for _ in $(seq 1 50); do
+      [ -z "$(squeue -h -j "$(paste -sd, "$dir/jobs")" 2>/dev/null)" ] && break; sleep 0.1
+    done
   fi
   for d in slurmd slurmctld munged; do
     local f=$dir/$d.pid
@@ -31,7 +39,17 @@ start() {
   for b in slurmctld slurmd munged sbatch squeue scontrol; do
     command -v $b >/dev/null || skip "$b is not installed (apt-get install slurmctld slurmd slurm-client munge)"
   done
+  local other; other=$(pgrep -x 'slurmctld|slurmd' | paste -sd, -)
+  [ -z "$other" ] && other=$(pgrep -f "^slurmstepd" | paste -sd, -)
+  [ -z "$other" ] || skip "SLURM daemons this test did not start are running (pids $other): not touching another cluster"
   rm -rf "$dir"; mkdir -p "$dir/state" "$dir/spool" "$dir/log" "$dir/munge"
+  : > "$dir/jobs"
+  # two free ports of our own (the kernel picks them), unless the caller chose
+  local ports; ports=$(/usr/bin/python3 -c 'import socket
+s=[socket.socket() for _ in range(2)]
+[x.bind(("127.0.0.1",0)) for x in s]
+print(*[x.getsockname()[1] for x in s])') || skip "cannot pick free ports"
+  local ctld_port=${DPT_SLURMCTLD_PORT:-${ports% *}} slurmd_port=${DPT_SLURMD_PORT:-${ports#* }}
   chown munge:munge "$dir/munge"; chmod 700 "$dir/munge"
   local host; host=$(hostname -s)
   # our own munged on our own socket: nothing shared with a munged the machine may run
@@ -44,8 +62,8 @@ start() {
   cat > "$dir/slurm.conf" <<CONF
 ClusterName=dpttest
 SlurmctldHost=$host(127.0.0.1)
-SlurmctldPort=${DPT_SLURMCTLD_PORT:-6817}
-SlurmdPort=${DPT_SLURMD_PORT:-6818}
+SlurmctldPort=$ctld_port
+SlurmdPort=$slurmd_port
 SlurmUser=root
 AuthType=auth/munge
 AuthInfo=socket=$dir/munge/munge.socket,cred_expire=10
@@ -74,7 +92,13 @@ CONF
   slurmd -f "$SLURM_CONF" || { stop; skip "slurmd does not start (see $dir/log)"; }
   for _ in $(seq 1 100); do
     state=$(sinfo -h -o %t 2>/dev/null)
-    [ "$state" = idle ] && { echo "export SLURM_CONF=$SLURM_CONF"; return 0; }
+    if [ "$state" = idle ]; then
+      # the controller that answers must be ours: our cluster name, our pid alive
+      scontrol show config 2>/dev/null | grep -q '^ClusterName *= dpttest$' \
+        && kill -0 "$(cat "$dir/slurmctld.pid" 2>/dev/null)" 2>/dev/null \
+        || { stop; echo "the controller answering on port $ctld_port is not this test's" >&2; exit 1; }
+      echo "export SLURM_CONF=$SLURM_CONF"; return 0
+    fi
     sleep 0.2
   done
   echo "cluster did not become idle (state '$state'); logs in $dir/log" >&2

@@ -42,6 +42,7 @@ small="--data d.h5 --model mlp:32-64-4 --epochs 1 --batch 16 --progress none"
 for s in mpirun srun; do
   j=$(sbatch --parsable -n 2 -o "slurm-small-$s.out" "$repo/launch/slurm-$s.sbatch" $small) \
     || fail "sbatch $s"
+  echo "$j" >> "$cluster/jobs" # the clean-up cancels only these
   state=$(wait_job "$j")
   [ "$state" = "JobState=COMPLETED ExitCode=0:0" ] || fail "$s job $j ended as: $state"
   grep -q "^dpt: 128 steps, 1 epochs" "slurm-small-$s.out" || fail "$s job $j did not finish"
@@ -61,6 +62,7 @@ declare -A job
 for s in mpirun srun; do
   job[$s]=$(sbatch --parsable -n 2 -o "slurm-long-$s.out" "$repo/launch/slurm-$s.sbatch" $long) \
     || fail "sbatch $s"
+  echo "${job[$s]}" >> "$cluster/jobs"
 done
 for s in mpirun srun; do # preempt each once it trains
   j=${job[$s]}
