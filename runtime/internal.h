@@ -39,9 +39,11 @@ typedef struct {
   double train_loss, test_loss, test_accuracy, lr;
 } dpt_epoch_info;
 
-/* Opens the metrics file: appended to when `resumed` (a run that continues), else new. */
-int dpt_report_open(const dpt_train_opts *o, long total_steps, int resumed, dpt_report **out,
-                    char *err, size_t errlen);
+/* Opens the metrics file: new (its first record the effective configuration), or, for a run
+ * resumed at start_step > 0, continued: records of later steps and a torn last line are
+ * dropped first (the file rewritten atomically) and time goes on from the last record kept. */
+int dpt_report_open(const dpt_train_opts *o, long total_steps, long start_step,
+                    dpt_report **out, char *err, size_t errlen);
 void dpt_report_step(dpt_report *r, const dpt_step_info *s);
 void dpt_report_epoch(dpt_report *r, const dpt_epoch_info *e);
 void dpt_report_close(dpt_report *r);

@@ -1,34 +1,195 @@
 /* report.c — what rank 0 tells the user during a run: a live progress bar on a terminal, one
- * plain line per interval otherwise (SLURM logs), and per-step and per-epoch metrics as JSONL.
- * Only rank 0 creates a reporter with output; other ranks pass NULL everywhere. */
+ * plain line per interval otherwise (SLURM logs), and the metrics file (JSONL).
+ * Only rank 0 creates a reporter with output; other ranks pass NULL everywhere.
+ *
+ * Invariants:
+ * - The metrics file holds whole records only: each is formatted in full and then written and
+ *   flushed at once, so a reader never sees half a line while the run is alive, and a crash
+ *   can tear at most the last line.
+ * - A resumed run rewrites the file (atomically) to what its checkpoint's step knows: records
+ *   of later steps (written before a crash, now to be redone) and a torn last line are dropped,
+ *   so every step appears once; `time` goes on from the last record kept, never backwards.
+ * - The first record of a fresh run is its effective configuration ("type":"config").
+ * - The bar never grows wider than the terminal (redrawn with \r, a wrapped line would leave
+ *   stale copies); its rate, loss and ETA are smoothed (exponential moving averages, as tqdm)
+ *   and count only this session's steps, so they are right after a resume.
+ */
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
+
+/* The smoothed rate is an exponential moving average over time with this time constant
+ * (seconds): steady over a few redraws, yet it follows a real change within seconds. The loss
+ * is smoothed over steps with this weight of the newest. */
+#define RATE_TAU 2.0
+#define LOSS_SMOOTHING 0.1
+/* Seconds between two redraws of the bar. */
+#define BAR_INTERVAL 0.1
 
 struct dpt_report {
   FILE *jsonl;
+  char *path;
   int bar;        /* live bar on stderr */
+  int tty_fd;     /* where the terminal's width is asked (-1: stderr itself or none) */
   int plain;      /* plain lines */
   long log_every; /* plain-line interval */
   long total_steps;
+  long first_step; /* steps done before this session (a resume) */
+  long batch;
   int epochs;
-  double t0;
-  double last_draw;
+  double t0; /* dpt_now() at time 0 of the run (earlier than now after a resume) */
+  double last_draw, last_draw_step; /* time and step of the last rate update */
+  double rate;                      /* smoothed steps per second (NAN until known) */
+  double loss;                      /* smoothed training loss (NAN until known) */
+  char prefix[64];                  /* "dpt" or "dpt[job 1234]" */
 };
 
-int dpt_report_open(const dpt_train_opts *o, long total_steps, int resumed, dpt_report **out,
+/* --- the metrics file --- */
+
+/* The value of "key":NUMBER in a record, or NAN. */
+static double field(const char *line, const char *key) {
+  char pat[40];
+  snprintf(pat, sizeof pat, "\"%s\":", key);
+  const char *p = strstr(line, pat);
+  return p ? strtod(p + strlen(pat), NULL) : NAN;
+}
+
+/* Keeps the records of steps up to `upto` (and those without a step), drops a torn line;
+ * returns the largest time kept. The file is rewritten atomically. */
+static int trim_metrics(const char *path, long upto, double *time_kept, char *err, size_t errlen) {
+  *time_kept = 0;
+  FILE *in = fopen(path, "r");
+  if (!in) return DPT_OK; /* nothing yet: a new file */
+  dpt_afile out;
+  int rc = dpt_afile_open(&out, path, err, errlen);
+  if (rc) {
+    fclose(in);
+    return rc;
+  }
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t n;
+  while ((n = getline(&line, &cap, in)) > 0) {
+    int whole = line[n - 1] == '\n' && n >= 3 && line[0] == '{' && line[n - 2] == '}';
+    if (!whole) continue; /* torn by a crash */
+    double step = field(line, "step");
+    if (!isnan(step) && step > (double)upto) continue; /* to be redone */
+    double t = field(line, "time");
+    if (t > *time_kept) *time_kept = t;
+    fwrite(line, 1, (size_t)n, out.f);
+  }
+  free(line);
+  fclose(in);
+  return dpt_afile_commit(&out, err, errlen);
+}
+
+/* One record: written and flushed whole. */
+static void put(dpt_report *r, const char *rec, size_t len) {
+  if (fwrite(rec, 1, len, r->jsonl) != len || fflush(r->jsonl) != 0)
+    clearerr(r->jsonl); /* reported by dpt_report_close */
+}
+
+typedef struct {
+  char *buf;
+  size_t len, cap;
+  int first;
+} jbuf;
+
+static void jb_add(jbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void jb_add(jbuf *b, const char *fmt, ...) {
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b->buf + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if (b->len + (size_t)n < b->cap) {
+      b->len += (size_t)n;
+      return;
+    }
+    size_t cap = 2 * (b->cap + (size_t)n);
+    char *p = realloc(b->buf, cap);
+    if (!p) return;
+    b->buf = p, b->cap = cap;
+  }
+}
+
+static void jb_text(jbuf *b, const char *s) {
+  char *mem = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&mem, &len);
+  if (!f) return;
+  dpt_json_escape(f, s);
+  fclose(f);
+  jb_add(b, "\"%s\"", mem);
+  free(mem);
+}
+
+/* A configuration value as JSON: booleans and numbers as such, the rest as text. */
+static void config_value(void *ctx, const char *name, const char *value, const char *help) {
+  (void)help;
+  jbuf *b = ctx;
+  double d;
+  jb_add(b, "%s\"%s\":", b->first ? "" : ",", name);
+  b->first = 0;
+  if (!strcmp(value, "true") || !strcmp(value, "false"))
+    jb_add(b, "%s", value);
+  else if (!dpt_parse_double(value, &d) && !strchr(value, ','))
+    jb_add(b, "%s", value);
+  else
+    jb_text(b, value);
+}
+
+static void write_config(dpt_report *r, const dpt_train_opts *o) {
+  jbuf b = {malloc(4096), 0, 4096, 1};
+  if (!b.buf) return;
+  jb_add(&b, "{\"type\":\"config\",\"dpt_version\":\"%s\",\"train\":{", DPT_VERSION);
+  dpt_train_describe(o, config_value, &b);
+  jb_add(&b, "},\"solver\":{\"name\":\"%s\"", dpt_optim_solver_name(o->solver.kind));
+  b.first = 0;
+  dpt_optim_solver_describe(&o->solver, config_value, &b);
+  jb_add(&b, "},\"sched\":{\"name\":\"%s\"", dpt_optim_sched_name(o->sched.kind));
+  dpt_optim_sched_describe(&o->sched, config_value, &b);
+  jb_add(&b, "}}\n");
+  put(r, b.buf, b.len);
+  free(b.buf);
+}
+
+/* --- the terminal --- */
+
+/* Columns of the terminal the bar is drawn on (80 when it cannot be asked). */
+static int term_width(const dpt_report *r) {
+  struct winsize ws;
+  int fd = r->tty_fd >= 0 ? r->tty_fd : STDERR_FILENO;
+  if (ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 20) return ws.ws_col;
+  const char *c = getenv("COLUMNS");
+  long w = c ? strtol(c, NULL, 10) : 0;
+  return w >= 20 && w < 10000 ? (int)w : 80;
+}
+
+/* Is there a terminal to draw on? stderr itself, or, under mpirun (which forwards rank 0's
+ * stderr through a pipe to its own terminal), the controlling terminal of the job. */
+static int find_terminal(dpt_report *r) {
+  r->tty_fd = -1;
+  if (isatty(STDERR_FILENO)) return 1;
+  if (!getenv("OMPI_COMM_WORLD_RANK")) return 0;
+  r->tty_fd = open("/dev/tty", O_RDONLY | O_NOCTTY | O_CLOEXEC);
+  return r->tty_fd >= 0;
+}
+
+int dpt_report_open(const dpt_train_opts *o, long total_steps, long start_step, dpt_report **out,
                     char *err, size_t errlen) {
   *out = NULL;
   dpt_report *r = calloc(1, sizeof *r);
-  if (!r) {
-    snprintf(err, errlen, "out of memory");
-    return DPT_ENOMEM;
-  }
+  if (!r) return snprintf(err, errlen, "out of memory"), DPT_ENOMEM;
   char path[2100];
   if (o->metrics[0]) {
     snprintf(path, sizeof path, "%s", o->metrics);
@@ -40,31 +201,49 @@ int dpt_report_open(const dpt_train_opts *o, long total_steps, int resumed, dpt_
     }
     snprintf(path, sizeof path, "%s/metrics.jsonl", o->run_dir);
   }
-  r->jsonl = fopen(path, resumed ? "a" : "w");
-  if (!r->jsonl) {
+  int rc = dpt_check_regular(path, "--metrics", err, errlen);
+  double time_kept = 0;
+  if (!rc && start_step > 0) rc = trim_metrics(path, start_step, &time_kept, err, errlen);
+  if (rc) {
+    free(r);
+    return rc;
+  }
+  r->path = strdup(path);
+  r->jsonl = fopen(path, start_step > 0 ? "a" : "w");
+  if (!r->jsonl || !r->path) {
     snprintf(err, errlen, "--metrics: cannot write '%s': %s", path, strerror(errno));
+    if (r->jsonl) fclose(r->jsonl);
+    free(r->path);
     free(r);
     return DPT_EIO;
   }
-  int tty = isatty(STDERR_FILENO);
+  int tty = 0;
+  if (!strcmp(o->progress, "bar") || !strcmp(o->progress, "auto")) tty = find_terminal(r);
   r->bar = !strcmp(o->progress, "bar") || (!strcmp(o->progress, "auto") && tty);
   r->plain = !strcmp(o->progress, "plain") || (!strcmp(o->progress, "auto") && !tty);
   r->log_every = o->log_every;
   r->total_steps = total_steps;
+  r->first_step = start_step;
+  r->batch = o->batch;
   r->epochs = o->epochs;
-  r->t0 = dpt_now();
-  r->last_draw = -1;
+  r->t0 = dpt_now() - time_kept;
+  r->last_draw = dpt_now();
+  r->last_draw_step = (double)start_step;
+  r->rate = r->loss = NAN;
+  char id[48];
+  dpt_job_id(id, sizeof id);
+  snprintf(r->prefix, sizeof r->prefix, id[0] ? "dpt[job %s]" : "dpt", id);
+  if (start_step == 0) write_config(r, o);
   *out = r;
   return DPT_OK;
 }
 
 void dpt_report_close(dpt_report *r) {
-  if (!r)
-    return;
-  if (r->bar)
-    fputc('\n', stderr);
-  if (r->jsonl)
-    fclose(r->jsonl);
+  if (!r) return;
+  if (r->bar) fputc('\n', stderr);
+  if (r->jsonl) fclose(r->jsonl);
+  if (r->tty_fd >= 0) close(r->tty_fd);
+  free(r->path);
   free(r);
 }
 
@@ -84,74 +263,111 @@ static void json_num(char *buf, size_t len, double v) {
     snprintf(buf, len, "null");
 }
 
+/* Draws the bar: the whole line fitted to the terminal, padded so nothing of a longer earlier
+ * line stays visible. */
+static void draw(dpt_report *r, const dpt_step_info *s, const char *eta) {
+  int width = term_width(r) - 1; /* the last column would wrap on some terminals */
+  char tail[160];
+  int nt = snprintf(tail, sizeof tail, " %ld/%ld loss %.4f lr %.3g %.0f samples/s ETA %s", s->step,
+                    r->total_steps, r->loss, s->lr, r->rate * (double)r->batch, eta);
+  char head[32];
+  int nh = snprintf(head, sizeof head, "epoch %d/%d ", s->epoch + 1, r->epochs);
+  char line[1024];
+  int barw = width - nh - nt - 2;
+  if (barw > 40) barw = 40;
+  if (barw >= 5) {
+    int fill = (int)((double)barw * (double)s->step / (double)r->total_steps);
+    char bar[48];
+    for (int i = 0; i < barw; i++) bar[i] = i < fill ? '#' : '.';
+    bar[barw] = 0;
+    snprintf(line, sizeof line, "%s[%s]%s", head, bar, tail);
+  } else {
+    snprintf(line, sizeof line, "%s%s", head, tail + 1);
+  }
+  if (width >= (int)sizeof line) width = (int)sizeof line - 1;
+  fprintf(stderr, "\r%-*.*s", width, width, line);
+  fflush(stderr);
+}
+
 void dpt_report_step(dpt_report *r, const dpt_step_info *s) {
-  if (!r)
-    return;
-  double t = dpt_now() - r->t0;
-  char loss[32], norm[32]; /* JSON has no NaN: null */
+  if (!r) return;
+  double now = dpt_now(), t = now - r->t0;
+  char loss[32], norm[32], rec[512]; /* JSON has no NaN: null */
   json_num(loss, sizeof loss, s->loss);
   json_num(norm, sizeof norm, s->grad_norm);
-  fprintf(r->jsonl,
-          "{\"type\":\"step\",\"step\":%ld,\"epoch\":%d,\"loss\":%s,\"lr\":%.9g,"
-          "\"grad_norm\":%s,\"samples_per_s\":%.6g,\"comm_wait_s\":%.6g,\"time\":%.6f%s}\n",
-          s->step, s->epoch, loss, s->lr, norm, s->samples_per_s, s->comm_wait, t,
-          s->skipped ? ",\"skipped\":true" : "");
-  double eta = s->step > 0 ? t / (double)s->step * (double)(r->total_steps - s->step) : NAN;
-  char etas[32];
-  fmt_eta(eta, etas, sizeof etas);
-  if (r->bar && (t - r->last_draw >= 0.1 || s->step == r->total_steps)) {
-    r->last_draw = t;
-    int width = 24, fill = (int)((double)width * (double)s->step / (double)r->total_steps);
-    char bar[32];
-    for (int i = 0; i < width; i++)
-      bar[i] = i < fill ? '#' : '.';
-    bar[width] = 0;
-    fprintf(stderr, "\repoch %d/%d [%s] step %ld/%ld loss %.4f lr %.3g %.0f samples/s ETA %s  ",
-            s->epoch + 1, r->epochs, bar, s->step, r->total_steps, s->loss, s->lr,
-            s->samples_per_s, etas);
-    fflush(stderr);
+  int n = snprintf(rec, sizeof rec,
+                   "{\"type\":\"step\",\"step\":%ld,\"epoch\":%d,\"loss\":%s,\"lr\":%.9g,"
+                   "\"grad_norm\":%s,\"samples_per_s\":%.6g,\"comm_wait_s\":%.6g,"
+                   "\"time\":%.6f%s}\n",
+                   s->step, s->epoch, loss, s->lr, norm, s->samples_per_s, s->comm_wait, t,
+                   s->skipped ? ",\"skipped\":true" : "");
+  put(r, rec, (size_t)n < sizeof rec ? (size_t)n : sizeof rec - 1);
+  if (isfinite(s->loss))
+    r->loss = isnan(r->loss) ? s->loss : LOSS_SMOOTHING * s->loss + (1 - LOSS_SMOOTHING) * r->loss;
+  /* the rate over the steps since the last update, smoothed; the first interval starts when
+   * the reporter opened (this session's start, so a resume does not count earlier steps) */
+  int last = s->step == r->total_steps;
+  double dt = now - r->last_draw;
+  if (dt >= BAR_INTERVAL || last) {
+    double steps = (double)s->step - r->last_draw_step;
+    if (dt > 0 && steps > 0) {
+      double inst = steps / dt, w = 1 - exp(-dt / RATE_TAU);
+      r->rate = isnan(r->rate) ? inst : w * inst + (1 - w) * r->rate;
+    }
+    r->last_draw = now;
+    r->last_draw_step = (double)s->step;
+    if (r->bar) {
+      char etas[32];
+      fmt_eta((double)(r->total_steps - s->step) / r->rate, etas, sizeof etas);
+      draw(r, s, etas);
+    }
   }
-  if (r->plain && (s->step % r->log_every == 0 || s->step == r->total_steps))
-    fprintf(stderr, "dpt: epoch %d step %ld/%ld loss %.4f lr %.4g samples/s %.0f eta %s\n",
-            s->epoch + 1, s->step, r->total_steps, s->loss, s->lr, s->samples_per_s, etas);
+  if (r->plain && (s->step % r->log_every == 0 || last)) {
+    char etas[32];
+    double rate = isnan(r->rate) ? s->samples_per_s / (double)r->batch : r->rate;
+    fmt_eta((double)(r->total_steps - s->step) / rate, etas, sizeof etas);
+    fprintf(stderr, "%s: epoch %d step %ld/%ld loss %.4f lr %.4g samples/s %.0f eta %s\n",
+            r->prefix, s->epoch + 1, s->step, r->total_steps, r->loss, s->lr,
+            rate * (double)r->batch, etas);
+  }
 }
 
 void dpt_report_run(dpt_report *r, const char *label, int ranks, int zero, size_t nparams,
                     double state_max, double state_total) {
-  if (!r)
-    return;
-  fprintf(r->jsonl, "{\"type\":\"run\",\"label\":\"");
-  dpt_json_escape(r->jsonl, label);
-  fprintf(r->jsonl,
-          "\",\"ranks\":%d,\"zero\":%d,\"params\":%zu,"
-          "\"state_bytes_per_rank_max\":%.0f,\"state_bytes_total\":%.0f}\n",
-          ranks, zero, nparams, state_max, state_total);
+  if (!r) return;
+  jbuf b = {malloc(512), 0, 512, 1};
+  if (!b.buf) return;
+  jb_add(&b, "{\"type\":\"run\",\"label\":");
+  jb_text(&b, label);
+  jb_add(&b,
+         ",\"ranks\":%d,\"zero\":%d,\"params\":%zu,"
+         "\"state_bytes_per_rank_max\":%.0f,\"state_bytes_total\":%.0f}\n",
+         ranks, zero, nparams, state_max, state_total);
+  put(r, b.buf, b.len);
+  free(b.buf);
 }
 
-
 void dpt_report_epoch(dpt_report *r, const dpt_epoch_info *e) {
-  if (!r)
-    return;
+  if (!r) return;
   double t = dpt_now() - r->t0;
-  char tl[32], ta[32]; /* JSON has no NaN: absent evaluations are null */
+  char tl[32], ta[32], rec[512]; /* JSON has no NaN: absent evaluations are null */
   json_num(tl, sizeof tl, e->test_loss);
   json_num(ta, sizeof ta, e->test_accuracy);
-  fprintf(r->jsonl,
-          "{\"type\":\"epoch\",\"epoch\":%d,\"step\":%ld,\"train_loss\":%.9g,"
-          "\"test_loss\":%s,\"test_accuracy\":%s,\"lr\":%.9g,\"time\":%.6f}\n",
-          e->epoch, e->step, e->train_loss, tl, ta, e->lr, t);
-  fflush(r->jsonl);
-  if (r->bar)
-    fputc('\n', stderr);
-  if (!r->bar && !r->plain)
-    return;
+  int n = snprintf(rec, sizeof rec,
+                   "{\"type\":\"epoch\",\"epoch\":%d,\"step\":%ld,\"train_loss\":%.9g,"
+                   "\"test_loss\":%s,\"test_accuracy\":%s,\"lr\":%.9g,\"time\":%.6f}\n",
+                   e->epoch, e->step, e->train_loss, tl, ta, e->lr, t);
+  put(r, rec, (size_t)n < sizeof rec ? (size_t)n : sizeof rec - 1);
+  if (r->bar) fputc('\n', stderr);
+  if (!r->bar && !r->plain) return;
   if (isnan(e->test_loss))
-    fprintf(stderr, "dpt: epoch %d done: train loss %.4f (%.1f s)\n", e->epoch + 1,
+    fprintf(stderr, "%s: epoch %d done: train loss %.4f (%.1f s)\n", r->prefix, e->epoch + 1,
             e->train_loss, t);
   else if (isnan(e->test_accuracy))
-    fprintf(stderr, "dpt: epoch %d done: train loss %.4f test loss %.4f (%.1f s)\n",
+    fprintf(stderr, "%s: epoch %d done: train loss %.4f test loss %.4f (%.1f s)\n", r->prefix,
             e->epoch + 1, e->train_loss, e->test_loss, t);
   else
-    fprintf(stderr, "dpt: epoch %d done: train loss %.4f test loss %.4f test accuracy %.4f "
-            "(%.1f s)\n", e->epoch + 1, e->train_loss, e->test_loss, e->test_accuracy, t);
+    fprintf(stderr,
+            "%s: epoch %d done: train loss %.4f test loss %.4f test accuracy %.4f (%.1f s)\n",
+            r->prefix, e->epoch + 1, e->train_loss, e->test_loss, e->test_accuracy, t);
 }

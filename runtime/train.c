@@ -785,7 +785,7 @@ int dpt_train_run_model(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm,
   if (!rc) rc = restore(&r, o, err, errlen);
   /* the metrics file: continued by a resumed run, started afresh otherwise */
   if (!rc && r.rank == 0)
-    rc = dpt_report_open(o, r.total_steps, r.pos.step > 0, &r.report, err, errlen);
+    rc = dpt_report_open(o, r.total_steps, r.pos.step, &r.report, err, errlen);
   /* set-up: agree, so one rank's bad input stops all, with that rank's message */
   int all = dpt_comm_agree(comm, rc);
   if (all) {
