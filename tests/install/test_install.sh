@@ -3,11 +3,14 @@
 # tree is not configured again), then the out-of-tree example model (example/) built against the
 # prefix twice, with find_package(dpt) and with pkg-config (mpicc), and each build trained on 2
 # ranks; the example exits non-zero when its loss did not fall. Also: the installed dpt prints
-# the version, every installed header compiles on its own, and no installed package file names
-# the build or source tree.
-# Usage: test_install.sh CMAKE BUILD_DIR EXAMPLE_DIR LIBDIR VERSION MPICC MPIEXEC [CFLAGS]
+# the version, every installed header compiles on its own, no installed package file names the
+# build or source tree, the man page renders without warnings and lists every option of
+# `dpt train --help`, and the bash completion completes commands, options and values.
+# Usage: test_install.sh CMAKE BUILD_DIR EXAMPLE_DIR LIBDIR MANDIR DATADIR VERSION MPICC MPIEXEC
+#                        [CFLAGS]
 set -u
-cmake=$1; build=$2; example=$3; libdir=$4; version=$5; mpicc=$6; mpiexec=$7; cflags=${8:-}
+cmake=$1; build=$2; example=$3; libdir=$4; mandir=$5; datadir=$6; version=$7; mpicc=$8
+mpiexec=$9; cflags=${10:-}
 fail() { echo "FAIL: $*"; exit 1; }
 tmp=$(mktemp -d) || fail "mktemp"
 trap 'rm -rf "$tmp"' EXIT
@@ -22,7 +25,8 @@ for f in bin/dpt "$libdir/libdpt_runtime.a" "$libdir/libdpt_optim.a" "$libdir/li
          "$libdir/libdpt_comm.a" "$libdir/libdpt_base.a" include/dpt/runtime.h \
          include/dpt/optim.h include/dpt/io.h include/dpt/comm.h include/dpt/base.h \
          "$libdir/cmake/dpt/dptConfig.cmake" "$libdir/cmake/dpt/dptConfigVersion.cmake" \
-         "$libdir/cmake/dpt/dptTargets.cmake" "$libdir/pkgconfig/dpt.pc"; do
+         "$libdir/cmake/dpt/dptTargets.cmake" "$libdir/pkgconfig/dpt.pc" "$mandir/man1/dpt.1" \
+         "$datadir/bash-completion/completions/dpt"; do
   [ -f "$prefix/$f" ] || fail "cmake --install did not install $f"
 done
 out=$("$prefix/bin/dpt" --version) || fail "installed dpt --version exits non-zero"
@@ -34,7 +38,59 @@ if grep -rlF -e "$src" -e "$build" "$prefix/$libdir/cmake" "$prefix/$libdir/pkgc
   fail "an installed package file names the source or build tree (above)"
 fi
 
-# 2. pkg-config: the version, and every installed header compiles alone with its flags
+# 2. the man page: no warnings from groff or man, every training option and solver in it
+page=$prefix/$mandir/man1/dpt.1
+warn=$(groff -man -ww -z "$page" 2>&1) || fail "groff -man -ww -z dpt.1 exits non-zero"
+[ -z "$warn" ] || { echo "$warn"; fail "groff warns about dpt.1 (above)"; }
+MANWIDTH=80 man --warnings -l "$page" > "$tmp/man.txt" 2> "$tmp/man.err" \
+  || { cat "$tmp/man.err"; fail "man -l dpt.1 exits non-zero"; }
+[ ! -s "$tmp/man.err" ] || { cat "$tmp/man.err"; fail "man --warnings -l dpt.1 warns (above)"; }
+"$prefix/bin/dpt" train --help | sed -n 's/^    \(--[a-z0-9-]*\).*/\1/p' > "$tmp/train-options"
+[ "$(wc -l < "$tmp/train-options")" -ge 20 ] || fail "dpt train --help lists too few options"
+"$prefix/bin/dpt" solvers | sed -n 's/^  \([a-z][a-z0-9_]*\)$/\1/p' > "$tmp/solvers"
+[ -s "$tmp/solvers" ] || fail "dpt solvers lists no solver"
+while read -r word; do
+  grep -qE -- "^ +$word( |\$)" "$tmp/man.txt" || fail "the man page does not list $word"
+done < <(cat "$tmp/train-options" "$tmp/solvers")
+for section in NAME SYNOPSIS COMMANDS "TRAINING OPTIONS" SOLVERS SCHEDULERS "EXIT STATUS"; do
+  grep -qx "$section" "$tmp/man.txt" || fail "the man page has no section $section"
+done
+for cmd in train "data import-idx" "data synth" "ckpt inspect" compare plot solvers schedulers; do
+  grep -qE "^ {7}$cmd( {2,}|\$)" "$tmp/man.txt" || fail "the man page's COMMANDS do not describe '$cmd'"
+done
+
+# 3. the bash completion, sourced in a clean bash, completing with the installed dpt
+cat > "$tmp/complete.sh" <<'SH'
+. "$1"
+complete -p dpt | grep -q -- "-F _dpt" || { echo "no completion registered for dpt"; exit 1; }
+# reply WORDS...: the completions of the last word
+reply() { COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); COMPREPLY=(); _dpt
+          echo "${COMPREPLY[*]}"; }
+expect() { local want=$1; shift; local got; got=$(reply "$@")
+           [ "$got" = "$want" ] || { echo "'$*' completes to '$got', expected '$want'"; exit 1; }; }
+expect train dpt tr
+expect --solver dpt train --sol
+expect "import-idx synth" dpt data ""
+expect inspect dpt ckpt ins
+expect --sched-warmup-iters dpt train --sched-warmup-i
+got=" $(reply dpt train --solver "") "
+for s in $(dpt solvers | sed -n 's/^  \([a-z][a-z0-9_]*\)$/\1/p'); do
+  [[ $got == *" $s "* ]] || { echo "dpt train --solver does not offer $s"; exit 1; }
+done
+# the value words the script holds must be the ones dpt train --help names
+for opt in progress on-nonfinite activation loss; do
+  line=$(dpt train --help | grep -E "^    --$opt ")
+  for w in $(reply dpt train "--$opt" ""); do
+    [[ $line == *"$w"* ]] || { echo "--$opt $w is offered but not in dpt train --help"; exit 1; }
+  done
+done
+echo completion ok
+SH
+PATH=$prefix/bin:$PATH bash --norc --noprofile "$tmp/complete.sh" \
+  "$prefix/$datadir/bash-completion/completions/dpt" > "$tmp/complete.out" 2>&1
+grep -qx "completion ok" "$tmp/complete.out" || { cat "$tmp/complete.out"; fail "bash completion"; }
+
+# 4. pkg-config: the version, and every installed header compiles alone with its flags
 export PKG_CONFIG_PATH=$prefix/$libdir/pkgconfig
 [ "$(pkg-config --modversion dpt)" = "$version" ] || fail "pkg-config --modversion dpt"
 pc_cflags=$(pkg-config --cflags dpt) || fail "pkg-config --cflags dpt"
@@ -46,7 +102,7 @@ for h in "$prefix"/include/dpt/*.h; do
     || fail "installed header dpt/${h##*/} does not compile on its own"
 done
 
-# 3. the example with find_package(dpt)
+# 5. the example with find_package(dpt)
 "$cmake" -S "$example" -B "$tmp/cmake-build" -DCMAKE_PREFIX_PATH="$prefix" \
   -DCMAKE_C_COMPILER="$mpicc" -DCMAKE_C_FLAGS="$cflags" > "$tmp/cmake.log" 2>&1 \
   || { cat "$tmp/cmake.log"; fail "configuring the example with find_package(dpt)"; }
@@ -55,12 +111,12 @@ grep -qx "dpt_DIR:PATH=$prefix/$libdir/cmake/dpt" "$tmp/cmake-build/CMakeCache.t
 "$cmake" --build "$tmp/cmake-build" > "$tmp/cmake-build.log" 2>&1 \
   || { cat "$tmp/cmake-build.log"; fail "building the example with find_package(dpt)"; }
 
-# 4. the example with pkg-config, through its Makefile
+# 6. the example with pkg-config, through its Makefile
 cp "$example/Makefile" "$example/user_model.c" "$tmp/" || fail "copying the example"
 make -C "$tmp" CC="$mpicc" CFLAGS="-O2 -Wall -Wextra -Werror $cflags" > "$tmp/make.log" 2>&1 \
   || { cat "$tmp/make.log"; fail "building the example with pkg-config"; }
 
-# 5. each build trains on 2 ranks; the example checks its loss fell
+# 7. each build trains on 2 ranks; the example checks its loss fell
 for exe in "$tmp/cmake-build/user_model" "$tmp/user_model"; do
   mkdir -p "$tmp/run" && rm -rf "$tmp/run"/*
   "$mpiexec" -n 2 --oversubscribe "$exe" "$tmp/run" > "$tmp/run.out" 2>&1
