@@ -24,7 +24,12 @@ function esc(s) {
   value = ""
   if (substr(rest, 1, 1) != " ") { value = rest; sub(/ .*/, "", value) }
   vw = length(value) > 14 ? length(value) : 14
-  help = substr(rest, vw + 2); sub(/^ +/, "", help); sub(/ +$/, "", help)
+  help = substr(rest, vw + 2); sub(/ +$/, "", help)
+  # a layout other than the one above would cut words: stop rather than print a wrong page
+  if (substr(rest, vw + 1, 1) != " " || help !~ /^[^ ]/ || substr($0, 5 + w, 1) != " ") {
+    print "gen-man.sh: unexpected option line layout: " $0 > "/dev/stderr"
+    bad = 1
+  }
   print ".TP"
   print ".B " esc(flag)
   if (help != "") print esc(help) (help ~ /[.:]$/ ? "" : ".")
@@ -33,7 +38,7 @@ function esc(s) {
   next
 }
 sections && /^  [a-z][a-z0-9_]*$/ { sub(/^ +/, ""); print ".SS " esc($0); next }
-END { if (n == 0) exit 1 }
+END { if (n == 0 || bad) exit 1 }
 '
 tmp=$(mktemp "$out.XXXXXX")
 trap 'rm -f "$tmp" "$tmp".*' EXIT
