@@ -184,6 +184,7 @@ static int cmd_train(int argc, char **argv, int rank, MPI_Comm comm) {
       fprintf(stderr, "dpt train: %s\n", err);
     return rc;
   }
+  if (o.verbose) dpt_log_init(rank, DPT_LOG_DEBUG, 0); /* --verbose reaches the logger */
   static watchdog_cfg wd;
   wd = (watchdog_cfg){o.watchdog, rank};
   pthread_t wt;
@@ -232,6 +233,12 @@ int main(int argc, char **argv) {
     return cmd_schedulers();
   if (!strcmp(cmd, "plot"))
     return dpt_launch_plot(argc, argv);
+
+  /* help needs no MPI (the man page is generated from it at build time) */
+  int help = 0;
+  for (int i = 2; i < argc; i++) help |= !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
+  if (help && !strcmp(cmd, "train")) return cmd_train(argc, argv, 0, MPI_COMM_NULL);
+  if (help && !strcmp(cmd, "data")) return dpt_launch_data(argc, argv, 0);
 
   int provided;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
