@@ -1,11 +1,12 @@
 /* compare.c — `dpt compare` and `dpt plot`: parse, build one set of training options per
- * combination of solver and schedule, and call runtime (dpt_compare_run, dpt_problem_compare,
- * dpt_plot_metrics).
+ * combination of solver and schedule, and call the playground (playground.h: dpt_compare_run,
+ * dpt_problem_compare, dpt_plot_metrics).
  *
  * Every `dpt train` option applies to every combination, except a solver hyperparameter that
  * only some of the listed solvers have (--momentum with sgd,adam): it goes to those that have
  * it, and is an error only if none has it. */
 #include "launch.h"
+#include "playground.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -25,8 +26,8 @@ typedef struct {
 } compare_opts;
 
 static int is_own(const char *key) {
-  static const char *const own[] = {"solvers", "scheds", "out", "problem", "x0",
-                                    "group_ranks", "steps", "target_loss", NULL};
+  static const char *const own[] = {"solvers",     "scheds", "out",         "problem", "x0",
+                                    "group_ranks", "steps",  "target_loss", NULL};
   for (int i = 0; own[i]; i++)
     if (!strcmp(key, own[i])) return 1;
   return 0;
@@ -53,11 +54,16 @@ static int parse_own(const kv_list *l, compare_opts *c, char *err, size_t errlen
     const kv *e = &l->items[i];
     char *end;
     if (!is_own(e->key)) continue;
-    if (!strcmp(e->key, "solvers")) snprintf(c->solvers, sizeof c->solvers, "%s", e->value);
-    else if (!strcmp(e->key, "scheds")) snprintf(c->scheds, sizeof c->scheds, "%s", e->value);
-    else if (!strcmp(e->key, "out")) snprintf(c->out, sizeof c->out, "%s", e->value);
-    else if (!strcmp(e->key, "problem")) snprintf(c->problem, sizeof c->problem, "%s", e->value);
-    else if (!strcmp(e->key, "x0")) snprintf(c->x0, sizeof c->x0, "%s", e->value);
+    if (!strcmp(e->key, "solvers"))
+      snprintf(c->solvers, sizeof c->solvers, "%s", e->value);
+    else if (!strcmp(e->key, "scheds"))
+      snprintf(c->scheds, sizeof c->scheds, "%s", e->value);
+    else if (!strcmp(e->key, "out"))
+      snprintf(c->out, sizeof c->out, "%s", e->value);
+    else if (!strcmp(e->key, "problem"))
+      snprintf(c->problem, sizeof c->problem, "%s", e->value);
+    else if (!strcmp(e->key, "x0"))
+      snprintf(c->x0, sizeof c->x0, "%s", e->value);
     else if (!strcmp(e->key, "group_ranks")) {
       c->group_ranks = (int)strtol(e->value, &end, 10);
       if (*end || c->group_ranks < 1) {
@@ -136,8 +142,10 @@ static int build_run(const kv_list *l, const char *solver, const char *sched, ch
     return EXIT_USAGE;
   }
   if (!o->label[0]) {
-    if (sched) snprintf(o->label, sizeof o->label, "%s/%s", solver, sched);
-    else snprintf(o->label, sizeof o->label, "%s", solver);
+    if (sched)
+      snprintf(o->label, sizeof o->label, "%s/%s", solver, sched);
+    else
+      snprintf(o->label, sizeof o->label, "%s", solver);
   }
   return 0;
 }
@@ -168,8 +176,8 @@ static int run_problem(const compare_opts *c, const kv_list *l, char **solvers, 
   for (int s = 0; s < nsolvers; s++)
     for (int k = 0; k < (nscheds ? nscheds : 1); k++) {
       dpt_train_opts o;
-      int rc = build_run(l, solvers[s], nscheds ? scheds[k] : NULL, solvers, nsolvers, &o, err,
-                         errlen);
+      int rc =
+          build_run(l, solvers[s], nscheds ? scheds[k] : NULL, solvers, nsolvers, &o, err, errlen);
       if (rc) return rc;
       dpt_problem_run *r = &runs[n++];
       memset(r, 0, sizeof *r);
@@ -189,8 +197,8 @@ static int run_problem(const compare_opts *c, const kv_list *l, char **solvers, 
       }
     }
   }
-  int rc = dpt_problem_compare(c->problem, runs, n, c->steps, dim ? x0 : NULL, dim, c->out,
-                               stdout, err, errlen);
+  int rc = dpt_problem_compare(c->problem, runs, n, c->steps, dim ? x0 : NULL, dim, c->out, stdout,
+                               err, errlen);
   return rc == DPT_EINVAL ? EXIT_USAGE : rc ? EXIT_RUN : 0;
 }
 
@@ -280,6 +288,7 @@ int dpt_launch_plot(int argc, char **argv) {
     return EXIT_RUN;
   }
   printf("dpt plot: %d run%s drawn into %s/ (loss_step.svg, loss_time.svg, accuracy_step.svg, "
-         "accuracy_time.svg, lr_step.svg)\n", n, n > 1 ? "s" : "", out);
+         "accuracy_time.svg, lr_step.svg)\n",
+         n, n > 1 ? "s" : "", out);
   return 0;
 }

@@ -1,13 +1,13 @@
-/* svg.h — standalone SVG charts (internal to runtime).
+/* svg.h — standalone SVG charts (internal to the playground).
  *
  * Line charts, contour plots with trajectories, and the standard plots of dpt metrics files.
  * Every file written is one self-contained SVG (no scripts, fonts or links) with explicit
  * width, height and viewBox, written atomically (tmp + rename): a reader never sees half a chart.
  * Degenerate input (no points, one point, all values equal, all NaN) still gives a valid chart.
- * Functions return 0 or a negative DPT_E* code (runtime.h) with a message in err[errlen].
+ * Functions return 0 or a negative DPT_E* code (base.h) with a message in err[errlen].
  */
-#ifndef DPT_RUNTIME_SVG_H
-#define DPT_RUNTIME_SVG_H
+#ifndef DPT_PLAYGROUND_SVG_H
+#define DPT_PLAYGROUND_SVG_H
 
 #include <stddef.h>
 
@@ -59,7 +59,7 @@ typedef struct {
  * are clipped to the plotted window. */
 int dpt_svg_contour(const char *path, const dpt_contour_chart *c, char *err, size_t errlen);
 
-/* --- metrics (plot.c); dpt_plot_metrics is public: runtime.h --- */
+/* --- metrics (plot.c); dpt_plot_metrics is public: playground.h --- */
 
 /* One run's figures from its metrics file: the last and best test accuracy (fraction) and test
  * loss over the epochs (NAN when never evaluated), the training loss at the end (its moving
@@ -70,7 +70,7 @@ typedef struct {
   double seconds;
   long steps_to_target, steps;
 } dpt_metrics_summary;
-int dpt_metrics_summarize(const char *file, double target_loss, dpt_metrics_summary *out,
-                          char *err, size_t errlen);
+int dpt_metrics_summarize(const char *file, double target_loss, dpt_metrics_summary *out, char *err,
+                          size_t errlen);
 
 #endif

@@ -14,7 +14,10 @@
  * - A problem is one row of the table below: name, dimension, f, gradient, start, plot window
  *   and its minima, so a new problem is one function pair and one row.
  */
+/* TODO(base): internal.h for runtime's dpt_afile and dpt_mkdirs only, until they move to
+ * runtime/base/base.h */
 #include "internal.h"
+#include "playground.h"
 #include "svg.h"
 
 #include <errno.h>
@@ -260,7 +263,7 @@ static void trace_free(trace *t) {
 
 /* --- output files: <path>.tmp, renamed when complete --- */
 
-typedef dpt_afile text_out;
+typedef dpt_afile text_out; /* TODO(base): dpt_afile */
 
 static int text_open(text_out *o, const char *dir, const char *name, char *err, size_t errlen) {
   char path[2048];
@@ -268,11 +271,11 @@ static int text_open(text_out *o, const char *dir, const char *name, char *err, 
     snprintf(err, errlen, "output path too long: '%.200s...'", dir);
     return DPT_EINVAL;
   }
-  return dpt_afile_open(o, path, err, errlen);
+  return dpt_afile_open(o, path, err, errlen); /* TODO(base): dpt_afile */
 }
 
 static int text_close(text_out *o, char *err, size_t errlen) {
-  return dpt_afile_commit(o, err, errlen);
+  return dpt_afile_commit(o, err, errlen); /* TODO(base): dpt_afile */
 }
 
 /* --- trajectories.jsonl --- */
@@ -679,7 +682,7 @@ int dpt_problem_compare(const char *problem_name, const dpt_problem_run *runs, i
     return DPT_ENOMEM;
   }
   for (int r = 0; r < nruns && !rc; r++) rc = run_one(p, &runs[r], steps, x0, &tr[r], err, errlen);
-  if (!rc) rc = dpt_mkdirs(outdir, "output directory", err, errlen);
+  if (!rc) rc = dpt_mkdirs(outdir, "output directory", err, errlen); /* TODO(base): dpt_mkdirs */
   if (!rc) rc = write_jsonl(outdir, p, runs, tr, nruns, err, errlen);
   if (!rc) rc = write_summary(outdir, p, runs, tr, nruns, steps, x0, out, err, errlen);
   if (!rc) rc = write_charts(outdir, p, runs, tr, nruns, err, errlen);

@@ -11,7 +11,9 @@
  * - Step losses are noisy: a run of SMOOTH_MIN_STEPS or more shows its per-step loss faint and
  *   a centred moving average in full colour, so several runs stay comparable.
  */
+/* TODO(base): internal.h for runtime's dpt_mkdirs only, until they move to runtime/base/base.h */
 #include "internal.h"
+#include "playground.h"
 #include "svg.h"
 
 #include <errno.h>
@@ -330,6 +332,7 @@ int dpt_plot_metrics(const char *const *files, const char *const *labels, int nf
       }
     }
   }
+  /* TODO(base): dpt_mkdirs */
   if (!rc) rc = dpt_mkdirs(outdir, "plot output directory", err, errlen);
   if (!rc) {
     name_runs(files, labels, nfiles, runs, names);
@@ -343,8 +346,8 @@ int dpt_plot_metrics(const char *const *files, const char *const *labels, int nf
 
 /* --- one run's summary (for dpt compare's table) --- */
 
-int dpt_metrics_summarize(const char *file, double target_loss, dpt_metrics_summary *out,
-                          char *err, size_t errlen) {
+int dpt_metrics_summarize(const char *file, double target_loss, dpt_metrics_summary *out, char *err,
+                          size_t errlen) {
   run_metrics m;
   memset(&m, 0, sizeof m);
   int rc = read_metrics(file, &m, err, errlen);
@@ -357,8 +360,10 @@ int dpt_metrics_summarize(const char *file, double target_loss, dpt_metrics_summ
     size_t ne = m.ep_step.n, ns = m.step.n;
     for (size_t i = 0; i < ne; i++) {
       double a = m.ep_acc.v[i] / 100, l = m.ep_loss.v[i];
-      if (isfinite(a)) r.final_acc = a, r.best_acc = isnan(r.best_acc) || a > r.best_acc ? a : r.best_acc;
-      if (isfinite(l)) r.final_loss = l, r.best_loss = isnan(r.best_loss) || l < r.best_loss ? l : r.best_loss;
+      if (isfinite(a))
+        r.final_acc = a, r.best_acc = isnan(r.best_acc) || a > r.best_acc ? a : r.best_acc;
+      if (isfinite(l))
+        r.final_loss = l, r.best_loss = isnan(r.best_loss) || l < r.best_loss ? l : r.best_loss;
     }
     if (ns) {
       r.steps = (long)m.step.v[ns - 1];

@@ -10,7 +10,9 @@
  * - Text is XML-escaped and valid UTF-8 (other bytes become '?'), so any label gives valid XML.
  * - Output goes to "<path>.tmp", is flushed and fsync'ed, then renamed over path.
  */
+/* TODO(base): internal.h for runtime's dpt_afile only, until they move to runtime/base/base.h */
 #include "internal.h"
+#include "playground.h"
 #include "svg.h"
 
 #include <errno.h>
@@ -294,10 +296,10 @@ static void frame_layout(frame *fr, int caption) {
 
 /* --- output file: <path>.tmp, renamed when complete --- */
 
-typedef dpt_afile svg_out;
+typedef dpt_afile svg_out; /* TODO(base): dpt_afile */
 
 static int out_open(svg_out *o, const char *path, int w, int h, char *err, size_t errlen) {
-  int rc = dpt_afile_open(o, path, err, errlen);
+  int rc = dpt_afile_open(o, path, err, errlen); /* TODO(base): dpt_afile */
   if (rc) return rc;
   fprintf(o->f,
           "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
@@ -311,7 +313,7 @@ static int out_open(svg_out *o, const char *path, int w, int h, char *err, size_
 /* Finishes the file and renames it over the path; on failure removes it. */
 static int out_close(svg_out *o, char *err, size_t errlen) {
   fputs("</svg>\n", o->f);
-  return dpt_afile_commit(o, err, errlen);
+  return dpt_afile_commit(o, err, errlen); /* TODO(base): dpt_afile */
 }
 
 /* --- frame drawing: grid, ticks, labels, title --- */

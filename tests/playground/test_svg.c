@@ -1,4 +1,4 @@
-/* test_svg.c — unit tests of runtime/svg.c and runtime/plot.c: line charts (ticks for known
+/* test_svg.c — unit tests of runtime/playground/svg.c and plot.c: line charts (ticks for known
  * ranges, log axes, breaks, degenerate data, escaping, thinning of long series), contour plots
  * of Rosenbrock with a descent path, and dpt_plot_metrics on hand-written metrics files.
  * Every chart goes to DPT_TEST_TMP/svg, which check_svg.py then parses as XML (ctest fixture). */
@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runtime.h"
+#include "playground.h"
 #include "svg.h"
 
 #define OUT DPT_TEST_TMP "/svg"
