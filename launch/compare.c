@@ -253,37 +253,57 @@ int dpt_launch_compare(int argc, char **argv, int rank, MPI_Comm comm) {
   return rc;
 }
 
+#define PLOT_MAX_FILES 256
+
 int dpt_launch_plot(int argc, char **argv) {
   const char *out = "plots";
-  const char *files[256];
-  int n = 0;
+  const char *files[PLOT_MAX_FILES], *labels[PLOT_MAX_FILES] = {0};
+  int n = 0, nlabels = 0;
   for (int i = 2; i < argc; i++) {
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      printf("usage: dpt plot [--out DIR] METRICS.jsonl...\n"
+      printf("usage: dpt plot [--out DIR] [--label NAME]... METRICS.jsonl...\n"
              "Draws training loss and test accuracy against step and wall time, and the\n"
-             "learning rate, of every run into DIR (default plots/) as SVG files.\n");
+             "learning rate, of every run into DIR (default plots/) as SVG files. The k-th\n"
+             "--label names the k-th file in the legends (default: the run's own label).\n");
       return 0;
     }
-    if (!strcmp(argv[i], "--out")) {
+    if (!strcmp(argv[i], "--out") || !strcmp(argv[i], "--label")) {
       if (i + 1 == argc) {
-        fprintf(stderr, "dpt plot: --out needs a directory\n");
+        fprintf(stderr, "dpt plot: %s needs a %s\n", argv[i],
+                argv[i][2] == 'o' ? "directory" : "name");
         return EXIT_USAGE;
       }
-      out = argv[++i];
+      if (argv[i][2] == 'o')
+        out = argv[++i];
+      else if (nlabels < PLOT_MAX_FILES)
+        labels[nlabels++] = argv[++i];
+      else
+        i++, nlabels++;
     } else if (!strncmp(argv[i], "--", 2)) {
-      fprintf(stderr, "dpt plot: unknown option '%s' (usage: dpt plot [--out DIR] FILE...)\n",
+      fprintf(stderr,
+              "dpt plot: unknown option '%s' (usage: dpt plot [--out DIR] [--label NAME]... "
+              "FILE...)\n",
               argv[i]);
       return EXIT_USAGE;
-    } else if (n < 256) {
+    } else if (n < PLOT_MAX_FILES) {
       files[n++] = argv[i];
+    } else {
+      fprintf(stderr, "dpt plot: more than %d metrics files\n", PLOT_MAX_FILES);
+      return EXIT_USAGE;
     }
   }
   if (!n) {
-    fprintf(stderr, "dpt plot: no metrics files (usage: dpt plot [--out DIR] FILE...)\n");
+    fprintf(stderr, "dpt plot: no metrics files (usage: dpt plot [--out DIR] [--label NAME]... "
+                    "FILE...)\n");
+    return EXIT_USAGE;
+  }
+  if (nlabels > n) {
+    fprintf(stderr, "dpt plot: --label given %d times for %d metrics file%s (one per file)\n",
+            nlabels, n, n > 1 ? "s" : "");
     return EXIT_USAGE;
   }
   char err[DPT_ERR_LEN];
-  if (dpt_plot_metrics(files, NULL, n, out, err, sizeof err)) {
+  if (dpt_plot_metrics(files, labels, n, out, err, sizeof err)) {
     fprintf(stderr, "dpt plot: %s\n", err);
     return EXIT_RUN;
   }

@@ -29,14 +29,18 @@ typedef struct {
   int logy;                    /* log10 y axis */
   int nseries;
   const dpt_series *series;
+  /* The y range to show, when ylo < yhi (both finite, > 0 on a log axis): points outside it
+   * leave the plot at its edge. Else (0, 0) the range of the data. */
+  double ylo, yhi;
 } dpt_chart;
 
-/* Writes a line chart to path (atomically: tmp + rename). Axes span the data (with a small
- * margin: y always, x when there are markers) and carry 1-2-5 ticks, 1-2-5, 1-3 or decades on a
- * log axis; each series that is not faint gets its own colour (Okabe-Ito; dashed after the
- * seventh) and a legend entry; faint series are drawn first. Long series are thinned to at most a
- * few points per pixel column, keeping each column's first, lowest, highest and last point, so the
- * drawing is unchanged and the file stays small. Borrows c for the duration of the call. */
+/* Writes a line chart to path (atomically: tmp + rename). Axes span the data, or the given y
+ * range (with a small margin: y always, x when there are markers) and carry 1-2-5 ticks, 1-2-5, 1-3
+ * or decades on a log axis; each series that is not faint gets its own colour (Okabe-Ito; dashed
+ * after the seventh) and a legend entry; faint series are drawn first. Long series are thinned to
+ * at most a few points per pixel column, keeping each column's first, lowest, highest and last
+ * point, so the drawing is unchanged and the file stays small. Borrows c for the duration of the
+ * call. */
 int dpt_svg_chart(const char *path, const dpt_chart *c, char *err, size_t errlen);
 
 /* --- contour plots --- */

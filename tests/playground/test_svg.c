@@ -82,7 +82,7 @@ static void test_chart_has_series_legend_and_nice_ticks(void **state) {
     x[i] = i, y1[i] = i / 10.0, y2[i] = 1 - i / 10.0, y3[i] = 0.5 + 0.3 * sin(i);
   dpt_series s[3] = {
       {"rising", 11, x, y1, 0, 0}, {"falling", 11, x, y2, 1, 0}, {NULL, 11, x, y3, 0, 0}};
-  dpt_chart c = {"Three lines", "step", "value (units)", 0, 3, s};
+  dpt_chart c = {"Three lines", "step", "value (units)", 0, 3, s, 0, 0};
   char path[1024], err[DPT_ERR_LEN], buf[1024];
   assert_int_equal(dpt_svg_chart(out_path(path, sizeof path, "lines.svg"), &c, err, sizeof err), 0);
   char *svg = check_chart(path);
@@ -110,7 +110,7 @@ static void test_log_axis_has_decades_and_breaks_at_nonpositive(void **state) {
     z[i] = i == 500 ? 0 : i == 700 ? NAN : 0.5;   /* two breaks: three pieces */
   }
   dpt_series s[2] = {{"decay", N, x, y, 0, 0}, {"flat with gaps", N, x, z, 0, 0}};
-  dpt_chart c = {"Log axis", "step", "loss", 1, 2, s};
+  dpt_chart c = {"Log axis", "step", "loss", 1, 2, s, 0, 0};
   char path[1024], err[DPT_ERR_LEN], buf[1024];
   assert_int_equal(dpt_svg_chart(out_path(path, sizeof path, "log.svg"), &c, err, sizeof err), 0);
   char *svg = check_chart(path);
@@ -132,7 +132,7 @@ static void test_narrow_log_range_gets_linear_ticks(void **state) {
   (void)state;
   double x[2] = {0, 1}, y[2] = {0.3, 0.9};
   dpt_series s = {"narrow", 2, x, y, 0, 0};
-  dpt_chart c = {"Narrow log", "x", "y", 1, 1, &s};
+  dpt_chart c = {"Narrow log", "x", "y", 1, 1, &s, 0, 0};
   char path[1024], err[DPT_ERR_LEN], buf[1024];
   assert_int_equal(dpt_svg_chart(out_path(path, sizeof path, "lognarrow.svg"), &c, err, sizeof err),
                    0);
@@ -163,7 +163,7 @@ static void test_degenerate_data_gives_valid_charts(void **state) {
       {"huge.svg", 0, 1, {"huge", 2, xs, big, 0, 0}, NULL},
   };
   for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-    dpt_chart c = {cases[k].name, "x", "y", cases[k].logy, cases[k].nseries, &cases[k].s};
+    dpt_chart c = {cases[k].name, "x", "y", cases[k].logy, cases[k].nseries, &cases[k].s, 0, 0};
     char path[1024], err[DPT_ERR_LEN], buf[1024];
     assert_int_equal(dpt_svg_chart(out_path(path, sizeof path, cases[k].name), &c, err, sizeof err),
                      0);
@@ -182,7 +182,7 @@ static void test_labels_are_escaped(void **state) {
   (void)state;
   double x[2] = {0, 1}, y[2] = {1, 2};
   dpt_series s = {"a<b & \"c\" 'd'>", 2, x, y, 0, 0};
-  dpt_chart c = {"T&C <x>\xff", "time </text> (s)", "y", 0, 1, &s};
+  dpt_chart c = {"T&C <x>\xff", "time </text> (s)", "y", 0, 1, &s, 0, 0};
   char path[1024], err[DPT_ERR_LEN];
   assert_int_equal(dpt_svg_chart(out_path(path, sizeof path, "escape.svg"), &c, err, sizeof err),
                    0);
@@ -208,7 +208,7 @@ static void test_long_series_are_thinned(void **state) {
   }
   dpt_series s[S];
   for (int k = 0; k < S; k++) s[k] = (dpt_series){"noisy", N, x, y[k], 0, 0};
-  dpt_chart c = {"Long", "step", "loss", 1, S, s};
+  dpt_chart c = {"Long", "step", "loss", 1, S, s, 0, 0};
   char path[1024], err[DPT_ERR_LEN];
   assert_int_equal(dpt_svg_chart(out_path(path, sizeof path, "long.svg"), &c, err, sizeof err), 0);
   char *svg = check_chart(path);
@@ -228,7 +228,7 @@ static void test_chart_errors(void **state) {
   (void)state;
   double x[2] = {0, 1};
   dpt_series s = {"bad", 2, x, NULL, 0, 0};
-  dpt_chart c = {"t", "x", "y", 0, 1, &s};
+  dpt_chart c = {"t", "x", "y", 0, 1, &s, 0, 0};
   char path[1024], err[DPT_ERR_LEN];
   assert_int_equal(dpt_svg_chart(out_path(path, sizeof path, "bad.svg"), &c, err, sizeof err),
                    DPT_EINVAL);
