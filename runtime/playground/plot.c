@@ -63,7 +63,7 @@ typedef struct {
   /* reading: the last record's step and time as written, and the offset added to the time of
    * the records of the current segment (see resume) */
   int seen;
-  double last_step, last_time, time_offset;
+  double last_step, last_time, time_offset; /* last_time: of the last step record */
 } run_metrics;
 
 static int push(column *c, double v) {
@@ -154,22 +154,23 @@ static double last_kept_time(const run_metrics *m) {
 }
 
 /* Called with each step (is_step) or epoch record's step and time as written, before it is
- * added. A resumed run appends to the metrics file of the run it continues: its first record
- * goes back in step (to the checkpoint's step + 1; the steps after the checkpoint were written
- * twice) or in time (older trainers restarted the clock at 0). Such a record starts a segment:
- * the records of its steps and later ones are dropped (an epoch record at the step a step
- * record starts from stays: it came before), and if its time went back, the segment's times
- * are counted from the time of the last record kept. Kept records stay sorted by step, so the
- * superseded ones are at the end of the columns. */
+ * added. A resumed run appends to the metrics file of the run it continues: its first step
+ * record goes back in step (to the checkpoint's step + 1: the steps after the checkpoint were
+ * written twice) or in time against the last step record (older trainers restarted the clock at
+ * 0). Such a record starts a segment: the records of its step and later ones are dropped (for
+ * an epoch record that goes back, the step records of later steps), and if its time went back,
+ * the segment's times are counted from the time of the last record kept. Kept records stay
+ * sorted by step, so the superseded ones are at the end of the columns. */
 static void resume(run_metrics *m, double step, double t, int is_step) {
   if (!m->seen) {
-    m->seen = 1, m->last_step = step, m->last_time = t;
+    m->seen = 1, m->last_step = step, m->last_time = is_step ? t : NAN;
     return;
   }
-  int back = (is_step ? step <= m->last_step : step < m->last_step) ||
-             (isfinite(t) && isfinite(m->last_time) && t < m->last_time);
+  int back =
+      is_step ? step <= m->last_step || (isfinite(t) && isfinite(m->last_time) && t < m->last_time)
+              : step < m->last_step;
   m->last_step = step;
-  if (isfinite(t)) m->last_time = t;
+  if (is_step && isfinite(t)) m->last_time = t;
   if (!back) return;
   while (m->step.n &&
          (m->step.v[m->step.n - 1] > step || (is_step && m->step.v[m->step.n - 1] == step)))
