@@ -22,15 +22,22 @@
 
 /* Reads dpt metrics files (JSONL, format below) and writes into outdir (created if missing):
  * loss_step.svg (training loss vs step, log y), loss_time.svg (vs wall time), accuracy_step.svg
- * and accuracy_time.svg (test accuracy per epoch), lr_step.svg (learning rate vs step).
- * labels[i] names files[i] in the legends; labels may be NULL: then the "run" record's "label"
- * field, else the file's name without directory and extension. Errors name the file and line.
+ * and accuracy_time.svg (test accuracy per epoch), lr_step.svg (learning rate vs step; log y
+ * when the rates span a decade or more, down to 1/1000 of the smallest run's peak rate).
+ * labels[i] names files[i] in the legends; labels (or any labels[i]) may be NULL: then the "run"
+ * record's "label" field, else the file's name without directory and extension. When two files
+ * would get the same name from their file names (runs/a/metrics.jsonl, runs/b/metrics.jsonl),
+ * the parent directory is kept in both ("a/metrics", "b/metrics"); a name still given twice
+ * gets " #2", " #3", ... A run whose last loss is not finite or ten times its first is named
+ * "... (diverged)", and the loss axis spans it only up to its first loss, so its blow-up leaves
+ * through the top instead of squashing the others. Errors name the file and line.
  *
  * Format: one JSON object per line; records {"type":"run", "label":...}, {"type":"step",
  * "step", "loss", "lr", "time"} and {"type":"epoch", "step", "test_accuracy", "time"} are read,
- * other types and fields are ignored; null values are gaps. When two files would get the same
- * name from their file names (runs/a/metrics.jsonl, runs/b/metrics.jsonl), the parent directory
- * is kept in both ("a/metrics", "b/metrics"). Nothing is written if any file fails to parse. */
+ * other types and fields are ignored; null values are gaps. A run resumed from a checkpoint
+ * appends to its file: a step record whose step (or time) goes back supersedes the records of
+ * that step and later ones (the last record per step is drawn), and a clock that restarted
+ * continues from the last record kept. Nothing is written if any file fails to parse. */
 int dpt_plot_metrics(const char *const *files, const char *const *labels, int nfiles,
                      const char *outdir, char *err, size_t errlen);
 
