@@ -1,11 +1,12 @@
 /* compare.c — `dpt compare` and `dpt plot`: parse, build one set of training options per
- * combination of solver and schedule, and call runtime (dpt_compare_run, dpt_problem_compare,
- * dpt_plot_metrics).
+ * combination of solver and schedule, and call the playground (playground.h: dpt_compare_run,
+ * dpt_problem_compare, dpt_plot_metrics).
  *
  * Every `dpt train` option applies to every combination, except a solver hyperparameter that
  * only some of the listed solvers have (--momentum with sgd,adam): it goes to those that have
  * it, and is an error only if none has it. */
 #include "launch.h"
+#include "playground.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -25,8 +26,8 @@ typedef struct {
 } compare_opts;
 
 static int is_own(const char *key) {
-  static const char *const own[] = {"solvers", "scheds", "out", "problem", "x0",
-                                    "group_ranks", "steps", "target_loss", NULL};
+  static const char *const own[] = {"solvers",     "scheds", "out",         "problem", "x0",
+                                    "group_ranks", "steps",  "target_loss", NULL};
   for (int i = 0; own[i]; i++)
     if (!strcmp(key, own[i])) return 1;
   return 0;
@@ -53,11 +54,16 @@ static int parse_own(const kv_list *l, compare_opts *c, char *err, size_t errlen
     const kv *e = &l->items[i];
     char *end;
     if (!is_own(e->key)) continue;
-    if (!strcmp(e->key, "solvers")) snprintf(c->solvers, sizeof c->solvers, "%s", e->value);
-    else if (!strcmp(e->key, "scheds")) snprintf(c->scheds, sizeof c->scheds, "%s", e->value);
-    else if (!strcmp(e->key, "out")) snprintf(c->out, sizeof c->out, "%s", e->value);
-    else if (!strcmp(e->key, "problem")) snprintf(c->problem, sizeof c->problem, "%s", e->value);
-    else if (!strcmp(e->key, "x0")) snprintf(c->x0, sizeof c->x0, "%s", e->value);
+    if (!strcmp(e->key, "solvers"))
+      snprintf(c->solvers, sizeof c->solvers, "%s", e->value);
+    else if (!strcmp(e->key, "scheds"))
+      snprintf(c->scheds, sizeof c->scheds, "%s", e->value);
+    else if (!strcmp(e->key, "out"))
+      snprintf(c->out, sizeof c->out, "%s", e->value);
+    else if (!strcmp(e->key, "problem"))
+      snprintf(c->problem, sizeof c->problem, "%s", e->value);
+    else if (!strcmp(e->key, "x0"))
+      snprintf(c->x0, sizeof c->x0, "%s", e->value);
     else if (!strcmp(e->key, "group_ranks")) {
       c->group_ranks = (int)strtol(e->value, &end, 10);
       if (*end || c->group_ranks < 1) {
@@ -136,8 +142,10 @@ static int build_run(const kv_list *l, const char *solver, const char *sched, ch
     return EXIT_USAGE;
   }
   if (!o->label[0]) {
-    if (sched) snprintf(o->label, sizeof o->label, "%s/%s", solver, sched);
-    else snprintf(o->label, sizeof o->label, "%s", solver);
+    if (sched)
+      snprintf(o->label, sizeof o->label, "%s/%s", solver, sched);
+    else
+      snprintf(o->label, sizeof o->label, "%s", solver);
   }
   return 0;
 }
@@ -168,8 +176,8 @@ static int run_problem(const compare_opts *c, const kv_list *l, char **solvers, 
   for (int s = 0; s < nsolvers; s++)
     for (int k = 0; k < (nscheds ? nscheds : 1); k++) {
       dpt_train_opts o;
-      int rc = build_run(l, solvers[s], nscheds ? scheds[k] : NULL, solvers, nsolvers, &o, err,
-                         errlen);
+      int rc =
+          build_run(l, solvers[s], nscheds ? scheds[k] : NULL, solvers, nsolvers, &o, err, errlen);
       if (rc) return rc;
       dpt_problem_run *r = &runs[n++];
       memset(r, 0, sizeof *r);
@@ -189,8 +197,8 @@ static int run_problem(const compare_opts *c, const kv_list *l, char **solvers, 
       }
     }
   }
-  int rc = dpt_problem_compare(c->problem, runs, n, c->steps, dim ? x0 : NULL, dim, c->out,
-                               stdout, err, errlen);
+  int rc = dpt_problem_compare(c->problem, runs, n, c->steps, dim ? x0 : NULL, dim, c->out, stdout,
+                               err, errlen);
   return rc == DPT_EINVAL ? EXIT_USAGE : rc ? EXIT_RUN : 0;
 }
 
@@ -245,41 +253,72 @@ int dpt_launch_compare(int argc, char **argv, int rank, MPI_Comm comm) {
   return rc;
 }
 
+#define PLOT_MAX_FILES 256
+
 int dpt_launch_plot(int argc, char **argv) {
   const char *out = "plots";
-  const char *files[256];
-  int n = 0;
-  for (int i = 2; i < argc; i++) {
+  const char *files[PLOT_MAX_FILES], *labels[PLOT_MAX_FILES] = {0};
+  int n = 0, nlabels = 0;
+  for (int i = 2; i < argc; i++)
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      printf("usage: dpt plot [--out DIR] METRICS.jsonl...\n"
+      printf("usage: dpt plot [--out DIR] [--label NAME]... METRICS.jsonl...\n"
              "Draws training loss and test accuracy against step and wall time, and the\n"
-             "learning rate, of every run into DIR (default plots/) as SVG files.\n");
+             "learning rate, of every run into DIR (default plots/) as SVG files. The k-th\n"
+             "--label names the k-th file in the legends (default: the run's own label).\n");
       return 0;
     }
-    if (!strcmp(argv[i], "--out")) {
-      if (i + 1 == argc) {
-        fprintf(stderr, "dpt plot: --out needs a directory\n");
-        return EXIT_USAGE;
-      }
-      out = argv[++i];
-    } else if (!strncmp(argv[i], "--", 2)) {
-      fprintf(stderr, "dpt plot: unknown option '%s' (usage: dpt plot [--out DIR] FILE...)\n",
-              argv[i]);
-      return EXIT_USAGE;
-    } else if (n < 256) {
-      files[n++] = argv[i];
+  char err[DPT_ERR_LEN];
+  kv_list l = {.take_args = 1};
+  int rc = dpt_launch_collect(argc, argv, 2, &l, err, sizeof err);
+  for (int i = 0; !rc && i < l.n; i++) {
+    const kv *e = &l.items[i];
+    if (strcmp(e->key, "out") && strcmp(e->key, "label")) {
+      snprintf(err, sizeof err,
+               "unknown option '--%s' (usage: dpt plot [--out DIR] [--label NAME]... FILE...)",
+               e->key);
+      rc = EXIT_USAGE;
+    } else if (e->bare) {
+      snprintf(err, sizeof err, "--%s needs a %s", e->key, e->key[0] == 'o' ? "directory" : "name");
+      rc = EXIT_USAGE;
+    } else if (e->key[0] == 'o') {
+      out = e->value;
+    } else if (nlabels++ < PLOT_MAX_FILES) {
+      labels[nlabels - 1] = e->value;
     }
   }
+  for (int i = 0; !rc && i < l.nargs; i++) {
+    if (n == PLOT_MAX_FILES) {
+      snprintf(err, sizeof err, "more than %d metrics files", PLOT_MAX_FILES);
+      rc = EXIT_USAGE;
+    } else {
+      files[n++] = l.args[i];
+    }
+  }
+  if (rc) {
+    fprintf(stderr, "dpt plot: %s\n", err);
+    dpt_launch_kv_free(&l);
+    return rc;
+  }
   if (!n) {
-    fprintf(stderr, "dpt plot: no metrics files (usage: dpt plot [--out DIR] FILE...)\n");
+    fprintf(stderr, "dpt plot: no metrics files (usage: dpt plot [--out DIR] [--label NAME]... "
+                    "FILE...)\n");
+    dpt_launch_kv_free(&l);
     return EXIT_USAGE;
   }
-  char err[DPT_ERR_LEN];
-  if (dpt_plot_metrics(files, NULL, n, out, err, sizeof err)) {
+  if (nlabels > n) {
+    fprintf(stderr, "dpt plot: --label given %d times for %d metrics file%s (one per file)\n",
+            nlabels, n, n > 1 ? "s" : "");
+    dpt_launch_kv_free(&l);
+    return EXIT_USAGE;
+  }
+  if (dpt_plot_metrics(files, labels, n, out, err, sizeof err)) {
     fprintf(stderr, "dpt plot: %s\n", err);
+    dpt_launch_kv_free(&l);
     return EXIT_RUN;
   }
   printf("dpt plot: %d run%s drawn into %s/ (loss_step.svg, loss_time.svg, accuracy_step.svg, "
-         "accuracy_time.svg, lr_step.svg)\n", n, n > 1 ? "s" : "", out);
+         "accuracy_time.svg, lr_step.svg)\n",
+         n, n > 1 ? "s" : "", out);
+  dpt_launch_kv_free(&l);
   return 0;
 }

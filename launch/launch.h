@@ -19,6 +19,10 @@ typedef struct {
 typedef struct {
   kv *items;
   int n, cap;
+  int take_args;   /* set by the caller: arguments that are not flags go to args (dpt plot's
+                      files) instead of being an error */
+  const char **args; /* borrowed from argv */
+  int nargs;
 } kv_list;
 
 /* Parses argv[first..] ("--name value", "--name=value", "--flag", --config FILE read in place)

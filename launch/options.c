@@ -41,6 +41,7 @@ void dpt_launch_kv_free(kv_list *l) {
     free(l->items[i].value);
   }
   free(l->items);
+  free(l->args);
 }
 
 typedef struct {
@@ -137,6 +138,13 @@ int dpt_launch_collect(int argc, char **argv, int first, kv_list *l, char *err, 
   for (int i = first; i < argc; i++) {
     const char *a = argv[i];
     if (strncmp(a, "--", 2) != 0 || !a[2]) {
+      if (l->take_args) {
+        const char **p = realloc(l->args, (size_t)(l->nargs + 1) * sizeof *p);
+        if (!p) return snprintf(err, errlen, "out of memory"), EXIT_RUN;
+        l->args = p;
+        l->args[l->nargs++] = a;
+        continue;
+      }
       snprintf(err, errlen, "unexpected argument '%s' (options are --name value)", a);
       return EXIT_USAGE;
     }

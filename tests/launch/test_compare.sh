@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # dpt compare and dpt plot: four solvers on 4 ranks in 2 groups of 2 train from the same initial
 # parameters on the same batches (their first losses are equal), and give a table of 4 rows and
-# valid SVG plots; dpt plot draws finished runs; the analytic problems reproduce the worked
-# example (GD on x^2 - 4x + 3 from 0 with lr 0.3: 1.2, 1.68, ... -> 2) and bring Adam to
-# Rosenbrock's minimum; bad input is one clear line. Usage: test_compare.sh DPT WORKDIR
+# valid SVG plots; dpt plot draws finished runs (named with --label); the analytic problems
+# reproduce the worked example (GD on x^2 - 4x + 3 from 0 with lr 0.3: 1.2, 1.68, ... -> 2) and
+# bring Adam to Rosenbrock's minimum; bad input is one clear line.
+# Usage: test_compare.sh DPT WORKDIR
 . "$(dirname "$0")/lib.sh" "$@"
 synth 1024 256 20 4
 
@@ -52,7 +53,12 @@ echo "compare: 4 solvers in 2 groups of 2, table of 4 rows, $n valid plots, equa
 n=$(svg_ok replot) || fail "invalid SVG from dpt plot"
 grep -q ">sgd<" replot/loss_step.svg && grep -q ">lion<" replot/loss_step.svg \
   || fail "the plot's legend does not name the runs"
-echo "plot: $n valid plots"
+# --label names the files in order; more labels than files is bad usage
+"$dpt" plot --out relabel --label first --label "second run" cmp/sgd/metrics.jsonl \
+  cmp/lion/metrics.jsonl > relabel.out 2>&1 || { cat relabel.out; fail "dpt plot --label"; }
+grep -q ">first<" relabel/loss_step.svg && grep -q ">second run<" relabel/loss_step.svg \
+  && ! grep -q ">sgd<" relabel/loss_step.svg || fail "--label does not name the runs"
+echo "plot: $n valid plots; --label names them"
 
 # 3. the worked example and Rosenbrock
 "$dpt" compare --problem quadratic --solvers gd --lr 0.3 --steps 20 --out quad > quad.out 2>&1 \
@@ -94,4 +100,6 @@ check 2 "frobnicate" 4 compare --solvers adam --frobnicate 1 --data d.h5
 check 2 "rosenbrok" 2 compare --problem rosenbrok --solvers adam
 check 2 "no metrics" 1 plot
 check 1 "missing.jsonl" 1 plot missing.jsonl
+check 2 "--label given 2 times for 1" 1 plot --label a --label b cmp/sgd/metrics.jsonl
+check 2 "--label needs a name" 1 plot cmp/sgd/metrics.jsonl --label
 echo ok

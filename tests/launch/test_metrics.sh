@@ -46,6 +46,8 @@ epochs = [r["epoch"] for r in recs if r["type"] == "epoch"]
 assert epochs == [0, 1], epochs
 print(f"{len(recs)} records, steps 1..512 once each, time non-decreasing to {times[-1]:.2f} s")
 PY
-"$dpt" plot --out plots run/metrics.jsonl > plot.out 2>&1 || { cat plot.out; fail "dpt plot"; }
+"$dpt" plot --out=plots --label=resumed run/metrics.jsonl > plot.out 2>&1 \
+  || { cat plot.out; fail "dpt plot"; }
 [ -s plots/loss_step.svg ] || fail "dpt plot drew no loss chart"
+grep -q ">resumed<" plots/loss_step.svg || fail "dpt plot --label=NAME did not name the run"
 echo ok

@@ -13,7 +13,7 @@
  *   shared file system as clusters have).
  */
 #include "comm.h"
-#include "internal.h"
+#include "playground.h"
 #include "svg.h"
 
 #include <errno.h>
@@ -64,8 +64,10 @@ static int read_error(const char *dir, char *msg, size_t len) {
 }
 
 static void fmt_num(char *buf, size_t len, double v, const char *fmt) {
-  if (isfinite(v)) snprintf(buf, len, fmt, v);
-  else snprintf(buf, len, "—");
+  if (isfinite(v))
+    snprintf(buf, len, fmt, v);
+  else
+    snprintf(buf, len, "—");
 }
 
 /* The table, as Markdown, into f. */
@@ -73,8 +75,10 @@ static void write_table(FILE *f, const dpt_train_opts *runs, char (*dirs)[1100],
                         double target) {
   char tgt[64];
   fmt_num(tgt, sizeof tgt, target, "%g");
-  fprintf(f, "| run | final test acc | best test acc | final test loss | best test loss | "
-             "final train loss | time (s) | steps | steps to loss <= %s |\n", tgt);
+  fprintf(f,
+          "| run | final test acc | best test acc | final test loss | best test loss | "
+          "final train loss | time (s) | steps | steps to loss <= %s |\n",
+          tgt);
   fprintf(f, "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (int i = 0; i < nruns; i++) {
     char path[1200], msg[512], err[DPT_ERR_LEN];
@@ -92,16 +96,18 @@ static void write_table(FILE *f, const dpt_train_opts *runs, char (*dirs)[1100],
     fmt_num(c[3], sizeof c[3], s.best_loss, "%.4f");
     fmt_num(c[4], sizeof c[4], s.final_train_loss, "%.4f");
     fmt_num(c[5], sizeof c[5], s.seconds, "%.1f");
-    if (s.steps_to_target >= 0) snprintf(c[6], sizeof c[6], "%ld", s.steps_to_target);
-    else snprintf(c[6], sizeof c[6], "—");
+    if (s.steps_to_target >= 0)
+      snprintf(c[6], sizeof c[6], "%ld", s.steps_to_target);
+    else
+      snprintf(c[6], sizeof c[6], "—");
     fprintf(f, "| %s%s | %s | %s | %s | %s | %s | %s | %ld | %s |\n", runs[i].label,
             failed ? " (failed)" : "", c[0], c[1], c[2], c[3], c[4], c[5], s.steps, c[6]);
   }
 }
 
 /* Rank 0, after every run: summary.md, the table on out, the plots. */
-static int summarize(const dpt_train_opts *runs, char (*dirs)[1100], int nruns,
-                     double target, const char *outdir, FILE *out, char *err, size_t errlen) {
+static int summarize(const dpt_train_opts *runs, char (*dirs)[1100], int nruns, double target,
+                     const char *outdir, FILE *out, char *err, size_t errlen) {
   char path[1200];
   snprintf(path, sizeof path, "%s/summary.md", outdir);
   dpt_afile a;
@@ -111,7 +117,8 @@ static int summarize(const dpt_train_opts *runs, char (*dirs)[1100], int nruns,
   if ((rc = dpt_afile_commit(&a, err, errlen))) return rc;
   if (out) write_table(out, runs, dirs, nruns, target);
   /* plots of the runs that left metrics */
-  const char **files = calloc((size_t)nruns, sizeof *files), **labels = calloc((size_t)nruns, sizeof *labels);
+  const char **files = calloc((size_t)nruns, sizeof *files),
+             **labels = calloc((size_t)nruns, sizeof *labels);
   char(*paths)[1200] = calloc((size_t)nruns, sizeof *paths);
   int n = 0;
   if (!files || !labels || !paths) {

@@ -1,4 +1,4 @@
-/* test_svg.c — unit tests of runtime/svg.c and runtime/plot.c: line charts (ticks for known
+/* test_svg.c — unit tests of runtime/playground/svg.c and plot.c: line charts (ticks for known
  * ranges, log axes, breaks, degenerate data, escaping, thinning of long series), contour plots
  * of Rosenbrock with a descent path, and dpt_plot_metrics on hand-written metrics files.
  * Every chart goes to DPT_TEST_TMP/svg, which check_svg.py then parses as XML (ctest fixture). */
@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runtime.h"
+#include "playground.h"
 #include "svg.h"
 
 #define OUT DPT_TEST_TMP "/svg"
@@ -82,7 +82,7 @@ static void test_chart_has_series_legend_and_nice_ticks(void **state) {
     x[i] = i, y1[i] = i / 10.0, y2[i] = 1 - i / 10.0, y3[i] = 0.5 + 0.3 * sin(i);
   dpt_series s[3] = {
       {"rising", 11, x, y1, 0, 0}, {"falling", 11, x, y2, 1, 0}, {NULL, 11, x, y3, 0, 0}};
-  dpt_chart c = {"Three lines", "step", "value (units)", 0, 3, s};
+  dpt_chart c = {"Three lines", "step", "value (units)", 0, 3, s, 0, 0};
   char path[1024], err[DPT_ERR_LEN], buf[1024];
   assert_int_equal(dpt_svg_chart(out_path(path, sizeof path, "lines.svg"), &c, err, sizeof err), 0);
   char *svg = check_chart(path);
@@ -110,7 +110,7 @@ static void test_log_axis_has_decades_and_breaks_at_nonpositive(void **state) {
     z[i] = i == 500 ? 0 : i == 700 ? NAN : 0.5;   /* two breaks: three pieces */
   }
   dpt_series s[2] = {{"decay", N, x, y, 0, 0}, {"flat with gaps", N, x, z, 0, 0}};
-  dpt_chart c = {"Log axis", "step", "loss", 1, 2, s};
+  dpt_chart c = {"Log axis", "step", "loss", 1, 2, s, 0, 0};
   char path[1024], err[DPT_ERR_LEN], buf[1024];
   assert_int_equal(dpt_svg_chart(out_path(path, sizeof path, "log.svg"), &c, err, sizeof err), 0);
   char *svg = check_chart(path);
@@ -132,7 +132,7 @@ static void test_narrow_log_range_gets_linear_ticks(void **state) {
   (void)state;
   double x[2] = {0, 1}, y[2] = {0.3, 0.9};
   dpt_series s = {"narrow", 2, x, y, 0, 0};
-  dpt_chart c = {"Narrow log", "x", "y", 1, 1, &s};
+  dpt_chart c = {"Narrow log", "x", "y", 1, 1, &s, 0, 0};
   char path[1024], err[DPT_ERR_LEN], buf[1024];
   assert_int_equal(dpt_svg_chart(out_path(path, sizeof path, "lognarrow.svg"), &c, err, sizeof err),
                    0);
@@ -163,7 +163,7 @@ static void test_degenerate_data_gives_valid_charts(void **state) {
       {"huge.svg", 0, 1, {"huge", 2, xs, big, 0, 0}, NULL},
   };
   for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-    dpt_chart c = {cases[k].name, "x", "y", cases[k].logy, cases[k].nseries, &cases[k].s};
+    dpt_chart c = {cases[k].name, "x", "y", cases[k].logy, cases[k].nseries, &cases[k].s, 0, 0};
     char path[1024], err[DPT_ERR_LEN], buf[1024];
     assert_int_equal(dpt_svg_chart(out_path(path, sizeof path, cases[k].name), &c, err, sizeof err),
                      0);
@@ -182,7 +182,7 @@ static void test_labels_are_escaped(void **state) {
   (void)state;
   double x[2] = {0, 1}, y[2] = {1, 2};
   dpt_series s = {"a<b & \"c\" 'd'>", 2, x, y, 0, 0};
-  dpt_chart c = {"T&C <x>\xff", "time </text> (s)", "y", 0, 1, &s};
+  dpt_chart c = {"T&C <x>\xff", "time </text> (s)", "y", 0, 1, &s, 0, 0};
   char path[1024], err[DPT_ERR_LEN];
   assert_int_equal(dpt_svg_chart(out_path(path, sizeof path, "escape.svg"), &c, err, sizeof err),
                    0);
@@ -208,7 +208,7 @@ static void test_long_series_are_thinned(void **state) {
   }
   dpt_series s[S];
   for (int k = 0; k < S; k++) s[k] = (dpt_series){"noisy", N, x, y[k], 0, 0};
-  dpt_chart c = {"Long", "step", "loss", 1, S, s};
+  dpt_chart c = {"Long", "step", "loss", 1, S, s, 0, 0};
   char path[1024], err[DPT_ERR_LEN];
   assert_int_equal(dpt_svg_chart(out_path(path, sizeof path, "long.svg"), &c, err, sizeof err), 0);
   char *svg = check_chart(path);
@@ -228,7 +228,7 @@ static void test_chart_errors(void **state) {
   (void)state;
   double x[2] = {0, 1};
   dpt_series s = {"bad", 2, x, NULL, 0, 0};
-  dpt_chart c = {"t", "x", "y", 0, 1, &s};
+  dpt_chart c = {"t", "x", "y", 0, 1, &s, 0, 0};
   char path[1024], err[DPT_ERR_LEN];
   assert_int_equal(dpt_svg_chart(out_path(path, sizeof path, "bad.svg"), &c, err, sizeof err),
                    DPT_EINVAL);
@@ -436,6 +436,210 @@ static void test_plot_metrics_smooths_long_losses(void **state) {
   free(svg);
 }
 
+/* ---- plots that one run cannot spoil ------------------------------------------------------- */
+
+/* The y pixel of the y tick labelled label (-1 if none). */
+static double ytick_y(const char *svg, const char *label) {
+  char key[64];
+  snprintf(key, sizeof key, ">%s</text>", label);
+  for (const char *p = strstr(svg, "class=\"ytick\""); p; p = strstr(p + 1, "class=\"ytick\"")) {
+    const char *end = strchr(p, '<');
+    const char *k = strstr(p, key);
+    double x, y;
+    if (k && k < end + 1 + strlen(key) &&
+        sscanf(p, "class=\"ytick\" x=\"%lf\" y=\"%lf\"", &x, &y) == 2)
+      return y;
+  }
+  return -1;
+}
+
+/* The largest y tick value. */
+static double top_ytick(const char *svg) {
+  char buf[1024];
+  ticks(svg, "ytick", buf, sizeof buf);
+  const char *last = strrchr(buf, '|');
+  return atof(last ? last + 1 : buf);
+}
+
+/* The points of the k-th line path (class="line"), at most max; returns how many. */
+static int path_points(const char *svg, int k, double *x, double *y, int max) {
+  const char *p = strstr(svg, "class=\"line\" d=\"");
+  for (int i = 0; i < k && p; i++) p = strstr(p + 1, "class=\"line\" d=\"");
+  assert_non_null(p);
+  p += strlen("class=\"line\" d=\"");
+  int n = 0;
+  while (*p != '"') {
+    while (*p == 'M' || *p == 'L' || *p == ' ' || *p == 'h' || (p[-1] == 'h' && *p == '0')) p++;
+    if (*p == '"') break;
+    char *end;
+    double a = strtod(p, &end);
+    assert_true(end > p);
+    double b = strtod(end, &end);
+    if (n < max) x[n] = a, y[n] = b;
+    n++;
+    p = end;
+  }
+  return n;
+}
+
+/* A run of steps records with loss(s) and lr(s) as given by kind, no epochs. */
+static void write_curve(const char *path, const char *label, int steps, int kind) {
+  FILE *f = create(path);
+  fprintf(f, "{\"type\":\"run\",\"label\":\"%s\"}\n", label);
+  for (int s = 1; s <= steps; s++) {
+    double loss = 2.0 / (1 + 0.05 * s), lr = 1e-2;
+    if (kind == 1) loss = 2.0 * pow(10, 30.0 * (s - 1) / (steps - 1)); /* 2 up to 2e30 */
+    if (kind == 2) lr = 1e-3;
+    if (kind == 3) lr = 1e-4;
+    if (kind == 4) lr = 1e-2 * pow(1e-10, (s - 1.0) / (steps - 1)); /* to 1e-12 */
+    if (kind == 5) lr = 1e-3 * (1 + 4.0 * (s - 1) / (steps - 1));   /* 1e-3 to 5e-3 */
+    fprintf(f, "{\"type\":\"step\",\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"time\":%.3f}\n", s, loss,
+            lr, 0.01 * s);
+  }
+  if (kind == 6) /* ends in a NaN loss (--on-nonfinite skip writes null) */
+    fprintf(f, "{\"type\":\"step\",\"step\":%d,\"loss\":null,\"lr\":0.01,\"time\":9}\n", steps + 1);
+  assert_int_equal(fclose(f), 0);
+}
+
+static void test_plot_lr_goes_on_a_log_axis_when_rates_span_a_decade(void **state) {
+  (void)state;
+  const char *files[] = {OUT "/runs/lr/sgd.jsonl", OUT "/runs/lr/adam.jsonl",
+                         OUT "/runs/lr/lion.jsonl"};
+  write_curve(files[0], "sgd", 50, 0);
+  write_curve(files[1], "adam", 50, 2);
+  write_curve(files[2], "lion", 50, 3);
+  char err[DPT_ERR_LEN];
+  assert_int_equal(dpt_plot_metrics(files, NULL, 3, OUT "/plots_lr", err, sizeof err), 0);
+  char *svg = check_chart(OUT "/plots_lr/lr_step.svg");
+  /* 1e-4, 1e-3 and 1e-2 a decade apart: equally spaced */
+  double a = ytick_y(svg, "0.0001"), b = ytick_y(svg, "0.001"), c = ytick_y(svg, "0.01");
+  assert_true(a > b && b > c && c > 0);
+  assert_true(fabs((a - b) - (b - c)) < 0.2);
+  free(svg);
+  /* less than a decade (1e-3 to 5e-3): a linear axis, ticks equally spaced in value */
+  write_curve(files[0], "ramp", 50, 5);
+  assert_int_equal(dpt_plot_metrics(files, NULL, 1, OUT "/plots_lr_lin", err, sizeof err), 0);
+  svg = check_chart(OUT "/plots_lr_lin/lr_step.svg");
+  a = ytick_y(svg, "0.001"), b = ytick_y(svg, "0.002"), c = ytick_y(svg, "0.004");
+  double d = ytick_y(svg, "0.005");
+  assert_true(a > 0 && b > 0 && c > 0 && d > 0);
+  assert_true(fabs((a - b) - (c - d)) < 0.2);
+  free(svg);
+  /* a rate that decays to 1e-12 does not stretch the axis: it stops 3 decades below the
+   * smallest peak (adam's 1e-3) */
+  write_curve(files[0], "decay", 50, 4);
+  assert_int_equal(dpt_plot_metrics(files, NULL, 2, OUT "/plots_lr_decay", err, sizeof err), 0);
+  svg = check_chart(OUT "/plots_lr_decay/lr_step.svg");
+  char buf[1024];
+  ticks(svg, "ytick", buf, sizeof buf);
+  double lowest = atof(buf);
+  assert_true(lowest >= 0.5e-6 && lowest <= 1e-5);
+  free(svg);
+}
+
+static void test_plot_diverged_run_does_not_squash_the_others(void **state) {
+  (void)state;
+  const char *files[] = {OUT "/runs/div/good.jsonl", OUT "/runs/div/bad.jsonl",
+                         OUT "/runs/div/skip.jsonl"};
+  write_curve(files[0], "good", 50, 0);
+  write_curve(files[1], "bad", 50, 1);
+  write_curve(files[2], "skip", 50, 6);
+  char err[DPT_ERR_LEN];
+  assert_int_equal(dpt_plot_metrics(files, NULL, 3, OUT "/plots_div", err, sizeof err), 0);
+  const char *charts[] = {OUT "/plots_div/loss_step.svg", OUT "/plots_div/loss_time.svg"};
+  for (int k = 0; k < 2; k++) {
+    char *svg = check_chart(charts[k]);
+    assert_non_null(strstr(svg, ">good</text>"));
+    assert_non_null(strstr(svg, ">bad (diverged)</text>"));
+    assert_non_null(strstr(svg, ">skip (diverged)</text>"));
+    /* the axis spans the good run (2 down to 0.3), not 2e30 */
+    double top = top_ytick(svg);
+    assert_true(top >= 1 && top <= 3);
+    /* the diverged run is drawn up to where it leaves the plot at the top */
+    double clip_y, xs[64], ys[64];
+    const char *clip = strstr(svg, "<clipPath id=\"plotarea\"><rect x=\"");
+    assert_non_null(clip);
+    assert_int_equal(sscanf(strstr(clip, "y=\""), "y=\"%lf\"", &clip_y), 1);
+    int n = path_points(svg, 1, xs, ys, 64);
+    assert_int_equal(n, 50);
+    assert_true(ys[0] > clip_y);  /* it starts inside */
+    assert_true(ys[49] < clip_y); /* and ends above the plot */
+    free(svg);
+  }
+  char *svg = check_chart(OUT "/plots_div/lr_step.svg"); /* named so in every legend */
+  assert_non_null(strstr(svg, ">bad (diverged)</text>"));
+  free(svg);
+}
+
+static void test_plot_legend_labels_are_unique(void **state) {
+  (void)state;
+  const char *files[] = {OUT "/runs/dup/a.jsonl", OUT "/runs/dup/b.jsonl", OUT "/runs/dup/c.jsonl",
+                         OUT "/runs/dup/d.jsonl"};
+  for (int i = 0; i < 4; i++) write_run(files[i], "sgd", 8, 1);
+  const char *labels[] = {NULL, NULL, NULL, "sgd #2"};
+  char err[DPT_ERR_LEN];
+  assert_int_equal(dpt_plot_metrics(files, labels, 4, OUT "/plots_dup", err, sizeof err), 0);
+  for (int p = 0; p < 5; p++) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/plots_dup/%s", OUT, PLOT_FILES[p]);
+    char *svg = check_chart(path);
+    assert_int_equal(count(svg, "class=\"legend-entry\""), 4);
+    /* the same points as a later run: drawn under it, and the legend says so */
+    assert_int_equal(count(svg, ">sgd (same as sgd #2)</text>"), 1);
+    assert_int_equal(count(svg, ">sgd #3 (same as sgd #2)</text>"), 1);
+    assert_int_equal(count(svg, ">sgd #4 (same as sgd #2)</text>"), 1);
+    assert_int_equal(count(svg, ">sgd #2</text>"), 1);
+    free(svg);
+  }
+}
+
+/* A run that crashed after step 10 and resumed from its checkpoint of step 6: steps 7-10 are
+ * written twice, and the resumed run's clock restarted at 0 (as older trainers did). */
+static void test_plot_resumed_run_keeps_the_last_record_per_step(void **state) {
+  (void)state;
+  const char *file = OUT "/runs/resumed.jsonl";
+  FILE *f = create(file);
+  fprintf(f, "{\"type\":\"run\",\"label\":\"resumed\"}\n");
+  for (int s = 1; s <= 10; s++) {
+    fprintf(f, "{\"type\":\"step\",\"step\":%d,\"loss\":1,\"lr\":0.1,\"time\":%.2f}\n", s, 0.1 * s);
+    if (s % 5 == 0)
+      fprintf(f,
+              "{\"type\":\"epoch\",\"step\":%d,\"test_accuracy\":0.5,\"test_loss\":1,"
+              "\"time\":%.2f}\n",
+              s, 0.1 * s + 0.05);
+  }
+  fprintf(f, "{\"type\":\"run\",\"label\":\"resumed\"}\n");
+  for (int s = 7; s <= 14; s++) {
+    fprintf(f, "{\"type\":\"step\",\"step\":%d,\"loss\":0.5,\"lr\":0.1,\"time\":%.2f}\n", s,
+            0.01 * (s - 6));
+    if (s == 10)
+      fprintf(f, "{\"type\":\"epoch\",\"step\":10,\"test_accuracy\":0.9,\"test_loss\":0.4,"
+                 "\"time\":0.045}\n");
+  }
+  assert_int_equal(fclose(f), 0);
+  char err[DPT_ERR_LEN];
+  dpt_metrics_summary sum;
+  assert_int_equal(dpt_metrics_summarize(file, 0.6, &sum, err, sizeof err), 0);
+  assert_int_equal(sum.steps, 14);
+  assert_int_equal(sum.steps_to_target, 7); /* the resumed run's loss from step 7 on */
+  assert_true(fabs(sum.final_acc - 0.9) < 1e-12 && fabs(sum.best_acc - 0.9) < 1e-12);
+  assert_true(fabs(sum.final_loss - 0.4) < 1e-12); /* epoch 10's record superseded */
+  /* time continues from the last record kept (step 6 at 0.6 s, after epoch 5 at 0.55 s) */
+  assert_true(fabs(sum.seconds - (0.6 + 0.08)) < 1e-9);
+  const char *files[] = {file};
+  assert_int_equal(dpt_plot_metrics(files, NULL, 1, OUT "/plots_resumed", err, sizeof err), 0);
+  const char *charts[] = {OUT "/plots_resumed/loss_step.svg", OUT "/plots_resumed/loss_time.svg",
+                          OUT "/plots_resumed/accuracy_time.svg"};
+  int want[] = {14, 14, 2};
+  for (int k = 0; k < 3; k++) {
+    char *svg = check_chart(charts[k]);
+    double xs[64], ys[64];
+    assert_int_equal(path_points(svg, 0, xs, ys, 64), want[k]);       /* each step once */
+    for (int i = 1; i < want[k]; i++) assert_true(xs[i] > xs[i - 1]); /* never backwards */
+    free(svg);
+  }
+}
+
 static void test_plot_metrics_errors_name_file_and_line(void **state) {
   (void)state;
   char err[DPT_ERR_LEN];
@@ -478,6 +682,10 @@ int main(void) {
       cmocka_unit_test(test_plot_metrics_null_accuracy_only),
       cmocka_unit_test(test_plot_metrics_smooths_long_losses),
       cmocka_unit_test(test_plot_metrics_errors_name_file_and_line),
+      cmocka_unit_test(test_plot_lr_goes_on_a_log_axis_when_rates_span_a_decade),
+      cmocka_unit_test(test_plot_diverged_run_does_not_squash_the_others),
+      cmocka_unit_test(test_plot_legend_labels_are_unique),
+      cmocka_unit_test(test_plot_resumed_run_keeps_the_last_record_per_step),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

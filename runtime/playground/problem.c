@@ -14,7 +14,7 @@
  * - A problem is one row of the table below: name, dimension, f, gradient, start, plot window
  *   and its minima, so a new problem is one function pair and one row.
  */
-#include "internal.h"
+#include "playground.h"
 #include "svg.h"
 
 #include <errno.h>
@@ -279,14 +279,7 @@ static int text_close(text_out *o, char *err, size_t errlen) {
 
 static void json_str(FILE *f, const char *s) {
   fputc('"', f);
-  for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-    if (*c == '"' || *c == '\\')
-      fprintf(f, "\\%c", *c);
-    else if (*c < 0x20)
-      fprintf(f, "\\u%04x", *c);
-    else
-      fputc(*c, f);
-  }
+  dpt_json_escape(f, s);
   fputc('"', f);
 }
 

@@ -1,13 +1,13 @@
-/* svg.h — standalone SVG charts (internal to runtime).
+/* svg.h — standalone SVG charts (internal to the playground).
  *
  * Line charts, contour plots with trajectories, and the standard plots of dpt metrics files.
  * Every file written is one self-contained SVG (no scripts, fonts or links) with explicit
  * width, height and viewBox, written atomically (tmp + rename): a reader never sees half a chart.
  * Degenerate input (no points, one point, all values equal, all NaN) still gives a valid chart.
- * Functions return 0 or a negative DPT_E* code (runtime.h) with a message in err[errlen].
+ * Functions return 0 or a negative DPT_E* code (base.h) with a message in err[errlen].
  */
-#ifndef DPT_RUNTIME_SVG_H
-#define DPT_RUNTIME_SVG_H
+#ifndef DPT_PLAYGROUND_SVG_H
+#define DPT_PLAYGROUND_SVG_H
 
 #include <stddef.h>
 
@@ -29,14 +29,18 @@ typedef struct {
   int logy;                    /* log10 y axis */
   int nseries;
   const dpt_series *series;
+  /* The y range to show, when ylo < yhi (both finite, > 0 on a log axis): points outside it
+   * leave the plot at its edge. Else (0, 0) the range of the data. */
+  double ylo, yhi;
 } dpt_chart;
 
-/* Writes a line chart to path (atomically: tmp + rename). Axes span the data (with a small
- * margin: y always, x when there are markers) and carry 1-2-5 ticks, 1-2-5, 1-3 or decades on a
- * log axis; each series that is not faint gets its own colour (Okabe-Ito; dashed after the
- * seventh) and a legend entry; faint series are drawn first. Long series are thinned to at most a
- * few points per pixel column, keeping each column's first, lowest, highest and last point, so the
- * drawing is unchanged and the file stays small. Borrows c for the duration of the call. */
+/* Writes a line chart to path (atomically: tmp + rename). Axes span the data, or the given y
+ * range (with a small margin: y always, x when there are markers) and carry 1-2-5 ticks, 1-2-5, 1-3
+ * or decades on a log axis; each series that is not faint gets its own colour (Okabe-Ito; dashed
+ * after the seventh) and a legend entry; faint series are drawn first. Long series are thinned to
+ * at most a few points per pixel column, keeping each column's first, lowest, highest and last
+ * point, so the drawing is unchanged and the file stays small. Borrows c for the duration of the
+ * call. */
 int dpt_svg_chart(const char *path, const dpt_chart *c, char *err, size_t errlen);
 
 /* --- contour plots --- */
@@ -59,7 +63,7 @@ typedef struct {
  * are clipped to the plotted window. */
 int dpt_svg_contour(const char *path, const dpt_contour_chart *c, char *err, size_t errlen);
 
-/* --- metrics (plot.c); dpt_plot_metrics is public: runtime.h --- */
+/* --- metrics (plot.c); dpt_plot_metrics is public: playground.h --- */
 
 /* One run's figures from its metrics file: the last and best test accuracy (fraction) and test
  * loss over the epochs (NAN when never evaluated), the training loss at the end (its moving
@@ -70,7 +74,7 @@ typedef struct {
   double seconds;
   long steps_to_target, steps;
 } dpt_metrics_summary;
-int dpt_metrics_summarize(const char *file, double target_loss, dpt_metrics_summary *out,
-                          char *err, size_t errlen);
+int dpt_metrics_summarize(const char *file, double target_loss, dpt_metrics_summary *out, char *err,
+                          size_t errlen);
 
 #endif

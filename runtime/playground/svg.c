@@ -10,7 +10,7 @@
  * - Text is XML-escaped and valid UTF-8 (other bytes become '?'), so any label gives valid XML.
  * - Output goes to "<path>.tmp", is flushed and fsync'ed, then renamed over path.
  */
-#include "internal.h"
+#include "playground.h"
 #include "svg.h"
 
 #include <errno.h>
@@ -211,8 +211,8 @@ static void linear_ticks(axis *a, int target) {
 
 /* Log axis ticks: linear ticks under 0.75 decade (a 1-2-5 grid would leave one label); else
  * 1, 2 and 5, or 1 and 3, times powers of ten, the densest that gives at most 1.5 x target
- * labels; else decades (every stride-th). Unlabelled grid lines at 2..9 when the decades are
- * few. */
+ * labels; else decades (every stride-th, at most 1.5 x target too). Unlabelled grid lines at
+ * 2..9 when the decades are few. */
 static void log_ticks(axis *a, int target) {
   double l0 = log10(a->lo), l1 = log10(a->hi), span = l1 - l0;
   if (span < 0.75) {
@@ -222,7 +222,7 @@ static void log_ticks(axis *a, int target) {
   static const double M125[] = {1, 2, 5}, M13[] = {1, 3}, M1[] = {1};
   const double *M = span * 3 <= 1.5 * target ? M125 : span * 2 <= 1.5 * target ? M13 : M1;
   int nm = M == M125 ? 3 : M == M13 ? 2 : 1;
-  int stride = M == M1 ? (int)ceil(span / (target > 1 ? target : 1)) : 1;
+  int stride = M == M1 ? (int)ceil(span / (1.5 * (target > 1 ? target : 1))) : 1;
   for (int e = (int)floor(l0); e <= (int)ceil(l1); e++) {
     double p = pow(10, e);
     for (int i = 0; i < nm && ((e % stride) + stride) % stride == 0; i++) {
@@ -698,6 +698,8 @@ int dpt_svg_chart(const char *path, const dpt_chart *c, char *err, size_t errlen
   else
     axis_fit_linear(&fr.x, 0, 1, 0);
   int have_y = data_range(c->series, c->nseries, 1, c->logy, &lo, &hi);
+  if (c->ylo < c->yhi && isfinite(c->ylo) && isfinite(c->yhi) && (!c->logy || c->ylo > 0))
+    lo = c->ylo, hi = c->yhi, have_y = 1; /* the caller's range: the rest leaves the plot */
   if (c->logy)
     axis_fit_log(&fr.y, have_y ? lo : 1, have_y ? hi : 10, Y_MARGIN);
   else

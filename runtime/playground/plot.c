@@ -10,8 +10,14 @@
  *   break the lines, so a run without evaluations still plots.
  * - Step losses are noisy: a run of SMOOTH_MIN_STEPS or more shows its per-step loss faint and
  *   a centred moving average in full colour, so several runs stay comparable.
+ * - A resumed run appends to its file: a record whose step or time goes back starts a new
+ *   segment, which supersedes every earlier record of its steps (the last record per step is
+ *   plotted), and whose times, if they restarted, continue from the last kept record's time.
+ * - One run cannot squash the others: a diverged run (DIVERGED_FACTOR) is named so in the
+ *   legends and leaves the loss axis at its top; the learning rate goes on a log axis when the
+ *   runs' rates span a decade; every legend label is unique.
  */
-#include "internal.h"
+#include "playground.h"
 #include "svg.h"
 
 #include <errno.h>
@@ -27,6 +33,16 @@
 #define SMOOTH_MIN_STEPS 200
 #define SMOOTH_FRACTION 0.02
 #define SMOOTH_MIN_WINDOW 5
+/* A run diverged when its last recorded loss is not finite or exceeds its first finite loss
+ * this many times: then training made things ten times worse (the trainer itself stops at the
+ * first NaN/Inf, so a diverged run usually ends at a huge finite loss). */
+#define DIVERGED_FACTOR 10.0
+/* The learning rate goes on a log axis when its positive values span at least this ratio (a
+ * decade: the defaults of sgd, adam and lion are 1e-2, 1e-3, 1e-4), and the axis then reaches
+ * down to LR_FLOOR times the smallest run's peak rate, so that a schedule that decays to 0
+ * (cosine) leaves through the bottom instead of stretching the axis over ten decades. */
+#define LR_LOG_RATIO 10.0
+#define LR_FLOOR 1e-3
 
 /* --- one metrics file as columns --- */
 
@@ -41,6 +57,11 @@ typedef struct {
   column ep_step, ep_acc, ep_time; /* one per epoch record; accuracy in percent */
   column ep_loss;                  /* the epoch's test loss */
   double *smooth;                  /* moving average of loss, or NULL when not smoothed */
+  int diverged;                    /* see DIVERGED_FACTOR */
+  /* reading: the last record's step and time as written, and the offset added to the time of
+   * the records of the current segment (see resume) */
+  int seen;
+  double last_step, last_time, time_offset; /* last_time: of the last step record */
 } run_metrics;
 
 static int push(column *c, double v) {
@@ -116,6 +137,48 @@ static int get_num(json_t *o, const char *key, int required, double *v, const wh
   return DPT_OK;
 }
 
+/* --- resumed runs --- */
+
+/* The time of the last record kept (NaN if none has one). */
+static double last_kept_time(const run_metrics *m) {
+  double t = NAN;
+  for (size_t i = m->time.n; i-- > 0 && isnan(t);) t = m->time.v[i];
+  for (size_t i = m->ep_time.n; i-- > 0;)
+    if (isfinite(m->ep_time.v[i])) {
+      t = isnan(t) || m->ep_time.v[i] > t ? m->ep_time.v[i] : t;
+      break;
+    }
+  return t;
+}
+
+/* Called with each step (is_step) or epoch record's step and time as written, before it is
+ * added. A resumed run appends to the metrics file of the run it continues: its first step
+ * record goes back in step (to the checkpoint's step + 1: the steps after the checkpoint were
+ * written twice) or in time against the last step record (older trainers restarted the clock at
+ * 0). Such a record starts a segment: the records of its step and later ones are dropped (for
+ * an epoch record that goes back, the step records of later steps), and if its time went back,
+ * the segment's times are counted from the time of the last record kept. Kept records stay
+ * sorted by step, so the superseded ones are at the end of the columns. */
+static void resume(run_metrics *m, double step, double t, int is_step) {
+  if (!m->seen) {
+    m->seen = 1, m->last_step = step, m->last_time = is_step ? t : NAN;
+    return;
+  }
+  int back =
+      is_step ? step <= m->last_step || (isfinite(t) && isfinite(m->last_time) && t < m->last_time)
+              : step < m->last_step;
+  m->last_step = step;
+  if (is_step && isfinite(t)) m->last_time = t;
+  if (!back) return;
+  while (m->step.n &&
+         (m->step.v[m->step.n - 1] > step || (is_step && m->step.v[m->step.n - 1] == step)))
+    m->step.n--, m->loss.n--, m->lr.n--, m->time.n--;
+  while (m->ep_step.n && m->ep_step.v[m->ep_step.n - 1] >= step)
+    m->ep_step.n--, m->ep_acc.n--, m->ep_time.n--, m->ep_loss.n--;
+  double kept = last_kept_time(m);
+  m->time_offset = isfinite(t) && isfinite(kept) && t < kept ? kept : 0;
+}
+
 static int add_step(json_t *o, run_metrics *m, const where *w) {
   double step, loss, lr, t;
   int rc = get_num(o, "step", 1, &step, w);
@@ -123,6 +186,8 @@ static int add_step(json_t *o, run_metrics *m, const where *w) {
   if (!rc) rc = get_num(o, "lr", 0, &lr, w);
   if (!rc) rc = get_num(o, "time", 0, &t, w);
   if (rc) return rc;
+  resume(m, step, t, 1);
+  t += m->time_offset;
   if (push(&m->step, step) || push(&m->loss, loss) || push(&m->lr, lr) || push(&m->time, t))
     return DPT_ENOMEM;
   return DPT_OK;
@@ -135,6 +200,8 @@ static int add_epoch(json_t *o, run_metrics *m, const where *w) {
   if (!rc) rc = get_num(o, "test_loss", 0, &tl, w);
   if (!rc) rc = get_num(o, "time", 0, &t, w);
   if (rc) return rc;
+  resume(m, step, t, 0);
+  t += m->time_offset;
   if (push(&m->ep_step, step) || push(&m->ep_acc, 100 * acc) || push(&m->ep_time, t) ||
       push(&m->ep_loss, tl))
     return DPT_ENOMEM;
@@ -178,6 +245,15 @@ static int parse_line(const char *buf, size_t len, run_metrics *m, const where *
   return rc;
 }
 
+/* See DIVERGED_FACTOR. */
+static int diverged(const run_metrics *m) {
+  size_t n = m->loss.n, i = 0;
+  if (!n) return 0;
+  double last = m->loss.v[n - 1];
+  while (i < n && !isfinite(m->loss.v[i])) i++;
+  return i < n && (!isfinite(last) || last > DIVERGED_FACTOR * m->loss.v[i]);
+}
+
 static int read_metrics(const char *file, run_metrics *m, char *err, size_t errlen) {
   FILE *f = fopen(file, "r");
   if (!f) {
@@ -199,6 +275,7 @@ static int read_metrics(const char *file, run_metrics *m, char *err, size_t errl
   }
   free(buf);
   fclose(f);
+  if (!rc) m->diverged = diverged(m);
   return rc;
 }
 
@@ -219,8 +296,17 @@ static void file_label(const char *file, int parent, char *buf, size_t len) {
   snprintf(buf, len, "%.*s", (int)(stop - base), base);
 }
 
+/* Is names[i] also the name of another of the n runs? */
+static int name_taken(char (*names)[256], int n, int i, const char *name) {
+  for (int j = 0; j < n; j++)
+    if (j != i && !strcmp(names[j], name)) return 1;
+  return 0;
+}
+
 /* labels[i], else the run's label, else the file's name; two files that would get the same
- * file name (runs/a/metrics.jsonl, runs/b/metrics.jsonl) both keep their parent directory. */
+ * file name (runs/a/metrics.jsonl, runs/b/metrics.jsonl) both keep their parent directory.
+ * A name still given twice gets " #2", " #3", ... from its second run on, so every legend entry
+ * names one run; a diverged run's name ends in " (diverged)". */
 static void name_runs(const char *const *files, const char *const *labels, int n, run_metrics *runs,
                       char (*names)[256]) {
   for (int i = 0; i < n; i++) {
@@ -243,23 +329,45 @@ static void name_runs(const char *const *files, const char *const *labels, int n
     }
     file_label(files[i], clash, names[i], sizeof names[i]);
   }
+  for (int i = 1; i < n; i++) {
+    int dup = 0;
+    for (int j = 0; j < i && !dup; j++) dup = !strcmp(names[i], names[j]);
+    if (!dup) continue;
+    char base[256], name[256];
+    snprintf(base, sizeof base, "%s", names[i]);
+    for (int k = 2;; k++) { /* at most n - 1 other names: some k <= n + 1 is free */
+      snprintf(name, sizeof name, "%.236s #%d", base, k);
+      if (!name_taken(names, n, i, name)) break;
+    }
+    snprintf(names[i], sizeof names[i], "%s", name);
+  }
+  for (int i = 0; i < n; i++)
+    if (runs[i].diverged) {
+      char name[256];
+      snprintf(name, sizeof name, "%.240s (diverged)", names[i]);
+      snprintf(names[i], sizeof names[i], "%s", name);
+    }
 }
 
 /* --- the charts --- */
 
+/* How a plot's y axis is chosen: the data's range; the losses' range without the blow-up of
+ * diverged runs (log); log or linear by the learning rates' span. */
+enum { Y_DATA, Y_LOSS, Y_LR };
+
 typedef struct {
   const char *file, *title, *xlabel, *ylabel;
-  int logy, markers;
+  int y, markers;
 } plot_spec;
 
 static const plot_spec PLOTS[] = {
-    {"loss_step.svg", "Training loss", "optimizer step", "training loss (batch mean)", 1, 0},
-    {"loss_time.svg", "Training loss", "wall time (s)", "training loss (batch mean)", 1, 0},
+    {"loss_step.svg", "Training loss", "optimizer step", "training loss (batch mean)", Y_LOSS, 0},
+    {"loss_time.svg", "Training loss", "wall time (s)", "training loss (batch mean)", Y_LOSS, 0},
     {"accuracy_step.svg", "Test accuracy after each epoch", "optimizer step", "test accuracy (%)",
-     0, 1},
-    {"accuracy_time.svg", "Test accuracy after each epoch", "wall time (s)", "test accuracy (%)", 0,
-     1},
-    {"lr_step.svg", "Learning rate", "optimizer step", "learning rate", 0, 0},
+     Y_DATA, 1},
+    {"accuracy_time.svg", "Test accuracy after each epoch", "wall time (s)", "test accuracy (%)",
+     Y_DATA, 1},
+    {"lr_step.svg", "Learning rate", "optimizer step", "learning rate", Y_LR, 0},
 };
 #define NPLOTS ((int)(sizeof PLOTS / sizeof PLOTS[0]))
 
@@ -274,9 +382,70 @@ static void plot_columns(int p, const run_metrics *m, const column **x, const co
   }
 }
 
-/* Writes plot p: one series per run, two (faint raw, smoothed) for smoothed losses. */
-static int write_plot(int p, const run_metrics *runs, char (*names)[256], int n, dpt_series *s,
-                      const char *outdir, char *err, size_t errlen) {
+/* The loss axis (log): every positive loss of the runs that did not diverge, and of a diverged
+ * run only up to its first loss, so that its blow-up leaves through the top of the plot instead
+ * of squashing the others into the bottom. Leaves *lo >= *hi when there is nothing to draw. */
+static void loss_range(const run_metrics *runs, int n, double *lo, double *hi) {
+  *lo = INFINITY, *hi = -INFINITY;
+  for (int r = 0; r < n; r++) {
+    const column *l = &runs[r].loss;
+    double first = NAN;
+    for (size_t i = 0; i < l->n; i++) {
+      double v = l->v[i];
+      if (!(isfinite(v) && v > 0)) continue;
+      if (isnan(first)) first = v;
+      *lo = fmin(*lo, v);
+      if (!runs[r].diverged) *hi = fmax(*hi, v);
+    }
+    if (runs[r].diverged && isfinite(first)) *hi = fmax(*hi, first);
+  }
+}
+
+/* The learning-rate axis: log when the positive rates span LR_LOG_RATIO, and then from no
+ * lower than LR_FLOOR times the smallest run's peak. *logy = 0 and *lo >= *hi: the data's. */
+static void lr_range(const run_metrics *runs, int n, int *logy, double *lo, double *hi) {
+  double mn = INFINITY, mx = -INFINITY, least_peak = INFINITY;
+  for (int r = 0; r < n; r++) {
+    double peak = -INFINITY;
+    for (size_t i = 0; i < runs[r].lr.n; i++) {
+      double v = runs[r].lr.v[i];
+      if (isfinite(v) && v > 0) mn = fmin(mn, v), mx = fmax(mx, v), peak = fmax(peak, v);
+    }
+    if (peak > 0) least_peak = fmin(least_peak, peak);
+  }
+  *logy = mx >= LR_LOG_RATIO * mn;
+  *lo = *logy ? fmax(mn, LR_FLOOR * least_peak) : 0, *hi = *logy ? mx : 0;
+}
+
+static int same_column(const column *a, const column *b) {
+  if (a->n != b->n) return 0;
+  for (size_t i = 0; i < a->n; i++)
+    if (a->v[i] != b->v[i] && !(isnan(a->v[i]) && isnan(b->v[i]))) return 0;
+  return 1;
+}
+
+/* The legend label of run i in plot p: its name, and when a run drawn later (on top of it) has
+ * the very same points, " (same as NAME)" after the last such run, so that a line hidden under
+ * another one (adam's and adamw's learning rates) is not taken for missing. */
+static void legend_label(int p, const run_metrics *runs, char (*names)[256], int n, int i,
+                         char *buf, size_t len) {
+  const column *x, *y, *xj, *yj;
+  plot_columns(p, &runs[i], &x, &y);
+  int top = -1;
+  for (int j = i + 1; j < n && x->n; j++) {
+    plot_columns(p, &runs[j], &xj, &yj);
+    if (same_column(x, xj) && same_column(y, yj)) top = j;
+  }
+  if (top < 0)
+    snprintf(buf, len, "%s", names[i]);
+  else
+    snprintf(buf, len, "%.200s (same as %.200s)", names[i], names[top]);
+}
+
+/* Writes plot p: one series per run, two (faint raw, smoothed) for smoothed losses; shown[i]
+ * receives run i's legend label. */
+static int write_plot(int p, const run_metrics *runs, char (*names)[256], char (*shown)[512], int n,
+                      dpt_series *s, const char *outdir, char *err, size_t errlen) {
   const plot_spec *ps = &PLOTS[p];
   int ns = 0, smoothed = 0;
   for (int i = 0; i < n; i++) {
@@ -286,18 +455,21 @@ static int write_plot(int p, const run_metrics *runs, char (*names)[256], int n,
       snprintf(err, errlen, "metrics of '%s': too many records to plot", names[i]);
       return DPT_EINVAL;
     }
+    legend_label(p, runs, names, n, i, shown[i], sizeof shown[i]);
     if (y == &runs[i].loss && runs[i].smooth) {
-      s[ns++] = (dpt_series){names[i], (int)x->n, x->v, y->v, 0, 1};
-      s[ns++] = (dpt_series){names[i], (int)x->n, x->v, runs[i].smooth, 0, 0};
+      s[ns++] = (dpt_series){shown[i], (int)x->n, x->v, y->v, 0, 1};
+      s[ns++] = (dpt_series){shown[i], (int)x->n, x->v, runs[i].smooth, 0, 0};
       smoothed = 1;
     } else {
-      s[ns++] = (dpt_series){names[i], (int)x->n, x->v, y->v, ps->markers, 0};
+      s[ns++] = (dpt_series){shown[i], (int)x->n, x->v, y->v, ps->markers, 0};
     }
   }
   char title[128];
   snprintf(title, sizeof title, "%s%s", ps->title,
            smoothed ? " (faint: every step; bold: moving average)" : "");
-  dpt_chart c = {title, ps->xlabel, ps->ylabel, ps->logy, ns, s};
+  dpt_chart c = {title, ps->xlabel, ps->ylabel, ps->y == Y_LOSS, ns, s, 0, 0};
+  if (ps->y == Y_LOSS) loss_range(runs, n, &c.ylo, &c.yhi);
+  if (ps->y == Y_LR) lr_range(runs, n, &c.logy, &c.ylo, &c.yhi);
   char path[4096];
   if ((size_t)snprintf(path, sizeof path, "%s/%s", outdir, ps->file) >= sizeof path) {
     snprintf(err, errlen, "plot output directory too long: '%.200s...'", outdir);
@@ -315,8 +487,9 @@ int dpt_plot_metrics(const char *const *files, const char *const *labels, int nf
   size_t n = nfiles > 0 ? (size_t)nfiles : 1;
   run_metrics *runs = calloc(n, sizeof *runs);
   char(*names)[256] = calloc(n, sizeof *names);
+  char(*shown)[512] = calloc(n, sizeof *shown);
   dpt_series *s = calloc(2 * n, sizeof *s); /* up to two per run */
-  int rc = runs && names && s ? DPT_OK : DPT_ENOMEM;
+  int rc = runs && names && shown && s ? DPT_OK : DPT_ENOMEM;
   if (rc) snprintf(err, errlen, "plot: out of memory");
   for (int i = 0; i < nfiles && !rc; i++) {
     if (!files[i]) {
@@ -330,21 +503,22 @@ int dpt_plot_metrics(const char *const *files, const char *const *labels, int nf
       }
     }
   }
+
   if (!rc) rc = dpt_mkdirs(outdir, "plot output directory", err, errlen);
   if (!rc) {
     name_runs(files, labels, nfiles, runs, names);
     for (int p = 0; p < NPLOTS && !rc; p++)
-      rc = write_plot(p, runs, names, nfiles, s, outdir, err, errlen);
+      rc = write_plot(p, runs, names, shown, nfiles, s, outdir, err, errlen);
   }
   for (int i = 0; runs && i < nfiles; i++) run_free(&runs[i]);
-  free(runs), free(names), free(s);
+  free(runs), free(names), free(shown), free(s);
   return rc;
 }
 
 /* --- one run's summary (for dpt compare's table) --- */
 
-int dpt_metrics_summarize(const char *file, double target_loss, dpt_metrics_summary *out,
-                          char *err, size_t errlen) {
+int dpt_metrics_summarize(const char *file, double target_loss, dpt_metrics_summary *out, char *err,
+                          size_t errlen) {
   run_metrics m;
   memset(&m, 0, sizeof m);
   int rc = read_metrics(file, &m, err, errlen);
@@ -357,8 +531,10 @@ int dpt_metrics_summarize(const char *file, double target_loss, dpt_metrics_summ
     size_t ne = m.ep_step.n, ns = m.step.n;
     for (size_t i = 0; i < ne; i++) {
       double a = m.ep_acc.v[i] / 100, l = m.ep_loss.v[i];
-      if (isfinite(a)) r.final_acc = a, r.best_acc = isnan(r.best_acc) || a > r.best_acc ? a : r.best_acc;
-      if (isfinite(l)) r.final_loss = l, r.best_loss = isnan(r.best_loss) || l < r.best_loss ? l : r.best_loss;
+      if (isfinite(a))
+        r.final_acc = a, r.best_acc = isnan(r.best_acc) || a > r.best_acc ? a : r.best_acc;
+      if (isfinite(l))
+        r.final_loss = l, r.best_loss = isnan(r.best_loss) || l < r.best_loss ? l : r.best_loss;
     }
     if (ns) {
       r.steps = (long)m.step.v[ns - 1];

@@ -1,5 +1,5 @@
-/* test_problem.c — unit tests of runtime/problem.c, the solver playground: the worked example
- * (GD with lr 0.3 on x^2 - 4x + 3 goes 0, 1.2, 1.68, 1.872, ... to 2) read back from
+/* test_problem.c — unit tests of runtime/playground/problem.c, the solver playground: the worked
+ * example (GD with lr 0.3 on x^2 - 4x + 3 goes 0, 1.2, 1.68, 1.872, ... to 2) read back from
  * trajectories.jsonl, a Rosenbrock run that reaches (1, 1) next to one that cannot, the
  * scheduler stepped every step, divergence reported as a result, bad input rejected before
  * anything is written, and every problem's files. Outputs go under DPT_TEST_TMP/svg/problem,
@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runtime.h"
+#include "playground.h"
 
 #define OUT DPT_TEST_TMP "/svg/problem"
 #define MAX_POINTS 4096
