@@ -52,8 +52,14 @@ static int parse_own(const kv_list *l, compare_opts *c, char *err, size_t errlen
   c->target_loss = NAN;
   for (int i = 0; i < l->n; i++) {
     const kv *e = &l->items[i];
-    char *end;
+    long v;
     if (!is_own(e->key)) continue;
+    if (e->bare) {
+      snprintf(err, errlen, "--%s: needs a value", e->key);
+      for (char *d = err + 2; *d && *d != ':'; d++)
+        if (*d == '_') *d = '-';
+      return EXIT_USAGE;
+    }
     if (!strcmp(e->key, "solvers"))
       snprintf(c->solvers, sizeof c->solvers, "%s", e->value);
     else if (!strcmp(e->key, "scheds"))
@@ -65,20 +71,19 @@ static int parse_own(const kv_list *l, compare_opts *c, char *err, size_t errlen
     else if (!strcmp(e->key, "x0"))
       snprintf(c->x0, sizeof c->x0, "%s", e->value);
     else if (!strcmp(e->key, "group_ranks")) {
-      c->group_ranks = (int)strtol(e->value, &end, 10);
-      if (*end || c->group_ranks < 1) {
+      if (dpt_parse_long(e->value, &v) || v < 1 || v > 1000000) {
         snprintf(err, errlen, "--group-ranks: '%s' is not a whole number >= 1", e->value);
         return EXIT_USAGE;
       }
+      c->group_ranks = (int)v;
     } else if (!strcmp(e->key, "steps")) {
-      c->steps = strtol(e->value, &end, 10);
-      if (*end || c->steps < 1) {
+      if (dpt_parse_long(e->value, &v) || v < 1) {
         snprintf(err, errlen, "--steps: '%s' is not a whole number >= 1", e->value);
         return EXIT_USAGE;
       }
+      c->steps = v;
     } else if (!strcmp(e->key, "target_loss")) {
-      c->target_loss = strtod(e->value, &end);
-      if (*end || !isfinite(c->target_loss)) {
+      if (dpt_parse_double(e->value, &c->target_loss)) {
         snprintf(err, errlen, "--target-loss: '%s' is not a number", e->value);
         return EXIT_USAGE;
       }
@@ -188,10 +193,10 @@ static int run_problem(const compare_opts *c, const kv_list *l, char **solvers, 
   double x0[2];
   int dim = 0;
   if (c->x0[0]) {
-    char buf[128], *end;
+    char buf[128];
     snprintf(buf, sizeof buf, "%s", c->x0);
     for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-      if (dim == 2 || (x0[dim++] = strtod(t, &end), *end)) {
+      if (dim == 2 || dpt_parse_double(t, &x0[dim++])) {
         snprintf(err, errlen, "--x0: '%s' is not one or two numbers (A or A,B)", c->x0);
         return EXIT_USAGE;
       }
