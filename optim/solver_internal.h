@@ -8,7 +8,7 @@
 #include "optim.h"
 
 /* Rounds x to the nearest float and returns it as a double: the value of a python number that
- * torch stores in a float32 tensor (ASGD's eta and mu, Rprop's step sizes). The volatile store
+ * torch stores in a float32 tensor (ASGD's eta and mu). The volatile store
  * is the point: GCC 12 at -O3 vectorises two adjacent `d = (float)x` stores into one double
  * store and drops the conversion (issue 15), whatever the -march; a volatile float cannot be
  * elided. Called once per step, not per element. */
