@@ -109,7 +109,9 @@ typedef struct {
 typedef struct dpt_solver dpt_solver;
 
 /* Creates a solver for a slice of n elements with zero-initialised state (or torch's initial
- * values: Adagrad's initial_accumulator_value, Rprop's step sizes = lr). Validates p.
+ * values: Adagrad's initial_accumulator_value). State torch makes at the first step from the
+ * group's lr (ASGD's eta, Rprop's step sizes) is set by the first dpt_solver_step from the live
+ * lr, so a schedule's first lr counts, as in torch. Validates p.
  * Returns 0 and *out, or a negative code with a message (nothing allocated). */
 int dpt_solver_create(const dpt_solver_params *p, size_t n, dpt_solver **out, char *err,
                       size_t errlen);
@@ -125,14 +127,21 @@ dpt_solver_params *dpt_solver_hparams(dpt_solver *s);
 size_t dpt_solver_len(const dpt_solver *s);
 
 /* Sets the learning rate, and the momentum (SGD, RMSprop) or beta1 (Adam, AdaMax, AdamW,
- * Lion) that schedulers cycle. dpt_solver_has_momentum tells whether there is one to cycle. */
+ * Lion) that schedulers cycle. dpt_solver_has_momentum tells whether there is one to cycle; it
+ * is fixed at creation (SGD and RMSprop: created with momentum != 0), so a momentum set to 0
+ * can be set back. On a solver without one, dpt_solver_set_momentum does nothing. Each step
+ * reads the live values as torch reads its param group: SGD at momentum 0 neither reads nor
+ * writes its buffer, and fills it (torch's clone) at the first step with momentum != 0. */
 void dpt_solver_set_lr(dpt_solver *s, double lr);
 int dpt_solver_has_momentum(const dpt_solver *s);
 double dpt_solver_momentum(const dpt_solver *s);
 void dpt_solver_set_momentum(dpt_solver *s, double m);
 
 /* State enumeration. The set of entries depends on the kind and options (e.g. "max_exp_avg_sq"
- * only with amsgrad, "momentum_buffer" only with momentum != 0), and is fixed at creation.
+ * only with amsgrad, "momentum_buffer" only when created with momentum != 0), and is fixed at
+ * creation. State torch creates lazily is always listed: SGD's "momentum_buffer" comes with the
+ * scalar "has_momentum_buffer" (0 while torch's would still be None), so saving and restoring
+ * every entry by name continues bitwise whether or not it was created yet.
  * dpt_solver_state returns entry i's info and a pointer to its storage: a float[n] for
  * DPT_STATE_VECTOR, a double[1] for DPT_STATE_SCALAR. The pointer stays valid until free; the
  * caller may read it (checkpoint save) or overwrite it (checkpoint load). */

@@ -6,6 +6,7 @@
  * describing all walk that table, so a new hyperparameter is one row.
  */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,7 +147,7 @@ static const hparam table[] = {
      "step at which averaging starts"},
     {"etas", K(RPROP), T_PAIR, F(eta_minus), F(eta_plus), 0, 0, OPEN, UNBOUNDED,
      "multiplicative decrease and increase factors (0 < etaminus < 1 < etaplus)"},
-    {"step_sizes", K(RPROP), T_PAIR, F(step_min), F(step_max), 0, 0, OPEN, UNBOUNDED,
+    {"step_sizes", K(RPROP), T_PAIR, F(step_min), F(step_max), 0, 0, CLOSED, UNBOUNDED,
      "minimal and maximal step sizes"},
     {"centered", K(RMSPROP), T_BOOL, F(centered), NONE, 0, 1, CLOSED, CLOSED,
      "normalise by an estimate of the gradient's variance"},
@@ -272,6 +273,27 @@ int dpt_optim_solver_validate(const dpt_solver_params *p, char *err, size_t errl
              p->eta_minus, p->eta_plus);
     return DPT_EINVAL;
   }
+  /* torch writes etas, step_sizes and lr into float32 tensors and raises "value cannot be
+   * converted to type float without overflow" for anything above FLT_MAX (checked in double,
+   * so even 3.4028235e38, which would round to FLT_MAX). Values that round to 0 or 1 are
+   * accepted, as torch accepts them; the step follows torch's order of sign replacement. */
+  if (p->kind == DPT_SOLVER_RPROP) {
+    const struct {
+      const char *name;
+      double v;
+    } f32[] = {{"etas[1]", p->eta_plus},
+               {"step_sizes[0]", p->step_min},
+               {"step_sizes[1]", p->step_max},
+               {"lr", p->lr}};
+    for (size_t i = 0; i < sizeof f32 / sizeof f32[0]; i++) {
+      if (f32[i].v > FLT_MAX) {
+        snprintf(err, errlen,
+                 "rprop: %s = %g overflows float32 (expected at most %.9g, as torch)",
+                 f32[i].name, f32[i].v, (double)FLT_MAX);
+        return DPT_EINVAL;
+      }
+    }
+  }
   if (p->kind == DPT_SOLVER_RPROP && p->step_min > p->step_max) {
     snprintf(err, errlen,
              "rprop: step_sizes = (%g, %g) are in the wrong order (expected min <= max)",
@@ -343,7 +365,13 @@ int dpt_solver_create(const dpt_solver_params *p, size_t n, dpt_solver **out, ch
   switch (p->kind) {
   case DPT_SOLVER_GD: break;
   case DPT_SOLVER_SGD:
-    if (p->momentum != 0) bad |= add_vec(s, "momentum_buffer", 0);
+    /* the buffer exists when the solver is created with momentum != 0; torch's starts as None
+     * and is set at the first step whose (live) momentum is != 0: has_momentum_buffer */
+    s->has_momentum = p->momentum != 0;
+    if (s->has_momentum) {
+      bad |= add_vec(s, "momentum_buffer", 0);
+      add_scalar(s, "has_momentum_buffer", 0);
+    }
     break;
   case DPT_SOLVER_ADAGRAD: bad |= add_vec(s, "sum", (float)p->initial_accumulator_value); break;
   case DPT_SOLVER_ADADELTA:
@@ -352,29 +380,39 @@ int dpt_solver_create(const dpt_solver_params *p, size_t n, dpt_solver **out, ch
     break;
   case DPT_SOLVER_ASGD:
     bad |= add_vec(s, "ax", 0);
-    add_scalar(s, "eta", (float)p->lr); /* torch.tensor(lr): a float32 */
+    /* torch.tensor(lr), a float32, made at the first step from the lr of that step: the
+     * kernel sets it again then (the value here is for a solver not yet stepped) */
+    add_scalar(s, "eta", dpt_optim_round_f32(p->lr));
     add_scalar(s, "mu", 1.0);
     break;
   case DPT_SOLVER_RPROP:
     bad |= add_vec(s, "prev", 0);
-    bad |= add_vec(s, "step_size", (float)p->lr);
+    bad |= add_vec(s, "step_size", (float)p->lr); /* refilled with the lr of the first step */
     break;
   case DPT_SOLVER_RMSPROP:
     bad |= add_vec(s, "square_avg", 0);
-    if (p->momentum > 0) bad |= add_vec(s, "momentum_buffer", 0);
+    /* torch makes the buffer at the first step if momentum > 0 then, and raises KeyError if
+     * momentum is 0 then and > 0 later; dpt's is zeros from creation, the same values */
+    s->has_momentum = p->momentum > 0;
+    if (s->has_momentum) bad |= add_vec(s, "momentum_buffer", 0);
     if (p->centered) bad |= add_vec(s, "grad_avg", 0);
     break;
   case DPT_SOLVER_ADAM:
   case DPT_SOLVER_ADAMW:
+    s->has_momentum = 1;
     bad |= add_vec(s, "exp_avg", 0);
     bad |= add_vec(s, "exp_avg_sq", 0);
     if (p->amsgrad) bad |= add_vec(s, "max_exp_avg_sq", 0);
     break;
   case DPT_SOLVER_ADAMAX:
+    s->has_momentum = 1;
     bad |= add_vec(s, "exp_avg", 0);
     bad |= add_vec(s, "exp_inf", 0);
     break;
-  case DPT_SOLVER_LION: bad |= add_vec(s, "exp_avg", 0); break;
+  case DPT_SOLVER_LION:
+    s->has_momentum = 1;
+    bad |= add_vec(s, "exp_avg", 0);
+    break;
   default: break;
   }
   if (bad) goto nomem;
@@ -401,17 +439,9 @@ dpt_solver_params *dpt_solver_hparams(dpt_solver *s) { return &s->p; }
 size_t dpt_solver_len(const dpt_solver *s) { return s->n; }
 void dpt_solver_set_lr(dpt_solver *s, double lr) { s->p.lr = lr; }
 
-int dpt_solver_has_momentum(const dpt_solver *s) {
-  switch (s->p.kind) {
-  case DPT_SOLVER_SGD:
-  case DPT_SOLVER_RMSPROP: return s->p.momentum > 0;
-  case DPT_SOLVER_ADAM:
-  case DPT_SOLVER_ADAMAX:
-  case DPT_SOLVER_ADAMW:
-  case DPT_SOLVER_LION: return 1;
-  default: return 0;
-  }
-}
+/* Fixed at creation, not the live value: a schedule that sets momentum to 0 must be able to
+ * set it back (issue 15). */
+int dpt_solver_has_momentum(const dpt_solver *s) { return s->has_momentum; }
 
 static int uses_beta1(const dpt_solver *s) {
   return s->p.kind == DPT_SOLVER_ADAM || s->p.kind == DPT_SOLVER_ADAMAX ||
@@ -425,7 +455,7 @@ double dpt_solver_momentum(const dpt_solver *s) {
 void dpt_solver_set_momentum(dpt_solver *s, double m) {
   if (uses_beta1(s))
     s->p.beta1 = m;
-  else if (dpt_solver_has_momentum(s))
+  else if (s->has_momentum)
     s->p.momentum = m;
 }
 

@@ -13,12 +13,14 @@
 #include "solver_internal.h"
 
 /* Shared body of Adam and AdamW: decay multiplies the parameter first (AdamW's decoupled
- * decay, 1 for Adam), l2 adds weight_decay*p to the gradient (Adam's coupled decay, 0 for
- * AdamW). Multiplying by 1.0f and adding 0*p are exact for finite values. */
+ * decay, 1 for Adam), weight_decay*p is added to the gradient when weight_decay != 0 (Adam's
+ * coupled decay; 0 for AdamW), as torch tests it. Multiplying by 1.0f is exact. */
 static void adam_core(struct dpt_solver *s, float *restrict p, const float *restrict g,
-                      float decay, float l2) {
+                      float decay, double weight_decay) {
   const dpt_solver_params *h = &s->p;
   const double step = s->scalar[0] += 1;
+  const float wd = (float)weight_decay;
+  const int l2 = weight_decay != 0; /* torch: if weight_decay != 0 (AdamW: 0, decay instead) */
   const float sg = h->maximize ? -1.0f : 1.0f;
   const float b1 = (float)h->beta1, omb1 = (float)(1.0 - h->beta1);
   const float b2 = (float)h->beta2, omb2 = (float)(1.0 - h->beta2);
@@ -35,7 +37,7 @@ static void adam_core(struct dpt_solver *s, float *restrict p, const float *rest
     float *restrict vmax = s->vec[2];
     for (size_t i = 0; i < n; i++) {
       float pi = p[i] * decay;
-      float gi = fmaf(pi, l2, sg * g[i]);
+      float gi = dpt_optim_l2(sg * g[i], pi, wd, l2);
       float mi = m[i] * b1;
       mi = fmaf(gi, omb1, mi);
       float vi = v[i] * b2;
@@ -51,7 +53,7 @@ static void adam_core(struct dpt_solver *s, float *restrict p, const float *rest
   }
   for (size_t i = 0; i < n; i++) {
     float pi = p[i] * decay;
-    float gi = fmaf(pi, l2, sg * g[i]);
+    float gi = dpt_optim_l2(sg * g[i], pi, wd, l2);
     float mi = m[i] * b1;
     mi = fmaf(gi, omb1, mi);
     float vi = v[i] * b2;
@@ -64,11 +66,11 @@ static void adam_core(struct dpt_solver *s, float *restrict p, const float *rest
 }
 
 void dpt_optim_step_adam(struct dpt_solver *s, float *restrict p, const float *restrict g) {
-  adam_core(s, p, g, 1.0f, (float)s->p.weight_decay);
+  adam_core(s, p, g, 1.0f, s->p.weight_decay);
 }
 
 void dpt_optim_step_adamw(struct dpt_solver *s, float *restrict p, const float *restrict g) {
-  adam_core(s, p, g, (float)(1.0 - s->p.lr * s->p.weight_decay), 0.0f);
+  adam_core(s, p, g, (float)(1.0 - s->p.lr * s->p.weight_decay), 0.0);
 }
 
 void dpt_optim_step_adamax(struct dpt_solver *s, float *restrict p, const float *restrict g) {
@@ -76,6 +78,7 @@ void dpt_optim_step_adamax(struct dpt_solver *s, float *restrict p, const float 
   const double step = s->scalar[0] += 1;
   const float sg = h->maximize ? -1.0f : 1.0f;
   const float wd = (float)h->weight_decay;
+  const int l2 = h->weight_decay != 0; /* torch: if weight_decay != 0 */
   const float b1 = (float)h->beta1, omb1 = (float)(1.0 - h->beta1);
   const float b2 = (float)h->beta2;
   const float eps = (float)h->eps;
@@ -84,7 +87,7 @@ void dpt_optim_step_adamax(struct dpt_solver *s, float *restrict p, const float 
   float *restrict m = s->vec[0];
   float *restrict u = s->vec[1];
   for (size_t i = 0; i < n; i++) {
-    float gi = fmaf(p[i], wd, sg * g[i]);
+    float gi = dpt_optim_l2(sg * g[i], p[i], wd, l2);
     float mi = m[i] * b1;
     mi = fmaf(gi, omb1, mi);
     float a = u[i] * b2;

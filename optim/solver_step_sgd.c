@@ -13,26 +13,30 @@
 void dpt_optim_step_gd(struct dpt_solver *s, float *restrict p, const float *restrict g) {
   const float sg = s->p.maximize ? -1.0f : 1.0f;
   const float wd = (float)s->p.weight_decay;
+  const int l2 = s->p.weight_decay != 0; /* torch: if weight_decay != 0 */
   const float neg_lr = (float)-s->p.lr;
   const size_t n = s->n;
   s->scalar[0] += 1;
   for (size_t i = 0; i < n; i++) {
-    float d = fmaf(p[i], wd, sg * g[i]);
+    float d = dpt_optim_l2(sg * g[i], p[i], wd, l2);
     p[i] = fmaf(neg_lr, d, p[i]);
   }
 }
 
+/* torch tests momentum != 0 at every step with the live (scheduled) value: at 0 the step is plain
+ * SGD and the buffer is neither read nor written; the first step at non-zero momentum clones
+ * d_p into the buffer (has_momentum_buffer records that it happened); later ones update it. */
 void dpt_optim_step_sgd(struct dpt_solver *s, float *restrict p, const float *restrict g) {
   const dpt_solver_params *h = &s->p;
   const float sg = h->maximize ? -1.0f : 1.0f;
   const float wd = (float)h->weight_decay;
+  const int l2 = h->weight_decay != 0; /* torch: if weight_decay != 0 */
   const float neg_lr = (float)-h->lr;
   const size_t n = s->n;
-  const int first = s->scalar[0] == 0;
   s->scalar[0] += 1;
-  if (s->nvec == 0) { /* momentum == 0 at creation: plain SGD */
+  if (!s->has_momentum || h->momentum == 0) {
     for (size_t i = 0; i < n; i++) {
-      float d = fmaf(p[i], wd, sg * g[i]);
+      float d = dpt_optim_l2(sg * g[i], p[i], wd, l2);
       p[i] = fmaf(neg_lr, d, p[i]);
     }
     return;
@@ -40,18 +44,18 @@ void dpt_optim_step_sgd(struct dpt_solver *s, float *restrict p, const float *re
   float *restrict buf = s->vec[0];
   const float mom = (float)h->momentum;
   const float keep = (float)(1.0 - h->dampening);
-  /* torch: the first step clones d_p into the buffer; later ones buf = buf*mom + (1-damp)*d_p */
-  if (first) {
+  if (s->scalar[DPT_SGD_BUF_SET] == 0) {
+    s->scalar[DPT_SGD_BUF_SET] = 1;
     if (h->nesterov) {
       for (size_t i = 0; i < n; i++) {
-        float d = fmaf(p[i], wd, sg * g[i]);
+        float d = dpt_optim_l2(sg * g[i], p[i], wd, l2);
         buf[i] = d;
         d = fmaf(mom, d, d);
         p[i] = fmaf(neg_lr, d, p[i]);
       }
     } else {
       for (size_t i = 0; i < n; i++) {
-        float d = fmaf(p[i], wd, sg * g[i]);
+        float d = dpt_optim_l2(sg * g[i], p[i], wd, l2);
         buf[i] = d;
         p[i] = fmaf(neg_lr, d, p[i]);
       }
@@ -60,7 +64,7 @@ void dpt_optim_step_sgd(struct dpt_solver *s, float *restrict p, const float *re
   }
   if (h->nesterov) {
     for (size_t i = 0; i < n; i++) {
-      float d = fmaf(p[i], wd, sg * g[i]);
+      float d = dpt_optim_l2(sg * g[i], p[i], wd, l2);
       float b = buf[i] * mom;
       b = fmaf(keep, d, b);
       buf[i] = b;
@@ -69,7 +73,7 @@ void dpt_optim_step_sgd(struct dpt_solver *s, float *restrict p, const float *re
     }
   } else {
     for (size_t i = 0; i < n; i++) {
-      float d = fmaf(p[i], wd, sg * g[i]);
+      float d = dpt_optim_l2(sg * g[i], p[i], wd, l2);
       float b = buf[i] * mom;
       b = fmaf(keep, d, b);
       buf[i] = b;

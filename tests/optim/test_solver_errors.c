@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -53,6 +54,8 @@ static const struct {
     {"rprop", "etas", "1.2,0.5", "etas", "etaminus < 1 < etaplus"},
     {"rprop", "etas", "0,1.2", "etas[0]", "> 0"},
     {"rprop", "step_sizes", "1,0.1", "step_sizes", "min <= max"},
+    {"rprop", "step_sizes", "-1e-6,50", "step_sizes[0]", ">= 0"},
+    {"rprop", "etas", "0.5,1e39", "etas[1]", "overflows float32"},
     {"rmsprop", "alpha", "1.5", "alpha", "[0, 1]"},
     {"rmsprop", "momentum", "-0.5", "momentum", ">= 0"},
     {"sgd", "dampening", "2", "dampening", "[0, 1]"},
@@ -76,6 +79,32 @@ static void test_out_of_range_is_rejected_by_name(void **state) {
     assert_int_equal(dpt_solver_create(&p, 4, &s, err, sizeof err), DPT_EINVAL);
     assert_null(s);
   }
+}
+
+/* ref/validate.txt (gen_solver_ref.py): hyperparameters at float32's edges, and whether torch
+ * 1.13 accepts them (constructs the solver and steps it). dpt accepts and rejects the same. */
+static void test_rprop_ranges_agree_with_torch(void **state) {
+  (void)state;
+  FILE *f = fopen("ref/validate.txt", "r");
+  assert_non_null(f);
+  char line[256], solver[32], key[32], value[64];
+  int accepts, rows = 0, disagree = 0;
+  while (fgets(line, sizeof line, f)) {
+    if (line[0] == '#') continue;
+    assert_int_equal(sscanf(line, "%31s %31s %63s %d", solver, key, value, &accepts), 4);
+    dpt_solver_params p = params(solver);
+    assert_int_equal(dpt_optim_solver_set(&p, key, value, err, sizeof err), 0);
+    int ok = dpt_optim_solver_validate(&p, err, sizeof err) == 0;
+    if (ok != accepts) {
+      print_error("%s %s = %s: torch %s it, dpt %s it\n", solver, key, value,
+                  accepts ? "accepts" : "rejects", ok ? "accepts" : "rejects");
+      disagree++;
+    }
+    rows++;
+  }
+  fclose(f);
+  assert_true(rows >= 10);
+  assert_int_equal(disagree, 0);
 }
 
 static void test_defaults_are_valid_and_follow_torch(void **state) {
@@ -175,6 +204,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_unknown_solver_lists_known_names),
       cmocka_unit_test(test_out_of_range_is_rejected_by_name),
+      cmocka_unit_test(test_rprop_ranges_agree_with_torch),
       cmocka_unit_test(test_defaults_are_valid_and_follow_torch),
       cmocka_unit_test(test_bad_keys_and_text_are_rejected),
       cmocka_unit_test(test_describe_lists_every_hyperparameter),

@@ -1,6 +1,7 @@
 /* Slicing is bitwise-neutral: a buffer stepped whole, or cut at random points into slices each
  * with its own solver (as ZeRO shards it), ends with bitwise the same parameters and state, for
- * every solver and option set. Also checks that state enumerates under the expected names. */
+ * every solver and option set, with lr and momentum/beta1 moved every step. Also checks that state
+ * enumerates under the expected names. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -77,6 +78,15 @@ static void test_random_cuts_are_bitwise_neutral(void **state) {
       for (int step = 0; step < STEPS; step++) {
         for (size_t i = 0; i < N; i++) grad[i] = (float)(uniform() * 2 - 1) * (step + 1);
         if (step % 3 == 0) grad[step] = 0; /* zeros exercise Rprop's sign == 0 path */
+        /* a schedule: lr moves every step, momentum/beta1 reaches 0 and comes back */
+        double lr = dpt_solver_hparams(ref)->lr * (step % 2 ? 1.1 : 0.95);
+        double mom = step % 7 < 2 ? 0.0 : 0.5 + 0.05 * (step % 7);
+        dpt_solver *all[MAX_CUTS + 2] = {ref};
+        for (int i = 0; i < k; i++) all[i + 1] = part[i];
+        for (int i = 0; i <= k; i++) {
+          dpt_solver_set_lr(all[i], lr);
+          dpt_solver_set_momentum(all[i], mom);
+        }
         dpt_solver_step(ref, whole, grad);
         for (int i = 0; i < k; i++) dpt_solver_step(part[i], cut + b[i], grad + b[i]);
       }
@@ -113,7 +123,7 @@ static void test_state_enumerates_by_name(void **state) {
   } want[] = {
       {{"gd", {NULL}}, "step"},
       {{"sgd", {NULL}}, "step"},
-      {{"sgd", {"momentum", "0.9", NULL}}, "momentum_buffer step"},
+      {{"sgd", {"momentum", "0.9", NULL}}, "momentum_buffer step has_momentum_buffer"},
       {{"adagrad", {NULL}}, "sum step"},
       {{"adadelta", {NULL}}, "square_avg acc_delta step"},
       {{"asgd", {NULL}}, "ax step eta mu"},
