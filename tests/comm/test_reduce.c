@@ -44,10 +44,12 @@ static void test_bucketed_sum_is_exact(void **state) {
   srand(1234 + rank); /* a different ready order on every rank */
   for (size_t b = 0; b < sizeof buckets / sizeof buckets[0]; b++) {
     for (int overlap = 0; overlap <= 1; overlap++) {
-      dpt_comm *c;
+      dpt_reducer *c;
       char err[DPT_ERR_LEN];
-      assert_int_equal(dpt_comm_create(MPI_COMM_WORLD, buf, N, buckets[b], overlap, 0, &c, err,
-                                       sizeof err), 0);
+      dpt_reducer_params p = dpt_reducer_defaults();
+      p.bucket_bytes = buckets[b];
+      p.overlap = overlap;
+      assert_int_equal(dpt_reducer_create(MPI_COMM_WORLD, buf, N, &p, &c, err, sizeof err), 0);
       for (int step = 0; step < 3; step++) {
         /* small integers: float sums are exact whatever the reduction order */
         for (size_t i = 0; i < N; i++) buf[i] = (float)((i % 97) + rank * 3 + step);
@@ -71,9 +73,9 @@ static void test_bucketed_sum_is_exact(void **state) {
         }
         for (int k = 0; k < 11; k++)
           if (cuts[order[k] + 1] > cuts[order[k]])
-            dpt_comm_ready(c, cuts[order[k]], cuts[order[k] + 1] - cuts[order[k]]);
+            dpt_reducer_ready(c, cuts[order[k]], cuts[order[k] + 1] - cuts[order[k]]);
         double wait;
-        assert_int_equal(dpt_comm_wait(c, &wait, err, sizeof err), 0);
+        assert_int_equal(dpt_reducer_wait(c, &wait, err, sizeof err), 0);
         assert_true(wait >= 0);
         for (size_t i = 0; i < N; i++) {
           float want = (float)(size * ((i % 97) + step) + 3 * size * (size - 1) / 2);
@@ -82,7 +84,7 @@ static void test_bucketed_sum_is_exact(void **state) {
                      overlap, step, i, buf[i], want);
         }
       }
-      dpt_comm_free(c);
+      dpt_reducer_free(c);
     }
   }
   free(buf);
@@ -108,17 +110,19 @@ static void test_sums_are_bitwise_reproducible(void **state) {
   char err[DPT_ERR_LEN];
   for (size_t b = 0; b < 4; b++)
     for (int shard_only = 0; shard_only <= 1; shard_only++) {
-      dpt_comm *c;
-      assert_int_equal(dpt_comm_create(MPI_COMM_WORLD, buf, N, buckets[b], 1, shard_only, &c,
-                                       err, sizeof err), 0);
+      dpt_reducer *c;
+      dpt_reducer_params p = dpt_reducer_defaults();
+      p.bucket_bytes = buckets[b];
+      p.shard_only = shard_only;
+      assert_int_equal(dpt_reducer_create(MPI_COMM_WORLD, buf, N, &p, &c, err, sizeof err), 0);
       memcpy(buf, mine, N * sizeof(float));
-      dpt_comm_ready(c, 0, N);
-      assert_int_equal(dpt_comm_wait(c, NULL, err, sizeof err), 0);
+      dpt_reducer_ready(c, 0, N);
+      assert_int_equal(dpt_reducer_wait(c, NULL, err, sizeof err), 0);
       if (shard_only)
         assert_memory_equal(buf + s.offset, want + s.offset, s.len * sizeof(float));
       else
         assert_memory_equal(buf, want, N * sizeof(float));
-      dpt_comm_free(c);
+      dpt_reducer_free(c);
     }
   free(mine);
   free(all);
