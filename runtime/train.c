@@ -144,6 +144,22 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
     return DPT_EINVAL;
   }
   for (int t = 0; t < DPT_MAX_TENSORS; t++) r->pos.grad_scale[t] = NAN;
+  if (o->deterministic) {
+    r->det = 1;
+    r->slots = calloc((size_t)o->micro_shards + 3, sizeof *r->slots);
+    if (!r->slots) {
+      snprintf(err, errlen, "out of memory for the deterministic mode's %d micro-shards",
+               o->micro_shards);
+      return DPT_ENOMEM;
+    }
+  }
+  return DPT_OK;
+}
+
+/* The gradient reducer: rank order, or exact sums in deterministic mode. Collective (it makes
+ * a communicator), so called once every rank's set-up succeeded. */
+static int make_reducer(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
+  dpt_model *m = r->model;
   dpt_reducer_params rp = dpt_reducer_defaults();
   rp.bucket_bytes = (size_t)(o->bucket_mb * 1048576.0);
   rp.overlap = o->overlap;
@@ -151,14 +167,10 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
    * reduced gradient (as DDP under ZeroRedundancyOptimizer does) would be wasted traffic */
   rp.shard_only = r->zero >= 1;
   size_t *ranges = NULL;
-  if (o->deterministic) { /* exact sums of micro-shards, over the model's tensors */
-    r->det = 1;
-    r->slots = calloc((size_t)o->micro_shards + 3, sizeof *r->slots);
+  if (r->det) { /* exact sums of micro-shards, over the model's tensors */
     ranges = malloc(2 * ((size_t)m->ntensors + 1) * sizeof *ranges);
-    if (!r->slots || !ranges) {
-      free(ranges);
-      snprintf(err, errlen, "out of memory for the deterministic mode's %d micro-shards",
-               o->micro_shards);
+    if (!ranges) {
+      snprintf(err, errlen, "out of memory for %d tensor ranges", m->ntensors);
       return DPT_ENOMEM;
     }
     for (int t = 0; t < m->ntensors; t++) {
@@ -172,7 +184,7 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
     rp.micro_shards = o->micro_shards;
     rp.scales = r->pos.grad_scale;
   }
-  rc = dpt_reducer_create(r->comm, r->grads, m->nparams, &rp, &r->reducer, err, errlen);
+  int rc = dpt_reducer_create(r->comm, r->grads, m->nparams, &rp, &r->reducer, err, errlen);
   free(ranges);
   return rc;
 }
@@ -361,6 +373,7 @@ static int run_on(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm, dpt_trai
     rc = dpt_report_open(o, r.total_steps, r.pos.step > 0, &r.report, err, errlen);
   /* set-up: agree, so one rank's bad input stops all, with that rank's message */
   int all = dpt_comm_agree_error(comm, rc, err, errlen);
+  if (!all) all = dpt_comm_agree_error(comm, make_reducer(&r, o, err, errlen), err, errlen);
   if (all) {
     teardown(&r);
     return all;
