@@ -1,6 +1,7 @@
 /* Gradient reduction sums exactly over ranks for every bucket size, with and without overlap,
  * whatever order ranges become ready in (different on every rank); shards tile the buffer at
- * aligned boundaries; one rank's failure is agreed on by all and its message shared. */
+ * aligned boundaries; the reducer's parameters have their defaults and bad ones are refused
+ * with a message; one rank's failure is agreed on by all and its message shared. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -130,6 +131,44 @@ static void test_sums_are_bitwise_reproducible(void **state) {
   free(want);
 }
 
+static void test_reducer_params_defaults_and_checks(void **state) {
+  (void)state;
+  dpt_reducer_params p = dpt_reducer_defaults();
+  assert_int_equal(p.bucket_bytes, (size_t)25 << 20); /* PyTorch DDP's bucket_cap_mb */
+  assert_int_equal(p.overlap, 1);
+  assert_int_equal(p.shard_only, 0);
+  assert_int_equal(p.algorithm, DPT_REDUCE_RANK_ORDER);
+  float buf[64];
+  dpt_reducer *r = (dpt_reducer *)&p; /* must be reset to NULL on failure */
+  char err[DPT_ERR_LEN];
+  p.bucket_bytes = 3;
+  assert_int_equal(dpt_reducer_create(MPI_COMM_WORLD, buf, 64, &p, &r, err, sizeof err),
+                   DPT_EINVAL);
+  assert_null(r);
+  assert_non_null(strstr(err, "bucket size 3 bytes"));
+  p = dpt_reducer_defaults();
+  p.algorithm = DPT_REDUCE_COUNT;
+  assert_int_equal(dpt_reducer_create(MPI_COMM_WORLD, buf, 64, &p, &r, err, sizeof err),
+                   DPT_EINVAL);
+  assert_non_null(strstr(err, "reduction algorithm"));
+  p = dpt_reducer_defaults();
+  p.algorithm = DPT_REDUCE_EXACT; /* without tensors */
+  assert_int_equal(dpt_reducer_create(MPI_COMM_WORLD, buf, 64, &p, &r, err, sizeof err),
+                   DPT_EINVAL);
+  assert_non_null(strstr(err, "tensors"));
+  const size_t off[1] = {10}, len[1] = {60}; /* [10, 70) is outside a 64-element buffer */
+  double scales[1] = {0};
+  p.ntensors = 1, p.tensor_offset = off, p.tensor_len = len, p.scales = scales;
+  p.micro_shards = dpt_reducer_exact_max_shards() + 1;
+  assert_int_equal(dpt_reducer_create(MPI_COMM_WORLD, buf, 64, &p, &r, err, sizeof err),
+                   DPT_EINVAL);
+  assert_non_null(strstr(err, "micro-shards"));
+  p.micro_shards = 4;
+  assert_int_equal(dpt_reducer_create(MPI_COMM_WORLD, buf, 64, &p, &r, err, sizeof err),
+                   DPT_EINVAL);
+  assert_non_null(strstr(err, "outside the 64-element buffer"));
+}
+
 static void test_failure_is_agreed_and_shared(void **state) {
   (void)state;
   char err[DPT_ERR_LEN] = "";
@@ -154,6 +193,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_shards_tile_the_buffer_aligned),
       cmocka_unit_test(test_bucketed_sum_is_exact),
       cmocka_unit_test(test_sums_are_bitwise_reproducible),
+      cmocka_unit_test(test_reducer_params_defaults_and_checks),
       cmocka_unit_test(test_failure_is_agreed_and_shared),
   };
   return dpt_test_finish(cmocka_run_group_tests(tests, NULL, NULL));
