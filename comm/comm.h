@@ -14,11 +14,13 @@
  *                       64-bit fixed point, so neither W nor MPI's order changes a bit.
  *   collectives.c       shards, topology, small checked collectives, error agreement.
  *
- * How to add a reduction algorithm: write comm/reduce_<name>.c implementing dpt_reduce_algo
- * (reduce_impl.h: per bucket, start one nonblocking collective into r->req[k]; finish once
- * every bucket completed), add its DPT_REDUCE_<NAME> to dpt_reduce_algorithm below and its
- * entry to the table in reducer.c, and the file to comm/CMakeLists.txt. The bookkeeping
- * (bucket order, overlap, ready ranges, progress, errors) is shared and does not change.
+ * How to add a reduction algorithm (two files touched, one added): write comm/reduce_<name>.c
+ * implementing dpt_reduce_algo (reduce_impl.h: init/free its state, start one nonblocking
+ * collective per bucket into r->req[k], finish once every bucket completed; CMake picks the
+ * file up), add DPT_REDUCE_<NAME> to dpt_reduce_algorithm below, and its entry to the table
+ * in reducer.c. Callers choose it with dpt_reducer_params.algorithm (the trainer: make_reducer
+ * in runtime/train.c). The bookkeeping (bucket order, overlap, ready ranges, progress, errors)
+ * is shared and does not change.
  *
  * Invariants:
  * - Knows nothing of solvers or models: it sees a flat fp32 buffer and ranges of it.

@@ -4,6 +4,10 @@
  * The bookkeeping (reducer.c) decides when bucket k starts; the algorithm decides how: start()
  * posts one nonblocking collective for the bucket into r->req[k], and finish() turns what the
  * completed requests left into the sum in r->buf. Calls are per bucket, never per element.
+ *
+ * Room left for what comes next: a node-aware algorithm calls dpt_comm_topology(r->comm) in
+ * its init() and keeps its node and leader communicators in r->state; gradients kept only as
+ * bucket-sized buffers (ZeRO-2) change where start() reads bucket k from, not the bookkeeping.
  */
 #ifndef DPT_COMM_REDUCE_IMPL_H
 #define DPT_COMM_REDUCE_IMPL_H

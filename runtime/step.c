@@ -129,9 +129,9 @@ static int reduce_buckets(run *r, const dpt_train_opts *o, long s, step_sums *ou
 }
 
 /* Deterministic mode: this rank's micro-shards, each computed alone, summed exactly in fixed
- * point with every other rank's (comm/reduce_exact.c), which also gives a norm that does not depend on how
- * the gradient is split. Losses travel in one slot per micro-shard and are added in
- * micro-shard order. Nothing here depends on W. */
+ * point with every other rank's (the reducer's DPT_REDUCE_EXACT, comm/reduce_exact.c), which
+ * also gives a norm that does not depend on how the gradient is split. Losses travel in one
+ * slot per micro-shard and are added in micro-shard order. Nothing here depends on W. */
 static int reduce_exact(run *r, const dpt_train_opts *o, long s, step_sums *out, char *err,
                         size_t errlen) {
   dpt_model *m = r->model;
@@ -245,7 +245,7 @@ static int nonfinite_error(run *r, const dpt_train_opts *o, long s, const step_s
 }
 
 int dpt_train_step(run *r, const dpt_train_opts *o, long s, dpt_step_info *info, char *err,
-                size_t errlen) {
+                   size_t errlen) {
   dpt_model *m = r->model;
   double t0 = dpt_now();
   step_sums sums = {0};
