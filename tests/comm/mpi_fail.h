@@ -70,6 +70,10 @@ int MPI_Allgatherv(const void *s, int sn, MPI_Datatype st, void *r, const int rn
                    MPI_Datatype rt, MPI_Comm c) {
   return mpi_fail_here(c) ? mpi_fail_code : PMPI_Allgatherv(s, sn, st, r, rn, rd, rt, c);
 }
+int MPI_Reduce_scatter(const void *s, void *r, const int rn[], MPI_Datatype t, MPI_Op op,
+                       MPI_Comm c) {
+  return mpi_fail_here(c) ? mpi_fail_code : PMPI_Reduce_scatter(s, r, rn, t, op, c);
+}
 int MPI_Comm_dup(MPI_Comm c, MPI_Comm *out) {
   return mpi_fail_here(c) ? mpi_fail_code : PMPI_Comm_dup(c, out);
 }
