@@ -72,7 +72,8 @@ typedef enum {
 typedef struct {
   size_t bucket_bytes; /* per bucket (>= 4); DPT_REDUCER_BUCKET_BYTES */
   int overlap;         /* 1: a bucket starts as soon as it is final (dpt_reducer_ready); 0: all
-                          start in dpt_reducer_wait. Default 1; DPT_REDUCE_EXACT ignores it */
+                          start in dpt_reducer_wait. Default 1. DPT_REDUCE_EXACT ignores both
+                          (its sums are final only after the check: it sums all in the wait) */
   int shard_only;      /* 1: each rank gets the sum only over its own shard (dpt_comm_shard; a
                           reduce-scatter, ZeRO-1 and 2); 0: every rank gets all of it. Default 0 */
   dpt_reduce_algorithm algorithm; /* default DPT_REDUCE_RANK_ORDER */
