@@ -1,13 +1,36 @@
-/* comm.h — dpt's collective layer over MPI: bucketed, overlapped gradient reduction, shard
- * ranges, and small reductions the trainer needs. The whole public surface of comm/.
+/* comm.h — dpt's collective layer over MPI: the gradient reducer (bucket bookkeeping with
+ * pluggable reduction algorithms), shard ranges, node topology, and the small reductions the
+ * trainer needs. The whole public surface of comm/.
+ *
+ * Files of comm/:
+ *   comm.h              this header: everything a caller uses.
+ *   reducer.c           the reducer: parameters and defaults, fixed bucket order, ready ranges,
+ *                       progress (MPI_Test) while backward runs, the wait; knows no algorithm.
+ *   reduce_impl.h       private to comm/: the reducer's state and dpt_reduce_algo, the
+ *                       interface an algorithm implements (init, free, start a bucket, finish).
+ *   reduce_rank_order.c DPT_REDUCE_RANK_ORDER: Ialltoallv per bucket, a rank-order sum of each
+ *                       rank's shard, Allgatherv unless shard_only.
+ *   reduce_exact.c      DPT_REDUCE_EXACT (deterministic mode): micro-shard gradients summed in
+ *                       64-bit fixed point, so neither W nor MPI's order changes a bit.
+ *   collectives.c       shards, topology, small checked collectives, error agreement.
+ *
+ * How to add a reduction algorithm (two files touched, one added): write comm/reduce_<name>.c
+ * implementing dpt_reduce_algo (reduce_impl.h: init/free its state, start one nonblocking
+ * collective per bucket into r->req[k], finish once every bucket completed; CMake picks the
+ * file up), add DPT_REDUCE_<NAME> to dpt_reduce_algorithm below, and its entry to the table
+ * in reducer.c. Callers choose it with dpt_reducer_params.algorithm (the trainer: make_reducer
+ * in runtime/train.c). The bookkeeping (bucket order, overlap, ready ranges, progress, errors)
+ * is shared and does not change.
  *
  * Invariants:
  * - Knows nothing of solvers or models: it sees a flat fp32 buffer and ranges of it.
  * - Buckets are fixed slices of the buffer, [k*E, (k+1)*E) for E = bucket elements, and are
  *   started in one fixed order (last bucket first, the order backward produces them) on every
  *   rank, whatever order the ready ranges arrive in, so nonblocking collectives always match.
- * - Every MPI call is checked; a failure becomes DPT_EMPI with MPI's error string.
- *   After such an error the peers cannot be trusted: the caller should stop (MPI_Abort at top).
+ * - Every MPI result is checked; a failure becomes DPT_EMPI with MPI's error string. MPI
+ *   returns errors only on a communicator whose handler is MPI_ERRORS_RETURN: the reducer's
+ *   private one is, and so is the trainer's; on MPI_ERRORS_ARE_FATAL (MPI's default) MPI
+ *   aborts first. After such an error the peers cannot be trusted: the caller should stop.
  */
 #ifndef DPT_COMM_H
 #define DPT_COMM_H
@@ -33,35 +56,96 @@ dpt_range dpt_comm_shard(size_t n, int rank, int size);
 
 /* --- gradient reduction --- */
 
-typedef struct dpt_comm dpt_comm;
+typedef struct dpt_reducer dpt_reducer;
 
-/* Creates a reducer that sums buf[0, n) over every rank of comm, bucket_bytes per bucket
- * (>= 4). With overlap, a bucket's reduction starts as soon as it is final (see
- * dpt_comm_ready); without, everything starts in dpt_comm_wait. With shard_only, each rank gets
- * the sum only over its own shard (dpt_comm_shard; a reduce-scatter, ZeRO-1 and 2); otherwise
- * every rank gets all of it (an allreduce). Sums are taken in rank order, so they are bitwise the
- * same either way and whatever the bucket size. buf is borrowed (must outlive the reducer).
- * Collective over comm: every rank must call it with the same n and sizes. */
-int dpt_comm_create(MPI_Comm comm, float *buf, size_t n, size_t bucket_bytes, int overlap,
-                    int shard_only, dpt_comm **out, char *err, size_t errlen);
-void dpt_comm_free(dpt_comm *c);
+/* How a bucket is summed over ranks. Every algorithm gives the same result whatever the
+ * bucket size, overlap and shard_only (see each one's file for its promise). */
+typedef enum {
+  DPT_REDUCE_RANK_ORDER, /* float sums in rank order 0..W-1 (reduce_rank_order.c) */
+  DPT_REDUCE_EXACT,      /* fixed-point sums of micro-shards, independent of W (reduce_exact.c) */
+  DPT_REDUCE_COUNT
+} dpt_reduce_algorithm;
+
+/* 25 MiB: PyTorch DDP's bucket_cap_mb default, and --bucket-mb's. */
+#define DPT_REDUCER_BUCKET_BYTES ((size_t)25 << 20)
+
+typedef struct {
+  size_t bucket_bytes; /* per bucket (>= 4); DPT_REDUCER_BUCKET_BYTES */
+  int overlap;         /* 1: a bucket starts as soon as it is final (dpt_reducer_ready); 0: all
+                          start in dpt_reducer_wait. Default 1. DPT_REDUCE_EXACT ignores both
+                          (its sums are final only after the check: it sums all in the wait) */
+  int shard_only;      /* 1: each rank gets the sum only over its own shard (dpt_comm_shard; a
+                          reduce-scatter, ZeRO-1 and 2); 0: every rank gets all of it. Default 0 */
+  dpt_reduce_algorithm algorithm; /* default DPT_REDUCE_RANK_ORDER */
+  /* DPT_REDUCE_EXACT only: */
+  int ntensors;                /* tensors of the buffer: [tensor_offset[t], +tensor_len[t]) */
+  const size_t *tensor_offset; /* ntensors each; copied by dpt_reducer_create */
+  const size_t *tensor_len;
+  int micro_shards; /* G, the micro-shards of a step over all ranks (1 to
+                       dpt_reducer_exact_max_shards()) */
+  double *scales;   /* ntensors fixed-point exponents (NAN: not known yet); borrowed,
+                       updated every step; part of the training position */
+} dpt_reducer_params;
+
+/* bucket 25 MiB, overlap on, whole sum, rank order; no tensors. */
+dpt_reducer_params dpt_reducer_defaults(void);
+
+/* Creates a reducer that sums buf[0, n) over every rank of comm as p says (on a private
+ * duplicate of comm that returns MPI errors). buf is borrowed (must outlive the reducer).
+ * Collective over comm: every rank must call it with the same n and parameters. */
+int dpt_reducer_create(MPI_Comm comm, float *buf, size_t n, const dpt_reducer_params *p,
+                       dpt_reducer **out, char *err, size_t errlen);
+void dpt_reducer_free(dpt_reducer *r);
 
 /* Marks buf[offset, offset+len) final for this step; starts the reduction of every bucket that
- * is now complete and next in the fixed order. Ranges must not overlap within a step. Matches
- * dpt_grad_ready_fn (ctx is the dpt_comm). */
-void dpt_comm_ready(void *c, size_t offset, size_t len);
+ * is now complete and next in the fixed order, and lets MPI progress the ones in flight. Ranges
+ * must not overlap within a step. Matches dpt_grad_ready_fn (ctx is the dpt_reducer). An MPI
+ * error is kept and reported by dpt_reducer_wait. */
+void dpt_reducer_ready(void *r, size_t offset, size_t len);
 
 /* Starts whatever has not started and waits for every bucket: afterwards buf holds the sum over
  * ranks (with shard_only: in this rank's shard; the rest of buf is then unspecified).
  * Collective. *wait_s (may be NULL) receives the time spent blocked here. Resets the reducer
  * for the next step. */
-int dpt_comm_wait(dpt_comm *c, double *wait_s, char *err, size_t errlen);
+int dpt_reducer_wait(dpt_reducer *r, double *wait_s, char *err, size_t errlen);
 
-/* Gathers every rank's shard (dpt_comm_shard) of buf[0, n) so every rank holds all of it:
- * ZeRO's parameter all-gather after each rank updated the shard it owns. Collective. */
-int dpt_comm_allgather(MPI_Comm comm, float *buf, size_t n, char *err, size_t errlen);
+/* --- the exact algorithm's fixed-point encoding (DPT_REDUCE_EXACT only) ---
+ * A step: begin; add each of this rank's micro-shard gradients; check (redo the pass while it
+ * says so); dpt_reducer_wait (buf then holds the sum); dpt_reducer_exact_sumsq. */
+
+/* The most micro-shards whose fixed-point sum cannot overflow. */
+int dpt_reducer_exact_max_shards(void);
+/* Starts a pass over this rank's micro-shards: zero sums and maxima. */
+void dpt_reducer_exact_begin(dpt_reducer *r);
+/* Adds one micro-shard's gradient g[0, n) at the current scales (g may be buf). */
+void dpt_reducer_exact_add(dpt_reducer *r, const float *g);
+/* Agrees on the pass's maxima (collective). 1: the pass must be redone (the scales were set to
+ * fit it), 0: the sums are good, < 0: MPI error. *nonfinite: some value was NaN or Inf. */
+int dpt_reducer_exact_check(dpt_reducer *r, int *nonfinite, char *err, size_t errlen);
+/* The first tensor in which this rank's micro-shards of the pass had a NaN or Inf (-1: none). */
+int dpt_reducer_exact_local_bad(const dpt_reducer *r);
+/* After dpt_reducer_wait: the squared L2 norm of the sum, the same for every W and for
+ * shard_only or not. */
+double dpt_reducer_exact_sumsq(const dpt_reducer *r);
+
+/* --- node topology --- */
+
+typedef struct {
+  int nodes;        /* nodes the ranks are on (ranks that share memory are one node) */
+  int node;         /* this rank's node, 0 .. nodes-1, numbered in the order of their lowest rank */
+  int local_rank;   /* this rank's place among its node's ranks (in rank order) */
+  int local_size;   /* ranks on this rank's node */
+  int max_per_node; /* the most ranks on one node */
+} dpt_topology;
+
+/* Where the ranks of comm run (MPI_Comm_split_type, MPI_COMM_TYPE_SHARED). Collective. */
+int dpt_comm_topology(MPI_Comm comm, dpt_topology *out, char *err, size_t errlen);
 
 /* --- small collectives (collective over comm) --- */
+
+/* Gathers every rank's shard (dpt_comm_shard) of buf[0, n) so every rank holds all of it:
+ * ZeRO's parameter all-gather after each rank updated the shard it owns. */
+int dpt_comm_allgather(MPI_Comm comm, float *buf, size_t n, char *err, size_t errlen);
 
 /* Sums v[0, n) over ranks in place (doubles: losses, counts, norms). */
 int dpt_comm_sum(MPI_Comm comm, double *v, int n, char *err, size_t errlen);
@@ -69,22 +153,37 @@ int dpt_comm_sum(MPI_Comm comm, double *v, int n, char *err, size_t errlen);
 /* Maximum of v[0, n) over ranks in place. */
 int dpt_comm_max(MPI_Comm comm, double *v, int n, char *err, size_t errlen);
 
+/* Minimum of v[0, n) of 64-bit integers over ranks in place. */
+int dpt_comm_min_int64(MPI_Comm comm, int64_t *v, int n, char *err, size_t errlen);
+
 /* Sums v[0, n) of 64-bit integers over ranks in place. Integer addition is exact and
  * associative (modulo 2^64, so even a wrap-around in between cancels), so the result is the
- * same whatever the rank count and the reduction order: deterministic mode's gradient sum. */
+ * same whatever the rank count and the reduction order. */
 int dpt_comm_sum_exact(MPI_Comm comm, int64_t *v, size_t n, char *err, size_t errlen);
 
-/* Reduce-scatter of the same exact sums: out receives the sum over ranks of in[own range]
- * (own = dpt_comm_shard(n, rank, W)), out holding own.len elements. Collective. */
-int dpt_comm_reduce_scatter_exact(MPI_Comm comm, const int64_t *in, size_t n, int64_t *out,
-                                  char *err, size_t errlen);
+/* Broadcasts root's *v (a status) to every rank. */
+int dpt_comm_bcast_int(MPI_Comm comm, int *v, int root, char *err, size_t errlen);
 
-/* Agreement on failure: returns the most negative rc over ranks (0 if all are 0). Every rank
- * calls it at the same point, so one rank's bad input stops every rank with no hang. */
+/* Agreement on failure: returns the most negative rc over ranks (0 if all are 0); DPT_EMPI if
+ * the agreement itself failed. Every rank calls it at the same point, so one rank's bad input
+ * stops every rank with no hang. */
 int dpt_comm_agree(MPI_Comm comm, int rc);
 
-/* Makes rank root's message the message on every rank (for one clear line from rank 0 whoever
- * failed): the message of the lowest rank whose rc is non-zero is broadcast into err. */
+/* Makes the message of the lowest rank whose rc is non-zero the message in err on every rank
+ * (for one clear line from rank 0 whoever failed); an MPI failure puts MPI's message in err. */
 void dpt_comm_share_error(MPI_Comm comm, int rc, char *err, size_t errlen);
+
+/* Both in one collective: the most negative rc over ranks (0 if all are 0) and, when it is
+ * non-zero, the lowest failing rank's message in err on every rank; DPT_EMPI with MPI's message
+ * if MPI fails. */
+int dpt_comm_agree_error(MPI_Comm comm, int rc, char *err, size_t errlen);
+
+/* An MPI result rc != MPI_SUCCESS as a dpt error: "<what> failed: <MPI's message>" in err,
+ * DPT_EMPI returned. For callers that make MPI calls of their own. */
+int dpt_comm_mpi_error(int rc, const char *what, char *err, size_t errlen);
+
+/* Duplicates comm into *out with MPI_ERRORS_RETURN, so MPI failures on it come back as codes
+ * (free it with MPI_Comm_free). Collective. */
+int dpt_comm_dup_returning(MPI_Comm comm, MPI_Comm *out, char *err, size_t errlen);
 
 #endif /* DPT_COMM_H */

@@ -168,7 +168,7 @@ int dpt_ckpt_save_run(const dpt_train_opts *o, const dpt_model *m, MPI_Comm comm
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
   int rc = rank == 0 ? dpt_mkdirs(o->ckpt_dir, "--ckpt-dir", err, errlen) : 0;
-  MPI_Bcast(&rc, 1, MPI_INT, 0, comm);
+  if (dpt_comm_bcast_int(comm, &rc, 0, err, errlen)) return DPT_EMPI;
   if (rc) return rc;
   dpt_range own = dpt_comm_shard(m->nparams, rank, size);
   layout *l = malloc(sizeof *l);
@@ -201,7 +201,7 @@ int dpt_ckpt_save_run(const dpt_train_opts *o, const dpt_model *m, MPI_Comm comm
       prune(o->ckpt_dir, o->keep);
     }
   }
-  MPI_Bcast(&rc, 1, MPI_INT, 0, comm);
+  if (dpt_comm_bcast_int(comm, &rc, 0, err, errlen)) return DPT_EMPI;
   if (rc && rank) snprintf(err, errlen, "cannot update the latest checkpoint (see rank 0)");
   return rc;
 }

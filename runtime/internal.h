@@ -52,31 +52,6 @@ void dpt_report_close(dpt_report *r);
 void dpt_report_run(dpt_report *r, const char *label, int ranks, int zero, size_t nparams,
                     double state_max, double state_total);
 
-/* --- deterministic mode (det.c): exact sums of micro-shard gradients --- */
-typedef struct dpt_det dpt_det;
-
-/* For model m and G micro-shards; scales (m->ntensors doubles, NAN when not known) are the
- * caller's and carry from step to step (they are saved with the training position). */
-int dpt_det_create(const dpt_model *m, int shards, double *scales, dpt_det **out, char *err,
-                   size_t errlen);
-void dpt_det_free(dpt_det *d);
-/* The most micro-shards whose fixed-point sum cannot overflow. */
-int dpt_det_max_shards(void);
-/* Starts a pass over this rank's micro-shards: zero sums and maxima. */
-void dpt_det_begin(dpt_det *d);
-/* The first tensor in which this rank's micro-shards of the pass had a NaN or Inf (-1: none). */
-int dpt_det_local_bad(const dpt_det *d);
-/* Adds one micro-shard's gradient g[0, nparams) at the current scales. */
-void dpt_det_add(dpt_det *d, const float *g);
-/* Agrees on the pass's maxima (collective). 1: the pass must be redone (the scales were set to
- * fit it), 0: the sums are good, < 0: MPI error. *nonfinite: some value was NaN or Inf. */
-int dpt_det_check(dpt_det *d, MPI_Comm comm, int *nonfinite, char *err, size_t errlen);
-/* The exact sum over all ranks' micro-shards into g: all of it when whole, else only this
- * rank's shard (dpt_comm_shard); *sumsq its squared L2 norm, the same for every W and both
- * cases; and the scales for the next step. Collective. */
-int dpt_det_finish(dpt_det *d, MPI_Comm comm, int whole, float *g, double *sumsq, char *err,
-                   size_t errlen);
-
 /* --- checkpoints of a run (checkpoint.c) --- */
 
 /* Where training stands: saved with the checkpoint, restored on resume. */
@@ -87,7 +62,7 @@ typedef struct {
   double epoch_loss;  /* sum of step losses so far in that epoch */
   int world_size, zero; /* at save time (informational) */
   double grad_scale[DPT_MAX_TENSORS]; /* deterministic mode: fixed-point exponent per tensor
-                                         (NAN: not known yet); see det.c */
+                                         (NAN: not known yet); see comm/reduce_exact.c */
 } dpt_train_pos;
 
 /* Test-only fault injection (fault.c): which rank dies, at which step, and whether inside the

@@ -190,6 +190,7 @@ int dpt_report_open(const dpt_train_opts *o, long total_steps, long start_step, 
   *out = NULL;
   dpt_report *r = calloc(1, sizeof *r);
   if (!r) return snprintf(err, errlen, "out of memory"), DPT_ENOMEM;
+  r->tty_fd = -1; /* none opened (0 would be stdin, closed by dpt_report_close) */
   char path[2100];
   if (o->metrics[0]) {
     snprintf(path, sizeof path, "%s", o->metrics);

@@ -145,7 +145,7 @@ typedef struct {
   char metrics[1024];   /* JSONL metrics file; "" = <run_dir>/metrics.jsonl */
   char label[64];       /* the run's name in metrics and plots; "" = SOLVER/SCHED */
   long log_every;       /* plain-log interval in steps (non-terminal output) */
-  int deterministic;    /* bitwise the same results for any W and ZeRO stage (see det.c) */
+  int deterministic;    /* bitwise the same results for any W and ZeRO stage (see comm/reduce_exact.c) */
   int micro_shards;     /* deterministic mode: G fixed micro-shards per global batch */
   char on_nonfinite[8]; /* "abort" (default) or "skip": what a NaN/Inf gradient or loss does */
   double watchdog;      /* seconds a blocking collective may take before the dpt command ends

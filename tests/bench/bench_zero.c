@@ -73,10 +73,10 @@ typedef int (*coll_fn)(float *buf, size_t n, void *ctx);
 /* dpt's reducer was created over buf; allreduce or reduce-scatter depending on how. */
 static int dpt_allreduce(float *buf, size_t n, void *ctx) {
   (void)buf;
-  dpt_comm *c = ctx;
+  dpt_reducer *c = ctx;
   char err[DPT_ERR_LEN];
-  dpt_comm_ready(c, 0, n);
-  return dpt_comm_wait(c, NULL, err, sizeof err);
+  dpt_reducer_ready(c, 0, n);
+  return dpt_reducer_wait(c, NULL, err, sizeof err);
 }
 static int raw_allreduce(float *buf, size_t n, void *ctx) {
   (void)ctx;
@@ -121,11 +121,14 @@ static double best_time(coll_fn f, float *buf, size_t n, void *ctx) {
 static int bw(int rank, int size) {
   size_t n = BW_FLOATS / (size_t)(16 * size) * (size_t)(16 * size); /* shards even, aligned */
   float *buf = malloc(n * sizeof(float)), *out = malloc(n / (size_t)size * sizeof(float));
-  dpt_comm *ar, *rs;
+  dpt_reducer *ar, *rs;
+  dpt_reducer_params pa = dpt_reducer_defaults(), ps;
+  pa.bucket_bytes = (size_t)4 << 20;
+  ps = pa;
+  ps.shard_only = 1;
   char err[DPT_ERR_LEN];
-  if (!buf || !out || dpt_comm_create(MPI_COMM_WORLD, buf, n, (size_t)4 << 20, 1, 0, &ar, err,
-                                      sizeof err) ||
-      dpt_comm_create(MPI_COMM_WORLD, buf, n, (size_t)4 << 20, 1, 1, &rs, err, sizeof err)) {
+  if (!buf || !out || dpt_reducer_create(MPI_COMM_WORLD, buf, n, &pa, &ar, err, sizeof err) ||
+      dpt_reducer_create(MPI_COMM_WORLD, buf, n, &ps, &rs, err, sizeof err)) {
     if (rank == 0) fprintf(stderr, "bench_zero: cannot set up the bandwidth test\n");
     return 1;
   }
@@ -151,8 +154,8 @@ static int bw(int rank, int size) {
       printf("%3d %-15s %10.0f %12.2f %12.2f %8.2f\n", size, rows[i].name, bytes / 1048576.0,
              bd, br, bd / br);
   }
-  dpt_comm_free(ar);
-  dpt_comm_free(rs);
+  dpt_reducer_free(ar);
+  dpt_reducer_free(rs);
   free(buf);
   free(out);
   return 0;

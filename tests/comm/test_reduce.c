@@ -1,6 +1,7 @@
 /* Gradient reduction sums exactly over ranks for every bucket size, with and without overlap,
  * whatever order ranges become ready in (different on every rank); shards tile the buffer at
- * aligned boundaries; one rank's failure is agreed on by all and its message shared. */
+ * aligned boundaries; the reducer's parameters have their defaults and bad ones are refused
+ * with a message; one rank's failure is agreed on by all and its message shared. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -44,10 +45,12 @@ static void test_bucketed_sum_is_exact(void **state) {
   srand(1234 + rank); /* a different ready order on every rank */
   for (size_t b = 0; b < sizeof buckets / sizeof buckets[0]; b++) {
     for (int overlap = 0; overlap <= 1; overlap++) {
-      dpt_comm *c;
+      dpt_reducer *c;
       char err[DPT_ERR_LEN];
-      assert_int_equal(dpt_comm_create(MPI_COMM_WORLD, buf, N, buckets[b], overlap, 0, &c, err,
-                                       sizeof err), 0);
+      dpt_reducer_params p = dpt_reducer_defaults();
+      p.bucket_bytes = buckets[b];
+      p.overlap = overlap;
+      assert_int_equal(dpt_reducer_create(MPI_COMM_WORLD, buf, N, &p, &c, err, sizeof err), 0);
       for (int step = 0; step < 3; step++) {
         /* small integers: float sums are exact whatever the reduction order */
         for (size_t i = 0; i < N; i++) buf[i] = (float)((i % 97) + rank * 3 + step);
@@ -71,9 +74,9 @@ static void test_bucketed_sum_is_exact(void **state) {
         }
         for (int k = 0; k < 11; k++)
           if (cuts[order[k] + 1] > cuts[order[k]])
-            dpt_comm_ready(c, cuts[order[k]], cuts[order[k] + 1] - cuts[order[k]]);
+            dpt_reducer_ready(c, cuts[order[k]], cuts[order[k] + 1] - cuts[order[k]]);
         double wait;
-        assert_int_equal(dpt_comm_wait(c, &wait, err, sizeof err), 0);
+        assert_int_equal(dpt_reducer_wait(c, &wait, err, sizeof err), 0);
         assert_true(wait >= 0);
         for (size_t i = 0; i < N; i++) {
           float want = (float)(size * ((i % 97) + step) + 3 * size * (size - 1) / 2);
@@ -82,7 +85,7 @@ static void test_bucketed_sum_is_exact(void **state) {
                      overlap, step, i, buf[i], want);
         }
       }
-      dpt_comm_free(c);
+      dpt_reducer_free(c);
     }
   }
   free(buf);
@@ -108,22 +111,62 @@ static void test_sums_are_bitwise_reproducible(void **state) {
   char err[DPT_ERR_LEN];
   for (size_t b = 0; b < 4; b++)
     for (int shard_only = 0; shard_only <= 1; shard_only++) {
-      dpt_comm *c;
-      assert_int_equal(dpt_comm_create(MPI_COMM_WORLD, buf, N, buckets[b], 1, shard_only, &c,
-                                       err, sizeof err), 0);
+      dpt_reducer *c;
+      dpt_reducer_params p = dpt_reducer_defaults();
+      p.bucket_bytes = buckets[b];
+      p.shard_only = shard_only;
+      assert_int_equal(dpt_reducer_create(MPI_COMM_WORLD, buf, N, &p, &c, err, sizeof err), 0);
       memcpy(buf, mine, N * sizeof(float));
-      dpt_comm_ready(c, 0, N);
-      assert_int_equal(dpt_comm_wait(c, NULL, err, sizeof err), 0);
+      dpt_reducer_ready(c, 0, N);
+      assert_int_equal(dpt_reducer_wait(c, NULL, err, sizeof err), 0);
       if (shard_only)
         assert_memory_equal(buf + s.offset, want + s.offset, s.len * sizeof(float));
       else
         assert_memory_equal(buf, want, N * sizeof(float));
-      dpt_comm_free(c);
+      dpt_reducer_free(c);
     }
   free(mine);
   free(all);
   free(buf);
   free(want);
+}
+
+static void test_reducer_params_defaults_and_checks(void **state) {
+  (void)state;
+  dpt_reducer_params p = dpt_reducer_defaults();
+  assert_int_equal(p.bucket_bytes, (size_t)25 << 20); /* PyTorch DDP's bucket_cap_mb */
+  assert_int_equal(p.overlap, 1);
+  assert_int_equal(p.shard_only, 0);
+  assert_int_equal(p.algorithm, DPT_REDUCE_RANK_ORDER);
+  float buf[64];
+  dpt_reducer *r = (dpt_reducer *)&p; /* must be reset to NULL on failure */
+  char err[DPT_ERR_LEN];
+  p.bucket_bytes = 3;
+  assert_int_equal(dpt_reducer_create(MPI_COMM_WORLD, buf, 64, &p, &r, err, sizeof err),
+                   DPT_EINVAL);
+  assert_null(r);
+  assert_non_null(strstr(err, "bucket size 3 bytes"));
+  p = dpt_reducer_defaults();
+  p.algorithm = DPT_REDUCE_COUNT;
+  assert_int_equal(dpt_reducer_create(MPI_COMM_WORLD, buf, 64, &p, &r, err, sizeof err),
+                   DPT_EINVAL);
+  assert_non_null(strstr(err, "reduction algorithm"));
+  p = dpt_reducer_defaults();
+  p.algorithm = DPT_REDUCE_EXACT; /* without tensors */
+  assert_int_equal(dpt_reducer_create(MPI_COMM_WORLD, buf, 64, &p, &r, err, sizeof err),
+                   DPT_EINVAL);
+  assert_non_null(strstr(err, "tensors"));
+  const size_t off[1] = {10}, len[1] = {60}; /* [10, 70) is outside a 64-element buffer */
+  double scales[1] = {0};
+  p.ntensors = 1, p.tensor_offset = off, p.tensor_len = len, p.scales = scales;
+  p.micro_shards = dpt_reducer_exact_max_shards() + 1;
+  assert_int_equal(dpt_reducer_create(MPI_COMM_WORLD, buf, 64, &p, &r, err, sizeof err),
+                   DPT_EINVAL);
+  assert_non_null(strstr(err, "micro-shards"));
+  p.micro_shards = 4;
+  assert_int_equal(dpt_reducer_create(MPI_COMM_WORLD, buf, 64, &p, &r, err, sizeof err),
+                   DPT_EINVAL);
+  assert_non_null(strstr(err, "outside the 64-element buffer"));
 }
 
 static void test_failure_is_agreed_and_shared(void **state) {
@@ -150,6 +193,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_shards_tile_the_buffer_aligned),
       cmocka_unit_test(test_bucketed_sum_is_exact),
       cmocka_unit_test(test_sums_are_bitwise_reproducible),
+      cmocka_unit_test(test_reducer_params_defaults_and_checks),
       cmocka_unit_test(test_failure_is_agreed_and_shared),
   };
   return dpt_test_finish(cmocka_run_group_tests(tests, NULL, NULL));

@@ -1,6 +1,7 @@
-/* The deterministic mode's exact sums (runtime/det.c) on 1, 2 and 4 ranks: G = 4 micro-shards
- * spread over the ranks give bitwise the gradient and norm one rank computes alone from all
- * of them (whole buffer or ZeRO shard alike), within the fixed point's resolution of the exact
+/* The deterministic mode's exact sums (comm/reduce_exact.c, the reducer's DPT_REDUCE_EXACT) on
+ * 1, 2 and 4 ranks: G = 4 micro-shards spread over the ranks give bitwise the gradient and norm
+ * one rank computes alone from all of them (whole buffer or ZeRO shard alike, one bucket or
+ * many), within the fixed point's resolution of the exact
  * sum; a gradient 2^12 times larger than the scale expects, or 2^20 times smaller, makes the
  * pass redo, then fit; a NaN is reported as non-finite. */
 #include <math.h>
@@ -14,7 +15,7 @@
 #include <cmocka.h>
 
 #include "comm.h"
-#include "internal.h"
+#include "internal.h" /* dpt_rng */
 #include "mpi_test.h"
 
 #define G 4
@@ -22,14 +23,26 @@
 
 static int rank_, size_;
 
-static dpt_model fake_model(void) {
-  dpt_model m;
-  memset(&m, 0, sizeof m);
-  m.ntensors = 2;
-  m.nparams = N;
-  m.tensors[0] = (dpt_tensor){"a.weight", 2, {30, 20}, 0, 600};
-  m.tensors[1] = (dpt_tensor){"b.weight", 1, {400, 0}, 600, 400};
-  return m;
+/* two tensors, [0, 600) and [600, 1000) */
+static const size_t tensor_offset[2] = {0, 600}, tensor_len[2] = {600, 400};
+
+/* An exact reducer over buf[0, N) on comm: the whole sum or this rank's shard, in buckets of
+ * bucket_bytes. */
+static dpt_reducer *exact_reducer(MPI_Comm comm, float *buf, int whole, size_t bucket_bytes,
+                                  double *scales) {
+  dpt_reducer_params p = dpt_reducer_defaults();
+  p.algorithm = DPT_REDUCE_EXACT;
+  p.shard_only = !whole;
+  p.bucket_bytes = bucket_bytes;
+  p.ntensors = 2;
+  p.tensor_offset = tensor_offset;
+  p.tensor_len = tensor_len;
+  p.micro_shards = G;
+  p.scales = scales;
+  dpt_reducer *d = NULL;
+  char err[256];
+  assert_int_equal(dpt_reducer_create(comm, buf, N, &p, &d, err, sizeof err), 0);
+  return d;
 }
 
 /* micro-shard k's gradient at step s: a wide range of magnitudes, signs, exact zeros */
@@ -43,37 +56,44 @@ static void shard_grad(float *g, int k, int s, float factor) {
   }
 }
 
-/* one pass of step s over micro-shards [k0, k1) on comm; returns the redo count */
-static int pass(dpt_det *d, MPI_Comm comm, int k0, int k1, int s, float factor, int whole,
+/* one pass of step s over micro-shards [k0, k1) with reducer d over buf; the sum into out;
+ * returns the redo count */
+static int pass(dpt_reducer *d, const float *buf, int k0, int k1, int s, float factor,
                 float *out, double *sumsq) {
   char err[256];
   float g[N];
   int redos = 0, redo, nonfinite;
   do {
-    dpt_det_begin(d);
+    dpt_reducer_exact_begin(d);
     for (int k = k0; k < k1; k++) {
       shard_grad(g, k, s, factor);
-      dpt_det_add(d, g);
+      dpt_reducer_exact_add(d, g);
     }
-    redo = dpt_det_check(d, comm, &nonfinite, err, sizeof err);
+    redo = dpt_reducer_exact_check(d, &nonfinite, err, sizeof err);
     assert_true(redo >= 0);
     assert_false(nonfinite);
     redos += redo;
     assert_true(redos <= 1); /* a redone pass always fits */
   } while (redo);
-  assert_int_equal(dpt_det_finish(d, comm, whole, out, sumsq, err, sizeof err), 0);
+  assert_int_equal(dpt_reducer_wait(d, NULL, err, sizeof err), 0);
+  *sumsq = dpt_reducer_exact_sumsq(d);
+  memcpy(out, buf, N * sizeof *out);
   return redos;
 }
 
 static void test_exact_sums(void **state) {
   (void)state;
-  dpt_model m = fake_model();
-  double sc_ref[2] = {NAN, NAN}, sc[2][2] = {{NAN, NAN}, {NAN, NAN}};
-  dpt_det *ref, *d[2];
-  char err[256];
-  assert_int_equal(dpt_det_create(&m, G, sc_ref, &ref, err, sizeof err), 0);
-  for (int w = 0; w < 2; w++)
-    assert_int_equal(dpt_det_create(&m, G, sc[w], &d[w], err, sizeof err), 0);
+  /* the reference on one rank; then on every rank: whole, shard, each in one bucket and in
+   * buckets of 64 elements */
+  static float buf_ref[N], buf[4][N];
+  double sc_ref[2] = {NAN, NAN}, sc[4][2];
+  dpt_reducer *ref = exact_reducer(MPI_COMM_SELF, buf_ref, 1, DPT_REDUCER_BUCKET_BYTES, sc_ref);
+  dpt_reducer *d[4];
+  for (int w = 0; w < 4; w++) {
+    sc[w][0] = sc[w][1] = NAN;
+    d[w] = exact_reducer(MPI_COMM_WORLD, buf[w], w % 2 == 0, w < 2 ? DPT_REDUCER_BUCKET_BYTES : 256,
+                         sc[w]);
+  }
   int per = G / size_;
   dpt_range own = dpt_comm_shard(N, rank_, size_);
   /* step 2: 2^12 times larger (beyond the headroom); 3: back (coarser, still fine); 4: 2^-20
@@ -83,14 +103,12 @@ static void test_exact_sums(void **state) {
   for (int s = 0; s < 5; s++) {
     float factor = factors[s];
     float want[N], got[N];
-    double ss_want, ss[2];
-    int r0 = pass(ref, MPI_COMM_SELF, 0, G, s, factor, 1, want, &ss_want);
-    for (int w = 0; w < 2; w++) { /* whole buffer, then ZeRO's shard */
-      memset(got, 0, sizeof got);
-      int r1 = pass(d[w], MPI_COMM_WORLD, rank_ * per, (rank_ + 1) * per, s, factor, w == 0,
-                    got, &ss[w]);
+    double ss_want, ss[4];
+    int r0 = pass(ref, buf_ref, 0, G, s, factor, want, &ss_want);
+    for (int w = 0; w < 4; w++) { /* whole buffer, then ZeRO's shard */
+      int r1 = pass(d[w], buf[w], rank_ * per, (rank_ + 1) * per, s, factor, got, &ss[w]);
       assert_int_equal(r0, r1); /* redone when and only when one rank alone redoes */
-      size_t lo = w == 0 ? 0 : own.offset, hi = w == 0 ? N : own.offset + own.len;
+      size_t lo = w % 2 == 0 ? 0 : own.offset, hi = w % 2 == 0 ? N : own.offset + own.len;
       assert_memory_equal(got + lo, want + lo, (hi - lo) * sizeof(float));
       assert_memory_equal(&ss[w], &ss_want, sizeof(double));
     }
@@ -110,27 +128,26 @@ static void test_exact_sums(void **state) {
       assert_true(fabs(want[i] - plain[i]) <=
                   0x1p-23 * fabs(plain[i]) + G * mx[i >= 600] * 0x1p-26);
   }
-  dpt_det_free(ref);
-  dpt_det_free(d[0]);
-  dpt_det_free(d[1]);
+  dpt_reducer_free(ref);
+  for (int w = 0; w < 4; w++) dpt_reducer_free(d[w]);
 }
 
 static void test_nonfinite(void **state) {
   (void)state;
-  dpt_model m = fake_model();
   double sc[2] = {NAN, NAN};
-  dpt_det *d;
+  static float buf[N];
+  dpt_reducer *d = exact_reducer(MPI_COMM_WORLD, buf, 1, DPT_REDUCER_BUCKET_BYTES, sc);
   char err[256];
-  assert_int_equal(dpt_det_create(&m, G, sc, &d, err, sizeof err), 0);
   float g[N];
-  dpt_det_begin(d);
+  dpt_reducer_exact_begin(d);
   shard_grad(g, rank_, 0, 1.0f);
   if (rank_ == size_ - 1) g[700] = NAN; /* one rank only */
-  dpt_det_add(d, g);
+  dpt_reducer_exact_add(d, g);
   int nonfinite = 0;
-  assert_true(dpt_det_check(d, MPI_COMM_WORLD, &nonfinite, err, sizeof err) >= 0);
+  assert_true(dpt_reducer_exact_check(d, &nonfinite, err, sizeof err) >= 0);
   assert_true(nonfinite); /* every rank knows */
-  dpt_det_free(d);
+  assert_int_equal(dpt_reducer_exact_local_bad(d), rank_ == size_ - 1 ? 1 : -1);
+  dpt_reducer_free(d);
 }
 
 int main(int argc, char **argv) {

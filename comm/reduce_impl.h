@@ -1,0 +1,59 @@
+/* reduce_impl.h — private to comm/ (not installed, never included outside comm/): the reducer's
+ * state and the interface every reduction algorithm implements.
+ *
+ * The bookkeeping (reducer.c) decides when bucket k starts; the algorithm decides how: start()
+ * posts one nonblocking collective for the bucket into r->req[k], and finish() turns what the
+ * completed requests left into the sum in r->buf. Calls are per bucket, never per element.
+ *
+ * Room left for what comes next: a node-aware algorithm calls dpt_comm_topology(r->comm) in
+ * its init() and keeps its node and leader communicators in r->state; gradients kept only as
+ * bucket-sized buffers (ZeRO-2) change where start() reads bucket k from, not the bookkeeping.
+ */
+#ifndef DPT_COMM_REDUCE_IMPL_H
+#define DPT_COMM_REDUCE_IMPL_H
+
+#include "comm.h"
+
+typedef struct dpt_reduce_algo dpt_reduce_algo;
+
+struct dpt_reducer {
+  MPI_Comm comm; /* private duplicate with MPI_ERRORS_RETURN */
+  int rank, size;
+  float *buf;    /* borrowed gradient buffer */
+  size_t n;      /* its length */
+  size_t bucket; /* elements per bucket */
+  int nbuckets;
+  int overlap;       /* start buckets as they complete (1) or all in wait (0) */
+  int shard_only;    /* 1: only this rank's shard is summed (reduce-scatter); 0: all of it */
+  dpt_range *shards; /* dpt_comm_shard of every rank */
+  int *counts;       /* 4 * size ints per bucket (and one spare set) for an algorithm's MPI
+                        count/displacement arrays, which must live until the bucket completes */
+  size_t *done;      /* elements marked final per bucket this step */
+  MPI_Request *req;  /* per bucket; MPI_REQUEST_NULL when not started or finished */
+  int next;          /* next bucket to start: nbuckets-1 down to 0; -1 when all started */
+  int mpi_rc;        /* first MPI error met in dpt_reducer_ready (reported by wait) */
+  const dpt_reduce_algo *algo;
+  void *state; /* the algorithm's own (init allocates, free frees) */
+};
+
+struct dpt_reduce_algo {
+  const char *name;
+  /* Allocates r->state for r's shape and p; a dpt error code with a message. */
+  int (*init)(dpt_reducer *r, const dpt_reducer_params *p, char *err, size_t errlen);
+  void (*free)(dpt_reducer *r);
+  /* Posts bucket k's nonblocking collective into r->req[k]; returns MPI's result. */
+  int (*start)(dpt_reducer *r, int k);
+  /* Every bucket completed: leaves the sum in r->buf; a dpt error code with a message. */
+  int (*finish)(dpt_reducer *r, char *err, size_t errlen);
+};
+
+extern const dpt_reduce_algo dpt_reduce_rank_order;
+extern const dpt_reduce_algo dpt_reduce_exact;
+
+/* Elements in bucket k. */
+size_t dpt_reducer_bucket_len(const dpt_reducer *r, int k);
+
+/* [lo, hi) of bucket k intersected with rank q's shard (empty: lo == hi). */
+void dpt_reducer_bucket_part(const dpt_reducer *r, int k, int q, size_t *lo, size_t *hi);
+
+#endif

@@ -1,0 +1,161 @@
+/* reducer.c — the gradient reducer's bookkeeping: parameters, fixed bucket order, ready ranges,
+ * progress and the wait. Which collective sums a bucket is the algorithm's (reduce_impl.h).
+ *
+ * A bucket starts only when it is complete and every bucket after it has started, so the
+ * sequence of nonblocking collectives is identical on every rank. Outstanding requests are
+ * tested on every dpt_reducer_ready call so Open MPI progresses them while backward runs.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "reduce_impl.h"
+
+/* One entry per dpt_reduce_algorithm, in its order. */
+static const dpt_reduce_algo *const algorithms[DPT_REDUCE_COUNT] = {
+    [DPT_REDUCE_RANK_ORDER] = &dpt_reduce_rank_order,
+    [DPT_REDUCE_EXACT] = &dpt_reduce_exact,
+};
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+dpt_reducer_params dpt_reducer_defaults(void) {
+  dpt_reducer_params p;
+  memset(&p, 0, sizeof p);
+  p.bucket_bytes = DPT_REDUCER_BUCKET_BYTES;
+  p.overlap = 1;
+  p.shard_only = 0;
+  p.algorithm = DPT_REDUCE_RANK_ORDER;
+  return p;
+}
+
+int dpt_reducer_create(MPI_Comm comm, float *buf, size_t n, const dpt_reducer_params *p,
+                       dpt_reducer **out, char *err, size_t errlen) {
+  *out = NULL;
+  if (p->bucket_bytes < sizeof(float)) {
+    snprintf(err, errlen, "bucket size %zu bytes is too small (expected >= 4)", p->bucket_bytes);
+    return DPT_EINVAL;
+  }
+  if (n > (size_t)INT_MAX) {
+    snprintf(err, errlen, "%zu gradient elements exceed MPI's int counts", n);
+    return DPT_EINVAL;
+  }
+  if ((unsigned)p->algorithm >= DPT_REDUCE_COUNT) {
+    snprintf(err, errlen, "reduction algorithm %d is not one of the %d dpt has", (int)p->algorithm,
+             DPT_REDUCE_COUNT);
+    return DPT_EINVAL;
+  }
+  struct dpt_reducer *r = calloc(1, sizeof *r);
+  if (!r) goto nomem;
+  r->comm = MPI_COMM_NULL;
+  r->buf = buf;
+  r->n = n;
+  r->bucket = p->bucket_bytes / sizeof(float);
+  if (r->bucket > (size_t)1 << 30) r->bucket = (size_t)1 << 30;
+  r->nbuckets = n ? (int)((n + r->bucket - 1) / r->bucket) : 0;
+  r->overlap = p->overlap;
+  r->shard_only = p->shard_only;
+  int rc = dpt_comm_dup_returning(comm, &r->comm, err, errlen);
+  if (rc) {
+    dpt_reducer_free(r);
+    return rc;
+  }
+  MPI_Comm_rank(r->comm, &r->rank);
+  MPI_Comm_size(r->comm, &r->size);
+  r->shards = malloc((size_t)r->size * sizeof *r->shards);
+  r->counts = malloc(4 * (size_t)r->size * ((size_t)r->nbuckets + 1) * sizeof *r->counts);
+  r->done = calloc((size_t)r->nbuckets + 1, sizeof *r->done);
+  r->req = malloc(((size_t)r->nbuckets + 1) * sizeof *r->req);
+  if (!r->shards || !r->counts || !r->done || !r->req) goto nomem;
+  for (int q = 0; q < r->size; q++) r->shards[q] = dpt_comm_shard(n, q, r->size);
+  for (int k = 0; k < r->nbuckets; k++) r->req[k] = MPI_REQUEST_NULL;
+  r->next = r->nbuckets - 1;
+  r->algo = algorithms[p->algorithm];
+  if ((rc = r->algo->init(r, p, err, errlen))) {
+    r->algo = NULL; /* init cleaned up after itself */
+    dpt_reducer_free(r);
+    return rc;
+  }
+  *out = r;
+  return DPT_OK;
+nomem:
+  dpt_reducer_free(r);
+  snprintf(err, errlen, "cannot allocate the gradient reducer (%zu elements)", n);
+  return DPT_ENOMEM;
+}
+
+void dpt_reducer_free(dpt_reducer *r) {
+  if (!r) return;
+  if (r->req) /* an error left some in flight: every rank started them, so they complete */
+    for (int k = 0; k < r->nbuckets; k++)
+      if (r->req[k] != MPI_REQUEST_NULL) MPI_Wait(&r->req[k], MPI_STATUS_IGNORE);
+  if (r->algo) r->algo->free(r);
+  if (r->comm != MPI_COMM_NULL) MPI_Comm_free(&r->comm);
+  free(r->shards);
+  free(r->counts);
+  free(r->done);
+  free(r->req);
+  free(r);
+}
+
+size_t dpt_reducer_bucket_len(const dpt_reducer *r, int k) {
+  size_t off = (size_t)k * r->bucket;
+  return off + r->bucket <= r->n ? r->bucket : r->n - off;
+}
+
+void dpt_reducer_bucket_part(const dpt_reducer *r, int k, int q, size_t *lo, size_t *hi) {
+  size_t b0 = (size_t)k * r->bucket, b1 = b0 + dpt_reducer_bucket_len(r, k);
+  size_t s0 = r->shards[q].offset, s1 = s0 + r->shards[q].len;
+  *lo = b0 > s0 ? b0 : s0;
+  *hi = b1 < s1 ? b1 : s1;
+  if (*hi < *lo) *hi = *lo;
+}
+
+/* Starts buckets in the fixed order while the next one is complete. */
+static void start_ready(dpt_reducer *r) {
+  while (r->next >= 0 && r->done[r->next] == dpt_reducer_bucket_len(r, r->next)) {
+    int rc = r->algo->start(r, r->next);
+    if (rc != MPI_SUCCESS && !r->mpi_rc) r->mpi_rc = rc;
+    r->next--;
+  }
+}
+
+void dpt_reducer_ready(void *ctx, size_t offset, size_t len) {
+  dpt_reducer *r = ctx;
+  while (len > 0) {
+    int k = (int)(offset / r->bucket);
+    size_t end = (size_t)(k + 1) * r->bucket;
+    size_t take = offset + len < end ? len : end - offset;
+    r->done[k] += take;
+    offset += take;
+    len -= take;
+  }
+  if (!r->overlap) return;
+  start_ready(r);
+  int flag; /* let MPI progress what is in flight */
+  for (int k = r->nbuckets - 1; k > r->next; k--)
+    if (r->req[k] != MPI_REQUEST_NULL) {
+      int rc = MPI_Test(&r->req[k], &flag, MPI_STATUS_IGNORE);
+      if (rc != MPI_SUCCESS && !r->mpi_rc) r->mpi_rc = rc;
+    }
+}
+
+int dpt_reducer_wait(dpt_reducer *r, double *wait_s, char *err, size_t errlen) {
+  double t0 = now();
+  int rc = r->mpi_rc;
+  for (; r->next >= 0 && !rc; r->next--) rc = r->algo->start(r, r->next);
+  if (!rc) rc = MPI_Waitall(r->nbuckets, r->req, MPI_STATUSES_IGNORE);
+  int drc = rc != MPI_SUCCESS ? dpt_comm_mpi_error(rc, "gradient reduction", err, errlen)
+                              : r->algo->finish(r, err, errlen);
+  if (wait_s) *wait_s = now() - t0;
+  memset(r->done, 0, (size_t)r->nbuckets * sizeof *r->done);
+  r->next = r->nbuckets - 1;
+  r->mpi_rc = 0;
+  return drc;
+}

@@ -1,0 +1,59 @@
+/* eval.c — evaluation on the test split, the same result for every rank count. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "train_internal.h"
+
+/* Mean loss and accuracy on the test split, in fixed chunks of EVAL_CHUNK samples dealt out
+ * round-robin; each chunk's sums travel in their own slots and are added in chunk order, so
+ * the result is the same for every W. */
+#define EVAL_CHUNK 1024
+int dpt_train_evaluate(run *r, double *loss, double *acc, char *err, size_t errlen) {
+  dpt_model *m = r->model;
+  int64_t n = r->test.n, nchunks = (n + EVAL_CHUNK - 1) / EVAL_CHUNK;
+  double *slot = calloc(2 * (size_t)nchunks + 1, sizeof *slot); /* losses, correct, failure */
+  int rc = slot ? DPT_OK : DPT_ENOMEM;
+  if (!slot) snprintf(err, errlen, "out of memory for %lld evaluation chunks", (long long)nchunks);
+  if ((rc = dpt_comm_agree_error(r->comm, rc, err, errlen))) { /* before any other collective */
+    free(slot);
+    return rc;
+  }
+  char ioerr[DPT_ERR_LEN];
+  for (int64_t c = r->rank; c < nchunks && !rc; c += r->size) {
+    int64_t i = c * EVAL_CHUNK;
+    size_t cnt = (size_t)(n - i) < EVAL_CHUNK ? (size_t)(n - i) : EVAL_CHUNK;
+    for (size_t j = 0; j < cnt; j++) r->idx[j] = i + (int64_t)j;
+    if (dpt_io_dataset_read(r->data, DPT_SPLIT_TEST, r->idx, cnt, r->x,
+                            m->wants_labels ? r->labels : NULL, m->wants_labels ? NULL : r->y,
+                            ioerr, sizeof ioerr)) {
+      snprintf(err, errlen, "%s", ioerr);
+      rc = DPT_EIO;
+      break;
+    }
+    int64_t correct = 0;
+    rc = m->evaluate(m, r->params, r->x, r->labels, r->y, cnt, &slot[c], &correct, err, errlen);
+    slot[nchunks + c] = (double)correct;
+  }
+  size_t nred = 2 * (size_t)nchunks + 1;
+  slot[nred - 1] = rc ? 1 : 0;
+  char cerr[DPT_ERR_LEN];
+  dpt_progress_wait(r->pos.step, "the evaluation reduction");
+  int wrc = dpt_comm_sum(r->comm, slot, (int)nred, cerr, sizeof cerr);
+  dpt_progress_done();
+  if (wrc) {
+    snprintf(err, errlen, "%s", cerr);
+    free(slot);
+    return DPT_EMPI;
+  }
+  if (slot[nred - 1] > 0) {
+    free(slot);
+    return dpt_train_shared_failure(r, rc, err, errlen);
+  }
+  double l = 0, k = 0;
+  for (int64_t c = 0; c < nchunks; c++) l += slot[c], k += slot[nchunks + c];
+  free(slot);
+  *loss = l / (double)n;
+  *acc = m->wants_labels ? k / (double)n : NAN;
+  return DPT_OK;
+}

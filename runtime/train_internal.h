@@ -1,0 +1,88 @@
+/* train_internal.h — what the trainer's files share (train.c: set-up, the loop, teardown;
+ * step.c: one step; eval.c: evaluation; stop.c: signals and the time limit). Private to
+ * runtime/.
+ *
+ * Invariants:
+ * - Global step s of epoch e covers samples perm_e[s*B, (s+1)*B) whatever W is; rank r takes
+ *   the r-th B/W of it, cut into `accum` micro-batches. The gradient is the mean over the
+ *   global batch (each rank adds 1/B times its sum; the reduction sums).
+ * - Every rank leaves through the same door: set-up failures are agreed with
+ *   dpt_comm_agree_error, failures inside a step travel in the step's metrics reduction, so
+ *   nobody hangs in a collective a peer will never call.
+ */
+#ifndef DPT_RUNTIME_TRAIN_INTERNAL_H
+#define DPT_RUNTIME_TRAIN_INTERNAL_H
+
+#include <signal.h>
+
+#include "comm.h"
+#include "internal.h"
+#include "io.h"
+
+/* Everything one run holds; freed in one place. */
+typedef struct {
+  MPI_Comm comm; /* the trainer's duplicate of the caller's, with MPI_ERRORS_RETURN */
+  int rank, size;
+  dpt_model *model;
+  dpt_dataset *data;
+  dpt_split_info train, test;
+  int has_test;
+  float *params, *grads;
+  int zero;          /* ZeRO stage in effect (0, 1 or 2), the same on every rank */
+  int saving;        /* checkpoints are written */
+  dpt_train_pos pos; /* where training stands (restored by --resume) */
+  dpt_range shard;   /* what this rank's solver owns (all of it without ZeRO) */
+  dpt_range own;     /* this rank's ZeRO shard (whatever the stage): its share of norms */
+  dpt_solver *solver;
+  dpt_sched *sched;
+  dpt_reducer *reducer; /* rank-order, or exact in deterministic mode */
+  int64_t *perm;        /* this epoch's permutation of the training set */
+  int64_t *idx;         /* one micro-batch's sample indices */
+  float *x, *y;
+  int32_t *labels;
+  size_t micro; /* samples per micro-batch on this rank */
+  long steps_per_epoch, total_steps;
+  dpt_report *report;
+  dpt_fault fault;                   /* test-only: DPT_FAULT */
+  double t_start;                    /* when the run began (dpt_now) */
+  double time_limit;                 /* --time-limit in seconds (0: none) */
+  double slowest_step, slowest_ckpt; /* seconds: what stopping in time must allow for */
+  dpt_topology topo;                 /* nodes of the communicator, and the most ranks on one */
+  int det;                           /* deterministic mode: the reducer is DPT_REDUCE_EXACT */
+  double *slots; /* deterministic mode: one slot per micro-shard loss, then flags */
+} run;
+
+/* --- step.c --- */
+
+/* Fisher-Yates from (seed, epoch): identical on every rank and for every W. */
+void dpt_train_shuffle(int64_t *perm, int64_t n, uint64_t seed, int epoch);
+
+/* Global step s of the epoch: compute, reduce, clip, update, all-gather; fills info. A failure
+ * on any rank is every rank's (collective). */
+int dpt_train_step(run *r, const dpt_train_opts *o, long s, dpt_step_info *info, char *err,
+                   size_t errlen);
+
+/* A failure on some rank (sum > 0): every rank returns its code with that rank's message. */
+int dpt_train_shared_failure(run *r, int rc, char *err, size_t errlen);
+
+/* --- eval.c --- */
+
+/* Mean loss and accuracy on the test split, the same for every W. Collective. */
+int dpt_train_evaluate(run *r, double *loss, double *acc, char *err, size_t errlen);
+
+/* --- stop.c --- */
+
+/* The stop signals' handlers (mask: bit s for signal s), and the ones they replaced. */
+typedef struct {
+  unsigned mask;
+  struct sigaction old[32];
+} stop_handlers;
+
+void dpt_stop_handlers_install(stop_handlers *h, unsigned mask);
+void dpt_stop_handlers_restore(const stop_handlers *h);
+/* A stop signal arrived since the handlers were installed. */
+int dpt_stop_signal_pending(void);
+/* Would one more step and a checkpoint overrun --time-limit? */
+int dpt_out_of_time(const run *r, const dpt_train_opts *o);
+
+#endif
