@@ -56,7 +56,7 @@ static const opt_def k_opts[] = {
     {"micro_shards", OPT_INT, F(micro_shards), "8", 1, 1e6, "deterministic mode: the global batch is cut into G micro-shards (W must divide G, G must divide --batch)"},
     {"on_nonfinite", OPT_STR, F(on_nonfinite), "abort", 0, 0, "a NaN/Inf in the loss or gradients: abort (naming step, tensor and rank) or skip the update (counted in the metrics)"},
     {"watchdog", OPT_DBL, F(watchdog), "0", 0, 1e9, "seconds a collective may block before the job is ended with a message naming it and the step (0: off)"},
-    {"stop_signals", OPT_STR, F(stop_signals), "USR1,TERM", 0, 0, "on these signals all ranks stop at the same step, write a checkpoint and exit with status 3 (none: off)"},
+    {"stop_signals", OPT_STR, F(stop_signals), "USR1,TERM,INT", 0, 0, "on these signals all ranks stop at the same step, write a checkpoint and exit with status 3; a second Ctrl-C (INT) ends at once (none: off)"},
     {"time_limit", OPT_STR, F(time_limit), "", 0, 0, "stop with a checkpoint before this much time has passed: seconds or [D-]HH:MM:SS (squeue -o %L)"},
     {"stop_margin", OPT_DBL, F(stop_margin), "1", 0, 1e9, "seconds kept in hand before --time-limit, beyond the slowest step and checkpoint seen"},
     {"verbose", OPT_BOOL, F(verbose), "0", 0, 1, "report memory, timings and per-rank detail"},

@@ -150,7 +150,7 @@ typedef struct {
   char on_nonfinite[8]; /* "abort" (default) or "skip": what a NaN/Inf gradient or loss does */
   double watchdog;      /* seconds a blocking collective may take before the dpt command ends
                            the job (0: off); read by launch, which runs the watchdog */
-  char stop_signals[64]; /* "USR1,TERM": stop at an agreed step with a checkpoint; "none" */
+  char stop_signals[64]; /* "USR1,TERM,INT": stop at an agreed step with a checkpoint; "none" */
   char time_limit[32];  /* "" or seconds or SLURM's [D-]HH:MM:SS: stop with a checkpoint in time */
   double stop_margin;   /* seconds kept in hand before --time-limit */
   char progress[8];     /* auto | bar | plain | none */

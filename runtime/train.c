@@ -229,8 +229,11 @@ static int stop_early(run *r, const dpt_train_opts *o, const dpt_step_info *info
   res->stopped = info->stop;
   res->steps = r->pos.step;
   char why[160];
-  if (info->stop == 1)
-    snprintf(why, sizeof why, "a stop signal (%s) reached %d of %d ranks",
+  const char *got = dpt_stop_signal_name();
+  if (info->stop == 1 && got)
+    snprintf(why, sizeof why, "%s reached %d of %d ranks", got, info->stop_ranks, r->size);
+  else if (info->stop == 1) /* it reached other ranks, not this one */
+    snprintf(why, sizeof why, "a stop signal (one of %s) reached %d of %d ranks",
              o->stop_signals, info->stop_ranks, r->size);
   else
     snprintf(why, sizeof why, "another step and checkpoint would overrun --time-limit %s",

@@ -82,6 +82,8 @@ void dpt_stop_handlers_install(stop_handlers *h, unsigned mask);
 void dpt_stop_handlers_restore(const stop_handlers *h);
 /* A stop signal arrived since the handlers were installed. */
 int dpt_stop_signal_pending(void);
+/* The stop signal this process received ("SIGTERM"), or NULL if none reached it. */
+const char *dpt_stop_signal_name(void);
 /* Would one more step and a checkpoint overrun --time-limit? */
 int dpt_out_of_time(const run *r, const dpt_train_opts *o);
 

@@ -77,4 +77,42 @@ ms=$((($(date +%s%N) - t0) / 1000000))
 grep -q "time-limit 0:02" lim.out || { cat lim.out; fail "--time-limit: not the reason given"; }
 [ "$ms" -lt 6000 ] || fail "--time-limit 0:02: the command took $ms ms"
 check_stopped "--time-limit 0:02 ($ms ms with start-up)" lim $rc lim.out
+
+# 4. Ctrl-C on a run started without mpirun: SIGINT to its process group, as a terminal sends
+# it, stops it with a checkpoint and status 3, naming the signal; a second Ctrl-C ends it at once
+solo() { # RUN_DIR: one rank, no mpirun, in a process group of its own
+  setsid "$dpt" train --data d.h5 --model mlp:32-1024-1024-4 --batch 8 --epochs 3 --solver adam \
+    --sched cosine --ckpt 1 --run-dir "$1" --progress none > "$1.out" 2>&1 < /dev/null
+}
+solo_pgid() { # RUN_DIR: the process group of the one-rank run writing into it
+  local p
+  for _ in $(seq 1 200); do
+    p=$(pgrep -f -- "--run-dir $1 " | head -1)
+    [ -n "$p" ] && grep -q "^dpt: 1 rank on" "$1.out" 2>/dev/null && { ps -o pgid= "$p" | tr -d ' '; return 0; }
+    sleep 0.05
+  done
+  return 1
+}
+solo ctrlc & job=$!
+pg=$(solo_pgid ctrlc) || fail "the one-rank run did not start"
+sleep 1; kill -INT -- "-$pg"
+wait $job; rc=$?
+[ "$rc" -eq 3 ] || { cat ctrlc.out; fail "Ctrl-C: exit status $rc, expected 3"; }
+grep -q "stopped after step [0-9]* of $steps: SIGINT (Ctrl-C) reached 1 of 1 ranks" ctrlc.out \
+  || { cat ctrlc.out; fail "Ctrl-C: the message does not name SIGINT"; }
+"$dpt" ckpt inspect "ctrlc/ckpt/$(cat ctrlc/ckpt/latest)" > /dev/null || fail "Ctrl-C: checkpoint"
+"$dpt" train --data d.h5 --model mlp:32-1024-1024-4 --batch 8 --epochs 3 --solver adam \
+  --sched cosine --ckpt 1 --run-dir ctrlc --progress none --resume auto > ctrlc.resume.out 2>&1 \
+  || { cat ctrlc.resume.out; fail "Ctrl-C: resume"; }
+[ "$(grep -c '"type":"step"' ctrlc/metrics.jsonl)" = $steps ] || fail "Ctrl-C: metrics after resume"
+echo "Ctrl-C without mpirun: stopped with status 3 naming SIGINT; resumed to the end"
+solo twice & job=$!
+pg=$(solo_pgid twice) || fail "the one-rank run did not start"
+sleep 1; kill -INT -- "-$pg"; sleep 0.02 # two signals at the same instant would merge into one
+t0=$(date +%s%N); kill -INT -- "-$pg"
+wait $job; rc=$?
+ms=$((($(date +%s%N) - t0) / 1000000))
+[ "$rc" -eq 130 ] || { cat twice.out; fail "a second Ctrl-C: exit status $rc, expected 130 (SIGINT)"; }
+[ "$ms" -lt 3000 ] || fail "a second Ctrl-C took $ms ms to end the run"
+echo "a second Ctrl-C ended the run in $ms ms"
 echo ok

@@ -53,7 +53,7 @@ static void test_validate(void **state) {
   dpt_train_opts o;
   char err[DPT_ERR_LEN];
   dpt_train_defaults(&o);
-  assert_string_equal(o.stop_signals, "USR1,TERM");
+  assert_string_equal(o.stop_signals, "USR1,TERM,INT");
   assert_string_equal(o.time_limit, "");
   assert_int_equal(dpt_train_set(&o, "data", "x.h5", err, sizeof err), 0);
   assert_int_equal(dpt_train_set(&o, "time_limit", "1-00:00:00", err, sizeof err), 0);
