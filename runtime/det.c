@@ -38,7 +38,7 @@
 
 struct dpt_det {
   int ntensors;
-  size_t offset[DPT_MAX_TENSORS], numel[DPT_MAX_TENSORS];
+  size_t *offset, *numel; /* per tensor: [ntensors] each, one allocation */
   size_t n;
   double *scale;  /* S_t per tensor (NAN: not known yet); the caller's storage */
   double *max;    /* this pass: largest |value| per tensor over this rank's micro-shards; then
@@ -54,16 +54,18 @@ int dpt_det_create(const dpt_model *m, int shards, double *scales, dpt_det **out
   dpt_det *d = calloc(1, sizeof *d);
   if (d) {
     d->max = calloc((size_t)m->ntensors + 1, sizeof *d->max);
+    d->offset = malloc(2 * (size_t)m->ntensors * sizeof *d->offset);
     d->acc = malloc((m->nparams ? m->nparams : 1) * sizeof *d->acc);
     d->part = malloc((m->nparams ? m->nparams : 1) * sizeof *d->part);
   }
-  if (!d || !d->max || !d->acc || !d->part) {
+  if (!d || !d->max || !d->offset || !d->acc || !d->part) {
     dpt_det_free(d);
     snprintf(err, errlen, "out of memory for the deterministic mode's sums (%zu parameters)",
              m->nparams);
     return DPT_ENOMEM;
   }
   d->ntensors = m->ntensors;
+  d->numel = d->offset + m->ntensors;
   for (int t = 0; t < m->ntensors; t++) {
     d->offset[t] = m->tensors[t].offset;
     d->numel[t] = m->tensors[t].numel;
@@ -78,6 +80,7 @@ int dpt_det_create(const dpt_model *m, int shards, double *scales, dpt_det **out
 void dpt_det_free(dpt_det *d) {
   if (!d) return;
   free(d->max);
+  free(d->offset);
   free(d->acc);
   free(d->part);
   free(d);

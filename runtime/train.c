@@ -186,7 +186,9 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
     snprintf(err, errlen, "%s", oerr);
     return DPT_EINVAL;
   }
-  for (int t = 0; t < DPT_MAX_TENSORS; t++) r->pos.grad_scale[t] = NAN;
+  r->pos.grad_scale = malloc((size_t)m->ntensors * sizeof *r->pos.grad_scale);
+  if (!r->pos.grad_scale) return DPT_ENOMEM;
+  for (int t = 0; t < m->ntensors; t++) r->pos.grad_scale[t] = NAN;
   if (o->deterministic) { /* no bucketed reducer: exact sums of micro-shards instead */
     r->slots = calloc((size_t)o->micro_shards + 3, sizeof *r->slots);
     if (!r->slots) return DPT_ENOMEM;
@@ -220,6 +222,7 @@ static void teardown(run *r) {
   free(r->x);
   free(r->y);
   free(r->labels);
+  free(r->pos.grad_scale);
 }
 
 /* --- stopping on request: a signal, or the time limit ---
@@ -764,6 +767,7 @@ int dpt_train_run_model(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm,
   MPI_Comm_size(comm, &r.size);
   memset(res, 0, sizeof *res);
   int rc = dpt_train_validate(o, err, errlen);
+  if (!rc) rc = dpt_model_check(m, err, errlen);
   if (!rc) rc = dpt_fault_from_env(&r.fault, err, errlen);
   r.t_start = dpt_now();
   /* defaults that depend on the run: runs/dpt (runs/slurm-<job> in a SLURM job, the same
@@ -824,7 +828,12 @@ int dpt_train_run_model(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm,
 int dpt_train_run(const dpt_train_opts *o, MPI_Comm comm, dpt_train_result *res, char *err,
                   size_t errlen) {
   dpt_model m;
-  int rc = dpt_mlp_create(o->model, o->activation, o->loss, &m, err, errlen);
+  dpt_model_data data; /* the sample shape, for kinds that need it (the data's own errors
+                          come from set-up) */
+  char ignored[DPT_ERR_LEN];
+  int has_data = dpt_model_data_read(o->data, &data, ignored, sizeof ignored) == 0;
+  int rc = dpt_model_create(o->model, o->activation, o->loss, has_data ? &data : NULL, &m, err,
+                            errlen);
   int all = dpt_comm_agree(comm, rc);
   if (all) {
     if (!rc) m.destroy(&m);

@@ -27,8 +27,9 @@ static dpt_model fake_model(void) {
   memset(&m, 0, sizeof m);
   m.ntensors = 2;
   m.nparams = N;
-  m.tensors[0] = (dpt_tensor){"a.weight", 2, {30, 20}, 0, 600};
-  m.tensors[1] = (dpt_tensor){"b.weight", 1, {400, 0}, 600, 400};
+  static const dpt_tensor t[2] = {{"a.weight", 2, {30, 20}, 0, 600},
+                                  {"b.weight", 1, {400, 0}, 600, 400}};
+  m.tensors = t;
   return m;
 }
 
