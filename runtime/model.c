@@ -50,15 +50,16 @@ static void list_kinds(char *buf, size_t len) {
                            i < NBUILTIN ? builtin[i].kind : user[i - NBUILTIN].kind);
 }
 
-int dpt_model_register(const char *kind, dpt_model_create_fn create, char *err,
-                       size_t errlen) {
+int dpt_model_register(const char *kind, dpt_model_create_fn create, char *err, size_t errlen) {
   int ok = kind && kind[0] && create;
   for (const char *p = kind; ok && *p; p++)
     ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
          *p == '_' || *p == '-';
   if (!ok) {
-    snprintf(err, errlen, "model kind '%s': expected a name of letters, digits, '_' or '-' and "
-             "a create function", kind ? kind : "(null)");
+    snprintf(err, errlen,
+             "model kind '%s': expected a name of letters, digits, '_' or '-' and "
+             "a create function",
+             kind ? kind : "(null)");
     return DPT_EINVAL;
   }
   if (find_kind(kind, strlen(kind))) {
@@ -151,14 +152,17 @@ int dpt_model_check(const dpt_model *m, char *err, size_t errlen) {
     for (int k = 0; ok && k < t->rank; k++)
       ok = t->dims[k] > 0 && !__builtin_mul_overflow(n, (size_t)t->dims[k], &n);
     if (!ok || n != t->numel) {
-      snprintf(err, errlen, "model '%s': tensor %d '%s' has rank %d and %zu elements (expected "
+      snprintf(err, errlen,
+               "model '%s': tensor %d '%s' has rank %d and %zu elements (expected "
                "a name, rank 1 to %d, positive dims whose product is its numel)",
                kind, i, name, t->rank, t->numel, DPT_MAX_RANK);
       return DPT_EINVAL;
     }
     if (t->offset != at) {
-      snprintf(err, errlen, "model '%s': tensor '%s' starts at %zu (expected %zu: tensors tile "
-               "the flat buffer in order)", kind, name, t->offset, at);
+      snprintf(err, errlen,
+               "model '%s': tensor '%s' starts at %zu (expected %zu: tensors tile "
+               "the flat buffer in order)",
+               kind, name, t->offset, at);
       return DPT_EINVAL;
     }
     at += t->numel;
@@ -169,8 +173,8 @@ int dpt_model_check(const dpt_model *m, char *err, size_t errlen) {
       }
   }
   if (at != m->nparams) {
-    snprintf(err, errlen, "model '%s': the tensors cover %zu elements but nparams is %zu",
-             kind, at, m->nparams);
+    snprintf(err, errlen, "model '%s': the tensors cover %zu elements but nparams is %zu", kind, at,
+             m->nparams);
     return DPT_EINVAL;
   }
   if (m->nlayers < 0 || (m->nlayers > 0 && !m->layers)) {
@@ -181,21 +185,21 @@ int dpt_model_check(const dpt_model *m, char *err, size_t errlen) {
   for (int l = 0; l < m->nlayers; l++) {
     const dpt_layer_span *s = &m->layers[l];
     size_t len = 0;
-    int ok = s->first_tensor == next && s->ntensors >= 1 &&
-             s->ntensors <= m->ntensors - s->first_tensor;
+    int ok =
+        s->first_tensor == next && s->ntensors >= 1 && s->ntensors <= m->ntensors - s->first_tensor;
     for (int t = 0; ok && t < s->ntensors; t++) len += m->tensors[s->first_tensor + t].numel;
     if (!ok || s->offset != m->tensors[s->first_tensor].offset || s->len != len) {
-      snprintf(err, errlen, "model '%s': layer %d '%s' is tensors [%d, +%d) at %zu, %zu "
+      snprintf(err, errlen,
+               "model '%s': layer %d '%s' is tensors [%d, +%d) at %zu, %zu "
                "elements (expected layers to tile the tensors in order, starting at tensor %d)",
-               kind, l, s->name ? s->name : "(unnamed)", s->first_tensor, s->ntensors,
-               s->offset, s->len, next);
+               kind, l, s->name ? s->name : "(unnamed)", s->first_tensor, s->ntensors, s->offset,
+               s->len, next);
       return DPT_EINVAL;
     }
     next += s->ntensors;
   }
   if (m->nlayers > 0 && next != m->ntensors) {
-    snprintf(err, errlen, "model '%s': the layers cover %d of %d tensors", kind, next,
-             m->ntensors);
+    snprintf(err, errlen, "model '%s': the layers cover %d of %d tensors", kind, next, m->ntensors);
     return DPT_EINVAL;
   }
   return DPT_OK;

@@ -44,13 +44,15 @@ static int parse_size(const char *spec, const char *s, size_t len, int64_t *out,
   int64_t v = 0;
   int ok = len > 0;
   for (size_t i = 0; ok && i < len; i++) {
-    if (s[i] < '0' || s[i] > '9') ok = 0;
-    else if (v <= INT_MAX) v = v * 10 + (s[i] - '0'); /* stops growing once too large */
+    if (s[i] < '0' || s[i] > '9')
+      ok = 0;
+    else if (v <= INT_MAX)
+      v = v * 10 + (s[i] - '0'); /* stops growing once too large */
   }
   if (!ok || v <= 0)
     return fail(err, errlen, DPT_EINVAL,
-                "model '%s': layer size '%.*s' is not a positive integer (" MLP_SPEC_HINT ")",
-                spec, (int)len, s);
+                "model '%s': layer size '%.*s' is not a positive integer (" MLP_SPEC_HINT ")", spec,
+                (int)len, s);
   if (v > INT_MAX)
     return fail(err, errlen, DPT_EINVAL, "model '%s': layer size '%.*s' is too large (at most %d)",
                 spec, (int)len, s, INT_MAX);
@@ -59,8 +61,7 @@ static int parse_size(const char *spec, const char *s, size_t len, int64_t *out,
 }
 
 static int parse_kind(const char *spec, char *err, size_t errlen) {
-  if (!spec)
-    return fail(err, errlen, DPT_EINVAL, "model spec is missing (" MLP_SPEC_HINT ")");
+  if (!spec) return fail(err, errlen, DPT_EINVAL, "model spec is missing (" MLP_SPEC_HINT ")");
   if (strncmp(spec, "mlp:", 4) == 0) return DPT_OK;
   const char *colon = strchr(spec, ':');
   int klen = colon ? (int)(colon - spec) : (int)strlen(spec);
@@ -70,8 +71,7 @@ static int parse_kind(const char *spec, char *err, size_t errlen) {
 }
 
 /* The sizes of "mlp:IN-...-OUT" into *sizes (malloc'ed, *count of them: IN, H1, ..., OUT). */
-static int parse_spec(const char *spec, int64_t **sizes, int *count, char *err,
-                      size_t errlen) {
+static int parse_spec(const char *spec, int64_t **sizes, int *count, char *err, size_t errlen) {
   *sizes = NULL;
   *count = 0;
   int rc = parse_kind(spec, err, errlen);
@@ -145,7 +145,9 @@ static int build(const char *spec, const int64_t *sizes, int count, const char *
 
 /* --- the dpt_model functions --- */
 
-static double rng_uniform(void *ctx) { return dpt_rng_uniform(ctx); }
+static double rng_uniform(void *ctx) {
+  return dpt_rng_uniform(ctx);
+}
 
 static int mlp_init(dpt_model *m, float *params, uint64_t seed, char *err, size_t errlen) {
   if (!params) return fail(err, errlen, DPT_EINVAL, "mlp: init needs a parameter buffer");
@@ -160,13 +162,13 @@ static int mlp_loss_grad(dpt_model *m, const float *params, float *grad, float s
                          const float *x, const int32_t *labels, const float *y, size_t n,
                          double *loss_sum, int64_t *correct, dpt_grad_ready_fn ready,
                          void *ready_ctx, char *err, size_t errlen) {
-  return dpt_net_loss_grad(m->ctx, params, grad, scale, x, labels, y, n, loss_sum, correct,
-                           ready, ready_ctx, err, errlen);
+  return dpt_net_loss_grad(m->ctx, params, grad, scale, x, labels, y, n, loss_sum, correct, ready,
+                           ready_ctx, err, errlen);
 }
 
-static int mlp_evaluate(dpt_model *m, const float *params, const float *x,
-                        const int32_t *labels, const float *y, size_t n, double *loss_sum,
-                        int64_t *correct, char *err, size_t errlen) {
+static int mlp_evaluate(dpt_model *m, const float *params, const float *x, const int32_t *labels,
+                        const float *y, size_t n, double *loss_sum, int64_t *correct, char *err,
+                        size_t errlen) {
   return dpt_net_evaluate(m->ctx, params, x, labels, y, n, loss_sum, correct, err, errlen);
 }
 

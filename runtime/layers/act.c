@@ -47,8 +47,8 @@ static void tanh_forward(dpt_layer *l, const float *params, const float *restric
 }
 
 static void tanh_backward(dpt_layer *l, const float *params, const float *z,
-                          const float *restrict h, const float *dy, float *restrict d,
-                          size_t n, const dpt_layer_pass *p) {
+                          const float *restrict h, const float *dy, float *restrict d, size_t n,
+                          const dpt_layer_pass *p) {
   (void)params, (void)z, (void)dy, (void)p;
   size_t len = n * l->in_numel;
   for (size_t i = 0; i < len; i++) d[i] *= 1.0f - h[i] * h[i];
@@ -80,19 +80,19 @@ static void sigmoid_forward(dpt_layer *l, const float *params, const float *rest
 }
 
 static void sigmoid_backward(dpt_layer *l, const float *params, const float *z,
-                             const float *restrict h, const float *dy, float *restrict d,
-                             size_t n, const dpt_layer_pass *p) {
+                             const float *restrict h, const float *dy, float *restrict d, size_t n,
+                             const dpt_layer_pass *p) {
   (void)params, (void)z, (void)dy, (void)p;
   size_t len = n * l->in_numel;
   for (size_t i = 0; i < len; i++) d[i] *= h[i] * (1.0f - h[i]);
 }
 
-#define ACT(NAME, HELP)                                                                        \
-  const dpt_layer_ops dpt_layer_##NAME = {.kind = #NAME,                                       \
-                                          .help = HELP,                                        \
-                                          .elementwise = 1,                                    \
-                                          .setup = act_setup,                                  \
-                                          .forward = NAME##_forward,                           \
+#define ACT(NAME, HELP)                                                                            \
+  const dpt_layer_ops dpt_layer_##NAME = {.kind = #NAME,                                           \
+                                          .help = HELP,                                            \
+                                          .elementwise = 1,                                        \
+                                          .setup = act_setup,                                      \
+                                          .forward = NAME##_forward,                               \
                                           .backward = NAME##_backward};
 ACT(relu, "no options: max(x, 0)")
 ACT(tanh, "no options: tanh(x)")

@@ -21,8 +21,8 @@
  *   bucket waits for (dpt_layer_span).
  * - Shapes are per sample (the batch dimension is never part of them); activations are
  *   row-major [n, numel(shape)].
- * - forward, param_grad and backward are deterministic: the same inputs give bitwise the same
- *   outputs whatever the batch is cut into, on any thread count of one per rank.
+ * - forward, param_grad and backward are deterministic: the same inputs (and batch size) give
+ *   bitwise the same outputs, with one BLAS thread per rank.
  * - Nothing here prints, exits or allocates per step; errors are DPT_E* codes with a message
  *   naming the layer.
  */
@@ -70,14 +70,17 @@ typedef struct {
   /* Reads opts ("key=value,key=value"), checks l->in, sets l->out, declares the parameters
    * (dpt_layer_param) and sets up l->state. An error names the layer (l->name). */
   int (*setup)(dpt_layer *l, const char *opts, char *err, size_t errlen);
-  /* Draws the layer's parameters (params is the whole flat buffer). NULL: no parameters. */
+  /* Draws the layer's parameters. NULL: no parameters.
+   * In init, forward, param_grad and backward, params (and grad) are the layer's own range,
+   * l->len floats: tensor i starts at l->tensors[i].offset - l->offset (dpt_layer_at). The
+   * net passes slices of one flat buffer today; ZeRO-3 will pass a gathered copy instead. */
   void (*init)(const dpt_layer *l, float *params, dpt_layer_rng *rng);
   /* Floats of scratch the layer needs for n samples (l->scratch when called). NULL: none. */
   size_t (*scratch)(const dpt_layer *l, size_t n);
   /* y[n, out] from x[n, in]. */
   void (*forward)(dpt_layer *l, const float *params, const float *x, float *y, size_t n,
                   const dpt_layer_pass *p);
-  /* ADDS d(loss)/d(params) into grad (the whole flat buffer), given x, y and dy[n, out].
+  /* ADDS d(loss)/d(params) into grad (the layer's range, like params), given x, y, dy[n, out].
    * Called before backward with the same dy. NULL: no parameters. */
   void (*param_grad)(dpt_layer *l, const float *params, const float *x, const float *y,
                      const float *dy, float *grad, size_t n, const dpt_layer_pass *p);
@@ -91,15 +94,15 @@ typedef struct {
 /* --- a layer in a net --- */
 struct dpt_layer {
   const dpt_layer_ops *ops;
-  const char *name;            /* "fc1" (the net's copy); parameter names are "<name>.<param>" */
-  dpt_shape in, out;           /* per sample */
-  size_t in_numel, out_numel;  /* their element counts */
-  int first_tensor, ntensors;  /* its parameters in the net's tensor table */
-  size_t offset, len;          /* and in the flat buffer */
-  const dpt_tensor *tensors;   /* its ntensors tensors (valid from the end of setup on) */
-  float *scratch;              /* ops->scratch floats, set by the net before each pass */
-  void *state;                 /* the layer's own: options, fixed-size buffers */
-  dpt_net *net;                /* the net it belongs to */
+  const char *name;           /* "fc1" (the net's copy); parameter names are "<name>.<param>" */
+  dpt_shape in, out;          /* per sample */
+  size_t in_numel, out_numel; /* their element counts */
+  int first_tensor, ntensors; /* its parameters in the net's tensor table */
+  size_t offset, len;         /* and in the flat buffer */
+  const dpt_tensor *tensors;  /* its ntensors tensors (valid from the end of setup on) */
+  float *scratch;             /* ops->scratch floats, set by the net before each pass */
+  void *state;                /* the layer's own: options, fixed-size buffers */
+  dpt_net *net;               /* the net it belongs to */
 };
 
 /* Declares a parameter of layer l during setup: tensor "<l->name>.<name>" of shape dims[rank],
@@ -107,10 +110,15 @@ struct dpt_layer {
 int dpt_layer_param(dpt_layer *l, const char *name, int rank, const int64_t *dims, char *err,
                     size_t errlen);
 
+/* Where tensor i of layer l starts in the layer's params (and grad) slice. */
+static inline size_t dpt_layer_at(const dpt_layer *l, int i) {
+  return l->tensors[i].offset - l->offset;
+}
+
 /* Option `key` of "key=value,..." as a positive integer; def when absent (def < 0: required).
  * Errors name the layer, the key and what was expected. */
-int dpt_layer_opt_long(const dpt_layer *l, const char *opts, const char *key, long def,
-                       long *out, char *err, size_t errlen);
+int dpt_layer_opt_long(const dpt_layer *l, const char *opts, const char *key, long def, long *out,
+                       char *err, size_t errlen);
 
 /* The layer kinds of kinds.c by name; NULL if unknown. dpt_layer_kinds lists them for help. */
 const dpt_layer_ops *dpt_layer_find(const char *kind);
@@ -133,8 +141,7 @@ const dpt_loss_ops *dpt_loss_find(const char *name); /* NULL if unknown */
  * Residual blocks and attention (issue 21) are composite layers over the same interface. */
 
 /* A net taking samples of shape in; `what` names it in errors ("mlp"; copied). */
-int dpt_net_create(const char *what, const dpt_shape *in, dpt_net **out, char *err,
-                   size_t errlen);
+int dpt_net_create(const char *what, const dpt_shape *in, dpt_net **out, char *err, size_t errlen);
 void dpt_net_free(dpt_net *n);
 
 /* Appends a layer of a kind from the table (or, with _ops, the caller's kind, which must
@@ -162,17 +169,17 @@ void dpt_net_init(dpt_net *n, float *params, dpt_layer_rng *rng);
 
 /* Forward and backward on count samples x[count, numel(in)] with labels[count] or
  * y[count, k]: ADDS scale * d(sum of per-sample losses)/d(params) into grad, returns the loss
- * sum and the number correct, and calls ready(ready_ctx, span) for each span, last to first,
+ * sum and the number correct, and calls ready(ready_ctx, offset, len) for each span, last to first,
  * as soon as its gradient is final (also when count is 0). Activations are kept in buffers
  * grown to the largest batch seen, so steps of one size allocate nothing. */
-int dpt_net_loss_grad(dpt_net *n, const float *params, float *grad, float scale,
-                      const float *x, const int32_t *labels, const float *y, size_t count,
-                      double *loss_sum, int64_t *correct, dpt_grad_ready_fn ready,
-                      void *ready_ctx, char *err, size_t errlen);
+int dpt_net_loss_grad(dpt_net *n, const float *params, float *grad, float scale, const float *x,
+                      const int32_t *labels, const float *y, size_t count, double *loss_sum,
+                      int64_t *correct, dpt_grad_ready_fn ready, void *ready_ctx, char *err,
+                      size_t errlen);
 /* Forward only, in chunks of at most DPT_NET_EVAL_CHUNK samples (or the buffers' size). */
 #define DPT_NET_EVAL_CHUNK 1024
 int dpt_net_evaluate(dpt_net *n, const float *params, const float *x, const int32_t *labels,
-                     const float *y, size_t count, double *loss_sum, int64_t *correct,
-                     char *err, size_t errlen);
+                     const float *y, size_t count, double *loss_sum, int64_t *correct, char *err,
+                     size_t errlen);
 
 #endif /* DPT_LAYERS_H */

@@ -24,8 +24,8 @@ static int linear_setup(dpt_layer *l, const char *opts, char *err, size_t errlen
   int rc = dpt_layer_opt_long(l, opts, "out", -1, &out, err, errlen);
   if (rc) return rc;
   if (l->in_numel > INT_MAX) {
-    snprintf(err, errlen, "%s: %zu input features is too many (at most %d)", l->name,
-             l->in_numel, INT_MAX);
+    snprintf(err, errlen, "%s: %zu input features is too many (at most %d)", l->name, l->in_numel,
+             INT_MAX);
     return DPT_EINVAL;
   }
   int64_t wdims[2] = {out, (int64_t)l->in_numel}, bdims[1] = {out};
@@ -55,34 +55,31 @@ static void linear_destroy(dpt_layer *l) {
 static void linear_init(const dpt_layer *l, float *params, dpt_layer_rng *rng) {
   double bound = 1.0 / sqrt((double)l->tensors[0].dims[1]); /* fan-in */
   for (int t = 0; t < 2; t++) {
-    const dpt_tensor *cur = &l->tensors[t];
-    for (size_t i = 0; i < cur->numel; i++)
-      params[cur->offset + i] = (float)((2.0 * rng->uniform(rng->ctx) - 1.0) * bound);
+    float *p = params + dpt_layer_at(l, t);
+    for (size_t i = 0; i < l->tensors[t].numel; i++)
+      p[i] = (float)((2.0 * rng->uniform(rng->ctx) - 1.0) * bound);
   }
 }
 
-static void linear_forward(dpt_layer *l, const float *params, const float *x, float *y,
-                           size_t n, const dpt_layer_pass *p) {
+static void linear_forward(dpt_layer *l, const float *params, const float *x, float *y, size_t n,
+                           const dpt_layer_pass *p) {
   (void)p;
-  const dpt_tensor *w = &l->tensors[0], *b = &l->tensors[1];
-  int out = (int)w->dims[0], k = (int)w->dims[1];
-  for (size_t i = 0; i < n; i++)
-    memcpy(y + i * (size_t)out, params + b->offset, (size_t)out * sizeof(float));
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, out, k, 1.0f, x, k,
-              params + w->offset, k, 1.0f, y, out);
+  const float *w = params + dpt_layer_at(l, 0), *b = params + dpt_layer_at(l, 1);
+  int out = (int)l->tensors[0].dims[0], k = (int)l->tensors[0].dims[1];
+  for (size_t i = 0; i < n; i++) memcpy(y + i * (size_t)out, b, (size_t)out * sizeof(float));
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, out, k, 1.0f, x, k, w, k, 1.0f, y,
+              out);
 }
 
-static void linear_param_grad(dpt_layer *l, const float *params, const float *x,
-                              const float *y, const float *dy, float *grad, size_t n,
-                              const dpt_layer_pass *p) {
+static void linear_param_grad(dpt_layer *l, const float *params, const float *x, const float *y,
+                              const float *dy, float *grad, size_t n, const dpt_layer_pass *p) {
   (void)params, (void)y, (void)p;
-  const dpt_tensor *w = &l->tensors[0], *b = &l->tensors[1];
-  int out = (int)w->dims[0], k = (int)w->dims[1];
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, k, (int)n, 1.0f, dy, out, x, k,
-              1.0f, grad + w->offset, k);
+  int out = (int)l->tensors[0].dims[0], k = (int)l->tensors[0].dims[1];
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, k, (int)n, 1.0f, dy, out, x, k, 1.0f,
+              grad + dpt_layer_at(l, 0), k);
   /* gb[j] += sum over rows of dy[:, j], summed in double in row order */
   double *acc = ((linear_state *)l->state)->bacc;
-  float *gb = grad + b->offset;
+  float *gb = grad + dpt_layer_at(l, 1);
   for (int j = 0; j < out; j++) acc[j] = 0.0;
   for (size_t i = 0; i < n; i++)
     for (int j = 0; j < out; j++) acc[j] += dy[i * (size_t)out + (size_t)j];
@@ -92,10 +89,9 @@ static void linear_param_grad(dpt_layer *l, const float *params, const float *x,
 static void linear_backward(dpt_layer *l, const float *params, const float *x, const float *y,
                             const float *dy, float *dx, size_t n, const dpt_layer_pass *p) {
   (void)x, (void)y, (void)p;
-  const dpt_tensor *w = &l->tensors[0];
-  int out = (int)w->dims[0], k = (int)w->dims[1];
+  int out = (int)l->tensors[0].dims[0], k = (int)l->tensors[0].dims[1];
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, k, out, 1.0f, dy, out,
-              params + w->offset, k, 0.0f, dx, k);
+              params + dpt_layer_at(l, 0), k, 0.0f, dx, k);
 }
 
 const dpt_layer_ops dpt_layer_linear = {

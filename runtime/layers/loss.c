@@ -29,8 +29,8 @@ static void ce(const float *z, size_t n, int64_t k, const int32_t *labels, const
   (void)y;
   for (size_t i = 0; i < n; i++) {
     int ok;
-    *loss_sum += ce_sample(z + i * (size_t)k, k, labels[i], scale, d ? d + i * (size_t)k : NULL,
-                           &ok);
+    *loss_sum +=
+        ce_sample(z + i * (size_t)k, k, labels[i], scale, d ? d + i * (size_t)k : NULL, &ok);
     *correct += ok;
   }
 }
@@ -50,8 +50,8 @@ static void mse(const float *z, size_t n, int64_t k, const int32_t *labels, cons
                 float scale, float *d, double *loss_sum, int64_t *correct) {
   (void)labels, (void)correct;
   for (size_t i = 0; i < n; i++)
-    *loss_sum += mse_sample(z + i * (size_t)k, k, y + i * (size_t)k, scale,
-                            d ? d + i * (size_t)k : NULL);
+    *loss_sum +=
+        mse_sample(z + i * (size_t)k, k, y + i * (size_t)k, scale, d ? d + i * (size_t)k : NULL);
 }
 
 static const dpt_loss_ops losses[] = {{"ce", 1, ce}, {"mse", 0, mse}};

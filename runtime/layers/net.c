@@ -19,23 +19,23 @@
 #include "layers.h"
 
 struct dpt_net {
-  char *what;                /* the model's name, for errors */
+  char *what; /* the model's name, for errors */
   dpt_shape in;
   size_t in_numel;
   dpt_layer *layers;
   int nlayers, cap_layers;
-  dpt_tensor *tensors;       /* names are malloc'ed copies */
+  dpt_tensor *tensors; /* names are malloc'ed copies */
   int ntensors, cap_tensors;
   size_t nparams;
-  dpt_layer_span *spans;     /* layers with parameters */
+  dpt_layer_span *spans; /* layers with parameters */
   int nspans;
   const dpt_loss_ops *loss;
-  size_t widest;             /* largest per-sample activation (input included) */
-  size_t cap_n;              /* samples the buffers hold */
-  float *block;              /* all of them */
-  float **outs;              /* [nlayers] into block */
-  float **scratch;           /* [nlayers] into block (NULL when the layer needs none) */
-  float *d0, *d1;            /* deltas, ping-pong */
+  size_t widest;   /* largest per-sample activation (input included) */
+  size_t cap_n;    /* samples the buffers hold */
+  float *block;    /* all of them */
+  float **outs;    /* [nlayers] into block */
+  float **scratch; /* [nlayers] into block (NULL when the layer needs none) */
+  float *d0, *d1;  /* deltas, ping-pong */
 };
 
 static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
@@ -68,16 +68,17 @@ static size_t shape_numel(const dpt_shape *s) {
 
 /* --- building --- */
 
-int dpt_net_create(const char *what, const dpt_shape *in, dpt_net **out, char *err,
-                   size_t errlen) {
+int dpt_net_create(const char *what, const dpt_shape *in, dpt_net **out, char *err, size_t errlen) {
   *out = NULL;
   if (!in || in->rank < 0 || in->rank > DPT_MAX_RANK)
     return fail(err, errlen, DPT_EINVAL, "%s: input shape of rank %d (expected 0 to %d)", what,
                 in ? in->rank : -1, DPT_MAX_RANK);
   size_t numel = shape_numel(in);
   if (!numel)
-    return fail(err, errlen, DPT_EINVAL, "%s: input shape has a dimension < 1 or too many "
-                "elements", what);
+    return fail(err, errlen, DPT_EINVAL,
+                "%s: input shape has a dimension < 1 or too many "
+                "elements",
+                what);
   dpt_net *n = calloc(1, sizeof *n);
   if (n) n->what = copy_str(what ? what : "net");
   if (!n || !n->what) {
@@ -119,8 +120,10 @@ int dpt_layer_param(dpt_layer *l, const char *name, int rank, const int64_t *dim
   for (int i = 0; i < rank; i++) {
     t.dims[i] = dims[i];
     if (dims[i] <= 0 || __builtin_mul_overflow(numel, (size_t)dims[i], &numel))
-      return fail(err, errlen, DPT_EINVAL, "%s: parameter '%s' has a dimension < 1 or too "
-                  "many elements", l->name, name);
+      return fail(err, errlen, DPT_EINVAL,
+                  "%s: parameter '%s' has a dimension < 1 or too "
+                  "many elements",
+                  l->name, name);
   }
   if (numel > SIZE_MAX / sizeof(float) - n->nparams)
     return fail(err, errlen, DPT_EINVAL, "%s: too many parameters", l->name);
@@ -179,13 +182,17 @@ int dpt_net_add_ops(dpt_net *n, const dpt_layer_ops *ops, const char *name, cons
   int rc = ops->setup(l, opts ? opts : "", err, errlen);
   if (!rc && ops->elementwise) l->out = l->in;
   if (!rc && !(l->out_numel = shape_numel(&l->out)))
-    rc = fail(err, errlen, DPT_EINVAL, "%s: output shape has a dimension < 1 or too many "
-              "elements", name);
+    rc = fail(err, errlen, DPT_EINVAL,
+              "%s: output shape has a dimension < 1 or too many "
+              "elements",
+              name);
   dpt_layer_span *spans = NULL;
   if (!rc && l->ntensors) {
     spans = realloc(n->spans, (size_t)(n->nspans + 1) * sizeof *spans);
-    if (!spans) rc = fail(err, errlen, DPT_ENOMEM, "%s: out of memory", name);
-    else n->spans = spans;
+    if (!spans)
+      rc = fail(err, errlen, DPT_ENOMEM, "%s: out of memory", name);
+    else
+      n->spans = spans;
   }
   if (rc) { /* as if never added */
     if (ops->destroy) ops->destroy(l);
@@ -195,8 +202,8 @@ int dpt_net_add_ops(dpt_net *n, const dpt_layer_ops *ops, const char *name, cons
     return rc;
   }
   if (l->ntensors)
-    n->spans[n->nspans++] = (dpt_layer_span){l->name, l->first_tensor, l->ntensors, l->offset,
-                                             l->len};
+    n->spans[n->nspans++] =
+        (dpt_layer_span){l->name, l->first_tensor, l->ntensors, l->offset, l->len};
   if (l->out_numel > n->widest) n->widest = l->out_numel;
   n->nlayers++;
   relink(n);
@@ -227,8 +234,12 @@ const dpt_tensor *dpt_net_tensors(const dpt_net *n, int *ntensors) {
   if (ntensors) *ntensors = n->ntensors;
   return n->tensors;
 }
-size_t dpt_net_nparams(const dpt_net *n) { return n->nparams; }
-int dpt_net_nlayers(const dpt_net *n) { return n->nlayers; }
+size_t dpt_net_nparams(const dpt_net *n) {
+  return n->nparams;
+}
+int dpt_net_nlayers(const dpt_net *n) {
+  return n->nlayers;
+}
 const dpt_layer *dpt_net_layer(const dpt_net *n, int i) {
   return i >= 0 && i < n->nlayers ? &n->layers[i] : NULL;
 }
@@ -236,15 +247,20 @@ const dpt_layer_span *dpt_net_spans(const dpt_net *n, int *nspans) {
   if (nspans) *nspans = n->nspans;
   return n->spans;
 }
-const dpt_shape *dpt_net_in(const dpt_net *n) { return &n->in; }
+const dpt_shape *dpt_net_in(const dpt_net *n) {
+  return &n->in;
+}
 const dpt_shape *dpt_net_out(const dpt_net *n) {
   return n->nlayers ? &n->layers[n->nlayers - 1].out : &n->in;
 }
-const dpt_loss_ops *dpt_net_loss(const dpt_net *n) { return n->loss; }
+const dpt_loss_ops *dpt_net_loss(const dpt_net *n) {
+  return n->loss;
+}
 
 void dpt_net_init(dpt_net *n, float *params, dpt_layer_rng *rng) {
   for (int i = 0; i < n->nlayers; i++)
-    if (n->layers[i].ops->init) n->layers[i].ops->init(&n->layers[i], params, rng);
+    if (n->layers[i].ops->init)
+      n->layers[i].ops->init(&n->layers[i], params + n->layers[i].offset, rng);
 }
 
 /* --- buffers --- */
@@ -267,12 +283,11 @@ static int grow(dpt_net *n, size_t count, char *err, size_t errlen) {
     if (n->layers[i].ops->scratch) extra += n->layers[i].ops->scratch(&n->layers[i], count);
   if (count > SIZE_MAX / sizeof(float) / per ||
       __builtin_add_overflow(count * per, extra, &total) || total > SIZE_MAX / sizeof(float))
-    return fail(err, errlen, DPT_ENOMEM, "%s: batch of %zu samples is too large", n->what,
-                count);
+    return fail(err, errlen, DPT_ENOMEM, "%s: batch of %zu samples is too large", n->what, count);
   float *s = realloc(n->block, total * sizeof(float));
   if (!s)
-    return fail(err, errlen, DPT_ENOMEM, "%s: out of memory for a batch of %zu samples",
-                n->what, count);
+    return fail(err, errlen, DPT_ENOMEM, "%s: out of memory for a batch of %zu samples", n->what,
+                count);
   n->block = s, n->cap_n = count;
   for (int i = 0; i < n->nlayers; i++) n->outs[i] = s, s += count * n->layers[i].out_numel;
   n->d0 = s, s += count * n->widest;
@@ -318,38 +333,39 @@ static const float *forward(dpt_net *n, const float *params, const float *x, siz
   for (int i = 0; i < n->nlayers; i++) {
     dpt_layer *l = &n->layers[i];
     l->scratch = n->scratch[i];
-    l->ops->forward(l, params, in, n->outs[i], count, p);
+    l->ops->forward(l, params + l->offset, in, n->outs[i], count, p);
     in = n->outs[i];
   }
   return in;
 }
 
 /* Walks layers last to first from the seed gradient in n->d0. */
-static void backward(dpt_net *n, const float *params, float *grad, const float *x,
-                     size_t count, dpt_grad_ready_fn ready, void *ready_ctx,
-                     const dpt_layer_pass *p) {
+static void backward(dpt_net *n, const float *params, float *grad, const float *x, size_t count,
+                     dpt_grad_ready_fn ready, void *ready_ctx, const dpt_layer_pass *p) {
   float *d = n->d0, *dn = n->d1;
   for (int i = n->nlayers - 1; i >= 0; i--) {
     dpt_layer *l = &n->layers[i];
     const float *in = i ? n->outs[i - 1] : x;
     l->scratch = n->scratch[i];
-    if (l->ops->param_grad) l->ops->param_grad(l, params, in, n->outs[i], d, grad, count, p);
+    const float *lp = params + l->offset;
+    if (l->ops->param_grad)
+      l->ops->param_grad(l, lp, in, n->outs[i], d, grad + l->offset, count, p);
     if (l->len && ready) ready(ready_ctx, l->offset, l->len);
     if (i == 0) break;
     if (l->ops->elementwise) {
-      l->ops->backward(l, params, in, n->outs[i], d, d, count, p);
+      l->ops->backward(l, lp, in, n->outs[i], d, d, count, p);
     } else {
-      l->ops->backward(l, params, in, n->outs[i], d, dn, count, p);
+      l->ops->backward(l, lp, in, n->outs[i], d, dn, count, p);
       float *t = d;
       d = dn, dn = t;
     }
   }
 }
 
-int dpt_net_loss_grad(dpt_net *n, const float *params, float *grad, float scale,
-                      const float *x, const int32_t *labels, const float *y, size_t count,
-                      double *loss_sum, int64_t *correct, dpt_grad_ready_fn ready,
-                      void *ready_ctx, char *err, size_t errlen) {
+int dpt_net_loss_grad(dpt_net *n, const float *params, float *grad, float scale, const float *x,
+                      const int32_t *labels, const float *y, size_t count, double *loss_sum,
+                      int64_t *correct, dpt_grad_ready_fn ready, void *ready_ctx, char *err,
+                      size_t errlen) {
   double loss = 0.0;
   int64_t ok = 0;
   int rc = check_batch(n, x, labels, y, count, err, errlen);
@@ -358,8 +374,8 @@ int dpt_net_loss_grad(dpt_net *n, const float *params, float *grad, float scale,
   dpt_layer_pass p = {1};
   if (count > 0) {
     const float *z = forward(n, params, x, count, &p);
-    n->loss->fn(z, count, (int64_t)shape_numel(dpt_net_out(n)), labels, y, scale, n->d0,
-                &loss, &ok);
+    n->loss->fn(z, count, (int64_t)shape_numel(dpt_net_out(n)), labels, y, scale, n->d0, &loss,
+                &ok);
     backward(n, params, grad, x, count, ready, ready_ctx, &p);
   } else {
     for (int s = n->nspans - 1; ready && s >= 0; s--)
@@ -371,8 +387,8 @@ int dpt_net_loss_grad(dpt_net *n, const float *params, float *grad, float scale,
 }
 
 int dpt_net_evaluate(dpt_net *n, const float *params, const float *x, const int32_t *labels,
-                     const float *y, size_t count, double *loss_sum, int64_t *correct,
-                     char *err, size_t errlen) {
+                     const float *y, size_t count, double *loss_sum, int64_t *correct, char *err,
+                     size_t errlen) {
   double loss = 0.0;
   int64_t ok = 0;
   int rc = check_batch(n, x, labels, y, count, err, errlen);
@@ -385,8 +401,8 @@ int dpt_net_evaluate(dpt_net *n, const float *params, const float *x, const int3
   for (size_t s = 0; s < count; s += chunk) {
     size_t len = count - s < chunk ? count - s : chunk;
     const float *z = forward(n, params, x + s * in, len, &p);
-    n->loss->fn(z, len, (int64_t)k, labels ? labels + s : NULL, y ? y + s * k : NULL, 1.0f,
-                NULL, &loss, &ok);
+    n->loss->fn(z, len, (int64_t)k, labels ? labels + s : NULL, y ? y + s * k : NULL, 1.0f, NULL,
+                &loss, &ok);
   }
   if (loss_sum) *loss_sum = loss;
   if (correct) *correct = ok;
@@ -395,8 +411,8 @@ int dpt_net_evaluate(dpt_net *n, const float *params, const float *x, const int3
 
 /* --- options: "key=value,key=value" --- */
 
-int dpt_layer_opt_long(const dpt_layer *l, const char *opts, const char *key, long def,
-                       long *out, char *err, size_t errlen) {
+int dpt_layer_opt_long(const dpt_layer *l, const char *opts, const char *key, long def, long *out,
+                       char *err, size_t errlen) {
   size_t klen = strlen(key);
   for (const char *p = opts ? opts : ""; *p;) {
     const char *end = strchr(p, ',');
@@ -405,20 +421,24 @@ int dpt_layer_opt_long(const dpt_layer *l, const char *opts, const char *key, lo
       long v = 0;
       int good = len > klen + 1;
       for (size_t i = klen + 1; good && i < len; i++) {
-        if (p[i] < '0' || p[i] > '9') good = 0;
-        else if (v <= INT_MAX) v = v * 10 + (p[i] - '0');
+        if (p[i] < '0' || p[i] > '9')
+          good = 0;
+        else if (v <= INT_MAX)
+          v = v * 10 + (p[i] - '0');
       }
       if (!good || v <= 0 || v > INT_MAX)
-        return fail(err, errlen, DPT_EINVAL, "%s: option %s='%.*s' (expected an integer in "
-                    "[1, %d])", l->name, key, (int)(len - klen - 1), p + klen + 1, INT_MAX);
+        return fail(err, errlen, DPT_EINVAL,
+                    "%s: option %s='%.*s' (expected an integer in "
+                    "[1, %d])",
+                    l->name, key, (int)(len - klen - 1), p + klen + 1, INT_MAX);
       *out = v;
       return DPT_OK;
     }
     p = end ? end + 1 : p + len;
   }
   if (def < 0)
-    return fail(err, errlen, DPT_EINVAL, "%s: option '%s' is missing (expected %s)", l->name,
-                key, l->ops->help ? l->ops->help : "its options");
+    return fail(err, errlen, DPT_EINVAL, "%s: option '%s' is missing (expected %s)", l->name, key,
+                l->ops->help ? l->ops->help : "its options");
   *out = def;
   return DPT_OK;
 }

@@ -64,12 +64,15 @@ static void make_table(void) {
   nparams = off;
 }
 
-static float value(size_t i) { return (float)i * 0.5f + 0.25f; } /* exact in fp32 here */
+static float value(size_t i) {
+  return (float)i * 0.5f + 0.25f;
+} /* exact in fp32 here */
 
 /* Rank r of W writes [cut[r-1], cut[r]): cuts inside the rank-4 tensor (at 187 = [1, 2, 1, 1]
  * plus 0 — a partial slab at every level), inside the rank-3 one (373) and the rank-8 one
  * (419), so that writers select partial rows and slabs of every rank; the last rank writes the
- * rest (1, 2 or 4 ranks). (Readers widen to whole checksum blocks, so this is where partial selections happen.) */
+ * rest (1, 2 or 4 ranks). (Readers widen to whole checksum blocks, so this is where partial
+ * selections happen.) */
 static dpt_range writer_range(int rank, int size) {
   static const size_t start[4] = {0, 187, 373, 419};
   assert_true(size <= 4);
@@ -89,10 +92,20 @@ static void write_ckpt(const char *path) {
   const char *sn[1] = {"solver.step"};
   double sv[1] = {7};
   dpt_ckpt_text tx[2] = {{"solver", "adam"}, {"model", "ranks"}};
-  dpt_ckpt_view v = {.ntensors = NT, .tensors = tensors, .nparams = nparams,
-                     .lo = own.offset, .len = own.len, .params = params, .nvec = 1,
-                     .vec_names = vn, .vecs = vv, .nscalar = 1, .scalar_names = sn,
-                     .scalars = sv, .ntext = 2, .texts = tx};
+  dpt_ckpt_view v = {.ntensors = NT,
+                     .tensors = tensors,
+                     .nparams = nparams,
+                     .lo = own.offset,
+                     .len = own.len,
+                     .params = params,
+                     .nvec = 1,
+                     .vec_names = vn,
+                     .vecs = vv,
+                     .nscalar = 1,
+                     .scalar_names = sn,
+                     .scalars = sv,
+                     .ntext = 2,
+                     .texts = tx};
   char err[DPT_ERR_LEN] = "";
   int rc = dpt_ckpt_write(path, MPI_COMM_WORLD, &v, err, sizeof err);
   if (rc) fail_msg("write: %s", err);
@@ -109,9 +122,20 @@ static void read_range(const char *path, size_t lo, size_t len, int params_only)
   const char *sn[1] = {"solver.step"};
   double sv[1] = {0};
   dpt_ckpt_text tx[2] = {{"solver", "adam"}, {"model", "ranks"}};
-  dpt_ckpt_view v = {.ntensors = NT, .tensors = tensors, .nparams = nparams, .lo = lo,
-                     .len = len, .params = params, .nvec = 1, .vec_names = vn, .vecs = vv,
-                     .nscalar = 1, .scalar_names = sn, .scalars = sv, .ntext = 2, .texts = tx};
+  dpt_ckpt_view v = {.ntensors = NT,
+                     .tensors = tensors,
+                     .nparams = nparams,
+                     .lo = lo,
+                     .len = len,
+                     .params = params,
+                     .nvec = 1,
+                     .vec_names = vn,
+                     .vecs = vv,
+                     .nscalar = 1,
+                     .scalar_names = sn,
+                     .scalars = sv,
+                     .ntext = 2,
+                     .texts = tx};
   char err[DPT_ERR_LEN] = "";
   int rc = dpt_ckpt_read(path, &v, params_only, err, sizeof err);
   if (rc) fail_msg("read [%zu, +%zu): %s", lo, len, err);
@@ -180,22 +204,23 @@ static void test_any_rank_round_trips(void **state) {
         !strstr(out, "[3, 4, 5, 6] checksum ok") ||
         !strstr(out, "[2, 1, 2, 1, 3, 1, 1, 2] checksum ok"))
       fail_msg("dpt ckpt inspect (status %d):\n%s", rc, out);
-    snprintf(cmd, sizeof cmd,
-             "/usr/bin/python3 - '%s' 2>&1 <<'PY'\n"
-             "import sys, h5py, numpy as np\n"
-             "f = h5py.File(sys.argv[1], 'r')\n"
-             "w = f['model/block.conv.weight']\n"
-             "assert w.shape == (3, 4, 5, 6), w.shape\n"
-             "assert w.dtype == np.float32\n"
-             "off = %zu\n"
-             "want = (np.arange(off, off + 360, dtype=np.float32) * 0.5 + 0.25).reshape(3, 4, 5, 6)\n"
-             "assert np.array_equal(w[...], want)\n"
-             "assert f['optim/exp_avg/block.rank8'].shape == (2, 1, 2, 1, 3, 1, 1, 2)\n"
-             "assert f['model/block.rank3'].shape == (2, 3, 7)\n"
-             "assert len(f['model']) == %d\n"
-             "print('h5py ok')\n"
-             "PY",
-             path, tensors[0].offset, NT);
+    snprintf(
+        cmd, sizeof cmd,
+        "/usr/bin/python3 - '%s' 2>&1 <<'PY'\n"
+        "import sys, h5py, numpy as np\n"
+        "f = h5py.File(sys.argv[1], 'r')\n"
+        "w = f['model/block.conv.weight']\n"
+        "assert w.shape == (3, 4, 5, 6), w.shape\n"
+        "assert w.dtype == np.float32\n"
+        "off = %zu\n"
+        "want = (np.arange(off, off + 360, dtype=np.float32) * 0.5 + 0.25).reshape(3, 4, 5, 6)\n"
+        "assert np.array_equal(w[...], want)\n"
+        "assert f['optim/exp_avg/block.rank8'].shape == (2, 1, 2, 1, 3, 1, 1, 2)\n"
+        "assert f['model/block.rank3'].shape == (2, 3, 7)\n"
+        "assert len(f['model']) == %d\n"
+        "print('h5py ok')\n"
+        "PY",
+        path, tensors[0].offset, NT);
     rc = run(cmd, out, sizeof out);
     if (rc || !strstr(out, "h5py ok")) fail_msg("h5py (status %d):\n%s", rc, out);
   }
@@ -211,8 +236,8 @@ static void test_other_shape_is_rejected(void **state) {
   MPI_Barrier(MPI_COMM_WORLD);
   tensors[0].dims[2] = 6, tensors[0].dims[3] = 5; /* same numel, another shape */
   float *params = calloc(nparams, sizeof *params);
-  dpt_ckpt_view v = {.ntensors = NT, .tensors = tensors, .nparams = nparams, .len = nparams,
-                     .params = params};
+  dpt_ckpt_view v = {
+      .ntensors = NT, .tensors = tensors, .nparams = nparams, .len = nparams, .params = params};
   char err[DPT_ERR_LEN] = "";
   assert_int_equal(dpt_ckpt_read(path, &v, 1, err, sizeof err), DPT_EINVAL);
   if (!strstr(err, "4-D [3, 4, 5, 6]") || !strstr(err, "[3, 4, 6, 5]"))

@@ -65,8 +65,8 @@ static int lin_loss_grad(dpt_model *m, const float *p, float *g, float scale, co
 }
 
 static int lin_evaluate(dpt_model *m, const float *p, const float *x, const int32_t *labels,
-                        const float *y, size_t n, double *loss_sum, int64_t *correct,
-                        char *err, size_t errlen) {
+                        const float *y, size_t n, double *loss_sum, int64_t *correct, char *err,
+                        size_t errlen) {
   return lin_loss_grad(m, p, NULL, 0.0f, x, labels, y, n, loss_sum, correct, NULL, NULL, err,
                        errlen);
 }
@@ -83,8 +83,7 @@ static int lin_create(const dpt_model_args *a, dpt_model *m, char *err, size_t e
     return DPT_EINVAL;
   }
   if (!a->data || a->data->labels || a->data->targets != 1) {
-    snprintf(err, errlen, "model '%s': needs a dataset with one float target per sample",
-             a->spec);
+    snprintf(err, errlen, "model '%s': needs a dataset with one float target per sample", a->spec);
     return DPT_EINVAL;
   }
   seen_sample = a->data->sample;
@@ -150,8 +149,8 @@ static char path[1024], path3[1024];
 static void set_options(dpt_train_opts *o, const char *data, const char *run_dir) {
   char err[DPT_ERR_LEN];
   dpt_train_defaults(o);
-  const char *kv[][2] = {{"data", data},     {"solver", "sgd"}, {"lr", "0.1"},
-                         {"batch", "16"},    {"epochs", "5"},   {"progress", "none"},
+  const char *kv[][2] = {{"data", data},       {"solver", "sgd"},   {"lr", "0.1"},
+                         {"batch", "16"},      {"epochs", "5"},     {"progress", "none"},
                          {"model", "linreg:"}, {"run_dir", run_dir}};
   for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
     assert_int_equal(dpt_train_set(o, kv[i][0], kv[i][1], err, sizeof err), 0);
@@ -166,8 +165,7 @@ static void test_user_linear_regression_recovers_weights(void **state) {
   dpt_model_data data;
   assert_int_equal(dpt_model_data_read(path, &data, err, sizeof err), 0);
   dpt_model m;
-  assert_int_equal(dpt_model_create(o.model, o.activation, o.loss, &data, &m, err, sizeof err),
-                   0);
+  assert_int_equal(dpt_model_create(o.model, o.activation, o.loss, &data, &m, err, sizeof err), 0);
   assert_int_equal(m.nparams, IN + 1);
   float p[IN + 1];
   dpt_train_result res;
