@@ -18,7 +18,8 @@
 #include "internal.h"
 #include "io.h"
 
-#define MAX_FIXED_SCALARS 48 /* solver, scheduler and train.* counters; plus one per tensor */
+#define MAX_FIXED_SCALARS 112 /* solver, scheduler and train.* scalars (the budget before the
+                                 tensor count was open); plus one per tensor */
 #define MAX_TEXTS 40
 
 /* Everything but the big arrays, gathered into name/value lists. The tensors are the model's

@@ -187,7 +187,10 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
     return DPT_EINVAL;
   }
   r->pos.grad_scale = malloc((size_t)m->ntensors * sizeof *r->pos.grad_scale);
-  if (!r->pos.grad_scale) return DPT_ENOMEM;
+  if (!r->pos.grad_scale) {
+    snprintf(err, errlen, "out of memory for %d tensors' scales", m->ntensors);
+    return DPT_ENOMEM;
+  }
   for (int t = 0; t < m->ntensors; t++) r->pos.grad_scale[t] = NAN;
   if (o->deterministic) { /* no bucketed reducer: exact sums of micro-shards instead */
     r->slots = calloc((size_t)o->micro_shards + 3, sizeof *r->slots);
