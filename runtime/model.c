@@ -177,6 +177,17 @@ int dpt_model_check(const dpt_model *m, char *err, size_t errlen) {
              m->nparams);
     return DPT_EINVAL;
   }
+  int64_t in = 1;
+  for (int k = 0; k < m->input.rank && k < DPT_MAX_RANK; k++)
+    if (__builtin_mul_overflow(in, m->input.dims[k], &in)) in = -1;
+  if (m->input.rank < 0 || m->input.rank > DPT_MAX_RANK ||
+      (m->input.rank > 0 && in != m->in_features) || m->in_features < 1) {
+    snprintf(err, errlen,
+             "model '%s': input shape of rank %d does not hold its %lld input "
+             "features (expected the sample shape, or rank 0 for a flat input)",
+             kind, m->input.rank, (long long)m->in_features);
+    return DPT_EINVAL;
+  }
   if (m->nlayers < 0 || (m->nlayers > 0 && !m->layers)) {
     snprintf(err, errlen, "model '%s': nlayers is %d without a layer table", kind, m->nlayers);
     return DPT_EINVAL;

@@ -48,11 +48,15 @@ uint64_t dpt_rng_below(dpt_rng *r, uint64_t n); /* uniform in [0, n), unbiased *
  * (built from the layer library, layers.h), tests/runtime/test_mpi_user_model.c holds another
  * written as a user would.
  *
- * How to add a model kind (`--model KIND:SPEC`): write a create function that reads its SPEC
- * (and the dataset's sample shape, a->data) and fills a dpt_model, usually by stacking layers
- * into a dpt_net (see model_mlp.c); then either add one line to the built-in table in
- * runtime/model.c (a kind dpt ships), or call dpt_model_register("KIND", create) before
- * dpt_train_run (a kind of your own program). One or two files. */
+ * How to add a model kind (`--model KIND:SPEC`), two files:
+ *   1. runtime/model_<kind>.c: a dpt_model_create_fn that parses a->args, reads the dataset's
+ *      sample shape from a->data, and fills the dpt_model, usually by stacking layers into a
+ *      dpt_net (layers.h) and pointing tensors/layers at the net's tables (model_mlp.c does);
+ *      errors name a->spec.
+ *   2. runtime/model.c: one line in the built-in kind table (and the function's declaration).
+ *   A program's own kind needs neither: dpt_model_register("KIND", create) before
+ *   dpt_train_run (tests/runtime/test_mpi_user_model.c registers "linreg"). m->kind is stored
+ *   in checkpoints and must match when one is loaded. */
 
 typedef struct dpt_model {
   const char *kind;      /* "mlp", or the user's name; stored in checkpoints and checked */
@@ -61,7 +65,8 @@ typedef struct dpt_model {
                                 destroy; in flat-buffer order, each starting where the previous
                                 ends, the last ending at nparams */
   size_t nparams;        /* length of the flat buffer */
-  dpt_shape input;       /* the sample shape it takes (dims after N); an MLP's is [in] */
+  dpt_shape input;       /* the sample shape it takes (dims after N); an MLP's is [in];
+                            rank 0: not given, the input is in_features flat values */
   int64_t in_features;   /* floats per input sample: the product of input's dims */
   int64_t out_features;  /* classes (labels) or targets per sample */
   int wants_labels;      /* 1: y are class labels in [0, out_features); 0: float targets */
@@ -94,8 +99,9 @@ typedef struct dpt_model {
 const dpt_tensor *dpt_model_tensor(const dpt_model *m, const char *name);
 
 /* Checks that m is well formed: every tensor of rank 1..DPT_MAX_RANK with positive dims whose
- * product is its numel, named (uniquely), the tensors tiling [0, nparams) in order; the layer
- * spans, if any, tiling the tensors in order; init, loss_grad and evaluate set. An error names
+ * product is its numel, named (uniquely), the tensors tiling [0, nparams) in order; input's
+ * dims (if given) multiplying to in_features; the layer spans, if any, tiling the tensors in
+ * order; init, loss_grad and evaluate set. An error names
  * the model kind and the tensor or layer at fault. dpt_train_run_model calls it. */
 int dpt_model_check(const dpt_model *m, char *err, size_t errlen);
 
