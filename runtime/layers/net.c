@@ -207,8 +207,10 @@ int dpt_net_add_ops(dpt_net *n, const dpt_layer_ops *ops, const char *name, cons
   if (l->out_numel > n->widest) n->widest = l->out_numel;
   n->nlayers++;
   relink(n);
-  free(n->block); /* buffers are laid out again at the next pass */
-  n->block = NULL, n->cap_n = 0;
+  free(n->block); /* buffers are laid out again (for one more layer) at the next pass */
+  free(n->outs);
+  free(n->scratch);
+  n->block = NULL, n->outs = n->scratch = NULL, n->cap_n = 0;
   return DPT_OK;
 }
 

@@ -176,6 +176,21 @@ static void test_bad_layers_are_named(void **state) {
   assert_int_equal(dpt_net_add(n, "linear", "fc1", "out=2", err, sizeof err), DPT_EINVAL);
   assert_non_null(strstr(err, "two layers are named 'fc1'"));
   assert_int_equal(dpt_net_nparams(n), 2 * 12 + 2);
+  /* a net used for a pass, then grown, lays its buffers out again for the new layers */
+  float p[64] = {0}, g[64] = {0}, x[3 * 12] = {0}, y[3 * 3] = {0};
+  double loss;
+  int64_t correct;
+  assert_int_equal(dpt_net_set_loss(n, "mse", err, sizeof err), 0);
+  assert_int_equal(
+      dpt_net_loss_grad(n, p, g, 1.0f, x, NULL, y, 3, &loss, &correct, NULL, NULL, err, sizeof err),
+      0);
+  assert_int_equal(dpt_net_add(n, "relu", "r1", "", err, sizeof err), 0);
+  assert_int_equal(dpt_net_add(n, "linear", "fc2", "out=3", err, sizeof err), 0);
+  assert_true(dpt_net_nparams(n) <= 64);
+  assert_int_equal(
+      dpt_net_loss_grad(n, p, g, 1.0f, x, NULL, y, 3, &loss, &correct, NULL, NULL, err, sizeof err),
+      0);
+  assert_true(loss == 0.0); /* zero weights, zero targets */
   dpt_net_free(n);
 }
 
