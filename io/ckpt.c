@@ -30,49 +30,58 @@
 
 /* --- the part of a tensor inside [lo, lo+len) of the flat buffer --- */
 
-/* Selects in file space fs the elements of tensor t that lie in [lo, hi) of the flat buffer
- * (row-major: a partial first row, whole rows, a partial last row). Returns how many. */
-static size_t select_range(hid_t fs, const dpt_ckpt_tensor *t, size_t lo, size_t hi) {
+/* Adds to fs the elements at flat positions [a, b) of the sub-array at fixed leading
+ * coordinates at[0..k) of a row-major array of rank r and dims dims: a partial leading slab
+ * (recursing into dim k+1), whole slabs along dim k, a partial trailing slab. At most 2r - 1
+ * hyperslabs; for rank 2 these are a partial first row, whole rows and a partial last row. */
+static void select_flat(hid_t fs, int r, const hsize_t *dims, int k, hsize_t *at, hsize_t a,
+                        hsize_t b, int *first) {
+  if (b <= a) return;
+  hsize_t inner = 1; /* elements per index of dim k */
+  for (int i = k + 1; i < r; i++) inner *= dims[i];
+  hsize_t i0 = a / inner, i1 = b / inner, a0 = a % inner, b0 = b % inner;
+  if (i0 == i1) { /* inside one index of dim k */
+    at[k] = i0;
+    select_flat(fs, r, dims, k + 1, at, a0, b0, first);
+    return;
+  }
+  if (a0) { /* partial leading slab */
+    at[k] = i0;
+    select_flat(fs, r, dims, k + 1, at, a0, inner, first);
+    i0++;
+  }
+  if (i1 > i0) { /* whole slabs i0 .. i1-1 */
+    hsize_t start[DPT_MAX_RANK] = {0}, count[DPT_MAX_RANK];
+    for (int i = 0; i < r; i++) {
+      start[i] = i < k ? at[i] : i == k ? i0 : 0;
+      count[i] = i < k ? 1 : i == k ? i1 - i0 : dims[i];
+    }
+    H5Sselect_hyperslab(fs, *first ? H5S_SELECT_SET : H5S_SELECT_OR, start, NULL, count, NULL);
+    *first = 0;
+  }
+  if (b0) { /* partial trailing slab */
+    at[k] = i1;
+    select_flat(fs, r, dims, k + 1, at, 0, b0, first);
+  }
+}
+
+/* Selects in file space fs the elements of tensor t (any rank, row-major) that lie in [lo, hi)
+ * of the flat buffer. Returns how many. */
+static size_t select_range(hid_t fs, const dpt_tensor *t, size_t lo, size_t hi) {
   size_t from = lo > t->offset ? lo : t->offset;
   size_t end = hi < t->offset + t->numel ? hi : t->offset + t->numel;
   H5Sselect_none(fs);
   if (end <= from) return 0;
-  size_t a = from - t->offset, b = end - t->offset; /* within the tensor */
-  if (t->rank == 1) {
-    hsize_t start = a, count = b - a;
-    H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &count, NULL);
-    return b - a;
-  }
-  hsize_t cols = (hsize_t)t->dims[1];
-  hsize_t r0 = a / cols, c0 = a % cols, r1 = b / cols, c1 = b % cols; /* [r0,c0) .. (r1,c1) */
+  hsize_t dims[DPT_MAX_RANK], at[DPT_MAX_RANK] = {0};
+  for (int i = 0; i < t->rank; i++) dims[i] = (hsize_t)t->dims[i];
   int first = 1;
-  hsize_t start[2], count[2];
-  if (r0 == r1) { /* inside one row */
-    start[0] = r0, start[1] = c0, count[0] = 1, count[1] = c1 - c0;
-    H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
-    return b - a;
-  }
-  if (c0) { /* partial first row */
-    start[0] = r0, start[1] = c0, count[0] = 1, count[1] = cols - c0;
-    H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
-    first = 0;
-    r0++;
-  }
-  if (r1 > r0) { /* whole rows */
-    start[0] = r0, start[1] = 0, count[0] = r1 - r0, count[1] = cols;
-    H5Sselect_hyperslab(fs, first ? H5S_SELECT_SET : H5S_SELECT_OR, start, NULL, count, NULL);
-    first = 0;
-  }
-  if (c1) { /* partial last row */
-    start[0] = r1, start[1] = 0, count[0] = 1, count[1] = c1;
-    H5Sselect_hyperslab(fs, first ? H5S_SELECT_SET : H5S_SELECT_OR, start, NULL, count, NULL);
-  }
-  return b - a;
+  select_flat(fs, t->rank, dims, 0, at, from - t->offset, end - t->offset, &first);
+  return end - from;
 }
 
 /* --- block checksums --- */
 
-static size_t nblocks(const dpt_ckpt_tensor *t) { return (t->numel + CKPT_BLOCK - 1) / CKPT_BLOCK; }
+static size_t nblocks(const dpt_tensor *t) { return (t->numel + CKPT_BLOCK - 1) / CKPT_BLOCK; }
 
 /* Adds the contributions of x[0, n), elements [first, first+n) of the tensor, to sums[2k..].
  * Block by block, with 32x32->64-bit products, so the loop vectorises. */
@@ -128,14 +137,15 @@ static int write_double(hid_t obj, const char *name, double v) {
 /* One dataset of a checkpoint: a tensor of the parameters or of an optimizer state vector. */
 typedef struct {
   hid_t group, cgroup;        /* where the dataset and its checksums go */
-  const dpt_ckpt_tensor *t;
+  const dpt_tensor *t;
   const float *src;           /* this rank's range [lo, hi) of the flat buffer, from src[0] */
   hid_t d;                    /* the dataset, while open */
   uint64_t *sums;             /* its block checksums, 2 per block */
 } ckpt_item;
 
-static hid_t create_tensor(hid_t g, const dpt_ckpt_tensor *t) {
-  hsize_t dims[2] = {(hsize_t)t->dims[0], t->rank == 2 ? (hsize_t)t->dims[1] : 1};
+static hid_t create_tensor(hid_t g, const dpt_tensor *t) {
+  hsize_t dims[DPT_MAX_RANK];
+  for (int i = 0; i < t->rank; i++) dims[i] = (hsize_t)t->dims[i];
   hid_t sp = H5Screate_simple(t->rank, dims, NULL);
   hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
   H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
@@ -149,7 +159,7 @@ static hid_t create_tensor(hid_t g, const dpt_ckpt_tensor *t) {
 /* Writes this rank's part of it [lo, hi) piece by piece, and adds the pieces' checksums.
  * Independent: no other rank takes part. */
 static int write_own(ckpt_item *it, size_t lo, size_t hi, hid_t dxpl) {
-  const dpt_ckpt_tensor *t = it->t;
+  const dpt_tensor *t = it->t;
   size_t from = lo > t->offset ? lo : t->offset;
   size_t end = hi < t->offset + t->numel ? hi : t->offset + t->numel;
   hid_t fs = H5Dget_space(it->d);
@@ -266,10 +276,32 @@ static int fsync_path(const char *path) {
   return rc;
 }
 
+/* The view's tensors are well formed: rank 1..DPT_MAX_RANK, numel the product of the dims,
+ * inside [0, nparams). Every rank has the same table, so every rank finds the same answer. */
+static int check_tensors(const char *path, const dpt_ckpt_view *v, char *err, size_t errlen) {
+  for (int i = 0; i < v->ntensors; i++) {
+    const dpt_tensor *t = &v->tensors[i];
+    uint64_t n = 1;
+    int ok = t->name && t->name[0] && t->rank >= 1 && t->rank <= DPT_MAX_RANK;
+    for (int k = 0; ok && k < t->rank; k++)
+      ok = t->dims[k] > 0 && !__builtin_mul_overflow(n, (uint64_t)t->dims[k], &n);
+    if (!ok || n != t->numel || t->offset > v->nparams || t->numel > v->nparams - t->offset)
+      return dpt_io__errf(err, errlen, DPT_EINVAL,
+                          "checkpoint '%s': tensor %d ('%s') has rank %d, %zu elements at %zu "
+                          "(expected rank 1 to %d, dims whose product is its size, inside the "
+                          "%zu parameters)",
+                          path, i, t->name ? t->name : "(null)", t->rank, t->numel, t->offset,
+                          DPT_MAX_RANK, v->nparams);
+  }
+  return DPT_OK;
+}
+
 int dpt_ckpt_write(const char *path, MPI_Comm comm, const dpt_ckpt_view *v, char *err,
                    size_t errlen) {
   int rank;
   MPI_Comm_rank(comm, &rank);
+  int bad = check_tensors(path, v, err, errlen);
+  if (bad) return bad;
   char tmp[1100];
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
   dpt_io__quiet q;
@@ -329,13 +361,33 @@ static int read_number_attr(hid_t a, double *v) {
   return H5Aread(a, H5T_NATIVE_DOUBLE, v) < 0 ? -1 : 0;
 }
 
-/* Fills dims[0..1] of dataset space fs and returns its rank, or -1 when the rank is not 1 or 2
- * (dims is left {0, 0}): a checkpoint's tensors and checksum tables are never anything else. */
-static int rank_and_dims(hid_t fs, hsize_t dims[2]) {
-  dims[0] = dims[1] = 0;
+/* Fills dims[0..rank) of dataset space fs and returns its rank, or -1 when the rank is not
+ * 1 .. DPT_MAX_RANK (dims is left all 0): a checkpoint's tensors and checksum tables are never
+ * anything else. */
+static int rank_and_dims(hid_t fs, hsize_t dims[DPT_MAX_RANK]) {
+  for (int i = 0; i < DPT_MAX_RANK; i++) dims[i] = 0;
   int rank = fs >= 0 ? H5Sget_simple_extent_ndims(fs) : -1;
-  if (rank < 1 || rank > 2) return -1;
+  if (rank < 1 || rank > DPT_MAX_RANK) return -1;
   return H5Sget_simple_extent_dims(fs, dims, NULL) < 0 ? -1 : rank;
+}
+
+/* "[2, 3, 4]" into buf: the shape of rank dims (hsize_t from a file, or a tensor's int64). */
+static void shape_text(char *buf, size_t len, int rank, const hsize_t *fdims,
+                       const int64_t *tdims) {
+  size_t at = 0;
+  buf[0] = 0;
+  for (int i = 0; i < rank && at < len; i++)
+    at += (size_t)snprintf(buf + at, len - at, "%s%lld", i ? ", " : "[",
+                           fdims ? (long long)fdims[i] : (long long)tdims[i]);
+  if (at < len) snprintf(buf + at, len - at, rank ? "]" : "[]");
+}
+
+/* "<a>/<b>", malloc'ed (tensor names have any length); NULL when out of memory. */
+static char *join_path(const char *a, const char *b) {
+  size_t n = strlen(a) + strlen(b) + 2;
+  char *p = malloc(n);
+  if (p) snprintf(p, n, "%s/%s", a, b);
+  return p;
 }
 
 static int read_text_attr(hid_t obj, const char *name, char *out, size_t outlen) {
@@ -371,15 +423,16 @@ static int read_text_attr(hid_t obj, const char *name, char *out, size_t outlen)
  * blocks only), against /checksum/<dpath>. 0 if every block matches. */
 static int verify_blocks(hid_t f, const char *dpath, const float *x, size_t first, size_t n,
                          size_t numel) {
-  char cpath[400];
-  snprintf(cpath, sizeof cpath, "checksum/%s", dpath);
   if (H5Lexists(f, "checksum", H5P_DEFAULT) <= 0) return -1;
-  hid_t cd = H5Oexists_by_name(f, cpath, H5P_DEFAULT) > 0 ? H5Dopen2(f, cpath, H5P_DEFAULT)
-                                                          : H5I_INVALID_HID;
+  char *cpath = join_path("checksum", dpath);
+  hid_t cd = cpath && H5Oexists_by_name(f, cpath, H5P_DEFAULT) > 0
+                 ? H5Dopen2(f, cpath, H5P_DEFAULT)
+                 : H5I_INVALID_HID;
+  free(cpath);
   if (cd < 0) return -1;
   size_t nb = (numel + CKPT_BLOCK - 1) / CKPT_BLOCK;
   hid_t cs = H5Dget_space(cd);
-  hsize_t cdims[2];
+  hsize_t cdims[DPT_MAX_RANK];
   int shape_ok = rank_and_dims(cs, cdims) == 2 && cdims[0] == nb && cdims[1] == 2;
   if (cs >= 0) H5Sclose(cs);
   uint64_t *want = shape_ok ? malloc(2 * nb * sizeof *want) : NULL;
@@ -399,32 +452,35 @@ static int verify_blocks(hid_t f, const char *dpath, const float *x, size_t firs
 
 /* Reads the part of tensor t in [lo, hi) of the flat buffer into dst (which starts at flat
  * element dst_lo), reading whole checksum blocks around it and verifying them. */
-static int read_tensor(const char *path, hid_t f, const char *gname, const dpt_ckpt_tensor *t,
+static int read_tensor(const char *path, hid_t f, const char *gname, const dpt_tensor *t,
                        float *dst, size_t dst_lo, size_t lo, size_t hi, char *err,
                        size_t errlen) {
-  char dpath[300];
-  snprintf(dpath, sizeof dpath, "%s/%s", gname, t->name);
-  if (H5Oexists_by_name(f, dpath, H5P_DEFAULT) <= 0)
-    return dpt_io__errf(err, errlen, DPT_EINVAL,
-                        "%s: /%s is missing (expected the tensor of this model)", path, dpath);
+  char *dpath = join_path(gname, t->name);
+  if (!dpath) return dpt_io__errf(err, errlen, DPT_ENOMEM, "%s: out of memory", path);
+  if (H5Oexists_by_name(f, dpath, H5P_DEFAULT) <= 0) {
+    int rc = dpt_io__errf(err, errlen, DPT_EINVAL,
+                          "%s: /%s is missing (expected the tensor of this model)", path, dpath);
+    free(dpath);
+    return rc;
+  }
   hid_t d = H5Dopen2(f, dpath, H5P_DEFAULT);
   hid_t fs = H5Dget_space(d);
-  hsize_t dims[2];
+  hsize_t dims[DPT_MAX_RANK];
   int rank = rank_and_dims(fs, dims);
-  int rc = DPT_OK;
+  int rc = DPT_OK, same = rank == t->rank;
+  for (int i = 0; same && i < rank; i++) same = (hsize_t)t->dims[i] == dims[i];
   size_t from = lo > t->offset ? lo : t->offset;
   size_t end = hi < t->offset + t->numel ? hi : t->offset + t->numel;
+  char want[200], got[200];
+  shape_text(want, sizeof want, t->rank, NULL, t->dims);
   if (rank < 0) {
-    rc = dpt_io__errf(err, errlen, DPT_EINVAL, "%s: /%s is not a 1-D or 2-D dataset (the "
-                      "model's tensor is %d-D)", path, dpath, t->rank);
-  } else if (rank != t->rank || (hsize_t)t->dims[0] != dims[0] ||
-      (rank == 2 && (hsize_t)t->dims[1] != dims[1])) {
+    rc = dpt_io__errf(err, errlen, DPT_EINVAL, "%s: /%s is not a 1-D to %d-D dataset (the "
+                      "model's tensor is %s)", path, dpath, DPT_MAX_RANK, want);
+  } else if (!same) {
+    shape_text(got, sizeof got, rank, dims, NULL);
     rc = dpt_io__errf(err, errlen, DPT_EINVAL,
-                      "%s: /%s has shape [%llu%s%llu] but the model's tensor is [%lld%s%lld]"
-                      " (a checkpoint of another model?)", path, dpath,
-                      (unsigned long long)dims[0], rank == 2 ? ", " : "",
-                      rank == 2 ? (unsigned long long)dims[1] : 0ull, (long long)t->dims[0],
-                      t->rank == 2 ? ", " : "", t->rank == 2 ? (long long)t->dims[1] : 0ll);
+                      "%s: /%s is %d-D %s but the model's tensor is %d-D %s (a checkpoint of "
+                      "another model?)", path, dpath, rank, got, t->rank, want);
   } else if (from < end) {
     /* widen to whole blocks, in tensor coordinates */
     size_t a = (from - t->offset) / CKPT_BLOCK * CKPT_BLOCK;
@@ -447,6 +503,7 @@ static int read_tensor(const char *path, hid_t f, const char *gname, const dpt_c
   }
   H5Sclose(fs);
   H5Dclose(d);
+  free(dpath);
   return rc;
 }
 
@@ -566,7 +623,7 @@ static herr_t on_object(hid_t root, const char *name, const H5O_info_t *info, vo
   if (info->type != H5O_TYPE_DATASET || !strncmp(name, "checksum/", 9)) return 0;
   hid_t d = H5Dopen2(root, name, H5P_DEFAULT);
   hid_t fs = H5Dget_space(d);
-  hsize_t dims[2];
+  hsize_t dims[DPT_MAX_RANK];
   int rank = rank_and_dims(fs, dims);
   hssize_t n = rank < 0 ? -1 : H5Sget_simple_extent_npoints(fs);
   size_t bytes = 0;
@@ -576,18 +633,15 @@ static herr_t on_object(hid_t root, const char *name, const H5O_info_t *info, vo
   int ok = buf && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0 &&
            verify_blocks(root, name, buf, 0, (size_t)n, (size_t)n) == 0;
   free(buf);
-  char key[300], value[128];
-  snprintf(key, sizeof key, "/%s", name);
+  char *key = join_path("", name), value[256], shape[200];
+  shape_text(shape, sizeof shape, rank, dims, NULL);
   if (rank < 0)
-    snprintf(value, sizeof value, "not a 1-D or 2-D dataset");
-  else if (rank == 2)
-    snprintf(value, sizeof value, "[%llu, %llu] checksum %s", (unsigned long long)dims[0],
-             (unsigned long long)dims[1], ok ? "ok" : "FAILED");
+    snprintf(value, sizeof value, "not a 1-D to %d-D dataset", DPT_MAX_RANK);
   else
-    snprintf(value, sizeof value, "[%llu] checksum %s", (unsigned long long)dims[0],
-             ok ? "ok" : "FAILED");
-  w->bad |= !ok;
-  w->fn(w->ctx, key, value);
+    snprintf(value, sizeof value, "%s checksum %s", shape, ok ? "ok" : "FAILED");
+  w->bad |= !ok || !key;
+  if (key) w->fn(w->ctx, key, value);
+  free(key);
   H5Sclose(fs);
   H5Dclose(d);
   return 0;

@@ -242,8 +242,10 @@ static int open_x(dpt_dataset *ds, int s, char *err, size_t errlen) {
   if (rc < 0) return rc;
   in->n = (int64_t)dims[0];
   in->features = 1;
+  in->sample.rank = in->x_rank - 1; /* the sample's shape: dims after N (at most 7 < 8) */
   for (int i = 0; i < in->x_rank; i++) {
     in->x_dims[i] = (int64_t)dims[i];
+    if (i > 0) in->sample.dims[i - 1] = (int64_t)dims[i];
     /* HDF5 accepts dims whose product wraps around 2^64 (chunks never written) */
     if (dims[i] > INT64_MAX ||
         (i > 0 && __builtin_mul_overflow(in->features, (int64_t)dims[i], &in->features)))

@@ -34,9 +34,10 @@ typedef enum { DPT_SPLIT_TRAIN, DPT_SPLIT_TEST } dpt_split;
 /* Shape and type of one split, as read from the file. */
 typedef struct {
   int64_t n;          /* samples */
-  int64_t features;   /* product of x's dims after the first */
+  int64_t features;   /* product of x's dims after the first (the flattened sample) */
   int x_rank;         /* rank of x, including N */
   int64_t x_dims[8];  /* x's dims */
+  dpt_shape sample;   /* the sample's shape: x's dims after N ([28, 28] for [N, 28, 28]) */
   int x_u8;           /* 1: x stored as uint8, 0: float32 */
   int y_labels;       /* 1: y holds integer class labels, 0: float targets */
   int64_t y_width;    /* values per sample in y (1 for labels) */
@@ -85,7 +86,8 @@ int dpt_io_synth(const char *out, int64_t n_train, int64_t n_test, int64_t featu
 /* --- checkpoints ---                                                                          */
 /* ------------------------------------------------------------------------------------------ */
 /* One HDF5 file per checkpoint, whose layout depends on neither W nor the ZeRO stage:
- *   /model/<tensor>              float32, the tensor's shape (PyTorch layout and names)
+ *   /model/<tensor>              float32, the tensor's shape, any rank 1..DPT_MAX_RANK
+ *                                (PyTorch layout and names)
  *   /optim/<state>/<tensor>      float32, per-element optimizer state, the tensor's shape
  *   root attributes              format_version, dpt_version, text entries ("solver", "sched",
  *                                "model", hyperparameters "hp.<name>"), scalar entries
@@ -96,21 +98,13 @@ int dpt_io_synth(const char *out, int64_t n_train, int64_t n_test, int64_t featu
  * (MPI-IO): each rank writes the range of the flat buffer it owns into the global datasets. */
 
 typedef struct {
-  const char *name;  /* "fc1.weight" */
-  int rank;          /* 1 or 2 */
-  int64_t dims[2];
-  size_t offset;     /* first element in the flat buffer */
-  size_t numel;
-} dpt_ckpt_tensor;
-
-typedef struct {
   const char *name, *value;
 } dpt_ckpt_text;
 
 /* What a checkpoint holds, and where this rank's part of it lives in memory. */
 typedef struct {
   int ntensors;
-  const dpt_ckpt_tensor *tensors;
+  const dpt_tensor *tensors; /* base.h: any rank 1..DPT_MAX_RANK, names of any length */
   size_t nparams;
   size_t lo, len;    /* this rank's range [lo, lo+len) of the flat buffer */
   float *params;     /* the flat buffer (nparams); only [lo, lo+len) is written or read */
@@ -141,8 +135,8 @@ int dpt_ckpt_read(const char *path, const dpt_ckpt_view *v, int params_only, cha
 
 /* Walks a checkpoint for a summary: calls fn(ctx, name, value) for every root attribute
  * (texts and scalars, in file order) and for every dataset ("/model/fc1.weight" ->
- * "[256, 784] checksum ok" or "... checksum FAILED"), reading each in full to verify its
- * Fletcher32 checksum. Returns DPT_EINVAL if the file cannot be read or a checksum fails. */
+ * "[256, 784] checksum ok" or "... checksum FAILED"; any rank: "[8, 3, 5, 5] ..."), reading
+ * each in full to verify its block checksums. Returns DPT_EINVAL if the file cannot be read or a checksum fails. */
 typedef void (*dpt_ckpt_item_fn)(void *ctx, const char *name, const char *value);
 int dpt_ckpt_describe(const char *path, dpt_ckpt_item_fn fn, void *ctx, char *err,
                       size_t errlen);

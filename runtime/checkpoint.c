@@ -18,17 +18,18 @@
 #include "internal.h"
 #include "io.h"
 
-#define MAX_SCALARS (48 + DPT_MAX_TENSORS)
+#define MAX_FIXED_SCALARS 112 /* solver, scheduler and train.* scalars (the budget before the
+                                 tensor count was open); plus one per tensor */
 #define MAX_TEXTS 40
 
-/* Everything but the big arrays, gathered into name/value lists. */
+/* Everything but the big arrays, gathered into name/value lists. The tensors are the model's
+ * own table; scalars (one per tensor in deterministic mode) are sized by the model. */
 typedef struct {
-  dpt_ckpt_tensor tensors[DPT_MAX_TENSORS];
   const char *vec_names[8];
   float *vecs[8];
-  const char *scalar_names[MAX_SCALARS];
-  char scalar_store[MAX_SCALARS][96];
-  double scalars[MAX_SCALARS];
+  int max_scalars, dropped;
+  const char **scalar_names; /* [max_scalars], each malloc'ed (tensor names have any length) */
+  double *scalars;
   dpt_ckpt_text texts[MAX_TEXTS];
   char text_store[MAX_TEXTS][2][96];
   int ntext;
@@ -36,11 +37,24 @@ typedef struct {
 } layout;
 
 static void add_scalar(layout *l, const char *prefix, const char *name, double value) {
-  if (l->v.nscalar >= MAX_SCALARS) return;
+  size_t len = strlen(prefix) + strlen(name) + 2;
+  char *full = l->v.nscalar < l->max_scalars ? malloc(len) : NULL;
+  if (!full) {
+    l->dropped = 1; /* build fails */
+    return;
+  }
+  snprintf(full, len, "%s.%s", prefix, name);
   int i = l->v.nscalar++;
-  snprintf(l->scalar_store[i], sizeof l->scalar_store[i], "%s.%s", prefix, name);
-  l->scalar_names[i] = l->scalar_store[i];
+  l->scalar_names[i] = full;
   l->scalars[i] = value;
+}
+
+/* Frees what build allocated (safe on a layout build failed to allocate). */
+static void layout_free(layout *l) {
+  for (int i = 0; l->scalar_names && i < l->v.nscalar; i++) free((char *)l->scalar_names[i]);
+  free(l->scalar_names);
+  free(l->scalars);
+  l->scalar_names = NULL, l->scalars = NULL;
 }
 
 static void add_text(layout *l, const char *name, const char *value) {
@@ -58,19 +72,19 @@ static void add_hparam(void *ctx, const char *name, const char *value, const cha
   add_text(ctx, key, value);
 }
 
-/* The layout for this run: tensors, the solver's vectors over [lo, lo+len), every scalar. */
-static void build(layout *l, const dpt_train_opts *o, const dpt_model *m, float *params,
-                  dpt_solver *solver, size_t solver_lo, dpt_sched *sched,
-                  const dpt_train_pos *pos, size_t lo, size_t len, int with_scales) {
+/* The layout for this run: tensors, the solver's vectors over [lo, lo+len), every scalar.
+ * DPT_ENOMEM if its lists cannot be allocated (then layout_free is still safe). */
+static int build(layout *l, const dpt_train_opts *o, const dpt_model *m, float *params,
+                 dpt_solver *solver, size_t solver_lo, dpt_sched *sched,
+                 const dpt_train_pos *pos, size_t lo, size_t len, int with_scales) {
   memset(l, 0, sizeof *l);
-  for (int t = 0; t < m->ntensors; t++) {
-    const dpt_tensor *s = &m->tensors[t];
-    l->tensors[t] = (dpt_ckpt_tensor){s->name, s->rank, {s->dims[0], s->dims[1]}, s->offset,
-                                      s->numel};
-  }
+  l->max_scalars = MAX_FIXED_SCALARS + m->ntensors;
+  l->scalar_names = calloc((size_t)l->max_scalars, sizeof *l->scalar_names);
+  l->scalars = calloc((size_t)l->max_scalars, sizeof *l->scalars);
+  if (!l->scalar_names || !l->scalars) return DPT_ENOMEM;
   dpt_ckpt_view *v = &l->v;
   v->ntensors = m->ntensors;
-  v->tensors = l->tensors;
+  v->tensors = m->tensors;
   v->nparams = m->nparams;
   v->lo = lo;
   v->len = len;
@@ -101,9 +115,12 @@ static void build(layout *l, const dpt_train_opts *o, const dpt_model *m, float 
   add_scalar(l, "train", "zero", (double)pos->zero);
   if (with_scales) /* deterministic mode's fixed-point exponents (NAN when not used) */
     for (int t = 0; t < m->ntensors; t++) {
-      char name[80];
-      snprintf(name, sizeof name, "grad_scale.%s", m->tensors[t].name);
+      size_t n = strlen(m->tensors[t].name) + 12;
+      char *name = malloc(n);
+      if (!name) return DPT_ENOMEM;
+      snprintf(name, n, "grad_scale.%s", m->tensors[t].name);
       add_scalar(l, "train", name, pos->grad_scale[t]);
+      free(name);
     }
   v->vec_names = l->vec_names;
   v->vecs = l->vecs;
@@ -115,6 +132,7 @@ static void build(layout *l, const dpt_train_opts *o, const dpt_model *m, float 
   dpt_optim_solver_describe(dpt_solver_hparams(solver), add_hparam, l);
   v->texts = l->texts;
   v->ntext = l->ntext;
+  return l->dropped ? DPT_ENOMEM : DPT_OK;
 }
 
 /* --- the run directory --- */
@@ -173,7 +191,11 @@ int dpt_ckpt_save_run(const dpt_train_opts *o, const dpt_model *m, MPI_Comm comm
   dpt_range own = dpt_comm_shard(m->nparams, rank, size);
   layout *l = malloc(sizeof *l);
   if (!l) return DPT_ENOMEM; /* (every rank has the same small allocation) */
-  build(l, o, m, params, solver, solver_lo, sched, pos, own.offset, own.len, 1);
+  if (build(l, o, m, params, solver, solver_lo, sched, pos, own.offset, own.len, 1)) {
+    layout_free(l);
+    free(l);
+    return DPT_ENOMEM; /* (every rank has the same small allocations) */
+  }
   if (fault && fault->in_ckpt && fault->rank == rank && fault->step == pos->step)
     l->v.written = dpt_fault_kill;
   char name[64], path[1200];
@@ -181,6 +203,7 @@ int dpt_ckpt_save_run(const dpt_train_opts *o, const dpt_model *m, MPI_Comm comm
   snprintf(path, sizeof path, "%s/%s", o->ckpt_dir, name);
   char ioerr[DPT_ERR_LEN];
   rc = dpt_ckpt_write(path, comm, &l->v, ioerr, sizeof ioerr);
+  layout_free(l);
   free(l);
   if (rc) {
     snprintf(err, errlen, "%s", ioerr);
@@ -242,14 +265,15 @@ static int as_count(double v, long *out) {
 int dpt_ckpt_load_run(const char *path, const dpt_train_opts *o, const dpt_model *m,
                       float *params, dpt_solver *solver, size_t solver_lo, dpt_sched *sched,
                       dpt_train_pos *pos, int params_only, char *err, size_t errlen) {
-  layout *l = malloc(sizeof *l);
+  layout *l = calloc(1, sizeof *l); /* (zeroed: layout_free is safe before any build) */
   if (!l) return DPT_ENOMEM;
   char ioerr[DPT_ERR_LEN];
   int rc = 0;
   if (!params_only) { /* the solver's range: its state, and the scalars */
-    build(l, o, m, params, solver, solver_lo, sched, pos, solver_lo, dpt_solver_len(solver),
-          o->deterministic);
-    rc = dpt_ckpt_read(path, &l->v, 0, ioerr, sizeof ioerr);
+    rc = build(l, o, m, params, solver, solver_lo, sched, pos, solver_lo,
+               dpt_solver_len(solver), o->deterministic);
+    if (rc) snprintf(ioerr, sizeof ioerr, "%s: out of memory for the checkpoint's lists", path);
+    else rc = dpt_ckpt_read(path, &l->v, 0, ioerr, sizeof ioerr);
     for (int i = 0; !rc && i < l->v.nscalar; i++) {
       const char *name = l->scalar_names[i];
       double v = l->scalars[i];
@@ -281,10 +305,13 @@ int dpt_ckpt_load_run(const char *path, const dpt_train_opts *o, const dpt_model
       }
     }
   }
+  layout_free(l);
   if (!rc) { /* every rank needs all parameters */
-    build(l, o, m, params, solver, solver_lo, sched, pos, 0, m->nparams, 0);
-    rc = dpt_ckpt_read(path, &l->v, 1, ioerr, sizeof ioerr);
+    rc = build(l, o, m, params, solver, solver_lo, sched, pos, 0, m->nparams, 0);
+    if (rc) snprintf(ioerr, sizeof ioerr, "%s: out of memory for the checkpoint's lists", path);
+    else rc = dpt_ckpt_read(path, &l->v, 1, ioerr, sizeof ioerr);
   }
+  layout_free(l);
   free(l);
   if (rc) {
     snprintf(err, errlen, "%s", ioerr);

@@ -61,8 +61,9 @@ typedef struct {
   long step_in_epoch; /* steps done within that epoch */
   double epoch_loss;  /* sum of step losses so far in that epoch */
   int world_size, zero; /* at save time (informational) */
-  double grad_scale[DPT_MAX_TENSORS]; /* deterministic mode: fixed-point exponent per tensor
-                                         (NAN: not known yet); see comm/reduce_exact.c */
+  double *grad_scale; /* [model's ntensors], deterministic mode: fixed-point exponent per
+                         tensor (NAN: not known yet); see comm/reduce_exact.c. The trainer's
+                         storage. */
 } dpt_train_pos;
 
 /* Test-only fault injection (fault.c): which rank dies, at which step, and whether inside the

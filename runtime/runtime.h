@@ -17,7 +17,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "base.h" /* the error space: DPT_E* codes, dpt_strerror, DPT_ERR_LEN */
+#include "base.h"   /* the error space (DPT_E*, dpt_strerror, DPT_ERR_LEN), dpt_tensor, dpt_shape */
+#include "layers.h" /* the layer library the MLP is built from; dpt_grad_ready_fn, dpt_layer_span */
 #include "optim.h"
 
 /* --- process set-up (env.c) ---
@@ -40,40 +41,49 @@ double dpt_rng_normal(dpt_rng *r);           /* standard normal (Box-Muller) */
 uint64_t dpt_rng_below(dpt_rng *r, uint64_t n); /* uniform in [0, n), unbiased */
 
 /* --- models ---
- * A model is a set of named tensors living in one flat fp32 buffer (PyTorch layout and names:
- * "fc1.weight" [out, in], "fc1.bias" [out]) and functions that compute the loss and its
- * gradient for a batch. dpt trains any model that fills this struct; the MLP below is one,
- * tests/runtime/test_user_model.c holds another written as a user would. */
-#define DPT_MAX_TENSORS 64
-
-typedef struct {
-  char name[48];   /* state_dict name, e.g. "fc2.weight" */
-  int rank;        /* 1 or 2 */
-  int64_t dims[2]; /* [out, in] for a weight, [out] for a bias */
-  size_t offset;   /* first element in the flat buffer */
-  size_t numel;
-} dpt_tensor;
-
-/* Called by a model's backward when grad[offset, offset + len) is final for this batch, so that
- * its reduction can start while backward goes on. Ranges may come in any order; together they
- * cover the whole buffer exactly once per loss_grad call. */
-typedef void (*dpt_grad_ready_fn)(void *ctx, size_t offset, size_t len);
+ * A model is a table of named tensors (base.h's dpt_tensor: any rank up to DPT_MAX_RANK, names
+ * of any length, PyTorch layout and names: "fc1.weight" [out, in], "fc1.bias" [out]) living in
+ * one flat fp32 buffer, in buffer order and tiling it, and functions that compute the loss and
+ * its gradient for a batch. dpt trains any model that fills this struct; the MLP below is one
+ * (built from the layer library, layers.h), tests/runtime/test_mpi_user_model.c holds another
+ * written as a user would.
+ *
+ * How to add a model kind (`--model KIND:SPEC`), two files:
+ *   1. runtime/model_<kind>.c: a dpt_model_create_fn that parses a->args, reads the dataset's
+ *      sample shape from a->data, and fills the dpt_model, usually by stacking layers into a
+ *      dpt_net (layers.h) and pointing tensors/layers at the net's tables (model_mlp.c does);
+ *      errors name a->spec.
+ *   2. runtime/model.c: one line in the built-in kind table (and the function's declaration).
+ *   A program's own kind needs neither: dpt_model_register("KIND", create) before
+ *   dpt_train_run (tests/runtime/test_mpi_user_model.c registers "linreg"). m->kind is stored
+ *   in checkpoints and must match when one is loaded. */
 
 typedef struct dpt_model {
-  const char *kind;      /* "mlp", or the user's name */
+  const char *kind;      /* "mlp", or the user's name; stored in checkpoints and checked */
   int ntensors;
-  dpt_tensor tensors[DPT_MAX_TENSORS];
+  const dpt_tensor *tensors; /* [ntensors], the model's own storage (names too), valid until
+                                destroy; in flat-buffer order, each starting where the previous
+                                ends, the last ending at nparams */
   size_t nparams;        /* length of the flat buffer */
-  int64_t in_features;   /* floats per input sample */
+  dpt_shape input;       /* the sample shape it takes (dims after N); an MLP's is [in];
+                            rank 0: not given, the input is in_features flat values */
+  int64_t in_features;   /* floats per input sample: the product of input's dims */
   int64_t out_features;  /* classes (labels) or targets per sample */
   int wants_labels;      /* 1: y are class labels in [0, out_features); 0: float targets */
+  /* Layer boundaries, for ZeRO-3 gathers and bucket readiness: the layers that have parameters,
+   * in forward order, each a range of tensors and of the flat buffer; together they tile it.
+   * nlayers 0: the model is one layer. The model's own storage, like tensors. */
+  int nlayers;
+  const dpt_layer_span *layers;
   void *ctx;             /* the model's own data */
   /* Fills params[nparams] with the initialisation drawn from seed (identical on every rank). */
   int (*init)(struct dpt_model *m, float *params, uint64_t seed, char *err, size_t errlen);
   /* Forward and backward on n samples x[n * in_features] with labels[n] or y[n * out_features]:
    * ADDS scale * d(sum of per-sample losses)/d(params) into grad[nparams] (so micro-batches
    * accumulate), and returns the sum of per-sample losses and, for labels, the number of correct
-   * predictions. Calls ready(ready_ctx, ...) as parts of grad become final, if ready != NULL. */
+   * predictions. Calls ready(ready_ctx, offset, len) as parts of grad become final, if ready !=
+   * NULL: ranges in any order that together cover the buffer exactly once per call (a model
+   * with layers: once per layer, last to first). */
   int (*loss_grad)(struct dpt_model *m, const float *params, float *grad, float scale,
                    const float *x, const int32_t *labels, const float *y, size_t n,
                    double *loss_sum, int64_t *correct, dpt_grad_ready_fn ready, void *ready_ctx,
@@ -82,17 +92,64 @@ typedef struct dpt_model {
   int (*evaluate)(struct dpt_model *m, const float *params, const float *x,
                   const int32_t *labels, const float *y, size_t n, double *loss_sum,
                   int64_t *correct, char *err, size_t errlen);
-  void (*destroy)(struct dpt_model *m); /* frees ctx (not the struct's storage) */
+  void (*destroy)(struct dpt_model *m); /* frees ctx and the tables (not the struct's storage) */
 } dpt_model;
 
 /* Finds a tensor by name; NULL if absent. */
 const dpt_tensor *dpt_model_tensor(const dpt_model *m, const char *name);
 
-/* The built-in MLP. spec is "mlp:IN-H1-...-OUT" (at least one layer); activation relu, tanh,
- * gelu (exact, erf) or sigmoid between layers; loss "ce" (softmax cross-entropy on labels) or
- * "mse" (mean over outputs of squared error on float targets, as torch's MSELoss per sample).
- * Linear layers are named fc1, fc2, ... and initialised as torch.nn.Linear (Kaiming-uniform
- * weights, uniform biases, bound 1/sqrt(in)). Forward and backward use cblas_sgemm. Fills *m. */
+/* Checks that m is well formed: every tensor of rank 1..DPT_MAX_RANK with positive dims whose
+ * product is its numel, named (uniquely), the tensors tiling [0, nparams) in order; input's
+ * dims (if given) multiplying to in_features; the layer spans, if any, tiling the tensors in
+ * order; init, loss_grad and evaluate set. An error names
+ * the model kind and the tensor or layer at fault. dpt_train_run_model calls it. */
+int dpt_model_check(const dpt_model *m, char *err, size_t errlen);
+
+/* What a model kind learns of the data before it is built: the training split's shape. */
+typedef struct {
+  dpt_shape sample;  /* one sample's shape: x's dims after N ([28, 28] for x [N, 28, 28]) */
+  int64_t features;  /* product of sample's dims: what a model that flattens takes */
+  int labels;        /* 1: y holds integer class labels; 0: float targets */
+  int64_t classes;   /* labels: the number of classes (num_classes, else max label + 1) */
+  int64_t targets;   /* float targets per sample (1 for labels) */
+} dpt_model_data;
+
+/* What a create function receives. */
+typedef struct {
+  const char *spec;           /* the whole --model text, "mlp:784-256-10": name it in errors */
+  const char *args;           /* what follows "KIND:" ("" when there is no colon) */
+  const char *activation;     /* --activation: relu | tanh | gelu | sigmoid */
+  const char *loss;           /* --loss: ce | mse */
+  const dpt_model_data *data; /* NULL when no dataset was read (a tool building a model on its
+                                 own, or a data file that cannot be opened: training's set-up
+                                 reports that); a kind that needs it says so */
+} dpt_model_args;
+
+/* Fills *m (memset by the caller to 0) or returns a negative DPT_E* code and a message that
+ * names a->spec; on failure m holds nothing to free. */
+typedef int (*dpt_model_create_fn)(const dpt_model_args *a, dpt_model *m, char *err,
+                                   size_t errlen);
+
+/* Adds kind (copied; letters, digits, '_' and '-') to the registry, so that `--model KIND:...`
+ * and dpt_model_create dispatch to create. A kind already registered (built-in or not) is
+ * DPT_EINVAL. Not thread-safe: register at start-up, before training. */
+int dpt_model_register(const char *kind, dpt_model_create_fn create, char *err, size_t errlen);
+
+/* Builds the model spec names ("KIND:ARGS") through the registry. data may be NULL (see
+ * dpt_model_args). An unknown kind is DPT_EINVAL with the known kinds listed. */
+int dpt_model_create(const char *spec, const char *activation, const char *loss,
+                     const dpt_model_data *data, dpt_model *m, char *err, size_t errlen);
+
+/* The shape of the training split of the dataset at path, for dpt_model_create; DPT_OK, or the
+ * dataset's error (not collective: reads the file's metadata only). */
+int dpt_model_data_read(const char *path, dpt_model_data *data, char *err, size_t errlen);
+
+/* The built-in MLP (registered as "mlp"). spec is "mlp:IN-H1-...-OUT" (at least one layer);
+ * activation relu, tanh, gelu (exact, erf) or sigmoid between layers; loss "ce" (softmax
+ * cross-entropy on labels) or "mse" (mean over outputs of squared error on float targets, as
+ * torch's MSELoss per sample). Linear layers are named fc1, fc2, ... and initialised as
+ * torch.nn.Linear (Kaiming-uniform weights, uniform biases, bound 1/sqrt(in)). Forward and
+ * backward use cblas_sgemm. The input is flattened: a [28, 28] sample is mlp:784-... Fills *m. */
 int dpt_mlp_create(const char *spec, const char *activation, const char *loss, dpt_model *m,
                    char *err, size_t errlen);
 

@@ -143,8 +143,13 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
     snprintf(err, errlen, "%s", oerr);
     return DPT_EINVAL;
   }
-  for (int t = 0; t < DPT_MAX_TENSORS; t++) r->pos.grad_scale[t] = NAN;
-  if (o->deterministic) {
+  r->pos.grad_scale = malloc((size_t)m->ntensors * sizeof *r->pos.grad_scale);
+  if (!r->pos.grad_scale) {
+    snprintf(err, errlen, "out of memory for %d tensors' scales", m->ntensors);
+    return DPT_ENOMEM;
+  }
+  for (int t = 0; t < m->ntensors; t++) r->pos.grad_scale[t] = NAN;
+  if (o->deterministic) { /* exact sums of micro-shards (comm/reduce_exact.c) */
     r->det = 1;
     r->slots = calloc((size_t)o->micro_shards + 3, sizeof *r->slots);
     if (!r->slots) {
@@ -203,6 +208,7 @@ static void teardown(run *r) {
   free(r->x);
   free(r->y);
   free(r->labels);
+  free(r->pos.grad_scale);
 }
 /* --- the loop --- */
 
@@ -352,6 +358,7 @@ static int run_on(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm, dpt_trai
   MPI_Comm_size(comm, &r.size);
   memset(res, 0, sizeof *res);
   int rc = dpt_train_validate(o, err, errlen);
+  if (!rc) rc = dpt_model_check(m, err, errlen);
   if (!rc) rc = dpt_fault_from_env(&r.fault, err, errlen);
   r.t_start = dpt_now();
   /* defaults that depend on the run: runs/dpt (runs/slurm-<job> in a SLURM job, the same
@@ -431,7 +438,12 @@ int dpt_train_run(const dpt_train_opts *o, MPI_Comm comm, dpt_train_result *res,
   int rc = dpt_comm_dup_returning(comm, &own, err, errlen);
   if (rc) return rc;
   dpt_model m;
-  rc = dpt_mlp_create(o->model, o->activation, o->loss, &m, err, errlen);
+  dpt_model_data data; /* the sample shape, for kinds that need it (the data's own errors
+                          come from set-up) */
+  char ignored[DPT_ERR_LEN];
+  int has_data = dpt_model_data_read(o->data, &data, ignored, sizeof ignored) == 0;
+  rc = dpt_model_create(o->model, o->activation, o->loss, has_data ? &data : NULL, &m, err,
+                        errlen);
   int all = dpt_comm_agree_error(own, rc, err, errlen);
   if (all) {
     if (!rc) m.destroy(&m);

@@ -1,5 +1,5 @@
-/* base.h — what every dpt module shares: the one error space, one parser for numbers and
- * booleans, atomic file writes, and small helpers. The whole public surface of
+/* base.h — what every dpt module shares: the one error space, the tensor description, one
+ * parser for numbers and booleans, atomic file writes, and small helpers. The whole public surface of
  * runtime/base/, the sub-library below optim, io, comm and runtime (it lives in runtime/
  * because the top level is fixed; it depends on nothing but libc).
  *
@@ -106,5 +106,27 @@ uint64_t dpt_splitmix64(uint64_t *state);
 /* Writes s as the body of a JSON string: quotes, backslashes and control characters escaped
  * (bytes >= 0x80 are passed through, so UTF-8 stays UTF-8). */
 void dpt_json_escape(FILE *f, const char *s);
+
+/* --- tensors ---
+ * The one description of a tensor, shared by models (runtime, layers) and checkpoints (io):
+ * a named, row-major view of a flat fp32 buffer. Plain data; whoever fills it owns the name.
+ * A model has any number of them (its table is the model's own array), names have any length,
+ * and ranks go up to DPT_MAX_RANK (a conv weight [out, in, kh, kw] is rank 4). */
+#define DPT_MAX_RANK 8
+
+typedef struct {
+  const char *name;            /* state_dict name, e.g. "fc2.weight"; owned by the tensor's owner */
+  int rank;                    /* 1 .. DPT_MAX_RANK (dims[rank..] are unused, keep them 0) */
+  int64_t dims[DPT_MAX_RANK];  /* PyTorch's shape: [out, in] for a Linear weight, [out] a bias */
+  size_t offset;               /* first element in the flat buffer */
+  size_t numel;                /* product of dims */
+} dpt_tensor;
+
+/* A shape without a name: a dataset's sample ([28, 28] for [N, 28, 28] images, dims after N),
+ * a layer's input or output per sample. rank 0 is a single value. */
+typedef struct {
+  int rank;                    /* 0 .. DPT_MAX_RANK */
+  int64_t dims[DPT_MAX_RANK];
+} dpt_shape;
 
 #endif /* DPT_BASE_H */

@@ -98,11 +98,7 @@ int main(int argc, char **argv) {
   float *m1 = calloc(own.len + 1, sizeof(float)), *m2 = calloc(own.len + 1, sizeof(float));
   for (size_t i = 0; i < m.nparams; i++) params[i] = (float)(i % 1000) * 1e-3f;
   for (size_t i = 0; i < own.len; i++) m1[i] = m2[i] = (float)(i % 77) * 1e-2f;
-  dpt_ckpt_tensor t[DPT_MAX_TENSORS];
-  for (int i = 0; i < m.ntensors; i++)
-    t[i] = (dpt_ckpt_tensor){m.tensors[i].name, m.tensors[i].rank,
-                             {m.tensors[i].dims[0], m.tensors[i].dims[1]},
-                             m.tensors[i].offset, m.tensors[i].numel};
+  const dpt_tensor *t = m.tensors; /* the model's table is the checkpoint's */
   const char *vn[2] = {"exp_avg", "exp_avg_sq"};
   float *vv[2] = {m1, m2};
   const char *sn[1] = {"solver.step"};

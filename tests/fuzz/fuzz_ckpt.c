@@ -541,7 +541,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fail("cannot set up the reader", t->file, err);
   dpt_train_pos pos;
   memset(&pos, 0, sizeof pos);
-  for (int i = 0; i < DPT_MAX_TENSORS; i++) pos.grad_scale[i] = NAN;
+  double *scales = malloc((size_t)g_model.ntensors * sizeof *scales);
+  if (!scales) fail("out of memory", t->file, "");
+  for (int i = 0; i < g_model.ntensors; i++) scales[i] = NAN;
+  pos.grad_scale = scales;
   int rc = dpt_ckpt_load_run(path, &o, &g_model, params, solver, r.offset, sched, &pos,
                              params_only, err, sizeof err);
   if (g_verbose) fprintf(stderr, "load: %d %s\n", rc, rc ? err : "ok");
@@ -563,5 +566,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   dpt_sched_free(sched);
   dpt_solver_free(solver);
   free(params);
+  free(scales);
   return 0;
 }

@@ -1,7 +1,8 @@
 /* test_mlp_gradcheck.c — the built-in MLP against central finite differences (computed in
  * double from fp32 forward passes) for every activation and both losses, plus its contract:
- * ready-callback coverage and order, gradient accumulation, deterministic init, the tensor
- * layout, and rejection of bad specs, activations, losses and labels. */
+ * ready-callback coverage and order (and the layer boundaries it matches), gradient
+ * accumulation, deterministic init, the tensor layout, 220 tensors, the model check and the
+ * registry, and rejection of bad specs, activations, losses and labels. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -149,11 +150,12 @@ static void test_gradcheck_single_layer(void **state) {
 
 /* ---- ready callback ---- */
 
+#define MAX_CALLS 64 /* ready calls recorded (the models here have at most 4 layers) */
 typedef struct {
   int *count;
   size_t nparams;
-  size_t offsets[DPT_MAX_TENSORS];
-  size_t lens[DPT_MAX_TENSORS];
+  size_t offsets[MAX_CALLS];
+  size_t lens[MAX_CALLS];
   int calls;
 } coverage;
 
@@ -161,7 +163,7 @@ static void on_ready(void *ctx, size_t offset, size_t len) {
   coverage *c = ctx;
   assert_true(offset + len <= c->nparams);
   for (size_t i = offset; i < offset + len; i++) c->count[i]++;
-  assert_true(c->calls < DPT_MAX_TENSORS);
+  assert_true(c->calls < MAX_CALLS);
   c->offsets[c->calls] = offset;
   c->lens[c->calls] = len;
   c->calls++;
@@ -180,10 +182,16 @@ static void check_coverage(fixture *f, size_t n) {
   for (size_t i = 0; i < f->m.nparams; i++) assert_int_equal(c.count[i], 1);
   int layers = f->m.ntensors / 2;
   assert_int_equal(c.calls, layers);
+  assert_int_equal(f->m.nlayers, layers); /* the seam's layer boundaries are the ready calls */
   for (int k = 0; k < c.calls; k++) {
     const dpt_tensor *w = &f->m.tensors[2 * (layers - 1 - k)];
     assert_int_equal(c.offsets[k], w->offset);
     assert_int_equal(c.lens[k], w->numel + f->m.tensors[2 * (layers - 1 - k) + 1].numel);
+    const dpt_layer_span *s = &f->m.layers[layers - 1 - k];
+    assert_int_equal(s->offset, c.offsets[k]);
+    assert_int_equal(s->len, c.lens[k]);
+    assert_int_equal(s->first_tensor, 2 * (layers - 1 - k));
+    assert_int_equal(s->ntensors, 2);
   }
   free(c.count);
 }
@@ -312,6 +320,65 @@ static void test_layout(void **state) {
   m.destroy(&m);
 }
 
+/* A deep MLP has as many tensors as a small transformer: no fixed cap on their number. */
+static void test_many_tensors(void **state) {
+  (void)state;
+  char spec[1024] = "mlp:3", err[DPT_ERR_LEN] = "";
+  for (int l = 0; l < 110; l++) strcat(spec, "-2");
+  dpt_model m;
+  assert_int_equal(dpt_mlp_create(spec, "relu", "ce", &m, err, sizeof err), 0);
+  assert_int_equal(m.ntensors, 220);
+  assert_int_equal(m.nlayers, 110);
+  assert_string_equal(m.tensors[219].name, "fc110.bias");
+  assert_int_equal(dpt_model_check(&m, err, sizeof err), 0);
+  assert_ptr_equal(dpt_model_tensor(&m, "fc77.weight"), &m.tensors[152]);
+  m.destroy(&m);
+}
+
+/* dpt_model_check names what is wrong with a hand-made table. */
+static void test_model_check(void **state) {
+  (void)state;
+  char err[DPT_ERR_LEN] = "";
+  dpt_model m;
+  assert_int_equal(dpt_mlp_create("mlp:4-3", "relu", "ce", &m, err, sizeof err), 0);
+  dpt_tensor t[2];
+  memcpy(t, m.tensors, sizeof t);
+  const dpt_tensor *orig = m.tensors;
+  m.tensors = t;
+  t[1].offset += 1; /* a gap */
+  assert_int_equal(dpt_model_check(&m, err, sizeof err), DPT_EINVAL);
+  assert_non_null(strstr(err, "fc1.bias"));
+  t[1].offset -= 1;
+  t[1].name = "fc1.weight"; /* a duplicate */
+  assert_int_equal(dpt_model_check(&m, err, sizeof err), DPT_EINVAL);
+  assert_non_null(strstr(err, "two tensors"));
+  t[1].name = "fc1.bias";
+  t[0].rank = DPT_MAX_RANK + 1;
+  assert_int_equal(dpt_model_check(&m, err, sizeof err), DPT_EINVAL);
+  assert_non_null(strstr(err, "rank"));
+  t[0].rank = 2;
+  assert_int_equal(dpt_model_check(&m, err, sizeof err), 0);
+  m.tensors = orig;
+  m.destroy(&m);
+}
+
+/* The registry dispatches on the kind and names the spec when the kind is unknown. */
+static void test_registry(void **state) {
+  (void)state;
+  char err[DPT_ERR_LEN] = "";
+  dpt_model m;
+  assert_int_equal(dpt_model_create("mlp:6-5-2", "tanh", "mse", NULL, &m, err, sizeof err), 0);
+  assert_string_equal(m.kind, "mlp");
+  assert_int_equal(m.ntensors, 4);
+  assert_int_equal(m.wants_labels, 0);
+  m.destroy(&m);
+  assert_int_equal(dpt_model_create("cnn:1-2", "relu", "ce", NULL, &m, err, sizeof err),
+                   DPT_EINVAL);
+  assert_non_null(strstr(err, "'cnn:1-2'"));
+  assert_non_null(strstr(err, "mlp"));
+  assert_int_equal(dpt_model_register("mlp", NULL, err, sizeof err), DPT_EINVAL);
+}
+
 /* ---- rejections ---- */
 
 static void expect_rejected(const char *spec, const char *act, const char *loss,
@@ -377,6 +444,8 @@ int main(void) {
       cmocka_unit_test(test_accumulation),      cmocka_unit_test(test_evaluate_chunks),
       cmocka_unit_test(test_init_deterministic), cmocka_unit_test(test_layout),
       cmocka_unit_test(test_bad_specs),         cmocka_unit_test(test_bad_labels),
+      cmocka_unit_test(test_many_tensors),      cmocka_unit_test(test_model_check),
+      cmocka_unit_test(test_registry),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -76,12 +76,17 @@ static void destroy(dpt_model *m) {
   (void)m;
 }
 
+/* The model's tensor table: any number of tensors, names of any length, owned by the model. */
+static const dpt_tensor k_tensors[2] = {
+    {"linear.weight", 2, {CLASSES, FEATURES}, 0, CLASSES * FEATURES},
+    {"linear.bias", 1, {CLASSES}, CLASSES * FEATURES, CLASSES},
+};
+
 static void softmax_regression(dpt_model *m) {
   memset(m, 0, sizeof *m);
   m->kind = "softmax-regression";
   m->ntensors = 2;
-  m->tensors[0] = (dpt_tensor){"linear.weight", 2, {CLASSES, FEATURES}, 0, CLASSES * FEATURES};
-  m->tensors[1] = (dpt_tensor){"linear.bias", 1, {CLASSES, 0}, CLASSES * FEATURES, CLASSES};
+  m->tensors = k_tensors;
   m->nparams = CLASSES * FEATURES + CLASSES;
   m->in_features = FEATURES;
   m->out_features = CLASSES;

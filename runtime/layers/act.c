@@ -1,0 +1,100 @@
+/* act.c — elementwise activations: relu, tanh, gelu (exact, erf) and sigmoid, as torch's.
+ *
+ * Invariants:
+ * - One flat loop per activation and direction, with no branch or call per element but the
+ *   activation's own, so that ReLU (the common case) vectorises: a switch inside the loop
+ *   made ReLU's forward a branchy scalar loop, 10% of an MLP step.
+ * - Backward runs in place (dx == dy: d[i] *= act'(x[i])), using the stored output y where
+ *   that is cheaper; the values are the scalar formulas', element by element.
+ */
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "layers.h"
+
+#define INV_SQRT2 0.70710678118654752440f
+#define INV_SQRT2PI 0.39894228040143267794f
+
+static int act_setup(dpt_layer *l, const char *opts, char *err, size_t errlen) {
+  if (opts && opts[0]) {
+    snprintf(err, errlen, "%s: %s takes no options (got '%s')", l->name, l->ops->kind, opts);
+    return DPT_EINVAL;
+  }
+  return DPT_OK;
+}
+
+static void relu_forward(dpt_layer *l, const float *params, const float *restrict z,
+                         float *restrict h, size_t n, const dpt_layer_pass *p) {
+  (void)params, (void)p;
+  size_t len = n * l->in_numel;
+  for (size_t i = 0; i < len; i++) h[i] = z[i] > 0.0f ? z[i] : 0.0f;
+}
+
+static void relu_backward(dpt_layer *l, const float *params, const float *restrict z,
+                          const float *h, const float *dy, float *restrict d, size_t n,
+                          const dpt_layer_pass *p) {
+  (void)params, (void)h, (void)dy, (void)p;
+  size_t len = n * l->in_numel;
+  for (size_t i = 0; i < len; i++) d[i] *= z[i] > 0.0f ? 1.0f : 0.0f;
+}
+
+static void tanh_forward(dpt_layer *l, const float *params, const float *restrict z,
+                         float *restrict h, size_t n, const dpt_layer_pass *p) {
+  (void)params, (void)p;
+  size_t len = n * l->in_numel;
+  for (size_t i = 0; i < len; i++) h[i] = tanhf(z[i]);
+}
+
+static void tanh_backward(dpt_layer *l, const float *params, const float *z,
+                          const float *restrict h, const float *dy, float *restrict d, size_t n,
+                          const dpt_layer_pass *p) {
+  (void)params, (void)z, (void)dy, (void)p;
+  size_t len = n * l->in_numel;
+  for (size_t i = 0; i < len; i++) d[i] *= 1.0f - h[i] * h[i];
+}
+
+static void gelu_forward(dpt_layer *l, const float *params, const float *restrict z,
+                         float *restrict h, size_t n, const dpt_layer_pass *p) {
+  (void)params, (void)p;
+  size_t len = n * l->in_numel;
+  for (size_t i = 0; i < len; i++) h[i] = 0.5f * z[i] * (1.0f + erff(z[i] * INV_SQRT2));
+}
+
+static void gelu_backward(dpt_layer *l, const float *params, const float *restrict z,
+                          const float *h, const float *dy, float *restrict d, size_t n,
+                          const dpt_layer_pass *p) {
+  (void)params, (void)h, (void)dy, (void)p;
+  size_t len = n * l->in_numel;
+  for (size_t i = 0; i < len; i++) {
+    float v = z[i];
+    d[i] *= 0.5f * (1.0f + erff(v * INV_SQRT2)) + v * INV_SQRT2PI * expf(-0.5f * v * v);
+  }
+}
+
+static void sigmoid_forward(dpt_layer *l, const float *params, const float *restrict z,
+                            float *restrict h, size_t n, const dpt_layer_pass *p) {
+  (void)params, (void)p;
+  size_t len = n * l->in_numel;
+  for (size_t i = 0; i < len; i++) h[i] = 1.0f / (1.0f + expf(-z[i]));
+}
+
+static void sigmoid_backward(dpt_layer *l, const float *params, const float *z,
+                             const float *restrict h, const float *dy, float *restrict d, size_t n,
+                             const dpt_layer_pass *p) {
+  (void)params, (void)z, (void)dy, (void)p;
+  size_t len = n * l->in_numel;
+  for (size_t i = 0; i < len; i++) d[i] *= h[i] * (1.0f - h[i]);
+}
+
+#define ACT(NAME, HELP)                                                                            \
+  const dpt_layer_ops dpt_layer_##NAME = {.kind = #NAME,                                           \
+                                          .help = HELP,                                            \
+                                          .elementwise = 1,                                        \
+                                          .setup = act_setup,                                      \
+                                          .forward = NAME##_forward,                               \
+                                          .backward = NAME##_backward};
+ACT(relu, "no options: max(x, 0)")
+ACT(tanh, "no options: tanh(x)")
+ACT(gelu, "no options: x * Phi(x), exact (erf)")
+ACT(sigmoid, "no options: 1 / (1 + exp(-x))")

@@ -1,0 +1,22 @@
+/* kinds.c — the table of layer kinds: a new layer is its own file and one line here. */
+#include <string.h>
+
+#include "layers.h"
+
+extern const dpt_layer_ops dpt_layer_linear; /* linear.c */
+extern const dpt_layer_ops dpt_layer_relu, dpt_layer_tanh, dpt_layer_gelu,
+    dpt_layer_sigmoid; /* act.c */
+
+static const dpt_layer_ops *const kinds[] = {
+    &dpt_layer_linear, &dpt_layer_relu, &dpt_layer_tanh, &dpt_layer_gelu, &dpt_layer_sigmoid,
+};
+
+const dpt_layer_ops *dpt_layer_find(const char *kind) {
+  for (size_t i = 0; kind && i < sizeof kinds / sizeof kinds[0]; i++)
+    if (!strcmp(kinds[i]->kind, kind)) return kinds[i];
+  return NULL;
+}
+
+void dpt_layer_kinds(void (*fn)(void *ctx, const dpt_layer_ops *ops), void *ctx) {
+  for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) fn(ctx, kinds[i]);
+}

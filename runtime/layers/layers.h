@@ -1,0 +1,185 @@
+/* layers.h — dpt's layer library: layers with forward and backward over a micro-batch, the
+ * losses, and a net that stacks layers into a model's compute. The whole public surface of
+ * runtime/layers/ (dpt_layers: below runtime, above base; pure C and cblas, no MPI).
+ *
+ * How to add a layer (Conv2d, pooling, a norm, attention, ...): touches two files.
+ *   1. runtime/layers/<kind>.c: one `const dpt_layer_ops dpt_layer_<kind>` with setup (read
+ *      options with dpt_layer_opt_long, check l->in, set l->out, declare parameters with
+ *      dpt_layer_param in PyTorch's names and shapes), init (torch's initialisation), forward,
+ *      param_grad (ADD parameter gradients) and backward (input gradients), and scratch/destroy
+ *      if it needs working memory. linear.c is the model for a layer with parameters, act.c
+ *      for one without. No allocation in forward or backward: buffers come from setup (fixed
+ *      size) or from scratch(n) (per micro-batch, allocated once by the net).
+ *   2. runtime/layers/kinds.c: one line in the kind table (and its declaration above it).
+ *   The folder's .c files are globbed by its CMakeLists.txt; nothing else changes. A layer
+ *   that is not in the table (a user's) goes in with dpt_net_add_ops.
+ *
+ * Invariants:
+ * - A net's parameters are one flat fp32 buffer: layer by layer in the order they were added,
+ *   each layer's tensors contiguous ("fc1.weight", "fc1.bias", "fc2.weight", ...), so a layer's
+ *   parameters are one range [offset, offset + len) — what ZeRO-3 gathers and what a gradient
+ *   bucket waits for (dpt_layer_span).
+ * - Shapes are per sample (the batch dimension is never part of them); activations are
+ *   row-major [n, numel(shape)].
+ * - forward, param_grad and backward are deterministic: the same inputs (and batch size) give
+ *   bitwise the same outputs, with one BLAS thread per rank.
+ * - Nothing here prints, exits or allocates per step; errors are DPT_E* codes with a message
+ *   naming the layer.
+ */
+#ifndef DPT_LAYERS_H
+#define DPT_LAYERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base.h" /* dpt_tensor, dpt_shape, DPT_MAX_RANK, the error space */
+
+/* Called by a backward pass when grad[offset, offset + len) is final for this batch, so that
+ * its reduction can start while backward goes on. */
+typedef void (*dpt_grad_ready_fn)(void *ctx, size_t offset, size_t len);
+
+/* A layer's parameters as one range of the flat buffer: tensors [first_tensor, first_tensor +
+ * ntensors) of the model's table, elements [offset, offset + len). A model lists its layers
+ * that have parameters in forward order; their ranges tile the buffer. */
+typedef struct {
+  const char *name; /* "fc1" */
+  int first_tensor, ntensors;
+  size_t offset, len;
+} dpt_layer_span;
+
+/* Uniform doubles in [0, 1) for initialisation: the model's random stream (runtime's dpt_rng). */
+typedef struct {
+  double (*uniform)(void *ctx);
+  void *ctx;
+} dpt_layer_rng;
+
+/* What one pass is: fields are added as layers need them (issue 19: the seed, step and global
+ * index of sample 0 for dropout masks; a reduction hook for SyncBatchNorm's statistics). */
+typedef struct {
+  int train; /* 1 in loss_grad (training), 0 in evaluate */
+} dpt_layer_pass;
+
+typedef struct dpt_layer dpt_layer;
+typedef struct dpt_net dpt_net;
+
+/* --- a layer kind --- */
+typedef struct {
+  const char *kind; /* "linear", "relu", ... */
+  const char *help; /* its options, for errors and listings: "out=N (output features)" */
+  int elementwise;  /* out shape = in shape, and backward runs in place (dx == dy) */
+  /* Reads opts ("key=value,key=value"), checks l->in, sets l->out, declares the parameters
+   * (dpt_layer_param) and sets up l->state. An error names the layer (l->name). */
+  int (*setup)(dpt_layer *l, const char *opts, char *err, size_t errlen);
+  /* Draws the layer's parameters. NULL: no parameters.
+   * In init, forward, param_grad and backward, params (and grad) are the layer's own range,
+   * l->len floats: tensor i starts at l->tensors[i].offset - l->offset (dpt_layer_at). The
+   * net passes slices of one flat buffer today; ZeRO-3 will pass a gathered copy instead. */
+  void (*init)(const dpt_layer *l, float *params, dpt_layer_rng *rng);
+  /* Floats of scratch the layer needs for n samples (l->scratch when called). NULL: none. */
+  size_t (*scratch)(const dpt_layer *l, size_t n);
+  /* y[n, out] from x[n, in]. */
+  void (*forward)(dpt_layer *l, const float *params, const float *x, float *y, size_t n,
+                  const dpt_layer_pass *p);
+  /* ADDS d(loss)/d(params) into grad (the layer's range, like params), given x, y, dy[n, out].
+   * Called before backward with the same dy. NULL: no parameters. */
+  void (*param_grad)(dpt_layer *l, const float *params, const float *x, const float *y,
+                     const float *dy, float *grad, size_t n, const dpt_layer_pass *p);
+  /* dx[n, in] from dy[n, out] (elementwise kinds: dx == dy, in place). Not called for the
+   * first layer of a net (nothing needs its input gradient). */
+  void (*backward)(dpt_layer *l, const float *params, const float *x, const float *y,
+                   const float *dy, float *dx, size_t n, const dpt_layer_pass *p);
+  void (*destroy)(dpt_layer *l); /* frees l->state; NULL: nothing to free */
+} dpt_layer_ops;
+
+/* --- a layer in a net --- */
+struct dpt_layer {
+  const dpt_layer_ops *ops;
+  const char *name;           /* "fc1" (the net's copy); parameter names are "<name>.<param>" */
+  dpt_shape in, out;          /* per sample */
+  size_t in_numel, out_numel; /* their element counts */
+  int first_tensor, ntensors; /* its parameters in the net's tensor table */
+  size_t offset, len;         /* and in the flat buffer */
+  const dpt_tensor *tensors;  /* its ntensors tensors (valid from the end of setup on) */
+  float *scratch;             /* ops->scratch floats, set by the net before each pass */
+  void *state;                /* the layer's own: options, fixed-size buffers */
+  dpt_net *net;               /* the net it belongs to */
+};
+
+/* Declares a parameter of layer l during setup: tensor "<l->name>.<name>" of shape dims[rank],
+ * placed after the net's previous parameters. Returns its index in l->tensors (0, 1, ...). */
+int dpt_layer_param(dpt_layer *l, const char *name, int rank, const int64_t *dims, char *err,
+                    size_t errlen);
+
+/* Where tensor i of layer l starts in the layer's params (and grad) slice. */
+static inline size_t dpt_layer_at(const dpt_layer *l, int i) {
+  return l->tensors[i].offset - l->offset;
+}
+
+/* Option `key` of "key=value,..." as a positive integer; def when absent (def < 0: required).
+ * Errors name the layer, the key and what was expected. */
+int dpt_layer_opt_long(const dpt_layer *l, const char *opts, const char *key, long def, long *out,
+                       char *err, size_t errlen);
+
+/* The layer kinds of kinds.c by name; NULL if unknown. dpt_layer_kinds lists them for help. */
+const dpt_layer_ops *dpt_layer_find(const char *kind);
+void dpt_layer_kinds(void (*fn)(void *ctx, const dpt_layer_ops *ops), void *ctx);
+
+/* --- losses (loss.c) ---
+ * fn ADDS the per-sample losses of logits z[n, k] to *loss_sum in sample order (in double) and,
+ * for labels, the number of correct predictions (argmax) to *correct; when d != NULL it writes
+ * scale * d(loss)/dz into d[n, k]. */
+typedef struct {
+  const char *name; /* "ce": softmax cross-entropy on labels; "mse": mean over the k outputs of
+                       the squared error on float targets (torch's MSELoss per sample) */
+  int labels;       /* 1: takes integer class labels in [0, k); 0: float targets y[n, k] */
+  void (*fn)(const float *z, size_t n, int64_t k, const int32_t *labels, const float *y,
+             float scale, float *d, double *loss_sum, int64_t *correct);
+} dpt_loss_ops;
+const dpt_loss_ops *dpt_loss_find(const char *name); /* NULL if unknown */
+
+/* --- a net: layers applied in sequence, then a loss ---
+ * Residual blocks and attention (issue 21) are composite layers over the same interface. */
+
+/* A net taking samples of shape in; `what` names it in errors ("mlp"; copied). */
+int dpt_net_create(const char *what, const dpt_shape *in, dpt_net **out, char *err, size_t errlen);
+void dpt_net_free(dpt_net *n);
+
+/* Appends a layer of a kind from the table (or, with _ops, the caller's kind, which must
+ * outlive the net) named name (copied), reading the previous layer's output. */
+int dpt_net_add(dpt_net *n, const char *kind, const char *name, const char *opts, char *err,
+                size_t errlen);
+int dpt_net_add_ops(dpt_net *n, const dpt_layer_ops *ops, const char *name, const char *opts,
+                    char *err, size_t errlen);
+/* The loss on the last layer's output (its element count is the number of logits/targets). */
+int dpt_net_set_loss(dpt_net *n, const char *loss, char *err, size_t errlen);
+
+/* What the net holds: its tensor table (ntensors entries, valid until the next add or free),
+ * the flat buffer length, its layers, the spans of the layers with parameters, shapes. */
+const dpt_tensor *dpt_net_tensors(const dpt_net *n, int *ntensors);
+size_t dpt_net_nparams(const dpt_net *n);
+int dpt_net_nlayers(const dpt_net *n);
+const dpt_layer *dpt_net_layer(const dpt_net *n, int i);
+const dpt_layer_span *dpt_net_spans(const dpt_net *n, int *nspans);
+const dpt_shape *dpt_net_in(const dpt_net *n);
+const dpt_shape *dpt_net_out(const dpt_net *n);
+const dpt_loss_ops *dpt_net_loss(const dpt_net *n);
+
+/* Draws every layer's parameters, layer by layer, from rng. */
+void dpt_net_init(dpt_net *n, float *params, dpt_layer_rng *rng);
+
+/* Forward and backward on count samples x[count, numel(in)] with labels[count] or
+ * y[count, k]: ADDS scale * d(sum of per-sample losses)/d(params) into grad, returns the loss
+ * sum and the number correct, and calls ready(ready_ctx, offset, len) for each span, last to first,
+ * as soon as its gradient is final (also when count is 0). Activations are kept in buffers
+ * grown to the largest batch seen, so steps of one size allocate nothing. */
+int dpt_net_loss_grad(dpt_net *n, const float *params, float *grad, float scale, const float *x,
+                      const int32_t *labels, const float *y, size_t count, double *loss_sum,
+                      int64_t *correct, dpt_grad_ready_fn ready, void *ready_ctx, char *err,
+                      size_t errlen);
+/* Forward only, in chunks of at most DPT_NET_EVAL_CHUNK samples (or the buffers' size). */
+#define DPT_NET_EVAL_CHUNK 1024
+int dpt_net_evaluate(dpt_net *n, const float *params, const float *x, const int32_t *labels,
+                     const float *y, size_t count, double *loss_sum, int64_t *correct, char *err,
+                     size_t errlen);
+
+#endif /* DPT_LAYERS_H */

@@ -1,0 +1,446 @@
+/* net.c — a net: layers in sequence and a loss, with their parameters as named tensors in one
+ * flat buffer, and the passes over a micro-batch.
+ *
+ * Invariants:
+ * - Tensors are appended as layers declare them, so each layer's are contiguous and layers
+ *   follow in order; nparams is the end of the last one.
+ * - Activations live in one block grown to the largest batch seen (never shrunk): layer i's
+ *   output [cap, out_numel], two delta buffers [cap, widest], then each layer's scratch. A
+ *   step of a size seen before allocates nothing.
+ * - Backward walks layers last to first: param_grad, then the span's ready call, then the
+ *   input gradient, so a bucket's reduction overlaps the rest of backward.
+ */
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers.h"
+
+struct dpt_net {
+  char *what; /* the model's name, for errors */
+  dpt_shape in;
+  size_t in_numel;
+  dpt_layer *layers;
+  int nlayers, cap_layers;
+  dpt_tensor *tensors; /* names are malloc'ed copies */
+  int ntensors, cap_tensors;
+  size_t nparams;
+  dpt_layer_span *spans; /* layers with parameters */
+  int nspans;
+  const dpt_loss_ops *loss;
+  size_t widest;   /* largest per-sample activation (input included) */
+  size_t cap_n;    /* samples the buffers hold */
+  float *block;    /* all of them */
+  float **outs;    /* [nlayers] into block */
+  float **scratch; /* [nlayers] into block (NULL when the layer needs none) */
+  float *d0, *d1;  /* deltas, ping-pong */
+};
+
+static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail(char *err, size_t errlen, int code, const char *fmt, ...) {
+  if (err && errlen) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+  }
+  return code;
+}
+
+static char *copy_str(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *p = malloc(n);
+  if (p) memcpy(p, s, n);
+  return p;
+}
+
+/* numel of a shape; 0 when it overflows size_t */
+static size_t shape_numel(const dpt_shape *s) {
+  size_t n = 1;
+  for (int i = 0; i < s->rank; i++)
+    if (s->dims[i] <= 0 || __builtin_mul_overflow(n, (size_t)s->dims[i], &n)) return 0;
+  return n;
+}
+
+/* --- building --- */
+
+int dpt_net_create(const char *what, const dpt_shape *in, dpt_net **out, char *err, size_t errlen) {
+  *out = NULL;
+  if (!in || in->rank < 0 || in->rank > DPT_MAX_RANK)
+    return fail(err, errlen, DPT_EINVAL, "%s: input shape of rank %d (expected 0 to %d)", what,
+                in ? in->rank : -1, DPT_MAX_RANK);
+  size_t numel = shape_numel(in);
+  if (!numel)
+    return fail(err, errlen, DPT_EINVAL,
+                "%s: input shape has a dimension < 1 or too many "
+                "elements",
+                what);
+  dpt_net *n = calloc(1, sizeof *n);
+  if (n) n->what = copy_str(what ? what : "net");
+  if (!n || !n->what) {
+    free(n);
+    return fail(err, errlen, DPT_ENOMEM, "%s: out of memory", what);
+  }
+  n->in = *in;
+  n->in_numel = n->widest = numel;
+  *out = n;
+  return DPT_OK;
+}
+
+void dpt_net_free(dpt_net *n) {
+  if (!n) return;
+  for (int i = 0; i < n->nlayers; i++) {
+    if (n->layers[i].ops->destroy) n->layers[i].ops->destroy(&n->layers[i]);
+    free((char *)n->layers[i].name);
+  }
+  for (int t = 0; t < n->ntensors; t++) free((char *)n->tensors[t].name);
+  free(n->layers);
+  free(n->tensors);
+  free(n->spans);
+  free(n->block);
+  free(n->outs);
+  free(n->scratch);
+  free(n->what);
+  free(n);
+}
+
+int dpt_layer_param(dpt_layer *l, const char *name, int rank, const int64_t *dims, char *err,
+                    size_t errlen) {
+  dpt_net *n = l->net;
+  if (rank < 1 || rank > DPT_MAX_RANK)
+    return fail(err, errlen, DPT_EINVAL, "%s: parameter '%s' of rank %d (expected 1 to %d)",
+                l->name, name, rank, DPT_MAX_RANK);
+  dpt_tensor t = {0};
+  t.rank = rank;
+  size_t numel = 1;
+  for (int i = 0; i < rank; i++) {
+    t.dims[i] = dims[i];
+    if (dims[i] <= 0 || __builtin_mul_overflow(numel, (size_t)dims[i], &numel))
+      return fail(err, errlen, DPT_EINVAL,
+                  "%s: parameter '%s' has a dimension < 1 or too "
+                  "many elements",
+                  l->name, name);
+  }
+  if (numel > SIZE_MAX / sizeof(float) - n->nparams)
+    return fail(err, errlen, DPT_EINVAL, "%s: too many parameters", l->name);
+  if (n->ntensors == n->cap_tensors) {
+    int cap = n->cap_tensors ? 2 * n->cap_tensors : 16;
+    dpt_tensor *p = realloc(n->tensors, (size_t)cap * sizeof *p);
+    if (!p) return fail(err, errlen, DPT_ENOMEM, "%s: out of memory", l->name);
+    n->tensors = p, n->cap_tensors = cap;
+  }
+  size_t len = strlen(l->name) + strlen(name) + 2;
+  char *full = malloc(len);
+  if (!full) return fail(err, errlen, DPT_ENOMEM, "%s: out of memory", l->name);
+  snprintf(full, len, "%s.%s", l->name, name);
+  t.name = full;
+  t.offset = n->nparams;
+  t.numel = numel;
+  if (l->ntensors == 0) l->first_tensor = n->ntensors, l->offset = n->nparams;
+  n->tensors[n->ntensors++] = t;
+  n->nparams += numel;
+  l->len += numel;
+  l->tensors = n->tensors + l->first_tensor;
+  return l->ntensors++;
+}
+
+/* After the tensor table moved: every layer's view of it, and the spans' names. */
+static void relink(dpt_net *n) {
+  for (int i = 0; i < n->nlayers; i++)
+    n->layers[i].tensors = n->layers[i].ntensors ? n->tensors + n->layers[i].first_tensor : NULL;
+}
+
+int dpt_net_add_ops(dpt_net *n, const dpt_layer_ops *ops, const char *name, const char *opts,
+                    char *err, size_t errlen) {
+  if (!ops || !name || !name[0])
+    return fail(err, errlen, DPT_EINVAL, "%s: a layer needs a kind and a name", n->what);
+  for (int i = 0; i < n->nlayers; i++)
+    if (!strcmp(n->layers[i].name, name))
+      return fail(err, errlen, DPT_EINVAL, "%s: two layers are named '%s'", n->what, name);
+  if (n->nlayers == n->cap_layers) {
+    int cap = n->cap_layers ? 2 * n->cap_layers : 8;
+    dpt_layer *p = realloc(n->layers, (size_t)cap * sizeof *p);
+    if (!p) return fail(err, errlen, DPT_ENOMEM, "%s: out of memory", name);
+    n->layers = p, n->cap_layers = cap;
+    relink(n);
+  }
+  if (n->nspans == INT_MAX) return fail(err, errlen, DPT_EINVAL, "%s: too many layers", name);
+  dpt_layer *l = &n->layers[n->nlayers];
+  memset(l, 0, sizeof *l);
+  l->ops = ops;
+  l->net = n;
+  l->name = copy_str(name);
+  if (!l->name) return fail(err, errlen, DPT_ENOMEM, "%s: out of memory", name);
+  l->in = n->nlayers ? n->layers[n->nlayers - 1].out : n->in;
+  l->in_numel = n->nlayers ? n->layers[n->nlayers - 1].out_numel : n->in_numel;
+  int t0 = n->ntensors;
+  size_t p0 = n->nparams;
+  int rc = ops->setup(l, opts ? opts : "", err, errlen);
+  if (!rc && ops->elementwise) l->out = l->in;
+  if (!rc && !(l->out_numel = shape_numel(&l->out)))
+    rc = fail(err, errlen, DPT_EINVAL,
+              "%s: output shape has a dimension < 1 or too many "
+              "elements",
+              name);
+  dpt_layer_span *spans = NULL;
+  if (!rc && l->ntensors) {
+    spans = realloc(n->spans, (size_t)(n->nspans + 1) * sizeof *spans);
+    if (!spans)
+      rc = fail(err, errlen, DPT_ENOMEM, "%s: out of memory", name);
+    else
+      n->spans = spans;
+  }
+  if (rc) { /* as if never added */
+    if (ops->destroy) ops->destroy(l);
+    for (int t = t0; t < n->ntensors; t++) free((char *)n->tensors[t].name);
+    n->ntensors = t0, n->nparams = p0;
+    free((char *)l->name);
+    return rc;
+  }
+  if (l->ntensors)
+    n->spans[n->nspans++] =
+        (dpt_layer_span){l->name, l->first_tensor, l->ntensors, l->offset, l->len};
+  if (l->out_numel > n->widest) n->widest = l->out_numel;
+  n->nlayers++;
+  relink(n);
+  free(n->block); /* buffers are laid out again (for one more layer) at the next pass */
+  free(n->outs);
+  free(n->scratch);
+  n->block = NULL, n->outs = n->scratch = NULL, n->cap_n = 0;
+  return DPT_OK;
+}
+
+int dpt_net_add(dpt_net *n, const char *kind, const char *name, const char *opts, char *err,
+                size_t errlen) {
+  const dpt_layer_ops *ops = kind ? dpt_layer_find(kind) : NULL;
+  if (!ops)
+    return fail(err, errlen, DPT_EINVAL, "%s: layer kind '%s' is unknown", name ? name : "?",
+                kind ? kind : "(null)");
+  return dpt_net_add_ops(n, ops, name, opts, err, errlen);
+}
+
+int dpt_net_set_loss(dpt_net *n, const char *loss, char *err, size_t errlen) {
+  const dpt_loss_ops *l = loss ? dpt_loss_find(loss) : NULL;
+  if (!l)
+    return fail(err, errlen, DPT_EINVAL, "loss '%s' is unknown (expected ce or mse)",
+                loss ? loss : "(null)");
+  n->loss = l;
+  return DPT_OK;
+}
+
+const dpt_tensor *dpt_net_tensors(const dpt_net *n, int *ntensors) {
+  if (ntensors) *ntensors = n->ntensors;
+  return n->tensors;
+}
+size_t dpt_net_nparams(const dpt_net *n) {
+  return n->nparams;
+}
+int dpt_net_nlayers(const dpt_net *n) {
+  return n->nlayers;
+}
+const dpt_layer *dpt_net_layer(const dpt_net *n, int i) {
+  return i >= 0 && i < n->nlayers ? &n->layers[i] : NULL;
+}
+const dpt_layer_span *dpt_net_spans(const dpt_net *n, int *nspans) {
+  if (nspans) *nspans = n->nspans;
+  return n->spans;
+}
+const dpt_shape *dpt_net_in(const dpt_net *n) {
+  return &n->in;
+}
+const dpt_shape *dpt_net_out(const dpt_net *n) {
+  return n->nlayers ? &n->layers[n->nlayers - 1].out : &n->in;
+}
+const dpt_loss_ops *dpt_net_loss(const dpt_net *n) {
+  return n->loss;
+}
+
+void dpt_net_init(dpt_net *n, float *params, dpt_layer_rng *rng) {
+  for (int i = 0; i < n->nlayers; i++)
+    if (n->layers[i].ops->init)
+      n->layers[i].ops->init(&n->layers[i], params + n->layers[i].offset, rng);
+}
+
+/* --- buffers --- */
+
+/* Makes the buffers hold count samples (laid out with stride cap_n). */
+static int grow(dpt_net *n, size_t count, char *err, size_t errlen) {
+  if (count <= n->cap_n && n->block) return DPT_OK;
+  if (!n->outs && n->nlayers) {
+    n->outs = calloc((size_t)n->nlayers, sizeof *n->outs);
+    n->scratch = calloc((size_t)n->nlayers, sizeof *n->scratch);
+    if (!n->outs || !n->scratch) {
+      free(n->outs), free(n->scratch);
+      n->outs = n->scratch = NULL;
+      return fail(err, errlen, DPT_ENOMEM, "%s: out of memory", n->what);
+    }
+  }
+  size_t per = 2 * n->widest, total, extra = 0;
+  for (int i = 0; i < n->nlayers; i++) per += n->layers[i].out_numel;
+  for (int i = 0; i < n->nlayers; i++)
+    if (n->layers[i].ops->scratch) extra += n->layers[i].ops->scratch(&n->layers[i], count);
+  if (count > SIZE_MAX / sizeof(float) / per ||
+      __builtin_add_overflow(count * per, extra, &total) || total > SIZE_MAX / sizeof(float))
+    return fail(err, errlen, DPT_ENOMEM, "%s: batch of %zu samples is too large", n->what, count);
+  float *s = realloc(n->block, total * sizeof(float));
+  if (!s)
+    return fail(err, errlen, DPT_ENOMEM, "%s: out of memory for a batch of %zu samples", n->what,
+                count);
+  n->block = s, n->cap_n = count;
+  for (int i = 0; i < n->nlayers; i++) n->outs[i] = s, s += count * n->layers[i].out_numel;
+  n->d0 = s, s += count * n->widest;
+  n->d1 = s, s += count * n->widest;
+  for (int i = 0; i < n->nlayers; i++) {
+    size_t f = n->layers[i].ops->scratch ? n->layers[i].ops->scratch(&n->layers[i], count) : 0;
+    n->scratch[i] = f ? s : NULL;
+    s += f;
+  }
+  return DPT_OK;
+}
+
+/* --- passes --- */
+
+/* Checks the batch's inputs and labels before anything is touched. */
+static int check_batch(const dpt_net *n, const float *x, const int32_t *labels, const float *y,
+                       size_t count, char *err, size_t errlen) {
+  if (!n->loss) return fail(err, errlen, DPT_EINVAL, "%s: no loss is set", n->what);
+  if (count == 0) return DPT_OK;
+  if (count > INT_MAX)
+    return fail(err, errlen, DPT_EINVAL, "%s: batch of %zu samples is too large (at most %d)",
+                n->what, count, INT_MAX);
+  if (!x) return fail(err, errlen, DPT_EINVAL, "%s: inputs x are missing", n->what);
+  if (!n->loss->labels)
+    return y ? DPT_OK
+             : fail(err, errlen, DPT_EINVAL, "%s: loss %s needs float targets y", n->what,
+                    n->loss->name);
+  if (!labels)
+    return fail(err, errlen, DPT_EINVAL, "%s: loss %s needs labels", n->what, n->loss->name);
+  int64_t k = (int64_t)shape_numel(dpt_net_out(n));
+  for (size_t i = 0; i < count; i++)
+    if (labels[i] < 0 || labels[i] >= k)
+      return fail(err, errlen, DPT_EINVAL,
+                  "%s: label %ld of sample %zu in the batch is outside [0, %ld)", n->what,
+                  (long)labels[i], i, (long)k);
+  return DPT_OK;
+}
+
+/* Runs every layer on count samples; returns the last output (x itself without layers). */
+static const float *forward(dpt_net *n, const float *params, const float *x, size_t count,
+                            const dpt_layer_pass *p) {
+  const float *in = x;
+  for (int i = 0; i < n->nlayers; i++) {
+    dpt_layer *l = &n->layers[i];
+    l->scratch = n->scratch[i];
+    l->ops->forward(l, params + l->offset, in, n->outs[i], count, p);
+    in = n->outs[i];
+  }
+  return in;
+}
+
+/* Walks layers last to first from the seed gradient in n->d0. */
+static void backward(dpt_net *n, const float *params, float *grad, const float *x, size_t count,
+                     dpt_grad_ready_fn ready, void *ready_ctx, const dpt_layer_pass *p) {
+  float *d = n->d0, *dn = n->d1;
+  for (int i = n->nlayers - 1; i >= 0; i--) {
+    dpt_layer *l = &n->layers[i];
+    const float *in = i ? n->outs[i - 1] : x;
+    l->scratch = n->scratch[i];
+    const float *lp = params + l->offset;
+    if (l->ops->param_grad)
+      l->ops->param_grad(l, lp, in, n->outs[i], d, grad + l->offset, count, p);
+    if (l->len && ready) ready(ready_ctx, l->offset, l->len);
+    if (i == 0) break;
+    if (l->ops->elementwise) {
+      l->ops->backward(l, lp, in, n->outs[i], d, d, count, p);
+    } else {
+      l->ops->backward(l, lp, in, n->outs[i], d, dn, count, p);
+      float *t = d;
+      d = dn, dn = t;
+    }
+  }
+}
+
+int dpt_net_loss_grad(dpt_net *n, const float *params, float *grad, float scale, const float *x,
+                      const int32_t *labels, const float *y, size_t count, double *loss_sum,
+                      int64_t *correct, dpt_grad_ready_fn ready, void *ready_ctx, char *err,
+                      size_t errlen) {
+  double loss = 0.0;
+  int64_t ok = 0;
+  int rc = check_batch(n, x, labels, y, count, err, errlen);
+  if (!rc) rc = grow(n, count ? count : 1, err, errlen);
+  if (rc) return rc;
+  dpt_layer_pass p = {1};
+  if (count > 0) {
+    const float *z = forward(n, params, x, count, &p);
+    n->loss->fn(z, count, (int64_t)shape_numel(dpt_net_out(n)), labels, y, scale, n->d0, &loss,
+                &ok);
+    backward(n, params, grad, x, count, ready, ready_ctx, &p);
+  } else {
+    for (int s = n->nspans - 1; ready && s >= 0; s--)
+      ready(ready_ctx, n->spans[s].offset, n->spans[s].len);
+  }
+  if (loss_sum) *loss_sum = loss;
+  if (correct) *correct = ok;
+  return DPT_OK;
+}
+
+int dpt_net_evaluate(dpt_net *n, const float *params, const float *x, const int32_t *labels,
+                     const float *y, size_t count, double *loss_sum, int64_t *correct, char *err,
+                     size_t errlen) {
+  double loss = 0.0;
+  int64_t ok = 0;
+  int rc = check_batch(n, x, labels, y, count, err, errlen);
+  size_t chunk = count < DPT_NET_EVAL_CHUNK ? count : DPT_NET_EVAL_CHUNK;
+  if (chunk < n->cap_n) chunk = n->cap_n;
+  if (!rc && count > 0) rc = grow(n, chunk, err, errlen);
+  if (rc) return rc;
+  size_t in = n->in_numel, k = shape_numel(dpt_net_out(n));
+  dpt_layer_pass p = {0};
+  for (size_t s = 0; s < count; s += chunk) {
+    size_t len = count - s < chunk ? count - s : chunk;
+    const float *z = forward(n, params, x + s * in, len, &p);
+    n->loss->fn(z, len, (int64_t)k, labels ? labels + s : NULL, y ? y + s * k : NULL, 1.0f, NULL,
+                &loss, &ok);
+  }
+  if (loss_sum) *loss_sum = loss;
+  if (correct) *correct = ok;
+  return DPT_OK;
+}
+
+/* --- options: "key=value,key=value" --- */
+
+int dpt_layer_opt_long(const dpt_layer *l, const char *opts, const char *key, long def, long *out,
+                       char *err, size_t errlen) {
+  size_t klen = strlen(key);
+  for (const char *p = opts ? opts : ""; *p;) {
+    const char *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    if (len > klen && !strncmp(p, key, klen) && p[klen] == '=') {
+      long v = 0;
+      int good = len > klen + 1;
+      for (size_t i = klen + 1; good && i < len; i++) {
+        if (p[i] < '0' || p[i] > '9')
+          good = 0;
+        else if (v <= INT_MAX)
+          v = v * 10 + (p[i] - '0');
+      }
+      if (!good || v <= 0 || v > INT_MAX)
+        return fail(err, errlen, DPT_EINVAL,
+                    "%s: option %s='%.*s' (expected an integer in "
+                    "[1, %d])",
+                    l->name, key, (int)(len - klen - 1), p + klen + 1, INT_MAX);
+      *out = v;
+      return DPT_OK;
+    }
+    p = end ? end + 1 : p + len;
+  }
+  if (def < 0)
+    return fail(err, errlen, DPT_EINVAL, "%s: option '%s' is missing (expected %s)", l->name, key,
+                l->ops->help ? l->ops->help : "its options");
+  *out = def;
+  return DPT_OK;
+}
