@@ -178,6 +178,16 @@ static int cmd_train(int argc, char **argv, int rank, MPI_Comm comm) {
     rc = EXIT_USAGE;
     dpt_launch_blame(&l, err, sizeof err);
   }
+  if (!rc) { /* a malformed --model is bad usage; whether it fits the data is the run's to say */
+    dpt_model m;
+    char merr[DPT_ERR_LEN];
+    if (dpt_model_create(o.model, o.activation, o.loss, NULL, &m, merr, sizeof merr)) {
+      snprintf(err, sizeof err, "--model: %.400s", merr);
+      rc = EXIT_USAGE;
+    } else {
+      m.destroy(&m);
+    }
+  }
   dpt_launch_kv_free(&l);
   if (rc) {
     if (rank == 0)
