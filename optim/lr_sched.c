@@ -32,9 +32,11 @@ enum {
   S_COOL,      /* plateau: cooldown_counter */
   S_COUNT
 };
-static const char *const state_names[S_COUNT] = {
+static const char *const state_names[] = {
     "lr", "momentum", "last_epoch", "warmup_last_epoch", "seq_last_epoch",
     "T_cur", "T_i", "best", "num_bad_epochs", "cooldown_counter"};
+
+_Static_assert(sizeof state_names / sizeof state_names[0] == S_COUNT, "one name per state slot");
 
 struct dpt_sched {
   dpt_sched_params p;
@@ -49,9 +51,22 @@ struct dpt_sched {
 
 /* --- names --- */
 
-static const char *const kind_names[DPT_SCHED_COUNT] = {
-    "none",     "step",   "multistep", "exponential", "cosine",     "cosine_warm_restarts",
-    "cyclic",   "onecycle", "linear",  "constant",    "polynomial", "plateau"};
+static const char *const kind_names[] = {
+    [DPT_SCHED_NONE] = "none",
+    [DPT_SCHED_STEP] = "step",
+    [DPT_SCHED_MULTISTEP] = "multistep",
+    [DPT_SCHED_EXPONENTIAL] = "exponential",
+    [DPT_SCHED_COSINE] = "cosine",
+    [DPT_SCHED_COSINE_WARM_RESTARTS] = "cosine_warm_restarts",
+    [DPT_SCHED_CYCLIC] = "cyclic",
+    [DPT_SCHED_ONECYCLE] = "onecycle",
+    [DPT_SCHED_LINEAR] = "linear",
+    [DPT_SCHED_CONSTANT] = "constant",
+    [DPT_SCHED_POLYNOMIAL] = "polynomial",
+    [DPT_SCHED_PLATEAU] = "plateau",
+};
+_Static_assert(sizeof kind_names / sizeof kind_names[0] == DPT_SCHED_COUNT,
+               "one name per scheduler kind");
 
 const char *dpt_optim_sched_name(dpt_sched_kind kind) {
   return (unsigned)kind < DPT_SCHED_COUNT ? kind_names[kind] : "?";
@@ -679,7 +694,6 @@ void dpt_sched_step(dpt_sched *s, double metric) {
 double dpt_sched_lr(const dpt_sched *s) { return s->st[S_LR]; }
 int dpt_sched_cycles_momentum(const dpt_sched *s) { return s->momentum; }
 double dpt_sched_momentum(const dpt_sched *s) { return s->st[S_MOMENTUM]; }
-const dpt_sched_params *dpt_sched_hparams(const dpt_sched *s) { return &s->p; }
 int dpt_sched_state_count(const dpt_sched *s) {
   (void)s;
   return S_COUNT;

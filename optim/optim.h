@@ -283,7 +283,6 @@ void dpt_sched_step(dpt_sched *s, double metric);
 double dpt_sched_lr(const dpt_sched *s);
 int dpt_sched_cycles_momentum(const dpt_sched *s);
 double dpt_sched_momentum(const dpt_sched *s);
-const dpt_sched_params *dpt_sched_hparams(const dpt_sched *s);
 
 /* State: named doubles ("last_epoch", "lr", "best", "num_bad_epochs", ...), fixed at creation.
  * dpt_sched_state returns entry i's name and a pointer to it (read for save, write for

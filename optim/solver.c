@@ -22,7 +22,7 @@ typedef void (*step_fn)(struct dpt_solver *, float *restrict, const float *restr
 static const struct {
   const char *name;
   step_fn step;
-} kinds[DPT_SOLVER_COUNT] = {
+} kinds[] = {
     [DPT_SOLVER_GD] = {"gd", dpt_optim_step_gd},
     [DPT_SOLVER_SGD] = {"sgd", dpt_optim_step_sgd},
     [DPT_SOLVER_ADAGRAD] = {"adagrad", dpt_optim_step_adagrad},
@@ -35,6 +35,9 @@ static const struct {
     [DPT_SOLVER_ADAMW] = {"adamw", dpt_optim_step_adamw},
     [DPT_SOLVER_LION] = {"lion", dpt_optim_step_lion},
 };
+
+/* a kind added to the enum without its row here is a compile error, not a NULL name */
+_Static_assert(sizeof kinds / sizeof kinds[0] == DPT_SOLVER_COUNT, "one row per solver kind");
 
 const char *dpt_optim_solver_name(dpt_solver_kind kind) {
   return (unsigned)kind < DPT_SOLVER_COUNT ? kinds[kind].name : "?";
