@@ -37,6 +37,22 @@ int dpt_io__errf(char *err, size_t errlen, int code, const char *fmt, ...) {
   return code;
 }
 
+int dpt_io__regular(const char *path, const char *what, char *err, size_t errlen) {
+  struct stat st;
+  if (stat(path, &st))
+    return dpt_io__errf(err, errlen, DPT_EIO,
+                        "cannot open %s '%s': %s", what, path, strerror(errno));
+  if (S_ISREG(st.st_mode)) return DPT_OK;
+  const char *kind = S_ISFIFO(st.st_mode)   ? "a FIFO"
+                     : S_ISDIR(st.st_mode)  ? "a directory"
+                     : S_ISCHR(st.st_mode)  ? "a character device"
+                     : S_ISBLK(st.st_mode)  ? "a block device"
+                     : S_ISSOCK(st.st_mode) ? "a socket"
+                                            : "not a regular file";
+  return dpt_io__errf(err, errlen, DPT_EINVAL, "%s '%s' is %s (expected a regular file)", what,
+                      path, kind);
+}
+
 void dpt_io__quiet_begin(dpt_io__quiet *q) {
   q->func = NULL;
   q->data = NULL;
@@ -492,6 +508,8 @@ static void dataset_free(dpt_dataset *ds) {
 }
 
 static int open_all(dpt_dataset *ds, size_t cache_bytes, char *err, size_t errlen) {
+  int regular = dpt_io__regular(ds->path, "dataset", err, errlen);
+  if (regular) return regular;
   if (access(ds->path, R_OK) != 0 || H5Fis_hdf5(ds->path) <= 0 ||
       (ds->file = H5Fopen(ds->path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0)
     return explain_open_failure(ds->path, err, errlen);

@@ -89,7 +89,8 @@ int dpt_io_synth(const char *out, int64_t n_train, int64_t n_test, int64_t featu
  *   /optim/<state>/<tensor>      float32, per-element optimizer state, the tensor's shape
  *   root attributes              format_version, dpt_version, text entries ("solver", "sched",
  *                                "model", hyperparameters "hp.<name>"), scalar entries
- *                                ("train.step", "solver.step", "sched.lr", ...)
+ *                                ("train.step", "solver.step", "sched.lr", ...), and
+ *                                meta_checksum: a digest of all the others (see ckpt.c)
  *   /checksum/<group>/<name>     uint64 [blocks, 2]: per block of 65536 elements, the sum of
  *                                the floats' 32-bit words and the sum of (index+1)*word, mod 2^64
  * Datasets are contiguous; readers verify every checksum block they read. Writing is collective
@@ -139,10 +140,16 @@ int dpt_ckpt_write(const char *path, MPI_Comm comm, const dpt_ckpt_view *v, char
 int dpt_ckpt_read(const char *path, const dpt_ckpt_view *v, int params_only, char *err,
                   size_t errlen);
 
+/* Verifies the root attribute meta_checksum: a digest over every other root attribute (name
+ * and value), so that a changed position, state or configuration value is caught. Not
+ * collective. DPT_EINVAL with a message naming path if it is missing or does not match. */
+int dpt_ckpt_verify_meta(const char *path, char *err, size_t errlen);
+
 /* Walks a checkpoint for a summary: calls fn(ctx, name, value) for every root attribute
- * (texts and scalars, in file order) and for every dataset ("/model/fc1.weight" ->
- * "[256, 784] checksum ok" or "... checksum FAILED"), reading each in full to verify its
- * Fletcher32 checksum. Returns DPT_EINVAL if the file cannot be read or a checksum fails. */
+ * (texts and scalars, in file order; meta_checksum's value ends in "ok" or "FAILED") and for
+ * every dataset ("/model/fc1.weight" -> "[256, 784] checksum ok" or "... checksum FAILED"),
+ * reading each in full to verify its block checksums. Returns DPT_EINVAL if the file cannot
+ * be read, is not a regular file, or a checksum (metadata or data) fails. */
 typedef void (*dpt_ckpt_item_fn)(void *ctx, const char *name, const char *value);
 int dpt_ckpt_describe(const char *path, dpt_ckpt_item_fn fn, void *ctx, char *err,
                       size_t errlen);
