@@ -18,6 +18,7 @@
 #include "io_internal.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -285,6 +286,10 @@ static int open_x(dpt_dataset *ds, int s, char *err, size_t errlen) {
   if (rc == DPT_OK)
     rc = read_scalar_attr(ds, st->x, where, "offset", H5T_NATIVE_DOUBLE, &in->offset, &found,
                           err, errlen);
+  if (rc == DPT_OK && (!isfinite(in->scale) || !isfinite(in->offset)))
+    rc = ds_err(ds, err, errlen, DPT_EINVAL, "%s: attribute '%s' is %g (expected a finite "
+                "number)", where, isfinite(in->scale) ? "offset" : "scale",
+                isfinite(in->scale) ? in->offset : in->scale);
   return rc;
 }
 
@@ -405,6 +410,31 @@ static void close_x(split_state *st) {
   st->x = H5I_INVALID_HID;
 }
 
+/* The first non-finite value of rows[0, count) of f floats (converted, as the model sees them):
+ * 0 if none, else 1 with its row and column. One pass, float32 datasets only (uint8 values are
+ * finite, and scale and offset are checked when the file is opened). */
+static int find_nonfinite(const float *rows, size_t count, size_t f, size_t *row, size_t *col) {
+  for (size_t i = 0; i < count; i++) {
+    const float *x = rows + i * f;
+    float acc = 0; /* x*0 is NaN iff x is NaN or Inf: one branch per row, not per value */
+    for (size_t j = 0; j < f; j++) acc += x[j] * 0.0f;
+    if (acc == 0) continue;
+    for (size_t j = 0; j < f; j++)
+      if (!isfinite(x[j])) {
+        *row = i, *col = j;
+        return 1;
+      }
+  }
+  return 0;
+}
+
+static int nonfinite_error(const dpt_dataset *ds, int s, int64_t sample, size_t col, float v,
+                           char *err, size_t errlen) {
+  return ds_err(ds, err, errlen, DPT_EINVAL, "/%s/x: %s sample %lld holds %s at feature %zu "
+                "(input values must be finite)", split_name(s), split_word(s), (long long)sample,
+                isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf", col);
+}
+
 /* Bytes per value of x as stored in the file (and in the cache). */
 static size_t stored_size(const dpt_split_info *in) { return in->x_u8 ? 1 : sizeof(float); }
 
@@ -425,6 +455,12 @@ static int cache_x(dpt_dataset *ds, int s, char *err, size_t errlen) {
     rc = ds_err(ds, err, errlen, DPT_EIO, "/%s/x: cannot read the samples", split_name(s));
   else if (!in->x_u8)
     convert_f32(st->xcache, total, in->scale, in->offset, st->xcache);
+  size_t row, col;
+  if (rc == DPT_OK && !in->x_u8 &&
+      find_nonfinite(st->xcache, (size_t)in->n, (size_t)in->features, &row, &col))
+    rc = nonfinite_error(ds, s, (int64_t)row, col,
+                         ((const float *)st->xcache)[row * (size_t)in->features + col], err,
+                         errlen);
   close_x(st);
   return rc;
 }
@@ -626,6 +662,9 @@ static int read_uncached(dpt_dataset *ds, int s, const int64_t *idx, size_t coun
   for (size_t i = 0; i < count; i++)
     convert_row(base + st->slot[i] * f * esz, st->info.x_u8, f, st->info.scale,
                 st->info.offset, x + i * f);
+  size_t row, col;
+  if (!st->info.x_u8 && find_nonfinite(x, count, f, &row, &col))
+    return nonfinite_error(ds, s, idx[row], col, x[row * f + col], err, errlen);
   return DPT_OK;
 }
 

@@ -103,26 +103,48 @@ static int cmd_ckpt(int argc, char **argv) {
  * in a collective for ever. This thread watches the trainer's published progress; when one
  * collective has blocked for --watchdog seconds it prints one line naming the collective and
  * the step and ends the process: it cannot call MPI from its thread, and the launcher (mpirun;
- * srun with --kill-on-bad-exit) then ends the whole job, stopped ranks included. */
+ * srun with --kill-on-bad-exit) then ends the whole job, stopped ranks included.
+ * It covers the whole job: it starts before MPI_Init (the options are parsed first), and the
+ * phases the trainer does not publish count as one wait each: MPI's set-up, the start-up until
+ * the trainer's first collective of step 1 (dataset open, checkpoint load, the set-up
+ * agreements), and the exit (MPI_Finalize). */
 enum { EXIT_HUNG = DPT_EXIT_HUNG };
 
 typedef struct {
   double timeout;
-  int rank;
+  _Atomic int rank;
+  _Atomic(const char *) phase; /* what main is in, when the trainer publishes nothing */
+  _Atomic double phase_since;  /* since when (dpt_clock) */
+  _Atomic int phase_final;     /* the exit: counts whatever the trainer published */
 } watchdog_cfg;
 
+static watchdog_cfg g_wd;
+
+static void watchdog_phase(const char *what, int final) {
+  g_wd.phase_since = dpt_clock();
+  g_wd.phase_final = final;
+  g_wd.phase = what;
+}
+
 static void *watchdog_main(void *arg) {
-  const watchdog_cfg *w = arg;
+  watchdog_cfg *w = arg;
   struct timespec tick = {0, 200 * 1000 * 1000};
   for (;;) {
     nanosleep(&tick, NULL);
     dpt_progress p;
     dpt_progress_get(&p);
-    double waited = dpt_clock() - p.since;
-    if (p.waiting_in && waited >= w->timeout) {
+    const char *what = p.waiting_in, *phase = w->phase;
+    double since = p.since;
+    /* before the trainer's first collective (since 0), and at the exit, main's phase counts */
+    if (phase && (w->phase_final || (!what && p.since == 0))) {
+      what = phase;
+      since = w->phase_since;
+    }
+    double waited = dpt_clock() - since;
+    if (what && waited >= w->timeout) {
       fprintf(stderr, "dpt[rank %d]: watchdog: step %ld: blocked %.0f s in %s (--watchdog %g); "
-              "a peer stopped answering; ending the job\n", w->rank, p.step, waited,
-              p.waiting_in, w->timeout);
+              "a peer stopped answering; ending the job\n", w->rank, p.step, waited, what,
+              w->timeout);
       fflush(stderr);
       _exit(EXIT_HUNG);
     }
@@ -130,45 +152,73 @@ static void *watchdog_main(void *arg) {
   return NULL;
 }
 
-static int cmd_train(int argc, char **argv, int rank, MPI_Comm comm) {
-  char err[DPT_ERR_LEN] = "";
+/* This process's rank before MPI_Init says it, from the launcher's environment (0 if none). */
+static int launcher_rank(void) {
+  static const char *vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"};
+  for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+    const char *v = getenv(vars[i]);
+    if (v && *v) return atoi(v);
+  }
+  return 0;
+}
+
+/* `dpt train`'s options, parsed before MPI starts (see the watchdog); errors are printed after
+ * it has, by rank 0. */
+typedef struct {
   dpt_train_opts o;
-  dpt_train_defaults(&o);
+  int help;
+  int rc;
+  char err[DPT_ERR_LEN];
+} train_args;
+
+static void parse_train(int argc, char **argv, train_args *t) {
+  dpt_train_defaults(&t->o);
   for (int i = 2; i < argc; i++)
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      if (rank == 0) {
-        printf("usage: mpirun -n W dpt train --data FILE [options] [--config FILE]\n\n"
-               "Training options (defaults shown):\n");
-        dpt_train_describe(&o, print_param, NULL);
-        printf("    --%-28s %-14s %s\n", "solver", "adam",
-               "solver; its hyperparameters (--lr, --betas, ...): dpt solvers");
-        printf("    --%-28s %-14s %s\n", "sched", "none",
-               "learning-rate scheduler; --sched-NAME VALUE: dpt schedulers");
-        printf("    --%-28s %-14s %s\n", "config", "", "INI file with [train], [solver], [sched] "
-               "sections; later flags override it");
-      }
-      return 0;
-    }
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) t->help = 1;
+  if (t->help) return;
   kv_list l = {0};
-  int rc = dpt_launch_collect(argc, argv, 2, &l, err, sizeof err);
-  if (!rc)
-    rc = dpt_launch_apply(&o, &l, err, sizeof err);
-  if (!rc && dpt_train_validate(&o, err, sizeof err)) {
-    rc = EXIT_USAGE;
-    dpt_launch_blame(&l, err, sizeof err);
+  t->rc = dpt_launch_collect(argc, argv, 2, &l, t->err, sizeof t->err);
+  if (!t->rc)
+    t->rc = dpt_launch_apply(&t->o, &l, t->err, sizeof t->err);
+  if (!t->rc && dpt_train_validate(&t->o, t->err, sizeof t->err)) {
+    t->rc = EXIT_USAGE;
+    dpt_launch_blame(&l, t->err, sizeof t->err);
   }
   dpt_launch_kv_free(&l);
-  if (rc) {
-    if (rank == 0)
-      fprintf(stderr, "dpt train: %s\n", err);
-    return rc;
+  if (!t->rc && t->o.watchdog > 0) {
+    g_wd.timeout = t->o.watchdog;
+    g_wd.rank = launcher_rank();
+    watchdog_phase("the MPI set-up (MPI_Init)", 0);
+    pthread_t wt;
+    if (pthread_create(&wt, NULL, watchdog_main, &g_wd) == 0) pthread_detach(wt);
   }
-  static watchdog_cfg wd;
-  wd = (watchdog_cfg){o.watchdog, rank};
-  pthread_t wt;
-  if (o.watchdog > 0 && pthread_create(&wt, NULL, watchdog_main, &wd) == 0) pthread_detach(wt);
+}
+
+static int cmd_train(train_args *t, int rank, MPI_Comm comm) {
+  if (t->help) {
+    if (rank == 0) {
+      dpt_train_opts o;
+      dpt_train_defaults(&o);
+      printf("usage: mpirun -n W dpt train --data FILE [options] [--config FILE]\n\n"
+             "Training options (defaults shown):\n");
+      dpt_train_describe(&o, print_param, NULL);
+      printf("    --%-28s %-14s %s\n", "solver", "adam",
+             "solver; its hyperparameters (--lr, --betas, ...): dpt solvers");
+      printf("    --%-28s %-14s %s\n", "sched", "none",
+             "learning-rate scheduler; --sched-NAME VALUE: dpt schedulers");
+      printf("    --%-28s %-14s %s\n", "config", "", "INI file with [train], [solver], [sched] "
+             "sections; later flags override it");
+    }
+    return 0;
+  }
+  if (t->rc) {
+    if (rank == 0)
+      fprintf(stderr, "dpt train: %s\n", t->err);
+    return t->rc;
+  }
+  char err[DPT_ERR_LEN] = "";
   dpt_train_result res;
-  rc = dpt_train_run(&o, comm, &res, err, sizeof err);
+  int rc = dpt_train_run(&t->o, comm, &res, err, sizeof err);
   if (rc) {
     if (rank == 0)
       fprintf(stderr, "dpt train: %s\n", err);
@@ -212,14 +262,19 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "plot"))
     return dpt_launch_plot(argc, argv);
 
+  static train_args targs;
+  if (!strcmp(cmd, "train"))
+    parse_train(argc, argv, &targs); /* before MPI_Init: the watchdog covers it */
   int provided;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
   int rank;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  g_wd.rank = rank;
+  watchdog_phase("the start-up (dataset, checkpoint, set-up agreement)", 0);
   dpt_log_init(rank, DPT_LOG_INFO, 0);
   int rc;
   if (!strcmp(cmd, "train")) {
-    rc = cmd_train(argc, argv, rank, MPI_COMM_WORLD);
+    rc = cmd_train(&targs, rank, MPI_COMM_WORLD);
   } else if (!strcmp(cmd, "compare")) {
     rc = dpt_launch_compare(argc, argv, rank, MPI_COMM_WORLD);
   } else if (!strcmp(cmd, "data")) {
@@ -231,6 +286,7 @@ int main(int argc, char **argv) {
     }
     rc = EXIT_USAGE;
   }
+  watchdog_phase("the exit (MPI_Finalize)", 1);
   MPI_Finalize();
   return rc;
 }
