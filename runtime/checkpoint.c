@@ -288,6 +288,13 @@ static int as_count(double v, long *out) {
   return 0;
 }
 
+/* v as text that reads back as v: "%g" when that is exact, else all 17 digits. */
+static const char *exact(double v, char *buf, size_t len) {
+  snprintf(buf, len, "%g", v);
+  if (strtod(buf, NULL) != v && !isnan(v)) snprintf(buf, len, "%.17g", v);
+  return buf;
+}
+
 /* The position's counters against each other and their ranges (the metadata checksum catches
  * a changed value; this catches a file written wrong, and says which value is off). */
 static int check_counters(const char *path, const dpt_train_pos *p, double solver_step,
@@ -317,13 +324,15 @@ static int check_counters(const char *path, const dpt_train_pos *p, double solve
   } else if (!isnan(solver_step) && (solver_step < 0 || solver_step != floor(solver_step) ||
                                       solver_step > (double)p->step)) {
     what = "solver.step";
-    snprintf(detail, sizeof detail, "%g (expected a whole number from 0 to train.step %ld)",
-             solver_step, p->step);
+    char b[40];
+    snprintf(detail, sizeof detail, "%s (expected a whole number from 0 to train.step %ld)",
+             exact(solver_step, b, sizeof b), p->step);
   } else if (!isnan(last_epoch) && (last_epoch < -1 || last_epoch != floor(last_epoch) ||
                                      last_epoch > (double)p->step + 1)) {
     what = "sched.last_epoch";
-    snprintf(detail, sizeof detail, "%g (expected a whole number from -1 to train.step + 1)",
-             last_epoch);
+    char b[40];
+    snprintf(detail, sizeof detail, "%s (expected a whole number from -1 to train.step + 1)",
+             exact(last_epoch, b, sizeof b));
   }
   if (!what) return DPT_OK;
   snprintf(err, errlen, "%s: attribute '%s' is %s", path, what, detail);
@@ -359,8 +368,9 @@ int dpt_ckpt_load_run(const char *path, const dpt_train_opts *o, const dpt_model
         for (int t = 0; t < m->ntensors; t++)
           if (!strcmp(name + 17, m->tensors[t].name)) pos->grad_scale[t] = v;
       } else if (as_count(v, &count)) { /* every other train.* scalar is a counter */
-        snprintf(ioerr, sizeof ioerr, "%s: attribute '%s' is %g (expected a whole number >= 0)",
-                 path, name, v);
+        char b[40];
+        snprintf(ioerr, sizeof ioerr, "%s: attribute '%s' is %s (expected a whole number >= 0)",
+                 path, name, exact(v, b, sizeof b));
         rc = DPT_EINVAL;
       } else if (!strcmp(name, "train.step")) {
         pos->step = count;
