@@ -52,10 +52,15 @@ int dpt_report_open(const dpt_train_opts *o, long total_steps, int resumed, dpt_
     }
     snprintf(path, sizeof path, "%s/metrics.jsonl", o->run_dir);
   }
-  /* O_NONBLOCK: a FIFO without a reader fails instead of blocking; then only regular files */
+  /* only regular files: stat first, and O_NONBLOCK so that a FIFO made meanwhile fails */
+  struct stat st;
+  if (!stat(path, &st) && !S_ISREG(st.st_mode)) {
+    snprintf(err, errlen, "--metrics: cannot write '%s': not a regular file", path);
+    free(r);
+    return DPT_EIO;
+  }
   r->fd = open(path, O_WRONLY | O_CREAT | O_NONBLOCK | O_CLOEXEC | (resumed ? O_APPEND : O_TRUNC),
                0666);
-  struct stat st;
   int e = r->fd < 0 ? errno : 0;
   if (!e && (fstat(r->fd, &st) || !S_ISREG(st.st_mode))) e = EINVAL;
   if (!e && fcntl(r->fd, F_SETFL, resumed ? O_APPEND : 0)) e = errno;

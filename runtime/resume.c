@@ -101,26 +101,27 @@ int dpt_ckpt_resolve(const dpt_train_opts *o, char *path, size_t len, char *err,
     return DPT_OK;
   }
   /* nothing usable in latest */
-  const char *why = e == ENOENT ? "there is no" : e == EINVAL ? "not a regular file:" : e ? ""
-                                                                          : "an empty";
   char what[1300];
-  if (e && e != ENOENT && e != EINVAL)
-    snprintf(what, sizeof what, "cannot read '%s' (%s)", latest, strerror(e));
-  else
-    snprintf(what, sizeof what, "%s '%s'", why, latest);
-  if (n == 0 && e != EINVAL && (e == 0 || e == ENOENT)) {
+  if (e == ENOENT) snprintf(what, sizeof what, "there is no '%s'", latest);
+  else if (e == EINVAL) snprintf(what, sizeof what, "'%s' is not a regular file", latest);
+  else if (e) snprintf(what, sizeof what, "cannot read '%s': %s", latest, strerror(e));
+  else snprintf(what, sizeof what, "'%s' is empty", latest);
+  if (n == 0 && (e == 0 || e == ENOENT)) {
     if (is_auto) return DPT_OK; /* nothing yet: start afresh */
     snprintf(err, errlen, "--resume latest: no checkpoint in '%s' (%s)", o->ckpt_dir, what);
     return DPT_EINVAL;
   }
   if (is_auto && o->fresh) {
     dpt_log(DPT_LOG_WARN, "--resume auto: %s; --fresh: starting a new run beside %d "
-            "checkpoint%s (kept)", what, n, n == 1 ? "" : "s");
+            "checkpoint%s (kept, but for those of a step it writes)", what, n, n == 1 ? "" : "s");
     return DPT_OK;
   }
-  snprintf(err, errlen, "--resume %s: %s, but '%s' holds %s: pass --resume %s/%s to resume "
-           "from the newest, or --fresh to start a new run beside them", o->resume, what,
-           o->ckpt_dir, n ? list : "no checkpoint", o->ckpt_dir, n ? newest : "FILE");
+  if (n == 0)
+    snprintf(err, errlen, "--resume %s: %s", o->resume, what);
+  else
+    snprintf(err, errlen, "--resume %s: %s, but '%s' holds %s: pass --resume %s/%s to resume "
+             "from the newest, or --fresh to start a new run beside them", o->resume, what,
+             o->ckpt_dir, list, o->ckpt_dir, newest);
   return DPT_EINVAL;
 }
 
