@@ -457,17 +457,7 @@ static int claim_space(const char *tmp, uint64_t bytes, char *err, size_t errlen
   return DPT_OK;
 }
 
-/* Why writing into dir failed, as the OS would put it: no space or no inodes left, else "". */
-static const char *diagnose(const char *file) {
-  char dir[1100];
-  snprintf(dir, sizeof dir, "%s", file);
-  char *slash = strrchr(dir, '/');
-  if (slash) *slash = 0;
-  struct statvfs vfs;
-  if (statvfs(slash ? dir : ".", &vfs)) return "";
-  if (vfs.f_bavail == 0 || vfs.f_favail == 0) return strerror(ENOSPC);
-  return "";
-}
+static const char *diagnose(const char *file) { return dpt_io__full(file); }
 
 static int fsync_path(const char *path) {
   int fd = open(path, O_RDONLY | O_NONBLOCK);

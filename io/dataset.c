@@ -18,12 +18,14 @@
 #include "io_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 /* ---- shared helpers (io_internal.h) ------------------------------------------------------- */
@@ -52,6 +54,16 @@ int dpt_io__regular(const char *path, const char *what, char *err, size_t errlen
                                             : "not a regular file";
   return dpt_io__errf(err, errlen, DPT_EINVAL, "%s '%s' is %s (expected a regular file)", what,
                       path, kind);
+}
+
+const char *dpt_io__full(const char *file) {
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s", file);
+  char *slash = strrchr(dir, '/');
+  if (slash) *slash = 0;
+  struct statvfs vfs;
+  if (statvfs(slash ? (dir[0] ? dir : "/") : ".", &vfs)) return "";
+  return vfs.f_bavail == 0 || vfs.f_favail == 0 ? strerror(ENOSPC) : "";
 }
 
 void dpt_io__quiet_begin(dpt_io__quiet *q) {
@@ -808,10 +820,15 @@ int dpt_io__write_split(dpt_io__writer *w, const dpt_io__split_data *s, char *er
     return dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot create group /%s", w->tmp, s->name);
   double so[2] = {s->scale, s->offset};
   int rc = DPT_OK;
+  const char *why;
   if (write_array(g, "x", s->xtype, s->xrank, s->xdims, s->x, so) < 0)
-    rc = dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot write /%s/x", w->tmp, s->name);
+    why = dpt_io__full(w->tmp),
+    rc = dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot write /%s/x%s%s", w->tmp, s->name,
+                      why[0] ? ": " : "", why);
   else if (write_array(g, "y", s->ytype, 1, s->xdims, s->y, NULL) < 0)
-    rc = dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot write /%s/y", w->tmp, s->name);
+    why = dpt_io__full(w->tmp),
+    rc = dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot write /%s/y%s%s", w->tmp, s->name,
+                      why[0] ? ": " : "", why);
   if (H5Gclose(g) < 0 && rc == DPT_OK)
     rc = dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot close group /%s", w->tmp, s->name);
   return rc;
@@ -822,10 +839,19 @@ int dpt_io__writer_commit(dpt_io__writer *w, int64_t num_classes, char *err, siz
   if (write_attr(w->file, "num_classes", H5T_STD_I64LE, H5T_NATIVE_INT64, &num_classes) < 0)
     rc = dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot write root attribute num_classes",
                       w->tmp);
-  herr_t closed = H5Fclose(w->file);
+  herr_t closed = H5Fclose(w->file); /* not closed again, whatever it returned */
   w->file = H5I_INVALID_HID;
-  if (rc == DPT_OK && closed < 0)
-    rc = dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot finish writing (disk full?)", w->tmp);
+  if (rc == DPT_OK && closed < 0) {
+    const char *why = dpt_io__full(w->tmp);
+    rc = dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot finish writing: %s", w->tmp,
+                      why[0] ? why : "the close failed (disk full?)");
+  }
+  if (rc == DPT_OK) { /* durable before it is visible */
+    int fd = open(w->tmp, O_RDONLY);
+    if (fd < 0 || fsync(fd))
+      rc = dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot sync: %s", w->tmp, strerror(errno));
+    if (fd >= 0) close(fd);
+  }
   if (rc == DPT_OK && rename(w->tmp, w->out) != 0)
     rc = dpt_io__errf(err, errlen, DPT_EIO, "cannot rename '%s' to '%s': %s", w->tmp, w->out,
                       strerror(errno));
