@@ -30,11 +30,16 @@ static void escape(const char *in, char *out, size_t len) {
   size_t k = 0;
   for (; *in && k + 5 < len; in++) {
     unsigned char c = (unsigned char)*in;
-    if (c == '\r') k += (size_t)snprintf(out + k, len - k, "\\r");
-    else if (c == '\n') k += (size_t)snprintf(out + k, len - k, "\\n");
-    else if (c == '\t') k += (size_t)snprintf(out + k, len - k, "\\t");
-    else if (c < 0x20 || c >= 0x7f) k += (size_t)snprintf(out + k, len - k, "\\x%02x", c);
-    else out[k++] = (char)c;
+    if (c == '\r')
+      k += (size_t)snprintf(out + k, len - k, "\\r");
+    else if (c == '\n')
+      k += (size_t)snprintf(out + k, len - k, "\\n");
+    else if (c == '\t')
+      k += (size_t)snprintf(out + k, len - k, "\\t");
+    else if (c < 0x20 || c >= 0x7f)
+      k += (size_t)snprintf(out + k, len - k, "\\x%02x", c);
+    else
+      out[k++] = (char)c;
   }
   out[k] = 0;
 }
@@ -69,14 +74,13 @@ static int read_latest(const char *latest, char *name, size_t len) {
   name[n] = 0;
   name[strnlen(name, (size_t)n)] = 0; /* a NUL byte ends it */
   size_t k = strlen(name);
-  while (k && (name[k - 1] == '\n' || name[k - 1] == '\r' || name[k - 1] == ' ' ||
-               name[k - 1] == '\t'))
+  while (k &&
+         (name[k - 1] == '\n' || name[k - 1] == '\r' || name[k - 1] == ' ' || name[k - 1] == '\t'))
     name[--k] = 0;
   return 0;
 }
 
-int dpt_ckpt_resolve(const dpt_train_opts *o, char *path, size_t len, char *err,
-                     size_t errlen) {
+int dpt_ckpt_resolve(const dpt_train_opts *o, char *path, size_t len, char *err, size_t errlen) {
   path[0] = 0;
   int is_auto = !strcmp(o->resume, "auto");
   if (!is_auto && strcmp(o->resume, "latest")) {
@@ -90,11 +94,12 @@ int dpt_ckpt_resolve(const dpt_train_opts *o, char *path, size_t len, char *err,
   escape(name, shown, sizeof shown);
   if (!e && name[0]) {
     int clean = 1;
-    for (const char *c = name; *c; c++)
-      clean &= *c > 0x20 && *c < 0x7f && *c != '/';
+    for (const char *c = name; *c; c++) clean &= *c > 0x20 && *c < 0x7f && *c != '/';
     if (!clean) {
-      snprintf(err, errlen, "--resume %s: '%s' holds '%s', not a checkpoint's file name "
-               "(ckpt-STEP.h5)", o->resume, latest, shown);
+      snprintf(err, errlen,
+               "--resume %s: '%s' holds '%s', not a checkpoint's file name "
+               "(ckpt-STEP.h5)",
+               o->resume, latest, shown);
       return DPT_EINVAL;
     }
     snprintf(path, len, "%s/%s", o->ckpt_dir, name);
@@ -102,26 +107,33 @@ int dpt_ckpt_resolve(const dpt_train_opts *o, char *path, size_t len, char *err,
   }
   /* nothing usable in latest */
   char what[1300];
-  if (e == ENOENT) snprintf(what, sizeof what, "there is no '%s'", latest);
-  else if (e == EINVAL) snprintf(what, sizeof what, "'%s' is not a regular file", latest);
-  else if (e) snprintf(what, sizeof what, "cannot read '%s': %s", latest, strerror(e));
-  else snprintf(what, sizeof what, "'%s' is empty", latest);
+  if (e == ENOENT)
+    snprintf(what, sizeof what, "there is no '%s'", latest);
+  else if (e == EINVAL)
+    snprintf(what, sizeof what, "'%s' is not a regular file", latest);
+  else if (e)
+    snprintf(what, sizeof what, "cannot read '%s': %s", latest, strerror(e));
+  else
+    snprintf(what, sizeof what, "'%s' is empty", latest);
   if (n == 0 && (e == 0 || e == ENOENT)) {
     if (is_auto) return DPT_OK; /* nothing yet: start afresh */
     snprintf(err, errlen, "--resume latest: no checkpoint in '%s' (%s)", o->ckpt_dir, what);
     return DPT_EINVAL;
   }
   if (is_auto && o->fresh) {
-    dpt_log(DPT_LOG_WARN, "--resume auto: %s; --fresh: starting a new run beside %d "
-            "checkpoint%s (kept, but for those of a step it writes)", what, n, n == 1 ? "" : "s");
+    dpt_log(DPT_LOG_WARN,
+            "--resume auto: %s; --fresh: starting a new run beside %d "
+            "checkpoint%s (kept, but for those of a step it writes)",
+            what, n, n == 1 ? "" : "s");
     return DPT_OK;
   }
   if (n == 0)
     snprintf(err, errlen, "--resume %s: %s", o->resume, what);
   else
-    snprintf(err, errlen, "--resume %s: %s, but '%s' holds %s: pass --resume %s/%s to resume "
-             "from the newest, or --fresh to start a new run beside them", o->resume, what,
-             o->ckpt_dir, list, o->ckpt_dir, newest);
+    snprintf(err, errlen,
+             "--resume %s: %s, but '%s' holds %s: pass --resume %s/%s to resume "
+             "from the newest, or --fresh to start a new run beside them",
+             o->resume, what, o->ckpt_dir, list, o->ckpt_dir, newest);
   return DPT_EINVAL;
 }
 
@@ -135,9 +147,9 @@ typedef struct {
 /* The training options a checkpoint records (see dpt_ckpt_config_kind). Where the run stops
  * (--epochs, --max-steps) is not here: continuing a run further is what resuming is for. */
 static const config_item k_config[] = {
-    {"activation", 1},   {"loss", 1},         {"batch", 1},       {"accum", 1},
-    {"clip_norm", 1},    {"seed", 1},         {"deterministic", 1}, {"micro_shards", 1},
-    {"on_nonfinite", 1}, {"bucket_mb", 2},    {"overlap", 2},     {"eval_every", 2},
+    {"activation", 1},   {"loss", 1},      {"batch", 1},         {"accum", 1},
+    {"clip_norm", 1},    {"seed", 1},      {"deterministic", 1}, {"micro_shards", 1},
+    {"on_nonfinite", 1}, {"bucket_mb", 2}, {"overlap", 2},       {"eval_every", 2},
 };
 
 int dpt_ckpt_config_kind(const char *name) {
@@ -149,13 +161,12 @@ int dpt_ckpt_config_kind(const char *name) {
 /* The differences found, as "--flag VALUE (checkpoint: VALUE)" lists. */
 typedef struct {
   const char *path;
-  char changes[400];  /* differences that change the results */
-  char notes[400];    /* differences that do not */
+  char changes[400]; /* differences that change the results */
+  char notes[400];   /* differences that do not */
   int nchanges, nnotes;
 } diff_list;
 
-static void add_diff(diff_list *d, int kind, const char *flag, const char *now,
-                     const char *saved) {
+static void add_diff(diff_list *d, int kind, const char *flag, const char *now, const char *saved) {
   char *buf = kind == 1 ? d->changes : d->notes;
   size_t cap = kind == 1 ? sizeof d->changes : sizeof d->notes, k = strlen(buf);
   int *n = kind == 1 ? &d->nchanges : &d->nnotes;
@@ -168,8 +179,7 @@ static void add_diff(diff_list *d, int kind, const char *flag, const char *now,
 }
 
 /* Compares text entry `key` of the checkpoint with this run's value. */
-static void compare(diff_list *d, int kind, const char *key, const char *flag,
-                    const char *now) {
+static void compare(diff_list *d, int kind, const char *key, const char *flag, const char *now) {
   char saved[128];
   if (dpt_ckpt_text_get(d->path, key, saved, sizeof saved)) snprintf(saved, sizeof saved, "none");
   if (strcmp(saved, now)) add_diff(d, kind, flag, now, saved);
@@ -230,18 +240,22 @@ static int check_config(const dpt_train_opts *o, const char *path, const dpt_tra
     add_diff(&d, 2, "ZeRO stage", now, saved);
   }
   if (d.nchanges && !o->allow_config_change) {
-    snprintf(err, errlen, "%s: this run differs from the checkpoint in what it computes: %s; "
+    snprintf(err, errlen,
+             "%s: this run differs from the checkpoint in what it computes: %s; "
              "resume with the checkpoint's values, or pass --allow-config-change to continue "
-             "with these", path, d.changes);
+             "with these",
+             path, d.changes);
     return DPT_EINVAL;
   }
   if (d.nchanges)
-    dpt_log(DPT_LOG_WARN, "resuming %s with a changed configuration (--allow-config-change): "
+    dpt_log(DPT_LOG_WARN,
+            "resuming %s with a changed configuration (--allow-config-change): "
             "%s; the solver's and scheduler's state (steps, moments, current lr) are the "
-            "checkpoint's", path, d.changes);
+            "checkpoint's",
+            path, d.changes);
   if (d.nnotes)
-    dpt_log(DPT_LOG_INFO, "resuming %s: %s; this does not change the results%s", path,
-            d.notes, o->deterministic ? "" : " beyond summation order");
+    dpt_log(DPT_LOG_INFO, "resuming %s: %s; this does not change the results%s", path, d.notes,
+            o->deterministic ? "" : " beyond summation order");
   return DPT_OK;
 }
 
@@ -253,13 +267,14 @@ int dpt_ckpt_check_start(const dpt_train_opts *o, const char *path, dpt_train_po
   int rc = DPT_OK;
   if (path[0]) { /* resuming: the position must lie inside this run */
     if (pos->step_in_epoch > steps_per_epoch) {
-      snprintf(err, errlen, "%s: is %ld steps into epoch %ld, but this run's epochs have %ld "
-               "steps (the dataset or --batch differs)", path, pos->step_in_epoch,
-               pos->epoch, steps_per_epoch);
+      snprintf(err, errlen,
+               "%s: is %ld steps into epoch %ld, but this run's epochs have %ld "
+               "steps (the dataset or --batch differs)",
+               path, pos->step_in_epoch, pos->epoch, steps_per_epoch);
       rc = DPT_EINVAL;
     } else if (pos->epoch > o->epochs) {
-      snprintf(err, errlen, "%s: is at epoch %ld, beyond this run's --epochs %d", path,
-               pos->epoch, o->epochs);
+      snprintf(err, errlen, "%s: is at epoch %ld, beyond this run's --epochs %d", path, pos->epoch,
+               o->epochs);
       rc = DPT_EINVAL;
     } else if (rank == 0) {
       rc = check_config(o, path, pos, world_size, zero, err, errlen);
@@ -268,13 +283,17 @@ int dpt_ckpt_check_start(const dpt_train_opts *o, const char *path, dpt_train_po
     char list[300];
     int n = describe_ckpts(o->ckpt_dir, list, sizeof list, NULL, 0);
     if (n && !o->fresh) {
-      snprintf(err, errlen, "'%s' holds checkpoints of another run (%s): pass --resume auto "
-               "to continue it, or --fresh to start a new run beside them (kept, but for those of a step it writes)",
+      snprintf(err, errlen,
+               "'%s' holds checkpoints of another run (%s): pass --resume auto "
+               "to continue it, or --fresh to start a new run beside them (kept, but for those of "
+               "a step it writes)",
                o->ckpt_dir, list);
       rc = DPT_EINVAL;
     } else if (n) {
-      dpt_log(DPT_LOG_INFO, "--fresh: a new run beside %d checkpoint%s of another run in '%s' "
-              "(kept, but for those of a step it writes: pruning removes only this run's)", n, n == 1 ? "" : "s", o->ckpt_dir);
+      dpt_log(DPT_LOG_INFO,
+              "--fresh: a new run beside %d checkpoint%s of another run in '%s' "
+              "(kept, but for those of a step it writes: pruning removes only this run's)",
+              n, n == 1 ? "" : "s", o->ckpt_dir);
     }
   }
   pos->steps_per_epoch = steps_per_epoch;
