@@ -128,8 +128,10 @@ typedef struct {
 } dpt_ckpt_view;
 
 /* Writes the checkpoint to path atomically: into "<path>.tmp", fsync, rename. Collective over
- * comm; the ranges of the ranks must tile [0, nparams). On failure every rank returns the same
- * code, the temporary file is removed and any file at path is untouched. */
+ * comm; the ranges of the ranks must tile [0, nparams). Rank 0 first claims the space the file
+ * needs (a full disk or no inodes left fails here, with the OS's error, before HDF5 opens it;
+ * a "<path>.tmp" that is not a regular file is refused). On failure every rank returns the
+ * same code, the temporary file is removed and any file at path is untouched. */
 int dpt_ckpt_write(const char *path, MPI_Comm comm, const dpt_ckpt_view *v, char *err,
                    size_t errlen);
 

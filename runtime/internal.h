@@ -121,7 +121,8 @@ int dpt_fault_from_env(dpt_fault *f, char *err, size_t errlen);
 void dpt_fault_kill(void *unused);
 
 /* Saves to <ckpt_dir>/ckpt-<step>.h5 and points <ckpt_dir>/latest at it; keeps the --keep
- * newest, and removes temporary files a crashed write left. The solver owns
+ * newest of this run (pos->run_id, drawn by rank 0 at a fresh run's first save), never another
+ * run's, and removes temporary files a crashed write left. The solver owns
  * [solver_lo, solver_lo + len) of the flat buffer. Collective. fault may be NULL. */
 int dpt_ckpt_save_run(const dpt_train_opts *o, const dpt_model *m, MPI_Comm comm,
                       float *params, dpt_solver *solver, size_t solver_lo, dpt_sched *sched,

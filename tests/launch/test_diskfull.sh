@@ -4,7 +4,8 @@
 # naming the file and ENOSPC (no segfault in MPI_Finalize), nothing partial is committed and
 # the previous checkpoint stays intact and named by `latest`; out of inodes says ENOSPC too;
 # a metrics file that fills the disk ends the run with status 1 and one line, and holds only
-# whole records; a dataset (dpt data synth) that does not fit says ENOSPC and leaves nothing. Skipped (77) where tmpfs cannot be mounted (not root, no mount namespace).
+# whole records; a dataset (dpt data synth) or charts (dpt plot) that do not fit say ENOSPC
+# and leave nothing partial. Skipped (77) where tmpfs cannot be mounted (not root, no mount namespace).
 # Usage: test_diskfull.sh DPT WORKDIR
 . "$(dirname "$0")/lib.sh" "$@"
 mnt=$work/mnt
@@ -70,4 +71,17 @@ grep -q "^dpt data: .*cannot write /train/x: No space left on device" data.out \
   || { cat data.out; fail "dataset: no line naming the file and ENOSPC"; }
 [ -z "$(ls -A "$mnt")" ] || fail "dataset: files left behind: $(ls "$mnt")"
 echo "dataset: $(grep '^dpt data' data.out)"
+
+# 5. charts that do not fit: one line with ENOSPC, no partial chart (each is written atomically)
+mount_tmpfs size=8k
+"$dpt" plot --out "$mnt/plots" run1/metrics.jsonl > plot.out 2>&1; rc=$?
+[ $rc -eq 1 ] || { cat plot.out; fail "charts: status $rc, expected 1"; }
+grep -q "^dpt plot: cannot write '$mnt/plots/.*\.svg': No space left on device" plot.out \
+  || { cat plot.out; fail "charts: no line naming the chart and ENOSPC"; }
+for f in "$mnt"/plots/*.svg; do
+  [ -e "$f" ] || continue
+  $py -c 'import sys, xml.dom.minidom as m; m.parse(sys.argv[1])' "$f" || fail "charts: $f is partial"
+done
+[ -z "$(ls "$mnt"/plots/*.tmp 2>/dev/null)" ] || fail "charts: a temporary file was left"
+echo "charts: $(grep '^dpt plot' plot.out)"
 echo ok
