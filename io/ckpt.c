@@ -861,6 +861,38 @@ int dpt_ckpt_describe(const char *path, dpt_ckpt_item_fn fn, void *ctx, char *er
   return rc;
 }
 
+typedef struct {
+  dpt_ckpt_item_fn fn;
+  void *ctx;
+} texts_ctx;
+
+static herr_t on_text(hid_t obj, const char *name, const H5A_info_t *info, void *data) {
+  (void)info;
+  texts_ctx *c = data;
+  char value[256];
+  if (!read_text_attr(obj, name, value, sizeof value)) c->fn(c->ctx, name, value);
+  return 0;
+}
+
+int dpt_ckpt_texts(const char *path, dpt_ckpt_item_fn fn, void *ctx, char *err,
+                   size_t errlen) {
+  int rc = dpt_io__regular(path, "checkpoint", err, errlen);
+  if (rc) return rc;
+  dpt_io__quiet q;
+  dpt_io__quiet_begin(&q);
+  hid_t f = H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
+  if (f < 0) {
+    rc = dpt_io__errf(err, errlen, DPT_EINVAL, "cannot open checkpoint '%s' (truncated or "
+                      "not HDF5)", path);
+  } else {
+    texts_ctx c = {fn, ctx};
+    H5Aiterate2(f, H5_INDEX_NAME, H5_ITER_INC, NULL, on_text, &c);
+    H5Fclose(f);
+  }
+  dpt_io__quiet_end(&q);
+  return rc;
+}
+
 int dpt_ckpt_text_get(const char *path, const char *name, char *out, size_t outlen) {
   if (dpt_io__regular(path, "checkpoint", NULL, 0)) return DPT_EINVAL;
   dpt_io__quiet q;

@@ -423,8 +423,8 @@ static void close_x(split_state *st) {
 }
 
 /* The first non-finite value of rows[0, count) of f floats (converted, as the model sees them):
- * 0 if none, else 1 with its row and column. One pass, float32 datasets only (uint8 values are
- * finite, and scale and offset are checked when the file is opened). */
+ * 0 if none, else 1 with its row and column. One pass over each batch read, float32 datasets
+ * only (uint8 values are finite, and scale and offset are checked when the file is opened). */
 static int find_nonfinite(const float *rows, size_t count, size_t f, size_t *row, size_t *col) {
   for (size_t i = 0; i < count; i++) {
     const float *x = rows + i * f;
@@ -467,12 +467,6 @@ static int cache_x(dpt_dataset *ds, int s, char *err, size_t errlen) {
     rc = ds_err(ds, err, errlen, DPT_EIO, "/%s/x: cannot read the samples", split_name(s));
   else if (!in->x_u8)
     convert_f32(st->xcache, total, in->scale, in->offset, st->xcache);
-  size_t row, col;
-  if (rc == DPT_OK && !in->x_u8 &&
-      find_nonfinite(st->xcache, (size_t)in->n, (size_t)in->features, &row, &col))
-    rc = nonfinite_error(ds, s, (int64_t)row, col,
-                         ((const float *)st->xcache)[row * (size_t)in->features + col], err,
-                         errlen);
   close_x(st);
   return rc;
 }
@@ -674,9 +668,6 @@ static int read_uncached(dpt_dataset *ds, int s, const int64_t *idx, size_t coun
   for (size_t i = 0; i < count; i++)
     convert_row(base + st->slot[i] * f * esz, st->info.x_u8, f, st->info.scale,
                 st->info.offset, x + i * f);
-  size_t row, col;
-  if (!st->info.x_u8 && find_nonfinite(x, count, f, &row, &col))
-    return nonfinite_error(ds, s, idx[row], col, x[row * f + col], err, errlen);
   return DPT_OK;
 }
 
@@ -739,6 +730,10 @@ int dpt_io_dataset_read(dpt_dataset *ds, dpt_split split, const int64_t *idx, si
     dpt_io__quiet_end(&q);
     if (rc < 0) return rc;
   }
+  /* where the data enters: the same check cached or not, so both fail on the same read */
+  size_t f = (size_t)st->info.features, row, col;
+  if (!st->info.x_u8 && find_nonfinite(x, count, f, &row, &col))
+    return nonfinite_error(ds, split, idx[row], col, x[row * f + col], err, errlen);
   read_y(st, idx, count, labels, y);
   return DPT_OK;
 }

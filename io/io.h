@@ -65,7 +65,8 @@ int dpt_io_dataset_cached(const dpt_dataset *ds, dpt_split split);
 /* Reads samples idx[0..count) (any order, repeats allowed, each < n) of a split:
  * x[count * features] as float (x*scale+offset applied), and either labels[count] (int32, for
  * label datasets; y may be NULL) or y[count * y_width] (targets; labels may be NULL).
- * Out-of-range indices are DPT_EINVAL. Not collective. */
+ * Out-of-range indices are DPT_EINVAL, and so is a NaN or Inf in a float32 x (the message
+ * names the split, the sample and the feature). Not collective. */
 int dpt_io_dataset_read(dpt_dataset *ds, dpt_split split, const int64_t *idx, size_t count,
                         float *x, int32_t *labels, float *y, char *err, size_t errlen);
 
@@ -155,6 +156,10 @@ int dpt_ckpt_verify_meta(const char *path, char *err, size_t errlen);
 typedef void (*dpt_ckpt_item_fn)(void *ctx, const char *name, const char *value);
 int dpt_ckpt_describe(const char *path, dpt_ckpt_item_fn fn, void *ctx, char *err,
                       size_t errlen);
+
+/* Calls fn(ctx, name, value) for every root attribute of a checkpoint that holds one text
+ * (values beyond 255 bytes cut), in name order. DPT_EINVAL if the file cannot be opened. */
+int dpt_ckpt_texts(const char *path, dpt_ckpt_item_fn fn, void *ctx, char *err, size_t errlen);
 
 /* Text entry `name` of a checkpoint, for `dpt ckpt inspect`-like summaries. */
 int dpt_ckpt_text_get(const char *path, const char *name, char *out, size_t outlen);

@@ -158,13 +158,25 @@ int dpt_ckpt_config_kind(const char *name) {
   return 0;
 }
 
-/* The differences found, as "--flag VALUE (checkpoint: VALUE)" lists. */
+/* The checkpoint's texts (read once), and the differences found, as "--flag VALUE
+ * (checkpoint: VALUE)" lists. */
+#define MAX_SAVED 160
 typedef struct {
   const char *path;
+  char saved[MAX_SAVED][2][128];
+  int nsaved;
   char changes[400]; /* differences that change the results */
   char notes[400];   /* differences that do not */
   int nchanges, nnotes;
 } diff_list;
+
+static void on_saved(void *ctx, const char *name, const char *value) {
+  diff_list *d = ctx;
+  if (d->nsaved == MAX_SAVED) return;
+  snprintf(d->saved[d->nsaved][0], sizeof d->saved[0][0], "%s", name);
+  snprintf(d->saved[d->nsaved][1], sizeof d->saved[0][1], "%s", value);
+  d->nsaved++;
+}
 
 static void add_diff(diff_list *d, int kind, const char *flag, const char *now, const char *saved) {
   char *buf = kind == 1 ? d->changes : d->notes;
@@ -180,8 +192,9 @@ static void add_diff(diff_list *d, int kind, const char *flag, const char *now, 
 
 /* Compares text entry `key` of the checkpoint with this run's value. */
 static void compare(diff_list *d, int kind, const char *key, const char *flag, const char *now) {
-  char saved[128];
-  if (dpt_ckpt_text_get(d->path, key, saved, sizeof saved)) snprintf(saved, sizeof saved, "none");
+  const char *saved = "none";
+  for (int i = 0; i < d->nsaved; i++)
+    if (!strcmp(d->saved[i][0], key)) saved = d->saved[i][1];
   if (strcmp(saved, now)) add_diff(d, kind, flag, now, saved);
 }
 
@@ -219,44 +232,57 @@ static void on_option(void *ctx, const char *name, const char *value, const char
   compare(ctx, kind, key, flag, value);
 }
 
-/* Rank 0: what differs between the checkpoint at path and this run (o, W, ZeRO stage). */
-static int check_config(const dpt_train_opts *o, const char *path, const dpt_train_pos *pos,
-                        int world_size, int zero, char *err, size_t errlen) {
-  diff_list d = {.path = path};
+/* The differences between the checkpoint's texts in d and this run (o, W, ZeRO stage). */
+static int compare_all(const dpt_train_opts *o, const char *path, const dpt_train_pos *pos,
+                       int world_size, int zero, diff_list *d, char *err, size_t errlen) {
   char now[32], saved[32];
-  compare(&d, 1, "sched", "--sched", dpt_optim_sched_name(o->sched.kind));
+  compare(d, 1, "sched", "--sched", dpt_optim_sched_name(o->sched.kind));
   if (o->sched.kind != DPT_SCHED_NONE) /* the hyperparameters of this run's scheduler */
-    dpt_optim_sched_describe(&o->sched, on_sched_hparam, &d);
-  dpt_optim_solver_describe(&o->solver, on_hparam, &d);
-  dpt_train_describe(o, on_option, &d);
+    dpt_optim_sched_describe(&o->sched, on_sched_hparam, d);
+  dpt_optim_solver_describe(&o->solver, on_hparam, d);
+  dpt_train_describe(o, on_option, d);
   if (pos->world_size != world_size) {
     snprintf(now, sizeof now, "%d", world_size);
     snprintf(saved, sizeof saved, "%d", pos->world_size);
-    add_diff(&d, 2, "ranks", now, saved);
+    add_diff(d, 2, "ranks", now, saved);
   }
   if (pos->zero != zero) {
     snprintf(now, sizeof now, "%d", zero);
     snprintf(saved, sizeof saved, "%d", pos->zero);
-    add_diff(&d, 2, "ZeRO stage", now, saved);
+    add_diff(d, 2, "ZeRO stage", now, saved);
   }
-  if (d.nchanges && !o->allow_config_change) {
+  if (d->nchanges && !o->allow_config_change) {
     snprintf(err, errlen,
              "%s: this run differs from the checkpoint in what it computes: %s; "
              "resume with the checkpoint's values, or pass --allow-config-change to continue "
              "with these",
-             path, d.changes);
+             path, d->changes);
     return DPT_EINVAL;
   }
-  if (d.nchanges)
+  if (d->nchanges)
     dpt_log(DPT_LOG_WARN,
             "resuming %s with a changed configuration (--allow-config-change): "
             "%s; the solver's and scheduler's state (steps, moments, current lr) are the "
             "checkpoint's",
-            path, d.changes);
-  if (d.nnotes)
-    dpt_log(DPT_LOG_INFO, "resuming %s: %s; this does not change the results%s", path, d.notes,
+            path, d->changes);
+  if (d->nnotes)
+    dpt_log(DPT_LOG_INFO, "resuming %s: %s; this does not change the results%s", path, d->notes,
             o->deterministic ? "" : " beyond summation order");
   return DPT_OK;
+}
+
+/* Rank 0: what differs between the checkpoint at path and this run (o, W, ZeRO stage). */
+static int check_config(const dpt_train_opts *o, const char *path, const dpt_train_pos *pos,
+                        int world_size, int zero, char *err, size_t errlen) {
+  diff_list *dl = calloc(1, sizeof *dl);
+  if (!dl) {
+    snprintf(err, errlen, "out of memory comparing the configuration of %s", path);
+    return DPT_ENOMEM;
+  }
+  int rc = dpt_ckpt_texts(path, on_saved, dl, err, errlen);
+  if (!rc) rc = compare_all(o, path, pos, world_size, zero, dl, err, errlen);
+  free(dl);
+  return rc;
 }
 
 /* --- the start of a run --- */
