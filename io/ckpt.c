@@ -415,12 +415,22 @@ static int write_all(hid_t f, MPI_Comm comm, const dpt_ckpt_view *v) {
  * HDF5 reports a failed write without the OS error, and a file whose close failed stays in its
  * list of open files, which it closes again inside MPI_Finalize on a driver already torn down
  * (a segfault). So rank 0 claims the space first (a file that cannot be written is refused
- * before HDF5 opens it, with the OS's own error), and if a write fails anyway it frees the
- * space the partial file holds before the collective close, so that the close succeeds. */
+ * before HDF5 opens it, with the OS's own error), and if a write fails anyway (another writer
+ * took the space meanwhile) it frees the space held back for the metadata and what the partial
+ * file holds before the collective close, so that the close can succeed. (A metadata write
+ * that fails inside parallel HDF5 is not survivable: its ranks then disagree on the collective
+ * calls of the close; --watchdog ends such a job, as the write is a published wait.) */
 
 /* An upper bound of the file's size: the floats, the checksum tables, and room for HDF5's
  * object headers and attributes (CKPT_META_ROOM per object, measured at under 2 KiB). */
 #define CKPT_META_ROOM 4096
+/* The metadata part of it: what the close may still have to write. */
+static uint64_t meta_bytes(const dpt_ckpt_view *v) {
+  uint64_t copies = 1 + (uint64_t)v->nvec;
+  uint64_t objects = 2 * (uint64_t)v->ntensors * copies + 8 + (uint64_t)v->nvec;
+  return objects * CKPT_META_ROOM + (uint64_t)(v->ntext + v->nscalar + 4) * 256 + 65536;
+}
+
 static uint64_t estimate_bytes(const dpt_ckpt_view *v) {
   uint64_t data = 0, sums = 0, copies = 1 + (uint64_t)v->nvec;
   for (int t = 0; t < v->ntensors; t++) {
@@ -432,28 +442,36 @@ static uint64_t estimate_bytes(const dpt_ckpt_view *v) {
          (uint64_t)(v->ntext + v->nscalar + 4) * 256;
 }
 
-/* Rank 0, before the collective create: tmp must be a regular file (or absent), creatable, and
- * room for `bytes` must exist on its file system. */
-static int claim_space(const char *tmp, uint64_t bytes, char *err, size_t errlen) {
-  struct stat st;
-  if (!lstat(tmp, &st) && !S_ISREG(st.st_mode))
-    return dpt_io__errf(err, errlen, DPT_EIO, "cannot write checkpoint '%s': it exists and "
-                        "is not a regular file", tmp);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0666);
-  if (fd < 0)
-    return dpt_io__errf(err, errlen, DPT_EIO, "cannot write checkpoint '%s': %s", tmp,
-                        strerror(errno));
+/* Creates (or truncates) file and allocates `bytes` in it; 0 or the errno. */
+static int reserve(const char *file, uint64_t bytes) {
+  int fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0666);
+  if (fd < 0) return errno;
   int e = fallocate(fd, 0, 0, (off_t)bytes) ? errno : 0;
   if (e == EOPNOTSUPP || e == ENOSYS || e == EINVAL) { /* no fallocate here: ask statvfs */
     struct statvfs vfs;
     e = !fstatvfs(fd, &vfs) && (uint64_t)vfs.f_bavail * vfs.f_frsize < bytes ? ENOSPC : 0;
   }
   close(fd);
-  if (e) {
-    unlink(tmp);
+  if (e) unlink(file);
+  return e;
+}
+
+/* Rank 0, before the collective create: tmp must be a regular file (or absent), creatable, and
+ * room for `bytes` must exist on its file system; and room (room_bytes, "<tmp>.room") is held
+ * back for HDF5's metadata, to be released if the data cannot be written (so that the close
+ * still can: see above). */
+static int claim_space(const char *tmp, const char *room, uint64_t bytes, uint64_t room_bytes,
+                       char *err, size_t errlen) {
+  struct stat st;
+  if (!lstat(tmp, &st) && !S_ISREG(st.st_mode))
+    return dpt_io__errf(err, errlen, DPT_EIO, "cannot write checkpoint '%s': it exists and "
+                        "is not a regular file", tmp);
+  int e = reserve(tmp, bytes);
+  if (!e && (e = reserve(room, room_bytes))) unlink(tmp);
+  if (e)
     return dpt_io__errf(err, errlen, DPT_EIO, "cannot write checkpoint '%s': %s (it needs "
-                        "about %.1f MiB)", tmp, strerror(e), (double)bytes / 1048576.0);
-  }
+                        "about %.1f MiB)", tmp, strerror(e),
+                        (double)(bytes + room_bytes) / 1048576.0);
   return DPT_OK;
 }
 
@@ -473,9 +491,12 @@ int dpt_ckpt_write(const char *path, MPI_Comm comm, const dpt_ckpt_view *v, char
                    size_t errlen) {
   int rank;
   MPI_Comm_rank(comm, &rank);
-  char tmp[1100];
+  char tmp[1100], room[1110];
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  int status = rank == 0 ? claim_space(tmp, estimate_bytes(v), err, errlen) : DPT_OK;
+  snprintf(room, sizeof room, "%s.room", tmp);
+  uint64_t room_bytes = meta_bytes(v);
+  int status =
+      rank == 0 ? claim_space(tmp, room, estimate_bytes(v), room_bytes, err, errlen) : DPT_OK;
   MPI_Bcast(&status, 1, MPI_INT, 0, comm);
   if (status) {
     if (rank != 0)
@@ -499,12 +520,14 @@ int dpt_ckpt_write(const char *path, MPI_Comm comm, const dpt_ckpt_view *v, char
      * (the close must succeed: see above) */
     if (!all && rank == 0) {
       why = diagnose(tmp);
+      unlink(room);
       if (truncate(tmp, 0)) why = why[0] ? why : strerror(errno);
     }
     if (H5Fclose(f) < 0) ok = 0; /* collective; f is not used again, whatever it returned */
   }
   dpt_io__quiet_end(&q);
   MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm);
+  if (rank == 0) unlink(room);
   if (rank == 0) { /* rank 0 makes it durable and visible */
     if (!all) {
       if (!why[0]) why = diagnose(tmp);

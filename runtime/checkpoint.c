@@ -167,7 +167,7 @@ static int ends_with(const char *s, const char *end) {
 
 /* Lists the ckpt-*.h5 of dir, sorted (by step: the names are zero-padded), into names[0, max)
  * (malloc'ed, the caller frees them); returns how many. With remove_tmp, also removes every
- * ckpt-*.h5.tmp: once a checkpoint is committed, those are what crashed writes left (a run
+ * ckpt-*.h5.tmp (and .tmp.room, io's space held back for a write's metadata): once a checkpoint is committed, those are what crashed writes left (a run
  * directory has one writer). */
 int dpt_ckpt_list(const char *dir, char **names, int max, int remove_tmp) {
   DIR *d = opendir(dir);
@@ -177,7 +177,7 @@ int dpt_ckpt_list(const char *dir, char **names, int max, int remove_tmp) {
   while ((e = readdir(d))) {
     size_t len = strlen(e->d_name);
     if (strncmp(e->d_name, "ckpt-", 5)) continue;
-    if (ends_with(e->d_name, ".h5.tmp") && remove_tmp) {
+    if ((ends_with(e->d_name, ".h5.tmp") || ends_with(e->d_name, ".h5.tmp.room")) && remove_tmp) {
       char path[2100];
       snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
       unlink(path);
