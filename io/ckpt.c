@@ -13,17 +13,22 @@
  *   elements' share and one allreduce completes them; a reader verifies every block it touches.
  *   (HDF5's Fletcher32 filter would force chunked collective I/O, ten times slower here.)
  */
+#define _GNU_SOURCE /* fallocate */
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "io_internal.h"
 
-#define CKPT_FORMAT_VERSION 2
+/* 3: the root attribute meta_checksum covers every other root attribute */
+#define CKPT_FORMAT_VERSION 3
+#define CKPT_META_ATTR "meta_checksum"
 /* Elements per checksum block (256 KiB of floats): the most a reader reads beyond its range at
  * each end of a tensor to verify it. */
 #define CKPT_BLOCK ((size_t)1 << 16)
@@ -103,6 +108,149 @@ static void checksum_add(uint64_t *sums, const float *x, size_t first, size_t n)
     sums[2 * k + 1] += s1;
     done += take;
   }
+}
+
+/* --- the metadata checksum ---
+ * Block checksums cover the datasets; the root attributes (the position, the solver's and the
+ * scheduler's state, the configuration) are covered by one more attribute, meta_checksum:
+ * 64-bit FNV-1a, as 16 hex digits, over every other root attribute in name order (strcmp),
+ * each as its name, a NUL, 't' and the text with its NUL, or 'n' and the 8 bytes of the number
+ * as a little-endian IEEE double. A reader recomputes it from what the file holds, so a changed
+ * value, a removed attribute or an added one all show. */
+
+typedef struct {
+  const char *name;
+  int is_text;
+  const char *text;
+  double num;
+} meta_entry;
+
+static uint64_t fnv_bytes(uint64_t h, const void *p, size_t n) {
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++) {
+    h ^= b[i];
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+static int cmp_meta(const void *a, const void *b) {
+  return strcmp(((const meta_entry *)a)->name, ((const meta_entry *)b)->name);
+}
+
+/* Sorts e[0, n) by name and returns the digest. */
+static uint64_t meta_digest(meta_entry *e, size_t n) {
+  qsort(e, n, sizeof *e, cmp_meta);
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (size_t i = 0; i < n; i++) {
+    h = fnv_bytes(h, e[i].name, strlen(e[i].name) + 1);
+    if (e[i].is_text) {
+      h = fnv_bytes(h, "t", 1);
+      h = fnv_bytes(h, e[i].text, strlen(e[i].text) + 1);
+    } else {
+      uint64_t bits;
+      memcpy(&bits, &e[i].num, sizeof bits);
+      unsigned char le[8];
+      for (int k = 0; k < 8; k++) le[k] = (unsigned char)(bits >> (8 * k));
+      h = fnv_bytes(h, "n", 1);
+      h = fnv_bytes(h, le, sizeof le);
+    }
+  }
+  return h;
+}
+
+/* The digest of the root attributes write_all writes for v. -1 if out of memory. */
+static int meta_digest_of_view(const dpt_ckpt_view *v, uint64_t *out) {
+  size_t n = 2 + (size_t)v->ntext + (size_t)v->nscalar;
+  meta_entry *e = calloc(n, sizeof *e);
+  if (!e) return -1;
+  e[0] = (meta_entry){"format_version", 0, NULL, CKPT_FORMAT_VERSION};
+  e[1] = (meta_entry){"dpt_version", 1, DPT_VERSION, 0};
+  size_t k = 2;
+  for (int i = 0; i < v->ntext; i++) e[k++] = (meta_entry){v->texts[i].name, 1, v->texts[i].value, 0};
+  for (int i = 0; i < v->nscalar; i++) e[k++] = (meta_entry){v->scalar_names[i], 0, NULL, v->scalars[i]};
+  *out = meta_digest(e, n);
+  free(e);
+  return 0;
+}
+
+/* Root attribute names of a file, collected for the digest. */
+#define META_MAX_ATTRS 4096
+#define META_MAX_TEXT 4096
+typedef struct {
+  char **names;
+  size_t n;
+  int overflow;
+} name_list;
+
+static herr_t collect_name(hid_t obj, const char *name, const H5A_info_t *info, void *data) {
+  (void)obj, (void)info;
+  name_list *l = data;
+  if (!strcmp(name, CKPT_META_ATTR)) return 0;
+  if (l->n == META_MAX_ATTRS || !(l->names[l->n] = strdup(name))) {
+    l->overflow = 1;
+    return 1; /* stop */
+  }
+  l->n++;
+  return 0;
+}
+
+static int read_text_attr(hid_t obj, const char *name, char *out, size_t outlen);
+static int read_number_attr(hid_t a, double *v);
+
+/* Recomputes the digest of file f's root attributes and compares it with meta_checksum.
+ * 0: it matches; else a message in err naming path and what is wrong. */
+static int verify_meta(const char *path, hid_t f, char *err, size_t errlen) {
+  char want[64] = "";
+  if (H5Aexists(f, CKPT_META_ATTR) <= 0 || read_text_attr(f, CKPT_META_ATTR, want, sizeof want))
+    return dpt_io__errf(err, errlen, DPT_EINVAL, "%s: attribute '%s' is missing or not text "
+                        "(not a checkpoint of this dpt, or damaged)", path, CKPT_META_ATTR);
+  name_list l = {calloc(META_MAX_ATTRS, sizeof(char *)), 0, 0};
+  meta_entry *e = calloc(META_MAX_ATTRS, sizeof *e);
+  int rc = DPT_OK;
+  if (!l.names || !e) {
+    rc = dpt_io__errf(err, errlen, DPT_ENOMEM, "%s: out of memory checking the metadata", path);
+    goto done;
+  }
+  if (H5Aiterate2(f, H5_INDEX_NAME, H5_ITER_INC, NULL, collect_name, &l) < 0 || l.overflow) {
+    rc = dpt_io__errf(err, errlen, DPT_EINVAL, "%s: cannot list the root attributes (more "
+                      "than %d, or damaged)", path, META_MAX_ATTRS);
+    goto done;
+  }
+  for (size_t i = 0; i < l.n && !rc; i++) {
+    e[i].name = l.names[i];
+    hid_t a = H5Aopen(f, l.names[i], H5P_DEFAULT);
+    hid_t type = a >= 0 ? H5Aget_type(a) : H5I_INVALID_HID;
+    int is_text = type >= 0 && H5Tget_class(type) == H5T_STRING;
+    if (type >= 0) H5Tclose(type);
+    int bad;
+    if (is_text) {
+      char *t = malloc(META_MAX_TEXT);
+      bad = !t || read_text_attr(f, l.names[i], t, META_MAX_TEXT);
+      e[i] = (meta_entry){l.names[i], 1, t, 0};
+    } else {
+      bad = a < 0 || read_number_attr(a, &e[i].num);
+    }
+    if (a >= 0) H5Aclose(a);
+    if (bad)
+      rc = dpt_io__errf(err, errlen, DPT_EINVAL, "%s: attribute '%s' is neither one text nor "
+                        "one number", path, l.names[i]);
+  }
+  if (!rc) { /* (sorting e leaves the texts to free where they are) */
+    char got[32];
+    snprintf(got, sizeof got, "%016llx", (unsigned long long)meta_digest(e, l.n));
+    if (strcmp(got, want))
+      rc = dpt_io__errf(err, errlen, DPT_EINVAL, "%s: the metadata checksum fails (root "
+                        "attributes such as train.step or hp.lr were changed or corrupted)",
+                        path);
+  }
+done:
+  for (size_t i = 0; e && i < l.n; i++)
+    if (e[i].is_text) free((char *)e[i].text);
+  for (size_t i = 0; l.names && i < l.n; i++) free(l.names[i]);
+  free(l.names);
+  free(e);
+  return rc;
 }
 
 /* --- writing --- */
@@ -265,14 +413,87 @@ static int write_all(hid_t f, MPI_Comm comm, const dpt_ckpt_view *v) {
   rc |= write_text(f, "dpt_version", DPT_VERSION);
   for (int i = 0; i < v->ntext; i++) rc |= write_text(f, v->texts[i].name, v->texts[i].value);
   for (int i = 0; i < v->nscalar; i++) rc |= write_double(f, v->scalar_names[i], v->scalars[i]);
+  uint64_t digest = 0;
+  char hex[32];
+  rc |= meta_digest_of_view(v, &digest);
+  snprintf(hex, sizeof hex, "%016llx", (unsigned long long)digest);
+  rc |= write_text(f, CKPT_META_ATTR, hex);
   return rc;
 }
 
+/* --- space, and what the OS said ---
+ * HDF5 reports a failed write without the OS error, and a file whose close failed stays in its
+ * list of open files, which it closes again inside MPI_Finalize on a driver already torn down
+ * (a segfault). So rank 0 claims the space first (a file that cannot be written is refused
+ * before HDF5 opens it, with the OS's own error), and if a write fails anyway (another writer
+ * took the space meanwhile) it frees the space held back for the metadata and what the partial
+ * file holds before the collective close, so that the close can succeed. (A metadata write
+ * that fails inside parallel HDF5 is not survivable: its ranks then disagree on the collective
+ * calls of the close; --watchdog ends such a job, as the write is a published wait.) */
+
+/* An upper bound of the file's size: the floats, the checksum tables, and room for HDF5's
+ * object headers and attributes (CKPT_META_ROOM per object, measured at under 2 KiB). */
+#define CKPT_META_ROOM 4096
+/* The metadata part of it: what the close may still have to write. */
+static uint64_t meta_bytes(const dpt_ckpt_view *v) {
+  uint64_t copies = 1 + (uint64_t)v->nvec;
+  uint64_t objects = 2 * (uint64_t)v->ntensors * copies + 8 + (uint64_t)v->nvec;
+  return objects * CKPT_META_ROOM + (uint64_t)(v->ntext + v->nscalar + 4) * 256 + 65536;
+}
+
+static uint64_t estimate_bytes(const dpt_ckpt_view *v) {
+  uint64_t data = 0, sums = 0, copies = 1 + (uint64_t)v->nvec;
+  for (int t = 0; t < v->ntensors; t++) {
+    data += 4 * (uint64_t)v->tensors[t].numel;
+    sums += 16 * (uint64_t)nblocks(&v->tensors[t]);
+  }
+  uint64_t objects = 2 * (uint64_t)v->ntensors * copies + 8 + (uint64_t)v->nvec;
+  return copies * (data + sums) + objects * CKPT_META_ROOM +
+         (uint64_t)(v->ntext + v->nscalar + 4) * 256;
+}
+
+/* Creates (or truncates) file and allocates `bytes` in it; 0 or the errno. */
+static int reserve(const char *file, uint64_t bytes) {
+  int fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0666);
+  if (fd < 0) return errno;
+  int e = fallocate(fd, 0, 0, (off_t)bytes) ? errno : 0;
+  if (e == EOPNOTSUPP || e == ENOSYS || e == EINVAL) { /* no fallocate here: ask statvfs */
+    struct statvfs vfs;
+    e = !fstatvfs(fd, &vfs) && (uint64_t)vfs.f_bavail * vfs.f_frsize < bytes ? ENOSPC : 0;
+  }
+  close(fd);
+  if (e) unlink(file);
+  return e;
+}
+
+/* Rank 0, before the collective create: tmp must be a regular file (or absent), creatable, and
+ * room for `bytes` must exist on its file system; and room (room_bytes, "<tmp>.room") is held
+ * back for HDF5's metadata, to be released if the data cannot be written (so that the close
+ * still can: see above). */
+static int claim_space(const char *tmp, const char *room, uint64_t bytes, uint64_t room_bytes,
+                       char *err, size_t errlen) {
+  struct stat st;
+  if (!lstat(tmp, &st) && !S_ISREG(st.st_mode))
+    return dpt_io__errf(err, errlen, DPT_EIO, "cannot write checkpoint '%s': it exists and "
+                        "is not a regular file", tmp);
+  int e = reserve(tmp, bytes);
+  if (!e && (e = reserve(room, room_bytes))) unlink(tmp);
+  if (e)
+    return dpt_io__errf(err, errlen, DPT_EIO, "cannot write checkpoint '%s': %s (it needs "
+                        "about %.1f MiB)", tmp, strerror(e),
+                        (double)(bytes + room_bytes) / 1048576.0);
+  return DPT_OK;
+}
+
+static const char *diagnose(const char *file) { return dpt_io__full(file); }
+
 static int fsync_path(const char *path) {
-  int fd = open(path, O_RDONLY);
+  int fd = open(path, O_RDONLY | O_NONBLOCK);
   if (fd < 0) return -1;
   int rc = fsync(fd);
+  int e = errno;
   close(fd);
+  errno = e;
   return rc;
 }
 
@@ -302,31 +523,53 @@ int dpt_ckpt_write(const char *path, MPI_Comm comm, const dpt_ckpt_view *v, char
   MPI_Comm_rank(comm, &rank);
   int bad = check_tensors(path, v, err, errlen);
   if (bad) return bad;
-  char tmp[1100];
+  char tmp[1100], room[1110];
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  snprintf(room, sizeof room, "%s.room", tmp);
+  uint64_t room_bytes = meta_bytes(v);
+  int status =
+      rank == 0 ? claim_space(tmp, room, estimate_bytes(v), room_bytes, err, errlen) : DPT_OK;
+  MPI_Bcast(&status, 1, MPI_INT, 0, comm);
+  if (status) {
+    if (rank != 0)
+      dpt_io__errf(err, errlen, status, "cannot write checkpoint '%s' (see rank 0)", path);
+    return status;
+  }
   dpt_io__quiet q;
   dpt_io__quiet_begin(&q);
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
   H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
   hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
   H5Pclose(fapl);
-  int ok = f >= 0;
-  if (ok) ok = write_all(f, comm, v) == 0;
-  /* every writer syncs its data (MPI_File_sync), which a parallel file system needs */
-  if (f >= 0 && H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) ok = 0;
-  if (f >= 0 && H5Fclose(f) < 0) ok = 0;
+  int ok = f >= 0, all = ok;
+  const char *why = ""; /* rank 0: the OS's word for a failure, "" if it has none */
+  if (f >= 0) {
+    ok = write_all(f, comm, v) == 0;
+    /* every writer syncs its data (MPI_File_sync), which a parallel file system needs */
+    if (ok && H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) ok = 0;
+    MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm);
+    /* a failed write: free the partial file's space so that the close can write its metadata
+     * (the close must succeed: see above) */
+    if (!all && rank == 0) {
+      why = diagnose(tmp);
+      unlink(room);
+      if (truncate(tmp, 0)) why = why[0] ? why : strerror(errno);
+    }
+    if (H5Fclose(f) < 0) ok = 0; /* collective; f is not used again, whatever it returned */
+  }
   dpt_io__quiet_end(&q);
-  int all = ok;
   MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm);
-  int status = 0; /* rank 0 makes it durable and visible */
-  if (rank == 0) {
+  if (rank == 0) unlink(room);
+  if (rank == 0) { /* rank 0 makes it durable and visible */
     if (!all) {
+      if (!why[0]) why = diagnose(tmp);
       unlink(tmp);
-      status = dpt_io__errf(err, errlen, DPT_EIO, "cannot write checkpoint '%s'", tmp);
+      status = dpt_io__errf(err, errlen, DPT_EIO, "cannot write checkpoint '%s'%s%s", tmp,
+                            why[0] ? ": " : "", why);
     } else if (fsync_path(tmp) || rename(tmp, path)) {
-      unlink(tmp);
       status = dpt_io__errf(err, errlen, DPT_EIO, "cannot commit checkpoint '%s': %s", path,
                             strerror(errno));
+      unlink(tmp);
     } else {
       char dir[1100];
       snprintf(dir, sizeof dir, "%s", path);
@@ -566,12 +809,13 @@ static int read_all(const char *path, hid_t f, const dpt_ckpt_view *v, int param
 
 int dpt_ckpt_read(const char *path, const dpt_ckpt_view *v, int params_only, char *err,
                   size_t errlen) {
+  int rc = dpt_io__regular(path, "checkpoint", err, errlen);
+  if (rc) return rc;
   if (access(path, R_OK))
     return dpt_io__errf(err, errlen, DPT_EIO, "cannot open checkpoint '%s': %s", path,
                         strerror(errno));
   dpt_io__quiet q;
   dpt_io__quiet_begin(&q);
-  int rc;
   if (H5Fis_hdf5(path) <= 0) {
     rc = dpt_io__errf(err, errlen, DPT_EINVAL,
                       "'%s' is not an HDF5 file (truncated or not a dpt checkpoint)", path);
@@ -589,12 +833,29 @@ int dpt_ckpt_read(const char *path, const dpt_ckpt_view *v, int params_only, cha
   return rc;
 }
 
+int dpt_ckpt_verify_meta(const char *path, char *err, size_t errlen) {
+  int rc = dpt_io__regular(path, "checkpoint", err, errlen);
+  if (rc) return rc;
+  dpt_io__quiet q;
+  dpt_io__quiet_begin(&q);
+  hid_t f = H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
+  if (f < 0)
+    rc = dpt_io__errf(err, errlen, DPT_EINVAL, "cannot open checkpoint '%s' (truncated or "
+                      "not HDF5)", path);
+  else
+    rc = verify_meta(path, f, err, errlen);
+  if (f >= 0) H5Fclose(f);
+  dpt_io__quiet_end(&q);
+  return rc;
+}
+
 /* --- inspection --- */
 
 typedef struct {
   dpt_ckpt_item_fn fn;
   void *ctx;
   int bad;
+  int meta_ok; /* the metadata checksum matched */
 } walk_ctx;
 
 static herr_t on_attr(hid_t obj, const char *name, const H5A_info_t *info, void *data) {
@@ -614,6 +875,9 @@ static herr_t on_attr(hid_t obj, const char *name, const H5A_info_t *info, void 
   }
   H5Tclose(type);
   H5Aclose(a);
+  if (!strcmp(name, CKPT_META_ATTR))
+    snprintf(value + strlen(value), sizeof value - strlen(value), " %s",
+             w->meta_ok ? "ok" : "FAILED");
   w->fn(w->ctx, name, value);
   return 0;
 }
@@ -649,18 +913,23 @@ static herr_t on_object(hid_t root, const char *name, const H5O_info_t *info, vo
 
 int dpt_ckpt_describe(const char *path, dpt_ckpt_item_fn fn, void *ctx, char *err,
                       size_t errlen) {
+  int rc = dpt_io__regular(path, "checkpoint", err, errlen);
+  if (rc) return rc;
   dpt_io__quiet q;
   dpt_io__quiet_begin(&q);
-  int rc = DPT_OK;
   hid_t f = H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
   if (f < 0) {
     rc = dpt_io__errf(err, errlen, DPT_EINVAL,
                       "cannot open checkpoint '%s' (missing, truncated or not HDF5)", path);
   } else {
-    walk_ctx w = {fn, ctx, 0};
+    char merr[DPT_ERR_LEN];
+    int mrc = verify_meta(path, f, merr, sizeof merr);
+    walk_ctx w = {fn, ctx, 0, mrc == 0};
     H5Aiterate2(f, H5_INDEX_CRT_ORDER, H5_ITER_NATIVE, NULL, on_attr, &w);
     H5Ovisit(f, H5_INDEX_NAME, H5_ITER_INC, on_object, &w);
-    if (w.bad)
+    if (mrc)
+      rc = dpt_io__errf(err, errlen, mrc, "%s", merr);
+    else if (w.bad)
       rc = dpt_io__errf(err, errlen, DPT_EINVAL, "%s: some datasets fail their checksum "
                         "(the file is corrupted)", path);
     H5Fclose(f);
@@ -669,7 +938,40 @@ int dpt_ckpt_describe(const char *path, dpt_ckpt_item_fn fn, void *ctx, char *er
   return rc;
 }
 
+typedef struct {
+  dpt_ckpt_item_fn fn;
+  void *ctx;
+} texts_ctx;
+
+static herr_t on_text(hid_t obj, const char *name, const H5A_info_t *info, void *data) {
+  (void)info;
+  texts_ctx *c = data;
+  char value[256];
+  if (!read_text_attr(obj, name, value, sizeof value)) c->fn(c->ctx, name, value);
+  return 0;
+}
+
+int dpt_ckpt_texts(const char *path, dpt_ckpt_item_fn fn, void *ctx, char *err,
+                   size_t errlen) {
+  int rc = dpt_io__regular(path, "checkpoint", err, errlen);
+  if (rc) return rc;
+  dpt_io__quiet q;
+  dpt_io__quiet_begin(&q);
+  hid_t f = H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
+  if (f < 0) {
+    rc = dpt_io__errf(err, errlen, DPT_EINVAL, "cannot open checkpoint '%s' (truncated or "
+                      "not HDF5)", path);
+  } else {
+    texts_ctx c = {fn, ctx};
+    H5Aiterate2(f, H5_INDEX_NAME, H5_ITER_INC, NULL, on_text, &c);
+    H5Fclose(f);
+  }
+  dpt_io__quiet_end(&q);
+  return rc;
+}
+
 int dpt_ckpt_text_get(const char *path, const char *name, char *out, size_t outlen) {
+  if (dpt_io__regular(path, "checkpoint", NULL, 0)) return DPT_EINVAL;
   dpt_io__quiet q;
   dpt_io__quiet_begin(&q);
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);

@@ -18,11 +18,14 @@
 #include "io_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 /* ---- shared helpers (io_internal.h) ------------------------------------------------------- */
@@ -35,6 +38,32 @@ int dpt_io__errf(char *err, size_t errlen, int code, const char *fmt, ...) {
     va_end(ap);
   }
   return code;
+}
+
+int dpt_io__regular(const char *path, const char *what, char *err, size_t errlen) {
+  struct stat st;
+  if (stat(path, &st))
+    return dpt_io__errf(err, errlen, DPT_EIO,
+                        "cannot open %s '%s': %s", what, path, strerror(errno));
+  if (S_ISREG(st.st_mode)) return DPT_OK;
+  const char *kind = S_ISFIFO(st.st_mode)   ? "a FIFO"
+                     : S_ISDIR(st.st_mode)  ? "a directory"
+                     : S_ISCHR(st.st_mode)  ? "a character device"
+                     : S_ISBLK(st.st_mode)  ? "a block device"
+                     : S_ISSOCK(st.st_mode) ? "a socket"
+                                            : "not a regular file";
+  return dpt_io__errf(err, errlen, DPT_EINVAL, "%s '%s' is %s (expected a regular file)", what,
+                      path, kind);
+}
+
+const char *dpt_io__full(const char *file) {
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s", file);
+  char *slash = strrchr(dir, '/');
+  if (slash) *slash = 0;
+  struct statvfs vfs;
+  if (statvfs(slash ? (dir[0] ? dir : "/") : ".", &vfs)) return "";
+  return vfs.f_bavail == 0 || vfs.f_favail == 0 ? strerror(ENOSPC) : "";
 }
 
 void dpt_io__quiet_begin(dpt_io__quiet *q) {
@@ -271,6 +300,10 @@ static int open_x(dpt_dataset *ds, int s, char *err, size_t errlen) {
   if (rc == DPT_OK)
     rc = read_scalar_attr(ds, st->x, where, "offset", H5T_NATIVE_DOUBLE, &in->offset, &found,
                           err, errlen);
+  if (rc == DPT_OK && (!isfinite(in->scale) || !isfinite(in->offset)))
+    rc = ds_err(ds, err, errlen, DPT_EINVAL, "%s: attribute '%s' is %g (expected a finite "
+                "number)", where, isfinite(in->scale) ? "offset" : "scale",
+                isfinite(in->scale) ? in->offset : in->scale);
   return rc;
 }
 
@@ -391,6 +424,31 @@ static void close_x(split_state *st) {
   st->x = H5I_INVALID_HID;
 }
 
+/* The first non-finite value of rows[0, count) of f floats (converted, as the model sees them):
+ * 0 if none, else 1 with its row and column. One pass over each batch read, float32 datasets
+ * only (uint8 values are finite, and scale and offset are checked when the file is opened). */
+static int find_nonfinite(const float *rows, size_t count, size_t f, size_t *row, size_t *col) {
+  for (size_t i = 0; i < count; i++) {
+    const float *x = rows + i * f;
+    float acc = 0; /* x*0 is NaN iff x is NaN or Inf: one branch per row, not per value */
+    for (size_t j = 0; j < f; j++) acc += x[j] * 0.0f;
+    if (acc == 0) continue;
+    for (size_t j = 0; j < f; j++)
+      if (!isfinite(x[j])) {
+        *row = i, *col = j;
+        return 1;
+      }
+  }
+  return 0;
+}
+
+static int nonfinite_error(const dpt_dataset *ds, int s, int64_t sample, size_t col, float v,
+                           char *err, size_t errlen) {
+  return ds_err(ds, err, errlen, DPT_EINVAL, "/%s/x: %s sample %lld holds %s at feature %zu "
+                "(input values must be finite)", split_name(s), split_word(s), (long long)sample,
+                isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf", col);
+}
+
 /* Bytes per value of x as stored in the file (and in the cache). */
 static size_t stored_size(const dpt_split_info *in) { return in->x_u8 ? 1 : sizeof(float); }
 
@@ -494,6 +552,8 @@ static void dataset_free(dpt_dataset *ds) {
 }
 
 static int open_all(dpt_dataset *ds, size_t cache_bytes, char *err, size_t errlen) {
+  int regular = dpt_io__regular(ds->path, "dataset", err, errlen);
+  if (regular) return regular;
   if (access(ds->path, R_OK) != 0 || H5Fis_hdf5(ds->path) <= 0 ||
       (ds->file = H5Fopen(ds->path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0)
     return explain_open_failure(ds->path, err, errlen);
@@ -672,6 +732,10 @@ int dpt_io_dataset_read(dpt_dataset *ds, dpt_split split, const int64_t *idx, si
     dpt_io__quiet_end(&q);
     if (rc < 0) return rc;
   }
+  /* where the data enters: the same check cached or not, so both fail on the same read */
+  size_t f = (size_t)st->info.features, row, col;
+  if (!st->info.x_u8 && find_nonfinite(x, count, f, &row, &col))
+    return nonfinite_error(ds, split, idx[row], col, x[row * f + col], err, errlen);
   read_y(st, idx, count, labels, y);
   return DPT_OK;
 }
@@ -730,10 +794,15 @@ int dpt_io__write_split(dpt_io__writer *w, const dpt_io__split_data *s, char *er
     return dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot create group /%s", w->tmp, s->name);
   double so[2] = {s->scale, s->offset};
   int rc = DPT_OK;
+  const char *why;
   if (write_array(g, "x", s->xtype, s->xrank, s->xdims, s->x, so) < 0)
-    rc = dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot write /%s/x", w->tmp, s->name);
+    why = dpt_io__full(w->tmp),
+    rc = dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot write /%s/x%s%s", w->tmp, s->name,
+                      why[0] ? ": " : "", why);
   else if (write_array(g, "y", s->ytype, 1, s->xdims, s->y, NULL) < 0)
-    rc = dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot write /%s/y", w->tmp, s->name);
+    why = dpt_io__full(w->tmp),
+    rc = dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot write /%s/y%s%s", w->tmp, s->name,
+                      why[0] ? ": " : "", why);
   if (H5Gclose(g) < 0 && rc == DPT_OK)
     rc = dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot close group /%s", w->tmp, s->name);
   return rc;
@@ -744,11 +813,14 @@ int dpt_io__writer_commit(dpt_io__writer *w, int64_t num_classes, char *err, siz
   if (write_attr(w->file, "num_classes", H5T_STD_I64LE, H5T_NATIVE_INT64, &num_classes) < 0)
     rc = dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot write root attribute num_classes",
                       w->tmp);
-  herr_t closed = H5Fclose(w->file);
+  herr_t closed = H5Fclose(w->file); /* not closed again, whatever it returned */
   w->file = H5I_INVALID_HID;
-  if (rc == DPT_OK && closed < 0)
-    rc = dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot finish writing (disk full?)", w->tmp);
-  if (rc == DPT_OK) rc = dpt_file_commit(w->tmp, w->out, err, errlen);
+  if (rc == DPT_OK && closed < 0) {
+    const char *why = dpt_io__full(w->tmp);
+    rc = dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot finish writing: %s", w->tmp,
+                      why[0] ? why : "the close failed (disk full?)");
+  }
+  if (rc == DPT_OK) rc = dpt_file_commit(w->tmp, w->out, err, errlen); /* durable, then visible */
   if (rc == DPT_OK) {
     free(w->tmp);
     w->tmp = NULL;

@@ -66,7 +66,8 @@ int dpt_io_dataset_cached(const dpt_dataset *ds, dpt_split split);
 /* Reads samples idx[0..count) (any order, repeats allowed, each < n) of a split:
  * x[count * features] as float (x*scale+offset applied), and either labels[count] (int32, for
  * label datasets; y may be NULL) or y[count * y_width] (targets; labels may be NULL).
- * Out-of-range indices are DPT_EINVAL. Not collective. */
+ * Out-of-range indices are DPT_EINVAL, and so is a NaN or Inf in a float32 x (the message
+ * names the split, the sample and the feature). Not collective. */
 int dpt_io_dataset_read(dpt_dataset *ds, dpt_split split, const int64_t *idx, size_t count,
                         float *x, int32_t *labels, float *y, char *err, size_t errlen);
 
@@ -91,7 +92,8 @@ int dpt_io_synth(const char *out, int64_t n_train, int64_t n_test, int64_t featu
  *   /optim/<state>/<tensor>      float32, per-element optimizer state, the tensor's shape
  *   root attributes              format_version, dpt_version, text entries ("solver", "sched",
  *                                "model", hyperparameters "hp.<name>"), scalar entries
- *                                ("train.step", "solver.step", "sched.lr", ...)
+ *                                ("train.step", "solver.step", "sched.lr", ...), and
+ *                                meta_checksum: a digest of all the others (see ckpt.c)
  *   /checksum/<group>/<name>     uint64 [blocks, 2]: per block of 65536 elements, the sum of
  *                                the floats' 32-bit words and the sum of (index+1)*word, mod 2^64
  * Datasets are contiguous; readers verify every checksum block they read. Writing is collective
@@ -121,8 +123,10 @@ typedef struct {
 } dpt_ckpt_view;
 
 /* Writes the checkpoint to path atomically: into "<path>.tmp", fsync, rename. Collective over
- * comm; the ranges of the ranks must tile [0, nparams). On failure every rank returns the same
- * code, the temporary file is removed and any file at path is untouched. */
+ * comm; the ranges of the ranks must tile [0, nparams). Rank 0 first claims the space the file
+ * needs (a full disk or no inodes left fails here, with the OS's error, before HDF5 opens it;
+ * a "<path>.tmp" that is not a regular file is refused). On failure every rank returns the
+ * same code, the temporary file is removed and any file at path is untouched. */
 int dpt_ckpt_write(const char *path, MPI_Comm comm, const dpt_ckpt_view *v, char *err,
                    size_t errlen);
 
@@ -133,13 +137,24 @@ int dpt_ckpt_write(const char *path, MPI_Comm comm, const dpt_ckpt_view *v, char
 int dpt_ckpt_read(const char *path, const dpt_ckpt_view *v, int params_only, char *err,
                   size_t errlen);
 
+/* Verifies the root attribute meta_checksum: a digest over every other root attribute (name
+ * and value), so that a changed position, state or configuration value is caught. Not
+ * collective. DPT_EINVAL with a message naming path if it is missing or does not match. */
+int dpt_ckpt_verify_meta(const char *path, char *err, size_t errlen);
+
 /* Walks a checkpoint for a summary: calls fn(ctx, name, value) for every root attribute
- * (texts and scalars, in file order) and for every dataset ("/model/fc1.weight" ->
- * "[256, 784] checksum ok" or "... checksum FAILED"; any rank: "[8, 3, 5, 5] ..."), reading
- * each in full to verify its block checksums. Returns DPT_EINVAL if the file cannot be read or a checksum fails. */
+ * (texts and scalars, in file order; meta_checksum's value ends in "ok" or "FAILED") and for
+ * every dataset ("/model/fc1.weight" -> "[256, 784] checksum ok" or "... checksum FAILED"; any
+ * rank: "[8, 3, 5, 5] ..."), reading each in full to verify its block checksums. Returns
+ * DPT_EINVAL if the file cannot be read, is not a regular file, or a checksum (metadata or
+ * data) fails. */
 typedef void (*dpt_ckpt_item_fn)(void *ctx, const char *name, const char *value);
 int dpt_ckpt_describe(const char *path, dpt_ckpt_item_fn fn, void *ctx, char *err,
                       size_t errlen);
+
+/* Calls fn(ctx, name, value) for every root attribute of a checkpoint that holds one text
+ * (values beyond 255 bytes cut), in name order. DPT_EINVAL if the file cannot be opened. */
+int dpt_ckpt_texts(const char *path, dpt_ckpt_item_fn fn, void *ctx, char *err, size_t errlen);
 
 /* Text entry `name` of a checkpoint, for `dpt ckpt inspect`-like summaries. */
 int dpt_ckpt_text_get(const char *path, const char *name, char *out, size_t outlen);

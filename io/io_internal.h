@@ -24,6 +24,15 @@
 /* snprintf into err (when err != NULL and errlen > 0); returns code. */
 int dpt_io__errf(char *err, size_t errlen, int code, const char *fmt, ...) DPT_IO_PRINTF(4, 5);
 
+/* 0 if path is a regular file; else a message naming it as `what` ("dataset", "checkpoint")
+ * and what it is instead (a FIFO, a directory, ...), or why it cannot be looked at. Called
+ * before anything opens path, so that a FIFO is refused instead of blocking the open. */
+int dpt_io__regular(const char *path, const char *what, char *err, size_t errlen);
+
+/* Why a write into file's directory failed, as the OS puts it, when its file system is full
+ * (no blocks or no inodes left): strerror(ENOSPC); else "". HDF5 does not pass errno on. */
+const char *dpt_io__full(const char *file);
+
 /* Saved state of HDF5's automatic error printing for the current thread. */
 typedef struct {
   H5E_auto2_t func;

@@ -109,26 +109,48 @@ static int cmd_ckpt(int argc, char **argv) {
  * in a collective for ever. This thread watches the trainer's published progress; when one
  * collective has blocked for --watchdog seconds it prints one line naming the collective and
  * the step and ends the process: it cannot call MPI from its thread, and the launcher (mpirun;
- * srun with --kill-on-bad-exit) then ends the whole job, stopped ranks included. */
+ * srun with --kill-on-bad-exit) then ends the whole job, stopped ranks included.
+ * It covers the whole job: it starts before MPI_Init (the options are parsed first), and the
+ * phases the trainer does not publish count as one wait each: MPI's set-up, the start-up until
+ * the trainer's first collective of step 1 (dataset open, checkpoint load, the set-up
+ * agreements), and the exit (MPI_Finalize). */
 enum { EXIT_HUNG = DPT_EXIT_HUNG };
 
 typedef struct {
   double timeout;
-  int rank;
+  _Atomic int rank;
+  _Atomic(const char *) phase; /* what main is in, when the trainer publishes nothing */
+  _Atomic double phase_since;  /* since when (dpt_clock) */
+  _Atomic int phase_final;     /* the exit: counts whatever the trainer published */
 } watchdog_cfg;
 
+static watchdog_cfg g_wd;
+
+static void watchdog_phase(const char *what, int final) {
+  g_wd.phase_since = dpt_clock();
+  g_wd.phase_final = final;
+  g_wd.phase = what;
+}
+
 static void *watchdog_main(void *arg) {
-  const watchdog_cfg *w = arg;
+  watchdog_cfg *w = arg;
   struct timespec tick = {0, 200 * 1000 * 1000};
   for (;;) {
     nanosleep(&tick, NULL);
     dpt_progress p;
     dpt_progress_get(&p);
-    double waited = dpt_clock() - p.since;
-    if (p.waiting_in && waited >= w->timeout) {
+    const char *what = p.waiting_in, *phase = w->phase;
+    double since = p.since;
+    /* before the trainer's first collective (since 0), and at the exit, main's phase counts */
+    if (phase && (w->phase_final || (!what && p.since == 0))) {
+      what = phase;
+      since = w->phase_since;
+    }
+    double waited = dpt_clock() - since;
+    if (what && waited >= w->timeout) {
       fprintf(stderr, "dpt[rank %d]: watchdog: step %ld: blocked %.0f s in %s (--watchdog %g); "
-              "a peer stopped answering; ending the job\n", w->rank, p.step, waited,
-              p.waiting_in, w->timeout);
+              "a peer stopped answering; ending the job\n", w->rank, p.step, waited, what,
+              w->timeout);
       fflush(stderr);
       _exit(EXIT_HUNG);
     }
@@ -136,71 +158,100 @@ static void *watchdog_main(void *arg) {
   return NULL;
 }
 
-static int cmd_train(int argc, char **argv, int rank, MPI_Comm comm) {
-  char err[DPT_ERR_LEN] = "";
+/* This process's rank before MPI_Init says it, from the launcher's environment (0 if none). */
+static int launcher_rank(void) {
+  static const char *vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"};
+  for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+    const char *v = getenv(vars[i]);
+    if (v && *v) return atoi(v);
+  }
+  return 0;
+}
+
+/* `dpt train`'s options, parsed before MPI starts (see the watchdog); errors are printed after
+ * it has, by rank 0. */
+typedef struct {
   dpt_train_opts o;
-  dpt_train_defaults(&o);
+  int help;
+  int print_config; /* --print-config: the effective options as a config file, and exit */
+  int rc;
+  char err[DPT_ERR_LEN];
+} train_args;
+
+static void parse_train(int argc, char **argv, train_args *t) {
+  dpt_train_defaults(&t->o);
   for (int i = 2; i < argc; i++)
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      if (rank == 0) {
-        printf("usage: mpirun -n W dpt train --data FILE [options] [--config FILE]\n\n"
-               "Training options (defaults shown):\n");
-        dpt_train_describe(&o, print_param, NULL);
-        printf("    --%-28s %-14s %s\n", "solver", "adam",
-               "solver; its hyperparameters (--lr, --betas, ...): dpt solvers");
-        printf("    --%-28s %-14s %s\n", "sched", "none",
-               "learning-rate scheduler; --sched-NAME VALUE: dpt schedulers");
-        printf("    --%-28s %-14s %s\n", "config", "", "INI file with [train], [solver], [sched] "
-               "sections; later flags override it");
-        printf("    --%-28s %-14s %s\n", "print-config", "",
-               "print the effective options as such a file and exit");
-      }
-      return 0;
-    }
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) t->help = 1;
+  if (t->help) return;
   kv_list l = {0};
-  int rc = dpt_launch_collect(argc, argv, 2, &l, err, sizeof err);
-  int print_config = 0;
-  for (int i = 0; !rc && i < l.n; i++) /* a flag of the command, not an option of the run */
+  t->rc = dpt_launch_collect(argc, argv, 2, &l, t->err, sizeof t->err);
+  for (int i = 0; !t->rc && i < l.n; i++) /* a flag of the command, not an option of the run */
     if (!strcmp(l.items[i].key, "print_config")) {
-      print_config = 1;
+      t->print_config = 1;
       free(l.items[i].key), free(l.items[i].value);
       memmove(&l.items[i], &l.items[i + 1], (size_t)(l.n - i - 1) * sizeof l.items[0]);
       l.n--, i--;
     }
-  if (!rc)
-    rc = dpt_launch_apply(&o, &l, err, sizeof err);
-  if (!rc && print_config) {
-    if (rank == 0) dpt_launch_print_config(&o, stdout);
-    dpt_launch_kv_free(&l);
-    return 0;
+  if (!t->rc)
+    t->rc = dpt_launch_apply(&t->o, &l, t->err, sizeof t->err);
+  if (!t->rc && !t->print_config && dpt_train_validate(&t->o, t->err, sizeof t->err)) {
+    t->rc = EXIT_USAGE;
+    dpt_launch_blame(&l, t->err, sizeof t->err);
   }
-  if (!rc && dpt_train_validate(&o, err, sizeof err)) {
-    rc = EXIT_USAGE;
-    dpt_launch_blame(&l, err, sizeof err);
-  }
-  if (!rc) { /* a malformed --model is bad usage; whether it fits the data is the run's to say */
+  dpt_launch_kv_free(&l);
+  if (!t->rc && !t->print_config) { /* a malformed --model is bad usage; whether it fits the
+                                       data is the run's to say */
     dpt_model m;
     char merr[DPT_ERR_LEN];
-    if (dpt_model_create(o.model, o.activation, o.loss, NULL, &m, merr, sizeof merr)) {
-      snprintf(err, sizeof err, "--model: %.400s", merr);
-      rc = EXIT_USAGE;
+    if (dpt_model_create(t->o.model, t->o.activation, t->o.loss, NULL, &m, merr, sizeof merr)) {
+      snprintf(t->err, sizeof t->err, "--model: %.400s", merr);
+      t->rc = EXIT_USAGE;
     } else {
       m.destroy(&m);
     }
   }
-  dpt_launch_kv_free(&l);
-  if (rc) {
-    if (rank == 0)
-      fprintf(stderr, "dpt train: %s\n", err);
-    return rc;
+  if (t->print_config) return;
+  if (!t->rc && t->o.watchdog > 0) {
+    g_wd.timeout = t->o.watchdog;
+    g_wd.rank = launcher_rank();
+    watchdog_phase("the MPI set-up (MPI_Init)", 0);
+    pthread_t wt;
+    if (pthread_create(&wt, NULL, watchdog_main, &g_wd) == 0) pthread_detach(wt);
   }
-  if (o.verbose) dpt_log_init(rank, DPT_LOG_DEBUG, 0); /* --verbose reaches the logger */
-  static watchdog_cfg wd;
-  wd = (watchdog_cfg){o.watchdog, rank};
-  pthread_t wt;
-  if (o.watchdog > 0 && pthread_create(&wt, NULL, watchdog_main, &wd) == 0) pthread_detach(wt);
+}
+
+static int cmd_train(train_args *t, int rank, MPI_Comm comm) {
+  if (t->help) {
+    if (rank == 0) {
+      dpt_train_opts o;
+      dpt_train_defaults(&o);
+      printf("usage: mpirun -n W dpt train --data FILE [options] [--config FILE]\n\n"
+             "Training options (defaults shown):\n");
+      dpt_train_describe(&o, print_param, NULL);
+      printf("    --%-28s %-14s %s\n", "solver", "adam",
+             "solver; its hyperparameters (--lr, --betas, ...): dpt solvers");
+      printf("    --%-28s %-14s %s\n", "sched", "none",
+             "learning-rate scheduler; --sched-NAME VALUE: dpt schedulers");
+      printf("    --%-28s %-14s %s\n", "config", "", "INI file with [train], [solver], [sched] "
+             "sections; later flags override it");
+      printf("    --%-28s %-14s %s\n", "print-config", "",
+             "print the effective options as such a file and exit");
+    }
+    return 0;
+  }
+  if (t->rc) {
+    if (rank == 0)
+      fprintf(stderr, "dpt train: %s\n", t->err);
+    return t->rc;
+  }
+  if (t->print_config) {
+    if (rank == 0) dpt_launch_print_config(&t->o, stdout);
+    return 0;
+  }
+  if (t->o.verbose) dpt_log_init(rank, DPT_LOG_DEBUG, 0); /* --verbose reaches the logger */
+  char err[DPT_ERR_LEN] = "";
   dpt_train_result res;
-  rc = dpt_train_run(&o, comm, &res, err, sizeof err);
+  int rc = dpt_train_run(&t->o, comm, &res, err, sizeof err);
   if (rc) {
     if (rank == 0)
       fprintf(stderr, "dpt train: %s\n", err);
@@ -244,20 +295,26 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "plot"))
     return dpt_launch_plot(argc, argv);
 
-  /* help needs no MPI (the man page is generated from it at build time) */
+  static train_args targs;
+  if (!strcmp(cmd, "train"))
+    parse_train(argc, argv, &targs); /* before MPI_Init: the watchdog covers it */
+  /* help and --print-config need no MPI (the man page is generated from the help at build
+   * time) */
+  if (!strcmp(cmd, "train") && (targs.help || (targs.print_config && !targs.rc)))
+    return cmd_train(&targs, launcher_rank(), MPI_COMM_NULL);
   int help = 0;
   for (int i = 2; i < argc; i++) help |= !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
-  if (help && !strcmp(cmd, "train")) return cmd_train(argc, argv, 0, MPI_COMM_NULL);
   if (help && !strcmp(cmd, "data")) return dpt_launch_data(argc, argv, 0);
-
   int provided;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
   int rank;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  g_wd.rank = rank;
+  watchdog_phase("the start-up (dataset, checkpoint, set-up agreement)", 0);
   dpt_log_init(rank, DPT_LOG_INFO, 0);
   int rc;
   if (!strcmp(cmd, "train")) {
-    rc = cmd_train(argc, argv, rank, MPI_COMM_WORLD);
+    rc = cmd_train(&targs, rank, MPI_COMM_WORLD);
   } else if (!strcmp(cmd, "compare")) {
     rc = dpt_launch_compare(argc, argv, rank, MPI_COMM_WORLD);
   } else if (!strcmp(cmd, "data")) {
@@ -269,6 +326,7 @@ int main(int argc, char **argv) {
     }
     rc = EXIT_USAGE;
   }
+  watchdog_phase("the exit (MPI_Finalize)", 1);
   MPI_Finalize();
   return rc;
 }

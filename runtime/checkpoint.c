@@ -6,12 +6,20 @@
  * Invariants: every rank writes the range dpt_comm_shard gives it, whatever the ZeRO stage, so
  * the file does not depend on W or the stage; on load each rank reads the range its solver owns.
  * "latest" only ever names a complete checkpoint (it is replaced by rename after the file is).
+ * Every checkpoint carries its run's identity (train.run_id, drawn at the first checkpoint of a
+ * fresh start, kept by every resume): pruning removes only checkpoints of the run being
+ * written, and a fresh start in a directory that holds checkpoints refuses (see resume.c).
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "comm.h"
@@ -20,7 +28,7 @@
 
 #define MAX_FIXED_SCALARS 112 /* solver, scheduler and train.* scalars (the budget before the
                                  tensor count was open); plus one per tensor */
-#define MAX_TEXTS 40
+#define MAX_TEXTS 128 /* kinds, hyperparameters live and configured, the run's configuration */
 
 /* Everything but the big arrays, gathered into name/value lists. The tensors are the model's
  * own table; scalars (one per tensor in deterministic mode) are sized by the model. */
@@ -69,6 +77,30 @@ static void add_hparam(void *ctx, const char *name, const char *value, const cha
   (void)help;
   char key[96];
   snprintf(key, sizeof key, "hp.%s", name);
+  add_text(ctx, key, value);
+}
+
+/* The solver's hyperparameters as configured (hp.* are the live ones: a scheduler moves lr). */
+static void add_config_hparam(void *ctx, const char *name, const char *value, const char *help) {
+  (void)help;
+  char key[96];
+  snprintf(key, sizeof key, "cfg_hp.%s", name);
+  add_text(ctx, key, value);
+}
+
+static void add_sched_hparam(void *ctx, const char *name, const char *value, const char *help) {
+  (void)help;
+  char key[96];
+  snprintf(key, sizeof key, "sched_hp.%s", name);
+  add_text(ctx, key, value);
+}
+
+/* The options that say what a run computes (resume.c compares them with a resumed run's). */
+static void add_config(void *ctx, const char *name, const char *value, const char *help) {
+  (void)help;
+  if (!dpt_ckpt_config_kind(name)) return;
+  char key[96];
+  snprintf(key, sizeof key, "cfg.%s", name);
   add_text(ctx, key, value);
 }
 
@@ -126,10 +158,15 @@ static int build(layout *l, const dpt_train_opts *o, const dpt_model *m, float *
   v->vecs = l->vecs;
   v->scalar_names = l->scalar_names;
   v->scalars = l->scalars;
+  add_scalar(l, "train", "steps_per_epoch", (double)pos->steps_per_epoch);
   add_text(l, "model", m->kind);
   add_text(l, "solver", dpt_optim_solver_name(o->solver.kind));
   add_text(l, "sched", dpt_optim_sched_name(o->sched.kind));
+  add_text(l, "train.run_id", pos->run_id);
   dpt_optim_solver_describe(dpt_solver_hparams(solver), add_hparam, l);
+  dpt_optim_solver_describe(&o->solver, add_config_hparam, l);
+  dpt_optim_sched_describe(&o->sched, add_sched_hparam, l);
+  dpt_train_describe(o, add_config, l);
   v->texts = l->texts;
   v->ntext = l->ntext;
   return l->dropped ? DPT_ENOMEM : DPT_OK;
@@ -146,48 +183,99 @@ static int ends_with(const char *s, const char *end) {
   return n >= k && !strcmp(s + n - k, end);
 }
 
-/* Removes all but the `keep` newest ckpt-*.h5 (names sort by step; keep <= 0: all stay), and
- * every ckpt-*.h5.tmp: once a checkpoint is committed, those are what crashed writes left
- * (a run directory has one writer). */
-static void prune(const char *dir, int keep) {
+/* Lists the ckpt-*.h5 of dir, sorted (by step: the names are zero-padded), into names[0, max)
+ * (malloc'ed, the caller frees them); returns how many. With remove_tmp, also removes every
+ * ckpt-*.h5.tmp (and .tmp.room, io's space held back for a write's metadata): once a checkpoint is committed, those are what crashed writes left (a run
+ * directory has one writer). */
+int dpt_ckpt_list(const char *dir, char **names, int max, int remove_tmp) {
   DIR *d = opendir(dir);
-  if (!d) return;
-  char *names[4096];
+  if (!d) return 0;
   int n = 0;
   struct dirent *e;
-  while ((e = readdir(d)) && n < 4096) {
+  while ((e = readdir(d))) {
     size_t len = strlen(e->d_name);
     if (strncmp(e->d_name, "ckpt-", 5)) continue;
-    if (ends_with(e->d_name, ".h5.tmp")) {
+    if ((ends_with(e->d_name, ".h5.tmp") || ends_with(e->d_name, ".h5.tmp.room")) && remove_tmp) {
       char path[2100];
       snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
       unlink(path);
-    } else if (keep > 0 && len > 8 && ends_with(e->d_name, ".h5")) {
-      names[n++] = strdup(e->d_name);
+    } else if (len > 8 && ends_with(e->d_name, ".h5") && n < max) {
+      if ((names[n] = strdup(e->d_name))) n++;
     }
   }
   closedir(d);
   qsort(names, (size_t)n, sizeof *names, cmp_str);
-  for (int i = 0; i < n; i++) {
-    if (i < n - keep && names[i]) {
-      char path[2100];
-      snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-      unlink(path);
-    }
+  return n;
+}
+
+/* Removes all but the `keep` newest checkpoints of run `run_id` (keep <= 0: all stay), never
+ * `current` (the one latest names), nor any file of another run or that is not a checkpoint. */
+static void prune(const char *dir, int keep, const char *run_id, const char *current) {
+  static char *names[4096];
+  int n = dpt_ckpt_list(dir, names, 4096, 1);
+  int mine = 0;
+  for (int i = n - 1; i >= 0; i--) { /* newest first */
+    char path[2100], id[96] = "";
+    snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+    int is_current = !strcmp(names[i], current);
+    int own = keep > 0 && (is_current || (dpt_ckpt_text_get(path, "train.run_id", id,
+                                                             sizeof id) == DPT_OK &&
+                                          !strcmp(id, run_id)));
+    if (own && ++mine > keep && !is_current) unlink(path);
     free(names[i]);
   }
 }
 
+/* A fresh random run identity: 16 hex digits. */
+static void new_run_id(char *out, size_t len) {
+  uint64_t v = 0;
+  int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || read(fd, &v, sizeof v) != (ssize_t)sizeof v)
+    v = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid() << 20 ^
+        (uint64_t)(uintptr_t)out;
+  if (fd >= 0) close(fd);
+  snprintf(out, len, "%016llx", (unsigned long long)v);
+}
+
+/* Writes "<name>\n" to <dir>/latest atomically. Refuses to write through anything but a
+ * regular file (O_NONBLOCK: a FIFO without a reader fails instead of blocking). */
+static int write_latest(const char *dir, const char *name, char *err, size_t errlen) {
+  char tmp[1300], latest[1300];
+  snprintf(tmp, sizeof tmp, "%s/latest.tmp", dir);
+  snprintf(latest, sizeof latest, "%s/latest", dir);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0666);
+  int e = fd < 0 ? errno : 0;
+  struct stat st;
+  if (!e && (fstat(fd, &st) || !S_ISREG(st.st_mode))) e = EINVAL;
+  char line[300];
+  int n = snprintf(line, sizeof line, "%s\n", name);
+  if (!e && write(fd, line, (size_t)n) != n) e = errno ? errno : EIO;
+  if (!e && fsync(fd)) e = errno;
+  if (fd >= 0 && close(fd) && !e) e = errno;
+  if (!e && rename(tmp, latest)) e = errno;
+  if (e) {
+    if (fd >= 0) unlink(tmp);
+    snprintf(err, errlen, "cannot update '%s': %s", latest,
+             e == EINVAL ? "latest.tmp is not a regular file" : strerror(e));
+    return DPT_EIO;
+  }
+  return DPT_OK;
+}
+
 int dpt_ckpt_save_run(const dpt_train_opts *o, const dpt_model *m, MPI_Comm comm,
                       float *params, dpt_solver *solver, size_t solver_lo, dpt_sched *sched,
-                      const dpt_train_pos *pos, const dpt_fault *fault, char *err,
+                      dpt_train_pos *pos, const dpt_fault *fault, char *err,
                       size_t errlen) {
   int rank, size;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
   int rc = rank == 0 ? dpt_mkdirs(o->ckpt_dir, "--ckpt-dir", err, errlen) : 0;
+  if (!rc && !pos->run_id[0] && rank == 0) new_run_id(pos->run_id, sizeof pos->run_id);
   if (dpt_comm_bcast_int(comm, &rc, 0, err, errlen)) return DPT_EMPI;
   if (rc) return rc;
+  /* the run's identity: drawn by rank 0 at a fresh run's first checkpoint */
+  int mrc = MPI_Bcast(pos->run_id, (int)sizeof pos->run_id, MPI_CHAR, 0, comm);
+  if (mrc != MPI_SUCCESS) return dpt_comm_mpi_error(mrc, "MPI_Bcast (the run identity)", err, errlen);
   dpt_range own = dpt_comm_shard(m->nparams, rank, size);
   layout *l = malloc(sizeof *l);
   if (!l) return DPT_ENOMEM; /* (every rank has the same small allocation) */
@@ -210,49 +298,12 @@ int dpt_ckpt_save_run(const dpt_train_opts *o, const dpt_model *m, MPI_Comm comm
     return DPT_EIO;
   }
   if (rank == 0) { /* the pointer to the latest, replaced atomically */
-    char tmp[1300], latest[1300];
-    snprintf(tmp, sizeof tmp, "%s/latest.tmp", o->ckpt_dir);
-    snprintf(latest, sizeof latest, "%s/latest", o->ckpt_dir);
-    FILE *f = fopen(tmp, "w");
-    int ok = f && fprintf(f, "%s\n", name) > 0;
-    if (f) ok = (fflush(f) == 0) & (fsync(fileno(f)) == 0) & (fclose(f) == 0) & ok;
-    if (!ok || rename(tmp, latest)) {
-      unlink(tmp);
-      snprintf(err, errlen, "cannot update '%s': %s", latest, strerror(errno));
-      rc = DPT_EIO;
-    } else {
-      prune(o->ckpt_dir, o->keep);
-    }
+    rc = write_latest(o->ckpt_dir, name, err, errlen);
+    if (!rc) prune(o->ckpt_dir, o->keep, pos->run_id, name);
   }
   if (dpt_comm_bcast_int(comm, &rc, 0, err, errlen)) return DPT_EMPI;
   if (rc && rank) snprintf(err, errlen, "cannot update the latest checkpoint (see rank 0)");
   return rc;
-}
-
-int dpt_ckpt_resolve(const dpt_train_opts *o, char *path, size_t len, char *err,
-                     size_t errlen) {
-  path[0] = 0;
-  if (strcmp(o->resume, "auto") && strcmp(o->resume, "latest")) {
-    snprintf(path, len, "%s", o->resume);
-    return DPT_OK;
-  }
-  char latest[1100];
-  snprintf(latest, sizeof latest, "%s/latest", o->ckpt_dir);
-  FILE *f = fopen(latest, "r");
-  char name[256] = "";
-  if (f) {
-    if (!fgets(name, sizeof name, f)) name[0] = 0;
-    fclose(f);
-  }
-  name[strcspn(name, "\n")] = 0;
-  if (!name[0]) {
-    if (!strcmp(o->resume, "auto")) return DPT_OK; /* nothing yet: start afresh */
-    snprintf(err, errlen, "--resume latest: no checkpoint in '%s' (no '%s')", o->ckpt_dir,
-             latest);
-    return DPT_EINVAL;
-  }
-  snprintf(path, len, "%s/%s", o->ckpt_dir, name);
-  return DPT_OK;
 }
 
 /* A counter stored as a double (step, epoch, seed, ...): a whole number in [0, 2^63). */
@@ -260,6 +311,57 @@ static int as_count(double v, long *out) {
   if (!(v >= 0 && v < 9223372036854775808.0) || v != (double)(long)v) return -1;
   *out = (long)v;
   return 0;
+}
+
+/* v as text that reads back as v: "%g" when that is exact, else all 17 digits. */
+static const char *exact(double v, char *buf, size_t len) {
+  snprintf(buf, len, "%g", v);
+  if (strtod(buf, NULL) != v && !isnan(v)) snprintf(buf, len, "%.17g", v);
+  return buf;
+}
+
+/* The position's counters against each other and their ranges (the metadata checksum catches
+ * a changed value; this catches a file written wrong, and says which value is off). */
+static int check_counters(const char *path, const dpt_train_pos *p, double solver_step,
+                          double last_epoch, char *err, size_t errlen) {
+  const char *what = NULL;
+  char detail[160] = "";
+  if (p->steps_per_epoch < 1) {
+    what = "train.steps_per_epoch";
+    snprintf(detail, sizeof detail, "%ld (expected at least 1)", p->steps_per_epoch);
+  } else if (p->step_in_epoch > p->steps_per_epoch || p->step_in_epoch > p->step) {
+    what = "train.step_in_epoch";
+    snprintf(detail, sizeof detail, "%ld (expected at most train.steps_per_epoch %ld and "
+             "train.step %ld)", p->step_in_epoch, p->steps_per_epoch, p->step);
+  } else if (p->epoch > p->step) {
+    what = "train.epoch";
+    snprintf(detail, sizeof detail, "%ld (expected at most train.step %ld: every epoch has a "
+             "step)", p->epoch, p->step);
+  } else if (p->world_size < 1 || p->world_size > DPT_CKPT_MAX_RANKS) {
+    what = "train.world_size";
+    snprintf(detail, sizeof detail, "%d (expected 1 to %d)", p->world_size, DPT_CKPT_MAX_RANKS);
+  } else if (p->zero < 0 || p->zero > 2) {
+    what = "train.zero";
+    snprintf(detail, sizeof detail, "%d (expected a ZeRO stage: 0, 1 or 2)", p->zero);
+  } else if (!isfinite(p->epoch_loss)) {
+    what = "train.epoch_loss";
+    snprintf(detail, sizeof detail, "%g (expected a finite sum of losses)", p->epoch_loss);
+  } else if (!isnan(solver_step) && (solver_step < 0 || solver_step != floor(solver_step) ||
+                                      solver_step > (double)p->step)) {
+    what = "solver.step";
+    char b[40];
+    snprintf(detail, sizeof detail, "%s (expected a whole number from 0 to train.step %ld)",
+             exact(solver_step, b, sizeof b), p->step);
+  } else if (!isnan(last_epoch) && (last_epoch < -1 || last_epoch != floor(last_epoch) ||
+                                     last_epoch > (double)p->step + 1)) {
+    what = "sched.last_epoch";
+    char b[40];
+    snprintf(detail, sizeof detail, "%s (expected a whole number from -1 to train.step + 1)",
+             exact(last_epoch, b, sizeof b));
+  }
+  if (!what) return DPT_OK;
+  snprintf(err, errlen, "%s: attribute '%s' is %s", path, what, detail);
+  return DPT_EINVAL;
 }
 
 int dpt_ckpt_load_run(const char *path, const dpt_train_opts *o, const dpt_model *m,
@@ -274,10 +376,13 @@ int dpt_ckpt_load_run(const char *path, const dpt_train_opts *o, const dpt_model
                dpt_solver_len(solver), o->deterministic);
     if (rc) snprintf(ioerr, sizeof ioerr, "%s: out of memory for the checkpoint's lists", path);
     else rc = dpt_ckpt_read(path, &l->v, 0, ioerr, sizeof ioerr);
+    double solver_step = NAN, last_epoch = NAN;
     for (int i = 0; !rc && i < l->v.nscalar; i++) {
       const char *name = l->scalar_names[i];
       double v = l->scalars[i];
       long count;
+      if (!strcmp(name, "solver.step")) solver_step = v;
+      if (!strcmp(name, "sched.last_epoch")) last_epoch = v;
       if (!strncmp(name, "solver.", 7)) {
         dpt_state_info info;
         *(double *)dpt_solver_state(solver, dpt_solver_state_find(solver, name + 7), &info) = v;
@@ -289,8 +394,9 @@ int dpt_ckpt_load_run(const char *path, const dpt_train_opts *o, const dpt_model
         for (int t = 0; t < m->ntensors; t++)
           if (!strcmp(name + 17, m->tensors[t].name)) pos->grad_scale[t] = v;
       } else if (as_count(v, &count)) { /* every other train.* scalar is a counter */
-        snprintf(ioerr, sizeof ioerr, "%s: attribute '%s' is %g (expected a whole number >= 0)",
-                 path, name, v);
+        char b[40];
+        snprintf(ioerr, sizeof ioerr, "%s: attribute '%s' is %s (expected a whole number >= 0)",
+                 path, name, exact(v, b, sizeof b));
         rc = DPT_EINVAL;
       } else if (!strcmp(name, "train.step")) {
         pos->step = count;
@@ -298,14 +404,23 @@ int dpt_ckpt_load_run(const char *path, const dpt_train_opts *o, const dpt_model
         pos->epoch = count;
       } else if (!strcmp(name, "train.step_in_epoch")) {
         pos->step_in_epoch = count;
-      } else if (!strcmp(name, "train.seed") && count != o->seed) {
-        snprintf(ioerr, sizeof ioerr, "%s: was saved with --seed %ld but this run uses %ld "
-                 "(the data order would differ)", path, count, o->seed);
-        rc = DPT_EINVAL;
-      }
+      } else if (!strcmp(name, "train.steps_per_epoch")) {
+        pos->steps_per_epoch = count;
+      } else if (!strcmp(name, "train.world_size")) {
+        pos->world_size = count > DPT_CKPT_MAX_RANKS ? -1 : (int)count;
+      } else if (!strcmp(name, "train.zero")) {
+        pos->zero = count > 2 ? -1 : (int)count;
+      } /* train.seed: compared with the run's by dpt_ckpt_check_resume */
+    }
+    if (!rc) rc = check_counters(path, pos, solver_step, last_epoch, ioerr, sizeof ioerr);
+    if (!rc && (dpt_ckpt_text_get(path, "train.run_id", pos->run_id, sizeof pos->run_id) ||
+                !pos->run_id[0])) {
+      snprintf(ioerr, sizeof ioerr, "%s: attribute 'train.run_id' is missing", path);
+      rc = DPT_EINVAL;
     }
   }
   layout_free(l);
+  if (!rc) rc = dpt_ckpt_verify_meta(path, ioerr, sizeof ioerr);
   if (!rc) { /* every rank needs all parameters */
     rc = build(l, o, m, params, solver, solver_lo, sched, pos, 0, m->nparams, 0);
     if (rc) snprintf(ioerr, sizeof ioerr, "%s: out of memory for the checkpoint's lists", path);

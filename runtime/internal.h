@@ -47,6 +47,10 @@ int dpt_report_open(const dpt_train_opts *o, long total_steps, long start_step,
 void dpt_report_step(dpt_report *r, const dpt_step_info *s);
 void dpt_report_epoch(dpt_report *r, const dpt_epoch_info *e);
 void dpt_report_close(dpt_report *r);
+/* After the loop, on every rank with the loop's status (collective): if writing the metrics
+ * file failed, DPT_EIO with the message naming it and the OS error (unless rc is already
+ * another error); else rc. */
+int dpt_report_finish(dpt_report *r, MPI_Comm comm, int rc, char *err, size_t errlen);
 /* One "run" record: the run's label (legends of plots), ranks, ZeRO stage, parameters, optimizer-state bytes per rank (largest)
  * and over all ranks. */
 void dpt_report_run(dpt_report *r, const char *label, int ranks, int zero, size_t nparams,
@@ -61,6 +65,8 @@ typedef struct {
   long step_in_epoch; /* steps done within that epoch */
   double epoch_loss;  /* sum of step losses so far in that epoch */
   int world_size, zero; /* at save time (informational) */
+  long steps_per_epoch; /* of the run that saved it (checks step_in_epoch) */
+  char run_id[40];    /* the run's identity: "" until its first checkpoint draws one */
   double *grad_scale; /* [model's ntensors], deterministic mode: fixed-point exponent per
                          tensor (NAN: not known yet); see comm/reduce_exact.c. The trainer's
                          storage. */
@@ -81,17 +87,43 @@ int dpt_fault_from_env(dpt_fault *f, char *err, size_t errlen);
 void dpt_fault_kill(void *unused);
 
 /* Saves to <ckpt_dir>/ckpt-<step>.h5 and points <ckpt_dir>/latest at it; keeps the --keep
- * newest, and removes temporary files a crashed write left. The solver owns
+ * newest of this run (pos->run_id, drawn by rank 0 at a fresh run's first save), never another
+ * run's, and removes temporary files a crashed write left. The solver owns
  * [solver_lo, solver_lo + len) of the flat buffer. Collective. fault may be NULL. */
 int dpt_ckpt_save_run(const dpt_train_opts *o, const dpt_model *m, MPI_Comm comm,
                       float *params, dpt_solver *solver, size_t solver_lo, dpt_sched *sched,
-                      const dpt_train_pos *pos, const dpt_fault *fault, char *err,
+                      dpt_train_pos *pos, const dpt_fault *fault, char *err,
                       size_t errlen);
 
-/* The checkpoint --resume names ("auto"/"latest": <ckpt_dir>/latest; else a path). An empty
- * path with status 0 means "auto" found none: start afresh. */
+/* The most ranks a checkpoint's train.world_size may name. */
+#define DPT_CKPT_MAX_RANKS (1 << 24)
+
+/* The ckpt-*.h5 files of dir, sorted by step, into names[0, max) (malloc'ed; the caller frees
+ * them); returns how many. remove_tmp: also remove ckpt-*.h5.tmp (left by crashed writes). */
+int dpt_ckpt_list(const char *dir, char **names, int max, int remove_tmp);
+
+/* --- starting a run in a run directory (resume.c) --- */
+
+/* The checkpoint --resume names ("auto"/"latest": what <ckpt_dir>/latest names; else a path).
+ * An empty path with status 0 means "auto" found nothing to resume: start afresh. An empty,
+ * unreadable or malformed latest, or none while ckpt-*.h5 files are there, is an error (never
+ * a fresh start over committed checkpoints), unless --fresh. */
 int dpt_ckpt_resolve(const dpt_train_opts *o, char *path, size_t len, char *err,
                      size_t errlen);
+
+/* How training option `name` (dpt_train_describe's names) is recorded in a checkpoint:
+ * 0 not at all, 1 as "cfg.<name>" and a change on resume changes the results (refused without
+ * --allow-config-change), 2 as "cfg.<name>" and a change does not (listed). */
+int dpt_ckpt_config_kind(const char *name);
+
+/* Before the first step, on every rank (not collective; rank 0 alone looks at the directory
+ * and logs). path: the checkpoint resumed from ("" for a fresh start). Resuming: checks the
+ * position against this run (steps_per_epoch, --epochs) and compares the checkpoint's
+ * configuration with o (see dpt_ckpt_config_kind); a fresh start that writes checkpoints
+ * (saving) into a directory holding some refuses unless --fresh. Sets pos->steps_per_epoch. */
+int dpt_ckpt_check_start(const dpt_train_opts *o, const char *path, dpt_train_pos *pos,
+                         long steps_per_epoch, int world_size, int zero, int rank, int saving,
+                         char *err, size_t errlen);
 
 /* Loads parameters (all of them), and unless params_only the solver's state over its range,
  * the scheduler's state and the position. Not collective; validates model and solver. */

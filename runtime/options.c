@@ -48,6 +48,8 @@ static const opt_def k_opts[] = {
     {"keep", OPT_INT, F(keep), "3", 0, 1e6, "keep the newest K checkpoints (0: all)"},
     {"resume", OPT_STR, F(resume), "", 0, 0, "resume: auto (latest if any), latest, or a checkpoint file"},
     {"init", OPT_STR, F(init), "", 0, 0, "start from the parameters of this checkpoint"},
+    {"fresh", OPT_BOOL, F(fresh), "0", 0, 1, "start a new run even though the checkpoint directory holds another run's checkpoints (they are kept: pruning removes only this run's)"},
+    {"allow_config_change", OPT_BOOL, F(allow_config_change), "0", 0, 1, "resume even though the command line changes what the run computes (lr, scheduler, batch, ...; the differences are listed)"},
     {"metrics", OPT_STR, F(metrics), "", 0, 0, "JSONL metrics file (default RUN_DIR/metrics.jsonl)"},
     {"label", OPT_STR, F(label), "", 0, 0, "the run's name in its metrics and in plots (default SOLVER/SCHED)"},
     {"log_every", OPT_LONG, F(log_every), "100", 1, 1e15, "steps between plain log lines"},

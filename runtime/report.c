@@ -3,9 +3,11 @@
  * Only rank 0 creates a reporter with output; other ranks pass NULL everywhere.
  *
  * Invariants:
- * - The metrics file holds whole records only: each is formatted in full and then written and
- *   flushed at once, so a reader never sees half a line while the run is alive, and a crash
- *   can tear at most the last line.
+ * - The metrics file holds whole records only: each is formatted in full and then written with
+ *   one write() of the whole line, so a reader never sees half a line while the run is alive,
+ *   and a crash can tear at most the last line. A failed or short write (a full disk) cuts the
+ *   file back to the last whole line, stops further records, and ends the run with a message
+ *   naming the file and the OS error (dpt_report_finish).
  * - A resumed run rewrites the file (atomically) to what its checkpoint's step knows: records
  *   of later steps (written before a crash, now to be redone) and a torn last line are dropped,
  *   so every step appears once; `time` goes on from the last record kept, never backwards.
@@ -14,6 +16,7 @@
  *   stale copies); its rate, loss and ETA are smoothed (exponential moving averages, as tqdm)
  *   and count only this session's steps, so they are right after a resume.
  */
+#include "comm.h"
 #include "internal.h"
 
 #include <errno.h>
@@ -24,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* The smoothed rate is an exponential moving average over time with this time constant
@@ -35,7 +39,10 @@
 #define BAR_INTERVAL 0.1
 
 struct dpt_report {
-  FILE *jsonl;
+  int fd;          /* the metrics file (-1: none) */
+  off_t good;      /* its length after the last whole record */
+  int failed;      /* a write failed: no more records; the message in error */
+  char error[DPT_ERR_LEN];
   char *path;
   int bar;        /* live bar on stderr */
   int tty_fd;     /* where the terminal's width is asked (-1: stderr itself or none) */
@@ -91,10 +98,39 @@ static int trim_metrics(const char *path, long upto, double *time_kept, char *er
   return dpt_afile_commit(&out, err, errlen);
 }
 
-/* One record: written and flushed whole. */
+/* One record: one whole line, or nothing (see the invariant). */
 static void put(dpt_report *r, const char *rec, size_t len) {
-  if (fwrite(rec, 1, len, r->jsonl) != len || fflush(r->jsonl) != 0)
-    clearerr(r->jsonl); /* reported by dpt_report_close */
+  if (r->failed || r->fd < 0) return;
+  size_t done = 0;
+  int e = 0;
+  while (done < len && !e) {
+    ssize_t k = write(r->fd, rec + done, len - done);
+    if (k > 0) done += (size_t)k;
+    else if (k < 0 && errno != EINTR) e = errno;
+    else if (k == 0) e = EIO;
+  }
+  if (!e) {
+    r->good += (off_t)len;
+    return;
+  }
+  r->failed = 1;
+  if (ftruncate(r->fd, r->good)) { /* the cut-off record goes; nothing else can be done */
+  }
+  snprintf(r->error, sizeof r->error,
+           "--metrics: cannot write '%.300s': %s (it holds the records up to the last whole "
+           "line)",
+           r->path, strerror(e));
+}
+
+int dpt_report_finish(dpt_report *r, MPI_Comm comm, int rc, char *err, size_t errlen) {
+  double failed = r && r->failed;
+  int mrc = dpt_comm_max(comm, &failed, 1, err, errlen);
+  if (mrc) return mrc;
+  if (!failed || (rc && rc != DPT_ESTOPPED)) return rc;
+  int mine = r && r->failed ? DPT_EIO : DPT_OK; /* only rank 0 has a reporter */
+  if (mine) snprintf(err, errlen, "%s", r->error);
+  mrc = dpt_comm_agree_error(comm, mine, err, errlen);
+  return mrc ? mrc : DPT_EIO;
 }
 
 typedef struct {
@@ -190,7 +226,7 @@ int dpt_report_open(const dpt_train_opts *o, long total_steps, long start_step, 
   *out = NULL;
   dpt_report *r = calloc(1, sizeof *r);
   if (!r) return snprintf(err, errlen, "out of memory"), DPT_ENOMEM;
-  r->tty_fd = -1; /* none opened (0 would be stdin, closed by dpt_report_close) */
+  r->fd = r->tty_fd = -1; /* none opened (0 would be stdin, closed by dpt_report_close) */
   char path[2100];
   if (o->metrics[0]) {
     snprintf(path, sizeof path, "%s", o->metrics);
@@ -210,14 +246,22 @@ int dpt_report_open(const dpt_train_opts *o, long total_steps, long start_step, 
     return rc;
   }
   r->path = strdup(path);
-  r->jsonl = fopen(path, start_step > 0 ? "a" : "w");
-  if (!r->jsonl || !r->path) {
-    snprintf(err, errlen, "--metrics: cannot write '%s': %s", path, strerror(errno));
-    if (r->jsonl) fclose(r->jsonl);
+  /* O_NONBLOCK: a FIFO put there since the check fails instead of blocking the open */
+  r->fd = open(path, O_WRONLY | O_CREAT | O_NONBLOCK | O_CLOEXEC | (start_step > 0 ? O_APPEND : O_TRUNC),
+               0666);
+  int e = r->fd < 0 ? errno : !r->path ? ENOMEM : 0;
+  struct stat st;
+  if (!e && (fstat(r->fd, &st) || !S_ISREG(st.st_mode))) e = EINVAL;
+  if (!e && fcntl(r->fd, F_SETFL, start_step > 0 ? O_APPEND : 0)) e = errno;
+  if (e) {
+    snprintf(err, errlen, "--metrics: cannot write '%s': %s", path,
+             e == EINVAL ? "not a regular file" : strerror(e));
+    if (r->fd >= 0) close(r->fd);
     free(r->path);
     free(r);
     return DPT_EIO;
   }
+  r->good = lseek(r->fd, 0, SEEK_END);
   int tty = 0;
   if (!strcmp(o->progress, "bar") || !strcmp(o->progress, "auto")) tty = find_terminal(r);
   r->bar = !strcmp(o->progress, "bar") || (!strcmp(o->progress, "auto") && tty);
@@ -242,7 +286,7 @@ int dpt_report_open(const dpt_train_opts *o, long total_steps, long start_step, 
 void dpt_report_close(dpt_report *r) {
   if (!r) return;
   if (r->bar) fputc('\n', stderr);
-  if (r->jsonl) fclose(r->jsonl);
+  if (r->fd >= 0) close(r->fd);
   if (r->tty_fd >= 0) close(r->tty_fd);
   free(r->path);
   free(r);

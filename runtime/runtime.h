@@ -199,6 +199,8 @@ typedef struct {
   int keep;             /* keep the newest K checkpoints (0: all) */
   char resume[1024];    /* "", "auto" (latest if any), "latest" (must exist) or a file */
   char init[1024];      /* start from this checkpoint's parameters only */
+  int fresh;            /* start a new run even where checkpoints of another run are */
+  int allow_config_change; /* resume even if the configuration changes the results */
   char metrics[1024];   /* JSONL metrics file; "" = <run_dir>/metrics.jsonl */
   char label[64];       /* the run's name in metrics and plots; "" = SOLVER/SCHED */
   long log_every;       /* plain-log interval in steps (non-terminal output) */

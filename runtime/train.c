@@ -340,6 +340,8 @@ static int restore(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
     }
     if (!rc && path[0]) dpt_log(DPT_LOG_INFO, "resuming from %s at step %ld", path, r->pos.step);
   }
+  if (!rc) rc = dpt_ckpt_check_start(o, path, &r->pos, r->steps_per_epoch, r->size, r->zero,
+                                     r->rank, r->saving, err, errlen);
   /* --init starts a run that has nothing to resume (also with --resume auto finding none) */
   if (!rc && (!o->resume[0] || !path[0]) && o->init[0]) {
     rc = dpt_ckpt_load_run(o->init, o, r->model, r->params, r->solver, r->shard.offset,
@@ -414,6 +416,7 @@ static int run_on(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm, dpt_trai
   stop_handlers h;
   dpt_stop_handlers_install(&h, signals);
   rc = loop(&r, o, res, err, errlen);
+  rc = dpt_report_finish(r.report, comm, rc, err, errlen);
   dpt_stop_handlers_restore(&h);
   if ((!rc || rc == DPT_ESTOPPED) && params_out) memcpy(params_out, r.params, m->nparams * sizeof(float));
   teardown(&r);

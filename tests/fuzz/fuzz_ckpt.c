@@ -1,6 +1,7 @@
 /* fuzz_ckpt.c — libFuzzer harness for the checkpoint loader: dpt_ckpt_load_run (runtime/
- * checkpoint.c over io/ckpt.c's dpt_ckpt_read, what --resume and --init run), dpt_ckpt_describe
- * (`dpt ckpt inspect`) and dpt_ckpt_text_get.
+ * checkpoint.c over io/ckpt.c's dpt_ckpt_read and the metadata checksum, what --resume and
+ * --init run), the resume checks (dpt_ckpt_check_start: counters against the run, the
+ * configuration compared), dpt_ckpt_describe (`dpt ckpt inspect`) and dpt_ckpt_text_get.
  *
  * Templates: the real checkpoints in corpus/ckpt/real-*.h5 (written by `dpt train --ckpt 1` for
  * model mlp:4-3-2 with various solvers and schedulers; make_corpus.py), loaded at start-up.
@@ -9,7 +10,9 @@
  *   up (rank count, rank, ZeRO sharding, params only, deterministic mode), then up to
  *   FZ_MAX_EDITS edits made with the HDF5 API to a copy of the template: delete or replace a
  *   dataset (type, rank, dims, layout, contents), poke bytes, recompute or resize a checksum,
- *   delete or replace an attribute (type, shape, length), add attributes, links and groups.
+ *   delete or replace an attribute (type, shape, length), flip one bit of an attribute's
+ *   value, re-sign the metadata (recompute meta_checksum, so that later stages see the edited
+ *   values), add attributes, links and groups.
  *   Every file is valid HDF5, so what breaks is dpt's reading, not HDF5's parsing.
  * - raw: an input starting with the HDF5 signature is the checkpoint itself (replay proves the
  *   real ones load). DPT_FUZZ_RAW=0 turns raw inputs into structured ones (run.sh fuzz).
@@ -72,6 +75,31 @@ static herr_t collect_dataset(hid_t o, const char *name, const H5O_info_t *info,
 }
 
 /* Root attributes: names, and the texts that set up the reader as the writer was. */
+/* A single variable-length text attribute of obj into out; -1 if it is not one. */
+static int dpt_ckpt_text_get_h(hid_t obj, const char *name, char *out, size_t len) {
+  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+  if (a < 0) return -1;
+  hid_t ty = H5Aget_type(a), sp = H5Aget_space(a);
+  int rc = -1;
+  if (H5Sget_simple_extent_npoints(sp) == 1 && H5Tget_class(ty) == H5T_STRING &&
+      H5Tis_variable_str(ty) > 0) {
+    char *s = NULL;
+    hid_t mt = H5Tcopy(H5T_C_S1);
+    H5Tset_size(mt, H5T_VARIABLE);
+    H5Tset_cset(mt, H5Tget_cset(ty));
+    if (H5Aread(a, mt, &s) >= 0 && s) {
+      snprintf(out, len, "%s", s);
+      H5free_memory(s);
+      rc = 0;
+    }
+    H5Tclose(mt);
+  }
+  H5Sclose(sp);
+  H5Tclose(ty);
+  H5Aclose(a);
+  return rc;
+}
+
 static herr_t collect_attr(hid_t o, const char *name, const H5A_info_t *info, void *data) {
   (void)info;
   template_t *t = data;
@@ -97,6 +125,26 @@ static herr_t collect_attr(hid_t o, const char *name, const H5A_info_t *info, vo
   if ((!strcmp(name, "solver") || !strcmp(name, "sched")) &&
       dpt_train_set(&t->opts, name, v, err, sizeof err) && !t->lenient) {
     fprintf(stderr, "fuzz_ckpt: template %s: %s\n", t->file, err);
+    abort();
+  }
+  return 0;
+}
+
+/* The configuration after the kinds: cfg.* (training options), cfg_hp.* (the solver's
+ * hyperparameters as configured), sched_hp.* (the scheduler's). */
+static herr_t collect_config(hid_t o, const char *name, const H5A_info_t *info, void *data) {
+  (void)info;
+  template_t *t = data;
+  int cfg = !strncmp(name, "cfg.", 4), hp = !strncmp(name, "cfg_hp.", 7),
+      shp = !strncmp(name, "sched_hp.", 9);
+  if (!cfg && !hp && !shp) return 0;
+  char v[256] = "", err[DPT_ERR_LEN];
+  if (dpt_ckpt_text_get_h(o, name, v, sizeof v)) return 0;
+  int rc = cfg  ? dpt_train_set(&t->opts, name + 4, v, err, sizeof err)
+           : hp ? dpt_optim_solver_set(&t->opts.solver, name + 7, v, err, sizeof err)
+                : dpt_optim_sched_set(&t->opts.sched, name + 9, v, err, sizeof err);
+  if (rc && !t->lenient) {
+    fprintf(stderr, "fuzz_ckpt: template %s: %s = %s: %s\n", t->file, name, v, err);
     abort();
   }
   return 0;
@@ -134,6 +182,7 @@ static int read_opts(const char *path, template_t *t) {
   if (h < 0) return -1;
   H5Aiterate2(h, H5_INDEX_NAME, H5_ITER_INC, NULL, collect_attr, t);
   H5Aiterate2(h, H5_INDEX_NAME, H5_ITER_INC, NULL, collect_hp, t);
+  H5Aiterate2(h, H5_INDEX_NAME, H5_ITER_INC, NULL, collect_config, t);
   H5Fclose(h);
   return 0;
 }
@@ -178,6 +227,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc, (void)argv;
   fz_init();
   fz_hdf5_flags(&g_raw, &g_verbose);
+  dpt_log_init(0, g_verbose ? DPT_LOG_INFO : DPT_LOG_ERROR, 0); /* the resume check's notes */
   char err[DPT_ERR_LEN];
   if (dpt_mlp_create(FZ_MODEL, "relu", "ce", &g_model, err, sizeof err)) {
     fprintf(stderr, "fuzz_ckpt: %s\n", err);
@@ -410,9 +460,124 @@ static void set_attr(fz_in *in, hid_t f, const char *name) {
   H5Sclose(sp);
 }
 
+/* Flips one bit of root attribute name's value: of a number's double, or of a text's byte. */
+static void flip_attr(fz_in *in, hid_t f, const char *name) {
+  char v[512];
+  int bit = (int)fz_range(in, 0, 63);
+  if (!dpt_ckpt_text_get_h(f, name, v, sizeof v)) {
+    size_t n = strlen(v);
+    if (!n) return;
+    v[(size_t)bit % n] ^= (char)(1 << (bit % 7)); /* never 0x80: stays a NUL-free text */
+    if (!v[(size_t)bit % n]) v[(size_t)bit % n] = 1;
+    hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    const char *p = v;
+    H5Adelete(f, name);
+    hid_t a = H5Acreate2(f, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    if (a >= 0) H5Awrite(a, t, &p), H5Aclose(a);
+    H5Sclose(sp);
+    H5Tclose(t);
+    return;
+  }
+  hid_t a = H5Aopen(f, name, H5P_DEFAULT);
+  if (a < 0) return;
+  hid_t sp = H5Aget_space(a);
+  double d;
+  if (H5Sget_simple_extent_npoints(sp) == 1 && H5Aread(a, H5T_NATIVE_DOUBLE, &d) >= 0) {
+    uint64_t b;
+    memcpy(&b, &d, sizeof b);
+    b ^= (uint64_t)1 << bit;
+    memcpy(&d, &b, sizeof d);
+    H5Awrite(a, H5T_NATIVE_DOUBLE, &d);
+  }
+  H5Sclose(sp);
+  H5Aclose(a);
+}
+
+/* --- re-signing: io/ckpt.c's meta_checksum, recomputed over the file's root attributes --- */
+
+typedef struct {
+  char name[256];
+  int text;
+  char value[512];
+  double num;
+} sig_entry;
+
+typedef struct {
+  sig_entry *e;
+  int n, bad;
+} sig_list;
+
+static herr_t collect_sig(hid_t o, const char *name, const H5A_info_t *info, void *data) {
+  (void)info;
+  sig_list *l = data;
+  if (!strcmp(name, "meta_checksum") || strlen(name) >= sizeof l->e[0].name) return 0;
+  if (l->n == 512) return l->bad = 1, 1;
+  sig_entry *e = &l->e[l->n];
+  snprintf(e->name, sizeof e->name, "%s", name);
+  if (!dpt_ckpt_text_get_h(o, name, e->value, sizeof e->value)) {
+    e->text = 1;
+  } else {
+    hid_t a = H5Aopen(o, name, H5P_DEFAULT), sp = H5Aget_space(a);
+    e->text = 0;
+    if (H5Sget_simple_extent_npoints(sp) != 1 || H5Aread(a, H5T_NATIVE_DOUBLE, &e->num) < 0)
+      l->bad = 1;
+    H5Sclose(sp);
+    H5Aclose(a);
+  }
+  l->n++;
+  return 0;
+}
+
+static int by_entry(const void *a, const void *b) {
+  return strcmp(((const sig_entry *)a)->name, ((const sig_entry *)b)->name);
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+  for (size_t i = 0; i < n; i++) h = (h ^ ((const uint8_t *)p)[i]) * 0x100000001b3ull;
+  return h;
+}
+
+static void resign(hid_t f) {
+  sig_list l = {calloc(512, sizeof(sig_entry)), 0, 0};
+  if (!l.e) abort();
+  H5Aiterate2(f, H5_INDEX_NAME, H5_ITER_INC, NULL, collect_sig, &l);
+  if (!l.bad) {
+    qsort(l.e, (size_t)l.n, sizeof *l.e, by_entry);
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int i = 0; i < l.n; i++) {
+      h = fnv(h, l.e[i].name, strlen(l.e[i].name) + 1);
+      if (l.e[i].text) {
+        h = fnv(h, "t", 1);
+        h = fnv(h, l.e[i].value, strlen(l.e[i].value) + 1);
+      } else {
+        uint64_t b;
+        memcpy(&b, &l.e[i].num, sizeof b);
+        uint8_t le[8];
+        for (int k = 0; k < 8; k++) le[k] = (uint8_t)(b >> (8 * k));
+        h = fnv(h, "n", 1);
+        h = fnv(h, le, sizeof le);
+      }
+    }
+    char hex[32];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+    hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    const char *p = hex;
+    if (H5Aexists(f, "meta_checksum") > 0) H5Adelete(f, "meta_checksum");
+    hid_t a = H5Acreate2(f, "meta_checksum", t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    if (a >= 0) H5Awrite(a, t, &p), H5Aclose(a);
+    H5Sclose(sp);
+    H5Tclose(t);
+  }
+  free(l.e);
+}
+
 enum {
   E_DELETE, E_REPLACE, E_POKE, E_CHECKSUM, E_CHECKSUM_SHAPE, E_ATTR_DELETE, E_ATTR_SET,
-  E_ATTR_ADD, E_GROUP, E_LINK, E_COUNT
+  E_ATTR_ADD, E_GROUP, E_LINK, E_ATTR_FLIP, E_RESIGN, E_COUNT
 };
 
 static void edit(fz_in *in, hid_t f, const template_t *t) {
@@ -445,6 +610,8 @@ static void edit(fz_in *in, hid_t f, const template_t *t) {
     if (name[0]) set_attr(in, f, name);
     break;
   }
+  case E_ATTR_FLIP: flip_attr(in, f, at); break;
+  case E_RESIGN: resign(f); break;
   case E_GROUP: { /* a group where a dataset was, or a dataset where a group was */
     static const char *const groups[] = {"model", "optim", "checksum", "checksum/model",
                                          "checksum/optim"};
@@ -459,7 +626,7 @@ static void edit(fz_in *in, hid_t f, const template_t *t) {
     }
     break;
   }
-  default: { /* a soft link (dangling, to itself or to another dataset) or a hard link */
+  case E_LINK: { /* a soft link (dangling, to itself or to another dataset) or a hard link */
     const char *to = t->datasets[fz_range(in, 0, t->ndatasets - 1)];
     int kind = (int)fz_range(in, 0, 2);
     H5Ldelete(f, ds, H5P_DEFAULT);
@@ -468,6 +635,7 @@ static void edit(fz_in *in, hid_t f, const template_t *t) {
     if (kind == 2 && strcmp(to, ds)) H5Lcreate_hard(f, to, f, ds, H5P_DEFAULT, H5P_DEFAULT);
     break;
   }
+  default: break;
   }
 }
 
@@ -528,6 +696,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* the reader as runtime/train.c sets it up: this rank's solver shard (ZeRO) or all of it */
   dpt_train_opts o = t->opts;
   o.deterministic = (flags & 2) != 0;
+  int as_saved = o.deterministic == t->opts.deterministic; /* else the check must say so */
   int params_only = (flags & 1) != 0;
   char err[DPT_ERR_LEN] = "";
   dpt_range r = shard ? dpt_comm_shard(g_model.nparams, rank, world)
@@ -551,6 +720,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (rc && !err[0]) fail("load failed without a message", t->file, "");
   if (rc && edits == 0) fail("an unedited checkpoint does not load", t->file, err);
   fz_check_no_open_hdf5("dpt_ckpt_load_run");
+  if (!rc && !params_only) { /* the resume checks, as rank 0 of this reader (8 steps an epoch) */
+    rc = dpt_ckpt_check_start(&o, path, &pos, 8, world, shard, 0, 0, err, sizeof err);
+    if (g_verbose) fprintf(stderr, "check: %d %s\n", rc, rc ? err : "ok");
+    if (rc && !err[0]) fail("the resume check failed without a message", t->file, "");
+    if (rc && edits == 0 && as_saved) fail("an unedited checkpoint fails the check", t->file, err);
+    fz_check_no_open_hdf5("dpt_ckpt_check_start");
+  }
 
   describe_ctx c = {0};
   char ierr[DPT_ERR_LEN] = "";

@@ -388,12 +388,20 @@ def ckpt_seeds():
             e = Enc().u8(pos).u8(flags).range(1, 5, world).range(0, world - 1, rank)
             e.bool(shard).range(0, 8, 0)
             write("ckpt", f"load-{name}-w{world}r{rank}", e.b)
-        # one edit of each kind, on random targets
-        for op in range(10):
+        # one edit of each kind, on random targets (12 kinds: fuzz_ckpt.c's E_COUNT)
+        for op in range(12):
             e = Enc().u8(pos).u8(det).range(1, 5, 2).range(0, 1, op % 2).bool(op % 3 == 0)
-            e.range(0, 8, 1).range(0, 9, op)
+            e.range(0, 8, 1).range(0, 11, op)
             e.b += bytes(rng.randrange(256) for _ in range(rng.randrange(8, 64)))
             write("ckpt", f"edit{op}-{name}", e.b)
+        # a flipped bit in an attribute, then the metadata re-signed: past the checksum to the
+        # counters' range checks and the configuration check
+        for k in range(3):
+            e = Enc().u8(pos).u8(det).range(1, 5, 1).bool(False).range(0, 8, 2)
+            e.range(0, 11, 10).range(0, 127, rng.randrange(128)).range(0, 127, rng.randrange(128))
+            e.range(0, 63, rng.randrange(64))
+            e.range(0, 11, 11).range(0, 127, 0).range(0, 127, 0)
+            write("ckpt", f"flip-resign{k}-{name}", e.b)
 
 
 # --- reproducers of bugs found by fuzzing (each names the code it crashed) --------------------

@@ -50,4 +50,30 @@ done
 # 3. a run that diverges on its own
 train diverge --solver sgd --lr 1e30 > diverge.out 2>&1; rc=$?
 [ $rc -eq 1 ] && grep -q "non-finite" diverge.out || { cat diverge.out; fail "divergence not caught"; }
+
+# 4. a NaN or Inf in the data itself is named where it enters: the dataset, split and sample
+#    (not reported as a gradient problem), whether the split is cached or read per batch
+$py - <<'PY' || fail "could not write the non-finite datasets"
+import h5py, numpy as np
+rng = np.random.default_rng(1)
+for name, bad in (("nan.h5", np.nan), ("inf.h5", -np.inf)):
+    x = rng.standard_normal((256, 16)).astype(np.float32)
+    x[37, 5] = bad
+    with h5py.File(name, "w") as f:
+        f["train/x"] = x
+        f["train/y"] = rng.integers(0, 3, 256).astype(np.int32)
+PY
+for data in nan.h5 inf.h5; do
+  for cache in 1024 0; do
+    timeout 120 mpirun --oversubscribe -n 2 "$dpt" train --data $data --model mlp:16-24-3 \
+      --batch 32 --epochs 1 --cache-mb $cache --run-dir in-$data-$cache --progress none \
+      > in.out 2>&1; rc=$?
+    [ $rc -eq 1 ] || { cat in.out; fail "$data (cache $cache): status $rc, expected 1"; }
+    want="NaN"; [ $data = inf.h5 ] && want="-Inf"
+    grep -q "^dpt train: $data: /train/x: training sample 37 holds $want at feature 5" in.out \
+      || { cat in.out; fail "$data (cache $cache): the message does not name the sample"; }
+    ! grep -q "smaller --lr" in.out || fail "$data (cache $cache): reported as a gradient problem"
+  done
+done
+echo "input: $(grep '^dpt train' in.out)"
 echo ok

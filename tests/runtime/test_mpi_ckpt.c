@@ -1,7 +1,10 @@
 /* Checkpoints: exact resume (k steps, then resume for the rest == the uninterrupted run, bit
  * for bit), resume at another ZeRO stage (bitwise) and at another W (within the W-to-W
  * tolerance), and bad files (another model, another solver, truncated, corrupted, a missing
- * dataset), each rejected with a message naming it while the run directory stays untouched. */
+ * dataset, a flipped bit in the metadata), each rejected with a message naming it while the
+ * run directory stays untouched; a resumed run with another configuration refused unless
+ * allowed; a second run in a run directory refused unless fresh, and then pruning only its
+ * own checkpoints. */
 #include <hdf5.h>
 #include <math.h>
 #include <setjmp.h>
@@ -291,6 +294,122 @@ static void test_bad_checkpoints_are_rejected(void **state) {
   assert_string_equal(name, "ckpt-0000000005.h5\n");
 }
 
+/* Flips bit `bit` of the double root attribute name of file path (rank 0 only). */
+static void flip_attr_bit(const char *path, const char *name, int bit) {
+  hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+  hid_t a = H5Aopen(f, name, H5P_DEFAULT);
+  double v;
+  assert_true(H5Aread(a, H5T_NATIVE_DOUBLE, &v) >= 0);
+  uint64_t bits;
+  memcpy(&bits, &v, sizeof bits);
+  bits ^= (uint64_t)1 << bit;
+  memcpy(&v, &bits, sizeof v);
+  assert_true(H5Awrite(a, H5T_NATIVE_DOUBLE, &v) >= 0);
+  H5Aclose(a);
+  H5Fclose(f);
+}
+
+static void ignore_item(void *ctx, const char *name, const char *value) {
+  (void)ctx, (void)name, (void)value;
+}
+
+/* A flipped bit in a root attribute that stays a plausible value (the scheduler's lr, the
+ * epoch's loss sum, Adam's step counter halved) is caught by the load and by inspect. */
+static void test_flipped_metadata_is_rejected(void **state) {
+  (void)state;
+  char err[DPT_ERR_LEN];
+  float *p = NULL;
+  size_t n;
+  fresh_dir("meta");
+  opts o = {.n = 0};
+  put(&o, "max_steps", "6"); /* 6 = 1.5 * 2^2: bit 52 makes it 3 */
+  put(&o, "ckpt", "1");
+  assert_int_equal(run(world_size, &o, &p, &n, err), 0);
+  free(p);
+  static const struct {
+    const char *attr;
+    int bit;
+  } flips[] = {{"sched.lr", 30}, {"train.epoch_loss", 1}, {"solver.step", 52}};
+  for (size_t k = 0; k < sizeof flips / sizeof flips[0]; k++) {
+    char good[1100], bad[1100];
+    snprintf(good, sizeof good, "%s/ckpt/ckpt-0000000006.h5", dir);
+    snprintf(bad, sizeof bad, "%s/flip%zu.h5", dir, k);
+    if (world_rank == 0) {
+      copy_file(good, bad);
+      flip_attr_bit(bad, flips[k].attr, flips[k].bit);
+      char ierr[DPT_ERR_LEN];
+      assert_int_not_equal(dpt_ckpt_inspect(bad, ignore_item, NULL, ierr, sizeof ierr), 0);
+      if (!strstr(ierr, "metadata checksum")) fail_msg("inspect: '%s'", ierr);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    expect_rejected(bad, NULL, NULL, "the metadata checksum fails");
+  }
+}
+
+/* Resuming with another lr is refused, naming it; allowed with allow_config_change. */
+static void test_config_change_needs_a_flag(void **state) {
+  (void)state;
+  char err[DPT_ERR_LEN];
+  float *p = NULL;
+  size_t n;
+  fresh_dir("config");
+  opts a = {.n = 0};
+  put(&a, "max_steps", "6");
+  put(&a, "ckpt", "1");
+  assert_int_equal(run(world_size, &a, &p, &n, err), 0);
+  free(p);
+  opts b = {.n = 0};
+  put(&b, "resume", "auto");
+  put(&b, "lr", "0.25");
+  assert_true(run(world_size, &b, &p, &n, err) < 0);
+  free(p);
+  if (!strstr(err, "--lr 0.25 (checkpoint: 0.001)") || !strstr(err, "--allow-config-change"))
+    fail_msg("'%s'", err);
+  put(&b, "allow_config_change", "1");
+  int rc = run(world_size, &b, &p, &n, err);
+  free(p);
+  if (rc) fail_msg("with allow_config_change: %s", err);
+}
+
+/* A second run in the directory of a longer one is refused; with fresh it runs, and pruning
+ * (keep 2) removes only its own checkpoints, so latest names an existing file. */
+static void test_second_run_keeps_the_first(void **state) {
+  (void)state;
+  char err[DPT_ERR_LEN], path[1200];
+  float *p = NULL;
+  size_t n;
+  fresh_dir("second");
+  opts a = {.n = 0};
+  put(&a, "ckpt_every", "10");
+  put(&a, "keep", "2");
+  assert_int_equal(run(world_size, &a, &p, &n, err), 0); /* 90 steps: keeps 80 and 90 */
+  free(p);
+  opts b = a;
+  put(&b, "max_steps", "30");
+  assert_true(run(world_size, &b, &p, &n, err) < 0);
+  free(p);
+  if (!strstr(err, "holds checkpoints of another run (ckpt-0000000090.h5, ckpt-0000000080.h5)"))
+    fail_msg("'%s'", err);
+  put(&b, "fresh", "1");
+  assert_int_equal(run(world_size, &b, &p, &n, err), 0);
+  free(p);
+  static const struct {
+    int step, present;
+  } want[] = {{10, 0}, {20, 1}, {30, 1}, {80, 1}, {90, 1}};
+  for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
+    snprintf(path, sizeof path, "%s/ckpt/ckpt-%010d.h5", dir, want[k].step);
+    if ((access(path, R_OK) == 0) != want[k].present)
+      fail_msg("%s should %sbe there", path, want[k].present ? "" : "not ");
+  }
+  snprintf(path, sizeof path, "%s/ckpt/latest", dir);
+  FILE *f = fopen(path, "r");
+  char name[64] = "";
+  assert_non_null(f);
+  assert_non_null(fgets(name, sizeof name, f));
+  fclose(f);
+  assert_string_equal(name, "ckpt-0000000030.h5\n");
+}
+
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
   MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
@@ -311,6 +430,9 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_resume_at_another_world_size),
       cmocka_unit_test(test_checkpoint_every_epoch),
       cmocka_unit_test(test_bad_checkpoints_are_rejected),
+      cmocka_unit_test(test_flipped_metadata_is_rejected),
+      cmocka_unit_test(test_config_change_needs_a_flag),
+      cmocka_unit_test(test_second_run_keeps_the_first),
   };
   return dpt_test_finish(cmocka_run_group_tests(tests, NULL, NULL));
 }
