@@ -86,7 +86,9 @@ static size_t select_range(hid_t fs, const dpt_tensor *t, size_t lo, size_t hi) 
 
 /* --- block checksums --- */
 
-static size_t nblocks(const dpt_tensor *t) { return (t->numel + CKPT_BLOCK - 1) / CKPT_BLOCK; }
+static size_t nblocks(const dpt_tensor *t) {
+  return (t->numel + CKPT_BLOCK - 1) / CKPT_BLOCK;
+}
 
 /* Adds the contributions of x[0, n), elements [first, first+n) of the tensor, to sums[2k..].
  * Block by block, with 32x32->64-bit products, so the loop vectorises. */
@@ -167,8 +169,10 @@ static int meta_digest_of_view(const dpt_ckpt_view *v, uint64_t *out) {
   e[0] = (meta_entry){"format_version", 0, NULL, CKPT_FORMAT_VERSION};
   e[1] = (meta_entry){"dpt_version", 1, DPT_VERSION, 0};
   size_t k = 2;
-  for (int i = 0; i < v->ntext; i++) e[k++] = (meta_entry){v->texts[i].name, 1, v->texts[i].value, 0};
-  for (int i = 0; i < v->nscalar; i++) e[k++] = (meta_entry){v->scalar_names[i], 0, NULL, v->scalars[i]};
+  for (int i = 0; i < v->ntext; i++)
+    e[k++] = (meta_entry){v->texts[i].name, 1, v->texts[i].value, 0};
+  for (int i = 0; i < v->nscalar; i++)
+    e[k++] = (meta_entry){v->scalar_names[i], 0, NULL, v->scalars[i]};
   *out = meta_digest(e, n);
   free(e);
   return 0;
@@ -203,8 +207,10 @@ static int read_number_attr(hid_t a, double *v);
 static int verify_meta(const char *path, hid_t f, char *err, size_t errlen) {
   char want[64] = "";
   if (H5Aexists(f, CKPT_META_ATTR) <= 0 || read_text_attr(f, CKPT_META_ATTR, want, sizeof want))
-    return dpt_io__errf(err, errlen, DPT_EINVAL, "%s: attribute '%s' is missing or not text "
-                        "(not a checkpoint of this dpt, or damaged)", path, CKPT_META_ATTR);
+    return dpt_io__errf(err, errlen, DPT_EINVAL,
+                        "%s: attribute '%s' is missing or not text "
+                        "(not a checkpoint of this dpt, or damaged)",
+                        path, CKPT_META_ATTR);
   name_list l = {calloc(META_MAX_ATTRS, sizeof(char *)), 0, 0};
   meta_entry *e = calloc(META_MAX_ATTRS, sizeof *e);
   int rc = DPT_OK;
@@ -213,8 +219,10 @@ static int verify_meta(const char *path, hid_t f, char *err, size_t errlen) {
     goto done;
   }
   if (H5Aiterate2(f, H5_INDEX_NAME, H5_ITER_INC, NULL, collect_name, &l) < 0 || l.overflow) {
-    rc = dpt_io__errf(err, errlen, DPT_EINVAL, "%s: cannot list the root attributes (more "
-                      "than %d, or damaged)", path, META_MAX_ATTRS);
+    rc = dpt_io__errf(err, errlen, DPT_EINVAL,
+                      "%s: cannot list the root attributes (more "
+                      "than %d, or damaged)",
+                      path, META_MAX_ATTRS);
     goto done;
   }
   for (size_t i = 0; i < l.n && !rc; i++) {
@@ -233,14 +241,17 @@ static int verify_meta(const char *path, hid_t f, char *err, size_t errlen) {
     }
     if (a >= 0) H5Aclose(a);
     if (bad)
-      rc = dpt_io__errf(err, errlen, DPT_EINVAL, "%s: attribute '%s' is neither one text nor "
-                        "one number", path, l.names[i]);
+      rc = dpt_io__errf(err, errlen, DPT_EINVAL,
+                        "%s: attribute '%s' is neither one text nor "
+                        "one number",
+                        path, l.names[i]);
   }
   if (!rc) { /* (sorting e leaves the texts to free where they are) */
     char got[32];
     snprintf(got, sizeof got, "%016llx", (unsigned long long)meta_digest(e, l.n));
     if (strcmp(got, want))
-      rc = dpt_io__errf(err, errlen, DPT_EINVAL, "%s: the metadata checksum fails (root "
+      rc = dpt_io__errf(err, errlen, DPT_EINVAL,
+                        "%s: the metadata checksum fails (root "
                         "attributes such as train.step or hp.lr were changed or corrupted)",
                         path);
   }
@@ -284,11 +295,11 @@ static int write_double(hid_t obj, const char *name, double v) {
 
 /* One dataset of a checkpoint: a tensor of the parameters or of an optimizer state vector. */
 typedef struct {
-  hid_t group, cgroup;        /* where the dataset and its checksums go */
+  hid_t group, cgroup; /* where the dataset and its checksums go */
   const dpt_tensor *t;
-  const float *src;           /* this rank's range [lo, hi) of the flat buffer, from src[0] */
-  hid_t d;                    /* the dataset, while open */
-  uint64_t *sums;             /* its block checksums, 2 per block */
+  const float *src; /* this rank's range [lo, hi) of the flat buffer, from src[0] */
+  hid_t d;          /* the dataset, while open */
+  uint64_t *sums;   /* its block checksums, 2 per block */
 } ckpt_item;
 
 static hid_t create_tensor(hid_t g, const dpt_tensor *t) {
@@ -474,18 +485,23 @@ static int claim_space(const char *tmp, const char *room, uint64_t bytes, uint64
                        char *err, size_t errlen) {
   struct stat st;
   if (!lstat(tmp, &st) && !S_ISREG(st.st_mode))
-    return dpt_io__errf(err, errlen, DPT_EIO, "cannot write checkpoint '%s': it exists and "
-                        "is not a regular file", tmp);
+    return dpt_io__errf(err, errlen, DPT_EIO,
+                        "cannot write checkpoint '%s': it exists and "
+                        "is not a regular file",
+                        tmp);
   int e = reserve(tmp, bytes);
   if (!e && (e = reserve(room, room_bytes))) unlink(tmp);
   if (e)
-    return dpt_io__errf(err, errlen, DPT_EIO, "cannot write checkpoint '%s': %s (it needs "
-                        "about %.1f MiB)", tmp, strerror(e),
-                        (double)(bytes + room_bytes) / 1048576.0);
+    return dpt_io__errf(err, errlen, DPT_EIO,
+                        "cannot write checkpoint '%s': %s (it needs "
+                        "about %.1f MiB)",
+                        tmp, strerror(e), (double)(bytes + room_bytes) / 1048576.0);
   return DPT_OK;
 }
 
-static const char *diagnose(const char *file) { return dpt_io__full(file); }
+static const char *diagnose(const char *file) {
+  return dpt_io__full(file);
+}
 
 static int fsync_path(const char *path) {
   int fd = open(path, O_RDONLY | O_NONBLOCK);
@@ -668,9 +684,8 @@ static int verify_blocks(hid_t f, const char *dpath, const float *x, size_t firs
                          size_t numel) {
   if (H5Lexists(f, "checksum", H5P_DEFAULT) <= 0) return -1;
   char *cpath = join_path("checksum", dpath);
-  hid_t cd = cpath && H5Oexists_by_name(f, cpath, H5P_DEFAULT) > 0
-                 ? H5Dopen2(f, cpath, H5P_DEFAULT)
-                 : H5I_INVALID_HID;
+  hid_t cd = cpath && H5Oexists_by_name(f, cpath, H5P_DEFAULT) > 0 ? H5Dopen2(f, cpath, H5P_DEFAULT)
+                                                                   : H5I_INVALID_HID;
   free(cpath);
   if (cd < 0) return -1;
   size_t nb = (numel + CKPT_BLOCK - 1) / CKPT_BLOCK;
@@ -680,8 +695,9 @@ static int verify_blocks(hid_t f, const char *dpath, const float *x, size_t firs
   if (cs >= 0) H5Sclose(cs);
   uint64_t *want = shape_ok ? malloc(2 * nb * sizeof *want) : NULL;
   uint64_t *got = shape_ok ? calloc(2 * nb, sizeof *got) : NULL;
-  int rc = want && got && H5Dread(cd, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                                  want) >= 0 ? 0 : -1;
+  int rc = want && got && H5Dread(cd, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, want) >= 0
+               ? 0
+               : -1;
   H5Dclose(cd);
   if (!rc) {
     checksum_add(got, x, first, n);
@@ -696,8 +712,7 @@ static int verify_blocks(hid_t f, const char *dpath, const float *x, size_t firs
 /* Reads the part of tensor t in [lo, hi) of the flat buffer into dst (which starts at flat
  * element dst_lo), reading whole checksum blocks around it and verifying them. */
 static int read_tensor(const char *path, hid_t f, const char *gname, const dpt_tensor *t,
-                       float *dst, size_t dst_lo, size_t lo, size_t hi, char *err,
-                       size_t errlen) {
+                       float *dst, size_t dst_lo, size_t lo, size_t hi, char *err, size_t errlen) {
   char *dpath = join_path(gname, t->name);
   if (!dpath) return dpt_io__errf(err, errlen, DPT_ENOMEM, "%s: out of memory", path);
   if (H5Oexists_by_name(f, dpath, H5P_DEFAULT) <= 0) {
@@ -717,13 +732,16 @@ static int read_tensor(const char *path, hid_t f, const char *gname, const dpt_t
   char want[200], got[200];
   shape_text(want, sizeof want, t->rank, NULL, t->dims);
   if (rank < 0) {
-    rc = dpt_io__errf(err, errlen, DPT_EINVAL, "%s: /%s is not a 1-D to %d-D dataset (the "
-                      "model's tensor is %s)", path, dpath, DPT_MAX_RANK, want);
+    rc = dpt_io__errf(err, errlen, DPT_EINVAL,
+                      "%s: /%s is not a 1-D to %d-D dataset (the "
+                      "model's tensor is %s)",
+                      path, dpath, DPT_MAX_RANK, want);
   } else if (!same) {
     shape_text(got, sizeof got, rank, dims, NULL);
     rc = dpt_io__errf(err, errlen, DPT_EINVAL,
                       "%s: /%s is %d-D %s but the model's tensor is %d-D %s (a checkpoint of "
-                      "another model?)", path, dpath, rank, got, t->rank, want);
+                      "another model?)",
+                      path, dpath, rank, got, t->rank, want);
   } else if (from < end) {
     /* widen to whole blocks, in tensor coordinates */
     size_t a = (from - t->offset) / CKPT_BLOCK * CKPT_BLOCK;
@@ -734,11 +752,15 @@ static int read_tensor(const char *path, hid_t f, const char *gname, const dpt_t
     hsize_t mdim = n;
     hid_t ms = H5Screate_simple(1, &mdim, NULL);
     if (!tmp || H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, tmp) < 0)
-      rc = dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot read /%s: the file is truncated "
-                        "or corrupted", path, dpath);
+      rc = dpt_io__errf(err, errlen, DPT_EIO,
+                        "%s: cannot read /%s: the file is truncated "
+                        "or corrupted",
+                        path, dpath);
     else if (verify_blocks(f, dpath, tmp, a, b - a, t->numel))
-      rc = dpt_io__errf(err, errlen, DPT_EINVAL, "%s: /%s fails its checksum: the file is "
-                        "corrupted", path, dpath);
+      rc = dpt_io__errf(err, errlen, DPT_EINVAL,
+                        "%s: /%s fails its checksum: the file is "
+                        "corrupted",
+                        path, dpath);
     else
       memcpy(dst + (from - dst_lo), tmp + (from - t->offset - a), (end - from) * sizeof *tmp);
     H5Sclose(ms);
@@ -750,8 +772,8 @@ static int read_tensor(const char *path, hid_t f, const char *gname, const dpt_t
   return rc;
 }
 
-static int read_all(const char *path, hid_t f, const dpt_ckpt_view *v, int params_only,
-                    char *err, size_t errlen) {
+static int read_all(const char *path, hid_t f, const dpt_ckpt_view *v, int params_only, char *err,
+                    size_t errlen) {
   char buf[256];
   for (int i = 0; i < v->ntext; i++) {
     if (strcmp(v->texts[i].name, "solver") && strcmp(v->texts[i].name, "model")) continue;
@@ -759,8 +781,7 @@ static int read_all(const char *path, hid_t f, const dpt_ckpt_view *v, int param
       return dpt_io__errf(err, errlen, DPT_EINVAL,
                           "%s: attribute '%s' is missing (is this a dpt checkpoint?)", path,
                           v->texts[i].name);
-    if (strcmp(buf, v->texts[i].value) &&
-        (!params_only || strcmp(v->texts[i].name, "solver")))
+    if (strcmp(buf, v->texts[i].value) && (!params_only || strcmp(v->texts[i].name, "solver")))
       return dpt_io__errf(err, errlen, DPT_EINVAL,
                           "%s: was saved with %s '%s' but this run uses '%s'", path,
                           v->texts[i].name, buf, v->texts[i].value);
@@ -771,12 +792,16 @@ static int read_all(const char *path, hid_t f, const dpt_ckpt_view *v, int param
     int bad = read_number_attr(va, &version);
     H5Aclose(va);
     if (bad)
-      return dpt_io__errf(err, errlen, DPT_EINVAL, "%s: attribute 'format_version' is not "
-                          "one number (expected %d)", path, CKPT_FORMAT_VERSION);
+      return dpt_io__errf(err, errlen, DPT_EINVAL,
+                          "%s: attribute 'format_version' is not "
+                          "one number (expected %d)",
+                          path, CKPT_FORMAT_VERSION);
   }
   if (version != CKPT_FORMAT_VERSION)
-    return dpt_io__errf(err, errlen, DPT_EINVAL, "%s: checkpoint format version %g, this dpt "
-                        "reads version %d", path, version, CKPT_FORMAT_VERSION);
+    return dpt_io__errf(err, errlen, DPT_EINVAL,
+                        "%s: checkpoint format version %g, this dpt "
+                        "reads version %d",
+                        path, version, CKPT_FORMAT_VERSION);
   size_t lo = v->lo, hi = v->lo + v->len;
   if (H5Lexists(f, "model", H5P_DEFAULT) <= 0)
     return dpt_io__errf(err, errlen, DPT_EINVAL, "%s: group /model is missing", path);
@@ -822,8 +847,10 @@ int dpt_ckpt_read(const char *path, const dpt_ckpt_view *v, int params_only, cha
   } else {
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) {
-      rc = dpt_io__errf(err, errlen, DPT_EINVAL, "cannot open checkpoint '%s' (truncated "
-                        "or corrupted)", path);
+      rc = dpt_io__errf(err, errlen, DPT_EINVAL,
+                        "cannot open checkpoint '%s' (truncated "
+                        "or corrupted)",
+                        path);
     } else {
       rc = read_all(path, f, v, params_only, err, errlen);
       H5Fclose(f);
@@ -840,8 +867,10 @@ int dpt_ckpt_verify_meta(const char *path, char *err, size_t errlen) {
   dpt_io__quiet_begin(&q);
   hid_t f = H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
   if (f < 0)
-    rc = dpt_io__errf(err, errlen, DPT_EINVAL, "cannot open checkpoint '%s' (truncated or "
-                      "not HDF5)", path);
+    rc = dpt_io__errf(err, errlen, DPT_EINVAL,
+                      "cannot open checkpoint '%s' (truncated or "
+                      "not HDF5)",
+                      path);
   else
     rc = verify_meta(path, f, err, errlen);
   if (f >= 0) H5Fclose(f);
@@ -911,8 +940,7 @@ static herr_t on_object(hid_t root, const char *name, const H5O_info_t *info, vo
   return 0;
 }
 
-int dpt_ckpt_describe(const char *path, dpt_ckpt_item_fn fn, void *ctx, char *err,
-                      size_t errlen) {
+int dpt_ckpt_describe(const char *path, dpt_ckpt_item_fn fn, void *ctx, char *err, size_t errlen) {
   int rc = dpt_io__regular(path, "checkpoint", err, errlen);
   if (rc) return rc;
   dpt_io__quiet q;
@@ -930,8 +958,10 @@ int dpt_ckpt_describe(const char *path, dpt_ckpt_item_fn fn, void *ctx, char *er
     if (mrc)
       rc = dpt_io__errf(err, errlen, mrc, "%s", merr);
     else if (w.bad)
-      rc = dpt_io__errf(err, errlen, DPT_EINVAL, "%s: some datasets fail their checksum "
-                        "(the file is corrupted)", path);
+      rc = dpt_io__errf(err, errlen, DPT_EINVAL,
+                        "%s: some datasets fail their checksum "
+                        "(the file is corrupted)",
+                        path);
     H5Fclose(f);
   }
   dpt_io__quiet_end(&q);
@@ -951,16 +981,17 @@ static herr_t on_text(hid_t obj, const char *name, const H5A_info_t *info, void 
   return 0;
 }
 
-int dpt_ckpt_texts(const char *path, dpt_ckpt_item_fn fn, void *ctx, char *err,
-                   size_t errlen) {
+int dpt_ckpt_texts(const char *path, dpt_ckpt_item_fn fn, void *ctx, char *err, size_t errlen) {
   int rc = dpt_io__regular(path, "checkpoint", err, errlen);
   if (rc) return rc;
   dpt_io__quiet q;
   dpt_io__quiet_begin(&q);
   hid_t f = H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
   if (f < 0) {
-    rc = dpt_io__errf(err, errlen, DPT_EINVAL, "cannot open checkpoint '%s' (truncated or "
-                      "not HDF5)", path);
+    rc = dpt_io__errf(err, errlen, DPT_EINVAL,
+                      "cannot open checkpoint '%s' (truncated or "
+                      "not HDF5)",
+                      path);
   } else {
     texts_ctx c = {fn, ctx};
     H5Aiterate2(f, H5_INDEX_NAME, H5_ITER_INC, NULL, on_text, &c);

@@ -43,8 +43,8 @@ int dpt_io__errf(char *err, size_t errlen, int code, const char *fmt, ...) {
 int dpt_io__regular(const char *path, const char *what, char *err, size_t errlen) {
   struct stat st;
   if (stat(path, &st))
-    return dpt_io__errf(err, errlen, DPT_EIO,
-                        "cannot open %s '%s': %s", what, path, strerror(errno));
+    return dpt_io__errf(err, errlen, DPT_EIO, "cannot open %s '%s': %s", what, path,
+                        strerror(errno));
   if (S_ISREG(st.st_mode)) return DPT_OK;
   const char *kind = S_ISFIFO(st.st_mode)   ? "a FIFO"
                      : S_ISDIR(st.st_mode)  ? "a directory"
@@ -73,7 +73,9 @@ void dpt_io__quiet_begin(dpt_io__quiet *q) {
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
-void dpt_io__quiet_end(const dpt_io__quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->func, q->data); }
+void dpt_io__quiet_end(const dpt_io__quiet *q) {
+  H5Eset_auto2(H5E_DEFAULT, q->func, q->data);
+}
 
 /* ---- dataset state ------------------------------------------------------------------------ */
 
@@ -85,16 +87,16 @@ typedef struct {
 typedef struct {
   int present;
   dpt_split_info info;
-  hid_t x;        /* open iff present and not cached */
-  hid_t xspace;   /* file dataspace of x, reused for hyperslab selections */
-  void *xcache;   /* [n * features] when cached: uint8 as stored, or float32 converted */
-  int32_t *labels;  /* [n] when info.y_labels */
-  float *targets;   /* [n * y_width] otherwise */
-  void *buf;        /* scratch for uncached reads, in the stored type */
+  hid_t x;         /* open iff present and not cached */
+  hid_t xspace;    /* file dataspace of x, reused for hyperslab selections */
+  void *xcache;    /* [n * features] when cached: uint8 as stored, or float32 converted */
+  int32_t *labels; /* [n] when info.y_labels */
+  float *targets;  /* [n * y_width] otherwise */
+  void *buf;       /* scratch for uncached reads, in the stored type */
   size_t buf_cap;
   read_req *req;
   size_t req_cap;
-  size_t *slot;     /* slot[pos]: row of the scratch buffer holding request pos */
+  size_t *slot; /* slot[pos]: row of the scratch buffer holding request pos */
   size_t slot_cap;
 } split_state;
 
@@ -106,14 +108,17 @@ struct dpt_dataset {
   split_state split[2];
 };
 
-static const char *split_name(int s) { return s == DPT_SPLIT_TRAIN ? "train" : "test"; }
-static const char *split_word(int s) { return s == DPT_SPLIT_TRAIN ? "training" : "test"; }
+static const char *split_name(int s) {
+  return s == DPT_SPLIT_TRAIN ? "train" : "test";
+}
+static const char *split_word(int s) {
+  return s == DPT_SPLIT_TRAIN ? "training" : "test";
+}
 
 /* Formats "<path>: <message>" into err; returns code. */
 static int ds_err(const dpt_dataset *ds, char *err, size_t errlen, int code, const char *fmt, ...)
     DPT_IO_PRINTF(5, 6);
-static int ds_err(const dpt_dataset *ds, char *err, size_t errlen, int code, const char *fmt,
-                  ...) {
+static int ds_err(const dpt_dataset *ds, char *err, size_t errlen, int code, const char *fmt, ...) {
   if (!err || errlen == 0) return code;
   int k = snprintf(err, errlen, "%s: ", ds->path);
   if (k < 0 || (size_t)k >= errlen) return code;
@@ -124,7 +129,9 @@ static int ds_err(const dpt_dataset *ds, char *err, size_t errlen, int code, con
   return code;
 }
 
-static float to_float(double v, double scale, double offset) { return (float)(v * scale + offset); }
+static float to_float(double v, double scale, double offset) {
+  return (float)(v * scale + offset);
+}
 
 /* One flat loop per stored type (the type switch stays outside): gcc -O3 vectorises both. Runs
  * on every batch read (batch x features values), so it must stay branch-free per element. */
@@ -134,8 +141,7 @@ static void convert_u8(const uint8_t *restrict src, size_t count, double scale, 
 }
 
 /* src may equal dst (in-place conversion of the float cache); then restrict is not claimed. */
-static void convert_f32(const float *src, size_t count, double scale, double offset,
-                        float *dst) {
+static void convert_f32(const float *src, size_t count, double scale, double offset, float *dst) {
   for (size_t i = 0; i < count; i++) dst[i] = to_float(src[i], scale, offset);
 }
 
@@ -196,8 +202,8 @@ static int read_scalar_attr(const dpt_dataset *ds, hid_t obj, const char *where,
     H5T_class_t c = H5Tget_class(t);
     if ((c != H5T_INTEGER && c != H5T_FLOAT) || H5Sget_simple_extent_npoints(sp) != 1)
       rc = ds_err(ds, err, errlen, DPT_EINVAL,
-                  "%s: attribute '%s' is not a single number (see README 'Dataset format')",
-                  where, name);
+                  "%s: attribute '%s' is not a single number (see README 'Dataset format')", where,
+                  name);
     else if (H5Aread(a, memtype, v) < 0)
       rc = ds_err(ds, err, errlen, DPT_EIO, "%s: cannot read attribute '%s'", where, name);
     else
@@ -210,8 +216,8 @@ static int read_scalar_attr(const dpt_dataset *ds, hid_t obj, const char *where,
 }
 
 static int read_num_classes(dpt_dataset *ds, char *err, size_t errlen) {
-  int rc = read_scalar_attr(ds, ds->file, "root", "num_classes", H5T_NATIVE_INT64,
-                            &ds->num_classes, &ds->has_num_classes, err, errlen);
+  int rc = read_scalar_attr(ds, ds->file, "root", "num_classes", H5T_NATIVE_INT64, &ds->num_classes,
+                            &ds->has_num_classes, err, errlen);
   if (rc == DPT_OK && ds->has_num_classes && ds->num_classes <= 0)
     rc = ds_err(ds, err, errlen, DPT_EINVAL,
                 "root attribute num_classes is %lld (expected a positive number of classes)",
@@ -263,8 +269,8 @@ static int open_x(dpt_dataset *ds, int s, char *err, size_t errlen) {
   type_name(t, tn, sizeof tn);
   H5Tclose(t);
   if (!u8 && !f32)
-    return ds_err(ds, err, errlen, DPT_EINVAL, "%s has type %s (expected uint8 or float32)",
-                  where, tn);
+    return ds_err(ds, err, errlen, DPT_EINVAL, "%s has type %s (expected uint8 or float32)", where,
+                  tn);
   in->x_u8 = u8;
   hsize_t dims[8];
   int rc = get_shape(ds, st->x, where, &in->x_rank, dims, err, errlen);
@@ -280,7 +286,8 @@ static int open_x(dpt_dataset *ds, int s, char *err, size_t errlen) {
         (i > 0 && __builtin_mul_overflow(in->features, (int64_t)dims[i], &in->features)))
       return ds_err(ds, err, errlen, DPT_EINVAL,
                     "%s has dims too large to address (a sample or the split exceeds 2^63 "
-                    "values)", where);
+                    "values)",
+                    where);
   }
   uint64_t values;
   if (__builtin_mul_overflow((uint64_t)in->n, (uint64_t)in->features, &values) ||
@@ -298,11 +305,13 @@ static int open_x(dpt_dataset *ds, int s, char *err, size_t errlen) {
   rc = read_scalar_attr(ds, st->x, where, "scale", H5T_NATIVE_DOUBLE, &in->scale, &found, err,
                         errlen);
   if (rc == DPT_OK)
-    rc = read_scalar_attr(ds, st->x, where, "offset", H5T_NATIVE_DOUBLE, &in->offset, &found,
-                          err, errlen);
+    rc = read_scalar_attr(ds, st->x, where, "offset", H5T_NATIVE_DOUBLE, &in->offset, &found, err,
+                          errlen);
   if (rc == DPT_OK && (!isfinite(in->scale) || !isfinite(in->offset)))
-    rc = ds_err(ds, err, errlen, DPT_EINVAL, "%s: attribute '%s' is %g (expected a finite "
-                "number)", where, isfinite(in->scale) ? "offset" : "scale",
+    rc = ds_err(ds, err, errlen, DPT_EINVAL,
+                "%s: attribute '%s' is %g (expected a finite "
+                "number)",
+                where, isfinite(in->scale) ? "offset" : "scale",
                 isfinite(in->scale) ? in->offset : in->scale);
   return rc;
 }
@@ -316,16 +325,16 @@ static int check_labels(dpt_dataset *ds, int s, const int64_t *v, char *err, siz
   for (int64_t i = 0; i < in->n; i++) {
     if (v[i] < 0)
       return ds_err(ds, err, errlen, DPT_EINVAL,
-                    "/%s/y: label %lld at sample %lld is negative (expected class labels >= 0)",
-                    nm, (long long)v[i], (long long)i);
+                    "/%s/y: label %lld at sample %lld is negative (expected class labels >= 0)", nm,
+                    (long long)v[i], (long long)i);
     if (ds->has_num_classes && v[i] >= ds->num_classes)
       return ds_err(ds, err, errlen, DPT_EINVAL,
-                    "/%s/y: label %lld at sample %lld is >= num_classes %lld (root attribute)",
-                    nm, (long long)v[i], (long long)i, (long long)ds->num_classes);
+                    "/%s/y: label %lld at sample %lld is >= num_classes %lld (root attribute)", nm,
+                    (long long)v[i], (long long)i, (long long)ds->num_classes);
     if (v[i] > INT32_MAX)
       return ds_err(ds, err, errlen, DPT_EINVAL,
-                    "/%s/y: label %lld at sample %lld does not fit in int32", nm,
-                    (long long)v[i], (long long)i);
+                    "/%s/y: label %lld at sample %lld does not fit in int32", nm, (long long)v[i],
+                    (long long)i);
     if (i == 0 || v[i] < lo) lo = v[i];
     if (v[i] > hi) hi = v[i];
     st->labels[i] = (int32_t)v[i];
@@ -360,8 +369,7 @@ static int read_targets(dpt_dataset *ds, int s, hid_t d, const char *where, char
   size_t total = (size_t)st->info.n * (size_t)st->info.y_width;
   st->targets = malloc((total ? total : 1) * sizeof *st->targets);
   if (!st->targets)
-    return ds_err(ds, err, errlen, DPT_ENOMEM, "%s: out of memory for %zu targets", where,
-                  total);
+    return ds_err(ds, err, errlen, DPT_ENOMEM, "%s: out of memory for %zu targets", where, total);
   if (total > 0 && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, st->targets) < 0)
     return ds_err(ds, err, errlen, DPT_EIO, "%s: cannot read the targets", where);
   return DPT_OK;
@@ -391,8 +399,8 @@ static int load_y(dpt_dataset *ds, int s, hid_t d, char *err, size_t errlen) {
                   "%s has an unsupported shape (expected [N] labels or [N] / [N, k] targets)",
                   where);
   if ((int64_t)dims[0] != in->n)
-    return ds_err(ds, err, errlen, DPT_EINVAL, "%s has %lld samples but /%s/x has %lld",
-                  where, (long long)dims[0], split_name(s), (long long)in->n);
+    return ds_err(ds, err, errlen, DPT_EINVAL, "%s has %lld samples but /%s/x has %lld", where,
+                  (long long)dims[0], split_name(s), (long long)in->n);
   /* read whole as int64 labels or float targets: the byte count must not wrap (HDF5 accepts
    * dims whose product does, when the chunks are never written) */
   size_t values, bytes;
@@ -444,13 +452,20 @@ static int find_nonfinite(const float *rows, size_t count, size_t f, size_t *row
 
 static int nonfinite_error(const dpt_dataset *ds, int s, int64_t sample, size_t col, float v,
                            char *err, size_t errlen) {
-  return ds_err(ds, err, errlen, DPT_EINVAL, "/%s/x: %s sample %lld holds %s at feature %zu "
-                "(input values must be finite)", split_name(s), split_word(s), (long long)sample,
-                isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf", col);
+  return ds_err(ds, err, errlen, DPT_EINVAL,
+                "/%s/x: %s sample %lld holds %s at feature %zu "
+                "(input values must be finite)",
+                split_name(s), split_word(s), (long long)sample,
+                isnan(v) ? "NaN"
+                : v > 0  ? "+Inf"
+                         : "-Inf",
+                col);
 }
 
 /* Bytes per value of x as stored in the file (and in the cache). */
-static size_t stored_size(const dpt_split_info *in) { return in->x_u8 ? 1 : sizeof(float); }
+static size_t stored_size(const dpt_split_info *in) {
+  return in->x_u8 ? 1 : sizeof(float);
+}
 
 /* Reads x whole into memory in its stored size, then closes its handles: uint8 is kept as read
  * (converted per batch by dpt_io_dataset_read); float32 is converted in place now, which costs
@@ -502,8 +517,7 @@ static int open_split(dpt_dataset *ds, int s, size_t cache_bytes, char *err, siz
   ds->split[s].present = 1;
   int rc = open_x(ds, s, err, errlen);
   if (rc == DPT_OK) rc = open_y(ds, s, err, errlen);
-  if (rc == DPT_OK && fits_cache(&ds->split[s].info, cache_bytes))
-    rc = cache_x(ds, s, err, errlen);
+  if (rc == DPT_OK && fits_cache(&ds->split[s].info, cache_bytes)) rc = cache_x(ds, s, err, errlen);
   return rc;
 }
 
@@ -664,12 +678,11 @@ static int read_uncached(dpt_dataset *ds, int s, const int64_t *idx, size_t coun
                    H5P_DEFAULT, st->buf) >= 0;
   if (mem >= 0) H5Sclose(mem);
   if (!ok)
-    return ds_err(ds, err, errlen, DPT_EIO, "/%s/x: cannot read %zu samples", split_name(s),
-                  count);
+    return ds_err(ds, err, errlen, DPT_EIO, "/%s/x: cannot read %zu samples", split_name(s), count);
   const uint8_t *base = st->buf;
   for (size_t i = 0; i < count; i++)
-    convert_row(base + st->slot[i] * f * esz, st->info.x_u8, f, st->info.scale,
-                st->info.offset, x + i * f);
+    convert_row(base + st->slot[i] * f * esz, st->info.x_u8, f, st->info.scale, st->info.offset,
+                x + i * f);
   return DPT_OK;
 }
 
@@ -684,17 +697,17 @@ static void read_y(const split_state *st, const int64_t *idx, size_t count, int3
   }
 }
 
-static int check_read_args(const dpt_dataset *ds, dpt_split split, const int64_t *idx,
-                           size_t count, const float *x, const int32_t *labels, const float *y,
-                           char *err, size_t errlen) {
+static int check_read_args(const dpt_dataset *ds, dpt_split split, const int64_t *idx, size_t count,
+                           const float *x, const int32_t *labels, const float *y, char *err,
+                           size_t errlen) {
   if (!valid_split(ds, split))
     return ds ? ds_err(ds, err, errlen, DPT_ENOENT, "no /%s split in the file",
                        split == DPT_SPLIT_TEST ? "test" : "train")
               : dpt_io__errf(err, errlen, DPT_EINVAL, "dpt_io_dataset_read: dataset is NULL");
   const dpt_split_info *in = &ds->split[split].info;
   if (count > 0 && (!idx || !x || (in->y_labels && !labels) || (!in->y_labels && !y)))
-    return ds_err(ds, err, errlen, DPT_EINVAL,
-                  "dpt_io_dataset_read: NULL idx, x or %s", in->y_labels ? "labels" : "y");
+    return ds_err(ds, err, errlen, DPT_EINVAL, "dpt_io_dataset_read: NULL idx, x or %s",
+                  in->y_labels ? "labels" : "y");
   for (size_t i = 0; i < count; i++)
     if (idx[i] < 0 || idx[i] >= in->n)
       return ds_err(ds, err, errlen, DPT_EINVAL,
@@ -758,8 +771,7 @@ int dpt_io__writer_open(dpt_io__writer *w, const char *out, char *err, size_t er
   return DPT_OK;
 }
 
-static int write_attr(hid_t obj, const char *name, hid_t filetype, hid_t memtype,
-                      const void *v) {
+static int write_attr(hid_t obj, const char *name, hid_t filetype, hid_t memtype, const void *v) {
   hid_t sp = H5I_INVALID_HID, a = H5I_INVALID_HID;
   int ok = (sp = H5Screate(H5S_SCALAR)) >= 0 &&
            (a = H5Acreate2(obj, name, filetype, sp, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&
@@ -787,8 +799,7 @@ static int write_array(hid_t loc, const char *name, hid_t type, int rank, const 
   return ok ? 0 : -1;
 }
 
-int dpt_io__write_split(dpt_io__writer *w, const dpt_io__split_data *s, char *err,
-                        size_t errlen) {
+int dpt_io__write_split(dpt_io__writer *w, const dpt_io__split_data *s, char *err, size_t errlen) {
   hid_t g = H5Gcreate2(w->file, s->name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   if (g < 0)
     return dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot create group /%s", w->tmp, s->name);
@@ -811,8 +822,7 @@ int dpt_io__write_split(dpt_io__writer *w, const dpt_io__split_data *s, char *er
 int dpt_io__writer_commit(dpt_io__writer *w, int64_t num_classes, char *err, size_t errlen) {
   int rc = DPT_OK;
   if (write_attr(w->file, "num_classes", H5T_STD_I64LE, H5T_NATIVE_INT64, &num_classes) < 0)
-    rc = dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot write root attribute num_classes",
-                      w->tmp);
+    rc = dpt_io__errf(err, errlen, DPT_EIO, "%s: cannot write root attribute num_classes", w->tmp);
   herr_t closed = H5Fclose(w->file); /* not closed again, whatever it returned */
   w->file = H5I_INVALID_HID;
   if (rc == DPT_OK && closed < 0) {

@@ -64,9 +64,8 @@ static int read_header(gzFile g, const char *path, const char *what, int images,
                         hlen);
   uint32_t magic = be32(h), want = images ? 0x00000803u : 0x00000801u;
   if (magic != want)
-    return dpt_io__errf(err, errlen, DPT_EINVAL,
-                        "'%s': idx magic 0x%08x (expected 0x%08x for %s)", path, magic, want,
-                        what);
+    return dpt_io__errf(err, errlen, DPT_EINVAL, "'%s': idx magic 0x%08x (expected 0x%08x for %s)",
+                        path, magic, want, what);
   a->n = be32(h + 4);
   a->rows = images ? be32(h + 8) : 1;
   a->cols = images ? be32(h + 12) : 1;
@@ -132,8 +131,8 @@ static int read_split(const char *xp, const char *yp, idx_split *s, char *err, s
   int rc = read_idx(xp, 1, &s->x, err, errlen);
   if (rc == DPT_OK) rc = read_idx(yp, 0, &s->y, err, errlen);
   if (rc == DPT_OK && s->x.n != s->y.n)
-    rc = dpt_io__errf(err, errlen, DPT_EINVAL, "'%s' has %lld labels but '%s' has %lld images",
-                      yp, (long long)s->y.n, xp, (long long)s->x.n);
+    rc = dpt_io__errf(err, errlen, DPT_EINVAL, "'%s' has %lld labels but '%s' has %lld images", yp,
+                      (long long)s->y.n, xp, (long long)s->x.n);
   s->present = rc == DPT_OK;
   return rc;
 }
@@ -164,29 +163,28 @@ static int check_test_labels(const idx_split *test, const char *path, int64_t nu
   for (int64_t i = 0; i < test->y.n; i++)
     if (test->y.data[i] >= num_classes)
       return dpt_io__errf(err, errlen, DPT_EINVAL,
-                          "'%s': label %d at sample %lld is >= %lld (max training label + 1)",
-                          path, test->y.data[i], (long long)i, (long long)num_classes);
+                          "'%s': label %d at sample %lld is >= %lld (max training label + 1)", path,
+                          test->y.data[i], (long long)i, (long long)num_classes);
   return DPT_OK;
 }
 
 static int write_one(dpt_io__writer *w, const char *name, const idx_split *s, double scale,
                      double offset, char *err, size_t errlen) {
   hsize_t dims[3] = {(hsize_t)s->x.n, (hsize_t)s->x.rows, (hsize_t)s->x.cols};
-  dpt_io__split_data d = {name, H5T_NATIVE_UINT8, 3, dims, s->x.data, H5T_NATIVE_UINT8,
-                          s->y.data, scale, offset};
+  dpt_io__split_data d = {
+      name, H5T_NATIVE_UINT8, 3, dims, s->x.data, H5T_NATIVE_UINT8, s->y.data, scale, offset};
   return dpt_io__write_split(w, &d, err, errlen);
 }
 
-static int write_dataset(const char *out, const idx_split *train, const idx_split *test,
-                         char *err, size_t errlen) {
+static int write_dataset(const char *out, const idx_split *train, const idx_split *test, char *err,
+                         size_t errlen) {
   double scale, offset;
   standardise(&train->x, &scale, &offset);
   int64_t num_classes = (int64_t)max_label(&train->y) + 1;
   dpt_io__writer w;
   int rc = dpt_io__writer_open(&w, out, err, errlen);
   if (rc == DPT_OK) rc = write_one(&w, "train", train, scale, offset, err, errlen);
-  if (rc == DPT_OK && test->present)
-    rc = write_one(&w, "test", test, scale, offset, err, errlen);
+  if (rc == DPT_OK && test->present) rc = write_one(&w, "test", test, scale, offset, err, errlen);
   if (rc == DPT_OK) rc = dpt_io__writer_commit(&w, num_classes, err, errlen);
   if (rc != DPT_OK) dpt_io__writer_abort(&w);
   return rc;

@@ -28,19 +28,18 @@
 
 #include "base.h" /* the error space (DPT_E*, DPT_ERR_LEN) */
 
-
 typedef enum { DPT_SPLIT_TRAIN, DPT_SPLIT_TEST } dpt_split;
 
 /* Shape and type of one split, as read from the file. */
 typedef struct {
-  int64_t n;          /* samples */
-  int64_t features;   /* product of x's dims after the first (the flattened sample) */
-  int x_rank;         /* rank of x, including N */
-  int64_t x_dims[8];  /* x's dims */
-  dpt_shape sample;   /* the sample's shape: x's dims after N ([28, 28] for [N, 28, 28]) */
-  int x_u8;           /* 1: x stored as uint8, 0: float32 */
-  int y_labels;       /* 1: y holds integer class labels, 0: float targets */
-  int64_t y_width;    /* values per sample in y (1 for labels) */
+  int64_t n;            /* samples */
+  int64_t features;     /* product of x's dims after the first (the flattened sample) */
+  int x_rank;           /* rank of x, including N */
+  int64_t x_dims[8];    /* x's dims */
+  dpt_shape sample;     /* the sample's shape: x's dims after N ([28, 28] for [N, 28, 28]) */
+  int x_u8;             /* 1: x stored as uint8, 0: float32 */
+  int y_labels;         /* 1: y holds integer class labels, 0: float targets */
+  int64_t y_width;      /* values per sample in y (1 for labels) */
   double scale, offset; /* x is used as x*scale + offset */
   int64_t num_classes;  /* labels: the root attribute, else max label + 1; targets: 0 */
   int64_t label_min, label_max; /* labels only: range found in the file */
@@ -108,15 +107,15 @@ typedef struct {
   int ntensors;
   const dpt_tensor *tensors; /* base.h: any rank 1..DPT_MAX_RANK, names of any length */
   size_t nparams;
-  size_t lo, len;    /* this rank's range [lo, lo+len) of the flat buffer */
-  float *params;     /* the flat buffer (nparams); only [lo, lo+len) is written or read */
-  int nvec;          /* per-element state vectors, each float[len] covering [lo, lo+len) */
+  size_t lo, len; /* this rank's range [lo, lo+len) of the flat buffer */
+  float *params;  /* the flat buffer (nparams); only [lo, lo+len) is written or read */
+  int nvec;       /* per-element state vectors, each float[len] covering [lo, lo+len) */
   const char *const *vec_names;
   float *const *vecs;
-  int nscalar;       /* doubles, the same on every rank */
+  int nscalar; /* doubles, the same on every rank */
   const char *const *scalar_names;
   double *scalars;
-  int ntext;         /* text entries; "solver" and "model" are checked on read */
+  int ntext; /* text entries; "solver" and "model" are checked on read */
   const dpt_ckpt_text *texts;
   void (*written)(void *); /* optional: called on this rank once its data is written, before */
   void *written_ctx;       /* the file is closed (tests use it to crash mid-write) */
@@ -149,8 +148,7 @@ int dpt_ckpt_verify_meta(const char *path, char *err, size_t errlen);
  * DPT_EINVAL if the file cannot be read, is not a regular file, or a checksum (metadata or
  * data) fails. */
 typedef void (*dpt_ckpt_item_fn)(void *ctx, const char *name, const char *value);
-int dpt_ckpt_describe(const char *path, dpt_ckpt_item_fn fn, void *ctx, char *err,
-                      size_t errlen);
+int dpt_ckpt_describe(const char *path, dpt_ckpt_item_fn fn, void *ctx, char *err, size_t errlen);
 
 /* Calls fn(ctx, name, value) for every root attribute of a checkpoint that holds one text
  * (values beyond 255 bytes cut), in name order. DPT_EINVAL if the file cannot be opened. */

@@ -39,7 +39,7 @@ typedef struct {
   void *data;
 } dpt_io__quiet;
 
-void dpt_io__quiet_begin(dpt_io__quiet *q); /* turns automatic printing off */
+void dpt_io__quiet_begin(dpt_io__quiet *q);     /* turns automatic printing off */
 void dpt_io__quiet_end(const dpt_io__quiet *q); /* restores what begin saved */
 
 /* Atomic writer of a dataset file. */
@@ -66,8 +66,7 @@ typedef struct {
   double scale, offset;
 } dpt_io__split_data;
 
-int dpt_io__write_split(dpt_io__writer *w, const dpt_io__split_data *s, char *err,
-                        size_t errlen);
+int dpt_io__write_split(dpt_io__writer *w, const dpt_io__split_data *s, char *err, size_t errlen);
 
 /* Writes the root attribute num_classes, closes the tmp file and renames it over out. On
  * failure the tmp file is removed and out is left as it was. */

@@ -22,10 +22,14 @@ typedef struct {
   double spare;
 } rng_t;
 
-static uint64_t rng_next(rng_t *r) { return dpt_splitmix64(&r->s); }
+static uint64_t rng_next(rng_t *r) {
+  return dpt_splitmix64(&r->s);
+}
 
 /* Uniform in (0, 1]. */
-static double rng_unit(rng_t *r) { return ((double)(rng_next(r) >> 11) + 1.0) * 0x1.0p-53; }
+static double rng_unit(rng_t *r) {
+  return ((double)(rng_next(r) >> 11) + 1.0) * 0x1.0p-53;
+}
 
 static double rng_normal(rng_t *r) {
   if (r->have_spare) {
@@ -40,7 +44,9 @@ static double rng_normal(rng_t *r) {
 }
 
 /* Uniform in [0, k) (k small: modulo bias is negligible for a demo). */
-static int64_t rng_below(rng_t *r, int64_t k) { return (int64_t)(rng_next(r) % (uint64_t)k); }
+static int64_t rng_below(rng_t *r, int64_t k) {
+  return (int64_t)(rng_next(r) % (uint64_t)k);
+}
 
 typedef struct {
   int64_t features, classes;
@@ -67,8 +73,8 @@ static int synth_split(dpt_io__writer *w, const char *name, rng_t *r, const clus
   int32_t *y = malloc((size_t)n * sizeof *y);
   int rc = DPT_OK;
   if (!x || !y) {
-    rc = dpt_io__errf(err, errlen, DPT_ENOMEM, "%s: out of memory for %lld x %lld samples",
-                      w->out, (long long)n, (long long)m->features);
+    rc = dpt_io__errf(err, errlen, DPT_ENOMEM, "%s: out of memory for %lld x %lld samples", w->out,
+                      (long long)n, (long long)m->features);
   } else {
     draw_samples(r, m, n, x, y);
     hsize_t dims[2] = {(hsize_t)n, (hsize_t)f};

@@ -5,7 +5,13 @@
 #include "runtime.h"
 
 /* Exit status of the dpt command (README "Exit status"). */
-enum { DPT_EXIT_OK = 0, DPT_EXIT_RUN = 1, DPT_EXIT_USAGE = 2, DPT_EXIT_STOPPED = 3, DPT_EXIT_HUNG = 4 };
+enum {
+  DPT_EXIT_OK = 0,
+  DPT_EXIT_RUN = 1,
+  DPT_EXIT_USAGE = 2,
+  DPT_EXIT_STOPPED = 3,
+  DPT_EXIT_HUNG = 4
+};
 
 /* --- options: the command line and --config files as one ordered list (main.c) --- */
 typedef struct {
@@ -19,8 +25,8 @@ typedef struct {
 typedef struct {
   kv *items;
   int n, cap;
-  int take_args;   /* set by the caller: arguments that are not flags go to args (dpt plot's
-                      files) instead of being an error */
+  int take_args;     /* set by the caller: arguments that are not flags go to args (dpt plot's
+                        files) instead of being an error */
   const char **args; /* borrowed from argv */
   int nargs;
 } kv_list;

@@ -20,13 +20,11 @@ enum { EXIT_RUN = DPT_EXIT_RUN, EXIT_USAGE = DPT_EXIT_USAGE, EXIT_STOPPED = DPT_
 
 /* --- listings --- */
 /* Flags are shown with dashes (--weight-decay); the parser takes dashes or underscores. */
-static void print_flag(const char *prefix, const char *name, const char *value,
-                       const char *help) {
+static void print_flag(const char *prefix, const char *name, const char *value, const char *help) {
   char flag[96];
   snprintf(flag, sizeof flag, "%s%s", prefix, name);
   for (char *p = flag; *p; p++)
-    if (*p == '_')
-      *p = '-';
+    if (*p == '_') *p = '-';
   printf("    --%-28s %-14s %s\n", flag, value, help);
 }
 
@@ -35,8 +33,7 @@ static void print_param(void *ctx, const char *name, const char *value, const ch
   print_flag("", name, value, help);
 }
 
-static void print_sched_param(void *ctx, const char *name, const char *value,
-                              const char *help) {
+static void print_sched_param(void *ctx, const char *name, const char *value, const char *help) {
   (void)ctx;
   print_flag("sched-", name, value, help);
 }
@@ -64,17 +61,18 @@ static int cmd_schedulers(void) {
 }
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: dpt COMMAND [options]\n"
-          "  train        train a model (mpirun -n W dpt train --data FILE ...); see dpt train --help\n"
-          "  compare      train several solvers/schedules side by side, or on an analytic problem;\n"
-          "               a table and plots (dpt compare --help)\n"
-          "  plot         plots of finished runs: dpt plot [--out DIR] METRICS.jsonl...\n"
-          "  solvers      list the solvers and their hyperparameters\n"
-          "  schedulers   list the learning-rate schedulers and their hyperparameters\n"
-          "  data         dataset tools: dpt data import-idx | dpt data synth (see dpt data --help)\n"
-          "  ckpt         dpt ckpt inspect FILE: a checkpoint's contents, checksums verified\n"
-          "  version      print dpt's version\n");
+  fprintf(
+      f,
+      "usage: dpt COMMAND [options]\n"
+      "  train        train a model (mpirun -n W dpt train --data FILE ...); see dpt train --help\n"
+      "  compare      train several solvers/schedules side by side, or on an analytic problem;\n"
+      "               a table and plots (dpt compare --help)\n"
+      "  plot         plots of finished runs: dpt plot [--out DIR] METRICS.jsonl...\n"
+      "  solvers      list the solvers and their hyperparameters\n"
+      "  schedulers   list the learning-rate schedulers and their hyperparameters\n"
+      "  data         dataset tools: dpt data import-idx | dpt data synth (see dpt data --help)\n"
+      "  ckpt         dpt ckpt inspect FILE: a checkpoint's contents, checksums verified\n"
+      "  version      print dpt's version\n");
 }
 
 static void print_item(void *ctx, const char *name, const char *value) {
@@ -148,9 +146,10 @@ static void *watchdog_main(void *arg) {
     }
     double waited = dpt_clock() - since;
     if (what && waited >= w->timeout) {
-      fprintf(stderr, "dpt[rank %d]: watchdog: step %ld: blocked %.0f s in %s (--watchdog %g); "
-              "a peer stopped answering; ending the job\n", w->rank, p.step, waited, what,
-              w->timeout);
+      fprintf(stderr,
+              "dpt[rank %d]: watchdog: step %ld: blocked %.0f s in %s (--watchdog %g); "
+              "a peer stopped answering; ending the job\n",
+              w->rank, p.step, waited, what, w->timeout);
       fflush(stderr);
       _exit(EXIT_HUNG);
     }
@@ -192,8 +191,7 @@ static void parse_train(int argc, char **argv, train_args *t) {
       memmove(&l.items[i], &l.items[i + 1], (size_t)(l.n - i - 1) * sizeof l.items[0]);
       l.n--, i--;
     }
-  if (!t->rc)
-    t->rc = dpt_launch_apply(&t->o, &l, t->err, sizeof t->err);
+  if (!t->rc) t->rc = dpt_launch_apply(&t->o, &l, t->err, sizeof t->err);
   if (!t->rc && !t->print_config && dpt_train_validate(&t->o, t->err, sizeof t->err)) {
     t->rc = EXIT_USAGE;
     dpt_launch_blame(&l, t->err, sizeof t->err);
@@ -232,7 +230,8 @@ static int cmd_train(train_args *t, int rank, MPI_Comm comm) {
              "solver; its hyperparameters (--lr, --betas, ...): dpt solvers");
       printf("    --%-28s %-14s %s\n", "sched", "none",
              "learning-rate scheduler; --sched-NAME VALUE: dpt schedulers");
-      printf("    --%-28s %-14s %s\n", "config", "", "INI file with [train], [solver], [sched] "
+      printf("    --%-28s %-14s %s\n", "config", "",
+             "INI file with [train], [solver], [sched] "
              "sections; later flags override it");
       printf("    --%-28s %-14s %s\n", "print-config", "",
              "print the effective options as such a file and exit");
@@ -240,8 +239,7 @@ static int cmd_train(train_args *t, int rank, MPI_Comm comm) {
     return 0;
   }
   if (t->rc) {
-    if (rank == 0)
-      fprintf(stderr, "dpt train: %s\n", t->err);
+    if (rank == 0) fprintf(stderr, "dpt train: %s\n", t->err);
     return t->rc;
   }
   if (t->print_config) {
@@ -253,8 +251,7 @@ static int cmd_train(train_args *t, int rank, MPI_Comm comm) {
   dpt_train_result res;
   int rc = dpt_train_run(&t->o, comm, &res, err, sizeof err);
   if (rc) {
-    if (rank == 0)
-      fprintf(stderr, "dpt train: %s\n", err);
+    if (rank == 0) fprintf(stderr, "dpt train: %s\n", err);
     return rc == DPT_ESTOPPED ? EXIT_STOPPED : EXIT_RUN;
   }
   if (rank == 0) {
@@ -286,14 +283,10 @@ int main(int argc, char **argv) {
     printf("dpt %s\n", DPT_VERSION);
     return 0;
   }
-  if (!strcmp(cmd, "solvers"))
-    return cmd_solvers();
-  if (!strcmp(cmd, "ckpt"))
-    return cmd_ckpt(argc, argv);
-  if (!strcmp(cmd, "schedulers"))
-    return cmd_schedulers();
-  if (!strcmp(cmd, "plot"))
-    return dpt_launch_plot(argc, argv);
+  if (!strcmp(cmd, "solvers")) return cmd_solvers();
+  if (!strcmp(cmd, "ckpt")) return cmd_ckpt(argc, argv);
+  if (!strcmp(cmd, "schedulers")) return cmd_schedulers();
+  if (!strcmp(cmd, "plot")) return dpt_launch_plot(argc, argv);
 
   static train_args targs;
   if (!strcmp(cmd, "train"))

@@ -20,32 +20,32 @@
 
 /* State entries: the same fixed list for every kind (unused ones stay put). */
 enum {
-  S_LR,        /* the optimizer group's lr: what the next solver step uses */
-  S_MOMENTUM,  /* momentum / beta1 (cyclic, onecycle) */
-  S_EPOCH,     /* main scheduler's last_epoch */
-  S_WEPOCH,    /* warm-up scheduler's last_epoch */
-  S_SEQ,       /* the chain's own last_epoch */
-  S_TCUR,      /* cosine_warm_restarts: T_cur */
-  S_TI,        /* cosine_warm_restarts: T_i */
-  S_BEST,      /* plateau: best metric so far */
-  S_BAD,       /* plateau: num_bad_epochs */
-  S_COOL,      /* plateau: cooldown_counter */
+  S_LR,       /* the optimizer group's lr: what the next solver step uses */
+  S_MOMENTUM, /* momentum / beta1 (cyclic, onecycle) */
+  S_EPOCH,    /* main scheduler's last_epoch */
+  S_WEPOCH,   /* warm-up scheduler's last_epoch */
+  S_SEQ,      /* the chain's own last_epoch */
+  S_TCUR,     /* cosine_warm_restarts: T_cur */
+  S_TI,       /* cosine_warm_restarts: T_i */
+  S_BEST,     /* plateau: best metric so far */
+  S_BAD,      /* plateau: num_bad_epochs */
+  S_COOL,     /* plateau: cooldown_counter */
   S_COUNT
 };
 static const char *const state_names[] = {
-    "lr", "momentum", "last_epoch", "warmup_last_epoch", "seq_last_epoch",
-    "T_cur", "T_i", "best", "num_bad_epochs", "cooldown_counter"};
+    "lr",    "momentum", "last_epoch", "warmup_last_epoch", "seq_last_epoch",
+    "T_cur", "T_i",      "best",       "num_bad_epochs",    "cooldown_counter"};
 
 _Static_assert(sizeof state_names / sizeof state_names[0] == S_COUNT, "one name per state slot");
 
 struct dpt_sched {
   dpt_sched_params p;
-  double base_lr;     /* torch's base_lrs[0] / initial_lr */
-  double cyc_base;    /* CyclicLR base_lr, OneCycle initial_lr */
-  double cyc_max;     /* CyclicLR / OneCycle max_lr */
-  double min_lr1;     /* OneCycle min_lr */
-  long T_max, total;  /* resolved lengths (cosine T_max, onecycle total_steps, poly iters) */
-  int momentum;       /* momentum is cycled */
+  double base_lr;    /* torch's base_lrs[0] / initial_lr */
+  double cyc_base;   /* CyclicLR base_lr, OneCycle initial_lr */
+  double cyc_max;    /* CyclicLR / OneCycle max_lr */
+  double min_lr1;    /* OneCycle min_lr */
+  long T_max, total; /* resolved lengths (cosine T_max, onecycle total_steps, poly iters) */
+  int momentum;      /* momentum is cycled */
   double st[S_COUNT];
 };
 
@@ -167,8 +167,7 @@ static const hparam table[] = {
     {"total_steps", K(ONECYCLE), T_INT, F(total_steps), 0, 1e12, NULL,
      "steps in the cycle (0: the whole run)"},
     {"pct_start", K(ONECYCLE), T_REAL, F(pct_start), 0, 1, NULL, "fraction of the cycle rising"},
-    {"anneal_strategy", K(ONECYCLE), T_ENUM, F(anneal_cos), 0, 1, "linear|cos",
-     "annealing shape"},
+    {"anneal_strategy", K(ONECYCLE), T_ENUM, F(anneal_cos), 0, 1, "linear|cos", "annealing shape"},
     {"div_factor", K(ONECYCLE), T_REAL, F(div_factor), 1e-12, 1e12, NULL,
      "initial lr = max_lr / div_factor"},
     {"final_div_factor", K(ONECYCLE), T_REAL, F(final_div_factor), 1e-12, 1e12, NULL,
@@ -210,8 +209,12 @@ static const hparam *lookup(dpt_sched_kind kind, const char *key) {
   return NULL;
 }
 
-static int *ifield(dpt_sched_params *p, size_t off) { return (int *)((char *)p + off); }
-static double *dfield(dpt_sched_params *p, size_t off) { return (double *)((char *)p + off); }
+static int *ifield(dpt_sched_params *p, size_t off) {
+  return (int *)((char *)p + off);
+}
+static double *dfield(dpt_sched_params *p, size_t off) {
+  return (double *)((char *)p + off);
+}
 static int iget(const dpt_sched_params *p, size_t off) {
   return *(const int *)((const char *)p + off);
 }
@@ -243,8 +246,8 @@ int dpt_optim_sched_set(dpt_sched_params *p, const char *key, const char *value,
   if (!h) {
     char list[600] = "";
     for (size_t i = 0; i < NTABLE; i++) {
-      if (!(table[i].kinds & (1u << p->kind)) || (i && !strcmp(table[i].key, "gamma") &&
-                                                   lookup(p->kind, "gamma") != &table[i]))
+      if (!(table[i].kinds & (1u << p->kind)) ||
+          (i && !strcmp(table[i].key, "gamma") && lookup(p->kind, "gamma") != &table[i]))
         continue;
       if (*list) strncat(list, ", ", sizeof list - strlen(list) - 1);
       strncat(list, table[i].key, sizeof list - strlen(list) - 1);
@@ -267,8 +270,8 @@ int dpt_optim_sched_set(dpt_sched_params *p, const char *key, const char *value,
   case T_BOOL:
     if (dpt_parse_bool(value, ifield(p, h->off))) {
       snprintf(err, errlen,
-               "%s: %s = '%s' is not a boolean (expected 1/0, true/false, yes/no or on/off)",
-               name, key, value);
+               "%s: %s = '%s' is not a boolean (expected 1/0, true/false, yes/no or on/off)", name,
+               key, value);
       return DPT_EINVAL;
     }
     return DPT_OK;
@@ -324,8 +327,8 @@ int dpt_optim_sched_validate(const dpt_sched_params *p, char *err, size_t errlen
       for (int k = 0; k < p->n_milestones; k++)
         if (p->milestones[k] < h->lo || (k && p->milestones[k] < p->milestones[k - 1])) {
           snprintf(err, errlen,
-                   "%s: milestones must be positive and ascending (got %d at position %d)",
-                   name, p->milestones[k], k + 1);
+                   "%s: milestones must be positive and ascending (got %d at position %d)", name,
+                   p->milestones[k], k + 1);
           return DPT_EINVAL;
         }
       continue;
@@ -344,8 +347,8 @@ int dpt_optim_sched_validate(const dpt_sched_params *p, char *err, size_t errlen
     return DPT_EINVAL;
   }
   if (p->warmup && p->warmup_iters < 1) {
-    snprintf(err, errlen, "%s: warmup_iters = %d is out of range (expected >= 1 with warmup)",
-             name, p->warmup_iters);
+    snprintf(err, errlen, "%s: warmup_iters = %d is out of range (expected >= 1 with warmup)", name,
+             p->warmup_iters);
     return DPT_EINVAL;
   }
   return DPT_OK;
@@ -375,7 +378,9 @@ int dpt_optim_sched_describe(const dpt_sched_params *p, dpt_optim_param_fn fn, v
 
 /* --- the kinds: torch's get_lr() (recursive) and closed forms --- */
 
-static double pymod(double a, double m) { return a - m * floor(a / m); }
+static double pymod(double a, double m) {
+  return a - m * floor(a / m);
+}
 
 static int milestone_count(const dpt_sched_params *p, long e) {
   int c = 0;
@@ -391,8 +396,9 @@ static double cyclic_lr(const dpt_sched *s, double e, double *mom) {
   double cycle = floor(1 + e / total);
   double x = 1. + e / total - cycle;
   double scale = x <= ratio ? x / ratio : (x - 1) / (ratio - 1);
-  double fn = p->cyclic_mode == 0 ? 1. : p->cyclic_mode == 1 ? 1 / pow(2., cycle - 1)
-                                                             : pow(p->gamma, e);
+  double fn = p->cyclic_mode == 0   ? 1.
+              : p->cyclic_mode == 1 ? 1 / pow(2., cycle - 1)
+                                    : pow(p->gamma, e);
   double base_height = (s->cyc_max - s->cyc_base) * scale;
   double lr = s->cyc_base + base_height * fn;
   if (s->momentum) {
@@ -449,14 +455,12 @@ static double main_get_lr(dpt_sched *s, long e) {
   const dpt_sched_params *p = &s->p;
   double lr = s->st[S_LR];
   switch (p->kind) {
-  case DPT_SCHED_STEP:
-    return (e == 0 || e % p->step_size != 0) ? lr : lr * p->gamma;
+  case DPT_SCHED_STEP: return (e == 0 || e % p->step_size != 0) ? lr : lr * p->gamma;
   case DPT_SCHED_MULTISTEP: {
     int c = milestone_count(p, e);
     return c ? lr * pow(p->gamma, c) : lr;
   }
-  case DPT_SCHED_EXPONENTIAL:
-    return e == 0 ? lr : lr * p->gamma;
+  case DPT_SCHED_EXPONENTIAL: return e == 0 ? lr : lr * p->gamma;
   case DPT_SCHED_CONSTANT:
     if (e == 0) return lr * p->factor;
     if (e > p->total_iters || e != p->total_iters) return lr;
@@ -464,9 +468,9 @@ static double main_get_lr(dpt_sched *s, long e) {
   case DPT_SCHED_LINEAR:
     if (e == 0) return lr * p->start_factor;
     if (e > p->total_iters) return lr;
-    return lr * (1. + (p->end_factor - p->start_factor) /
-                          (p->total_iters * p->start_factor +
-                           (e - 1) * (p->end_factor - p->start_factor)));
+    return lr *
+           (1. + (p->end_factor - p->start_factor) / (p->total_iters * p->start_factor +
+                                                      (e - 1) * (p->end_factor - p->start_factor)));
   case DPT_SCHED_POLYNOMIAL: {
     double T = (double)s->total;
     if (e == 0 || e > T) return lr;
@@ -496,8 +500,7 @@ static double main_at_zero(dpt_sched *s) {
     for (int k = 0; k < p->n_milestones; k++) c += p->milestones[k] <= 0;
     return b * pow(p->gamma, c);
   }
-  case DPT_SCHED_CONSTANT:
-    return b * (p->factor + (0 >= p->total_iters) * (1 - p->factor));
+  case DPT_SCHED_CONSTANT: return b * (p->factor + (0 >= p->total_iters) * (1 - p->factor));
   case DPT_SCHED_LINEAR:
     return b * (p->start_factor + (p->end_factor - p->start_factor) * 0 / p->total_iters);
   case DPT_SCHED_POLYNOMIAL: return b * pow(1.0 - 0 / (double)s->total, p->power);
@@ -521,11 +524,10 @@ static void main_step(dpt_sched *s, double metric) {
     double cur = metric;
     s->st[S_EPOCH] += 1;
     double best = s->st[S_BEST];
-    int better = !p->plateau_max
-                     ? (!p->threshold_abs ? cur < best * (1. - p->threshold)
-                                          : cur < best - p->threshold)
-                     : (!p->threshold_abs ? cur > best * (p->threshold + 1.)
-                                          : cur > best + p->threshold);
+    int better =
+        !p->plateau_max
+            ? (!p->threshold_abs ? cur < best * (1. - p->threshold) : cur < best - p->threshold)
+            : (!p->threshold_abs ? cur > best * (p->threshold + 1.) : cur > best + p->threshold);
     if (better) {
       s->st[S_BEST] = cur;
       s->st[S_BAD] = 0;
@@ -551,8 +553,8 @@ static void main_step(dpt_sched *s, double metric) {
       s->st[S_TCUR] = s->st[S_TCUR] - s->st[S_TI];
       s->st[S_TI] = s->st[S_TI] * p->T_mult;
     }
-    s->st[S_LR] = p->eta_min + (s->base_lr - p->eta_min) *
-                                   (1 + cos(PI * s->st[S_TCUR] / s->st[S_TI])) / 2;
+    s->st[S_LR] =
+        p->eta_min + (s->base_lr - p->eta_min) * (1 + cos(PI * s->st[S_TCUR] / s->st[S_TI])) / 2;
     return;
   }
   s->st[S_EPOCH] += 1;
@@ -583,8 +585,7 @@ int dpt_sched_create(const dpt_sched_params *p, double base_lr, int has_momentum
   int rc = dpt_optim_sched_validate(p, err, errlen);
   if (rc) return rc;
   const char *name = dpt_optim_sched_name(p->kind);
-  int cycles = (p->kind == DPT_SCHED_CYCLIC || p->kind == DPT_SCHED_ONECYCLE) &&
-               p->cycle_momentum;
+  int cycles = (p->kind == DPT_SCHED_CYCLIC || p->kind == DPT_SCHED_ONECYCLE) && p->cycle_momentum;
   if (cycles && !has_momentum) {
     snprintf(err, errlen,
              "%s: cycle_momentum needs a solver with momentum or beta1 (this one has none); "
@@ -593,17 +594,22 @@ int dpt_sched_create(const dpt_sched_params *p, double base_lr, int has_momentum
              name);
     return DPT_EINVAL;
   }
-  long T = p->kind == DPT_SCHED_COSINE ? p->T_max
-         : p->kind == DPT_SCHED_ONECYCLE ? p->total_steps
-         : p->kind == DPT_SCHED_POLYNOMIAL ? p->total_iters : 1;
+  long T = p->kind == DPT_SCHED_COSINE       ? p->T_max
+           : p->kind == DPT_SCHED_ONECYCLE   ? p->total_steps
+           : p->kind == DPT_SCHED_POLYNOMIAL ? p->total_iters
+                                             : 1;
   long main_steps = run_steps - (p->warmup ? p->warmup_iters : 0);
   if (T == 0 && main_steps < 1) {
-    snprintf(err, errlen, "%s: %s = 0 means the whole run, but the run length is unknown here "
-             "(give %s explicitly)", name,
-             p->kind == DPT_SCHED_COSINE ? "T_max" : p->kind == DPT_SCHED_ONECYCLE
-             ? "total_steps" : "total_iters",
-             p->kind == DPT_SCHED_COSINE ? "T_max" : p->kind == DPT_SCHED_ONECYCLE
-             ? "total_steps" : "total_iters");
+    snprintf(err, errlen,
+             "%s: %s = 0 means the whole run, but the run length is unknown here "
+             "(give %s explicitly)",
+             name,
+             p->kind == DPT_SCHED_COSINE     ? "T_max"
+             : p->kind == DPT_SCHED_ONECYCLE ? "total_steps"
+                                             : "total_iters",
+             p->kind == DPT_SCHED_COSINE     ? "T_max"
+             : p->kind == DPT_SCHED_ONECYCLE ? "total_steps"
+                                             : "total_iters");
     return DPT_EINVAL;
   }
   if (T == 0) T = main_steps;
@@ -670,7 +676,9 @@ int dpt_sched_create(const dpt_sched_params *p, double base_lr, int has_momentum
   return DPT_OK;
 }
 
-void dpt_sched_free(dpt_sched *s) { free(s); }
+void dpt_sched_free(dpt_sched *s) {
+  free(s);
+}
 
 void dpt_sched_step(dpt_sched *s, double metric) {
   const dpt_sched_params *p = &s->p;
@@ -691,9 +699,15 @@ void dpt_sched_step(dpt_sched *s, double metric) {
   }
 }
 
-double dpt_sched_lr(const dpt_sched *s) { return s->st[S_LR]; }
-int dpt_sched_cycles_momentum(const dpt_sched *s) { return s->momentum; }
-double dpt_sched_momentum(const dpt_sched *s) { return s->st[S_MOMENTUM]; }
+double dpt_sched_lr(const dpt_sched *s) {
+  return s->st[S_LR];
+}
+int dpt_sched_cycles_momentum(const dpt_sched *s) {
+  return s->momentum;
+}
+double dpt_sched_momentum(const dpt_sched *s) {
+  return s->st[S_MOMENTUM];
+}
 int dpt_sched_state_count(const dpt_sched *s) {
   (void)s;
   return S_COUNT;

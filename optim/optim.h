@@ -55,13 +55,13 @@ typedef struct {
   int amsgrad;         /* Adam, AdamW */
   double lr_decay;     /* Adagrad */
   double initial_accumulator_value; /* Adagrad */
-  double rho;          /* Adadelta */
-  double lambd;        /* ASGD decay term */
-  double alpha;        /* ASGD eta power; RMSprop smoothing constant */
-  double t0;           /* ASGD point at which averaging starts */
-  double eta_minus, eta_plus; /* Rprop "etas" */
-  double step_min, step_max;  /* Rprop "step_sizes" */
-  int centered;        /* RMSprop */
+  double rho;                       /* Adadelta */
+  double lambd;                     /* ASGD decay term */
+  double alpha;                     /* ASGD eta power; RMSprop smoothing constant */
+  double t0;                        /* ASGD point at which averaging starts */
+  double eta_minus, eta_plus;       /* Rprop "etas" */
+  double step_min, step_max;        /* Rprop "step_sizes" */
+  int centered;                     /* RMSprop */
 } dpt_solver_params;
 
 /* Name <-> kind ("gd", "sgd", "adagrad", "adadelta", "asgd", "rprop", "rmsprop", "adam",
@@ -195,35 +195,35 @@ typedef struct {
   dpt_sched_kind kind;
   dpt_sched_interval interval; /* "interval": step|epoch (cyclic, onecycle: step; else epoch) */
 
-  int step_size;     /* "step_size" (step) */
-  double gamma;      /* "gamma" (step, multistep, exponential, cyclic exp_range) */
+  int step_size; /* "step_size" (step) */
+  double gamma;  /* "gamma" (step, multistep, exponential, cyclic exp_range) */
   int milestones[DPT_SCHED_MAX_MILESTONES]; /* "milestones" "30,80" (multistep), ascending */
   int n_milestones;
-  int T_max;         /* "T_max" (cosine), 0 = whole run */
-  double eta_min;    /* "eta_min" (cosine, cosine_warm_restarts) */
-  int T_0, T_mult;   /* "T_0", "T_mult" (cosine_warm_restarts) */
+  int T_max;       /* "T_max" (cosine), 0 = whole run */
+  double eta_min;  /* "eta_min" (cosine, cosine_warm_restarts) */
+  int T_0, T_mult; /* "T_0", "T_mult" (cosine_warm_restarts) */
 
   /* CyclicLR */
-  double base_lr;    /* "base_lr"; 0 = the solver's lr */
-  double max_lr;     /* "max_lr" (cyclic, onecycle) */
-  int step_size_up;  /* "step_size_up" */
-  int step_size_down;/* "step_size_down"; 0 = same as up (torch's None) */
-  int cyclic_mode;   /* "mode": 0 triangular, 1 triangular2, 2 exp_range */
-  int cycle_momentum;/* "cycle_momentum" (cyclic, onecycle) */
+  double base_lr;                     /* "base_lr"; 0 = the solver's lr */
+  double max_lr;                      /* "max_lr" (cyclic, onecycle) */
+  int step_size_up;                   /* "step_size_up" */
+  int step_size_down;                 /* "step_size_down"; 0 = same as up (torch's None) */
+  int cyclic_mode;                    /* "mode": 0 triangular, 1 triangular2, 2 exp_range */
+  int cycle_momentum;                 /* "cycle_momentum" (cyclic, onecycle) */
   double base_momentum, max_momentum; /* "base_momentum", "max_momentum" */
 
   /* OneCycleLR */
-  int total_steps;   /* "total_steps", 0 = whole run */
-  double pct_start;  /* "pct_start" */
-  int anneal_cos;    /* "anneal_strategy": cos (1) | linear (0) */
+  int total_steps;                     /* "total_steps", 0 = whole run */
+  double pct_start;                    /* "pct_start" */
+  int anneal_cos;                      /* "anneal_strategy": cos (1) | linear (0) */
   double div_factor, final_div_factor; /* "div_factor", "final_div_factor" */
-  int three_phase;   /* "three_phase" */
+  int three_phase;                     /* "three_phase" */
 
   /* LinearLR, ConstantLR, PolynomialLR */
   double start_factor, end_factor; /* "start_factor", "end_factor" (linear) */
-  double factor;     /* "factor" (constant; plateau) */
-  int total_iters;   /* "total_iters" (linear, constant, polynomial) */
-  double power;      /* "power" (polynomial) */
+  double factor;                   /* "factor" (constant; plateau) */
+  int total_iters;                 /* "total_iters" (linear, constant, polynomial) */
+  double power;                    /* "power" (polynomial) */
 
   /* ReduceLROnPlateau ("factor" above) */
   int plateau_max;   /* "mode": min (0) | max (1) */
@@ -236,8 +236,8 @@ typedef struct {
 
   /* Sequential chain: a warm-up scheduler for warmup_iters steps, then this one
    * (torch's SequentialLR([warmup, main], milestones=[warmup_iters])). */
-  int warmup;        /* "warmup": none (0) | linear (1) | constant (2) */
-  int warmup_iters;  /* "warmup_iters" */
+  int warmup;           /* "warmup": none (0) | linear (1) | constant (2) */
+  int warmup_iters;     /* "warmup_iters" */
   double warmup_factor; /* "warmup_factor": start_factor (linear) or factor (constant) */
 } dpt_sched_params;
 
@@ -290,6 +290,5 @@ double dpt_sched_momentum(const dpt_sched *s);
 int dpt_sched_state_count(const dpt_sched *s);
 double *dpt_sched_state(dpt_sched *s, int i, const char **name);
 int dpt_sched_state_find(const dpt_sched *s, const char *name);
-
 
 #endif /* DPT_OPTIM_H */

@@ -133,8 +133,8 @@ static const hparam table[] = {
      "Nesterov momentum (needs momentum > 0 and dampening 0)"},
     {"betas", K(ADAM) | K(ADAMAX) | K(ADAMW) | K(LION), T_PAIR, F(beta1), F(beta2), 0, 1, CLOSED,
      OPEN, "coefficients of the running averages of the gradient and its square"},
-    {"eps", K(ADAGRAD) | K(ADADELTA) | K(RMSPROP) | K(ADAM) | K(ADAMAX) | K(ADAMW), T_REAL,
-     F(eps), NONE, 0, 0, CLOSED, UNBOUNDED, "term added to the denominator for stability"},
+    {"eps", K(ADAGRAD) | K(ADADELTA) | K(RMSPROP) | K(ADAM) | K(ADAMAX) | K(ADAMW), T_REAL, F(eps),
+     NONE, 0, 0, CLOSED, UNBOUNDED, "term added to the denominator for stability"},
     {"amsgrad", K(ADAM) | K(ADAMW), T_BOOL, F(amsgrad), NONE, 0, 1, CLOSED, CLOSED,
      "use the AMSGrad variant"},
     {"lr_decay", K(ADAGRAD), T_REAL, F(lr_decay), NONE, 0, 0, CLOSED, UNBOUNDED,
@@ -146,8 +146,7 @@ static const hparam table[] = {
     {"lambd", K(ASGD), T_REAL, F(lambd), NONE, 0, 0, CLOSED, UNBOUNDED, "decay term"},
     {"alpha", K(ASGD), T_REAL, F(alpha), NONE, 0, 0, CLOSED, UNBOUNDED, "power for eta update"},
     {"alpha", K(RMSPROP), T_REAL, F(alpha), NONE, 0, 1, CLOSED, CLOSED, "smoothing constant"},
-    {"t0", K(ASGD), T_REAL, F(t0), NONE, 0, 0, CLOSED, UNBOUNDED,
-     "step at which averaging starts"},
+    {"t0", K(ASGD), T_REAL, F(t0), NONE, 0, 0, CLOSED, UNBOUNDED, "step at which averaging starts"},
     {"etas", K(RPROP), T_PAIR, F(eta_minus), F(eta_plus), 0, 0, OPEN, UNBOUNDED,
      "multiplicative decrease and increase factors (0 < etaminus < 1 < etaplus)"},
     {"step_sizes", K(RPROP), T_PAIR, F(step_min), F(step_max), 0, 0, CLOSED, UNBOUNDED,
@@ -161,11 +160,15 @@ static const hparam table[] = {
 };
 #define NTABLE (sizeof table / sizeof table[0])
 
-static double *real_at(dpt_solver_params *p, size_t off) { return (double *)((char *)p + off); }
+static double *real_at(dpt_solver_params *p, size_t off) {
+  return (double *)((char *)p + off);
+}
 static double real_get(const dpt_solver_params *p, size_t off) {
   return *(const double *)((const char *)p + off);
 }
-static int *int_at(dpt_solver_params *p, size_t off) { return (int *)((char *)p + off); }
+static int *int_at(dpt_solver_params *p, size_t off) {
+  return (int *)((char *)p + off);
+}
 static int int_get(const dpt_solver_params *p, size_t off) {
   return *(const int *)((const char *)p + off);
 }
@@ -196,8 +199,9 @@ int dpt_optim_solver_set(dpt_solver_params *p, const char *key, const char *valu
     return DPT_OK;
   case T_BOOL:
     if (dpt_parse_bool(value, int_at(p, h->off))) {
-      snprintf(err, errlen, "%s: %s = '%s' is not a boolean (expected 1/0, true/false, yes/no or on/off)",
-               sname, key, value);
+      snprintf(err, errlen,
+               "%s: %s = '%s' is not a boolean (expected 1/0, true/false, yes/no or on/off)", sname,
+               key, value);
       return DPT_EINVAL;
     }
     return DPT_OK;
@@ -213,8 +217,8 @@ int dpt_optim_solver_set(dpt_solver_params *p, const char *key, const char *valu
     *real_at(p, h->off2) = b;
     return DPT_OK;
   bad_pair:
-    snprintf(err, errlen, "%s: %s = '%s' is not a pair of numbers (expected e.g. \"%g,%g\")",
-             sname, key, value, real_get(p, h->off), real_get(p, h->off2));
+    snprintf(err, errlen, "%s: %s = '%s' is not a pair of numbers (expected e.g. \"%g,%g\")", sname,
+             key, value, real_get(p, h->off), real_get(p, h->off2));
     return DPT_EINVAL;
   }
   }
@@ -290,8 +294,7 @@ int dpt_optim_solver_validate(const dpt_solver_params *p, char *err, size_t errl
                {"lr", p->lr}};
     for (size_t i = 0; i < sizeof f32 / sizeof f32[0]; i++) {
       if (f32[i].v > FLT_MAX) {
-        snprintf(err, errlen,
-                 "rprop: %s = %g overflows float32 (expected at most %.9g, as torch)",
+        snprintf(err, errlen, "rprop: %s = %g overflows float32 (expected at most %.9g, as torch)",
                  f32[i].name, f32[i].v, (double)FLT_MAX);
         return DPT_EINVAL;
       }
@@ -438,13 +441,21 @@ void dpt_solver_step(dpt_solver *s, float *restrict param, const float *restrict
   kinds[s->p.kind].step(s, param, grad);
 }
 
-dpt_solver_params *dpt_solver_hparams(dpt_solver *s) { return &s->p; }
-size_t dpt_solver_len(const dpt_solver *s) { return s->n; }
-void dpt_solver_set_lr(dpt_solver *s, double lr) { s->p.lr = lr; }
+dpt_solver_params *dpt_solver_hparams(dpt_solver *s) {
+  return &s->p;
+}
+size_t dpt_solver_len(const dpt_solver *s) {
+  return s->n;
+}
+void dpt_solver_set_lr(dpt_solver *s, double lr) {
+  s->p.lr = lr;
+}
 
 /* Fixed at creation, not the live value: a schedule that sets momentum to 0 must be able to
  * set it back (issue 15). */
-int dpt_solver_has_momentum(const dpt_solver *s) { return s->has_momentum; }
+int dpt_solver_has_momentum(const dpt_solver *s) {
+  return s->has_momentum;
+}
 
 static int uses_beta1(const dpt_solver *s) {
   return s->p.kind == DPT_SOLVER_ADAM || s->p.kind == DPT_SOLVER_ADAMAX ||
@@ -462,7 +473,9 @@ void dpt_solver_set_momentum(dpt_solver *s, double m) {
     s->p.momentum = m;
 }
 
-int dpt_solver_state_count(const dpt_solver *s) { return s->nvec + s->nscalar; }
+int dpt_solver_state_count(const dpt_solver *s) {
+  return s->nvec + s->nscalar;
+}
 
 void *dpt_solver_state(dpt_solver *s, int i, dpt_state_info *info) {
   if (i < 0 || i >= s->nvec + s->nscalar) return NULL;

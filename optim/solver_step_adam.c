@@ -15,8 +15,8 @@
 /* Shared body of Adam and AdamW: decay multiplies the parameter first (AdamW's decoupled
  * decay, 1 for Adam), weight_decay*p is added to the gradient when weight_decay != 0 (Adam's
  * coupled decay; 0 for AdamW), as torch tests it. Multiplying by 1.0f is exact. */
-static void adam_core(struct dpt_solver *s, float *restrict p, const float *restrict g,
-                      float decay, double weight_decay) {
+static void adam_core(struct dpt_solver *s, float *restrict p, const float *restrict g, float decay,
+                      double weight_decay) {
   const dpt_solver_params *h = &s->p;
   const double step = s->scalar[0] += 1;
   const float wd = (float)weight_decay;

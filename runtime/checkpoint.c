@@ -26,8 +26,9 @@
 #include "internal.h"
 #include "io.h"
 
-#define MAX_FIXED_SCALARS 112 /* solver, scheduler and train.* scalars (the budget before the
-                                 tensor count was open); plus one per tensor */
+#define MAX_FIXED_SCALARS                                                                          \
+  112                 /* solver, scheduler and train.* scalars (the budget before the              \
+                         tensor count was open); plus one per tensor */
 #define MAX_TEXTS 128 /* kinds, hyperparameters live and configured, the run's configuration */
 
 /* Everything but the big arrays, gathered into name/value lists. The tensors are the model's
@@ -107,8 +108,8 @@ static void add_config(void *ctx, const char *name, const char *value, const cha
 /* The layout for this run: tensors, the solver's vectors over [lo, lo+len), every scalar.
  * DPT_ENOMEM if its lists cannot be allocated (then layout_free is still safe). */
 static int build(layout *l, const dpt_train_opts *o, const dpt_model *m, float *params,
-                 dpt_solver *solver, size_t solver_lo, dpt_sched *sched,
-                 const dpt_train_pos *pos, size_t lo, size_t len, int with_scales) {
+                 dpt_solver *solver, size_t solver_lo, dpt_sched *sched, const dpt_train_pos *pos,
+                 size_t lo, size_t len, int with_scales) {
   memset(l, 0, sizeof *l);
   l->max_scalars = MAX_FIXED_SCALARS + m->ntensors;
   l->scalar_names = calloc((size_t)l->max_scalars, sizeof *l->scalar_names);
@@ -185,8 +186,8 @@ static int ends_with(const char *s, const char *end) {
 
 /* Lists the ckpt-*.h5 of dir, sorted (by step: the names are zero-padded), into names[0, max)
  * (malloc'ed, the caller frees them); returns how many. With remove_tmp, also removes every
- * ckpt-*.h5.tmp (and .tmp.room, io's space held back for a write's metadata): once a checkpoint is committed, those are what crashed writes left (a run
- * directory has one writer). */
+ * ckpt-*.h5.tmp (and .tmp.room, io's space held back for a write's metadata): once a checkpoint is
+ * committed, those are what crashed writes left (a run directory has one writer). */
 int dpt_ckpt_list(const char *dir, char **names, int max, int remove_tmp) {
   DIR *d = opendir(dir);
   if (!d) return 0;
@@ -218,9 +219,9 @@ static void prune(const char *dir, int keep, const char *run_id, const char *cur
     char path[2100], id[96] = "";
     snprintf(path, sizeof path, "%s/%s", dir, names[i]);
     int is_current = !strcmp(names[i], current);
-    int own = keep > 0 && (is_current || (dpt_ckpt_text_get(path, "train.run_id", id,
-                                                             sizeof id) == DPT_OK &&
-                                          !strcmp(id, run_id)));
+    int own = keep > 0 &&
+              (is_current || (dpt_ckpt_text_get(path, "train.run_id", id, sizeof id) == DPT_OK &&
+                              !strcmp(id, run_id)));
     if (own && ++mine > keep && !is_current) unlink(path);
     free(names[i]);
   }
@@ -262,10 +263,9 @@ static int write_latest(const char *dir, const char *name, char *err, size_t err
   return DPT_OK;
 }
 
-int dpt_ckpt_save_run(const dpt_train_opts *o, const dpt_model *m, MPI_Comm comm,
-                      float *params, dpt_solver *solver, size_t solver_lo, dpt_sched *sched,
-                      dpt_train_pos *pos, const dpt_fault *fault, char *err,
-                      size_t errlen) {
+int dpt_ckpt_save_run(const dpt_train_opts *o, const dpt_model *m, MPI_Comm comm, float *params,
+                      dpt_solver *solver, size_t solver_lo, dpt_sched *sched, dpt_train_pos *pos,
+                      const dpt_fault *fault, char *err, size_t errlen) {
   int rank, size;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
@@ -275,7 +275,8 @@ int dpt_ckpt_save_run(const dpt_train_opts *o, const dpt_model *m, MPI_Comm comm
   if (rc) return rc;
   /* the run's identity: drawn by rank 0 at a fresh run's first checkpoint */
   int mrc = MPI_Bcast(pos->run_id, (int)sizeof pos->run_id, MPI_CHAR, 0, comm);
-  if (mrc != MPI_SUCCESS) return dpt_comm_mpi_error(mrc, "MPI_Bcast (the run identity)", err, errlen);
+  if (mrc != MPI_SUCCESS)
+    return dpt_comm_mpi_error(mrc, "MPI_Bcast (the run identity)", err, errlen);
   dpt_range own = dpt_comm_shard(m->nparams, rank, size);
   layout *l = malloc(sizeof *l);
   if (!l) return DPT_ENOMEM; /* (every rank has the same small allocation) */
@@ -331,12 +332,16 @@ static int check_counters(const char *path, const dpt_train_pos *p, double solve
     snprintf(detail, sizeof detail, "%ld (expected at least 1)", p->steps_per_epoch);
   } else if (p->step_in_epoch > p->steps_per_epoch || p->step_in_epoch > p->step) {
     what = "train.step_in_epoch";
-    snprintf(detail, sizeof detail, "%ld (expected at most train.steps_per_epoch %ld and "
-             "train.step %ld)", p->step_in_epoch, p->steps_per_epoch, p->step);
+    snprintf(detail, sizeof detail,
+             "%ld (expected at most train.steps_per_epoch %ld and "
+             "train.step %ld)",
+             p->step_in_epoch, p->steps_per_epoch, p->step);
   } else if (p->epoch > p->step) {
     what = "train.epoch";
-    snprintf(detail, sizeof detail, "%ld (expected at most train.step %ld: every epoch has a "
-             "step)", p->epoch, p->step);
+    snprintf(detail, sizeof detail,
+             "%ld (expected at most train.step %ld: every epoch has a "
+             "step)",
+             p->epoch, p->step);
   } else if (p->world_size < 1 || p->world_size > DPT_CKPT_MAX_RANKS) {
     what = "train.world_size";
     snprintf(detail, sizeof detail, "%d (expected 1 to %d)", p->world_size, DPT_CKPT_MAX_RANKS);
@@ -347,13 +352,13 @@ static int check_counters(const char *path, const dpt_train_pos *p, double solve
     what = "train.epoch_loss";
     snprintf(detail, sizeof detail, "%g (expected a finite sum of losses)", p->epoch_loss);
   } else if (!isnan(solver_step) && (solver_step < 0 || solver_step != floor(solver_step) ||
-                                      solver_step > (double)p->step)) {
+                                     solver_step > (double)p->step)) {
     what = "solver.step";
     char b[40];
     snprintf(detail, sizeof detail, "%s (expected a whole number from 0 to train.step %ld)",
              exact(solver_step, b, sizeof b), p->step);
   } else if (!isnan(last_epoch) && (last_epoch < -1 || last_epoch != floor(last_epoch) ||
-                                     last_epoch > (double)p->step + 1)) {
+                                    last_epoch > (double)p->step + 1)) {
     what = "sched.last_epoch";
     char b[40];
     snprintf(detail, sizeof detail, "%s (expected a whole number from -1 to train.step + 1)",
@@ -364,18 +369,20 @@ static int check_counters(const char *path, const dpt_train_pos *p, double solve
   return DPT_EINVAL;
 }
 
-int dpt_ckpt_load_run(const char *path, const dpt_train_opts *o, const dpt_model *m,
-                      float *params, dpt_solver *solver, size_t solver_lo, dpt_sched *sched,
-                      dpt_train_pos *pos, int params_only, char *err, size_t errlen) {
+int dpt_ckpt_load_run(const char *path, const dpt_train_opts *o, const dpt_model *m, float *params,
+                      dpt_solver *solver, size_t solver_lo, dpt_sched *sched, dpt_train_pos *pos,
+                      int params_only, char *err, size_t errlen) {
   layout *l = calloc(1, sizeof *l); /* (zeroed: layout_free is safe before any build) */
   if (!l) return DPT_ENOMEM;
   char ioerr[DPT_ERR_LEN];
   int rc = 0;
   if (!params_only) { /* the solver's range: its state, and the scalars */
-    rc = build(l, o, m, params, solver, solver_lo, sched, pos, solver_lo,
-               dpt_solver_len(solver), o->deterministic);
-    if (rc) snprintf(ioerr, sizeof ioerr, "%s: out of memory for the checkpoint's lists", path);
-    else rc = dpt_ckpt_read(path, &l->v, 0, ioerr, sizeof ioerr);
+    rc = build(l, o, m, params, solver, solver_lo, sched, pos, solver_lo, dpt_solver_len(solver),
+               o->deterministic);
+    if (rc)
+      snprintf(ioerr, sizeof ioerr, "%s: out of memory for the checkpoint's lists", path);
+    else
+      rc = dpt_ckpt_read(path, &l->v, 0, ioerr, sizeof ioerr);
     double solver_step = NAN, last_epoch = NAN;
     for (int i = 0; !rc && i < l->v.nscalar; i++) {
       const char *name = l->scalar_names[i];
@@ -423,8 +430,10 @@ int dpt_ckpt_load_run(const char *path, const dpt_train_opts *o, const dpt_model
   if (!rc) rc = dpt_ckpt_verify_meta(path, ioerr, sizeof ioerr);
   if (!rc) { /* every rank needs all parameters */
     rc = build(l, o, m, params, solver, solver_lo, sched, pos, 0, m->nparams, 0);
-    if (rc) snprintf(ioerr, sizeof ioerr, "%s: out of memory for the checkpoint's lists", path);
-    else rc = dpt_ckpt_read(path, &l->v, 1, ioerr, sizeof ioerr);
+    if (rc)
+      snprintf(ioerr, sizeof ioerr, "%s: out of memory for the checkpoint's lists", path);
+    else
+      rc = dpt_ckpt_read(path, &l->v, 1, ioerr, sizeof ioerr);
   }
   layout_free(l);
   free(l);

@@ -16,7 +16,6 @@ static void find(const char *dir, const char *name, char *path, size_t len) {
   path[0] = 0;
 }
 
-
 int dpt_data_import_idx(const char *dir, const char *out, char *err, size_t errlen) {
   char tx[1100], ty[1100], vx[1100], vy[1100];
   find(dir, "train-images-idx3-ubyte", tx, sizeof tx);
@@ -40,8 +39,7 @@ int dpt_data_import_idx(const char *dir, const char *out, char *err, size_t errl
   return DPT_OK;
 }
 
-int dpt_ckpt_inspect(const char *path, void (*fn)(void *ctx, const char *name,
-                                                  const char *value),
+int dpt_ckpt_inspect(const char *path, void (*fn)(void *ctx, const char *name, const char *value),
                      void *ctx, char *err, size_t errlen) {
   char ioerr[DPT_ERR_LEN];
   int rc = dpt_ckpt_describe(path, fn, ctx, ioerr, sizeof ioerr);
@@ -62,8 +60,8 @@ int dpt_data_synth(const char *out, long n_train, long n_test, long features, lo
     return DPT_EINVAL;
   }
   char ioerr[DPT_ERR_LEN];
-  int rc = dpt_io_synth(out, n_train, n_test, features, classes, (uint64_t)seed, ioerr,
-                        sizeof ioerr);
+  int rc =
+      dpt_io_synth(out, n_train, n_test, features, classes, (uint64_t)seed, ioerr, sizeof ioerr);
   if (rc) {
     snprintf(err, errlen, "%s", ioerr);
     return rc;

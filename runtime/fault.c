@@ -19,13 +19,17 @@ int dpt_fault_from_env(dpt_fault *f, char *err, size_t errlen) {
   int rank, n = 0;
   long step;
   const char *spec = s;
-  if (!strncmp(s, "kill-ckpt:", 10)) f->in_ckpt = 1, spec = s + 10;
-  else if (!strncmp(s, "kill:", 5)) spec = s + 5;
-  else if (!strncmp(s, "nan:", 4)) f->nan = 1, spec = s + 4;
-  else n = -1;
-  if (n < 0 || sscanf(spec, "%d@%ld%n", &rank, &step, &n) != 2 || spec[n] || rank < 0 ||
-      step < 0) {
-    snprintf(err, errlen, "DPT_FAULT='%s': expected kill:RANK@STEP, kill-ckpt:RANK@STEP or nan:RANK@STEP", s);
+  if (!strncmp(s, "kill-ckpt:", 10))
+    f->in_ckpt = 1, spec = s + 10;
+  else if (!strncmp(s, "kill:", 5))
+    spec = s + 5;
+  else if (!strncmp(s, "nan:", 4))
+    f->nan = 1, spec = s + 4;
+  else
+    n = -1;
+  if (n < 0 || sscanf(spec, "%d@%ld%n", &rank, &step, &n) != 2 || spec[n] || rank < 0 || step < 0) {
+    snprintf(err, errlen,
+             "DPT_FAULT='%s': expected kill:RANK@STEP, kill-ckpt:RANK@STEP or nan:RANK@STEP", s);
     return DPT_EINVAL;
   }
   f->rank = rank;

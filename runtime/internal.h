@@ -21,16 +21,16 @@ void dpt_job_id(char *buf, size_t len);
 typedef struct dpt_report dpt_report;
 
 typedef struct {
-  long step;          /* optimizer steps done, 1-based after the first */
-  int epoch;          /* 0-based */
-  double loss;        /* mean training loss over the global batch */
+  long step;   /* optimizer steps done, 1-based after the first */
+  int epoch;   /* 0-based */
+  double loss; /* mean training loss over the global batch */
   double lr;
-  double grad_norm;   /* global L2 norm before clipping (NAN when not computed) */
+  double grad_norm; /* global L2 norm before clipping (NAN when not computed) */
   double samples_per_s;
-  double comm_wait;   /* seconds this step waited for communication */
-  int stop;           /* the ranks agreed to stop after this step: 1 a signal, 2 time limit */
-  int skipped;        /* the update was skipped (non-finite values, --on-nonfinite skip) */
-  int stop_ranks;     /* how many ranks asked to */
+  double comm_wait; /* seconds this step waited for communication */
+  int stop;         /* the ranks agreed to stop after this step: 1 a signal, 2 time limit */
+  int skipped;      /* the update was skipped (non-finite values, --on-nonfinite skip) */
+  int stop_ranks;   /* how many ranks asked to */
 } dpt_step_info;
 
 typedef struct {
@@ -42,8 +42,8 @@ typedef struct {
 /* Opens the metrics file: new (its first record the effective configuration), or, for a run
  * resumed at start_step > 0, continued: records of later steps and a torn last line are
  * dropped first (the file rewritten atomically) and time goes on from the last record kept. */
-int dpt_report_open(const dpt_train_opts *o, long total_steps, long start_step,
-                    dpt_report **out, char *err, size_t errlen);
+int dpt_report_open(const dpt_train_opts *o, long total_steps, long start_step, dpt_report **out,
+                    char *err, size_t errlen);
 void dpt_report_step(dpt_report *r, const dpt_step_info *s);
 void dpt_report_epoch(dpt_report *r, const dpt_epoch_info *e);
 void dpt_report_close(dpt_report *r);
@@ -51,8 +51,8 @@ void dpt_report_close(dpt_report *r);
  * file failed, DPT_EIO with the message naming it and the OS error (unless rc is already
  * another error); else rc. */
 int dpt_report_finish(dpt_report *r, MPI_Comm comm, int rc, char *err, size_t errlen);
-/* One "run" record: the run's label (legends of plots), ranks, ZeRO stage, parameters, optimizer-state bytes per rank (largest)
- * and over all ranks. */
+/* One "run" record: the run's label (legends of plots), ranks, ZeRO stage, parameters,
+ * optimizer-state bytes per rank (largest) and over all ranks. */
 void dpt_report_run(dpt_report *r, const char *label, int ranks, int zero, size_t nparams,
                     double state_max, double state_total);
 
@@ -60,16 +60,16 @@ void dpt_report_run(dpt_report *r, const char *label, int ranks, int zero, size_
 
 /* Where training stands: saved with the checkpoint, restored on resume. */
 typedef struct {
-  long step;          /* optimizer steps done */
-  long epoch;         /* epoch in progress */
-  long step_in_epoch; /* steps done within that epoch */
-  double epoch_loss;  /* sum of step losses so far in that epoch */
+  long step;            /* optimizer steps done */
+  long epoch;           /* epoch in progress */
+  long step_in_epoch;   /* steps done within that epoch */
+  double epoch_loss;    /* sum of step losses so far in that epoch */
   int world_size, zero; /* at save time (informational) */
   long steps_per_epoch; /* of the run that saved it (checks step_in_epoch) */
-  char run_id[40];    /* the run's identity: "" until its first checkpoint draws one */
-  double *grad_scale; /* [model's ntensors], deterministic mode: fixed-point exponent per
-                         tensor (NAN: not known yet); see comm/reduce_exact.c. The trainer's
-                         storage. */
+  char run_id[40];      /* the run's identity: "" until its first checkpoint draws one */
+  double *grad_scale;   /* [model's ntensors], deterministic mode: fixed-point exponent per
+                           tensor (NAN: not known yet); see comm/reduce_exact.c. The trainer's
+                           storage. */
 } dpt_train_pos;
 
 /* Test-only fault injection (fault.c): which rank dies, at which step, and whether inside the
@@ -78,7 +78,7 @@ typedef struct {
   int rank;
   long step;
   int in_ckpt;
-  int nan;      /* instead of dying: a NaN in this rank's input at that step */
+  int nan; /* instead of dying: a NaN in this rank's input at that step */
 } dpt_fault;
 
 /* Reads DPT_FAULT (see fault.c); an unreadable value is an error naming it. */
@@ -90,10 +90,9 @@ void dpt_fault_kill(void *unused);
  * newest of this run (pos->run_id, drawn by rank 0 at a fresh run's first save), never another
  * run's, and removes temporary files a crashed write left. The solver owns
  * [solver_lo, solver_lo + len) of the flat buffer. Collective. fault may be NULL. */
-int dpt_ckpt_save_run(const dpt_train_opts *o, const dpt_model *m, MPI_Comm comm,
-                      float *params, dpt_solver *solver, size_t solver_lo, dpt_sched *sched,
-                      dpt_train_pos *pos, const dpt_fault *fault, char *err,
-                      size_t errlen);
+int dpt_ckpt_save_run(const dpt_train_opts *o, const dpt_model *m, MPI_Comm comm, float *params,
+                      dpt_solver *solver, size_t solver_lo, dpt_sched *sched, dpt_train_pos *pos,
+                      const dpt_fault *fault, char *err, size_t errlen);
 
 /* The most ranks a checkpoint's train.world_size may name. */
 #define DPT_CKPT_MAX_RANKS (1 << 24)
@@ -108,8 +107,7 @@ int dpt_ckpt_list(const char *dir, char **names, int max, int remove_tmp);
  * An empty path with status 0 means "auto" found nothing to resume: start afresh. An empty,
  * unreadable or malformed latest, or none while ckpt-*.h5 files are there, is an error (never
  * a fresh start over committed checkpoints), unless --fresh. */
-int dpt_ckpt_resolve(const dpt_train_opts *o, char *path, size_t len, char *err,
-                     size_t errlen);
+int dpt_ckpt_resolve(const dpt_train_opts *o, char *path, size_t len, char *err, size_t errlen);
 
 /* How training option `name` (dpt_train_describe's names) is recorded in a checkpoint:
  * 0 not at all, 1 as "cfg.<name>" and a change on resume changes the results (refused without
@@ -127,8 +125,8 @@ int dpt_ckpt_check_start(const dpt_train_opts *o, const char *path, dpt_train_po
 
 /* Loads parameters (all of them), and unless params_only the solver's state over its range,
  * the scheduler's state and the position. Not collective; validates model and solver. */
-int dpt_ckpt_load_run(const char *path, const dpt_train_opts *o, const dpt_model *m,
-                      float *params, dpt_solver *solver, size_t solver_lo, dpt_sched *sched,
-                      dpt_train_pos *pos, int params_only, char *err, size_t errlen);
+int dpt_ckpt_load_run(const char *path, const dpt_train_opts *o, const dpt_model *m, float *params,
+                      dpt_solver *solver, size_t solver_lo, dpt_sched *sched, dpt_train_pos *pos,
+                      int params_only, char *err, size_t errlen);
 
 #endif

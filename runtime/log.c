@@ -29,8 +29,7 @@ int dpt_log_enabled(int level) {
 }
 
 void dpt_log(int level, const char *fmt, ...) {
-  if (!dpt_log_enabled(level))
-    return;
+  if (!dpt_log_enabled(level)) return;
   static const char *const tag[] = {"error", "warning", "", "debug"};
   char line[1024];
   va_list ap;

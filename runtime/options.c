@@ -25,42 +25,78 @@ typedef struct {
 #define F(field) offsetof(dpt_train_opts, field), sizeof(((dpt_train_opts *)0)->field)
 
 static const opt_def k_opts[] = {
-    {"data", OPT_STR, F(data), "", 0, 0, "HDF5 dataset file (train/x, train/y; optional test/x, test/y)"},
+    {"data", OPT_STR, F(data), "", 0, 0,
+     "HDF5 dataset file (train/x, train/y; optional test/x, test/y)"},
     {"model", OPT_STR, F(model), "mlp:784-256-128-10", 0, 0, "model spec: mlp:IN-H1-...-OUT"},
-    {"activation", OPT_STR, F(activation), "relu", 0, 0, "hidden activation: relu, tanh, gelu, sigmoid"},
-    {"loss", OPT_STR, F(loss), "ce", 0, 0, "loss: ce (softmax cross-entropy, integer labels) or mse"},
+    {"activation", OPT_STR, F(activation), "relu", 0, 0,
+     "hidden activation: relu, tanh, gelu, sigmoid"},
+    {"loss", OPT_STR, F(loss), "ce", 0, 0,
+     "loss: ce (softmax cross-entropy, integer labels) or mse"},
     {"epochs", OPT_INT, F(epochs), "10", 1, 1e9, "passes over the training set"},
-    {"max_steps", OPT_LONG, F(max_steps), "0", 0, 1e15, "stop after this many optimizer steps (0: no limit)"},
+    {"max_steps", OPT_LONG, F(max_steps), "0", 0, 1e15,
+     "stop after this many optimizer steps (0: no limit)"},
     {"batch", OPT_LONG, F(batch), "64", 1, 1e12, "global batch size, split evenly over the ranks"},
     {"accum", OPT_INT, F(accum), "1", 1, 1e6, "micro-batches accumulated per optimizer step"},
-    {"clip_norm", OPT_DBL, F(clip_norm), "0", 0, INFINITY, "clip gradients to this global L2 norm (0: off)"},
+    {"clip_norm", OPT_DBL, F(clip_norm), "0", 0, INFINITY,
+     "clip gradients to this global L2 norm (0: off)"},
     {"seed", OPT_LONG, F(seed), "42", 0, 9.2e18, "seed of initialisation and data order"},
-    {"zero", OPT_INT, F(zero), "-1", -1, 2, "ZeRO stage: 0 all state on every rank, 1 state sharded and gradients reduce-scattered, 2 the same as 1; -1: 1 when ranks > 1"},
-    {"bucket_mb", OPT_DBL, F(bucket_mb), "25", 4.0 / 1048576, 1e6, "gradient allreduce bucket size in MiB"},
-    {"overlap", OPT_BOOL, F(overlap), "1", 0, 1, "reduce gradient buckets while backward runs (0: after it)"},
-    {"cache_mb", OPT_DBL, F(cache_mb), "1024", 0, 1e9, "keep a dataset split in memory if it fits (MiB)"},
-    {"eval_every", OPT_INT, F(eval_every), "1", 0, 1e9, "evaluate on the test split every N epochs (0: never)"},
-    {"run_dir", OPT_STR, F(run_dir), "", 0, 0, "directory for metrics and checkpoints (default runs/dpt, or runs/slurm-JOBID in a SLURM job)"},
+    {"zero", OPT_INT, F(zero), "-1", -1, 2,
+     "ZeRO stage: 0 all state on every rank, 1 state sharded and gradients reduce-scattered, 2 the "
+     "same as 1; -1: 1 when ranks > 1"},
+    {"bucket_mb", OPT_DBL, F(bucket_mb), "25", 4.0 / 1048576, 1e6,
+     "gradient allreduce bucket size in MiB"},
+    {"overlap", OPT_BOOL, F(overlap), "1", 0, 1,
+     "reduce gradient buckets while backward runs (0: after it)"},
+    {"cache_mb", OPT_DBL, F(cache_mb), "1024", 0, 1e9,
+     "keep a dataset split in memory if it fits (MiB)"},
+    {"eval_every", OPT_INT, F(eval_every), "1", 0, 1e9,
+     "evaluate on the test split every N epochs (0: never)"},
+    {"run_dir", OPT_STR, F(run_dir), "", 0, 0,
+     "directory for metrics and checkpoints (default runs/dpt, or runs/slurm-JOBID in a SLURM "
+     "job)"},
     {"ckpt", OPT_BOOL, F(ckpt), "0", 0, 1, "write checkpoints (see --ckpt-dir, --ckpt-every)"},
     {"ckpt_dir", OPT_STR, F(ckpt_dir), "", 0, 0, "checkpoint directory (default RUN_DIR/ckpt)"},
-    {"ckpt_every", OPT_LONG, F(ckpt_every), "0", 0, 1e15, "checkpoint every N steps (0: at the end only)"},
-    {"ckpt_epochs", OPT_INT, F(ckpt_epochs), "0", 0, 1e9, "checkpoint at the end of every N epochs (0: off)"},
+    {"ckpt_every", OPT_LONG, F(ckpt_every), "0", 0, 1e15,
+     "checkpoint every N steps (0: at the end only)"},
+    {"ckpt_epochs", OPT_INT, F(ckpt_epochs), "0", 0, 1e9,
+     "checkpoint at the end of every N epochs (0: off)"},
     {"keep", OPT_INT, F(keep), "3", 0, 1e6, "keep the newest K checkpoints (0: all)"},
-    {"resume", OPT_STR, F(resume), "", 0, 0, "resume: auto (latest if any), latest, or a checkpoint file"},
+    {"resume", OPT_STR, F(resume), "", 0, 0,
+     "resume: auto (latest if any), latest, or a checkpoint file"},
     {"init", OPT_STR, F(init), "", 0, 0, "start from the parameters of this checkpoint"},
-    {"fresh", OPT_BOOL, F(fresh), "0", 0, 1, "start a new run even though the checkpoint directory holds another run's checkpoints (they are kept: pruning removes only this run's)"},
-    {"allow_config_change", OPT_BOOL, F(allow_config_change), "0", 0, 1, "resume even though the command line changes what the run computes (lr, scheduler, batch, ...; the differences are listed)"},
-    {"metrics", OPT_STR, F(metrics), "", 0, 0, "JSONL metrics file (default RUN_DIR/metrics.jsonl)"},
-    {"label", OPT_STR, F(label), "", 0, 0, "the run's name in its metrics and in plots (default SOLVER/SCHED)"},
+    {"fresh", OPT_BOOL, F(fresh), "0", 0, 1,
+     "start a new run even though the checkpoint directory holds another run's checkpoints (they "
+     "are kept: pruning removes only this run's)"},
+    {"allow_config_change", OPT_BOOL, F(allow_config_change), "0", 0, 1,
+     "resume even though the command line changes what the run computes (lr, scheduler, batch, "
+     "...; the differences are listed)"},
+    {"metrics", OPT_STR, F(metrics), "", 0, 0,
+     "JSONL metrics file (default RUN_DIR/metrics.jsonl)"},
+    {"label", OPT_STR, F(label), "", 0, 0,
+     "the run's name in its metrics and in plots (default SOLVER/SCHED)"},
     {"log_every", OPT_LONG, F(log_every), "100", 1, 1e15, "steps between plain log lines"},
-    {"progress", OPT_STR, F(progress), "auto", 0, 0, "auto (bar on a terminal), bar, plain or none"},
-    {"deterministic", OPT_BOOL, F(deterministic), "0", 0, 1, "bitwise the same training for any rank count and ZeRO stage: exact fixed-point gradient sums over --micro-shards"},
-    {"micro_shards", OPT_INT, F(micro_shards), "8", 1, 1e6, "deterministic mode: the global batch is cut into G micro-shards (W must divide G, G must divide --batch)"},
-    {"on_nonfinite", OPT_STR, F(on_nonfinite), "abort", 0, 0, "a NaN/Inf in the loss or gradients: abort (naming step, tensor and rank) or skip the update (counted in the metrics)"},
-    {"watchdog", OPT_DBL, F(watchdog), "0", 0, 1e9, "seconds a collective may block before the job is ended with a message naming it and the step (0: off)"},
-    {"stop_signals", OPT_STR, F(stop_signals), "USR1,TERM,INT", 0, 0, "on these signals all ranks stop at the same step, write a checkpoint and exit with status 3; a second Ctrl-C (INT) ends at once (none: off)"},
-    {"time_limit", OPT_STR, F(time_limit), "", 0, 0, "stop with a checkpoint before this much time has passed: seconds or [D-]HH:MM:SS (squeue -o %L)"},
-    {"stop_margin", OPT_DBL, F(stop_margin), "1", 0, 1e9, "seconds kept in hand before --time-limit, beyond the slowest step and checkpoint seen"},
+    {"progress", OPT_STR, F(progress), "auto", 0, 0,
+     "auto (bar on a terminal), bar, plain or none"},
+    {"deterministic", OPT_BOOL, F(deterministic), "0", 0, 1,
+     "bitwise the same training for any rank count and ZeRO stage: exact fixed-point gradient sums "
+     "over --micro-shards"},
+    {"micro_shards", OPT_INT, F(micro_shards), "8", 1, 1e6,
+     "deterministic mode: the global batch is cut into G micro-shards (W must divide G, G must "
+     "divide --batch)"},
+    {"on_nonfinite", OPT_STR, F(on_nonfinite), "abort", 0, 0,
+     "a NaN/Inf in the loss or gradients: abort (naming step, tensor and rank) or skip the update "
+     "(counted in the metrics)"},
+    {"watchdog", OPT_DBL, F(watchdog), "0", 0, 1e9,
+     "seconds a collective may block before the job is ended with a message naming it and the step "
+     "(0: off)"},
+    {"stop_signals", OPT_STR, F(stop_signals), "USR1,TERM,INT", 0, 0,
+     "on these signals all ranks stop at the same step, write a checkpoint and exit with status 3; "
+     "a second Ctrl-C (INT) ends at once (none: off)"},
+    {"time_limit", OPT_STR, F(time_limit), "", 0, 0,
+     "stop with a checkpoint before this much time has passed: seconds or [D-]HH:MM:SS (squeue -o "
+     "%L)"},
+    {"stop_margin", OPT_DBL, F(stop_margin), "1", 0, 1e9,
+     "seconds kept in hand before --time-limit, beyond the slowest step and checkpoint seen"},
     {"verbose", OPT_BOOL, F(verbose), "0", 0, 1, "report memory, timings and per-rank detail"},
 };
 #define N_OPTS (sizeof k_opts / sizeof k_opts[0])
@@ -71,14 +107,10 @@ static const char *const k_choices_progress[] = {"auto", "bar", "plain", "none",
 static const char *const k_choices_nonfinite[] = {"abort", "skip", NULL};
 
 static const char *const *choices_of(const char *name) {
-  if (!strcmp(name, "activation"))
-    return k_choices_activation;
-  if (!strcmp(name, "loss"))
-    return k_choices_loss;
-  if (!strcmp(name, "progress"))
-    return k_choices_progress;
-  if (!strcmp(name, "on_nonfinite"))
-    return k_choices_nonfinite;
+  if (!strcmp(name, "activation")) return k_choices_activation;
+  if (!strcmp(name, "loss")) return k_choices_loss;
+  if (!strcmp(name, "progress")) return k_choices_progress;
+  if (!strcmp(name, "on_nonfinite")) return k_choices_nonfinite;
   return NULL;
 }
 
@@ -93,8 +125,7 @@ static int set_opt(dpt_train_opts *o, const opt_def *d, const char *value, char 
     const char *const *ch = choices_of(d->name);
     if (ch) {
       int ok = 0;
-      for (int i = 0; ch[i]; i++)
-        ok |= !strcmp(ch[i], value);
+      for (int i = 0; ch[i]; i++) ok |= !strcmp(ch[i], value);
       if (!ok) {
         char list[128] = "";
         for (int i = 0; ch[i]; i++)
@@ -111,8 +142,9 @@ static int set_opt(dpt_train_opts *o, const opt_def *d, const char *value, char 
   long w = 0;
   if (d->type == OPT_BOOL) {
     if (dpt_parse_bool(value, &b)) {
-      snprintf(err, errlen, "--%s: '%s' is not a boolean (expected 1/0, true/false, yes/no or on/off)",
-               d->name, value);
+      snprintf(err, errlen,
+               "--%s: '%s' is not a boolean (expected 1/0, true/false, yes/no or on/off)", d->name,
+               value);
       return DPT_EINVAL;
     }
     v = b;
@@ -132,17 +164,12 @@ static int set_opt(dpt_train_opts *o, const opt_def *d, const char *value, char 
   }
   switch (d->type) {
   case OPT_INT:
-  case OPT_BOOL:
-    *(int *)p = (int)v;
-    break;
+  case OPT_BOOL: *(int *)p = (int)v; break;
   case OPT_LONG:
     *(long *)p = w; /* exact: a seed above 2^53 stays what was typed */
     break;
-  case OPT_DBL:
-    *(double *)p = v;
-    break;
-  case OPT_STR:
-    break;
+  case OPT_DBL: *(double *)p = v; break;
+  case OPT_STR: break;
   }
   return DPT_OK;
 }
@@ -150,14 +177,12 @@ static int set_opt(dpt_train_opts *o, const opt_def *d, const char *value, char 
 void dpt_train_defaults(dpt_train_opts *o) {
   char err[DPT_ERR_LEN];
   memset(o, 0, sizeof *o);
-  for (size_t i = 0; i < N_OPTS; i++)
-    set_opt(o, &k_opts[i], k_opts[i].def, err, sizeof err);
+  for (size_t i = 0; i < N_OPTS; i++) set_opt(o, &k_opts[i], k_opts[i].def, err, sizeof err);
   dpt_optim_solver_defaults(DPT_SOLVER_ADAM, &o->solver);
   dpt_optim_sched_defaults(DPT_SCHED_NONE, &o->sched);
 }
 
-static int set_any(dpt_train_opts *o, const char *key, const char *value, char *err,
-                   size_t errlen);
+static int set_any(dpt_train_opts *o, const char *key, const char *value, char *err, size_t errlen);
 
 /* Messages name options as the user types them: "--micro-shards", not "--micro_shards". */
 static void dash_flag(char *err) {
@@ -192,8 +217,7 @@ static int is_bool_option(const dpt_train_opts *o, const char *key) {
   return b.is_bool;
 }
 
-int dpt_train_set(dpt_train_opts *o, const char *key, const char *value, char *err,
-                  size_t errlen) {
+int dpt_train_set(dpt_train_opts *o, const char *key, const char *value, char *err, size_t errlen) {
   int rc;
   if (value) {
     rc = set_any(o, key, value, err, errlen);
@@ -237,14 +261,14 @@ static int set_any(dpt_train_opts *o, const char *key, const char *value, char *
     return DPT_OK;
   }
   for (size_t i = 0; i < N_OPTS; i++)
-    if (!strcmp(k_opts[i].name, key))
-      return set_opt(o, &k_opts[i], value, err, errlen);
+    if (!strcmp(k_opts[i].name, key)) return set_opt(o, &k_opts[i], value, err, errlen);
   if (dpt_optim_solver_set(&o->solver, key, value, oerr, sizeof oerr)) {
-    if (!strstr(oerr, "takes no hyperparameter")) snprintf(err, errlen, "--%s: %s", key, oerr);
+    if (!strstr(oerr, "takes no hyperparameter"))
+      snprintf(err, errlen, "--%s: %s", key, oerr);
     else
       snprintf(err, errlen,
-               "--%s: unknown option: not a training option (dpt train --help), and solver %s",
-               key, oerr);
+               "--%s: unknown option: not a training option (dpt train --help), and solver %s", key,
+               oerr);
     return DPT_EINVAL;
   }
   return DPT_OK;
@@ -277,15 +301,21 @@ int dpt_parse_duration(const char *text, double *seconds) {
   if (n == 3 && *end) return -1;
   /* D-HH, D-HH:MM, D-HH:MM:SS; or MM, MM:SS, HH:MM:SS */
   double h = 0, m = 0, s = 0;
-  if (dash) h = f[0], m = n > 1 ? f[1] : 0, s = n > 2 ? f[2] : 0;
-  else if (n == 3) h = f[0], m = f[1], s = f[2];
-  else m = f[0], s = n > 1 ? f[1] : 0;
+  if (dash)
+    h = f[0], m = n > 1 ? f[1] : 0, s = n > 2 ? f[2] : 0;
+  else if (n == 3)
+    h = f[0], m = f[1], s = f[2];
+  else
+    m = f[0], s = n > 1 ? f[1] : 0;
   *seconds = days * 86400.0 + h * 3600 + m * 60 + s;
   return *seconds > 0 ? 0 : -1;
 }
 
 int dpt_parse_signals(const char *text, unsigned *mask, char *err, size_t errlen) {
-  static const struct { const char *name; int sig; } known[] = {
+  static const struct {
+    const char *name;
+    int sig;
+  } known[] = {
       {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"TERM", SIGTERM}, {"INT", SIGINT}, {"HUP", SIGHUP}};
   *mask = 0;
   if (!strcmp(text, "none") || !text[0]) return 0;
@@ -336,19 +366,11 @@ void dpt_train_describe(const dpt_train_opts *o, dpt_optim_param_fn fn, void *ct
     const opt_def *d = &k_opts[i];
     const char *p = (const char *)o + d->off;
     switch (d->type) {
-    case OPT_STR:
-      snprintf(buf, sizeof buf, "%s", p);
-      break;
+    case OPT_STR: snprintf(buf, sizeof buf, "%s", p); break;
     case OPT_INT:
-    case OPT_BOOL:
-      snprintf(buf, sizeof buf, "%d", *(const int *)p);
-      break;
-    case OPT_LONG:
-      snprintf(buf, sizeof buf, "%ld", *(const long *)p);
-      break;
-    case OPT_DBL:
-      dpt_format_double(buf, sizeof buf, *(const double *)p);
-      break;
+    case OPT_BOOL: snprintf(buf, sizeof buf, "%d", *(const int *)p); break;
+    case OPT_LONG: snprintf(buf, sizeof buf, "%ld", *(const long *)p); break;
+    case OPT_DBL: dpt_format_double(buf, sizeof buf, *(const double *)p); break;
     }
     fn(ctx, d->name, buf, d->help);
   }

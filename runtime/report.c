@@ -39,9 +39,9 @@
 #define BAR_INTERVAL 0.1
 
 struct dpt_report {
-  int fd;          /* the metrics file (-1: none) */
-  off_t good;      /* its length after the last whole record */
-  int failed;      /* a write failed: no more records; the message in error */
+  int fd;     /* the metrics file (-1: none) */
+  off_t good; /* its length after the last whole record */
+  int failed; /* a write failed: no more records; the message in error */
   char error[DPT_ERR_LEN];
   char *path;
   int bar;        /* live bar on stderr */
@@ -105,9 +105,12 @@ static void put(dpt_report *r, const char *rec, size_t len) {
   int e = 0;
   while (done < len && !e) {
     ssize_t k = write(r->fd, rec + done, len - done);
-    if (k > 0) done += (size_t)k;
-    else if (k < 0 && errno != EINTR) e = errno;
-    else if (k == 0) e = EIO;
+    if (k > 0)
+      done += (size_t)k;
+    else if (k < 0 && errno != EINTR)
+      e = errno;
+    else if (k == 0)
+      e = EIO;
   }
   if (!e) {
     r->good += (off_t)len;
@@ -247,7 +250,8 @@ int dpt_report_open(const dpt_train_opts *o, long total_steps, long start_step, 
   }
   r->path = strdup(path);
   /* O_NONBLOCK: a FIFO put there since the check fails instead of blocking the open */
-  r->fd = open(path, O_WRONLY | O_CREAT | O_NONBLOCK | O_CLOEXEC | (start_step > 0 ? O_APPEND : O_TRUNC),
+  r->fd = open(path,
+               O_WRONLY | O_CREAT | O_NONBLOCK | O_CLOEXEC | (start_step > 0 ? O_APPEND : O_TRUNC),
                0666);
   int e = r->fd < 0 ? errno : !r->path ? ENOMEM : 0;
   struct stat st;

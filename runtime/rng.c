@@ -9,7 +9,9 @@ void dpt_rng_seed(dpt_rng *r, uint64_t seed, uint64_t stream) {
   for (int i = 0; i < 4; i++) r->s[i] = dpt_splitmix64(&x);
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rotl(uint64_t x, int k) {
+  return (x << k) | (x >> (64 - k));
+}
 
 uint64_t dpt_rng_next(dpt_rng *r) {
   uint64_t *s = r->s;
@@ -24,7 +26,9 @@ uint64_t dpt_rng_next(dpt_rng *r) {
   return result;
 }
 
-double dpt_rng_uniform(dpt_rng *r) { return (double)(dpt_rng_next(r) >> 11) * 0x1.0p-53; }
+double dpt_rng_uniform(dpt_rng *r) {
+  return (double)(dpt_rng_next(r) >> 11) * 0x1.0p-53;
+}
 
 double dpt_rng_normal(dpt_rng *r) {
   double u1 = dpt_rng_uniform(r), u2 = dpt_rng_uniform(r);

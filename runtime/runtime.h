@@ -36,8 +36,8 @@ typedef struct {
 } dpt_rng;
 void dpt_rng_seed(dpt_rng *r, uint64_t seed, uint64_t stream);
 uint64_t dpt_rng_next(dpt_rng *r);
-double dpt_rng_uniform(dpt_rng *r);          /* [0, 1), 53 bits */
-double dpt_rng_normal(dpt_rng *r);           /* standard normal (Box-Muller) */
+double dpt_rng_uniform(dpt_rng *r);             /* [0, 1), 53 bits */
+double dpt_rng_normal(dpt_rng *r);              /* standard normal (Box-Muller) */
 uint64_t dpt_rng_below(dpt_rng *r, uint64_t n); /* uniform in [0, n), unbiased */
 
 /* --- models ---
@@ -59,23 +59,23 @@ uint64_t dpt_rng_below(dpt_rng *r, uint64_t n); /* uniform in [0, n), unbiased *
  *   in checkpoints and must match when one is loaded. */
 
 typedef struct dpt_model {
-  const char *kind;      /* "mlp", or the user's name; stored in checkpoints and checked */
+  const char *kind; /* "mlp", or the user's name; stored in checkpoints and checked */
   int ntensors;
   const dpt_tensor *tensors; /* [ntensors], the model's own storage (names too), valid until
                                 destroy; in flat-buffer order, each starting where the previous
                                 ends, the last ending at nparams */
-  size_t nparams;        /* length of the flat buffer */
-  dpt_shape input;       /* the sample shape it takes (dims after N); an MLP's is [in];
-                            rank 0: not given, the input is in_features flat values */
-  int64_t in_features;   /* floats per input sample: the product of input's dims */
-  int64_t out_features;  /* classes (labels) or targets per sample */
-  int wants_labels;      /* 1: y are class labels in [0, out_features); 0: float targets */
+  size_t nparams;            /* length of the flat buffer */
+  dpt_shape input;           /* the sample shape it takes (dims after N); an MLP's is [in];
+                                rank 0: not given, the input is in_features flat values */
+  int64_t in_features;       /* floats per input sample: the product of input's dims */
+  int64_t out_features;      /* classes (labels) or targets per sample */
+  int wants_labels;          /* 1: y are class labels in [0, out_features); 0: float targets */
   /* Layer boundaries, for ZeRO-3 gathers and bucket readiness: the layers that have parameters,
    * in forward order, each a range of tensors and of the flat buffer; together they tile it.
    * nlayers 0: the model is one layer. The model's own storage, like tensors. */
   int nlayers;
   const dpt_layer_span *layers;
-  void *ctx;             /* the model's own data */
+  void *ctx; /* the model's own data */
   /* Fills params[nparams] with the initialisation drawn from seed (identical on every rank). */
   int (*init)(struct dpt_model *m, float *params, uint64_t seed, char *err, size_t errlen);
   /* Forward and backward on n samples x[n * in_features] with labels[n] or y[n * out_features]:
@@ -89,9 +89,9 @@ typedef struct dpt_model {
                    double *loss_sum, int64_t *correct, dpt_grad_ready_fn ready, void *ready_ctx,
                    char *err, size_t errlen);
   /* Forward only: the sum of per-sample losses and the number correct. */
-  int (*evaluate)(struct dpt_model *m, const float *params, const float *x,
-                  const int32_t *labels, const float *y, size_t n, double *loss_sum,
-                  int64_t *correct, char *err, size_t errlen);
+  int (*evaluate)(struct dpt_model *m, const float *params, const float *x, const int32_t *labels,
+                  const float *y, size_t n, double *loss_sum, int64_t *correct, char *err,
+                  size_t errlen);
   void (*destroy)(struct dpt_model *m); /* frees ctx and the tables (not the struct's storage) */
 } dpt_model;
 
@@ -107,11 +107,11 @@ int dpt_model_check(const dpt_model *m, char *err, size_t errlen);
 
 /* What a model kind learns of the data before it is built: the training split's shape. */
 typedef struct {
-  dpt_shape sample;  /* one sample's shape: x's dims after N ([28, 28] for x [N, 28, 28]) */
-  int64_t features;  /* product of sample's dims: what a model that flattens takes */
-  int labels;        /* 1: y holds integer class labels; 0: float targets */
-  int64_t classes;   /* labels: the number of classes (num_classes, else max label + 1) */
-  int64_t targets;   /* float targets per sample (1 for labels) */
+  dpt_shape sample; /* one sample's shape: x's dims after N ([28, 28] for x [N, 28, 28]) */
+  int64_t features; /* product of sample's dims: what a model that flattens takes */
+  int labels;       /* 1: y holds integer class labels; 0: float targets */
+  int64_t classes;  /* labels: the number of classes (num_classes, else max label + 1) */
+  int64_t targets;  /* float targets per sample (1 for labels) */
 } dpt_model_data;
 
 /* What a create function receives. */
@@ -127,8 +127,7 @@ typedef struct {
 
 /* Fills *m (memset by the caller to 0) or returns a negative DPT_E* code and a message that
  * names a->spec; on failure m holds nothing to free. */
-typedef int (*dpt_model_create_fn)(const dpt_model_args *a, dpt_model *m, char *err,
-                                   size_t errlen);
+typedef int (*dpt_model_create_fn)(const dpt_model_args *a, dpt_model *m, char *err, size_t errlen);
 
 /* Adds kind (copied; letters, digits, '_' and '-') to the registry, so that `--model KIND:...`
  * and dpt_model_create dispatch to create. A kind already registered (built-in or not) is
@@ -174,46 +173,47 @@ double dpt_clock(void); /* the clock of dpt_progress.since */
 
 /* --- training options --- */
 typedef struct {
-  char data[1024];      /* HDF5 dataset (see README "Dataset format") */
-  char model[256];      /* model spec, e.g. "mlp:784-256-128-10" */
-  char activation[16];  /* relu | tanh | gelu | sigmoid */
-  char loss[16];        /* ce | mse */
+  char data[1024];     /* HDF5 dataset (see README "Dataset format") */
+  char model[256];     /* model spec, e.g. "mlp:784-256-128-10" */
+  char activation[16]; /* relu | tanh | gelu | sigmoid */
+  char loss[16];       /* ce | mse */
   dpt_solver_params solver;
   dpt_sched_params sched;
-  int epochs;           /* passes over the training set */
-  long max_steps;       /* stop after this many optimizer steps (0: no limit) */
-  long batch;           /* global batch B, split evenly over the W ranks */
-  int accum;            /* micro-batches accumulated per optimizer step */
-  double clip_norm;     /* clip gradients to this global L2 norm (0: off) */
-  long seed;            /* initialisation and data order */
-  int zero;             /* ZeRO stage 0, 1 or 2; -1: 1 when W > 1, else 0 */
-  double bucket_mb;     /* gradient bucket size in MiB */
-  int overlap;          /* start each bucket's reduction as soon as backward produced it */
-  double cache_mb;      /* cache a dataset split in memory when it fits this budget */
-  int eval_every;       /* evaluate on the test split every this many epochs (0: never) */
-  char run_dir[1024];   /* metrics and checkpoints go here */
-  char ckpt_dir[1024];  /* checkpoints: "" = <run_dir>/ckpt */
-  long ckpt_every;      /* checkpoint every this many steps (0: only at the end) */
-  int ckpt_epochs;      /* and at the end of every this many epochs (0: not by epoch) */
-  int ckpt;             /* write checkpoints at all */
-  int keep;             /* keep the newest K checkpoints (0: all) */
-  char resume[1024];    /* "", "auto" (latest if any), "latest" (must exist) or a file */
-  char init[1024];      /* start from this checkpoint's parameters only */
-  int fresh;            /* start a new run even where checkpoints of another run are */
+  int epochs;              /* passes over the training set */
+  long max_steps;          /* stop after this many optimizer steps (0: no limit) */
+  long batch;              /* global batch B, split evenly over the W ranks */
+  int accum;               /* micro-batches accumulated per optimizer step */
+  double clip_norm;        /* clip gradients to this global L2 norm (0: off) */
+  long seed;               /* initialisation and data order */
+  int zero;                /* ZeRO stage 0, 1 or 2; -1: 1 when W > 1, else 0 */
+  double bucket_mb;        /* gradient bucket size in MiB */
+  int overlap;             /* start each bucket's reduction as soon as backward produced it */
+  double cache_mb;         /* cache a dataset split in memory when it fits this budget */
+  int eval_every;          /* evaluate on the test split every this many epochs (0: never) */
+  char run_dir[1024];      /* metrics and checkpoints go here */
+  char ckpt_dir[1024];     /* checkpoints: "" = <run_dir>/ckpt */
+  long ckpt_every;         /* checkpoint every this many steps (0: only at the end) */
+  int ckpt_epochs;         /* and at the end of every this many epochs (0: not by epoch) */
+  int ckpt;                /* write checkpoints at all */
+  int keep;                /* keep the newest K checkpoints (0: all) */
+  char resume[1024];       /* "", "auto" (latest if any), "latest" (must exist) or a file */
+  char init[1024];         /* start from this checkpoint's parameters only */
+  int fresh;               /* start a new run even where checkpoints of another run are */
   int allow_config_change; /* resume even if the configuration changes the results */
-  char metrics[1024];   /* JSONL metrics file; "" = <run_dir>/metrics.jsonl */
-  char label[64];       /* the run's name in metrics and plots; "" = SOLVER/SCHED */
-  long log_every;       /* plain-log interval in steps (non-terminal output) */
-  int deterministic;    /* bitwise the same results for any W and ZeRO stage (see comm/reduce_exact.c) */
-  int micro_shards;     /* deterministic mode: G fixed micro-shards per global batch */
-  char on_nonfinite[8]; /* "abort" (default) or "skip": what a NaN/Inf gradient or loss does */
-  double watchdog;      /* seconds a blocking collective may take before the dpt command ends
-                           the job (0: off); read by launch, which runs the watchdog */
+  char metrics[1024];      /* JSONL metrics file; "" = <run_dir>/metrics.jsonl */
+  char label[64];          /* the run's name in metrics and plots; "" = SOLVER/SCHED */
+  long log_every;          /* plain-log interval in steps (non-terminal output) */
+  int deterministic; /* bitwise the same results for any W and ZeRO stage (see comm/reduce_exact.c)
+                      */
+  int micro_shards;  /* deterministic mode: G fixed micro-shards per global batch */
+  char on_nonfinite[8];  /* "abort" (default) or "skip": what a NaN/Inf gradient or loss does */
+  double watchdog;       /* seconds a blocking collective may take before the dpt command ends
+                            the job (0: off); read by launch, which runs the watchdog */
   char stop_signals[64]; /* "USR1,TERM,INT": stop at an agreed step with a checkpoint; "none" */
-  char time_limit[32];  /* "" or seconds or SLURM's [D-]HH:MM:SS: stop with a checkpoint in time */
-  double stop_margin;   /* seconds kept in hand before --time-limit */
-  char progress[8];     /* auto | bar | plain | none */
-  int verbose;          /* more detail: memory, timings, per-rank lines */
+  char time_limit[32];   /* "" or seconds or SLURM's [D-]HH:MM:SS: stop with a checkpoint in time */
+  double stop_margin;    /* seconds kept in hand before --time-limit */
+  char progress[8];      /* auto | bar | plain | none */
+  int verbose;           /* more detail: memory, timings, per-rank lines */
 } dpt_train_opts;
 
 /* Fills o with the defaults (the README's demo is these defaults with a data path). */
@@ -225,8 +225,7 @@ void dpt_train_defaults(dpt_train_opts *o);
  * solver ("lr", "betas", ...). An unknown name or a malformed value is an error naming both.
  * Numbers and booleans are read by base.h's one parser (booleans: 1/0, true/false, yes/no,
  * on/off). value NULL means the flag stood alone: true for a boolean, an error for the rest. */
-int dpt_train_set(dpt_train_opts *o, const char *key, const char *value, char *err,
-                  size_t errlen);
+int dpt_train_set(dpt_train_opts *o, const char *key, const char *value, char *err, size_t errlen);
 
 /* A duration: seconds ("90", "1.5"), or SLURM's time format ("MM:SS", "HH:MM:SS",
  * "D-HH[:MM[:SS]]"), as `squeue -o %L` prints the time left. "" and "UNLIMITED" give 0 (none).
@@ -246,18 +245,18 @@ void dpt_train_describe(const dpt_train_opts *o, dpt_optim_param_fn fn, void *ct
 
 /* What a finished run reports. */
 typedef struct {
-  long steps;              /* optimizer steps taken */
-  int epochs;              /* epochs completed */
-  double train_loss;       /* mean training loss of the last epoch */
-  double test_loss;        /* last evaluation (NAN when none) */
-  double test_accuracy;    /* last evaluation (NAN when none or regression) */
-  double seconds;          /* wall time of the training loop */
-  double samples_per_s;    /* global samples per second over the run */
-  size_t state_bytes;      /* optimizer state bytes held by this rank */
-  double comm_wait_s;      /* time this rank waited for gradient reduction, whole run */
-  double step_s;           /* time in optimizer steps (compute + reduction + update) */
-  int stopped;             /* DPT_ESTOPPED was returned: 1 by a signal, 2 by --time-limit */
-  long skipped;            /* steps skipped for non-finite values (--on-nonfinite skip) */
+  long steps;           /* optimizer steps taken */
+  int epochs;           /* epochs completed */
+  double train_loss;    /* mean training loss of the last epoch */
+  double test_loss;     /* last evaluation (NAN when none) */
+  double test_accuracy; /* last evaluation (NAN when none or regression) */
+  double seconds;       /* wall time of the training loop */
+  double samples_per_s; /* global samples per second over the run */
+  size_t state_bytes;   /* optimizer state bytes held by this rank */
+  double comm_wait_s;   /* time this rank waited for gradient reduction, whole run */
+  double step_s;        /* time in optimizer steps (compute + reduction + update) */
+  int stopped;          /* DPT_ESTOPPED was returned: 1 by a signal, 2 by --time-limit */
+  long skipped;         /* steps skipped for non-finite values (--on-nonfinite skip) */
 } dpt_train_result;
 
 /* Trains a model as the options say. Collective over comm: every rank must call it with the
@@ -279,14 +278,13 @@ int dpt_data_synth(const char *out, long n_train, long n_test, long features, lo
 
 /* Summary of a checkpoint for `dpt ckpt inspect`: fn(ctx, name, value) for every attribute
  * and dataset (with its checksum verified). Non-zero if the file is unreadable or corrupted. */
-int dpt_ckpt_inspect(const char *path, void (*fn)(void *ctx, const char *name,
-                                                  const char *value),
+int dpt_ckpt_inspect(const char *path, void (*fn)(void *ctx, const char *name, const char *value),
                      void *ctx, char *err, size_t errlen);
 
 /* Like dpt_train_run, with a model the caller built (it stays the caller's: not destroyed).
  * If params_out is not NULL it receives the final parameters (m->nparams floats) on every rank.
  * Collective over comm. */
-int dpt_train_run_model(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm,
-                        dpt_train_result *res, float *params_out, char *err, size_t errlen);
+int dpt_train_run_model(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm, dpt_train_result *res,
+                        float *params_out, char *err, size_t errlen);
 
 #endif /* DPT_RUNTIME_H */

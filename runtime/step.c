@@ -30,8 +30,8 @@ static int read_samples(run *r, const int64_t *idx, size_t n, char *err, size_t 
   char ioerr[DPT_ERR_LEN];
   memcpy(r->idx, idx, n * sizeof *r->idx);
   if (dpt_io_dataset_read(r->data, DPT_SPLIT_TRAIN, r->idx, n, r->x,
-                          m->wants_labels ? r->labels : NULL, m->wants_labels ? NULL : r->y,
-                          ioerr, sizeof ioerr)) {
+                          m->wants_labels ? r->labels : NULL, m->wants_labels ? NULL : r->y, ioerr,
+                          sizeof ioerr)) {
     snprintf(err, errlen, "%s", ioerr);
     return DPT_EIO;
   }
@@ -44,8 +44,8 @@ static void inject_nan(run *r) {
 }
 
 /* Forward and backward over this rank's share of global step `s`; adds into r->grads. */
-static int compute(run *r, const dpt_train_opts *o, long s, int reduce, double *loss_sum,
-                   char *err, size_t errlen) {
+static int compute(run *r, const dpt_train_opts *o, long s, int reduce, double *loss_sum, char *err,
+                   size_t errlen) {
   dpt_model *m = r->model;
   size_t per_rank = (size_t)(o->batch / r->size);
   const int64_t *mine = r->perm + (size_t)s * (size_t)o->batch + (size_t)r->rank * per_rank;
@@ -56,9 +56,9 @@ static int compute(run *r, const dpt_train_opts *o, long s, int reduce, double *
     int last = k == o->accum - 1;
     double part = 0;
     int64_t correct = 0;
-    rc = m->loss_grad(m, r->params, r->grads, (float)(1.0 / (double)o->batch), r->x,
-                      r->labels, r->y, r->micro, &part, &correct,
-                      last && reduce ? dpt_reducer_ready : NULL, r->reducer, err, errlen);
+    rc = m->loss_grad(m, r->params, r->grads, (float)(1.0 / (double)o->batch), r->x, r->labels,
+                      r->y, r->micro, &part, &correct, last && reduce ? dpt_reducer_ready : NULL,
+                      r->reducer, err, errlen);
     if (rc) return rc;
     *loss_sum += part;
   }
@@ -78,9 +78,9 @@ static double sum_squares(const float *g, size_t n) {
 
 /* What the ranks agreed on in a step's reduction. */
 typedef struct {
-  double loss;   /* summed over the global batch */
-  double sumsq;  /* squared L2 norm of the reduced gradient */
-  double wait;   /* seconds this rank waited for the gradient */
+  double loss;          /* summed over the global batch */
+  double sumsq;         /* squared L2 norm of the reduced gradient */
+  double wait;          /* seconds this rank waited for the gradient */
   int stop, stop_ranks; /* see dpt_step_info */
   int nonfinite;        /* some rank's loss or gradient is NaN/Inf (all ranks agree) */
   int local_bad_loss;   /* this rank's own loss is */
@@ -149,9 +149,8 @@ static int reduce_exact(run *r, const dpt_train_opts *o, long s, step_sums *out,
       if (!rc) inject_nan(r);
       int64_t correct = 0;
       if (!rc)
-        rc = m->loss_grad(m, r->params, r->grads, (float)(1.0 / (double)o->batch), r->x,
-                          r->labels, r->y, r->micro, &slot[k], &correct, NULL, NULL, err,
-                          errlen);
+        rc = m->loss_grad(m, r->params, r->grads, (float)(1.0 / (double)o->batch), r->x, r->labels,
+                          r->y, r->micro, &slot[k], &correct, NULL, NULL, err, errlen);
       if (!rc) dpt_reducer_exact_add(r->reducer, r->grads);
     }
     slot[shards] = rc ? 1 : 0;
@@ -234,11 +233,15 @@ static int nonfinite_error(run *r, const dpt_train_opts *o, long s, const step_s
   if (first == INT64_MAX)
     snprintf(err, errlen, "step %ld: the gradient norm became non-finite", r->pos.step + 1);
   else if (what < m->ntensors)
-    snprintf(err, errlen, "step %ld: non-finite values in the gradient of %s on rank %d (its "
-             "share of the batch)", r->pos.step + 1, tensor, who);
+    snprintf(err, errlen,
+             "step %ld: non-finite values in the gradient of %s on rank %d (its "
+             "share of the batch)",
+             r->pos.step + 1, tensor, who);
   else
-    snprintf(err, errlen, "step %ld: the loss became non-finite on rank %d (its share of the "
-             "batch)", r->pos.step + 1, who);
+    snprintf(err, errlen,
+             "step %ld: the loss became non-finite on rank %d (its share of the "
+             "batch)",
+             r->pos.step + 1, who);
   snprintf(err + strlen(err), errlen - strlen(err),
            "; nothing was applied. Try a smaller --lr, --clip-norm, or --on-nonfinite skip");
   return DPT_ENONFINITE;

@@ -19,7 +19,9 @@ static void on_stop_signal(int sig) {
   g_stop_signal = sig;
 }
 
-int dpt_stop_signal_pending(void) { return g_stop_signal != 0; }
+int dpt_stop_signal_pending(void) {
+  return g_stop_signal != 0;
+}
 
 const char *dpt_stop_signal_name(void) {
   switch (g_stop_signal) {

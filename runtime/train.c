@@ -24,14 +24,14 @@ static int check_data(run *r, const dpt_train_opts *o, char *err, size_t errlen)
   dpt_model *m = r->model;
   if (r->train.features != m->in_features) {
     snprintf(err, errlen,
-             "%s: /train/x has %lld features per sample but model %s takes %lld inputs",
-             o->data, (long long)r->train.features, o->model, (long long)m->in_features);
+             "%s: /train/x has %lld features per sample but model %s takes %lld inputs", o->data,
+             (long long)r->train.features, o->model, (long long)m->in_features);
     return DPT_EINVAL;
   }
   if (m->wants_labels && !r->train.y_labels) {
     snprintf(err, errlen,
-             "%s: /train/y holds float targets but loss '%s' needs integer class labels",
-             o->data, o->loss);
+             "%s: /train/y holds float targets but loss '%s' needs integer class labels", o->data,
+             o->loss);
     return DPT_EINVAL;
   }
   if (!m->wants_labels && (r->train.y_labels || r->train.y_width != m->out_features)) {
@@ -77,18 +77,22 @@ static int check_data(run *r, const dpt_train_opts *o, char *err, size_t errlen)
     return DPT_EINVAL;
   }
   if (o->deterministic && o->micro_shards > dpt_reducer_exact_max_shards()) {
-    snprintf(err, errlen, "--micro-shards %d: at most %d (the fixed-point sums must not "
-             "overflow)", o->micro_shards, dpt_reducer_exact_max_shards());
+    snprintf(err, errlen,
+             "--micro-shards %d: at most %d (the fixed-point sums must not "
+             "overflow)",
+             o->micro_shards, dpt_reducer_exact_max_shards());
     return DPT_EINVAL;
   }
   if (o->deterministic && o->accum != 1) {
-    snprintf(err, errlen, "--accum %d: not used with --deterministic, where each of the "
-             "--micro-shards is computed on its own; leave it at 1", o->accum);
+    snprintf(err, errlen,
+             "--accum %d: not used with --deterministic, where each of the "
+             "--micro-shards is computed on its own; leave it at 1",
+             o->accum);
     return DPT_EINVAL;
   }
   if (o->batch > r->train.n) {
-    snprintf(err, errlen, "--batch %ld is larger than the %lld training samples in %s",
-             o->batch, (long long)r->train.n, o->data);
+    snprintf(err, errlen, "--batch %ld is larger than the %lld training samples in %s", o->batch,
+             (long long)r->train.n, o->data);
     return DPT_EINVAL;
   }
   return DPT_OK;
@@ -126,8 +130,7 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
 
   r->zero = o->zero < 0 ? (r->size > 1) : o->zero;
   r->own = dpt_comm_shard(m->nparams, r->rank, r->size);
-  r->shard = r->zero ? r->own
-                  : (dpt_range){0, m->nparams};
+  r->shard = r->zero ? r->own : (dpt_range){0, m->nparams};
   char oerr[DPT_ERR_LEN];
   if (dpt_solver_create(&o->solver, r->shard.len, &r->solver, oerr, sizeof oerr)) {
     snprintf(err, errlen, "%s", oerr);
@@ -138,8 +141,7 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   if (o->max_steps > 0 && o->max_steps < r->total_steps) r->total_steps = o->max_steps;
   long sched_steps = o->sched.interval == DPT_SCHED_EVERY_STEP ? r->total_steps : o->epochs;
   if (dpt_sched_create(&o->sched, o->solver.lr, dpt_solver_has_momentum(r->solver),
-                       dpt_solver_momentum(r->solver), sched_steps, &r->sched, oerr,
-                       sizeof oerr)) {
+                       dpt_solver_momentum(r->solver), sched_steps, &r->sched, oerr, sizeof oerr)) {
     snprintf(err, errlen, "%s", oerr);
     return DPT_EINVAL;
   }
@@ -218,8 +220,8 @@ static int save(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   r->pos.zero = r->zero;
   double t = dpt_now();
   dpt_progress_wait(r->pos.step, "the checkpoint write");
-  int rc = dpt_ckpt_save_run(o, r->model, r->comm, r->params, r->solver, r->shard.offset,
-                             r->sched, &r->pos, &r->fault, err, errlen);
+  int rc = dpt_ckpt_save_run(o, r->model, r->comm, r->params, r->solver, r->shard.offset, r->sched,
+                             &r->pos, &r->fault, err, errlen);
   dpt_progress_done();
   t = dpt_now() - t;
   if (t > r->slowest_ckpt) r->slowest_ckpt = t;
@@ -239,19 +241,19 @@ static int stop_early(run *r, const dpt_train_opts *o, const dpt_step_info *info
   if (info->stop == 1 && got)
     snprintf(why, sizeof why, "%s reached %d of %d ranks", got, info->stop_ranks, r->size);
   else if (info->stop == 1) /* it reached other ranks, not this one */
-    snprintf(why, sizeof why, "a stop signal (one of %s) reached %d of %d ranks",
-             o->stop_signals, info->stop_ranks, r->size);
+    snprintf(why, sizeof why, "a stop signal (one of %s) reached %d of %d ranks", o->stop_signals,
+             info->stop_ranks, r->size);
   else
     snprintf(why, sizeof why, "another step and checkpoint would overrun --time-limit %s",
              o->time_limit);
-  snprintf(err, errlen, "stopped after step %ld of %ld: %s; checkpoint %s/ckpt-%010ld.h5 "
-           "written; the same command with --resume auto continues", r->pos.step,
-           r->total_steps, why, o->ckpt_dir, r->pos.step);
+  snprintf(err, errlen,
+           "stopped after step %ld of %ld: %s; checkpoint %s/ckpt-%010ld.h5 "
+           "written; the same command with --resume auto continues",
+           r->pos.step, r->total_steps, why, o->ckpt_dir, r->pos.step);
   return DPT_ESTOPPED;
 }
 
-static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *err,
-                size_t errlen) {
+static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *err, size_t errlen) {
   double t0 = dpt_now();
   long first = r->pos.step;
   res->test_loss = res->test_accuracy = NAN;
@@ -272,8 +274,10 @@ static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *er
       res->comm_wait_s += info.comm_wait;
       r->pos.step++;
       r->pos.step_in_epoch = s + 1;
-      if (info.skipped) res->skipped++;
-      else r->pos.epoch_loss += info.loss;
+      if (info.skipped)
+        res->skipped++;
+      else
+        r->pos.epoch_loss += info.loss;
       info.step = r->pos.step;
       info.epoch = e;
       dpt_report_step(r->report, &info);
@@ -283,8 +287,8 @@ static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *er
         return stop_early(r, o, &info, saved, res, err, errlen);
     }
     if (r->pos.step_in_epoch < r->steps_per_epoch) break; /* stopped by --max-steps */
-    dpt_epoch_info ei = {e, r->pos.step, r->pos.epoch_loss / (double)r->steps_per_epoch, NAN,
-                         NAN, 0};
+    dpt_epoch_info ei = {e,   r->pos.step, r->pos.epoch_loss / (double)r->steps_per_epoch,
+                         NAN, NAN,         0};
     if (r->has_test && (e + 1) % o->eval_every == 0) {
       int rc = dpt_train_evaluate(r, &ei.test_loss, &ei.test_accuracy, err, errlen);
       if (rc) return rc;
@@ -303,8 +307,8 @@ static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *er
       if (rc) return rc;
     }
   }
-  if (r->saving && !(o->ckpt_every > 0 && r->pos.step % o->ckpt_every == 0 &&
-                     r->pos.step_in_epoch > 0)) {
+  if (r->saving &&
+      !(o->ckpt_every > 0 && r->pos.step % o->ckpt_every == 0 && r->pos.step_in_epoch > 0)) {
     int rc = save(r, o, err, errlen);
     if (rc) return rc;
   }
@@ -317,11 +321,12 @@ static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *er
 
 /* One line on rank 0: who runs, where, and what (the log prefix names the SLURM job). */
 static void startup_line(const run *r, const dpt_train_opts *o) {
-  dpt_log(DPT_LOG_INFO, "%d rank%s on %d node%s (%d per node), solver %s, scheduler %s, "
-          "ZeRO stage %d, %ld steps, run directory %s", r->size, r->size > 1 ? "s" : "",
-          r->topo.nodes, r->topo.nodes > 1 ? "s" : "", r->topo.max_per_node,
-          dpt_optim_solver_name(o->solver.kind), dpt_optim_sched_name(o->sched.kind), r->zero,
-          r->total_steps, o->run_dir);
+  dpt_log(DPT_LOG_INFO,
+          "%d rank%s on %d node%s (%d per node), solver %s, scheduler %s, "
+          "ZeRO stage %d, %ld steps, run directory %s",
+          r->size, r->size > 1 ? "s" : "", r->topo.nodes, r->topo.nodes > 1 ? "s" : "",
+          r->topo.max_per_node, dpt_optim_solver_name(o->solver.kind),
+          dpt_optim_sched_name(o->sched.kind), r->zero, r->total_steps, o->run_dir);
 }
 
 /* --resume / --init: load before the first step. Every rank reads; all agree. */
@@ -331,21 +336,22 @@ static int restore(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   if (o->resume[0]) {
     rc = dpt_ckpt_resolve(o, path, sizeof path, err, errlen);
     if (!rc && path[0])
-      rc = dpt_ckpt_load_run(path, o, r->model, r->params, r->solver, r->shard.offset,
-                             r->sched, &r->pos, 0, err, errlen);
+      rc = dpt_ckpt_load_run(path, o, r->model, r->params, r->solver, r->shard.offset, r->sched,
+                             &r->pos, 0, err, errlen);
     if (!rc && path[0] && r->pos.step > r->total_steps) {
-      snprintf(err, errlen, "%s: is at step %ld, beyond this run's %ld steps", path,
-               r->pos.step, r->total_steps);
+      snprintf(err, errlen, "%s: is at step %ld, beyond this run's %ld steps", path, r->pos.step,
+               r->total_steps);
       rc = DPT_EINVAL;
     }
     if (!rc && path[0]) dpt_log(DPT_LOG_INFO, "resuming from %s at step %ld", path, r->pos.step);
   }
-  if (!rc) rc = dpt_ckpt_check_start(o, path, &r->pos, r->steps_per_epoch, r->size, r->zero,
-                                     r->rank, r->saving, err, errlen);
+  if (!rc)
+    rc = dpt_ckpt_check_start(o, path, &r->pos, r->steps_per_epoch, r->size, r->zero, r->rank,
+                              r->saving, err, errlen);
   /* --init starts a run that has nothing to resume (also with --resume auto finding none) */
   if (!rc && (!o->resume[0] || !path[0]) && o->init[0]) {
-    rc = dpt_ckpt_load_run(o->init, o, r->model, r->params, r->solver, r->shard.offset,
-                           r->sched, &r->pos, 1, err, errlen);
+    rc = dpt_ckpt_load_run(o->init, o, r->model, r->params, r->solver, r->shard.offset, r->sched,
+                           &r->pos, 1, err, errlen);
   }
   return rc;
 }
@@ -371,8 +377,7 @@ static int run_on(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm, dpt_trai
   if (!eff.run_dir[0])
     snprintf(eff.run_dir, sizeof eff.run_dir, "runs/%s%s", job[0] ? "slurm-" : "dpt", job);
   r.saving = o->ckpt || o->ckpt_every > 0 || o->ckpt_epochs > 0 || o->ckpt_dir[0];
-  if (!eff.ckpt_dir[0])
-    snprintf(eff.ckpt_dir, sizeof eff.ckpt_dir, "%.1000s/ckpt", eff.run_dir);
+  if (!eff.ckpt_dir[0]) snprintf(eff.ckpt_dir, sizeof eff.ckpt_dir, "%.1000s/ckpt", eff.run_dir);
   o = &eff;
   unsigned signals = 0;
   if (!rc && (dpt_parse_duration(o->time_limit, &r.time_limit) ||
@@ -401,7 +406,8 @@ static int run_on(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm, dpt_trai
     return rc;
   }
   char label[256];
-  if (o->label[0]) snprintf(label, sizeof label, "%s", o->label);
+  if (o->label[0])
+    snprintf(label, sizeof label, "%s", o->label);
   else if (o->sched.kind == DPT_SCHED_NONE)
     snprintf(label, sizeof label, "%s", dpt_optim_solver_name(o->solver.kind));
   else
@@ -409,22 +415,24 @@ static int run_on(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm, dpt_trai
              dpt_optim_sched_name(o->sched.kind));
   dpt_report_run(r.report, label, r.size, r.zero, m->nparams, bytes[0], bytes[1]);
   if (o->verbose)
-    dpt_log(DPT_LOG_INFO, "%d ranks, ZeRO stage %d: optimizer state %.2f MiB per rank "
-            "(largest), %.2f MiB over all ranks, %zu parameters", r.size, r.zero,
-            bytes[0] / 1048576.0, bytes[1] / 1048576.0, m->nparams);
+    dpt_log(DPT_LOG_INFO,
+            "%d ranks, ZeRO stage %d: optimizer state %.2f MiB per rank "
+            "(largest), %.2f MiB over all ranks, %zu parameters",
+            r.size, r.zero, bytes[0] / 1048576.0, bytes[1] / 1048576.0, m->nparams);
   if (r.rank == 0) startup_line(&r, o);
   stop_handlers h;
   dpt_stop_handlers_install(&h, signals);
   rc = loop(&r, o, res, err, errlen);
   rc = dpt_report_finish(r.report, comm, rc, err, errlen);
   dpt_stop_handlers_restore(&h);
-  if ((!rc || rc == DPT_ESTOPPED) && params_out) memcpy(params_out, r.params, m->nparams * sizeof(float));
+  if ((!rc || rc == DPT_ESTOPPED) && params_out)
+    memcpy(params_out, r.params, m->nparams * sizeof(float));
   teardown(&r);
   return rc;
 }
 
-int dpt_train_run_model(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm,
-                        dpt_train_result *res, float *params_out, char *err, size_t errlen) {
+int dpt_train_run_model(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm, dpt_train_result *res,
+                        float *params_out, char *err, size_t errlen) {
   memset(res, 0, sizeof *res);
   MPI_Comm own;
   int rc = dpt_comm_dup_returning(comm, &own, err, errlen);
@@ -445,8 +453,7 @@ int dpt_train_run(const dpt_train_opts *o, MPI_Comm comm, dpt_train_result *res,
                           come from set-up) */
   char ignored[DPT_ERR_LEN];
   int has_data = dpt_model_data_read(o->data, &data, ignored, sizeof ignored) == 0;
-  rc = dpt_model_create(o->model, o->activation, o->loss, has_data ? &data : NULL, &m, err,
-                        errlen);
+  rc = dpt_model_create(o->model, o->activation, o->loss, has_data ? &data : NULL, &m, err, errlen);
   int all = dpt_comm_agree_error(own, rc, err, errlen);
   if (all) {
     if (!rc) m.destroy(&m);

@@ -18,8 +18,10 @@ double dpt_now(void) {
 void dpt_job_id(char *buf, size_t len) {
   const char *job = getenv("SLURM_JOB_ID"), *array = getenv("SLURM_ARRAY_JOB_ID"),
              *task = getenv("SLURM_ARRAY_TASK_ID");
-  if (array && task && *array && *task) snprintf(buf, len, "%s_%s", array, task);
-  else snprintf(buf, len, "%s", job ? job : "");
+  if (array && task && *array && *task)
+    snprintf(buf, len, "%s_%s", array, task);
+  else
+    snprintf(buf, len, "%s", job ? job : "");
 }
 
 /* --- progress (read by the dpt command's watchdog thread) --- */
@@ -34,7 +36,9 @@ void dpt_progress_wait(long step, const char *what) {
   g_waiting = what;
 }
 
-void dpt_progress_done(void) { g_waiting = NULL; }
+void dpt_progress_done(void) {
+  g_waiting = NULL;
+}
 
 void dpt_progress_get(dpt_progress *p) {
   p->waiting_in = g_waiting;
@@ -42,4 +46,6 @@ void dpt_progress_get(dpt_progress *p) {
   p->step = g_step;
 }
 
-double dpt_clock(void) { return dpt_now(); }
+double dpt_clock(void) {
+  return dpt_now();
+}

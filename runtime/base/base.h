@@ -1,7 +1,7 @@
 /* base.h — what every dpt module shares: the one error space, the tensor description, one
- * parser for numbers and booleans, atomic file writes, and small helpers. The whole public surface of
- * runtime/base/, the sub-library below optim, io, comm and runtime (it lives in runtime/
- * because the top level is fixed; it depends on nothing but libc).
+ * parser for numbers and booleans, atomic file writes, and small helpers. The whole public surface
+ * of runtime/base/, the sub-library below optim, io, comm and runtime (it lives in runtime/ because
+ * the top level is fixed; it depends on nothing but libc).
  *
  * Invariants:
  * - Every dpt function that can fail returns 0 (DPT_OK) or one of the negative codes below,
@@ -23,14 +23,14 @@
 /* --- the error space ---
  * X(NAME, value, description): one table for the enum, dpt_strerror and dpt_err_name, so a
  * new code is one line here. Values are stable (they may be stored or compared by users). */
-#define DPT_ERRNO_MAP(X)                                                                       \
-  X(EINVAL, -1, "invalid input (a flag, a config value, a file, a shape)")                     \
-  X(EIO, -2, "a file could not be read or written")                                            \
-  X(EMPI, -3, "an MPI call failed; peers may not be trusted")                                  \
-  X(ENOMEM, -4, "out of memory")                                                               \
-  X(ENONFINITE, -5, "a NaN or Inf reached the loss or the gradients")                          \
-  X(ESTOPPED, -6, "stopped on request with a checkpoint written")                              \
-  X(ENOENT, -7, "an optional part is absent")                                                  \
+#define DPT_ERRNO_MAP(X)                                                                           \
+  X(EINVAL, -1, "invalid input (a flag, a config value, a file, a shape)")                         \
+  X(EIO, -2, "a file could not be read or written")                                                \
+  X(EMPI, -3, "an MPI call failed; peers may not be trusted")                                      \
+  X(ENOMEM, -4, "out of memory")                                                                   \
+  X(ENONFINITE, -5, "a NaN or Inf reached the loss or the gradients")                              \
+  X(ESTOPPED, -6, "stopped on request with a checkpoint written")                                  \
+  X(ENOENT, -7, "an optional part is absent")                                                      \
   X(ESTATE, -8, "optimizer or scheduler state of an unknown name or the wrong shape")
 
 enum {
@@ -115,17 +115,17 @@ void dpt_json_escape(FILE *f, const char *s);
 #define DPT_MAX_RANK 8
 
 typedef struct {
-  const char *name;            /* state_dict name, e.g. "fc2.weight"; owned by the tensor's owner */
-  int rank;                    /* 1 .. DPT_MAX_RANK (dims[rank..] are unused, keep them 0) */
-  int64_t dims[DPT_MAX_RANK];  /* PyTorch's shape: [out, in] for a Linear weight, [out] a bias */
-  size_t offset;               /* first element in the flat buffer */
-  size_t numel;                /* product of dims */
+  const char *name;           /* state_dict name, e.g. "fc2.weight"; owned by the tensor's owner */
+  int rank;                   /* 1 .. DPT_MAX_RANK (dims[rank..] are unused, keep them 0) */
+  int64_t dims[DPT_MAX_RANK]; /* PyTorch's shape: [out, in] for a Linear weight, [out] a bias */
+  size_t offset;              /* first element in the flat buffer */
+  size_t numel;               /* product of dims */
 } dpt_tensor;
 
 /* A shape without a name: a dataset's sample ([28, 28] for [N, 28, 28] images, dims after N),
  * a layer's input or output per sample. rank 0 is a single value. */
 typedef struct {
-  int rank;                    /* 0 .. DPT_MAX_RANK */
+  int rank; /* 0 .. DPT_MAX_RANK */
   int64_t dims[DPT_MAX_RANK];
 } dpt_shape;
 

@@ -3,11 +3,9 @@
 
 const char *dpt_strerror(int rc) {
   switch (rc) {
-  case DPT_OK:
-    return "success";
-#define DPT_ERRNO_DESC(name, value, desc)                                                       \
-  case DPT_##name:                                                                             \
-    return desc;
+  case DPT_OK: return "success";
+#define DPT_ERRNO_DESC(name, value, desc)                                                          \
+  case DPT_##name: return desc;
     DPT_ERRNO_MAP(DPT_ERRNO_DESC)
 #undef DPT_ERRNO_DESC
   }
@@ -16,11 +14,9 @@ const char *dpt_strerror(int rc) {
 
 const char *dpt_err_name(int rc) {
   switch (rc) {
-  case DPT_OK:
-    return "OK";
-#define DPT_ERRNO_NAME(name, value, desc)                                                       \
-  case DPT_##name:                                                                             \
-    return #name;
+  case DPT_OK: return "OK";
+#define DPT_ERRNO_NAME(name, value, desc)                                                          \
+  case DPT_##name: return #name;
     DPT_ERRNO_MAP(DPT_ERRNO_NAME)
 #undef DPT_ERRNO_NAME
   }

@@ -87,7 +87,9 @@ int dpt_check_regular(const char *path, const char *what, char *err, size_t errl
   struct stat st;
   if (stat(path, &st) != 0 || S_ISREG(st.st_mode)) return DPT_OK;
   snprintf(err, errlen, "%s: '%s' is not a regular file (%s)", what, path,
-           S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO" : "a special file");
+           S_ISDIR(st.st_mode)    ? "a directory"
+           : S_ISFIFO(st.st_mode) ? "a FIFO"
+                                  : "a special file");
   return DPT_EINVAL;
 }
 
@@ -131,8 +133,10 @@ int dpt_afile_commit(dpt_afile *a, char *err, size_t errlen) {
   if (fclose(a->f) != 0 && !e) e = errno;
   a->f = NULL;
   int rc = DPT_OK;
-  if (e) rc = errf(err, errlen, DPT_EIO, "cannot write ", a->path, e);
-  else rc = dpt_file_commit(a->tmp, a->path, err, errlen);
+  if (e)
+    rc = errf(err, errlen, DPT_EIO, "cannot write ", a->path, e);
+  else
+    rc = dpt_file_commit(a->tmp, a->path, err, errlen);
   if (!rc) free(a->tmp), a->tmp = NULL; /* renamed: nothing to remove */
   dpt_afile_abort(a);
   return rc;

@@ -71,8 +71,10 @@ static int do_raw(void *p, int rep) {
     size_t left = j->len * sizeof(float);
     while (left && !rc) {
       ssize_t w = write(fd, b, left);
-      if (w <= 0) rc = -1;
-      else b += w, left -= (size_t)w;
+      if (w <= 0)
+        rc = -1;
+      else
+        b += w, left -= (size_t)w;
     }
   }
   if (fsync(fd)) rc = -1;
@@ -104,8 +106,8 @@ int main(int argc, char **argv) {
   const char *sn[1] = {"solver.step"};
   double sv[1] = {100};
   dpt_ckpt_text tx[2] = {{"solver", "adam"}, {"model", "mlp"}};
-  dpt_ckpt_view v = {m.ntensors, t, m.nparams, own.offset, own.len, params, 2, vn, vv,
-                     1, sn, sv, 2, tx, NULL, NULL};
+  dpt_ckpt_view v = {m.ntensors, t, m.nparams, own.offset, own.len, params, 2,    vn,
+                     vv,         1, sn,        sv,         2,       tx,     NULL, NULL};
   static job j;
   j.v = &v;
   j.arrays[0] = params + own.offset, j.arrays[1] = m1, j.arrays[2] = m2;
@@ -125,8 +127,8 @@ int main(int argc, char **argv) {
   double bytes = 3.0 * (double)m.nparams * sizeof(float);
   if (rank == 0 && tw > 0) {
     if (size == 1 || getenv("BENCH_CKPT_HEADER"))
-      printf("%3s %10s %12s %12s %14s %10s\n", "W", "MB", "write MB/s", "read MB/s",
-             "write+fsync", "ratio");
+      printf("%3s %10s %12s %12s %14s %10s\n", "W", "MB", "write MB/s", "read MB/s", "write+fsync",
+             "ratio");
     printf("%3d %10.0f %12.0f %12.0f %14.0f %10.2f\n", size, bytes / 1e6, bytes / tw / 1e6,
            bytes / tr / 1e6, bytes / traw / 1e6, traw / tw);
   }

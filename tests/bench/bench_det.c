@@ -25,11 +25,11 @@ static int run(const char *data, long batch, int det, int shards, MPI_Comm comm,
   snprintf(b, sizeof b, "%ld", batch);
   snprintf(g, sizeof g, "%d", shards);
   snprintf(d, sizeof d, "%d", det);
-  const char *kv[][2] = {{"data", data},          {"model", "mlp:784-256-128-10"},
-                         {"batch", b},            {"max_steps", batch == 64 ? "400" : "200"},
-                         {"epochs", "1000"},      {"eval_every", "0"},
-                         {"progress", "none"},    {"deterministic", d},
-                         {"micro_shards", g},     {"run_dir", "/tmp/dpt-bench-det"}};
+  const char *kv[][2] = {{"data", data},       {"model", "mlp:784-256-128-10"},
+                         {"batch", b},         {"max_steps", batch == 64 ? "400" : "200"},
+                         {"epochs", "1000"},   {"eval_every", "0"},
+                         {"progress", "none"}, {"deterministic", d},
+                         {"micro_shards", g},  {"run_dir", "/tmp/dpt-bench-det"}};
   for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
     if (dpt_train_set(&o, kv[i][0], kv[i][1], err, DPT_ERR_LEN)) return -1;
   dpt_train_result res;

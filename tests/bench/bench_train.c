@@ -37,8 +37,8 @@ static double sgemm_rate(MPI_Comm comm) {
   for (int r = 0; r < 4; r++) {
     MPI_Barrier(comm);
     double t = bench_now();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0f, a,
-                (int)n, b, (int)n, 0.0f, c, (int)n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0f, a, (int)n,
+                b, (int)n, 0.0f, c, (int)n);
     t = bench_now() - t;
     if (t < best) best = t;
   }
@@ -68,11 +68,16 @@ static int run(const char *data, long batch, int overlap, int steps, MPI_Comm co
   snprintf(b, sizeof b, "%ld", batch);
   snprintf(s, sizeof s, "%d", steps);
   snprintf(ov, sizeof ov, "%d", overlap);
-  const char *kv[][2] = {{"data", data},       {"model", "mlp:784-256-128-10"},
-                         {"batch", b},         {"max_steps", s},
-                         {"epochs", "1000"},   {"eval_every", "0"},
-                         {"progress", "none"}, {"overlap", ov},
-                         {"bucket_mb", "0.25"}, {"run_dir", "/tmp/dpt-bench-train"},
+  const char *kv[][2] = {{"data", data},
+                         {"model", "mlp:784-256-128-10"},
+                         {"batch", b},
+                         {"max_steps", s},
+                         {"epochs", "1000"},
+                         {"eval_every", "0"},
+                         {"progress", "none"},
+                         {"overlap", ov},
+                         {"bucket_mb", "0.25"},
+                         {"run_dir", "/tmp/dpt-bench-train"},
                          {"zero", getenv("BENCH_ZERO") ? getenv("BENCH_ZERO") : "-1"}};
   for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
     if (dpt_train_set(&o, kv[i][0], kv[i][1], err, DPT_ERR_LEN)) return -1;
@@ -106,8 +111,8 @@ int main(int argc, char **argv) {
   if (rank == 0) {
     const char *copy = getenv("OMPI_MCA_btl_vader_single_copy_mechanism");
     printf("bench_train: MLP 784-256-128-10, Adam, W = %d, OpenBLAS coretype %s, Open MPI "
-           "single copy %s\n", size,
-           getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "(default)",
+           "single copy %s\n",
+           size, getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "(default)",
            copy ? copy : "(default)");
     printf("sgemm %d^3 per rank (all ranks at once): %.1f GFLOP/s (slowest rank)\n", SGEMM_N,
            peak_min);

@@ -44,9 +44,9 @@ static int mem(int stage, int rank, int size) {
   snprintf(zero, sizeof zero, "%d", stage);
   dpt_train_opts o;
   dpt_train_defaults(&o);
-  const char *kv[][2] = {{"data", data},     {"model", "mlp:1024-4096-4096-1024"},
-                         {"batch", "32"},    {"max_steps", "6"},
-                         {"zero", zero},     {"eval_every", "0"},
+  const char *kv[][2] = {{"data", data},       {"model", "mlp:1024-4096-4096-1024"},
+                         {"batch", "32"},      {"max_steps", "6"},
+                         {"zero", zero},       {"eval_every", "0"},
                          {"progress", "none"}, {"run_dir", "/tmp/dpt-bench-zero"}};
   for (size_t i = 0; i < sizeof kv / sizeof kv[0] && !rc; i++)
     rc = dpt_train_set(&o, kv[i][0], kv[i][1], err, sizeof err);
@@ -151,8 +151,8 @@ static int bw(int rank, int size) {
     double tr = best_time(rows[i].raw, buf, n, rows[i].rctx);
     double bd = bytes * rows[i].factor / td * 1e-9, br = bytes * rows[i].factor / tr * 1e-9;
     if (rank == 0)
-      printf("%3d %-15s %10.0f %12.2f %12.2f %8.2f\n", size, rows[i].name, bytes / 1048576.0,
-             bd, br, bd / br);
+      printf("%3d %-15s %10.0f %12.2f %12.2f %8.2f\n", size, rows[i].name, bytes / 1048576.0, bd,
+             br, bd / br);
   }
   dpt_reducer_free(ar);
   dpt_reducer_free(rs);

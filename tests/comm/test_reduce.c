@@ -81,8 +81,8 @@ static void test_bucketed_sum_is_exact(void **state) {
         for (size_t i = 0; i < N; i++) {
           float want = (float)(size * ((i % 97) + step) + 3 * size * (size - 1) / 2);
           if (buf[i] != want)
-            fail_msg("bucket %zu overlap %d step %d: buf[%zu] = %g, want %g", buckets[b],
-                     overlap, step, i, buf[i], want);
+            fail_msg("bucket %zu overlap %d step %d: buf[%zu] = %g, want %g", buckets[b], overlap,
+                     step, i, buf[i], want);
         }
       }
       dpt_reducer_free(c);

@@ -45,17 +45,19 @@
 #define FZ_HUGE ((uint64_t)1 << 41)
 
 const char *__asan_default_options(void);
-const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
+const char *__asan_default_options(void) {
+  return "allocator_may_return_null=1";
+}
 
 typedef struct {
   char file[300];
   uint8_t *bytes;
   size_t len;
-  dpt_train_opts opts;           /* solver, its hyperparameters, scheduler, seed */
+  dpt_train_opts opts; /* solver, its hyperparameters, scheduler, seed */
   int ndatasets, nattrs;
-  char *datasets[FZ_MAX_NAMES];  /* "model/fc1.weight", "checksum/optim/exp_avg/fc1.bias" */
-  char *attrs[FZ_MAX_NAMES];     /* root attribute names */
-  int lenient;                   /* a raw input, not a template: bad texts are not fatal */
+  char *datasets[FZ_MAX_NAMES]; /* "model/fc1.weight", "checksum/optim/exp_avg/fc1.bias" */
+  char *attrs[FZ_MAX_NAMES];    /* root attribute names */
+  int lenient;                  /* a raw input, not a template: bad texts are not fatal */
 } template_t;
 
 static template_t g_t[FZ_MAX_TEMPLATES];
@@ -261,7 +263,7 @@ static uint64_t *checksums(const float *x, size_t n, size_t *nb) {
 
 /* Creates dataset `path` (its old link removed first). */
 static void new_dataset(fz_in *in, hid_t f, const char *path, const hsize_t *old, int old_rank) {
-  static const hid_t *const types[] = {&H5T_NATIVE_FLOAT_g, &H5T_NATIVE_FLOAT_g,
+  static const hid_t *const types[] = {&H5T_NATIVE_FLOAT_g,  &H5T_NATIVE_FLOAT_g,
                                        &H5T_NATIVE_DOUBLE_g, &H5T_NATIVE_INT32_g,
                                        &H5T_NATIVE_UINT64_g, &H5T_NATIVE_UINT8_g};
   int tk = (int)fz_range(in, 0, 6);
@@ -402,7 +404,7 @@ static void poke(fz_in *in, hid_t f, const char *path) {
 static void set_attr(fz_in *in, hid_t f, const char *name) {
   int kind = (int)fz_range(in, 0, 7);
   hsize_t count = kind >= 4 && kind <= 5 ? (hsize_t)fz_range(in, 2, 6) : 1;
-  hid_t sp = kind == 6 ? H5Screate(H5S_NULL)
+  hid_t sp = kind == 6   ? H5Screate(H5S_NULL)
              : count > 1 ? H5Screate_simple(1, &count, NULL)
                          : H5Screate(H5S_SCALAR);
   hid_t t;
@@ -418,12 +420,18 @@ static void set_attr(fz_in *in, hid_t f, const char *name) {
   char *vl[8];
   char *fixed = NULL;
   switch (kind) {
-  case 0: case 4: case 6: t = H5Tcopy(H5T_NATIVE_DOUBLE); break;
-  case 1: t = H5Tcopy(H5T_NATIVE_INT64); {
-    int64_t v = (int64_t)fz_u64(in);
-    memcpy(num, &v, sizeof v);
-  } break;
-  case 2: case 5: /* variable-length strings */
+  case 0:
+  case 4:
+  case 6: t = H5Tcopy(H5T_NATIVE_DOUBLE); break;
+  case 1:
+    t = H5Tcopy(H5T_NATIVE_INT64);
+    {
+      int64_t v = (int64_t)fz_u64(in);
+      memcpy(num, &v, sizeof v);
+    }
+    break;
+  case 2:
+  case 5: /* variable-length strings */
     t = H5Tcopy(H5T_C_S1);
     H5Tset_size(t, H5T_VARIABLE);
     if (fz_bool(in)) H5Tset_cset(t, H5T_CSET_UTF8);
@@ -576,8 +584,19 @@ static void resign(hid_t f) {
 }
 
 enum {
-  E_DELETE, E_REPLACE, E_POKE, E_CHECKSUM, E_CHECKSUM_SHAPE, E_ATTR_DELETE, E_ATTR_SET,
-  E_ATTR_ADD, E_GROUP, E_LINK, E_ATTR_FLIP, E_RESIGN, E_COUNT
+  E_DELETE,
+  E_REPLACE,
+  E_POKE,
+  E_CHECKSUM,
+  E_CHECKSUM_SHAPE,
+  E_ATTR_DELETE,
+  E_ATTR_SET,
+  E_ATTR_ADD,
+  E_GROUP,
+  E_LINK,
+  E_ATTR_FLIP,
+  E_RESIGN,
+  E_COUNT
 };
 
 static void edit(fz_in *in, hid_t f, const template_t *t) {
@@ -699,8 +718,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int as_saved = o.deterministic == t->opts.deterministic; /* else the check must say so */
   int params_only = (flags & 1) != 0;
   char err[DPT_ERR_LEN] = "";
-  dpt_range r = shard ? dpt_comm_shard(g_model.nparams, rank, world)
-                      : (dpt_range){0, g_model.nparams};
+  dpt_range r =
+      shard ? dpt_comm_shard(g_model.nparams, rank, world) : (dpt_range){0, g_model.nparams};
   float *params = calloc(g_model.nparams, sizeof *params);
   dpt_solver *solver = NULL;
   dpt_sched *sched = NULL;
@@ -714,8 +733,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!scales) fail("out of memory", t->file, "");
   for (int i = 0; i < g_model.ntensors; i++) scales[i] = NAN;
   pos.grad_scale = scales;
-  int rc = dpt_ckpt_load_run(path, &o, &g_model, params, solver, r.offset, sched, &pos,
-                             params_only, err, sizeof err);
+  int rc = dpt_ckpt_load_run(path, &o, &g_model, params, solver, r.offset, sched, &pos, params_only,
+                             err, sizeof err);
   if (g_verbose) fprintf(stderr, "load: %d %s\n", rc, rc ? err : "ok");
   if (rc && !err[0]) fail("load failed without a message", t->file, "");
   if (rc && edits == 0) fail("an unedited checkpoint does not load", t->file, err);

@@ -47,8 +47,7 @@ static void build_from(const dpt_train_opts *o) {
   char err[DPT_ERR_LEN];
   if (small_model(o->model)) {
     dpt_model m;
-    if (dpt_mlp_create(o->model, o->activation, o->loss, &m, err, sizeof err) == 0)
-      m.destroy(&m);
+    if (dpt_mlp_create(o->model, o->activation, o->loss, &m, err, sizeof err) == 0) m.destroy(&m);
   }
   dpt_solver *s = NULL;
   if (dpt_solver_create(&o->solver, FZ_SOLVER_LEN, &s, err, sizeof err)) return;
@@ -58,10 +57,11 @@ static void build_from(const dpt_train_opts *o) {
   if (o->max_steps > 0 && o->max_steps < total) total = o->max_steps;
   long steps = o->sched.interval == DPT_SCHED_EVERY_STEP ? total : o->epochs;
   dpt_sched *sc = NULL;
-  if (dpt_sched_create(&o->sched, o->solver.lr, dpt_solver_has_momentum(s),
-                       dpt_solver_momentum(s), steps, &sc, err, sizeof err) == 0) {
+  if (dpt_sched_create(&o->sched, o->solver.lr, dpt_solver_has_momentum(s), dpt_solver_momentum(s),
+                       steps, &sc, err, sizeof err) == 0) {
     float param[FZ_SOLVER_LEN], grad[FZ_SOLVER_LEN];
-    for (int i = 0; i < FZ_SOLVER_LEN; i++) param[i] = 0.5f - (float)i / 8, grad[i] = 0.25f * (float)(i % 5) - 0.5f;
+    for (int i = 0; i < FZ_SOLVER_LEN; i++)
+      param[i] = 0.5f - (float)i / 8, grad[i] = 0.25f * (float)(i % 5) - 0.5f;
     for (int k = 0; k < FZ_SCHED_STEPS && k < steps + 2; k++) {
       dpt_solver_set_lr(s, dpt_sched_lr(sc));
       if (dpt_sched_cycles_momentum(sc)) dpt_solver_set_momentum(s, dpt_sched_momentum(sc));

@@ -24,7 +24,7 @@
 
 /* Limits that keep one execution small; dims beyond them are still reachable through chunked
  * datasets that are never written (HDF5 stores nothing for them). */
-#define FZ_MAX_WRITE_BYTES ((size_t)1 << 20) /* data actually written per dataset */
+#define FZ_MAX_WRITE_BYTES ((size_t)1 << 20)  /* data actually written per dataset */
 #define FZ_MAX_READ_FLOATS ((int64_t)1 << 22) /* floats a read may produce (16 MiB) */
 #define FZ_MAX_INDICES 16
 
@@ -34,7 +34,9 @@ static int g_verbose; /* DPT_FUZZ_VERBOSE=1: print what each input led to (to tu
 /* Huge dims make dpt ask for more than ASan's 1 TiB limit: that must come back as
  * DPT_ENOMEM, not abort the process. */
 const char *__asan_default_options(void);
-const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
+const char *__asan_default_options(void) {
+  return "allocator_may_return_null=1";
+}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc, (void)argv;
@@ -100,7 +102,8 @@ static void make_attr(fz_in *in, hid_t obj, const char *name) {
   memcpy(val + 8, &d, sizeof d);
   hsize_t two = 2;
   switch (kind) {
-  case 1: case 2: sp = H5Screate(H5S_SCALAR), t = H5Tcopy(H5T_NATIVE_DOUBLE); break;
+  case 1:
+  case 2: sp = H5Screate(H5S_SCALAR), t = H5Tcopy(H5T_NATIVE_DOUBLE); break;
   case 3: sp = H5Screate(H5S_SCALAR), t = H5Tcopy(H5T_NATIVE_INT64); break;
   case 4: sp = H5Screate(H5S_SCALAR), t = H5Tcopy(H5T_NATIVE_INT8); break;
   case 5: sp = H5Screate_simple(1, &two, NULL), t = H5Tcopy(H5T_NATIVE_DOUBLE); break;
@@ -119,7 +122,9 @@ static void make_attr(fz_in *in, hid_t obj, const char *name) {
  * allocator (ASan's limit is 1 TiB; allocator_may_return_null=1) instead of being a
  * legitimately large allocation that libFuzzer's malloc or RSS limits would report. */
 #define FZ_HUGE ((uint64_t)1 << 41)
-static hsize_t huge_dim(fz_in *in) { return (hsize_t)(fz_u64(in) | FZ_HUGE); }
+static hsize_t huge_dim(fz_in *in) {
+  return (hsize_t)(fz_u64(in) | FZ_HUGE);
+}
 
 /* Creates <loc>/<name>: type, rank (0 = scalar, up to 9 where dpt takes 8), dims (the first is
  * n0 unless the input shifts it), layout (contiguous, chunked, compact) and contents. A
@@ -127,16 +132,17 @@ static hsize_t huge_dim(fz_in *in) { return (hsize_t)(fz_u64(in) | FZ_HUGE); }
  * unwritten chunks); `huge` forces that (the split's N is huge). Returns the open dataset, or
  * H5I_INVALID_HID when HDF5 refused the layout. */
 static hid_t make_dataset(fz_in *in, hid_t loc, const char *name, hsize_t n0, int y, int huge) {
-  static const int x_types[] = {T_U8, T_U8, T_F32, T_F32, T_F64, T_I8, T_U16, T_STR, T_ENUM,
-                                T_ARRAY};
-  static const int y_types[] = {T_U8, T_I64, T_I32, T_F32, T_F32, T_I8, T_U64, T_U16, T_F64,
-                                T_STR, T_ENUM};
+  static const int x_types[] = {T_U8, T_U8,  T_F32, T_F32,  T_F64,
+                                T_I8, T_U16, T_STR, T_ENUM, T_ARRAY};
+  static const int y_types[] = {T_U8,  T_I64, T_I32, T_F32, T_F32, T_I8,
+                                T_U64, T_U16, T_F64, T_STR, T_ENUM};
   int tk = y ? y_types[fz_range(in, 0, sizeof y_types / sizeof *y_types - 1)]
              : x_types[fz_range(in, 0, sizeof x_types / sizeof *x_types - 1)];
   unsigned shape = fz_u8(in);
-  int rank = y ? (shape & 3) == 3 ? (int)(shape >> 2) % 4 : 1 + (shape & 1)
-               : (shape & 7) < 5 ? 1 + (int)(shape & 3) : (int)(shape >> 3) % 10;
-  int layout = huge ? 2 : (int)fz_range(in, 0, 3); /* 0, 1 contiguous; 2 chunked; 3 compact */
+  int rank = y                 ? (shape & 3) == 3 ? (int)(shape >> 2) % 4 : 1 + (shape & 1)
+                             : (shape & 7) < 5 ? 1 + (int)(shape & 3)
+                               : (int)(shape >> 3) % 10;
+  int layout = huge ? 2 : (int)fz_range(in, 0, 3);      /* 0, 1 contiguous; 2 chunked; 3 compact */
   if (layout == 2 && fz_range(in, 0, 7) == 0) huge = 1; /* huge trailing dims too */
   hsize_t dims[10], chunk[10];
   for (int i = 0; i < rank; i++) {
@@ -195,9 +201,10 @@ static void make_split(fz_in *in, hid_t file, const char *split) {
   if (g < 0) return;
   int64_t nk = fz_range(in, 0, 15); /* N: small, up to 4096, or huge (1 in 16) */
   int huge = nk == 0;
-  hsize_t n = huge ? huge_dim(in) : nk < 4 ? (hsize_t)fz_range(in, 0, 4096)
-                                           : (hsize_t)fz_range(in, 0, 24);
-  if (kind != 2) { /* kind 2: no x */
+  hsize_t n = huge     ? huge_dim(in)
+              : nk < 4 ? (hsize_t)fz_range(in, 0, 4096)
+                       : (hsize_t)fz_range(in, 0, 24);
+  if (kind != 2) {   /* kind 2: no x */
     if (kind == 3) { /* x is a group */
       hid_t sub = H5Gcreate2(g, "x", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
       if (sub >= 0) H5Gclose(sub);
@@ -267,8 +274,8 @@ static void read_both(dpt_dataset *a, dpt_dataset *b, int s, const dpt_split_inf
     if (rc[k] && !err[k][0]) fail("read failed without a message", "", "");
   }
   if (rc[0] != rc[1]) fail("uncached and cached reads disagree on success", err[0], err[1]);
-  if (!rc[0] && (memcmp(x[0], x[1], nx * sizeof(float)) ||
-                 memcmp(lab[0], lab[1], sizeof lab[0]) || memcmp(y[0], y[1], ny * sizeof(float))))
+  if (!rc[0] && (memcmp(x[0], x[1], nx * sizeof(float)) || memcmp(lab[0], lab[1], sizeof lab[0]) ||
+                 memcmp(y[0], y[1], ny * sizeof(float))))
     fail("uncached and cached reads return different samples", "", "");
   for (int k = 0; k < 2; k++) free(x[k]), free(y[k]);
 }

@@ -23,11 +23,11 @@
  * report as an out-of-memory crash. 64 MiB is above Fashion-MNIST's 47 MB training images. */
 #define FZ_MAX_PAYLOAD ((uint64_t)64 << 20)
 
-static const uint8_t k_train_x[] = {0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 2,
-                                    0, 64, 128, 255, 1, 2, 3, 4, 200, 100, 50, 0};
+static const uint8_t k_train_x[] = {0, 0, 8, 3,  0,   0,   0, 3, 0, 0, 0,   2,   0,  0,
+                                    0, 2, 0, 64, 128, 255, 1, 2, 3, 4, 200, 100, 50, 0};
 static const uint8_t k_train_y[] = {0, 0, 8, 1, 0, 0, 0, 3, 0, 1, 2};
-static const uint8_t k_test_x[] = {0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 2,
-                                   9, 8, 7, 6, 255, 255, 0, 0};
+static const uint8_t k_test_x[] = {0, 0, 8, 3, 0, 0, 0, 2, 0,   0,   0, 2,
+                                   0, 0, 0, 2, 9, 8, 7, 6, 255, 255, 0, 0};
 static const uint8_t k_test_y[] = {0, 0, 8, 1, 0, 0, 0, 2, 1, 0};
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
@@ -73,8 +73,8 @@ static void check_output(const char *out, int with_test) {
   }
   for (int s = 0; s < 1 + with_test; s++) {
     dpt_split_info in;
-    if (dpt_io_dataset_info(ds, (dpt_split)s, &in) || !in.y_labels || !in.x_u8 ||
-        in.x_rank != 3 || in.label_max >= in.num_classes) {
+    if (dpt_io_dataset_info(ds, (dpt_split)s, &in) || !in.y_labels || !in.x_u8 || in.x_rank != 3 ||
+        in.label_max >= in.num_classes) {
       fprintf(stderr, "fuzz_idx: imported split %d has an unexpected layout\n", s);
       abort();
     }

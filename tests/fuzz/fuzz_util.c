@@ -44,7 +44,9 @@ double fz_double(fz_in *in) {
   return d;
 }
 
-int fz_bool(fz_in *in) { return fz_u8(in) & 1; }
+int fz_bool(fz_in *in) {
+  return fz_u8(in) & 1;
+}
 
 const uint8_t *fz_bytes(fz_in *in, size_t max, size_t *len) {
   size_t want = (size_t)fz_range(in, 0, 65535);
@@ -67,7 +69,9 @@ static int remove_one(const char *path, const struct stat *st, int flag, struct 
   return 0;
 }
 
-static void remove_dir(void) { nftw(g_dir, remove_one, 16, FTW_DEPTH | FTW_PHYS); }
+static void remove_dir(void) {
+  nftw(g_dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 const char *fz_path(char *buf, const char *name) {
   if (!g_dir[0]) {

@@ -33,7 +33,7 @@ typedef struct {
   int yrank;
   hsize_t ydims[2];
   const void *y;
-  int64_t num_classes; /* > 0: root attribute */
+  int64_t num_classes;  /* > 0: root attribute */
   double scale, offset; /* written when scale != 0 */
 } fixture;
 
@@ -63,8 +63,7 @@ static void write_fixture(const char *path, const fixture *f) {
   assert_true(file >= 0);
   hid_t g = H5Gcreate2(file, "train", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   assert_true(g >= 0);
-  if (f->xname)
-    write_array(g, f->xname, f->xtype, f->xrank, f->xdims, f->x, f->scale, f->offset);
+  if (f->xname) write_array(g, f->xname, f->xtype, f->xrank, f->xdims, f->x, f->scale, f->offset);
   write_array(g, "y", f->ytype, f->yrank, f->ydims, f->y, 0, 0);
   if (f->num_classes > 0) {
     hid_t s = H5Screate(H5S_SCALAR);
@@ -82,8 +81,8 @@ static const int32_t k_y6[6] = {0, 1, 2, 0, 1, 2};
 
 /* A valid float32 [6, 2] fixture with int32 labels 0..2; callers tweak it. */
 static fixture base_fixture(void) {
-  fixture f = {"x", H5T_NATIVE_FLOAT, 2, {6, 2, 0}, k_xf, H5T_NATIVE_INT32, 1, {6, 0},
-               k_y6, 0, 0, 0};
+  fixture f = {"x", H5T_NATIVE_FLOAT, 2,    {6, 2, 0}, k_xf, H5T_NATIVE_INT32,
+               1,   {6, 0},           k_y6, 0,         0,    0};
   return f;
 }
 
@@ -116,9 +115,8 @@ static void read_both(const char *path, dpt_split split, const int64_t *idx, siz
     assert_int_equal(dpt_io_dataset_cached(ds, split), m);
     x[m] = malloc(count * (size_t)features * sizeof(float));
     lab[m] = malloc(count * sizeof(int32_t));
-    assert_int_equal(dpt_io_dataset_read(ds, split, idx, count, x[m], lab[m], NULL, err,
-                                         sizeof err),
-                     DPT_OK);
+    assert_int_equal(
+        dpt_io_dataset_read(ds, split, idx, count, x[m], lab[m], NULL, err, sizeof err), DPT_OK);
     dpt_io_dataset_close(ds);
   }
   assert_memory_equal(x[0], x[1], count * (size_t)features * sizeof(float));
@@ -182,9 +180,8 @@ static void test_synth_is_deterministic(void **state) {
     assert_int_equal(dpt_io_dataset_open(k ? p2 : p1, 1 << 20, &ds, err, sizeof err), 0);
     dpt_split_info in;
     assert_int_equal(dpt_io_dataset_info(ds, DPT_SPLIT_TEST, &in), DPT_ENOENT);
-    assert_int_equal(dpt_io_dataset_read(ds, DPT_SPLIT_TRAIN, idx, 20, x[k], y[k], NULL, err,
-                                         sizeof err),
-                     0);
+    assert_int_equal(
+        dpt_io_dataset_read(ds, DPT_SPLIT_TRAIN, idx, 20, x[k], y[k], NULL, err, sizeof err), 0);
     dpt_io_dataset_close(ds);
   }
   assert_memory_equal(x[0], x[1], sizeof x[0]);
@@ -200,8 +197,8 @@ static void test_uint8_scale_offset(void **state) {
   uint8_t xu[24];
   for (int i = 0; i < 24; i++) xu[i] = (uint8_t)(i * 10);
   int16_t y[4] = {3, 0, 2, 1};
-  fixture f = {"x", H5T_NATIVE_UINT8, 3, {4, 2, 3}, xu, H5T_NATIVE_INT16, 1, {4, 0}, y, 0,
-               0.1, -0.5};
+  fixture f = {"x", H5T_NATIVE_UINT8, 3, {4, 2, 3}, xu,  H5T_NATIVE_INT16,
+               1,   {4, 0},           y, 0,         0.1, -0.5};
   write_fixture(path, &f);
   int64_t idx[5] = {3, 1, 1, 0, 2};
   for (int m = 0; m < 2; m++) {
@@ -218,9 +215,8 @@ static void test_uint8_scale_offset(void **state) {
     assert_int_equal(in.label_max, 3);
     float x[30];
     int32_t lab[5];
-    assert_int_equal(dpt_io_dataset_read(ds, DPT_SPLIT_TRAIN, idx, 5, x, lab, NULL, err,
-                                         sizeof err),
-                     0);
+    assert_int_equal(
+        dpt_io_dataset_read(ds, DPT_SPLIT_TRAIN, idx, 5, x, lab, NULL, err, sizeof err), 0);
     for (int i = 0; i < 5; i++) {
       assert_int_equal(lab[i], y[idx[i]]);
       for (int j = 0; j < 6; j++) {
@@ -244,9 +240,8 @@ static void expect_reads(const char *path, size_t cache, int cached, const int64
   int32_t *lab = malloc(count * sizeof *lab);
   assert_non_null(x);
   assert_non_null(lab);
-  assert_int_equal(dpt_io_dataset_read(ds, DPT_SPLIT_TRAIN, idx, count, x, lab, NULL, err,
-                                       sizeof err),
-                   DPT_OK);
+  assert_int_equal(
+      dpt_io_dataset_read(ds, DPT_SPLIT_TRAIN, idx, count, x, lab, NULL, err, sizeof err), DPT_OK);
   for (size_t i = 0; i < count; i++)
     for (size_t j = 0; j < features; j++)
       if (memcmp(&x[i * features + j], &want[(size_t)idx[i] * features + j], sizeof *x))
@@ -283,8 +278,8 @@ static void test_uint8_cache_holds_stored_bytes(void **state) {
     want[i] = (float)(xu[i] * scale + offset);
   }
   for (int i = 0; i < N; i++) y[i] = i % 10;
-  fixture f = {"x", H5T_NATIVE_UINT8, 2, {N, F, 0}, xu, H5T_NATIVE_INT32, 1, {N, 0}, y, 0,
-               scale, offset};
+  fixture f = {"x", H5T_NATIVE_UINT8, 2, {N, F, 0}, xu,    H5T_NATIVE_INT32,
+               1,   {N, 0},           y, 0,         scale, offset};
   write_fixture(path, &f);
   int64_t idx[COUNT];
   make_indices(idx, COUNT, N, 5);
@@ -309,8 +304,7 @@ static void test_float32_cache_equals_formula(void **state) {
   float xf[N * F], want[N * F];
   int32_t y[N];
   uint64_t seed = 3;
-  for (int i = 0; i < N * F; i++)
-    xf[i] = ((float)lcg(&seed) / 2147483648.0f - 0.5f) * 1000.0f;
+  for (int i = 0; i < N * F; i++) xf[i] = ((float)lcg(&seed) / 2147483648.0f - 0.5f) * 1000.0f;
   xf[0] = -0.0f;
   xf[1] = 1e-40f; /* subnormal */
   for (int i = 0; i < N; i++) y[i] = i % 3;
@@ -320,8 +314,8 @@ static void test_float32_cache_equals_formula(void **state) {
   const double so[2][2] = {{0.1, -3.25}, {1.0, 0.0}};
   for (int k = 0; k < 2; k++) {
     for (int i = 0; i < N * F; i++) want[i] = (float)(xf[i] * so[k][0] + so[k][1]);
-    fixture f = {"x", H5T_NATIVE_FLOAT, 2, {N, F, 0}, xf, H5T_NATIVE_INT32, 1, {N, 0}, y, 0,
-                 so[k][0], so[k][1]};
+    fixture f = {"x", H5T_NATIVE_FLOAT, 2, {N, F, 0}, xf,       H5T_NATIVE_INT32,
+                 1,   {N, 0},           y, 0,         so[k][0], so[k][1]};
     write_fixture(path, &f);
     expect_reads(path, (size_t)N * F * sizeof(float), 1, idx, COUNT, F, want);
     expect_reads(path, (size_t)N * F * sizeof(float) - 1, 0, idx, COUNT, F, want);
@@ -351,8 +345,7 @@ static void test_float_targets(void **state) {
     assert_int_equal(in.num_classes, 0);
     int64_t idx[3] = {5, 0, 2};
     float x[6], y[9];
-    assert_int_equal(dpt_io_dataset_read(ds, DPT_SPLIT_TRAIN, idx, 3, x, NULL, y, err,
-                                         sizeof err),
+    assert_int_equal(dpt_io_dataset_read(ds, DPT_SPLIT_TRAIN, idx, 3, x, NULL, y, err, sizeof err),
                      0);
     for (int i = 0; i < 3; i++) {
       assert_true(x[i * 2] == k_xf[idx[i] * 2] && x[i * 2 + 1] == k_xf[idx[i] * 2 + 1]);
@@ -412,8 +405,7 @@ static void test_x_int16(void **state) {
   f.xtype = H5T_NATIVE_INT16;
   f.x = x;
   write_fixture(path, &f);
-  expect_open_error(path, DPT_EINVAL, "/train/x has type int16 (expected uint8 or float32)",
-                    path);
+  expect_open_error(path, DPT_EINVAL, "/train/x has type int16 (expected uint8 or float32)", path);
 }
 
 /* HDF5 accepts dims whose product wraps around 2^64 when the chunks are never written: such a
@@ -483,17 +475,16 @@ static void test_index_out_of_range(void **state) {
     float x[6];
     int32_t lab[3];
     err[0] = '\0';
-    assert_int_equal(dpt_io_dataset_read(ds, DPT_SPLIT_TRAIN, idx, 3, x, lab, NULL, err,
-                                         sizeof err),
-                     DPT_EINVAL);
+    assert_int_equal(
+        dpt_io_dataset_read(ds, DPT_SPLIT_TRAIN, idx, 3, x, lab, NULL, err, sizeof err),
+        DPT_EINVAL);
     assert_non_null(strstr(err, "index 6"));
     assert_non_null(strstr(err, "out of range"));
     idx[1] = -1;
-    assert_int_equal(dpt_io_dataset_read(ds, DPT_SPLIT_TRAIN, idx, 3, x, lab, NULL, err,
-                                         sizeof err),
-                     DPT_EINVAL);
-    assert_int_equal(dpt_io_dataset_read(ds, DPT_SPLIT_TEST, idx, 1, x, lab, NULL, err,
-                                         sizeof err),
+    assert_int_equal(
+        dpt_io_dataset_read(ds, DPT_SPLIT_TRAIN, idx, 3, x, lab, NULL, err, sizeof err),
+        DPT_EINVAL);
+    assert_int_equal(dpt_io_dataset_read(ds, DPT_SPLIT_TEST, idx, 1, x, lab, NULL, err, sizeof err),
                      DPT_ENOENT);
     dpt_io_dataset_close(ds);
   }

@@ -89,8 +89,7 @@ static void read_train(const char *path, float *x, int32_t *lab) {
   assert_int_equal(dpt_io_dataset_open(path, 0, &ds, err, sizeof err), DPT_OK);
   int64_t idx[N];
   for (int i = 0; i < N; i++) idx[i] = i;
-  assert_int_equal(dpt_io_dataset_read(ds, DPT_SPLIT_TRAIN, idx, N, x, lab, NULL, err,
-                                       sizeof err),
+  assert_int_equal(dpt_io_dataset_read(ds, DPT_SPLIT_TRAIN, idx, N, x, lab, NULL, err, sizeof err),
                    DPT_OK);
   dpt_io_dataset_close(ds);
 }

@@ -15,9 +15,9 @@
 
 static char err[DPT_ERR_LEN];
 
-#define assert_contains(hay, needle)                                                         \
-  do {                                                                                       \
-    if (!strstr((hay), (needle))) fail_msg("'%s' does not mention '%s'", (hay), (needle)); \
+#define assert_contains(hay, needle)                                                               \
+  do {                                                                                             \
+    if (!strstr((hay), (needle))) fail_msg("'%s' does not mention '%s'", (hay), (needle));         \
   } while (0)
 
 static dpt_sched_params params(const char *name) {
@@ -57,16 +57,15 @@ static void test_out_of_range_rejected_by_name(void **state) {
   (void)state;
   for (size_t i = 0; i < sizeof bad_ranges / sizeof bad_ranges[0]; i++) {
     dpt_sched_params p = params(bad_ranges[i].kind);
-    assert_int_equal(dpt_optim_sched_set(&p, bad_ranges[i].key, bad_ranges[i].value, err,
-                                         sizeof err), 0);
+    assert_int_equal(
+        dpt_optim_sched_set(&p, bad_ranges[i].key, bad_ranges[i].value, err, sizeof err), 0);
     assert_int_equal(dpt_optim_sched_validate(&p, err, sizeof err), DPT_EINVAL);
     assert_contains(err, bad_ranges[i].kind);
     assert_contains(err, bad_ranges[i].want1);
     assert_contains(err, bad_ranges[i].want2);
     if (strchr(bad_ranges[i].value, ',') == NULL) assert_contains(err, bad_ranges[i].value);
     dpt_sched *s = NULL;
-    assert_int_equal(dpt_sched_create(&p, 0.1, 1, 0.9, 100, &s, err, sizeof err),
-                     DPT_EINVAL);
+    assert_int_equal(dpt_sched_create(&p, 0.1, 1, 0.9, 100, &s, err, sizeof err), DPT_EINVAL);
     assert_null(s);
   }
 }
@@ -80,38 +79,32 @@ static void test_bad_keys_and_values(void **state) {
   assert_contains(err, "step_size"); /* lists what it takes */
   assert_int_equal(dpt_optim_sched_set(&p, "gamma", "half", err, sizeof err), DPT_EINVAL);
   assert_contains(err, "half");
-  assert_int_equal(dpt_optim_sched_set(&p, "step_size", "2.5", err, sizeof err),
-                   DPT_EINVAL);
+  assert_int_equal(dpt_optim_sched_set(&p, "step_size", "2.5", err, sizeof err), DPT_EINVAL);
   assert_contains(err, "whole number");
   p = params("cyclic");
-  assert_int_equal(dpt_optim_sched_set(&p, "mode", "triangle", err, sizeof err),
-                   DPT_EINVAL);
+  assert_int_equal(dpt_optim_sched_set(&p, "mode", "triangle", err, sizeof err), DPT_EINVAL);
   assert_contains(err, "triangular|triangular2|exp_range");
   assert_int_equal(dpt_optim_sched_set(&p, "mode", "exp_range", err, sizeof err), 0);
   assert_int_equal(p.cyclic_mode, 2);
   p = params("multistep");
-  assert_int_equal(dpt_optim_sched_set(&p, "milestones", "5,x", err, sizeof err),
-                   DPT_EINVAL);
+  assert_int_equal(dpt_optim_sched_set(&p, "milestones", "5,x", err, sizeof err), DPT_EINVAL);
   assert_int_equal(dpt_optim_sched_set(&p, "milestones", "5, 9,12", err, sizeof err), 0);
   assert_int_equal(p.n_milestones, 3);
   assert_int_equal(p.milestones[2], 12);
   p = params("none");
-  assert_int_equal(dpt_optim_sched_set(&p, "warmup", "linear", err, sizeof err),
-                   DPT_EINVAL);
+  assert_int_equal(dpt_optim_sched_set(&p, "warmup", "linear", err, sizeof err), DPT_EINVAL);
 }
 
 static void test_momentum_cycling_needs_momentum(void **state) {
   (void)state;
   dpt_sched_params p = params("cyclic");
   dpt_sched *s = NULL;
-  assert_int_equal(dpt_sched_create(&p, 0.01, 0, 0, 100, &s, err, sizeof err),
-                   DPT_EINVAL);
+  assert_int_equal(dpt_sched_create(&p, 0.01, 0, 0, 100, &s, err, sizeof err), DPT_EINVAL);
   assert_contains(err, "cyclic");
   assert_contains(err, "cycle_momentum 0");
   assert_contains(err, "momentum or beta1");
   p = params("onecycle");
-  assert_int_equal(dpt_sched_create(&p, 0.01, 0, 0, 100, &s, err, sizeof err),
-                   DPT_EINVAL);
+  assert_int_equal(dpt_sched_create(&p, 0.01, 0, 0, 100, &s, err, sizeof err), DPT_EINVAL);
   assert_null(s);
   assert_contains(err, "onecycle");
   assert_contains(err, "cycle_momentum 0");
@@ -218,8 +211,8 @@ static void test_describe_lists_each_kinds_keys(void **state) {
         listing m = {0};
         dpt_optim_sched_describe(&q, collect, &m);
         if (strcmp(value_of(&m, ws[j]), value_of(&l, ws[j])))
-          fail_msg("%s: setting %s to its described value '%s' describes it as '%s'", kname,
-                   ws[j], value_of(&l, ws[j]), value_of(&m, ws[j]));
+          fail_msg("%s: setting %s to its described value '%s' describes it as '%s'", kname, ws[j],
+                   value_of(&l, ws[j]), value_of(&m, ws[j]));
       }
     }
     if (l.n != n_want) fail_msg("%s describes %d keys, expected %d", kname, l.n, n_want);
@@ -257,8 +250,7 @@ static void test_interval_and_warmup_keys_everywhere(void **state) {
     assert_int_equal(p.interval, DPT_SCHED_EVERY_STEP);
     assert_int_equal(dpt_optim_sched_set(&p, "interval", "epoch", err, sizeof err), 0);
     assert_int_equal(p.interval, DPT_SCHED_EVERY_EPOCH);
-    assert_int_equal(dpt_optim_sched_set(&p, "interval", "sometimes", err, sizeof err),
-                     DPT_EINVAL);
+    assert_int_equal(dpt_optim_sched_set(&p, "interval", "sometimes", err, sizeof err), DPT_EINVAL);
     assert_contains(err, "interval");
     int rc = dpt_optim_sched_set(&p, "warmup", "constant", err, sizeof err);
     if (k == DPT_SCHED_NONE) {
@@ -272,8 +264,7 @@ static void test_interval_and_warmup_keys_everywhere(void **state) {
     assert_int_equal(dpt_optim_sched_set(&p, "warmup_iters", "5", err, sizeof err), 0);
     assert_int_equal(dpt_optim_sched_set(&p, "warmup_factor", "0.5", err, sizeof err), 0);
     assert_int_equal(dpt_optim_sched_validate(&p, err, sizeof err), 0);
-    assert_int_equal(dpt_optim_sched_set(&p, "warmup", "cosine", err, sizeof err),
-                     DPT_EINVAL);
+    assert_int_equal(dpt_optim_sched_set(&p, "warmup", "cosine", err, sizeof err), DPT_EINVAL);
     assert_contains(err, "warmup");
   }
   /* booleans and enums */
@@ -287,16 +278,14 @@ static void test_interval_and_warmup_keys_everywhere(void **state) {
   assert_int_equal(p.three_phase, 1);
   assert_int_equal(dpt_optim_sched_set(&p, "three_phase", "Off", err, sizeof err), 0);
   assert_int_equal(p.three_phase, 0);
-  assert_int_equal(dpt_optim_sched_set(&p, "three_phase", "maybe", err, sizeof err),
-                   DPT_EINVAL);
+  assert_int_equal(dpt_optim_sched_set(&p, "three_phase", "maybe", err, sizeof err), DPT_EINVAL);
   assert_contains(err, "three_phase");
   assert_int_equal(dpt_optim_sched_set(&p, "anneal_strategy", "linear", err, sizeof err), 0);
   assert_int_equal(p.anneal_cos, 0);
   p = params("plateau");
   assert_int_equal(dpt_optim_sched_set(&p, "mode", "max", err, sizeof err), 0);
   assert_int_equal(p.plateau_max, 1);
-  assert_int_equal(dpt_optim_sched_set(&p, "mode", "triangular", err, sizeof err),
-                   DPT_EINVAL);
+  assert_int_equal(dpt_optim_sched_set(&p, "mode", "triangular", err, sizeof err), DPT_EINVAL);
   assert_contains(err, "plateau");
   assert_contains(err, "mode");
   assert_int_equal(dpt_optim_sched_set(&p, "threshold_mode", "abs", err, sizeof err), 0);
@@ -314,8 +303,7 @@ static void test_cyclic_max_lr_above_base(void **state) {
   assert_int_equal(dpt_optim_sched_set(&p, "base_lr", "0.5", err, sizeof err), 0);
   assert_int_equal(dpt_optim_sched_set(&p, "max_lr", "0.1", err, sizeof err), 0);
   dpt_sched *s = NULL;
-  assert_int_equal(dpt_sched_create(&p, 0.01, 0, 0, 100, &s, err, sizeof err),
-                   DPT_EINVAL);
+  assert_int_equal(dpt_sched_create(&p, 0.01, 0, 0, 100, &s, err, sizeof err), DPT_EINVAL);
   assert_null(s);
   assert_contains(err, "max_lr");
   assert_contains(err, "base_lr");

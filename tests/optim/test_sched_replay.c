@@ -19,8 +19,8 @@
 #include "optim.h"
 
 #define REF_DIR "ref/sched"
-#define REL_TOL 1e-9   /* the tolerance for learning rates */
-#define ABS_TOL 1e-15  /* where torch's value is 0 */
+#define REL_TOL 1e-9  /* the tolerance for learning rates */
+#define ABS_TOL 1e-15 /* where torch's value is 0 */
 #define MAX_STEPS 512
 
 typedef struct {
@@ -29,7 +29,7 @@ typedef struct {
   double base_lr, base_m;
   int has_m;
   long run_steps;
-  int n;                  /* recorded values: index 0 is after construction */
+  int n; /* recorded values: index 0 is after construction */
   double lr[MAX_STEPS + 1], mom[MAX_STEPS + 1], metric[MAX_STEPS + 1];
 } ref_case;
 
@@ -81,8 +81,7 @@ static int close_enough(double got, double want) {
 static dpt_sched *make(const ref_case *c) {
   dpt_sched *s;
   char err[DPT_ERR_LEN];
-  if (dpt_sched_create(&c->p, c->base_lr, c->has_m, c->base_m, c->run_steps, &s, err,
-                       sizeof err))
+  if (dpt_sched_create(&c->p, c->base_lr, c->has_m, c->base_m, c->run_steps, &s, err, sizeof err))
     fail_msg("%s: %s", c->name, err);
   return s;
 }
@@ -97,8 +96,8 @@ static int replay(const ref_case *c) {
       print_error("%s: step %d lr %.17g, torch %.17g\n", c->name, i, lr, c->lr[i]);
     if (dpt_sched_cycles_momentum(s) && !close_enough(dpt_sched_momentum(s), c->mom[i]) &&
         bad++ < 3)
-      print_error("%s: step %d momentum %.17g, torch %.17g\n", c->name, i,
-                  dpt_sched_momentum(s), c->mom[i]);
+      print_error("%s: step %d momentum %.17g, torch %.17g\n", c->name, i, dpt_sched_momentum(s),
+                  c->mom[i]);
     if (!dpt_sched_cycles_momentum(s) && c->mom[i] != c->mom[0] && bad++ < 3)
       print_error("%s: step %d torch cycled momentum to %.17g, dpt does not\n", c->name, i,
                   c->mom[i]);
@@ -127,8 +126,8 @@ static void resume_exact(const ref_case *c, int k) {
     double la = dpt_sched_lr(a), lb = dpt_sched_lr(b);
     double ma = dpt_sched_momentum(a), mb = dpt_sched_momentum(b);
     if (memcmp(&la, &lb, sizeof la))
-      fail_msg("%s: resumed after step %d, lr at step %d is %.17g, uninterrupted %.17g",
-               c->name, k, i, lb, la);
+      fail_msg("%s: resumed after step %d, lr at step %d is %.17g, uninterrupted %.17g", c->name, k,
+               i, lb, la);
     if (memcmp(&ma, &mb, sizeof ma))
       fail_msg("%s: resumed after step %d, momentum at step %d is %.17g, uninterrupted %.17g",
                c->name, k, i, mb, ma);

@@ -23,9 +23,9 @@ static dpt_solver_params params(const char *name) {
   return p;
 }
 
-#define assert_contains(hay, needle)                                                         \
-  do {                                                                                       \
-    if (!strstr((hay), (needle))) fail_msg("'%s' does not mention '%s'", (hay), (needle)); \
+#define assert_contains(hay, needle)                                                               \
+  do {                                                                                             \
+    if (!strstr((hay), (needle))) fail_msg("'%s' does not mention '%s'", (hay), (needle));         \
   } while (0)
 
 static void test_unknown_solver_lists_known_names(void **state) {
@@ -69,8 +69,8 @@ static void test_out_of_range_is_rejected_by_name(void **state) {
   (void)state;
   for (size_t i = 0; i < sizeof bad_ranges / sizeof bad_ranges[0]; i++) {
     dpt_solver_params p = params(bad_ranges[i].solver);
-    assert_int_equal(dpt_optim_solver_set(&p, bad_ranges[i].key, bad_ranges[i].value, err,
-                                          sizeof err), 0);
+    assert_int_equal(
+        dpt_optim_solver_set(&p, bad_ranges[i].key, bad_ranges[i].value, err, sizeof err), 0);
     assert_int_equal(dpt_optim_solver_validate(&p, err, sizeof err), DPT_EINVAL);
     assert_contains(err, bad_ranges[i].solver);
     assert_contains(err, bad_ranges[i].want1);
@@ -135,8 +135,7 @@ static void test_defaults_are_valid_and_follow_torch(void **state) {
 static void test_bad_keys_and_text_are_rejected(void **state) {
   (void)state;
   dpt_solver_params p = params("adam");
-  assert_int_equal(dpt_optim_solver_set(&p, "momentum", "0.9", err, sizeof err),
-                   DPT_EINVAL);
+  assert_int_equal(dpt_optim_solver_set(&p, "momentum", "0.9", err, sizeof err), DPT_EINVAL);
   assert_contains(err, "adam");
   assert_contains(err, "momentum");
   assert_contains(err, "betas"); /* lists what it takes */
@@ -147,8 +146,7 @@ static void test_bad_keys_and_text_are_rejected(void **state) {
   assert_int_equal(dpt_optim_solver_set(&p, "lr", "nan", err, sizeof err), DPT_EINVAL);
   assert_int_equal(dpt_optim_solver_set(&p, "betas", "0.9", err, sizeof err), DPT_EINVAL);
   assert_contains(err, "pair");
-  assert_int_equal(dpt_optim_solver_set(&p, "amsgrad", "maybe", err, sizeof err),
-                   DPT_EINVAL);
+  assert_int_equal(dpt_optim_solver_set(&p, "amsgrad", "maybe", err, sizeof err), DPT_EINVAL);
   assert_contains(err, "amsgrad");
   assert_int_equal(dpt_optim_solver_set(&p, "betas", "0.8, 0.99", err, sizeof err), 0);
   assert_true(p.beta1 == 0.8 && p.beta2 == 0.99);
@@ -167,10 +165,10 @@ static void test_describe_lists_every_hyperparameter(void **state) {
   (void)state;
   /* lr, weight_decay and maximize everywhere, plus each solver's own */
   static const int want[DPT_SOLVER_COUNT] = {
-      [DPT_SOLVER_GD] = 3,      [DPT_SOLVER_SGD] = 6,     [DPT_SOLVER_ADAGRAD] = 6,
-      [DPT_SOLVER_ADADELTA] = 5, [DPT_SOLVER_ASGD] = 6,   [DPT_SOLVER_RPROP] = 5,
-      [DPT_SOLVER_RMSPROP] = 7, [DPT_SOLVER_ADAM] = 6,    [DPT_SOLVER_ADAMAX] = 5,
-      [DPT_SOLVER_ADAMW] = 6,   [DPT_SOLVER_LION] = 4,
+      [DPT_SOLVER_GD] = 3,       [DPT_SOLVER_SGD] = 6,  [DPT_SOLVER_ADAGRAD] = 6,
+      [DPT_SOLVER_ADADELTA] = 5, [DPT_SOLVER_ASGD] = 6, [DPT_SOLVER_RPROP] = 5,
+      [DPT_SOLVER_RMSPROP] = 7,  [DPT_SOLVER_ADAM] = 6, [DPT_SOLVER_ADAMAX] = 5,
+      [DPT_SOLVER_ADAMW] = 6,    [DPT_SOLVER_LION] = 4,
   };
   for (int k = 0; k < DPT_SOLVER_COUNT; k++) {
     dpt_solver_params p;

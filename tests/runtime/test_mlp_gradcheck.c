@@ -25,8 +25,8 @@ typedef struct {
   int32_t labels[BATCH];
 } fixture;
 
-static void setup_fixture(fixture *f, const char *spec, const char *act, const char *loss,
-                          size_t n, uint64_t seed) {
+static void setup_fixture(fixture *f, const char *spec, const char *act, const char *loss, size_t n,
+                          uint64_t seed) {
   char err[DPT_ERR_LEN] = "";
   int rc = dpt_mlp_create(spec, act, loss, &f->m, err, sizeof err);
   if (rc) fail_msg("dpt_mlp_create(%s, %s, %s): %s", spec, act, loss, err);
@@ -42,8 +42,7 @@ static void setup_fixture(fixture *f, const char *spec, const char *act, const c
   dpt_rng r;
   dpt_rng_seed(&r, seed, 7);
   for (size_t i = 0; i < n * (size_t)f->m.in_features; i++) f->x[i] = (float)dpt_rng_normal(&r);
-  for (size_t i = 0; i < n * (size_t)f->m.out_features; i++)
-    f->y[i] = (float)dpt_rng_normal(&r);
+  for (size_t i = 0; i < n * (size_t)f->m.out_features; i++) f->y[i] = (float)dpt_rng_normal(&r);
   for (size_t i = 0; i < BATCH; i++)
     f->labels[i] = (int32_t)dpt_rng_below(&r, (uint64_t)f->m.out_features);
 }
@@ -56,8 +55,12 @@ static void teardown_fixture(fixture *f) {
   free(f->y);
 }
 
-static const int32_t *labels_of(fixture *f) { return f->m.wants_labels ? f->labels : NULL; }
-static const float *targets_of(fixture *f) { return f->m.wants_labels ? NULL : f->y; }
+static const int32_t *labels_of(fixture *f) {
+  return f->m.wants_labels ? f->labels : NULL;
+}
+static const float *targets_of(fixture *f) {
+  return f->m.wants_labels ? NULL : f->y;
+}
 
 static double eval_loss(fixture *f) {
   char err[DPT_ERR_LEN] = "";
@@ -114,8 +117,8 @@ static void gradcheck(const char *act, const char *loss) {
   /* relu's kinks can fall inside [p - eps, p + eps]; smooth activations allow none. */
   size_t allowed = strcmp(act, "relu") == 0 ? f.m.nparams / 100 + 1 : 0;
   if (sqrt(diff2) > 3e-3 * sqrt(ref2) + 1e-6 || outliers > allowed)
-    fail_msg("%s/%s: |g - num| = %g, |num| = %g, %zu of %zu elements off", act, loss,
-             sqrt(diff2), sqrt(ref2), outliers, f.m.nparams);
+    fail_msg("%s/%s: |g - num| = %g, |num| = %g, %zu of %zu elements off", act, loss, sqrt(diff2),
+             sqrt(ref2), outliers, f.m.nparams);
   free(num);
   teardown_fixture(&f);
 }
@@ -248,9 +251,8 @@ static void test_evaluate_chunks(void **state) {
   double l1 = 0.0, l2 = 0.0;
   int64_t c1 = 0, c2 = 0;
   assert_int_equal(m.evaluate(&m, p, x, lab, NULL, n, &l1, &c1, err, sizeof err), 0);
-  assert_int_equal(m.loss_grad(&m, p, g, 1.0f, x, lab, NULL, n, &l2, &c2, NULL, NULL, err,
-                               sizeof err),
-                   0);
+  assert_int_equal(
+      m.loss_grad(&m, p, g, 1.0f, x, lab, NULL, n, &l2, &c2, NULL, NULL, err, sizeof err), 0);
   assert_true(fabs(l1 - l2) <= 1e-5 * fabs(l2));
   assert_true(c1 >= 0 && c1 <= (int64_t)n);
   assert_true(llabs((long long)(c1 - c2)) <= 2);
@@ -298,8 +300,8 @@ static void test_layout(void **state) {
   assert_int_equal(m.out_features, 10);
   assert_int_equal(m.wants_labels, 0);
   assert_int_equal(m.nparams, 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10);
-  const char *names[] = {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight",
-                         "fc3.bias"};
+  const char *names[] = {"fc1.weight", "fc1.bias",   "fc2.weight",
+                         "fc2.bias",   "fc3.weight", "fc3.bias"};
   size_t off = 0;
   for (int t = 0; t < 6; t++) {
     const dpt_tensor *ts = dpt_model_tensor(&m, names[t]);
@@ -387,15 +389,15 @@ static void expect_rejected(const char *spec, const char *act, const char *loss,
   dpt_model m;
   int rc = dpt_mlp_create(spec, act, loss, &m, err, sizeof err);
   if (rc != DPT_EINVAL) fail_msg("(%s, %s, %s) gave %d, expected DPT_EINVAL", spec, act, loss, rc);
-  if (!strstr(err, needle)) fail_msg("(%s, %s, %s): '%s' does not name '%s'", spec, act, loss,
-                                     err, needle);
+  if (!strstr(err, needle))
+    fail_msg("(%s, %s, %s): '%s' does not name '%s'", spec, act, loss, err, needle);
   assert_non_null(strstr(err, "expected"));
 }
 
 static void test_bad_specs(void **state) {
   (void)state;
-  const char *specs[] = {"mlp:", "mlp:784", "mlp:784-0-10", "mlp:abc", "cnn:1-2",
-                         "mlp:784--10", "mlp:784-10-", "mlp:-5-3", "mlp:784-x-10", "mlp"};
+  const char *specs[] = {"mlp:",        "mlp:784",     "mlp:784-0-10", "mlp:abc",      "cnn:1-2",
+                         "mlp:784--10", "mlp:784-10-", "mlp:-5-3",     "mlp:784-x-10", "mlp"};
   for (size_t i = 0; i < sizeof specs / sizeof *specs; i++)
     expect_rejected(specs[i], "relu", "ce", specs[i]);
   expect_rejected("mlp:784-x-10", "relu", "ce", "'x'");
@@ -422,15 +424,14 @@ static void test_bad_labels(void **state) {
     char err[DPT_ERR_LEN] = "";
     double loss = 0.0;
     int64_t correct = 0;
-    int rc = f.m.loss_grad(&f.m, f.params, f.grad, 1.0f, f.x, bad[k], NULL, BATCH, &loss,
-                           &correct, NULL, NULL, err, sizeof err);
+    int rc = f.m.loss_grad(&f.m, f.params, f.grad, 1.0f, f.x, bad[k], NULL, BATCH, &loss, &correct,
+                           NULL, NULL, err, sizeof err);
     assert_int_equal(rc, DPT_EINVAL);
     assert_non_null(strstr(err, needle[k][0]));
     assert_non_null(strstr(err, needle[k][1]));
     for (size_t i = 0; i < f.m.nparams; i++) assert_true(f.grad[i] == 0.0f);
     err[0] = '\0';
-    rc = f.m.evaluate(&f.m, f.params, f.x, bad[k], NULL, BATCH, &loss, &correct, err,
-                      sizeof err);
+    rc = f.m.evaluate(&f.m, f.params, f.x, bad[k], NULL, BATCH, &loss, &correct, err, sizeof err);
     assert_int_equal(rc, DPT_EINVAL);
     assert_non_null(strstr(err, needle[k][1]));
   }
@@ -439,12 +440,18 @@ static void test_bad_labels(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_gradcheck_ce),      cmocka_unit_test(test_gradcheck_mse),
-      cmocka_unit_test(test_gradcheck_single_layer), cmocka_unit_test(test_ready_coverage),
-      cmocka_unit_test(test_accumulation),      cmocka_unit_test(test_evaluate_chunks),
-      cmocka_unit_test(test_init_deterministic), cmocka_unit_test(test_layout),
-      cmocka_unit_test(test_bad_specs),         cmocka_unit_test(test_bad_labels),
-      cmocka_unit_test(test_many_tensors),      cmocka_unit_test(test_model_check),
+      cmocka_unit_test(test_gradcheck_ce),
+      cmocka_unit_test(test_gradcheck_mse),
+      cmocka_unit_test(test_gradcheck_single_layer),
+      cmocka_unit_test(test_ready_coverage),
+      cmocka_unit_test(test_accumulation),
+      cmocka_unit_test(test_evaluate_chunks),
+      cmocka_unit_test(test_init_deterministic),
+      cmocka_unit_test(test_layout),
+      cmocka_unit_test(test_bad_specs),
+      cmocka_unit_test(test_bad_labels),
+      cmocka_unit_test(test_many_tensors),
+      cmocka_unit_test(test_model_check),
       cmocka_unit_test(test_registry),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -62,8 +62,10 @@ static int run(int w, const opts *extra, float **params, size_t *n, char *err) {
     rc = dpt_train_run_model(&o, &m, sub, &res, p, err, DPT_ERR_LEN);
     m.destroy(&m);
     MPI_Comm_free(&sub);
-    if (world_rank == 0) *params = p;
-    else free(p);
+    if (world_rank == 0)
+      *params = p;
+    else
+      free(p);
   }
   MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
   MPI_Bcast(err, DPT_ERR_LEN, MPI_CHAR, 0, MPI_COMM_WORLD);
@@ -105,10 +107,12 @@ static void resume_case(const char *zero_save, int w_save, const char *zero_load
   if (rc) fail_msg("resume: %s", err);
   if (world_rank == 0) {
     double rel = dpt_test_rel_l2(got, ref, n);
-    print_message("save W=%d zero=%s, resume W=%d zero=%s: relative L2 %.3g\n", w_save,
-                  zero_save, w_load, zero_load, rel);
-    if (bitwise) assert_memory_equal(got, ref, n * sizeof(float));
-    else assert_true(rel <= REL_TOL);
+    print_message("save W=%d zero=%s, resume W=%d zero=%s: relative L2 %.3g\n", w_save, zero_save,
+                  w_load, zero_load, rel);
+    if (bitwise)
+      assert_memory_equal(got, ref, n * sizeof(float));
+    else
+      assert_true(rel <= REL_TOL);
   }
   free(ref);
   free(got);
@@ -183,9 +187,13 @@ static void put_attr(hid_t f, const char *name, const double *v, hsize_t n) {
   H5Sclose(sp);
 }
 
-static void huge_step(hid_t f) { put_attr(f, "train.step", (double[]){1e300}, 0); }
+static void huge_step(hid_t f) {
+  put_attr(f, "train.step", (double[]){1e300}, 0);
+}
 
-static void array_version(hid_t f) { put_attr(f, "format_version", (double[]){2, 2, 2, 2}, 4); }
+static void array_version(hid_t f) {
+  put_attr(f, "format_version", (double[]){2, 2, 2, 2}, 4);
+}
 
 static void rank3_weight(hid_t f) {
   hsize_t dims[3] = {3, 4, 1};
@@ -267,11 +275,11 @@ static void test_bad_checkpoints_are_rejected(void **state) {
   static const struct {
     const char *file, *what, *want;
     void (*edit)(hid_t f);
-  } kinds[] = {{"step.h5", "train.step = 1e300", "'train.step' is 1e+300", huge_step},
-               {"version.h5", "format_version = [2, 2, 2, 2]", "'format_version' is not one number",
-                array_version},
-               {"rank3.h5", "/model/fc1.weight of shape [3, 4, 1]", "is 3-D [3, 4, 1]",
-                rank3_weight}};
+  } kinds[] = {
+      {"step.h5", "train.step = 1e300", "'train.step' is 1e+300", huge_step},
+      {"version.h5", "format_version = [2, 2, 2, 2]", "'format_version' is not one number",
+       array_version},
+      {"rank3.h5", "/model/fc1.weight of shape [3, 4, 1]", "is 3-D [3, 4, 1]", rank3_weight}};
   for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
     snprintf(bad, sizeof bad, "%s/%s", dir, kinds[k].file);
     if (world_rank == 0) {
@@ -393,9 +401,7 @@ static void test_second_run_keeps_the_first(void **state) {
   put(&b, "fresh", "1");
   assert_int_equal(run(world_size, &b, &p, &n, err), 0);
   free(p);
-  static const struct {
-    int step, present;
-  } want[] = {{10, 0}, {20, 1}, {30, 1}, {80, 1}, {90, 1}};
+  static const struct { int step, present; } want[] = {{10, 0}, {20, 1}, {30, 1}, {80, 1}, {90, 1}};
   for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
     snprintf(path, sizeof path, "%s/ckpt/ckpt-%010d.h5", dir, want[k].step);
     if ((access(path, R_OK) == 0) != want[k].present)

@@ -58,8 +58,8 @@ static void shard_grad(float *g, int k, int s, float factor) {
 
 /* one pass of step s over micro-shards [k0, k1) with reducer d over buf; the sum into out;
  * returns the redo count */
-static int pass(dpt_reducer *d, const float *buf, int k0, int k1, int s, float factor,
-                float *out, double *sumsq) {
+static int pass(dpt_reducer *d, const float *buf, int k0, int k1, int s, float factor, float *out,
+                double *sumsq) {
   char err[256];
   float g[N];
   int redos = 0, redo, nonfinite;

@@ -82,8 +82,8 @@ static void compare_rank_counts(const char *solver, const char *zero, const char
       for (size_t i = 0; i < n; i++)
         if (fabs((double)p[i] - ref[i]) > worst) worst = fabs((double)p[i] - ref[i]);
       double rel = dpt_test_rel_l2(p, ref, n);
-      print_message("%s zero=%s accum=%s: W=%d vs W=1: relative L2 %.3g, max abs %.3g\n",
-                    solver, zero, accum, w, rel, worst);
+      print_message("%s zero=%s accum=%s: W=%d vs W=1: relative L2 %.3g, max abs %.3g\n", solver,
+                    zero, accum, w, rel, worst);
       assert_true(rel <= REL_TOL);
     }
     free(p);

@@ -16,8 +16,8 @@
 #include "mpi_test.h"
 #include "runtime.h"
 
-#define REL_TOL 1e-5      /* W = 1, 2, 4 agreement (the issues' bar) */
-#define STATE_RATIO 0.26  /* state per rank at W = 4 relative to stage 0 */
+#define REL_TOL 1e-5     /* W = 1, 2, 4 agreement (the issues' bar) */
+#define STATE_RATIO 0.26 /* state per rank at W = 4 relative to stage 0 */
 
 static int world_rank, world_size;
 static char data_path[1024];
@@ -96,8 +96,7 @@ static void test_stages_bitwise_identical_for_every_solver(void **state) {
   for (size_t s = 0; s < NSOLVERS; s++) {
     for (int c = 0; c < 2; c++) {
       const char *clip = c ? "0.05" : "0"; /* 0.05 clips: the global norm matters */
-      outcome z0 = train(w, s, "0", clip), z1 = train(w, s, "1", clip),
-              z2 = train(w, s, "2", clip);
+      outcome z0 = train(w, s, "0", clip), z1 = train(w, s, "1", clip), z2 = train(w, s, "2", clip);
       if (world_rank == 0) {
         if (memcmp(z0.params, z1.params, z0.n * sizeof(float)) ||
             memcmp(z0.params, z2.params, z0.n * sizeof(float)))

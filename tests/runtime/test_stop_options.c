@@ -14,10 +14,22 @@
 
 static void test_durations(void **state) {
   (void)state;
-  static const struct { const char *text; double secs; } ok[] = {
-      {"", 0},          {"UNLIMITED", 0},     {"90", 90},          {"1.5", 1.5},
-      {"0:02", 2},      {"59:30", 3570},      {"45", 45},          {"1:00:00", 3600},
-      {"12:34:56", 45296}, {"2-00:00:00", 172800}, {"1-12", 129600}, {"1-02:03", 93780},
+  static const struct {
+    const char *text;
+    double secs;
+  } ok[] = {
+      {"", 0},
+      {"UNLIMITED", 0},
+      {"90", 90},
+      {"1.5", 1.5},
+      {"0:02", 2},
+      {"59:30", 3570},
+      {"45", 45},
+      {"1:00:00", 3600},
+      {"12:34:56", 45296},
+      {"2-00:00:00", 172800},
+      {"1-12", 129600},
+      {"1-02:03", 93780},
       {"3-04:05:06", 273906},
   };
   for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
@@ -25,8 +37,8 @@ static void test_durations(void **state) {
     assert_int_equal(dpt_parse_duration(ok[i].text, &s), 0);
     assert_true(s == ok[i].secs);
   }
-  static const char *const bad[] = {"abc", "-5", "0", "1:2:3:4", "1-", "-1:00", "1:xx",
-                                    "1:00:", ":30", "nan", "inf", "0:00"};
+  static const char *const bad[] = {"abc",  "-5",    "0",   "1:2:3:4", "1-",  "-1:00",
+                                    "1:xx", "1:00:", ":30", "nan",     "inf", "0:00"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     double s;
     assert_int_equal(dpt_parse_duration(bad[i], &s), -1);

@@ -78,8 +78,8 @@ static void destroy(dpt_model *m) {
 
 /* The model's tensor table: any number of tensors, names of any length, owned by the model. */
 static const dpt_tensor k_tensors[2] = {
-    {"linear.weight", 2, {CLASSES, FEATURES}, 0, CLASSES * FEATURES},
-    {"linear.bias", 1, {CLASSES}, CLASSES * FEATURES, CLASSES},
+    {"linear.weight", 2, {CLASSES, FEATURES}, 0, CLASSES *FEATURES},
+    {"linear.bias", 1, {CLASSES}, CLASSES *FEATURES, CLASSES},
 };
 
 static void softmax_regression(dpt_model *m) {
