@@ -26,7 +26,8 @@ else
 fi
 ranks=${DPT_RANKS:-2}
 # The embedded default: Adam (lr 1e-3), cosine annealing over the run, global batch 64,
-# 10 epochs. Later flags override these.
+# 10 epochs, a checkpoint at the end (runs/demo/ckpt/); run again, it starts over (--fresh).
+# Later flags override these.
 exec mpirun --oversubscribe -n "$ranks" ./build/dpt train --data "$data" \
   --model mlp:784-256-128-10 --solver adam --sched cosine --epochs 10 --batch 64 \
-  --run-dir runs/demo "$@"
+  --run-dir runs/demo --ckpt 1 --fresh "$@"

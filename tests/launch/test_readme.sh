@@ -44,6 +44,7 @@ skip_reason() {
     "bash tests/run.sh"*) echo "the test command itself";;
     sbatch*|*" sbatch "*) echo "needs a SLURM cluster (tests/launch/slurm/test_slurm.sh runs both batch scripts)";;
     *tests/bench/*.sh*|*build/tests/bench/bench_*) echo "a benchmark (minutes; run by hand)";;
+    *tests/fuzz/run.sh*) echo "fuzzing (the test command replays the corpora)";;
     *) return 1;;
   esac
 }
