@@ -361,6 +361,16 @@ static hid_t make_group(hid_t parent, const char *name, int *rc) {
   return g;
 }
 
+/* An MPI result as a dpt error: DPT_EMPI with MPI's message, naming what and the file; 0 when
+ * the call succeeded. After a failed collective the peers cannot be trusted. */
+static int mpi_failed(int mrc, const char *what, const char *path, char *err, size_t errlen) {
+  if (mrc == MPI_SUCCESS) return 0;
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(mrc, msg, &len);
+  return dpt_io__errf(err, errlen, DPT_EMPI, "checkpoint '%s': %s failed: %s", path, what, msg);
+}
+
 /* Three phases, so that ranks never wait for each other while the data goes out: every rank
  * creates every dataset (collective metadata), writes its own ranges (independent I/O, the
  * bulk of the time), then one allreduce completes all block checksums and rank 0 writes them.
@@ -375,8 +385,9 @@ static int write_all(hid_t f, MPI_Comm comm, const dpt_ckpt_view *v) {
   ckpt_item *items = calloc(nitems, sizeof *items);
   uint64_t *sums = calloc(nsums * (size_t)(1 + v->nvec) + 1, sizeof *sums);
   hid_t *groups = calloc(2 + 2 * (size_t)v->nvec, sizeof *groups);
-  int ok = items && sums && groups, all;
-  MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm); /* before any collective HDF5 call */
+  int ok = items && sums && groups, all = 0;
+  /* before any collective HDF5 call; an MPI failure counts as a failed write */
+  if (MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS) all = 0;
   if (!all) {
     free(items), free(sums), free(groups);
     return -1;
@@ -410,7 +421,9 @@ static int write_all(hid_t f, MPI_Comm comm, const dpt_ckpt_view *v) {
   if (v->written) v->written(v->written_ctx);
   for (size_t i = 0; i < nitems; i++)
     if (items[i].d >= 0) H5Dclose(items[i].d);
-  MPI_Allreduce(MPI_IN_PLACE, sums, (int)(next - sums), MPI_UINT64_T, MPI_SUM, comm);
+  if (MPI_Allreduce(MPI_IN_PLACE, sums, (int)(next - sums), MPI_UINT64_T, MPI_SUM, comm) !=
+      MPI_SUCCESS)
+    rc = -1; /* the sums are not known: the file fails (its checksums would be wrong) */
   for (size_t i = 0; i < nitems; i++) rc |= write_sums(&items[i], rank, dxpl);
   H5Pclose(dxpl);
   for (int k = 2 + 2 * v->nvec - 1; k >= 0; k--)
@@ -545,7 +558,8 @@ int dpt_ckpt_write(const char *path, MPI_Comm comm, const dpt_ckpt_view *v, char
   uint64_t room_bytes = meta_bytes(v);
   int status =
       rank == 0 ? claim_space(tmp, room, estimate_bytes(v), room_bytes, err, errlen) : DPT_OK;
-  MPI_Bcast(&status, 1, MPI_INT, 0, comm);
+  int mrc = MPI_Bcast(&status, 1, MPI_INT, 0, comm);
+  if (mpi_failed(mrc, "MPI_Bcast", path, err, errlen)) return DPT_EMPI;
   if (status) {
     if (rank != 0)
       dpt_io__errf(err, errlen, status, "cannot write checkpoint '%s' (see rank 0)", path);
@@ -563,7 +577,7 @@ int dpt_ckpt_write(const char *path, MPI_Comm comm, const dpt_ckpt_view *v, char
     ok = write_all(f, comm, v) == 0;
     /* every writer syncs its data (MPI_File_sync), which a parallel file system needs */
     if (ok && H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) ok = 0;
-    MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm);
+    if (MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS) all = ok = 0;
     /* a failed write: free the partial file's space so that the close can write its metadata
      * (the close must succeed: see above) */
     if (!all && rank == 0) {
@@ -574,7 +588,11 @@ int dpt_ckpt_write(const char *path, MPI_Comm comm, const dpt_ckpt_view *v, char
     if (H5Fclose(f) < 0) ok = 0; /* collective; f is not used again, whatever it returned */
   }
   dpt_io__quiet_end(&q);
-  MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm);
+  mrc = MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm);
+  if (mpi_failed(mrc, "MPI_Allreduce", path, err, errlen)) {
+    if (rank == 0) unlink(room), unlink(tmp);
+    return DPT_EMPI;
+  }
   if (rank == 0) unlink(room);
   if (rank == 0) { /* rank 0 makes it durable and visible */
     if (!all) {
@@ -594,7 +612,8 @@ int dpt_ckpt_write(const char *path, MPI_Comm comm, const dpt_ckpt_view *v, char
       fsync_path(slash ? dir : ".");
     }
   }
-  MPI_Bcast(&status, 1, MPI_INT, 0, comm);
+  mrc = MPI_Bcast(&status, 1, MPI_INT, 0, comm);
+  if (mpi_failed(mrc, "MPI_Bcast", path, err, errlen)) return DPT_EMPI;
   if (status && rank != 0)
     dpt_io__errf(err, errlen, status, "cannot write checkpoint '%s' (see rank 0)", path);
   return status;

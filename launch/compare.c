@@ -226,7 +226,10 @@ int dpt_launch_compare(int argc, char **argv, int rank, MPI_Comm comm) {
     rc = EXIT_USAGE;
   if (!rc && c.problem[0]) { /* no MPI needed: rank 0 does it all */
     if (rank == 0) rc = run_problem(&c, &l, solvers, nsolvers, scheds, nscheds, err, sizeof err);
-    MPI_Bcast(&rc, 1, MPI_INT, 0, comm);
+    if (MPI_Bcast(&rc, 1, MPI_INT, 0, comm) != MPI_SUCCESS) {
+      snprintf(err, sizeof err, "MPI_Bcast of the outcome failed");
+      rc = EXIT_RUN;
+    }
     dpt_launch_kv_free(&l);
     if (rc && rank == 0) fprintf(stderr, "dpt compare: %s\n", err);
     return rc;

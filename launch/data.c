@@ -141,7 +141,10 @@ int dpt_launch_data(int argc, char **argv, int rank) {
     status = DPT_EXIT_USAGE;
   }
   /* rank 0 did the work; everyone exits with its status */
-  MPI_Bcast(&status, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  if (MPI_Bcast(&status, 1, MPI_INT, 0, MPI_COMM_WORLD) != MPI_SUCCESS && !status) {
+    snprintf(err, sizeof err, "MPI_Bcast of the outcome failed");
+    status = DPT_EXIT_RUN;
+  }
   if (status && rank == 0) {
     fprintf(stderr, "dpt data: %s\n", err);
     if (status == DPT_EXIT_USAGE && !strstr(err, "exists")) data_usage(stderr);

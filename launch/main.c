@@ -300,6 +300,8 @@ int main(int argc, char **argv) {
   if (help && !strcmp(cmd, "data")) return dpt_launch_data(argc, argv, 0);
   int provided;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+  /* MPI failures come back as codes (every call here and below checks them), not an abort */
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   int rank;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   g_wd.rank = rank;

@@ -200,7 +200,11 @@ int dpt_compare_run(const dpt_train_opts *runs, int nruns, int group_ranks, doub
     }
   }
   MPI_Comm_free(&group);
-  MPI_Barrier(comm);
+  if (MPI_Barrier(comm) != MPI_SUCCESS) { /* every run ended; the summary waits for all */
+    free(dirs);
+    snprintf(err, errlen, "MPI_Barrier after the runs failed");
+    return DPT_EMPI;
+  }
   if (rank == 0) rc = summarize(runs, dirs, nruns, target_loss, outdir, out, err, errlen);
   rc = dpt_comm_agree(comm, rc);
   if (rc) dpt_comm_share_error(comm, rc, err, errlen);
