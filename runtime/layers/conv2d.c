@@ -26,7 +26,7 @@ typedef struct {
   int cout, oh, ow;   /* output [cout, oh, ow] */
   int kh, kw, sh, sw; /* kernel and stride */
   int ph, pw, groups; /* zero padding on each side, groups */
-  int kg;             /* columns rows per group: cin/groups*kh*kw */
+  int kg;             /* column rows per group: cin/groups*kh*kw */
   float *col;         /* [cin*kh*kw, oh*ow] */
   double *bacc;       /* [cout] bias-gradient sums */
 } conv_state;
@@ -63,32 +63,52 @@ static int conv_setup(dpt_layer *l, const char *opts, char *err, size_t errlen) 
              l->name, g, (long long)c, out);
     return DPT_EINVAL;
   }
+  if (h + 2 * pad > INT_MAX / 2 || w + 2 * pad > INT_MAX / 2) {
+    snprintf(err, errlen, "%s: padding=%ld is too large", l->name, pad);
+    return DPT_EINVAL;
+  }
   if (h + 2 * pad < kh || w + 2 * pad < kw) {
     char got[96];
     snprintf(err, errlen, "%s: kernel %ldx%ld is larger than the input %s padded by %ld", l->name,
              kh, kw, dpt_layer_shape_str(&l->in, got, sizeof got), pad);
     return DPT_EINVAL;
   }
-  int64_t oh = (h + 2 * pad - kh) / s + 1, ow = (w + 2 * pad - kw) / s + 1;
-  int64_t kg = c / g * kh * kw, rows = c * kh * kw, ncol = oh * ow;
-  if (rows > INT_MAX / 8 || ncol > INT_MAX / 8 || h * w > INT_MAX || rows * ncol > INT_MAX) {
-    snprintf(err, errlen, "%s: convolution too large (%lld column rows of %lld)", l->name,
-             (long long)rows, (long long)ncol);
+  /* the sides are below 2^30 now, so oh*ow and the index arithmetic in int cannot overflow */
+  int64_t oh = (h + 2 * pad - kh) / s + 1, ow = (w + 2 * pad - kw) / s + 1, ncol = oh * ow;
+  int64_t kg = c / g * kh * kw, rows, cells;
+  if (__builtin_mul_overflow(c, kh * kw, &rows) || __builtin_mul_overflow(rows, ncol, &cells) ||
+      cells > INT_MAX) {
+    snprintf(err, errlen, "%s: convolution too large for its column buffer (%lld x %lld x %lld)",
+             l->name, (long long)c, (long long)(kh * kw), (long long)ncol);
     return DPT_EINVAL;
   }
   int64_t wdims[4] = {out, c / g, kh, kw}, bdims[1] = {out};
   if ((rc = dpt_layer_param(l, "weight", 4, wdims, err, errlen)) < 0) return rc;
   if ((rc = dpt_layer_param(l, "bias", 1, bdims, err, errlen)) < 0) return rc;
   conv_state *st = calloc(1, sizeof *st);
-  float *col = malloc((size_t)(rows * ncol) * sizeof *col);
+  float *col = malloc((size_t)cells * sizeof *col);
   double *bacc = malloc((size_t)out * sizeof *bacc);
   if (!st || !col || !bacc) {
     free(st), free(col), free(bacc);
     snprintf(err, errlen, "%s: out of memory", l->name);
     return DPT_ENOMEM;
   }
-  *st = (conv_state){(int)c, (int)h, (int)w,   (int)out, (int)oh, (int)ow, (int)kh, (int)kw,
-                     (int)s, (int)s, (int)pad, (int)pad, (int)g,  (int)kg, col,     bacc};
+  *st = (conv_state){.cin = (int)c,
+                     .h = (int)h,
+                     .w = (int)w,
+                     .cout = (int)out,
+                     .oh = (int)oh,
+                     .ow = (int)ow,
+                     .kh = (int)kh,
+                     .kw = (int)kw,
+                     .sh = (int)s,
+                     .sw = (int)s,
+                     .ph = (int)pad,
+                     .pw = (int)pad,
+                     .groups = (int)g,
+                     .kg = (int)kg,
+                     .col = col,
+                     .bacc = bacc};
   l->state = st;
   l->out.rank = 3;
   l->out.dims[0] = out, l->out.dims[1] = oh, l->out.dims[2] = ow;
@@ -227,7 +247,7 @@ static void conv_backward(dpt_layer *l, const float *params, const float *x, con
 const dpt_layer_ops dpt_layer_conv2d = {
     .kind = "conv2d",
     .help = "out=N, kernel=K (or kh=,kw=), stride=1, padding=0, groups=1 (in/groups channels per "
-            "filter; groups=in is depthwise), in=C (optional check); input [C, H, W]",
+            "filter; groups=in is depthwise), in=C (optional check); with bias; input [C, H, W]",
     .setup = conv_setup,
     .init = conv_init,
     .forward = conv_forward,

@@ -20,6 +20,9 @@
 
 #include "layers.h"
 
+/* Largest plane or kernel side: a window's size (kh*kw) and every index stay within int. */
+#define POOL_MAX_SIDE (1 << 15)
+
 typedef struct {
   int c, h, w, oh, ow;
   int kh, kw, sh, sw, ph, pw;
@@ -62,23 +65,28 @@ static int pool_setup(dpt_layer *l, const char *opts, char *err, size_t errlen) 
     return DPT_EINVAL;
   }
   int64_t h = l->in.dims[1], w = l->in.dims[2];
-  if (h + 2 * pad < kh || w + 2 * pad < kw || h > 1 << 30 || w > 1 << 30) {
+  if (h > POOL_MAX_SIDE || w > POOL_MAX_SIDE || kh > POOL_MAX_SIDE || kw > POOL_MAX_SIDE) {
+    snprintf(err, errlen, "%s: a plane or kernel side above %d is not supported", l->name,
+             POOL_MAX_SIDE);
+    return DPT_EINVAL;
+  }
+  if (h + 2 * pad < kh || w + 2 * pad < kw) {
     char got[96];
     snprintf(err, errlen, "%s: kernel %ldx%ld does not fit the input %s padded by %ld", l->name, kh,
              kw, dpt_layer_shape_str(&l->in, got, sizeof got), pad);
     return DPT_EINVAL;
   }
-  pool_state st = {(int)l->in.dims[0],
-                   (int)h,
-                   (int)w,
-                   (int)((h + 2 * pad - kh) / sh + 1),
-                   (int)((w + 2 * pad - kw) / sw + 1),
-                   (int)kh,
-                   (int)kw,
-                   (int)sh,
-                   (int)sw,
-                   (int)pad,
-                   (int)pad};
+  pool_state st = {.c = (int)l->in.dims[0],
+                   .h = (int)h,
+                   .w = (int)w,
+                   .oh = (int)((h + 2 * pad - kh) / sh + 1),
+                   .ow = (int)((w + 2 * pad - kw) / sw + 1),
+                   .kh = (int)kh,
+                   .kw = (int)kw,
+                   .sh = (int)sh,
+                   .sw = (int)sw,
+                   .ph = (int)pad,
+                   .pw = (int)pad};
   return pool_finish(l, &st, err, errlen);
 }
 
@@ -89,13 +97,21 @@ static int gap_setup(dpt_layer *l, const char *opts, char *err, size_t errlen) {
   }
   int rc = dpt_layer_chw(l, err, errlen);
   if (rc) return rc;
-  if (l->in.dims[1] > 1 << 15 || l->in.dims[2] > 1 << 15) {
-    snprintf(err, errlen, "%s: a plane of %lldx%lld is too large", l->name,
-             (long long)l->in.dims[1], (long long)l->in.dims[2]);
+  if (l->in.dims[1] > POOL_MAX_SIDE || l->in.dims[2] > POOL_MAX_SIDE) {
+    snprintf(err, errlen, "%s: a plane of %lldx%lld is too large (sides up to %d)", l->name,
+             (long long)l->in.dims[1], (long long)l->in.dims[2], POOL_MAX_SIDE);
     return DPT_EINVAL;
   }
   int h = (int)l->in.dims[1], w = (int)l->in.dims[2];
-  pool_state st = {(int)l->in.dims[0], h, w, 1, 1, h, w, h, w, 0, 0};
+  pool_state st = {.c = (int)l->in.dims[0],
+                   .h = h,
+                   .w = w,
+                   .oh = 1,
+                   .ow = 1,
+                   .kh = h,
+                   .kw = w,
+                   .sh = h,
+                   .sw = w};
   return pool_finish(l, &st, err, errlen);
 }
 
