@@ -8,7 +8,8 @@
  *   uniform in +-gain*sqrt(3/fan_in) with gain = sqrt(2/(1+a^2)), then bias uniform in
  *   +-1/sqrt(fan_in), fan_in = in/groups*kh*kw. Both bounds are 1/sqrt(fan_in).
  * - The column buffer [in*kh*kw, oh*ow] (one sample, all groups; a group's rows contiguous) and
- *   the bias sums are allocated in setup: forward and backward allocate nothing.
+ *   the bias sums are allocated in setup: forward and backward allocate nothing. A 1x1
+ *   convolution with stride 1 and no padding skips im2col (the sample is its column matrix).
  * - Samples are processed one after another and parameter gradients accumulate in sample
  *   order, so results are deterministic; the bias gradient is summed in double.
  */
@@ -27,6 +28,7 @@ typedef struct {
   int kh, kw, sh, sw; /* kernel and stride */
   int ph, pw, groups; /* zero padding on each side, groups */
   int kg;             /* column rows per group: cin/groups*kh*kw */
+  int direct;         /* 1x1, stride 1, no padding: the input is its own column matrix */
   float *col;         /* [cin*kh*kw, oh*ow] */
   double *bacc;       /* [cout] bias-gradient sums */
 } conv_state;
@@ -108,7 +110,8 @@ static int conv_setup(dpt_layer *l, const char *opts, char *err, size_t errlen) 
                      .groups = (int)g,
                      .kg = (int)kg,
                      .col = col,
-                     .bacc = bacc};
+                     .bacc = bacc,
+                     .direct = kh == 1 && kw == 1 && s == 1 && pad == 0};
   l->state = st;
   l->out.rank = 3;
   l->out.dims[0] = out, l->out.dims[1] = oh, l->out.dims[2] = ow;
@@ -194,11 +197,12 @@ static void conv_forward(dpt_layer *l, const float *params, const float *x, floa
     float *yi = y + i * l->out_numel;
     for (int o = 0; o < s->cout; o++)
       for (int k = 0; k < ncol; k++) yi[(size_t)o * (size_t)ncol + (size_t)k] = b[o];
-    im2col(s, xi, s->col);
+    const float *col = s->direct ? xi : s->col;
+    if (!s->direct) im2col(s, xi, s->col);
     for (int g = 0; g < s->groups; g++)
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, og, ncol, s->kg, 1.0f,
                   w + (size_t)g * (size_t)og * (size_t)s->kg, s->kg,
-                  s->col + (size_t)g * (size_t)s->kg * (size_t)ncol, ncol, 1.0f,
+                  col + (size_t)g * (size_t)s->kg * (size_t)ncol, ncol, 1.0f,
                   yi + (size_t)g * (size_t)og * (size_t)ncol, ncol);
   }
 }
@@ -213,11 +217,12 @@ static void conv_param_grad(dpt_layer *l, const float *params, const float *x, c
   for (int o = 0; o < s->cout; o++) acc[o] = 0.0;
   for (size_t i = 0; i < n; i++) {
     const float *dyi = dy + i * l->out_numel;
-    im2col(s, x + i * l->in_numel, s->col);
+    const float *xi = x + i * l->in_numel, *col = s->direct ? xi : s->col;
+    if (!s->direct) im2col(s, xi, s->col);
     for (int g = 0; g < s->groups; g++) /* gw_g[og, kg] += dy_g[og, ncol] col_g[kg, ncol]^T */
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, og, s->kg, ncol, 1.0f,
                   dyi + (size_t)g * (size_t)og * (size_t)ncol, ncol,
-                  s->col + (size_t)g * (size_t)s->kg * (size_t)ncol, ncol, 1.0f,
+                  col + (size_t)g * (size_t)s->kg * (size_t)ncol, ncol, 1.0f,
                   gw + (size_t)g * (size_t)og * (size_t)s->kg, s->kg);
     for (int o = 0; o < s->cout; o++)
       for (int k = 0; k < ncol; k++) acc[o] += dyi[(size_t)o * (size_t)ncol + (size_t)k];
@@ -233,12 +238,13 @@ static void conv_backward(dpt_layer *l, const float *params, const float *x, con
   int ncol = s->oh * s->ow, og = s->cout / s->groups;
   for (size_t i = 0; i < n; i++) {
     const float *dyi = dy + i * l->out_numel;
-    float *dxi = dx + i * l->in_numel;
+    float *dxi = dx + i * l->in_numel, *col = s->direct ? dxi : s->col;
     for (int g = 0; g < s->groups; g++) /* col_g[kg, ncol] = w_g[og, kg]^T dy_g[og, ncol] */
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s->kg, ncol, og, 1.0f,
                   w + (size_t)g * (size_t)og * (size_t)s->kg, s->kg,
                   dyi + (size_t)g * (size_t)og * (size_t)ncol, ncol, 0.0f,
-                  s->col + (size_t)g * (size_t)s->kg * (size_t)ncol, ncol);
+                  col + (size_t)g * (size_t)s->kg * (size_t)ncol, ncol);
+    if (s->direct) continue;
     memset(dxi, 0, l->in_numel * sizeof *dxi);
     col2im(s, s->col, dxi);
   }
