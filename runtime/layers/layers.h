@@ -123,8 +123,9 @@ int dpt_layer_opt_long(const dpt_layer *l, const char *opts, const char *key, lo
 /* As dpt_layer_opt_long, for a count that may be 0 (padding=0): an integer in [0, INT_MAX]. */
 int dpt_layer_opt_count(const dpt_layer *l, const char *opts, const char *key, long def, long *out,
                         char *err, size_t errlen);
-/* Checks that every key of opts is one of keys (NULL-terminated): a misspelt option is an error
- * naming the layer, the option and the layer's help, not a silently used default. */
+/* Checks that every item of opts is key=value with a key of keys (NULL-terminated), each given
+ * once: a misspelt or repeated option is an error naming the layer, the option and the layer's
+ * help, not a silently used default. */
 int dpt_layer_opt_known(const dpt_layer *l, const char *opts, const char *const *keys, char *err,
                         size_t errlen);
 /* Shape s as "[16, 28, 28]" into buf[len] (truncated to fit); returns buf. */

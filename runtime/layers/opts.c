@@ -55,19 +55,30 @@ int dpt_layer_opt_count(const dpt_layer *l, const char *opts, const char *key, l
 
 int dpt_layer_opt_known(const dpt_layer *l, const char *opts, const char *const *keys, char *err,
                         size_t errlen) {
+  const char *help = l->ops->help ? l->ops->help : "its options";
   for (const char *p = opts ? opts : ""; *p;) {
     const char *end = strchr(p, ',');
     size_t len = end ? (size_t)(end - p) : strlen(p);
     const char *eq = memchr(p, '=', len);
-    size_t klen = eq ? (size_t)(eq - p) : len;
+    if (!eq) {
+      snprintf(err, errlen, "%s: option '%.*s' is not key=value (expected %s)", l->name, (int)len,
+               p, help);
+      return DPT_EINVAL;
+    }
+    size_t klen = (size_t)(eq - p);
     int known = 0;
-    for (int i = 0; eq && keys[i] && !known; i++)
+    for (int i = 0; keys[i] && !known; i++)
       known = strlen(keys[i]) == klen && !strncmp(keys[i], p, klen);
     if (!known) {
       snprintf(err, errlen, "%s: option '%.*s' is not one of %s's (expected %s)", l->name, (int)len,
-               p, l->ops->kind, l->ops->help ? l->ops->help : "its options");
+               p, l->ops->kind, help);
       return DPT_EINVAL;
     }
+    for (const char *q = end; q; q = strchr(q + 1, ',')) /* a later "key=" repeats it */
+      if (!strncmp(q + 1, p, klen + 1)) {
+        snprintf(err, errlen, "%s: option '%.*s' is given twice", l->name, (int)klen, p);
+        return DPT_EINVAL;
+      }
     p = end ? end + 1 : p + len;
   }
   return DPT_OK;

@@ -239,6 +239,8 @@ static void test_bad_shapes_and_options_are_named(void **state) {
   refused(img, "maxpool2d", "m", "kernel=3,padding=2", "m: padding=2 is more than half");
   refused(small, "avgpool2d", "a", "kernel=4", "a: kernel 4x4 does not fit the input [1, 3, 3]");
   refused(img, "avgpool2d", "a", "size=2", "a: option 'size=2' is not one of avgpool2d's");
+  refused(img, "conv2d", "c", "out=8,kernel=3,kernel=5", "c: option 'kernel' is given twice");
+  refused(img, "conv2d", "c", "out=8,kernel", "c: option 'kernel' is not key=value");
   refused(img, "flatten", "f", "start_dim=1", "f: flatten takes no options");
   refused(img, "globalavgpool2d", "g", "kernel=2", "g: globalavgpool2d takes no options");
   /* what is accepted: padding=0, stride defaulting to the kernel, flatten of any shape */
