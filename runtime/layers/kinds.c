@@ -5,10 +5,16 @@
 
 extern const dpt_layer_ops dpt_layer_linear; /* linear.c */
 extern const dpt_layer_ops dpt_layer_relu, dpt_layer_tanh, dpt_layer_gelu,
-    dpt_layer_sigmoid; /* act.c */
+    dpt_layer_sigmoid;                       /* act.c */
+extern const dpt_layer_ops dpt_layer_conv2d; /* conv2d.c */
+extern const dpt_layer_ops dpt_layer_maxpool2d, dpt_layer_avgpool2d,
+    dpt_layer_globalavgpool2d;                /* pool.c */
+extern const dpt_layer_ops dpt_layer_flatten; /* flatten.c */
 
 static const dpt_layer_ops *const kinds[] = {
-    &dpt_layer_linear, &dpt_layer_relu, &dpt_layer_tanh, &dpt_layer_gelu, &dpt_layer_sigmoid,
+    &dpt_layer_linear,          &dpt_layer_relu,    &dpt_layer_tanh,      &dpt_layer_gelu,
+    &dpt_layer_sigmoid,         &dpt_layer_conv2d,  &dpt_layer_maxpool2d, &dpt_layer_avgpool2d,
+    &dpt_layer_globalavgpool2d, &dpt_layer_flatten,
 };
 
 const dpt_layer_ops *dpt_layer_find(const char *kind) {

@@ -120,6 +120,20 @@ static inline size_t dpt_layer_at(const dpt_layer *l, int i) {
 int dpt_layer_opt_long(const dpt_layer *l, const char *opts, const char *key, long def, long *out,
                        char *err, size_t errlen);
 
+/* As dpt_layer_opt_long, for a count that may be 0 (padding=0): an integer in [0, INT_MAX]. */
+int dpt_layer_opt_count(const dpt_layer *l, const char *opts, const char *key, long def, long *out,
+                        char *err, size_t errlen);
+/* Checks that every item of opts is key=value with a key of keys (NULL-terminated), each given
+ * once: a misspelt or repeated option is an error naming the layer, the option and the layer's
+ * help, not a silently used default. */
+int dpt_layer_opt_known(const dpt_layer *l, const char *opts, const char *const *keys, char *err,
+                        size_t errlen);
+/* Shape s as "[16, 28, 28]" into buf[len] (truncated to fit); returns buf. */
+const char *dpt_layer_shape_str(const dpt_shape *s, char *buf, size_t len);
+/* Checks that l->in is a per-sample [C, H, W] (the spatial layers' input); else an error naming
+ * the layer and both shapes. */
+int dpt_layer_chw(const dpt_layer *l, char *err, size_t errlen);
+
 /* The layer kinds of kinds.c by name; NULL if unknown. dpt_layer_kinds lists them for help. */
 const dpt_layer_ops *dpt_layer_find(const char *kind);
 void dpt_layer_kinds(void (*fn)(void *ctx, const dpt_layer_ops *ops), void *ctx);

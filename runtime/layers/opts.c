@@ -1,0 +1,106 @@
+/* opts.c — helpers the spatial layers share: options that may be 0 (padding=0), rejecting
+ * option keys a layer does not know (a typo like "strde=2" is an error, not a default), and
+ * shapes in error messages ("[16, 28, 28]").
+ *
+ * Invariants:
+ * - Options are "key=value,key=value"; the first occurrence of a key wins, as in
+ *   dpt_layer_opt_long (net.c).
+ * - Errors name the layer, the option and what was expected.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "layers.h"
+
+/* The value of `key` in opts: its start and length, or NULL when absent. */
+static const char *find_value(const char *opts, const char *key, size_t *vlen) {
+  size_t klen = strlen(key);
+  for (const char *p = opts ? opts : ""; *p;) {
+    const char *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    if (len > klen && !strncmp(p, key, klen) && p[klen] == '=') {
+      *vlen = len - klen - 1;
+      return p + klen + 1;
+    }
+    p = end ? end + 1 : p + len;
+  }
+  return NULL;
+}
+
+int dpt_layer_opt_count(const dpt_layer *l, const char *opts, const char *key, long def, long *out,
+                        char *err, size_t errlen) {
+  size_t vlen = 0;
+  const char *v = find_value(opts, key, &vlen);
+  if (!v) {
+    *out = def;
+    return DPT_OK;
+  }
+  long n = 0;
+  int good = vlen > 0;
+  for (size_t i = 0; good && i < vlen; i++) {
+    if (v[i] < '0' || v[i] > '9')
+      good = 0;
+    else if (n <= INT_MAX)
+      n = n * 10 + (v[i] - '0');
+  }
+  if (!good || n > INT_MAX) {
+    snprintf(err, errlen, "%s: option %s='%.*s' (expected an integer in [0, %d])", l->name, key,
+             (int)vlen, v, INT_MAX);
+    return DPT_EINVAL;
+  }
+  *out = n;
+  return DPT_OK;
+}
+
+int dpt_layer_opt_known(const dpt_layer *l, const char *opts, const char *const *keys, char *err,
+                        size_t errlen) {
+  const char *help = l->ops->help ? l->ops->help : "its options";
+  for (const char *p = opts ? opts : ""; *p;) {
+    const char *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    const char *eq = memchr(p, '=', len);
+    if (!eq) {
+      snprintf(err, errlen, "%s: option '%.*s' is not key=value (expected %s)", l->name, (int)len,
+               p, help);
+      return DPT_EINVAL;
+    }
+    size_t klen = (size_t)(eq - p);
+    int known = 0;
+    for (int i = 0; keys[i] && !known; i++)
+      known = strlen(keys[i]) == klen && !strncmp(keys[i], p, klen);
+    if (!known) {
+      snprintf(err, errlen, "%s: option '%.*s' is not one of %s's (expected %s)", l->name, (int)len,
+               p, l->ops->kind, help);
+      return DPT_EINVAL;
+    }
+    for (const char *q = end; q; q = strchr(q + 1, ',')) /* a later "key=" repeats it */
+      if (!strncmp(q + 1, p, klen + 1)) {
+        snprintf(err, errlen, "%s: option '%.*s' is given twice", l->name, (int)klen, p);
+        return DPT_EINVAL;
+      }
+    p = end ? end + 1 : p + len;
+  }
+  return DPT_OK;
+}
+
+const char *dpt_layer_shape_str(const dpt_shape *s, char *buf, size_t len) {
+  size_t at = 0;
+  int w = snprintf(buf, len, "[");
+  for (int i = 0; w >= 0 && i < s->rank; i++) {
+    at += (size_t)w;
+    w = snprintf(buf + (at < len ? at : len), at < len ? len - at : 0, "%s%lld", i ? ", " : "",
+                 (long long)s->dims[i]);
+  }
+  if (w >= 0) at += (size_t)w;
+  if (at < len) snprintf(buf + at, len - at, "]");
+  return buf;
+}
+
+int dpt_layer_chw(const dpt_layer *l, char *err, size_t errlen) {
+  if (l->in.rank == 3) return DPT_OK;
+  char got[96];
+  snprintf(err, errlen, "%s: %s expects a sample of shape [C, H, W], gets %s", l->name,
+           l->ops->kind, dpt_layer_shape_str(&l->in, got, sizeof got));
+  return DPT_EINVAL;
+}
