@@ -3,7 +3,8 @@
  * with plain write() + fsync() from every rank, measured in the same run: alternated, best of 5
  * each, every repetition to a new file (as a training run writes new checkpoints).
  * Run under mpirun with W = 1, 2, 4 (tests/bench/ckpt.sh). Target (checkpoint issue): >= 0.8.
- * Usage: bench_ckpt [DIR]   (default /tmp/dpt-bench-ckpt; the files are removed afterwards)
+ * Usage: bench_ckpt [DIR]   (default: a new directory of its own under $TMPDIR or /tmp; the
+ *                           files are removed afterwards)
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "comm.h"
 #include "io.h"
 #include "runtime.h"
@@ -87,7 +89,12 @@ int main(int argc, char **argv) {
   int rank, size;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
-  const char *dir = argc > 1 ? argv[1] : "/tmp/dpt-bench-ckpt";
+  char own_dir[512] = "";
+  if (argc <= 1 && bench_workdir(MPI_COMM_WORLD, own_dir, sizeof own_dir)) {
+    if (rank == 0) fprintf(stderr, "bench_ckpt: cannot make a work directory\n");
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  const char *dir = argc > 1 ? argv[1] : own_dir;
   mkdir(dir, 0755);
   dpt_model m;
   char err[DPT_ERR_LEN];
@@ -140,6 +147,7 @@ int main(int argc, char **argv) {
   free(params);
   free(m1);
   free(m2);
+  if (own_dir[0]) bench_workdir_remove(MPI_COMM_WORLD, own_dir);
   MPI_Finalize();
   return tw < 0;
 }

@@ -13,6 +13,9 @@
 #include <string.h>
 
 #include "bench_util.h"
+
+static char g_dir[512]; /* this run's own work directory (bench_workdir) */
+static char g_run_dir[600];
 #include "runtime.h"
 
 #define TRAIN_SAMPLES 16384
@@ -29,7 +32,7 @@ static int run(const char *data, long batch, int det, int shards, MPI_Comm comm,
                          {"batch", b},         {"max_steps", batch == 64 ? "400" : "200"},
                          {"epochs", "1000"},   {"eval_every", "0"},
                          {"progress", "none"}, {"deterministic", d},
-                         {"micro_shards", g},  {"run_dir", "/tmp/dpt-bench-det"}};
+                         {"micro_shards", g},  {"run_dir", g_run_dir}};
   for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
     if (dpt_train_set(&o, kv[i][0], kv[i][1], err, DPT_ERR_LEN)) return -1;
   dpt_train_result res;
@@ -46,8 +49,14 @@ int main(int argc, char **argv) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   dpt_log_init(rank, DPT_LOG_WARN, 0); /* no start-up line per run */
-  char err[DPT_ERR_LEN] = "", data[256];
-  snprintf(data, sizeof data, "/tmp/dpt-bench-det-%d.h5", size);
+  char err[DPT_ERR_LEN] = "", data[600];
+  if (bench_workdir(MPI_COMM_WORLD, g_dir, sizeof g_dir)) {
+    if (rank == 0) fprintf(stderr, "bench_det: cannot make a work directory\n");
+    MPI_Finalize();
+    return 1;
+  }
+  snprintf(g_run_dir, sizeof g_run_dir, "%s/run", g_dir);
+  snprintf(data, sizeof data, "%s/data.h5", g_dir);
   int rc = rank == 0 ? dpt_data_synth(data, TRAIN_SAMPLES, 0, 784, 10, 1, err, sizeof err) : 0;
   MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
   if (rank == 0 && !rc) {
@@ -72,7 +81,7 @@ int main(int argc, char **argv) {
              best[2] < 1e30 ? best[2] / best[0] : 0.0);
   }
   if (rc && rank == 0) fprintf(stderr, "bench_det: %s\n", err);
-  if (rank == 0) unlink(data);
+  bench_workdir_remove(MPI_COMM_WORLD, g_dir);
   MPI_Finalize();
   return rc ? 1 : 0;
 }

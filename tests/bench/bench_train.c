@@ -22,6 +22,9 @@
 #include <unistd.h>
 
 #include "bench_util.h"
+
+static char g_dir[512]; /* this run's own work directory (bench_workdir) */
+static char g_run_dir[600];
 #include "runtime.h"
 
 #define SGEMM_N 2048
@@ -77,7 +80,7 @@ static int run(const char *data, long batch, int overlap, int steps, MPI_Comm co
                          {"progress", "none"},
                          {"overlap", ov},
                          {"bucket_mb", "0.25"},
-                         {"run_dir", "/tmp/dpt-bench-train"},
+                         {"run_dir", g_run_dir},
                          {"zero", getenv("BENCH_ZERO") ? getenv("BENCH_ZERO") : "-1"}};
   for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
     if (dpt_train_set(&o, kv[i][0], kv[i][1], err, DPT_ERR_LEN)) return -1;
@@ -95,8 +98,14 @@ int main(int argc, char **argv) {
   int rank, size;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
-  char err[DPT_ERR_LEN] = "", data[256];
-  snprintf(data, sizeof data, "/tmp/dpt-bench-train-%d.h5", size);
+  char err[DPT_ERR_LEN] = "", data[600];
+  if (bench_workdir(MPI_COMM_WORLD, g_dir, sizeof g_dir)) {
+    if (rank == 0) fprintf(stderr, "bench_train: cannot make a work directory\n");
+    MPI_Finalize();
+    return 1;
+  }
+  snprintf(g_run_dir, sizeof g_run_dir, "%s/run", g_dir);
+  snprintf(data, sizeof data, "%s/data.h5", g_dir);
   int rc = 0;
   if (rank == 0) rc = dpt_data_synth(data, TRAIN_SAMPLES, 0, 784, 10, 1, err, sizeof err);
   MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
@@ -144,7 +153,7 @@ int main(int argc, char **argv) {
              w_off > 0 ? 100.0 * (w_off - w_on) / w_off : 0.0);
   }
   if (rc && rank == 0) fprintf(stderr, "bench_train: %s\n", err);
-  if (rank == 0) unlink(data);
+  bench_workdir_remove(MPI_COMM_WORLD, g_dir);
   MPI_Finalize();
   return rc ? 1 : 0;
 }

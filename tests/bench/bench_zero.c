@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "comm.h"
 #include "runtime.h"
 
@@ -31,9 +32,14 @@ static double now(void) {
   return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+static char g_dir[512]; /* this run's own work directory (bench_workdir) */
+static char g_run_dir[600];
+
 static int mem(int stage, int rank, int size) {
-  char err[DPT_ERR_LEN] = "", data[128], zero[8];
-  snprintf(data, sizeof data, "/tmp/dpt-bench-zero-%d.h5", size);
+  (void)size;
+  char err[DPT_ERR_LEN] = "", data[600], zero[8];
+  snprintf(g_run_dir, sizeof g_run_dir, "%s/run", g_dir);
+  snprintf(data, sizeof data, "%s/data.h5", g_dir);
   int rc = 0;
   if (rank == 0) rc = dpt_data_synth(data, 512, 0, 1024, 1024, 1, err, sizeof err);
   MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
@@ -47,7 +53,7 @@ static int mem(int stage, int rank, int size) {
   const char *kv[][2] = {{"data", data},       {"model", "mlp:1024-4096-4096-1024"},
                          {"batch", "32"},      {"max_steps", "6"},
                          {"zero", zero},       {"eval_every", "0"},
-                         {"progress", "none"}, {"run_dir", "/tmp/dpt-bench-zero"}};
+                         {"progress", "none"}, {"run_dir", g_run_dir}};
   for (size_t i = 0; i < sizeof kv / sizeof kv[0] && !rc; i++)
     rc = dpt_train_set(&o, kv[i][0], kv[i][1], err, sizeof err);
   dpt_train_result res;
@@ -166,12 +172,18 @@ int main(int argc, char **argv) {
   int rank, size, rc = 2;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
+  if (bench_workdir(MPI_COMM_WORLD, g_dir, sizeof g_dir)) {
+    if (rank == 0) fprintf(stderr, "bench_zero: cannot make a work directory\n");
+    MPI_Finalize();
+    return 1;
+  }
   if (argc >= 3 && !strcmp(argv[1], "mem"))
     rc = mem(atoi(argv[2]), rank, size);
   else if (argc >= 2 && !strcmp(argv[1], "bw"))
     rc = size > 1 ? bw(rank, size) : 0;
   else if (rank == 0)
     fprintf(stderr, "usage: bench_zero mem STAGE | bench_zero bw\n");
+  bench_workdir_remove(MPI_COMM_WORLD, g_dir);
   MPI_Finalize();
   return rc;
 }

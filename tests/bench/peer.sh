@@ -4,7 +4,8 @@
 # Usage: bash tests/bench/peer.sh [BUILD_DIR] [EPOCHS]        (defaults: build, 2)
 # Environment overrides: EPOCHS, REPS (2: runs of each side per configuration, best kept),
 # WORLDS ("1 2"), BATCHES ("64 256"), STEP_REPS (7: timed steps per optimizer run),
-# STEP_N (16777216: optimizer benchmark parameters), ACC_TOL (0.02), PEER_CACHE (/tmp/dpt-peer),
+# STEP_N (16777216: optimizer benchmark parameters), ACC_TOL (0.02), PEER_CACHE (default: a new
+# directory of the run's own, removed at the end; set it to keep the datasets between runs),
 # PEER_CORETYPE (OpenBLAS kernels of both sides; default SkylakeX on AVX-512 CPUs),
 # PEER_TORCH_MALLOC (glibc tunables of the torch side; see below),
 # TORCH_BUCKET_VIEW (0; 1: ZeroRedundancyOptimizer(parameters_as_bucket_view=True), labelled).
@@ -42,7 +43,12 @@ step_reps=${STEP_REPS:-7}
 step_n=${STEP_N:-$((16 * 1024 * 1024))}
 acc_tol=${ACC_TOL:-0.02}
 bucket_view=${TORCH_BUCKET_VIEW:-0}
-cache=${PEER_CACHE:-/tmp/dpt-peer}
+cache=${PEER_CACHE:-}
+if [ -z "$cache" ]; then # a directory of this run's own, removed at the end
+  cache=$(mktemp -d "${TMPDIR:-/tmp}/dpt-peer.XXXXXX") || exit 1
+  trap 'rm -rf "$cache"' EXIT
+fi
+mkdir -p "$cache"
 py=/usr/bin/python3 # Debian's python3 with python3-torch; the pyenv python3 on PATH has none
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
@@ -73,7 +79,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "peer: installing ${missing[*]}" >&2
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-    "${missing[@]}" >/tmp/dpt-peer-apt.log 2>&1 || { cat /tmp/dpt-peer-apt.log >&2; exit 1; }
+    "${missing[@]}" >"$cache/apt.log" 2>&1 || { cat "$cache/apt.log" >&2; exit 1; }
 fi
 cmake --build "$build" -j"$(getconf _NPROCESSORS_ONLN)" --target dpt >/dev/null
 have_bench=1
