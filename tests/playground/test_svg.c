@@ -646,8 +646,8 @@ static void test_plot_metrics_errors_name_file_and_line(void **state) {
   struct {
     const char *text, *expect;
   } bad[] = {
-      {"{\"type\":\"run\"}\n{\"type\":\"step\",\"step\":1,\"loss\":1}\n{\"type\":\"step\",\"st",
-       "bad.jsonl:3:"},
+      {"{\"type\":\"run\"}\n{\"type\":\"step\",\"st\n{\"type\":\"step\",\"step\":1,\"loss\":1}\n",
+       "bad.jsonl:2:"},
       {"{\"type\":\"step\",\"step\":1,\"loss\":\"high\"}\n", "bad.jsonl:1: field \"loss\""},
       {"\n[1,2]\n", "bad.jsonl:2: not a JSON object"},
       {"{\"type\":\"epoch\",\"epoch\":1}\n", "bad.jsonl:1: epoch record without \"step\""},
@@ -662,6 +662,11 @@ static void test_plot_metrics_errors_name_file_and_line(void **state) {
     assert_non_null(strstr(err, bad[k].expect));
     assert_int_not_equal(access(OUT "/plots_bad", F_OK), 0); /* nothing written */
   }
+  /* a crash's torn last line (no newline) is left out; the rest is drawn */
+  write_text(files[1], "{\"type\":\"step\",\"step\":1,\"loss\":1,\"time\":0.1}\n"
+                       "{\"type\":\"step\",\"step\":2,\"loss\":0.5,\"time\":0.2}\n{\"type\":\"st");
+  assert_int_equal(dpt_plot_metrics(files, NULL, 2, OUT "/plots_torn", err, sizeof err), DPT_OK);
+  assert_int_equal(access(OUT "/plots_torn/loss_step.svg", F_OK), 0);
   const char *missing[] = {OUT "/runs/missing.jsonl"};
   assert_int_equal(dpt_plot_metrics(missing, NULL, 1, OUT "/plots_bad", err, sizeof err), DPT_EIO);
   assert_non_null(strstr(err, "runs/missing.jsonl"));
