@@ -20,6 +20,7 @@ typedef struct {
   const char *origin; /* "command line" or the config file's path */
   int line;           /* the config file's line (0 on the command line) */
   int bare;           /* a flag given alone ("--verbose"): only a boolean may be */
+  char section[8];    /* the config file's section: "train", "solver", "sched" ("" otherwise) */
 } kv;
 
 typedef struct {

@@ -15,7 +15,7 @@ enum { EXIT_RUN = DPT_EXIT_RUN, EXIT_USAGE = DPT_EXIT_USAGE };
  * Options come from the config file first, then the command line (which wins). The solver and
  * scheduler kinds are applied before any hyperparameter, whatever their position. */
 static int kv_add(kv_list *l, const char *key, const char *value, const char *origin, int line,
-                  int bare) {
+                  int bare, const char *section) {
   if (l->n == l->cap) {
     int cap = l->cap ? 2 * l->cap : 32;
     kv *p = realloc(l->items, (size_t)cap * sizeof *p);
@@ -31,7 +31,9 @@ static int kv_add(kv_list *l, const char *key, const char *value, const char *or
   }
   for (char *c = k; *c; c++)
     if (*c == '-') *c = '_';
-  l->items[l->n++] = (kv){k, v, origin, line, bare};
+  kv *e = &l->items[l->n++];
+  *e = (kv){k, v, origin, line, bare, ""};
+  snprintf(e->section, sizeof e->section, "%s", section);
   return 0;
 }
 
@@ -96,7 +98,7 @@ static int on_ini(void *user, const char *section, const char *name, const char 
       snprintf(at, sizeof at, "%d", c->list->items[i].line);
       return ini_fail(c, c->line, "'%s' is set twice in this file (first at line %s)", name, at);
     }
-  return kv_add(c->list, key, value, c->path, c->line, 0) == 0;
+  return kv_add(c->list, key, value, c->path, c->line, 0, section[0] ? section : "train") == 0;
 }
 
 /* Reads one --config file into l. 0, or EXIT_USAGE with a message naming the file and line. */
@@ -169,7 +171,7 @@ int dpt_launch_collect(int argc, char **argv, int first, kv_list *l, char *err, 
       if (rc) return rc;
       continue;
     }
-    if (kv_add(l, name, value, "command line", 0, bare)) {
+    if (kv_add(l, name, value, "command line", 0, bare, "")) {
       snprintf(err, errlen, "out of memory");
       return EXIT_RUN;
     }
@@ -177,10 +179,10 @@ int dpt_launch_collect(int argc, char **argv, int first, kv_list *l, char *err, 
   return 0;
 }
 
-/* "FILE:LINE: " for a value from a config file, "" for the command line. */
+/* "FILE:LINE: [SECTION] " for a value from a config file, "" for the command line. */
 static void origin_of(const kv *e, char *buf, size_t len) {
   if (strcmp(e->origin, "command line"))
-    snprintf(buf, len, "%s:%d: ", e->origin, e->line);
+    snprintf(buf, len, "%s:%d: [%s] ", e->origin, e->line, e->section);
   else
     buf[0] = 0;
 }

@@ -58,7 +58,7 @@ check 2 "--config"               1 train --config does-not-exist.ini
 check 2 "badlr.ini"              1 train --data good.h5 --config badlr.ini
 check 2 "malformed.ini"          1 train --data good.h5 --config malformed.ini
 check 2 "--activation"           1 train --data good.h5 --activation swish
-check 2 "typo.ini:3: --epoch: unknown option" 1 train --data good.h5 --config typo.ini
+check 2 "typo.ini:3: [train] --epoch: unknown option" 1 train --data good.h5 --config typo.ini
 check 2 "dup.ini:7: 'lr' is set twice in this file (first at line 5)" 1 train --data good.h5 --config dup.ini
 check 2 "section.ini:3: unknown section [optimizer]" 1 train --data good.h5 --config section.ini
 check 2 "--config: needs a value" 1 train --data good.h5 --config
