@@ -23,19 +23,6 @@
 
 #define MLP_SPEC_HINT "expected e.g. mlp:784-256-10"
 
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...) {
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
-
 /* --- parsing --- */
 
 /* Parses one layer size of len chars at s: digits only, positive, at most INT_MAX. */
@@ -50,24 +37,26 @@ static int parse_size(const char *spec, const char *s, size_t len, int64_t *out,
       v = v * 10 + (s[i] - '0'); /* stops growing once too large */
   }
   if (!ok || v <= 0)
-    return fail(err, errlen, DPT_EINVAL,
-                "model '%s': layer size '%.*s' is not a positive integer (" MLP_SPEC_HINT ")", spec,
-                (int)len, s);
+    return dpt_errf(err, errlen, DPT_EINVAL,
+                    "model '%s': layer size '%.*s' is not a positive integer (" MLP_SPEC_HINT ")",
+                    spec, (int)len, s);
   if (v > INT_MAX)
-    return fail(err, errlen, DPT_EINVAL, "model '%s': layer size '%.*s' is too large (at most %d)",
-                spec, (int)len, s, INT_MAX);
+    return dpt_errf(err, errlen, DPT_EINVAL,
+                    "model '%s': layer size '%.*s' is too large (at most %d)", spec, (int)len, s,
+                    INT_MAX);
   *out = v;
   return DPT_OK;
 }
 
 static int parse_kind(const char *spec, char *err, size_t errlen) {
-  if (!spec) return fail(err, errlen, DPT_EINVAL, "model spec is missing (" MLP_SPEC_HINT ")");
+  if (!spec) return dpt_errf(err, errlen, DPT_EINVAL, "model spec is missing (" MLP_SPEC_HINT ")");
   if (strncmp(spec, "mlp:", 4) == 0) return DPT_OK;
   const char *colon = strchr(spec, ':');
   int klen = colon ? (int)(colon - spec) : (int)strlen(spec);
-  return fail(err, errlen, DPT_EINVAL,
-              "model '%s': unknown kind '%.*s' (expected mlp:IN-H1-...-OUT, e.g. mlp:784-256-10)",
-              spec, klen, spec);
+  return dpt_errf(
+      err, errlen, DPT_EINVAL,
+      "model '%s': unknown kind '%.*s' (expected mlp:IN-H1-...-OUT, e.g. mlp:784-256-10)", spec,
+      klen, spec);
 }
 
 /* The sizes of "mlp:IN-...-OUT" into *sizes (malloc'ed, *count of them: IN, H1, ..., OUT). */
@@ -80,7 +69,7 @@ static int parse_spec(const char *spec, int64_t **sizes, int *count, char *err, 
   int n = 1;
   for (const char *q = p; *q; q++) n += *q == '-';
   int64_t *s = malloc((size_t)n * sizeof *s);
-  if (!s) return fail(err, errlen, DPT_ENOMEM, "model '%s': out of memory", spec);
+  if (!s) return dpt_errf(err, errlen, DPT_ENOMEM, "model '%s': out of memory", spec);
   for (int i = 0; i < n; i++) {
     const char *dash = strchr(p, '-');
     size_t len = dash ? (size_t)(dash - p) : strlen(p);
@@ -92,10 +81,10 @@ static int parse_spec(const char *spec, int64_t **sizes, int *count, char *err, 
   }
   if (n < 2) {
     free(s);
-    return fail(err, errlen, DPT_EINVAL,
-                "model '%s': needs an input and an output size, at least one layer (" MLP_SPEC_HINT
-                ")",
-                spec);
+    return dpt_errf(
+        err, errlen, DPT_EINVAL,
+        "model '%s': needs an input and an output size, at least one layer (" MLP_SPEC_HINT ")",
+        spec);
   }
   *sizes = s;
   *count = n;
@@ -106,15 +95,15 @@ static int check_activation(const char *a, char *err, size_t errlen) {
   static const char *names[] = {"relu", "tanh", "gelu", "sigmoid"};
   for (int i = 0; a && i < 4; i++)
     if (strcmp(a, names[i]) == 0) return DPT_OK;
-  return fail(err, errlen, DPT_EINVAL,
-              "activation '%s' is unknown (expected relu, tanh, gelu or sigmoid)",
-              a ? a : "(null)");
+  return dpt_errf(err, errlen, DPT_EINVAL,
+                  "activation '%s' is unknown (expected relu, tanh, gelu or sigmoid)",
+                  a ? a : "(null)");
 }
 
 static int check_loss(const char *l, char *err, size_t errlen) {
   if (l && (strcmp(l, "ce") == 0 || strcmp(l, "mse") == 0)) return DPT_OK;
-  return fail(err, errlen, DPT_EINVAL, "loss '%s' is unknown (expected ce or mse)",
-              l ? l : "(null)");
+  return dpt_errf(err, errlen, DPT_EINVAL, "loss '%s' is unknown (expected ce or mse)",
+                  l ? l : "(null)");
 }
 
 /* fc1, act1, fc2, act2, ..., fcL into a net taking [IN]. */
@@ -132,7 +121,7 @@ static int build(const char *spec, const int64_t *sizes, int count, const char *
       snprintf(name, sizeof name, "act%d", l + 1);
       rc = dpt_net_add(n, activation, name, "", lerr, sizeof lerr);
     }
-    if (rc) fail(err, errlen, rc, "model '%s': %s", spec, lerr);
+    if (rc) dpt_errf(err, errlen, rc, "model '%s': %s", spec, lerr);
   }
   if (!rc) rc = dpt_net_set_loss(n, loss, err, errlen);
   if (rc) {
@@ -150,7 +139,7 @@ static double rng_uniform(void *ctx) {
 }
 
 static int mlp_init(dpt_model *m, float *params, uint64_t seed, char *err, size_t errlen) {
-  if (!params) return fail(err, errlen, DPT_EINVAL, "mlp: init needs a parameter buffer");
+  if (!params) return dpt_errf(err, errlen, DPT_EINVAL, "mlp: init needs a parameter buffer");
   dpt_rng r;
   dpt_rng_seed(&r, seed, 0);
   dpt_layer_rng src = {rng_uniform, &r};
@@ -181,7 +170,7 @@ static void mlp_destroy(dpt_model *m) {
 
 int dpt_mlp_create(const char *spec, const char *activation, const char *loss, dpt_model *m,
                    char *err, size_t errlen) {
-  if (!m) return fail(err, errlen, DPT_EINVAL, "mlp: no model to fill");
+  if (!m) return dpt_errf(err, errlen, DPT_EINVAL, "mlp: no model to fill");
   memset(m, 0, sizeof *m);
   int64_t *sizes;
   int count;

@@ -40,6 +40,11 @@ enum {
 #undef DPT_ERRNO_ENUM
 };
 
+/* Writes the message (printf format) into err[errlen] (if err is not NULL) and returns code:
+ * `return dpt_errf(err, errlen, DPT_EINVAL, "layer %s: ...", name);`. */
+int dpt_errf(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* A one-line description of code rc ("success" for 0, "unknown error" for a value not in the
  * table). The string is static. */
 const char *dpt_strerror(int rc);

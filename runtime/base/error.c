@@ -1,5 +1,19 @@
-/* error.c — descriptions of the codes of base.h, generated from the same table. */
+/* error.c — error messages, and descriptions of the codes of base.h generated from the same
+ * table. */
 #include "base.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+int dpt_errf(char *err, size_t errlen, int code, const char *fmt, ...) {
+  if (err && errlen) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+  }
+  return code;
+}
 
 const char *dpt_strerror(int rc) {
   switch (rc) {

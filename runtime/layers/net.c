@@ -38,19 +38,6 @@ struct dpt_net {
   float *d0, *d1;  /* deltas, ping-pong */
 };
 
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...) {
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
-
 static char *copy_str(const char *s) {
   size_t n = strlen(s) + 1;
   char *p = malloc(n);
@@ -71,19 +58,19 @@ static size_t shape_numel(const dpt_shape *s) {
 int dpt_net_create(const char *what, const dpt_shape *in, dpt_net **out, char *err, size_t errlen) {
   *out = NULL;
   if (!in || in->rank < 0 || in->rank > DPT_MAX_RANK)
-    return fail(err, errlen, DPT_EINVAL, "%s: input shape of rank %d (expected 0 to %d)", what,
-                in ? in->rank : -1, DPT_MAX_RANK);
+    return dpt_errf(err, errlen, DPT_EINVAL, "%s: input shape of rank %d (expected 0 to %d)", what,
+                    in ? in->rank : -1, DPT_MAX_RANK);
   size_t numel = shape_numel(in);
   if (!numel)
-    return fail(err, errlen, DPT_EINVAL,
-                "%s: input shape has a dimension < 1 or too many "
-                "elements",
-                what);
+    return dpt_errf(err, errlen, DPT_EINVAL,
+                    "%s: input shape has a dimension < 1 or too many "
+                    "elements",
+                    what);
   dpt_net *n = calloc(1, sizeof *n);
   if (n) n->what = copy_str(what ? what : "net");
   if (!n || !n->what) {
     free(n);
-    return fail(err, errlen, DPT_ENOMEM, "%s: out of memory", what);
+    return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", what);
   }
   n->in = *in;
   n->in_numel = n->widest = numel;
@@ -112,30 +99,30 @@ int dpt_layer_param(dpt_layer *l, const char *name, int rank, const int64_t *dim
                     size_t errlen) {
   dpt_net *n = l->net;
   if (rank < 1 || rank > DPT_MAX_RANK)
-    return fail(err, errlen, DPT_EINVAL, "%s: parameter '%s' of rank %d (expected 1 to %d)",
-                l->name, name, rank, DPT_MAX_RANK);
+    return dpt_errf(err, errlen, DPT_EINVAL, "%s: parameter '%s' of rank %d (expected 1 to %d)",
+                    l->name, name, rank, DPT_MAX_RANK);
   dpt_tensor t = {0};
   t.rank = rank;
   size_t numel = 1;
   for (int i = 0; i < rank; i++) {
     t.dims[i] = dims[i];
     if (dims[i] <= 0 || __builtin_mul_overflow(numel, (size_t)dims[i], &numel))
-      return fail(err, errlen, DPT_EINVAL,
-                  "%s: parameter '%s' has a dimension < 1 or too "
-                  "many elements",
-                  l->name, name);
+      return dpt_errf(err, errlen, DPT_EINVAL,
+                      "%s: parameter '%s' has a dimension < 1 or too "
+                      "many elements",
+                      l->name, name);
   }
   if (numel > SIZE_MAX / sizeof(float) - n->nparams)
-    return fail(err, errlen, DPT_EINVAL, "%s: too many parameters", l->name);
+    return dpt_errf(err, errlen, DPT_EINVAL, "%s: too many parameters", l->name);
   if (n->ntensors == n->cap_tensors) {
     int cap = n->cap_tensors ? 2 * n->cap_tensors : 16;
     dpt_tensor *p = realloc(n->tensors, (size_t)cap * sizeof *p);
-    if (!p) return fail(err, errlen, DPT_ENOMEM, "%s: out of memory", l->name);
+    if (!p) return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", l->name);
     n->tensors = p, n->cap_tensors = cap;
   }
   size_t len = strlen(l->name) + strlen(name) + 2;
   char *full = malloc(len);
-  if (!full) return fail(err, errlen, DPT_ENOMEM, "%s: out of memory", l->name);
+  if (!full) return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", l->name);
   snprintf(full, len, "%s.%s", l->name, name);
   t.name = full;
   t.offset = n->nparams;
@@ -157,24 +144,24 @@ static void relink(dpt_net *n) {
 int dpt_net_add_ops(dpt_net *n, const dpt_layer_ops *ops, const char *name, const char *opts,
                     char *err, size_t errlen) {
   if (!ops || !name || !name[0])
-    return fail(err, errlen, DPT_EINVAL, "%s: a layer needs a kind and a name", n->what);
+    return dpt_errf(err, errlen, DPT_EINVAL, "%s: a layer needs a kind and a name", n->what);
   for (int i = 0; i < n->nlayers; i++)
     if (!strcmp(n->layers[i].name, name))
-      return fail(err, errlen, DPT_EINVAL, "%s: two layers are named '%s'", n->what, name);
+      return dpt_errf(err, errlen, DPT_EINVAL, "%s: two layers are named '%s'", n->what, name);
   if (n->nlayers == n->cap_layers) {
     int cap = n->cap_layers ? 2 * n->cap_layers : 8;
     dpt_layer *p = realloc(n->layers, (size_t)cap * sizeof *p);
-    if (!p) return fail(err, errlen, DPT_ENOMEM, "%s: out of memory", name);
+    if (!p) return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", name);
     n->layers = p, n->cap_layers = cap;
     relink(n);
   }
-  if (n->nspans == INT_MAX) return fail(err, errlen, DPT_EINVAL, "%s: too many layers", name);
+  if (n->nspans == INT_MAX) return dpt_errf(err, errlen, DPT_EINVAL, "%s: too many layers", name);
   dpt_layer *l = &n->layers[n->nlayers];
   memset(l, 0, sizeof *l);
   l->ops = ops;
   l->net = n;
   l->name = copy_str(name);
-  if (!l->name) return fail(err, errlen, DPT_ENOMEM, "%s: out of memory", name);
+  if (!l->name) return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", name);
   l->in = n->nlayers ? n->layers[n->nlayers - 1].out : n->in;
   l->in_numel = n->nlayers ? n->layers[n->nlayers - 1].out_numel : n->in_numel;
   int t0 = n->ntensors;
@@ -182,15 +169,15 @@ int dpt_net_add_ops(dpt_net *n, const dpt_layer_ops *ops, const char *name, cons
   int rc = ops->setup(l, opts ? opts : "", err, errlen);
   if (!rc && ops->elementwise) l->out = l->in;
   if (!rc && !(l->out_numel = shape_numel(&l->out)))
-    rc = fail(err, errlen, DPT_EINVAL,
-              "%s: output shape has a dimension < 1 or too many "
-              "elements",
-              name);
+    rc = dpt_errf(err, errlen, DPT_EINVAL,
+                  "%s: output shape has a dimension < 1 or too many "
+                  "elements",
+                  name);
   dpt_layer_span *spans = NULL;
   if (!rc && l->ntensors) {
     spans = realloc(n->spans, (size_t)(n->nspans + 1) * sizeof *spans);
     if (!spans)
-      rc = fail(err, errlen, DPT_ENOMEM, "%s: out of memory", name);
+      rc = dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", name);
     else
       n->spans = spans;
   }
@@ -218,16 +205,16 @@ int dpt_net_add(dpt_net *n, const char *kind, const char *name, const char *opts
                 size_t errlen) {
   const dpt_layer_ops *ops = kind ? dpt_layer_find(kind) : NULL;
   if (!ops)
-    return fail(err, errlen, DPT_EINVAL, "%s: layer kind '%s' is unknown", name ? name : "?",
-                kind ? kind : "(null)");
+    return dpt_errf(err, errlen, DPT_EINVAL, "%s: layer kind '%s' is unknown", name ? name : "?",
+                    kind ? kind : "(null)");
   return dpt_net_add_ops(n, ops, name, opts, err, errlen);
 }
 
 int dpt_net_set_loss(dpt_net *n, const char *loss, char *err, size_t errlen) {
   const dpt_loss_ops *l = loss ? dpt_loss_find(loss) : NULL;
   if (!l)
-    return fail(err, errlen, DPT_EINVAL, "loss '%s' is unknown (expected ce or mse)",
-                loss ? loss : "(null)");
+    return dpt_errf(err, errlen, DPT_EINVAL, "loss '%s' is unknown (expected ce or mse)",
+                    loss ? loss : "(null)");
   n->loss = l;
   return DPT_OK;
 }
@@ -276,7 +263,7 @@ static int grow(dpt_net *n, size_t count, char *err, size_t errlen) {
     if (!n->outs || !n->scratch) {
       free(n->outs), free(n->scratch);
       n->outs = n->scratch = NULL;
-      return fail(err, errlen, DPT_ENOMEM, "%s: out of memory", n->what);
+      return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", n->what);
     }
   }
   size_t per = 2 * n->widest, total, extra = 0;
@@ -285,11 +272,12 @@ static int grow(dpt_net *n, size_t count, char *err, size_t errlen) {
     if (n->layers[i].ops->scratch) extra += n->layers[i].ops->scratch(&n->layers[i], count);
   if (count > SIZE_MAX / sizeof(float) / per ||
       __builtin_add_overflow(count * per, extra, &total) || total > SIZE_MAX / sizeof(float))
-    return fail(err, errlen, DPT_ENOMEM, "%s: batch of %zu samples is too large", n->what, count);
+    return dpt_errf(err, errlen, DPT_ENOMEM, "%s: batch of %zu samples is too large", n->what,
+                    count);
   float *s = realloc(n->block, total * sizeof(float));
   if (!s)
-    return fail(err, errlen, DPT_ENOMEM, "%s: out of memory for a batch of %zu samples", n->what,
-                count);
+    return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory for a batch of %zu samples",
+                    n->what, count);
   n->block = s, n->cap_n = count;
   for (int i = 0; i < n->nlayers; i++) n->outs[i] = s, s += count * n->layers[i].out_numel;
   n->d0 = s, s += count * n->widest;
@@ -307,24 +295,24 @@ static int grow(dpt_net *n, size_t count, char *err, size_t errlen) {
 /* Checks the batch's inputs and labels before anything is touched. */
 static int check_batch(const dpt_net *n, const float *x, const int32_t *labels, const float *y,
                        size_t count, char *err, size_t errlen) {
-  if (!n->loss) return fail(err, errlen, DPT_EINVAL, "%s: no loss is set", n->what);
+  if (!n->loss) return dpt_errf(err, errlen, DPT_EINVAL, "%s: no loss is set", n->what);
   if (count == 0) return DPT_OK;
   if (count > INT_MAX)
-    return fail(err, errlen, DPT_EINVAL, "%s: batch of %zu samples is too large (at most %d)",
-                n->what, count, INT_MAX);
-  if (!x) return fail(err, errlen, DPT_EINVAL, "%s: inputs x are missing", n->what);
+    return dpt_errf(err, errlen, DPT_EINVAL, "%s: batch of %zu samples is too large (at most %d)",
+                    n->what, count, INT_MAX);
+  if (!x) return dpt_errf(err, errlen, DPT_EINVAL, "%s: inputs x are missing", n->what);
   if (!n->loss->labels)
     return y ? DPT_OK
-             : fail(err, errlen, DPT_EINVAL, "%s: loss %s needs float targets y", n->what,
-                    n->loss->name);
+             : dpt_errf(err, errlen, DPT_EINVAL, "%s: loss %s needs float targets y", n->what,
+                        n->loss->name);
   if (!labels)
-    return fail(err, errlen, DPT_EINVAL, "%s: loss %s needs labels", n->what, n->loss->name);
+    return dpt_errf(err, errlen, DPT_EINVAL, "%s: loss %s needs labels", n->what, n->loss->name);
   int64_t k = (int64_t)shape_numel(dpt_net_out(n));
   for (size_t i = 0; i < count; i++)
     if (labels[i] < 0 || labels[i] >= k)
-      return fail(err, errlen, DPT_EINVAL,
-                  "%s: label %ld of sample %zu in the batch is outside [0, %ld)", n->what,
-                  (long)labels[i], i, (long)k);
+      return dpt_errf(err, errlen, DPT_EINVAL,
+                      "%s: label %ld of sample %zu in the batch is outside [0, %ld)", n->what,
+                      (long)labels[i], i, (long)k);
   return DPT_OK;
 }
 
@@ -429,18 +417,18 @@ int dpt_layer_opt_long(const dpt_layer *l, const char *opts, const char *key, lo
           v = v * 10 + (p[i] - '0');
       }
       if (!good || v <= 0 || v > INT_MAX)
-        return fail(err, errlen, DPT_EINVAL,
-                    "%s: option %s='%.*s' (expected an integer in "
-                    "[1, %d])",
-                    l->name, key, (int)(len - klen - 1), p + klen + 1, INT_MAX);
+        return dpt_errf(err, errlen, DPT_EINVAL,
+                        "%s: option %s='%.*s' (expected an integer in "
+                        "[1, %d])",
+                        l->name, key, (int)(len - klen - 1), p + klen + 1, INT_MAX);
       *out = v;
       return DPT_OK;
     }
     p = end ? end + 1 : p + len;
   }
   if (def < 0)
-    return fail(err, errlen, DPT_EINVAL, "%s: option '%s' is missing (expected %s)", l->name, key,
-                l->ops->help ? l->ops->help : "its options");
+    return dpt_errf(err, errlen, DPT_EINVAL, "%s: option '%s' is missing (expected %s)", l->name,
+                    key, l->ops->help ? l->ops->help : "its options");
   *out = def;
   return DPT_OK;
 }
