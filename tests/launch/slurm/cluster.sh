@@ -39,8 +39,7 @@ start() {
   for b in slurmctld slurmd munged sbatch squeue scontrol; do
     command -v $b >/dev/null || skip "$b is not installed (apt-get install slurmctld slurmd slurm-client munge)"
   done
-  local other; other=$(pgrep -x 'slurmctld|slurmd' | paste -sd, -)
-  [ -z "$other" ] && other=$(pgrep -f "^slurmstepd" | paste -sd, -)
+  local other; other=$( (pgrep -x slurmctld; pgrep -x slurmd; pgrep -f "^slurmstepd") | paste -sd, -)
   [ -z "$other" ] || skip "SLURM daemons this test did not start are running (pids $other): not touching another cluster"
   rm -rf "$dir"; mkdir -p "$dir/state" "$dir/spool" "$dir/log" "$dir/munge"
   : > "$dir/jobs"

@@ -75,7 +75,7 @@ for s in mpirun srun; do
   state=$(wait_job "$j")
   [ "$state" = "JobState=COMPLETED ExitCode=0:0" ] || fail "$s job $j ended as: $state"
   f=slurm-long-$s.out
-  grep -q "^dpt train: stopped after step [0-9]* of 768: a stop signal" "$f" \
+  grep -q "^dpt train: stopped after step [0-9]* of 768: SIGUSR1 reached" "$f" \
     || fail "$s job $j was not stopped by the signal"
   grep -q "requeueing job $j" "$f" || fail "$s job $j was not requeued"
   grep -q "restart 1" "$f" || fail "$s job $j did not restart"
