@@ -296,7 +296,7 @@ int dpt_optim_sched_set(dpt_sched_params *p, const char *key, const char *value,
     p->n_milestones = n;
     return DPT_OK;
   }
-  case T_INT:
+  case T_INT: {
     long w;
     if (dpt_parse_long(value, &w) || w < -2000000000L || w > 2000000000L) {
       snprintf(err, errlen, "%s: %s = '%s' is not a whole number", name, key, value);
@@ -304,6 +304,7 @@ int dpt_optim_sched_set(dpt_sched_params *p, const char *key, const char *value,
     }
     *ifield(p, h->off) = (int)w;
     return DPT_OK;
+  }
   default:
     if (dpt_parse_double(value, &v)) {
       snprintf(err, errlen, "%s: %s = '%s' is not a finite number", name, key, value);
