@@ -879,19 +879,23 @@ int dpt_ckpt_read(const char *path, const dpt_ckpt_view *v, int params_only, cha
   return rc;
 }
 
+/* Opens a checkpoint read-only for a look at it (the caller holds HDF5's messages quiet): a
+ * regular file that HDF5 reads. The file's handle, or -1 with *rc and the message set. */
+static hid_t open_for_reading(const char *path, int *rc, char *err, size_t errlen) {
+  hid_t f = H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
+  if (f < 0)
+    *rc = dpt_io__errf(err, errlen, DPT_EINVAL,
+                       "cannot open checkpoint '%s' (missing, truncated or not HDF5)", path);
+  return f;
+}
+
 int dpt_ckpt_verify_meta(const char *path, char *err, size_t errlen) {
   int rc = dpt_io__regular(path, "checkpoint", err, errlen);
   if (rc) return rc;
   dpt_io__quiet q;
   dpt_io__quiet_begin(&q);
-  hid_t f = H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
-  if (f < 0)
-    rc = dpt_io__errf(err, errlen, DPT_EINVAL,
-                      "cannot open checkpoint '%s' (truncated or "
-                      "not HDF5)",
-                      path);
-  else
-    rc = verify_meta(path, f, err, errlen);
+  hid_t f = open_for_reading(path, &rc, err, errlen);
+  if (f >= 0) rc = verify_meta(path, f, err, errlen);
   if (f >= 0) H5Fclose(f);
   dpt_io__quiet_end(&q);
   return rc;
@@ -964,11 +968,8 @@ int dpt_ckpt_describe(const char *path, dpt_ckpt_item_fn fn, void *ctx, char *er
   if (rc) return rc;
   dpt_io__quiet q;
   dpt_io__quiet_begin(&q);
-  hid_t f = H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
-  if (f < 0) {
-    rc = dpt_io__errf(err, errlen, DPT_EINVAL,
-                      "cannot open checkpoint '%s' (missing, truncated or not HDF5)", path);
-  } else {
+  hid_t f = open_for_reading(path, &rc, err, errlen);
+  if (f >= 0) {
     char merr[DPT_ERR_LEN];
     int mrc = verify_meta(path, f, merr, sizeof merr);
     walk_ctx w = {fn, ctx, 0, mrc == 0};
@@ -1005,13 +1006,8 @@ int dpt_ckpt_texts(const char *path, dpt_ckpt_item_fn fn, void *ctx, char *err, 
   if (rc) return rc;
   dpt_io__quiet q;
   dpt_io__quiet_begin(&q);
-  hid_t f = H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
-  if (f < 0) {
-    rc = dpt_io__errf(err, errlen, DPT_EINVAL,
-                      "cannot open checkpoint '%s' (truncated or "
-                      "not HDF5)",
-                      path);
-  } else {
+  hid_t f = open_for_reading(path, &rc, err, errlen);
+  if (f >= 0) {
     texts_ctx c = {fn, ctx};
     H5Aiterate2(f, H5_INDEX_NAME, H5_ITER_INC, NULL, on_text, &c);
     H5Fclose(f);
