@@ -1,11 +1,13 @@
-/* mpi_test.h — what the MPI tests share: one verdict for all ranks, and the distance used to
- * compare parameters trained on different rank counts. */
+/* mpi_test.h — what the MPI tests share: one verdict for all ranks, the distance used to
+ * compare parameters trained on different rank counts, and (for tests that include runtime.h
+ * first) the generated dataset they train on. */
 #ifndef DPT_TESTS_MPI_TEST_H
 #define DPT_TESTS_MPI_TEST_H
 
 #include <math.h>
 #include <mpi.h>
 #include <stddef.h>
+#include <stdio.h>
 
 /* Ends an MPI test: the test fails (exit status 1) if it failed on any rank. Usage:
  *   return dpt_test_finish(cmocka_run_group_tests(tests, NULL, NULL)); */
@@ -25,5 +27,22 @@ static inline double dpt_test_rel_l2(const float *a, const float *ref, size_t n)
   }
   return sqrt(d / s);
 }
+
+#ifdef DPT_RUNTIME_H
+/* Rank 0 writes the generated dataset (dpt_data_synth) all ranks then read. 0, or 1 after
+ * printing why and finalising MPI (return it from main). Collective over MPI_COMM_WORLD. */
+static inline int dpt_test_synth(const char *path, long train, long test, long features,
+                                 long classes, long seed) {
+  int rank, rc = 0;
+  char err[DPT_ERR_LEN] = "";
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (rank == 0) rc = dpt_data_synth(path, train, test, features, classes, seed, err, sizeof err);
+  if (MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD) != MPI_SUCCESS) rc = 1;
+  if (!rc) return 0;
+  if (rank == 0) fprintf(stderr, "synth failed: %s\n", err);
+  MPI_Finalize();
+  return 1;
+}
+#endif
 
 #endif
