@@ -185,7 +185,7 @@ static void test_batch_rows_equal_samples_alone(void **state) {
   dpt_layer_rng src = {uniform, &r};
   dpt_net_init(n, p, &src);
   for (size_t i = 0; i < B * in_n; i++) x[i] = (float)dpt_rng_normal(&r);
-  dpt_layer_pass pass = {1};
+  dpt_layer_pass pass = {.train = 1, .nseg = 1};
   c1->ops->forward(c1, p, x, h, B, &pass);
   m->ops->forward(m, p, h, y, B, &pass);
   for (size_t i = 0; i < B; i++) {
