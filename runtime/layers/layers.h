@@ -83,6 +83,7 @@ typedef struct {
   void *seg_ctx;
   dpt_grad_ready_fn ready;
   void *ready_ctx;
+  double *seg_loss; /* when set: [nseg] each segment's loss sum (in sample order) */
 } dpt_layer_pass;
 
 /* A uniform float in [0, 1) (24 bits) from (seed, step, sample, layer, element): splitmix64

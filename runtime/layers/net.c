@@ -594,8 +594,19 @@ int dpt_net_loss_grad_pass(dpt_net *n, const float *params, float *grad, float s
   if (rc) return rc;
   if (count > 0) {
     const float *z = forward(n, params, x, seg, &p);
-    n->loss->fn(z, count, (int64_t)shape_numel(dpt_net_out(n)), labels, y, &n->loss_opts, scale,
-                n->d0, &loss, &ok);
+    int64_t k = (int64_t)shape_numel(dpt_net_out(n));
+    if (p.seg_loss) { /* each segment's sum on its own, then their total in order */
+      for (int j = 0; j < p.nseg; j++) {
+        size_t at = (size_t)j * seg;
+        p.seg_loss[j] = 0;
+        n->loss->fn(z + at * (size_t)k, seg, k, labels ? labels + at : NULL,
+                    y ? y + at * (size_t)k : NULL, &n->loss_opts, scale, n->d0 + at * (size_t)k,
+                    &p.seg_loss[j], &ok);
+        loss += p.seg_loss[j];
+      }
+    } else {
+      n->loss->fn(z, count, k, labels, y, &n->loss_opts, scale, n->d0, &loss, &ok);
+    }
     backward(n, params, grad, x, seg, &p);
   } else {
     for (int s = n->nspans - 1; p.ready && s >= 0; s--)
