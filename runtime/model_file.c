@@ -561,6 +561,16 @@ static int blame_line(const dpt_mfile_layer *l, const char *msg) {
   return l->line;
 }
 
+/* 1 when help names key as an option ("key=" at the start or after a blank, ',' or '('). Every
+ * kind's help lists its options (layers.h), so an option it does not name is a mistake even
+ * where the layer itself ignores unknown options. */
+static int help_names(const char *help, const char *key) {
+  size_t k = strlen(key);
+  for (const char *p = help ? strstr(help, key) : NULL; p; p = strstr(p + 1, key))
+    if ((p == help || strchr(" ,(", p[-1])) && p[k] == '=') return 1;
+  return 0;
+}
+
 static int choose_input(dpt_mfile_built *b, const dpt_model_data *data, dpt_shape *in, char *err,
                         size_t errlen) {
   dpt_mfile *d = &b->desc;
@@ -682,6 +692,13 @@ static int build_net(dpt_mfile_built *b, const char *loss, const dpt_model_data 
                              l->opts[k].value);
     rc = dpt_net_add(b->net, l->kind, l->name, opts, lerr, sizeof lerr);
     free(opts);
+    const dpt_layer_ops *ops = dpt_layer_find(l->kind);
+    for (int k = 0; !rc && k < l->nopts; k++)
+      if (!help_names(ops->help, l->opts[k].key))
+        return dpt_errf(err, errlen, DPT_EINVAL,
+                        "%s:%d: %s: option '%s=%s' is not one of %s's (expected %s)", d->where,
+                        l->opts[k].line, l->name, l->opts[k].key, l->opts[k].value, l->kind,
+                        ops->help ? ops->help : "no options");
     if (rc) {
       const dpt_layer *prev = i ? dpt_net_layer(b->net, i - 1) : NULL;
       const dpt_shape *got = prev ? &prev->out : dpt_net_in(b->net);

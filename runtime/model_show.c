@@ -197,10 +197,11 @@ static int torch_layer(const dpt_mfile_built *b, int i, sbuf *init, sbuf *fwd, i
   const char *kind = l->ops->kind, *name = l->name;
   const dpt_shape *in = &l->in;
   char a[200];
-  if (!strcmp(kind, "linear")) {
-    put(init, "        self.%s = nn.Linear(%zu, %lld)\n", name, l->in_numel,
+  if (!strcmp(kind, "linear")) { /* last=1: on the last dimension, as torch's; else flattened */
+    int last = !strcmp(opt(b, i, "last", "0"), "1");
+    put(init, "        self.%s = nn.Linear(%lld, %lld)\n", name, (long long)l->tensors[0].dims[1],
         (long long)l->tensors[0].dims[0]);
-    put(fwd, "        x = self.%s(%s)\n", name, in->rank > 1 ? "x.flatten(1)" : "x");
+    put(fwd, "        x = self.%s(%s)\n", name, in->rank > 1 && !last ? "x.flatten(1)" : "x");
   } else if (!strcmp(kind, "conv2d")) {
     const dpt_tensor *w = &l->tensors[0];
     put(init,

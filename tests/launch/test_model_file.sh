@@ -203,6 +203,12 @@ out = 10
 kind = relu
 slope = 2
 EOF
+bad linopt flat.h5 "linopt.ini:4: fc: option 'bias=0' is not one of linear's (expected out=N" <<'EOF'
+[fc]
+kind = linear
+out = 10
+bias = 0
+EOF
 echo "$ncase cases, $nfail failed"
 [ "$nfail" -eq 0 ] || exit 1
 
