@@ -9,17 +9,18 @@
 #include "runtime.h"
 
 static const char k_usage[] =
-    "usage: dpt model show MODEL [--data FILE] [--loss ce|mse]\n"
+    "usage: dpt model show MODEL [--data FILE] [--loss ce|mse] [--activation A]\n"
     "         the layers with their output shapes and parameter counts\n"
-    "       dpt model torch MODEL [--data FILE] [--loss ce|mse]\n"
+    "       dpt model torch MODEL [--data FILE] [--loss ce|mse] [--activation A]\n"
     "         a PyTorch 1.13 module (Python source) whose state_dict has the model's names\n"
     "         and shapes, with load_dpt_checkpoint() for dpt checkpoints\n"
     "       dpt model presets\n"
     "         the presets compiled in (--model cnn:NAME)\n"
     "       dpt model cat PRESET\n"
     "         a preset's model file, to copy and edit\n"
-    "  MODEL is file:PATH, a PATH ending in .ini, or a preset (cnn:tiny); --data gives the\n"
-    "  sample shape and the number of classes (needed when the file has no [model] input)\n";
+    "  MODEL is file:PATH, a PATH ending in .ini, a preset (cnn:tiny) or mlp:IN-...-OUT\n"
+    "  (with --activation); --data gives the sample shape and the number of classes (needed\n"
+    "  when the file has no [model] input)\n";
 
 /* The description line of a preset's text ("description = ..."), into buf. */
 static const char *description(const char *text, char *buf, size_t len) {
@@ -62,12 +63,13 @@ int dpt_launch_model(int argc, char **argv) {
     }
   char err[DPT_ERR_LEN] = "";
   kv_list l = {.take_args = 1};
-  const char *data = NULL, *loss = "ce";
+  const char *data = NULL, *loss = "ce", *act = "relu";
   int rc = dpt_launch_collect(argc, argv, 2, &l, err, sizeof err);
   for (int i = 0; !rc && i < l.n; i++) {
     const kv *e = &l.items[i];
-    if (strcmp(e->key, "data") && strcmp(e->key, "loss")) {
-      snprintf(err, sizeof err, "unknown option '--%s' (expected --data FILE, --loss ce|mse)",
+    if (strcmp(e->key, "data") && strcmp(e->key, "loss") && strcmp(e->key, "activation")) {
+      snprintf(err, sizeof err,
+               "unknown option '--%s' (expected --data FILE, --loss ce|mse, --activation A)",
                e->key);
       rc = DPT_EXIT_USAGE;
     } else if (e->bare) {
@@ -75,6 +77,8 @@ int dpt_launch_model(int argc, char **argv) {
       rc = DPT_EXIT_USAGE;
     } else if (e->key[0] == 'd') {
       data = e->value;
+    } else if (e->key[0] == 'a') {
+      act = e->value;
     } else {
       loss = e->value;
     }
@@ -116,8 +120,9 @@ int dpt_launch_model(int argc, char **argv) {
     return DPT_EXIT_RUN;
   }
   char *text = NULL;
-  rc = !strcmp(sub, "show") ? dpt_model_show(spec, loss, data ? &d : NULL, &text, err, sizeof err)
-                            : dpt_model_torch(spec, loss, data ? &d : NULL, &text, err, sizeof err);
+  const dpt_model_data *dp = data ? &d : NULL;
+  rc = !strcmp(sub, "show") ? dpt_model_show(spec, act, loss, dp, &text, err, sizeof err)
+                            : dpt_model_torch(spec, act, loss, dp, &text, err, sizeof err);
   dpt_launch_kv_free(&l);
   if (rc) {
     fprintf(stderr, "dpt model: %s\n", err);

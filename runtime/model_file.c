@@ -721,17 +721,56 @@ static int build_net(dpt_mfile_built *b, const char *loss, const dpt_model_data 
   return DPT_OK;
 }
 
-int dpt_mfile_build(const char *spec, const char *loss, const dpt_model_data *data,
-                    dpt_mfile_built *b, char *err, size_t errlen) {
+/* The file mlp:IN-H1-...-OUT would be: input = IN, fc1, act1, ..., fcL (model_mlp.c's names),
+ * so that show and torch describe the MLP too. Its spec is checked by dpt_mlp_create. */
+static int mlp_text(const char *spec, const char *activation, const char *loss, char **text,
+                    size_t *len, char *err, size_t errlen) {
+  dpt_model m;
+  int rc =
+      dpt_mlp_create(spec, activation ? activation : "relu", loss ? loss : "ce", &m, err, errlen);
+  if (rc) return rc;
+  m.destroy(&m);
+  size_t cap = 64 + 64 * strlen(spec);
+  char *t = malloc(cap);
+  if (!t) return dpt_errf(err, errlen, DPT_ENOMEM, "model '%s': out of memory", spec);
+  const char *p = spec + 4;
+  size_t at = (size_t)snprintf(t, cap, "[model]\ninput = %.*s\n", (int)strcspn(p, "-"), p);
+  p += strcspn(p, "-");
+  for (int l = 1; *p == '-'; l++) {
+    p++;
+    size_t n = strcspn(p, "-");
+    if (l > 1)
+      at += (size_t)snprintf(t + at, cap - at, "[act%d]\nkind = %s\n", l - 1,
+                             activation ? activation : "relu");
+    at += (size_t)snprintf(t + at, cap - at, "[fc%d]\nkind = linear\nout = %.*s\n", l, (int)n, p);
+    p += n;
+  }
+  *text = t;
+  *len = at;
+  return DPT_OK;
+}
+
+int dpt_mfile_build(const char *spec, const char *activation, const char *loss,
+                    const dpt_model_data *data, dpt_mfile_built *b, char *err, size_t errlen) {
   memset(b, 0, sizeof *b);
   if (!spec) return dpt_errf(err, errlen, DPT_EINVAL, "model spec is missing");
   char *text = NULL;
   size_t len = 0;
-  int rc = load(spec, &b->desc, &text, &len, err, errlen);
+  int mlp = !strncmp(spec, "mlp:", 4), rc;
+  if (mlp) {
+    snprintf(b->desc.where, sizeof b->desc.where, "%s", spec);
+    rc = mlp_text(spec, activation, loss, &text, &len, err, errlen);
+  } else {
+    rc = load(spec, &b->desc, &text, &len, err, errlen);
+  }
   if (!rc) rc = parse_text(&b->desc, text, len, err, errlen);
   free(text);
   if (data) b->sample = data->sample;
   if (!rc) rc = build_net(b, loss, data, err, errlen);
+  if (!rc && mlp) { /* model_mlp.c's kind and input */
+    snprintf(b->identity, sizeof b->identity, "mlp");
+    b->input_from = "the spec's IN";
+  }
   if (rc) dpt_mfile_built_free(b);
   return rc;
 }
@@ -787,7 +826,7 @@ static void w_destroy(dpt_model *m) {
 
 static int file_create(const dpt_model_args *a, dpt_model *m, char *err, size_t errlen) {
   dpt_mfile_built b;
-  int rc = dpt_mfile_build(a->spec, a->loss, a->data, &b, err, errlen);
+  int rc = dpt_mfile_build(a->spec, a->activation, a->loss, a->data, &b, err, errlen);
   if (rc) return rc;
   wrapped *w = calloc(1, sizeof *w);
   if (!w) {

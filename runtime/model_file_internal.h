@@ -59,11 +59,12 @@ typedef struct {
   char identity[32];      /* "net:<16 hex>", the model's m->kind */
 } dpt_mfile_built;
 
-/* Reads and builds the model spec names: "file:PATH", a PATH ending in ".ini", or
- * "FAMILY:NAME" of a preset. loss is --loss (used when the file has none); data may be NULL
- * (then the file must give [model] input). Errors name the file and line, and the layer. */
-int dpt_mfile_build(const char *spec, const char *loss, const dpt_model_data *data,
-                    dpt_mfile_built *b, char *err, size_t errlen);
+/* Reads and builds the model spec names: "file:PATH", a PATH ending in ".ini", "FAMILY:NAME"
+ * of a preset, or (for show and torch) "mlp:IN-...-OUT" with activation, described as the file
+ * the MLP would be. loss is --loss (used when the file has none); data may be NULL (then the
+ * file must give [model] input). Errors name the file and line, and the layer. */
+int dpt_mfile_build(const char *spec, const char *activation, const char *loss,
+                    const dpt_model_data *data, dpt_mfile_built *b, char *err, size_t errlen);
 void dpt_mfile_built_free(dpt_mfile_built *b);
 
 /* The value of option key of layer section l, or NULL. */

@@ -84,11 +84,11 @@ static const char *grouped(size_t v, char *buf, size_t len) {
 
 /* --- dpt model show --- */
 
-int dpt_model_show(const char *spec, const char *loss, const dpt_model_data *data, char **text,
-                   char *err, size_t errlen) {
+int dpt_model_show(const char *spec, const char *activation, const char *loss,
+                   const dpt_model_data *data, char **text, char *err, size_t errlen) {
   *text = NULL;
   dpt_mfile_built b;
-  int rc = dpt_mfile_build(spec, loss, data, &b, err, errlen);
+  int rc = dpt_mfile_build(spec, activation, loss, data, &b, err, errlen);
   if (rc) return rc;
   sbuf s = {0};
   char sh[96], g[40];
@@ -265,11 +265,11 @@ static int torch_layer(const dpt_mfile_built *b, int i, sbuf *init, sbuf *fwd, i
   return DPT_OK;
 }
 
-int dpt_model_torch(const char *spec, const char *loss, const dpt_model_data *data, char **text,
-                    char *err, size_t errlen) {
+int dpt_model_torch(const char *spec, const char *activation, const char *loss,
+                    const dpt_model_data *data, char **text, char *err, size_t errlen) {
   *text = NULL;
   dpt_mfile_built b;
-  int rc = dpt_mfile_build(spec, loss, data, &b, err, errlen);
+  int rc = dpt_mfile_build(spec, activation, loss, data, &b, err, errlen);
   if (rc) return rc;
   int nl = dpt_net_nlayers(b.net), attention = 0, input_source = 0;
   unsigned char *source = calloc((size_t)nl + 1, 1);

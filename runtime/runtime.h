@@ -182,15 +182,16 @@ int dpt_model_from_net(dpt_model *m, const char *kind, dpt_net *n, char *err, si
  * the line and the layer. m->kind is "net:" and a digest of the architecture, so a checkpoint
  * of another architecture is refused when it is loaded. */
 
-/* The layers of spec with their output shapes and parameter counts, as text (`dpt model
- * show`): *text is malloc'ed, the caller frees it. loss is --loss (used when the file gives
- * none); data may be NULL when the file gives [model] input. */
-int dpt_model_show(const char *spec, const char *loss, const dpt_model_data *data, char **text,
-                   char *err, size_t errlen);
+/* The layers of spec (a model file, a preset, or mlp:IN-...-OUT) with their output shapes and
+ * parameter counts, as text (`dpt model show`): *text is malloc'ed, the caller frees it.
+ * activation and loss are --activation (the MLP's) and --loss (used when the file gives none);
+ * data may be NULL when the file gives [model] input. */
+int dpt_model_show(const char *spec, const char *activation, const char *loss,
+                   const dpt_model_data *data, char **text, char *err, size_t errlen);
 /* The PyTorch 1.13 module of spec, as Python source (`dpt model torch`): its state_dict has
  * the model's tensor and buffer names and shapes, with a loader for dpt checkpoints. */
-int dpt_model_torch(const char *spec, const char *loss, const dpt_model_data *data, char **text,
-                    char *err, size_t errlen);
+int dpt_model_torch(const char *spec, const char *activation, const char *loss,
+                    const dpt_model_data *data, char **text, char *err, size_t errlen);
 /* Calls fn for every preset: its spec ("cnn:tiny") and its text (the .ini file). */
 void dpt_model_presets(void (*fn)(void *ctx, const char *spec, const char *text), void *ctx);
 

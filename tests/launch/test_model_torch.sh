@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# PyTorch interop, for real (README "Models"): train cnn:tiny on a slice of Fashion-MNIST on 2
-# ranks with a checkpoint, print its torch module with `dpt model torch`, load the checkpoint
-# into it with load_state_dict(strict=True) (the printed loader), and check that torch's test
-# loss and accuracy equal dpt's evaluation of the same parameters. Then a checkpoint of another
+# PyTorch interop, for real (README "Models"): train cnn:tiny (and mlp:784-32-10) on a slice
+# of Fashion-MNIST on 2 ranks with a checkpoint, print its torch module with `dpt model torch`,
+# load the checkpoint into it with load_state_dict(strict=True) (the printed loader), and check
+# that torch's test loss and accuracy equal dpt's evaluation of the same parameters. Then a checkpoint of another
 # architecture is refused with one line, and one of the same architecture (the preset copied
 # into a file) loads. Usage: test_model_torch.sh DPT WORKDIR
 . "$(dirname "$0")/lib.sh" "$@"
@@ -24,20 +24,23 @@ with h5py.File("fm.h5", "r") as f, h5py.File("sub.h5", "w") as g:
                 d.attrs[k] = v
 PY
 
-timeout 300 mpirun -n 2 "$dpt" train --data sub.h5 --model cnn:tiny --batch 128 --epochs 1 \
-  --ckpt 1 --run-dir run --progress none > train.out 2>&1 || { cat train.out; fail "training"; }
-ckpt=run/ckpt/$(cat run/ckpt/latest)
-[ -f "$ckpt" ] || fail "no checkpoint"
-"$dpt" model torch cnn:tiny > dptnet.py 2> torch.err || { cat torch.err; fail "dpt model torch"; }
-
-$py - "$ckpt" <<'PY' || fail "torch's evaluation differs from dpt's (above)"
+# cnn:tiny, and the MLP (the same module printer, its names fc1, act1, fc2)
+for spec in cnn:tiny mlp:784-32-10; do
+  run=run.${spec%%:*}
+  timeout 300 mpirun -n 2 "$dpt" train --data sub.h5 --model "$spec" --batch 128 --epochs 1 \
+    --ckpt 1 --run-dir "$run" --progress none > "$run.out" 2>&1 || { cat "$run.out"; fail "training $spec"; }
+  ckpt=$run/ckpt/$(cat "$run/ckpt/latest")
+  [ -f "$ckpt" ] || fail "no checkpoint of $spec"
+  rm -rf dptnet.py __pycache__
+  "$dpt" model torch "$spec" > dptnet.py 2> torch.err || { cat torch.err; fail "dpt model torch $spec"; }
+  $py - "$ckpt" "$run/metrics.jsonl" <<'PY' || fail "$spec: torch's evaluation differs from dpt's (above)"
 import json, sys
 import h5py, numpy as np, torch
 import torch.nn.functional as F
 from dptnet import DptModel, load_dpt_checkpoint
 
 torch.set_num_threads(1)
-ckpt = sys.argv[1]
+ckpt, metrics = sys.argv[1:]
 net = DptModel()
 with h5py.File(ckpt, "r") as f:  # the module's state_dict is the checkpoint's tensors, exactly
     saved = {k: tuple(f["model"][k].shape) for k in f["model"]}
@@ -55,12 +58,14 @@ with torch.no_grad():
 loss = F.cross_entropy(logits, y, reduction="none").double().sum().item() / len(y)
 acc = (logits.argmax(1) == y).double().mean().item()
 
-epochs = [json.loads(l) for l in open("run/metrics.jsonl") if '"type":"epoch"' in l]
+epochs = [json.loads(l) for l in open(metrics) if '"type":"epoch"' in l]
 dl, da = epochs[-1]["test_loss"], epochs[-1]["test_accuracy"]
 print(f"torch: test loss {loss:.9f} accuracy {acc:.4f}; dpt: test loss {dl:.9f} accuracy {da:.4f}")
 assert abs(loss - dl) <= 1e-5 * max(1.0, abs(dl)), "test loss"
 assert abs(acc - da) <= 1e-9, "test accuracy"
 PY
+done
+ckpt=run.cnn/ckpt/$(cat run.cnn/ckpt/latest)
 
 # another architecture: the same tensors with tanh for relu (refused by the model's identity),
 # and another width (refused likewise); the preset copied into a file is the same model

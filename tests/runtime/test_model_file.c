@@ -208,18 +208,19 @@ static void test_label_smoothing(void **state) {
 static void test_show_and_torch(void **state) {
   (void)state;
   char err[DPT_ERR_LEN] = "", *text = NULL;
-  assert_int_equal(dpt_model_show("cnn:tiny", "ce", NULL, &text, err, sizeof err), 0);
+  assert_int_equal(dpt_model_show("cnn:tiny", "relu", "ce", NULL, &text, err, sizeof err), 0);
   assert_non_null(strstr(text, "conv1"));
   assert_non_null(strstr(text, "[4, 14, 14]"));
   assert_non_null(strstr(text, "7,890"));
   free(text);
-  assert_int_equal(dpt_model_torch("cnn:tiny", "ce", NULL, &text, err, sizeof err), 0);
+  assert_int_equal(dpt_model_torch("cnn:tiny", "relu", "ce", NULL, &text, err, sizeof err), 0);
   assert_non_null(strstr(text, "self.conv1 = nn.Conv2d(1, 4, kernel_size=(3, 3), stride=1, "
                                "padding=1, groups=1)"));
   assert_non_null(strstr(text, "self.fc = nn.Linear(784, 10)"));
   assert_non_null(strstr(text, "x = x.reshape(x.shape[0], 1, 28, 28)"));
   free(text);
-  assert_int_equal(dpt_model_torch("cnn:nope", "ce", NULL, &text, err, sizeof err), DPT_EINVAL);
+  assert_int_equal(dpt_model_torch("cnn:nope", "relu", "ce", NULL, &text, err, sizeof err),
+                   DPT_EINVAL);
   assert_null(text);
   assert_non_null(strstr(err, "cnn:tiny"));
 }
