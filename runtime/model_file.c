@@ -271,7 +271,9 @@ static char *read_line(char *str, int num, void *stream) {
   memcpy(str, p, n);
   str[n] = 0;
   r->at += n;
-  const char *s = str + strspn(str, " \t\r");
+  const char *s = str;
+  if (r->line == 1 && !strncmp(s, "\xEF\xBB\xBF", 3)) s += 3; /* a UTF-8 BOM, as inih skips it */
+  s += strspn(s, " \t\r");
   if (*s == '[') { /* as inih reads a header: the name ends at the first ']' */
     const char *end = strchr(s + 1, ']');
     if (end) on_header(r, s + 1, (size_t)(end - s - 1));

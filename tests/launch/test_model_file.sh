@@ -257,4 +257,8 @@ grep -qE "^  total +46$" show.out || fail "show's total: $(cat show.out)"
 out=$("$dpt" model show img.ini 2>&1); rc=$?
 [ "$rc" -eq 2 ] && printf '%s' "$out" | grep -qF "img.ini: the input shape comes from the dataset" \
   || fail "show without a shape: status $rc: $out"
+# a UTF-8 BOM and CRLF line ends are read as inih reads them
+printf '\xef\xbb\xbf[model]\r\ninput = 1x28x28\r\n[fc]\r\nkind = linear\r\nout = 10\r\n' > crlf.ini
+"$dpt" model show crlf.ini --data flat.h5 > crlf.out 2>&1 || { cat crlf.out; fail "a file with a BOM and CRLF"; }
+grep -qE "^  fc +linear +\[10\] +7,850$" crlf.out || fail "crlf.ini: $(cat crlf.out)"
 echo "ok: $ncase bad model files refused, good files train"
