@@ -477,7 +477,7 @@ static int check_batch(const dpt_net *n, const float *x, const int32_t *labels, 
 static dpt_layer_pass segment(const dpt_layer_pass *p, int j, size_t seg) {
   dpt_layer_pass q = *p;
   q.sample0 = p->sample0 + (int64_t)j * (int64_t)seg;
-  q.nseg = 1, q.seg = seg;
+  q.nseg = 1, q.seg = seg, q.at = p->at + (size_t)j * seg;
   return q;
 }
 
@@ -582,7 +582,7 @@ int dpt_net_loss_grad_pass(dpt_net *n, const float *params, float *grad, float s
   int rc = check_batch(n, x, labels, y, count, err, errlen);
   if (rc) return rc;
   dpt_layer_pass p = *pass;
-  p.train = 1;
+  p.train = 1, p.at = 0;
   if (p.nseg < 1) p.nseg = 1;
   size_t seg = p.seg ? p.seg : count / (size_t)p.nseg;
   if (seg * (size_t)p.nseg != count || (count && !seg))
