@@ -29,7 +29,7 @@ static void relu_forward(dpt_layer *l, const float *params, const float *restric
                          float *restrict h, size_t n, const dpt_layer_pass *p) {
   (void)params, (void)p;
   size_t len = n * l->in_numel;
-  for (size_t i = 0; i < len; i++) h[i] = z[i] > 0.0f ? z[i] : 0.0f;
+  for (size_t i = 0; i < len; i++) h[i] = z[i] <= 0.0f ? 0.0f : z[i]; /* NaN stays, as torch */
 }
 
 static void relu_backward(dpt_layer *l, const float *params, const float *restrict z,
@@ -37,7 +37,8 @@ static void relu_backward(dpt_layer *l, const float *params, const float *restri
                           const dpt_layer_pass *p) {
   (void)params, (void)h, (void)dy, (void)p;
   size_t len = n * l->in_numel;
-  for (size_t i = 0; i < len; i++) d[i] *= z[i] > 0.0f ? 1.0f : 0.0f;
+  /* torch's threshold_backward: a select (0, not dy * 0 = -0 for a negative dy) */
+  for (size_t i = 0; i < len; i++) d[i] = z[i] <= 0.0f ? 0.0f : d[i];
 }
 
 static void tanh_forward(dpt_layer *l, const float *params, const float *restrict z,
