@@ -98,6 +98,11 @@ CASES = {
         ("t1_c4_h1", "heads=1", (1, 4), 3),
         ("t16_c32_h4", "heads=4", (16, 32), 2),
     ],
+    "linear": [
+        ("flat", "out=4", (3, 2, 2), 3),
+        ("last", "out=5,last=1", (4, 6), 2),
+        ("last_rank3", "out=3,last=1", (2, 3, 4), 2),
+    ],
     "add": [
         ("c3_4", "from=input", (3, 4), 3),
         ("c2_3x3", "from=input", (2, 3, 3), 2),
@@ -147,6 +152,13 @@ def torch_dropout(x, mask, p):
     noise = mask.clone()
     noise.div_(1 - p)
     return x * noise
+
+
+class FlatLinear(torch.nn.Linear):
+    """dpt's linear without last=1: nn.Linear on the flattened sample"""
+
+    def forward(self, x):
+        return super().forward(torch.flatten(x, 1))
 
 
 class CausalSelfAttention(torch.nn.Module):
@@ -220,6 +232,10 @@ def module(kind, opts, shape):
         return torch.nn.Embedding(o["num"], o["dim"])
     if kind == "attention":
         return CausalSelfAttention(shape[1], o["heads"], shape[0])
+    if kind == "linear":
+        if o.get("last", 0):
+            return torch.nn.Linear(shape[-1], o["out"])
+        return FlatLinear(math.prod(shape), o["out"])
     if kind in ("dropout", "add"):
         return None  # applied in record (dpt's mask; two inputs)
     raise ValueError(kind)

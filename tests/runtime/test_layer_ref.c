@@ -3,7 +3,7 @@
  * layer is built through dpt_net_add with the recorded options and input shape, given torch's
  * parameters (and buffers), and its output shape, forward output, parameter gradients, input
  * gradient and buffers after the forward are compared with torch's. Layers with reductions
- * (conv2d, norms, attention, the smooth activations): within REL_TOL norm-relative per tensor
+ * (linear, conv2d, norms, attention, the smooth activations): within REL_TOL norm-relative per tensor
  * (torch sums in another order); ReLU, pooling, Flatten, dropout, add and embedding: bitwise. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -305,6 +305,7 @@ REPLAY(dropout, 1, 4)
 REPLAY(embedding, 1, 2)
 REPLAY(attention, 0, 4)
 REPLAY(add, 1, 2)
+REPLAY(linear, 0, 3)
 
 static void test_ce_label_smoothing_matches_torch(void **state) {
   (void)state;
@@ -331,6 +332,7 @@ int main(void) {
       cmocka_unit_test(test_embedding_matches_torch),
       cmocka_unit_test(test_attention_matches_torch),
       cmocka_unit_test(test_add_matches_torch),
+      cmocka_unit_test(test_linear_matches_torch),
       cmocka_unit_test(test_ce_label_smoothing_matches_torch),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
