@@ -178,6 +178,31 @@ static void test_initialisation_is_torchs(void **state) {
   dpt_net_free(net);
 }
 
+/* An id outside [0, V) or not an integer cannot fail a pass: its row is NaN (the loss shows
+ * it) and it adds no gradient; good ids beside it are unaffected. */
+static void test_embedding_bad_ids_are_nan(void **state) {
+  (void)state;
+  static const spec s[] = {{"embedding", "emb", "num=4,dim=3"}};
+  dpt_shape in = {1, {5}};
+  float *p;
+  dpt_net *net = make(&in, s, 1, &p, 6);
+  dpt_layer *l = (dpt_layer *)dpt_net_layer(net, 0);
+  float x[5] = {1, 4, -1, 2.5f, 3}, y[15], dy[15], g[12] = {0};
+  dpt_layer_pass pass = {.train = 1, .nseg = 1};
+  l->ops->forward(l, p, x, y, 1, &pass);
+  for (int k = 0; k < 3; k++) {
+    assert_memory_equal(&y[k], &p[3 + k], sizeof(float));
+    assert_memory_equal(&y[12 + k], &p[9 + k], sizeof(float));
+    assert_true(isnan(y[3 + k]) && isnan(y[6 + k]) && isnan(y[9 + k]));
+  }
+  for (int k = 0; k < 15; k++) dy[k] = 1.0f + (float)k;
+  l->ops->param_grad(l, p, x, y, dy, g, 1, &pass);
+  float want[12] = {0, 0, 0, 1, 2, 3, 0, 0, 0, 13, 14, 15};
+  assert_memory_equal(g, want, sizeof want);
+  free(p);
+  dpt_net_free(net);
+}
+
 static void test_setup_mistakes_are_named(void **state) {
   (void)state;
   static const struct {
@@ -230,6 +255,7 @@ int main(void) {
       cmocka_unit_test(test_transformer_gradients),
       cmocka_unit_test(test_cnn_with_batchnorm_gradients),
       cmocka_unit_test(test_initialisation_is_torchs),
+      cmocka_unit_test(test_embedding_bad_ids_are_nan),
       cmocka_unit_test(test_setup_mistakes_are_named),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
