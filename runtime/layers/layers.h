@@ -77,9 +77,10 @@ typedef struct {
   int64_t sample0; /* index in the step's global batch of this call's first sample */
   int nseg;        /* segments (>= 1) */
   size_t seg;      /* samples per segment (0: count / nseg) */
-  size_t at;       /* where this call's samples start in the whole call the net runs (0 but
-                      in a segment's call: j * seg), so a layer can keep per-sample state for
-                      backward in its scratch (sized for the whole call) at sample `at` */
+  size_t at;       /* index of this call's first sample among all of the net's call's: j * seg
+                      in segment j's call, 0 in a call over all of them; a layer keeps
+                      per-sample state for backward in its scratch (sized for them all) from
+                      sample `at` on (attention) */
   void (*batch_sum)(void *ctx, double *v, size_t len, int nseg);
   void *batch_ctx;
   void (*seg_grad)(void *ctx, int seg, size_t offset, size_t len, const float *g);
