@@ -93,6 +93,11 @@ typedef struct {
  * over the five, so any rank computes any sample's value. tests/runtime/gen_layer_ref.py and
  * the torch comparisons compute the same function. */
 float dpt_layer_hash_uniform(uint64_t seed, long step, int64_t sample, int layer, uint64_t elem);
+/* The same for a run of elements: u[j] = dpt_layer_hash_uniform(seed, step, sample, layer,
+ * elem0 + j) for j in [0, m), bitwise, with the (seed, step, sample, layer) part hashed once
+ * (a mask over a sample costs one mix per element instead of five calls). */
+void dpt_layer_hash_run(uint64_t seed, long step, int64_t sample, int layer, uint64_t elem0,
+                        size_t m, float *u);
 
 typedef struct dpt_layer dpt_layer;
 typedef struct dpt_net dpt_net;
