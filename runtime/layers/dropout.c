@@ -41,18 +41,24 @@ static void dropout_destroy(dpt_layer *l) {
   l->state = NULL;
 }
 
+/* Elements per dpt_layer_hash_run call (a stack buffer of uniforms). */
+#define DROPOUT_RUN 512
+
 /* a[i] = b[i] * noise of the pass's mask, over n samples of l->in_numel */
-static void apply_mask(const dpt_layer *l, const float *b, float *a, size_t n,
+static void apply_mask(const dpt_layer *l, const float *restrict b, float *restrict a, size_t n,
                        const dpt_layer_pass *p) {
   double pd = ((dropout_state *)l->state)->p;
   float scale = 1.0f / (float)(1.0 - pd); /* torch: 1 (float) div_ (1 - p) as a float scalar */
   size_t m = l->in_numel;
+  float u[DROPOUT_RUN];
   for (size_t i = 0; i < n; i++) {
     int64_t sample = p->sample0 + (int64_t)i;
-    for (size_t j = 0; j < m; j++) {
-      float u = dpt_layer_hash_uniform(p->seed, p->step, sample, l->index, (uint64_t)j);
-      float noise = (double)u >= pd ? scale : 0.0f;
-      a[i * m + j] = b[i * m + j] * noise;
+    for (size_t j0 = 0; j0 < m; j0 += DROPOUT_RUN) {
+      size_t len = m - j0 < DROPOUT_RUN ? m - j0 : DROPOUT_RUN;
+      dpt_layer_hash_run(p->seed, p->step, sample, l->index, (uint64_t)j0, len, u);
+      const float *restrict bj = b + i * m + j0;
+      float *restrict aj = a + i * m + j0;
+      for (size_t j = 0; j < len; j++) aj[j] = bj[j] * ((double)u[j] >= pd ? scale : 0.0f);
     }
   }
 }

@@ -257,6 +257,22 @@ static void test_dropout_mask_depends_on_sample_not_call(void **state) {
   unbuild(&b);
 }
 
+/* the run form of the hash is the element-wise one, bitwise, from any first element */
+static void test_hash_run_is_hash_uniform(void **state) {
+  (void)state;
+  float u[300];
+  const uint64_t seeds[] = {0, 1, 0xfedcba9876543210ull};
+  for (int k = 0; k < 3; k++) {
+    uint64_t elem0 = k ? (uint64_t)1 << (20 + 10 * k) : 0;
+    dpt_layer_hash_run(seeds[k], 1000L * k, (int64_t)k * 7919, k + 2, elem0, 300, u);
+    for (size_t j = 0; j < 300; j++) {
+      float want = dpt_layer_hash_uniform(seeds[k], 1000L * k, (int64_t)k * 7919, k + 2, elem0 + j);
+      assert_memory_equal(&u[j], &want, sizeof want);
+      assert_true(u[j] >= 0.0f && u[j] < 1.0f);
+    }
+  }
+}
+
 /* Through the net: linear -> dropout -> linear; per-sample losses are summed in sample order,
  * so the same masks give bitwise the same loss in 1, 2 or 4 segments, and the gradients agree. */
 static void test_dropout_segments_through_the_net(void **state) {
@@ -312,6 +328,7 @@ int main(void) {
       cmocka_unit_test(test_batchnorm1d_segments_give_one_calls_result),
       cmocka_unit_test(test_batchnorm_running_statistics),
       cmocka_unit_test(test_dropout_mask_depends_on_sample_not_call),
+      cmocka_unit_test(test_hash_run_is_hash_uniform),
       cmocka_unit_test(test_dropout_segments_through_the_net),
       cmocka_unit_test(test_attention_segments_keep_their_activations),
   };
