@@ -15,9 +15,11 @@
  *   weight. param_grad is per segment: weight += sum dy * xhat, bias += sum dy, with the
  *   forward's global mean and invstd.
  * - Evaluation (pass->train == 0): the running statistics, no buffer changes.
- * - Sums are in double, in sample order within a segment; rows are added by batch_sum (or in
- *   order here when it is NULL), so a call split into segments gives the same statistics up to
- *   the rounding of the per-segment partial sums.
+ * - Sums are in double, in a fixed order within a segment (sample by sample, four lanes over a
+ *   sample's positions); rows are added by batch_sum (or in order here when it is NULL), so a
+ *   call split into segments gives the same statistics up to the rounding of the per-segment
+ *   partial sums. The elementwise passes are float, in torch's order: y = x * alpha + beta,
+ *   dx = (dy - grad_mean - (x - mean) * k) * invstd * weight.
  */
 #include <math.h>
 #include <stdint.h>
@@ -129,6 +131,59 @@ static int bn_nseg(const dpt_layer_pass *p, size_t n, size_t *seg) {
   return nseg;
 }
 
+/* --- sums in double over a run of L values, in 4 lanes (element k into lane k % 4, the lanes
+ * added (0 + 1) + (2 + 3) by lanes_total): a fixed order, four times the throughput of one
+ * chain --- */
+static double lanes_total(const double a[4]) {
+  return (a[0] + a[1]) + (a[2] + a[3]);
+}
+
+static void lanes_sum(double a[4], const float *restrict x, size_t L) {
+  size_t k = 0;
+  for (; k + 4 <= L; k += 4) a[0] += x[k], a[1] += x[k + 1], a[2] += x[k + 2], a[3] += x[k + 3];
+  for (size_t r = 0; k < L; k++, r++) a[r] += x[k];
+}
+
+/* a += (x - m)^2 */
+static void lanes_sq(double a[4], const float *restrict x, size_t L, double m) {
+  size_t k = 0;
+  for (; k + 4 <= L; k += 4)
+    for (int r = 0; r < 4; r++) {
+      double d = (double)x[k + (size_t)r] - m;
+      a[r] += d * d;
+    }
+  for (size_t r = 0; k < L; k++, r++) {
+    double d = (double)x[k] - m;
+    a[r] += d * d;
+  }
+}
+
+/* a += dy, b += dy * (x - m) */
+static void lanes_dot(double a[4], double b[4], const float *restrict x, const float *restrict dy,
+                      size_t L, double m) {
+  size_t k = 0;
+  for (; k + 4 <= L; k += 4)
+    for (int r = 0; r < 4; r++) {
+      a[r] += dy[k + (size_t)r];
+      b[r] += (double)dy[k + (size_t)r] * ((double)x[k + (size_t)r] - m);
+    }
+  for (size_t r = 0; k < L; k++, r++) {
+    a[r] += dy[k];
+    b[r] += (double)dy[k] * ((double)x[k] - m);
+  }
+}
+
+/* y = x * alpha + beta over channel ch of n samples, in float as torch's
+ * batch_norm_cpu_transform_input (alpha = invstd * weight, beta = bias - mean * alpha) */
+static void transform(const float *x, float *y, size_t n, size_t per, size_t off, size_t L,
+                      float alpha, float beta) {
+  for (size_t i = 0; i < n; i++) {
+    const float *restrict xs = x + i * per + off;
+    float *restrict ys = y + i * per + off;
+    for (size_t k = 0; k < L; k++) ys[k] = xs[k] * alpha + beta;
+  }
+}
+
 static void bn_forward(dpt_layer *l, const float *params, const float *x, float *y, size_t n,
                        const dpt_layer_pass *p) {
   bn_state *s = l->state;
@@ -137,12 +192,8 @@ static void bn_forward(dpt_layer *l, const float *params, const float *x, float 
   float *rm = dpt_layer_buf(l, 0), *rv = dpt_layer_buf(l, 1), *nb = dpt_layer_buf(l, 2);
   if (!p->train) {
     for (size_t ch = 0; ch < c; ch++) {
-      double inv = 1.0 / sqrt((double)rv[ch] + s->eps), m = rm[ch];
-      for (size_t i = 0; i < n; i++) {
-        const float *xs = x + i * per + ch * L;
-        float *ys = y + i * per + ch * L;
-        for (size_t k = 0; k < L; k++) ys[k] = (float)(((double)xs[k] - m) * inv * w[ch] + b[ch]);
-      }
+      float alpha = (float)(1.0 / sqrt((double)rv[ch] + s->eps)) * w[ch];
+      transform(x, y, n, per, ch * L, L, alpha, b[ch] - rm[ch] * alpha);
     }
     return;
   }
@@ -154,10 +205,10 @@ static void bn_forward(dpt_layer *l, const float *params, const float *x, float 
   for (int j = 0; j < nseg; j++) {
     double *row = v + (size_t)j * len;
     for (size_t ch = 0; ch < c; ch++) {
-      double sum = 0.0;
+      double a[4] = {0};
       for (size_t i = (size_t)j * seg; i < (size_t)(j + 1) * seg; i++)
-        for (size_t k = 0; k < L; k++) sum += x[i * per + ch * L + k];
-      row[ch] = sum;
+        lanes_sum(a, x + i * per + ch * L, L);
+      row[ch] = lanes_total(a);
     }
     row[c] = (double)(seg * L);
   }
@@ -170,13 +221,10 @@ static void bn_forward(dpt_layer *l, const float *params, const float *x, float 
   for (int j = 0; j < nseg; j++) {
     double *row = v + (size_t)j * c;
     for (size_t ch = 0; ch < c; ch++) {
-      double sum = 0.0, m = s->mean[ch];
+      double a[4] = {0};
       for (size_t i = (size_t)j * seg; i < (size_t)(j + 1) * seg; i++)
-        for (size_t k = 0; k < L; k++) {
-          double d = (double)x[i * per + ch * L + k] - m;
-          sum += d * d;
-        }
-      row[ch] = sum;
+        lanes_sq(a, x + i * per + ch * L, L, s->mean[ch]);
+      row[ch] = lanes_total(a);
     }
   }
   bn_sum(p, v, c, nseg);
@@ -187,12 +235,8 @@ static void bn_forward(dpt_layer *l, const float *params, const float *x, float 
     s->invstd[ch] = 1.0 / sqrt(var + s->eps);
     rm[ch] = (float)(mom * s->mean[ch] + (1.0 - mom) * (double)rm[ch]);
     rv[ch] = (float)(mom * unbiased + (1.0 - mom) * (double)rv[ch]);
-    double m = s->mean[ch], inv = s->invstd[ch];
-    for (size_t i = 0; i < n; i++) {
-      const float *xs = x + i * per + ch * L;
-      float *ys = y + i * per + ch * L;
-      for (size_t k = 0; k < L; k++) ys[k] = (float)(((double)xs[k] - m) * inv * w[ch] + b[ch]);
-    }
+    float alpha = (float)s->invstd[ch] * w[ch];
+    transform(x, y, n, per, ch * L, L, alpha, b[ch] - (float)s->mean[ch] * alpha);
   }
   nb[0] += 1.0f;
 }
@@ -206,15 +250,12 @@ static void bn_param_grad(dpt_layer *l, const float *params, const float *x, con
   const float *rm = dpt_layer_buf(l, 0), *rv = dpt_layer_buf(l, 1);
   for (size_t ch = 0; ch < c; ch++) { /* xhat with the statistics forward used */
     double m = p->train ? s->mean[ch] : (double)rm[ch];
-    double inv = p->train ? s->invstd[ch] : 1.0 / sqrt((double)rv[ch] + s->eps), sw = 0.0, sb = 0.0;
+    double inv = p->train ? s->invstd[ch] : 1.0 / sqrt((double)rv[ch] + s->eps);
+    double a[4] = {0}, b[4] = {0}; /* sum dy, sum dy * (x - mean) */
     for (size_t i = 0; i < n; i++)
-      for (size_t k = 0; k < L; k++) {
-        size_t at = i * per + ch * L + k;
-        sw += (double)dy[at] * (((double)x[at] - m) * inv);
-        sb += dy[at];
-      }
-    gw[ch] += (float)sw;
-    gb[ch] += (float)sb;
+      lanes_dot(a, b, x + i * per + ch * L, dy + i * per + ch * L, L, m);
+    gw[ch] += (float)(lanes_total(b) * inv); /* sum dy * xhat */
+    gb[ch] += (float)lanes_total(a);
   }
 }
 
@@ -227,11 +268,11 @@ static void bn_backward(dpt_layer *l, const float *params, const float *x, const
   if (!p->train) { /* evaluation statistics are constants: dx = dy * weight * invstd */
     const float *rv = dpt_layer_buf(l, 1);
     for (size_t ch = 0; ch < c; ch++) {
-      double a = (double)w[ch] / sqrt((double)rv[ch] + s->eps);
+      float inv = (float)(1.0 / sqrt((double)rv[ch] + s->eps)), wf = w[ch];
       for (size_t i = 0; i < n; i++)
         for (size_t k = 0; k < L; k++) {
           size_t at = i * per + ch * L + k;
-          dx[at] = (float)((double)dy[at] * a);
+          dx[at] = dy[at] * inv * wf;
         }
     }
     return;
@@ -243,26 +284,24 @@ static void bn_backward(dpt_layer *l, const float *params, const float *x, const
   for (int j = 0; j < nseg; j++) {
     double *row = v + (size_t)j * len;
     for (size_t ch = 0; ch < c; ch++) {
-      double sdy = 0.0, sdx = 0.0, m = s->mean[ch];
+      double a[4] = {0}, b[4] = {0};
       for (size_t i = (size_t)j * seg; i < (size_t)(j + 1) * seg; i++)
-        for (size_t k = 0; k < L; k++) {
-          size_t at = i * per + ch * L + k;
-          sdy += dy[at];
-          sdx += (double)dy[at] * ((double)x[at] - m);
-        }
-      row[ch] = sdy, row[c + ch] = sdx;
+        lanes_dot(a, b, x + i * per + ch * L, dy + i * per + ch * L, L, s->mean[ch]);
+      row[ch] = lanes_total(a), row[c + ch] = lanes_total(b);
     }
   }
   bn_sum(p, v, len, nseg);
-  double count = s->count > 0 ? s->count : 1.0;
+  /* in float as torch's batch_norm_cpu_backward: k = dotp * invstd^2 / N, gi = (x - mean) * k,
+   * dx = (dy - grad_mean - gi) * invstd * weight */
+  float count = s->count > 0 ? (float)s->count : 1.0f;
   for (size_t ch = 0; ch < c; ch++) {
-    double m = s->mean[ch], inv = s->invstd[ch], mdy = v[ch] / count;
-    double k2 = v[c + ch] / count * inv * inv, a = inv * (double)w[ch];
-    for (size_t i = 0; i < n; i++)
-      for (size_t k = 0; k < L; k++) {
-        size_t at = i * per + ch * L + k;
-        dx[at] = (float)(((double)dy[at] - mdy - ((double)x[at] - m) * k2) * a);
-      }
+    float m = (float)s->mean[ch], inv = (float)s->invstd[ch], wf = w[ch];
+    float k2 = (float)v[c + ch] * inv * inv / count, gm = (float)v[ch] / count;
+    for (size_t i = 0; i < n; i++) {
+      const float *restrict xs = x + i * per + ch * L, *restrict dys = dy + i * per + ch * L;
+      float *restrict dxs = dx + i * per + ch * L;
+      for (size_t k = 0; k < L; k++) dxs[k] = (dys[k] - gm - (xs[k] - m) * k2) * inv * wf;
+    }
   }
 }
 
