@@ -3,7 +3,9 @@
  * that adds the rows in order or without one, gives one call's outputs and gradients to
  * rounding), training updates the running statistics once per forward and evaluation uses them;
  * a dropout mask of a sample depends on (seed, step, global sample) only, not on segmenting or
- * on the call it is in; attention keeps each segment's activations apart (pass.at). */
+ * on the call it is in; two "ranks" (threads whose batch_sum adds both ranks' rows) get the
+ * global batch's statistics and gradients that add up to one call's; attention keeps each segment's
+ * activations apart (pass.at). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +14,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -214,6 +217,109 @@ static void test_batchnorm_running_statistics(void **state) {
   unbuild(&b);
 }
 
+/* --- BatchNorm across "ranks": two threads, each a net over its half of the batch, with a
+ * batch_sum that adds both ranks' rows (rank order) as the trainer's allreduce does --- */
+
+#define RANKS 2
+#define MAX_ROW 64 /* the longest row the test's BatchNorm sums (2C) */
+
+typedef struct {
+  pthread_barrier_t bar;
+  double *rows[RANKS]; /* each rank's local sum of its rows */
+  size_t len;
+} fake_comm;
+
+typedef struct {
+  fake_comm *comm;
+  int rank;
+  built b;
+  const float *x, *y;
+  size_t n; /* this rank's samples */
+  int rc;   /* the pass's status (no cmocka asserts off the main thread) */
+  char err[DPT_ERR_LEN];
+} rank_job;
+
+static __thread int my_rank;
+
+static void allreduce_rows(void *ctx, double *v, size_t len, int nseg) {
+  fake_comm *c = ctx;
+  for (int j = 1; j < nseg; j++)
+    for (size_t k = 0; k < len; k++) v[k] += v[(size_t)j * len + k];
+  c->rows[my_rank] = v;
+  c->len = len;
+  pthread_barrier_wait(&c->bar);
+  double total[MAX_ROW];
+  if (len > MAX_ROW) len = MAX_ROW; /* not reached: the rows are 2C = 6 long */
+  for (size_t k = 0; k < len; k++) {
+    total[k] = 0;
+    for (int r = 0; r < RANKS; r++) total[k] += c->rows[r][k];
+  }
+  pthread_barrier_wait(&c->bar); /* everyone has read every row */
+  memcpy(v, total, len * sizeof *v);
+}
+
+static void *rank_main(void *arg) {
+  rank_job *j = arg;
+  my_rank = j->rank;
+  memset(j->b.grad, 0, j->b.np * sizeof *j->b.grad);
+  dpt_layer_pass p = {.train = 1,
+                      .nseg = 2,
+                      .sample0 = (int64_t)(j->rank * j->n),
+                      .batch_sum = allreduce_rows,
+                      .batch_ctx = j->comm};
+  double loss = 0;
+  j->rc = dpt_net_loss_grad_pass(j->b.net, j->b.params, j->b.grad, 1.0f, j->x, NULL, j->y, j->n,
+                                 &loss, NULL, &p, j->err, sizeof j->err);
+  return NULL;
+}
+
+/* layernorm -> batchnorm1d -> tanh -> layernorm: no BLAS; BatchNorm's input gradient reaches
+ * the first layernorm's parameters */
+static void test_batchnorm_statistics_are_the_global_batchs(void **state) {
+  (void)state;
+  static const char *const spec[] = {"layernorm", "ln1", "", "batchnorm1d", "bn",  "",
+                                     "tanh",      "act", "", "layernorm",   "ln2", ""};
+  dpt_shape in = {2, {3, 5}};
+  enum { PER = 15 };
+  built one = build(spec, 4, &in, "mse");
+  float x[BN_N * PER], y[BN_N * PER];
+  fill(x, BN_N * PER, 51), fill(y, BN_N * PER, 52);
+  for (int i = 0; i < BN_N * PER; i += 7) x[i] += 2.0f; /* uneven statistics */
+  pass(&one, x, y, BN_N, 1, 0, 0);
+  fake_comm comm;
+  pthread_barrier_init(&comm.bar, NULL, RANKS);
+  rank_job jobs[RANKS];
+  pthread_t th[RANKS];
+  size_t half = BN_N / RANKS;
+  for (int r = 0; r < RANKS; r++) {
+    memset(&jobs[r], 0, sizeof jobs[r]);
+    jobs[r].comm = &comm, jobs[r].rank = r, jobs[r].b = build(spec, 4, &in, "mse");
+    jobs[r].x = x + (size_t)r * half * PER, jobs[r].y = y + (size_t)r * half * PER;
+    jobs[r].n = half;
+    assert_int_equal(pthread_create(&th[r], NULL, rank_main, &jobs[r]), 0);
+  }
+  for (int r = 0; r < RANKS; r++) pthread_join(th[r], NULL);
+  pthread_barrier_destroy(&comm.bar);
+  for (int r = 0; r < RANKS; r++)
+    if (jobs[r].rc) fail_msg("rank %d: %s", r, jobs[r].err);
+  float *sum = calloc(one.np, sizeof *sum);
+  assert_non_null(sum);
+  for (size_t i = 0; i < one.np; i++) sum[i] = jobs[0].b.grad[i] + jobs[1].b.grad[i];
+  double rg = rel_diff(sum, one.grad, one.np);
+  size_t nb;
+  float *b1 = dpt_net_buffer_data(one.net, &nb);
+  for (int r = 0; r < RANKS; r++) {
+    double rb = rel_diff(dpt_net_buffer_data(jobs[r].b.net, NULL), b1, nb);
+    if (!(rb <= SEG_TOL)) fail_msg("rank %d: running statistics differ by %.3g", r, rb);
+  }
+  if (!(rg <= SEG_TOL)) fail_msg("the ranks' gradients add up to one call's within %.3g", rg);
+  /* a rank's gradient alone is not the whole batch's (the test can tell) */
+  assert_true(rel_diff(jobs[0].b.grad, one.grad, one.np) > 1e-3);
+  free(sum);
+  for (int r = 0; r < RANKS; r++) unbuild(&jobs[r].b);
+  unbuild(&one);
+}
+
 /* --- dropout --- */
 
 #define DR_M 64
@@ -327,6 +433,7 @@ int main(void) {
       cmocka_unit_test(test_batchnorm2d_segments_give_one_calls_result),
       cmocka_unit_test(test_batchnorm1d_segments_give_one_calls_result),
       cmocka_unit_test(test_batchnorm_running_statistics),
+      cmocka_unit_test(test_batchnorm_statistics_are_the_global_batchs),
       cmocka_unit_test(test_dropout_mask_depends_on_sample_not_call),
       cmocka_unit_test(test_hash_run_is_hash_uniform),
       cmocka_unit_test(test_dropout_segments_through_the_net),
