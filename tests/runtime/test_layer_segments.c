@@ -4,8 +4,8 @@
  * rounding), training updates the running statistics once per forward and evaluation uses them;
  * a dropout mask of a sample depends on (seed, step, global sample) only, not on segmenting or
  * on the call it is in; two "ranks" (threads whose batch_sum adds both ranks' rows) get the
- * global batch's statistics and gradients that add up to one call's; attention keeps each segment's
- * activations apart (pass.at). */
+ * global batch's statistics and gradients that add up to one call's; attention keeps each
+ * segment's activations apart (pass.at). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
