@@ -3,8 +3,9 @@
  * layer is built through dpt_net_add with the recorded options and input shape, given torch's
  * parameters (and buffers), and its output shape, forward output, parameter gradients, input
  * gradient and buffers after the forward are compared with torch's. Layers with reductions
- * (linear, conv2d, norms, attention, the smooth activations): within REL_TOL norm-relative per tensor
- * (torch sums in another order); ReLU, pooling, Flatten, dropout, add and embedding: bitwise. */
+ * (linear, conv2d, norms, attention, the smooth activations): within REL_TOL norm-relative per
+ * tensor (torch sums in another order); ReLU, pooling, Flatten, dropout, add and embedding:
+ * bitwise. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
