@@ -209,6 +209,38 @@ kind = linear
 out = 10
 bias = 0
 EOF
+bad addfrom img.h5 "addfrom.ini:7: res: from='nope' names no earlier layer (expected a layer above it, or input)" <<'EOF'
+[c1]
+kind = conv2d
+out = 2
+kernel = 3
+[res]
+kind = add
+from = nope
+EOF
+bad addshape img.h5 "addshape.ini:11: res: adds c1's output of shape [2, 8, 8] to an input of shape [2, 4, 4] (expected equal shapes)" <<'EOF'
+[c1]
+kind = conv2d
+out = 2
+kernel = 3
+padding = 1
+[p]
+kind = maxpool2d
+kernel = 2
+[res]
+kind = add
+from = c1
+EOF
+bad heads flat.h5 "heads.ini:1: attn: attention expects a sample of shape [T, C], gets [784]" <<'EOF'
+[attn]
+kind = attention
+heads = 3
+EOF
+bad dropout flat.h5 "dropout.ini:3: d: option p='1.5' (expected a number in [0, " <<'EOF'
+[d]
+kind = dropout
+p = 1.5
+EOF
 echo "$ncase cases, $nfail failed"
 [ "$nfail" -eq 0 ] || exit 1
 
