@@ -341,6 +341,7 @@ static int on_key(void *user, const char *section, const char *key, const char *
   reader *r = user;
   (void)section; /* the reader saw the header: r->cur */
   if (r->bad_line) return 0;
+  if (!key[0]) return fail_at(r, r->line, "'= %s' has no key (expected key = value)", value);
   if (r->cur == -2)
     return fail_at(r, r->line,
                    "'%s' is outside a section (expected [model] or a layer's [name] first)", key);
@@ -568,7 +569,7 @@ static int blame_line(const dpt_mfile_layer *l, const char *msg) {
  * where the layer itself ignores unknown options. */
 static int help_names(const char *help, const char *key) {
   size_t k = strlen(key);
-  for (const char *p = help ? strstr(help, key) : NULL; p; p = strstr(p + 1, key))
+  for (const char *p = help && k ? strstr(help, key) : NULL; p; p = strstr(p + 1, key))
     if ((p == help || strchr(" ,(", p[-1])) && p[k] == '=') return 1;
   return 0;
 }

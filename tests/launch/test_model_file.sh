@@ -241,6 +241,11 @@ bad dropout flat.h5 "dropout.ini:3: d: option p='1.5' (expected a number in [0, 
 kind = dropout
 p = 1.5
 EOF
+bad nokey flat.h5 "nokey.ini:3: '= 3' has no key (expected key = value)" <<'EOF'
+[fc]
+kind = linear
+= 3
+EOF
 echo "$ncase cases, $nfail failed"
 [ "$nfail" -eq 0 ] || exit 1
 
