@@ -1,6 +1,6 @@
-/* model_file_internal.h — what model_file.c (reading a model description, building its net)
- * shares with model_show.c (`dpt model show` and `dpt model torch`) and with the presets that
- * runtime/models/embed.cmake compiles in. Private to runtime/.
+/* model_file_internal.h — what model_file_read.c (reading a model description), model_file.c
+ * (building its net) and model_show.c (`dpt model show` and `dpt model torch`) share, and the
+ * presets that runtime/models/embed.cmake compiles in. Private to runtime/.
  *
  * Invariants:
  * - A description (dpt_mfile) is the file's text as read: sections in order, each option with
@@ -58,6 +58,14 @@ typedef struct {
   const char *loss;       /* the loss used (static or desc's) */
   char identity[32];      /* "net:<16 hex>", the model's m->kind */
 } dpt_mfile_built;
+
+/* Reads the description spec names (model_file_read.c): "file:PATH", a PATH ending in ".ini",
+ * "FAMILY:NAME" of a preset, or "mlp:IN-...-OUT" as the file the MLP would be (activation
+ * between its layers; loss only checks the spec). Errors name the file and line; on error d
+ * holds nothing. dpt_mfile_free frees it. */
+int dpt_mfile_read(const char *spec, const char *activation, const char *loss, dpt_mfile *d,
+                   char *err, size_t errlen);
+void dpt_mfile_free(dpt_mfile *d);
 
 /* Reads and builds the model spec names: "file:PATH", a PATH ending in ".ini", "FAMILY:NAME"
  * of a preset, or (for show and torch) "mlp:IN-...-OUT" with activation, described as the file
