@@ -51,6 +51,9 @@ void dpt_launch_print_config(const dpt_train_opts *o, FILE *f);
 int dpt_launch_compare(int argc, char **argv, int rank, MPI_Comm comm);
 int dpt_launch_plot(int argc, char **argv);
 
+/* `dpt model show|torch|presets|cat ...` (model.c); no MPI. Returns the exit status. */
+int dpt_launch_model(int argc, char **argv);
+
 /* `dpt data ...`; called after MPI_Init on every rank. Returns the exit status. */
 int dpt_launch_data(int argc, char **argv, int rank);
 

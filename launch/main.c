@@ -72,6 +72,8 @@ static void usage(FILE *f) {
       "  schedulers   list the learning-rate schedulers and their hyperparameters\n"
       "  data         dataset tools: dpt data import-idx | dpt data synth (see dpt data --help)\n"
       "  ckpt         dpt ckpt inspect FILE: a checkpoint's contents, checksums verified\n"
+      "  model        model files and presets: dpt model show | torch | presets | cat\n"
+      "               (dpt model --help)\n"
       "  version      print dpt's version\n");
 }
 
@@ -197,14 +199,20 @@ static void parse_train(int argc, char **argv, train_args *t) {
     dpt_launch_blame(&l, t->err, sizeof t->err);
   }
   dpt_launch_kv_free(&l);
-  if (!t->rc && !t->print_config) { /* a malformed --model is bad usage; whether it fits the
-                                       data is the run's to say */
+  if (!t->rc && !t->print_config) { /* a malformed --model, or a model file that does not fit
+                                       the dataset's samples, is bad usage; a dataset that cannot
+                                       be read is the run's to say (DPT_ENOENT: the model needs
+                                       it) */
     dpt_model m;
+    dpt_model_data data;
     char merr[DPT_ERR_LEN];
-    if (dpt_model_create(t->o.model, t->o.activation, t->o.loss, NULL, &m, merr, sizeof merr)) {
-      snprintf(t->err, sizeof t->err, "--model: %.400s", merr);
+    int has_data = dpt_model_data_read(t->o.data, &data, merr, sizeof merr) == 0;
+    int rc = dpt_model_create(t->o.model, t->o.activation, t->o.loss, has_data ? &data : NULL, &m,
+                              merr, sizeof merr);
+    if (rc && !(rc == DPT_ENOENT && !has_data)) {
+      snprintf(t->err, sizeof t->err, "--model: %.480s", merr);
       t->rc = EXIT_USAGE;
-    } else {
+    } else if (!rc) {
       m.destroy(&m);
     }
   }
@@ -287,6 +295,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "ckpt")) return cmd_ckpt(argc, argv);
   if (!strcmp(cmd, "schedulers")) return cmd_schedulers();
   if (!strcmp(cmd, "plot")) return dpt_launch_plot(argc, argv);
+  if (!strcmp(cmd, "model")) return dpt_launch_model(argc, argv);
 
   static train_args targs;
   if (!strcmp(cmd, "train"))

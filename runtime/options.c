@@ -27,7 +27,9 @@ typedef struct {
 static const opt_def k_opts[] = {
     {"data", OPT_STR, F(data), "", 0, 0,
      "HDF5 dataset file (train/x, train/y; optional test/x, test/y)"},
-    {"model", OPT_STR, F(model), "mlp:784-256-128-10", 0, 0, "model spec: mlp:IN-H1-...-OUT"},
+    {"model", OPT_STR, F(model), "mlp:784-256-128-10", 0, 0,
+     "model: mlp:IN-H1-...-OUT, a preset (cnn:tiny, cnn:fashion), file:PATH or PATH.ini (dpt "
+     "model)"},
     {"activation", OPT_STR, F(activation), "relu", 0, 0,
      "hidden activation: relu, tanh, gelu, sigmoid"},
     {"loss", OPT_STR, F(loss), "ce", 0, 0,

@@ -173,6 +173,28 @@ int dpt_mlp_create(const char *spec, const char *activation, const char *loss, d
  * failure). init draws from dpt_rng(seed, 0), layer by layer. */
 int dpt_model_from_net(dpt_model *m, const char *kind, dpt_net *n, char *err, size_t errlen);
 
+/* --- models described in a file (model_file.c, model_show.c; README "Models") ---
+ * `--model file:PATH` (or a PATH ending in .ini) builds a net of the layer library from an INI
+ * description: an optional [model] section (loss, label_smoothing, input = CxHxW,
+ * description), then one [name] section per layer, in order, with kind = KIND and the layer's
+ * options. `--model cnn:NAME` is a preset compiled in (runtime/models/cnn-NAME.ini). Shapes
+ * come from a->data's sample shape (or [model] input) and are checked; errors name the file,
+ * the line and the layer. m->kind is "net:" and a digest of the architecture, so a checkpoint
+ * of another architecture is refused when it is loaded. */
+
+/* The layers of spec (a model file, a preset, or mlp:IN-...-OUT) with their output shapes and
+ * parameter counts, as text (`dpt model show`): *text is malloc'ed, the caller frees it.
+ * activation and loss are --activation (the MLP's) and --loss (used when the file gives none);
+ * data may be NULL when the file gives [model] input. */
+int dpt_model_show(const char *spec, const char *activation, const char *loss,
+                   const dpt_model_data *data, char **text, char *err, size_t errlen);
+/* The PyTorch 1.13 module of spec, as Python source (`dpt model torch`): its state_dict has
+ * the model's tensor and buffer names and shapes, with a loader for dpt checkpoints. */
+int dpt_model_torch(const char *spec, const char *activation, const char *loss,
+                    const dpt_model_data *data, char **text, char *err, size_t errlen);
+/* Calls fn for every preset: its spec ("cnn:tiny") and its text (the .ini file). */
+void dpt_model_presets(void (*fn)(void *ctx, const char *spec, const char *text), void *ctx);
+
 /* --- logger --- */
 enum { DPT_LOG_ERROR = 0, DPT_LOG_WARN = 1, DPT_LOG_INFO = 2, DPT_LOG_DEBUG = 3 };
 /* Rank 0 logs at `level` and below; every rank when all_ranks. Errors always print. */
