@@ -292,7 +292,12 @@ static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *er
       if (info.stop && r->pos.step < r->total_steps)
         return stop_early(r, o, &info, saved, res, err, errlen);
     }
-    if (r->pos.step_in_epoch < r->steps_per_epoch) break; /* stopped by --max-steps */
+    if (r->pos.step_in_epoch < r->steps_per_epoch) { /* stopped by --max-steps: the mean loss of
+                                                        the epoch's steps so far */
+      if (r->pos.step_in_epoch > 0)
+        res->train_loss = r->pos.epoch_loss / (double)r->pos.step_in_epoch;
+      break;
+    }
     dpt_epoch_info ei = {e,   r->pos.step, r->pos.epoch_loss / (double)r->steps_per_epoch,
                          NAN, NAN,         0};
     if (r->has_test && (e + 1) % o->eval_every == 0) {
