@@ -86,9 +86,9 @@ static const opt_def k_opts[] = {
     {"on_nonfinite", OPT_STR, F(on_nonfinite), "abort", 0, 0,
      "a NaN/Inf in the loss or gradients: abort (naming step, tensor and rank) or skip the update "
      "(counted in the metrics)"},
-    {"watchdog", OPT_DBL, F(watchdog), "0", 0, 1e9,
-     "seconds a collective may block before the job is ended with a message naming it and the step "
-     "(0: off)"},
+    {"watchdog", OPT_DBL, F(watchdog), "auto", 0, 1e9,
+     "seconds a collective may block before the job is ended with a message naming it, the step "
+     "and the last checkpoint (auto: 60 or 4x the slowest step seen, whichever is larger; 0: off)"},
     {"stop_signals", OPT_STR, F(stop_signals), "USR1,TERM,INT", 0, 0,
      "on these signals all ranks stop at the same step, write a checkpoint and exit with status 3; "
      "a second Ctrl-C (INT) ends at once (none: off)"},
@@ -140,6 +140,10 @@ static int set_opt(dpt_train_opts *o, const opt_def *d, const char *value, char 
   double v;
   int b;
   long w = 0;
+  if (!strcmp(d->name, "watchdog") && !strcmp(value, "auto")) { /* launch/watchdog.c */
+    *(double *)p = DPT_WATCHDOG_AUTO;
+    return DPT_OK;
+  }
   if (d->type == OPT_BOOL) {
     if (dpt_parse_bool(value, &b)) {
       snprintf(err, errlen,
@@ -372,6 +376,8 @@ void dpt_train_describe(const dpt_train_opts *o, dpt_optim_param_fn fn, void *ct
     case OPT_LONG: snprintf(buf, sizeof buf, "%ld", *(const long *)p); break;
     case OPT_DBL: dpt_format_double(buf, sizeof buf, *(const double *)p); break;
     }
+    if (!strcmp(d->name, "watchdog") && *(const double *)p == DPT_WATCHDOG_AUTO)
+      snprintf(buf, sizeof buf, "auto");
     fn(ctx, d->name, buf, d->help);
   }
 }

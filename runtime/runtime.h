@@ -208,13 +208,16 @@ typedef struct {
   int micro_shards;  /* deterministic mode: G fixed micro-shards per global batch */
   char on_nonfinite[8];  /* "abort" (default) or "skip": what a NaN/Inf gradient or loss does */
   double watchdog;       /* seconds a blocking collective may take before the dpt command ends
-                            the job (0: off); read by launch, which runs the watchdog */
+                            the job (0: off; DPT_WATCHDOG_AUTO, the default: from the slowest
+                            step seen); read by launch, which runs the watchdog */
   char stop_signals[64]; /* "USR1,TERM,INT": stop at an agreed step with a checkpoint; "none" */
   char time_limit[32];   /* "" or seconds or SLURM's [D-]HH:MM:SS: stop with a checkpoint in time */
   double stop_margin;    /* seconds kept in hand before --time-limit */
   char progress[8];      /* auto | bar | plain | none */
   int verbose;           /* more detail: memory, timings, per-rank lines */
 } dpt_train_opts;
+
+#define DPT_WATCHDOG_AUTO (-1.0) /* --watchdog auto */
 
 /* Fills o with the defaults (the README's demo is these defaults with a data path). */
 void dpt_train_defaults(dpt_train_opts *o);
