@@ -47,6 +47,9 @@ static const opt_def k_opts[] = {
      "gradient allreduce bucket size in MiB"},
     {"overlap", OPT_BOOL, F(overlap), "1", 0, 1,
      "reduce gradient buckets while backward runs (0: after it)"},
+    {"reduce", OPT_STR, F(reduce), "auto", 0, 0,
+     "gradient reduction: auto (node when the ranks span several nodes), rank-order or node "
+     "(within each node, then across nodes); bitwise the same sums"},
     {"cache_mb", OPT_DBL, F(cache_mb), "1024", 0, 1e9,
      "keep a dataset split in memory if it fits (MiB)"},
     {"eval_every", OPT_INT, F(eval_every), "1", 0, 1e9,
@@ -105,12 +108,14 @@ static const char *const k_choices_activation[] = {"relu", "tanh", "gelu", "sigm
 static const char *const k_choices_loss[] = {"ce", "mse", NULL};
 static const char *const k_choices_progress[] = {"auto", "bar", "plain", "none", NULL};
 static const char *const k_choices_nonfinite[] = {"abort", "skip", NULL};
+static const char *const k_choices_reduce[] = {"auto", "rank-order", "node", NULL};
 
 static const char *const *choices_of(const char *name) {
   if (!strcmp(name, "activation")) return k_choices_activation;
   if (!strcmp(name, "loss")) return k_choices_loss;
   if (!strcmp(name, "progress")) return k_choices_progress;
   if (!strcmp(name, "on_nonfinite")) return k_choices_nonfinite;
+  if (!strcmp(name, "reduce")) return k_choices_reduce;
   return NULL;
 }
 

@@ -188,6 +188,7 @@ typedef struct {
   int zero;                /* ZeRO stage 0, 1 or 2; -1: 1 when W > 1, else 0 */
   double bucket_mb;        /* gradient bucket size in MiB */
   int overlap;             /* start each bucket's reduction as soon as backward produced it */
+  char reduce[16];         /* auto | rank-order | node: the reducer's algorithm (comm.h) */
   double cache_mb;         /* cache a dataset split in memory when it fits this budget */
   int eval_every;          /* evaluate on the test split every this many epochs (0: never) */
   char run_dir[1024];      /* metrics and checkpoints go here */
