@@ -68,8 +68,10 @@ typedef enum {
   DPT_REDUCE_NODE,       /* rank-order sums within a node over shared memory, then along the nodes;
                             bitwise DPT_REDUCE_RANK_ORDER's result (reduce_node.c) */
   DPT_REDUCE_COUNT,
-  DPT_REDUCE_AUTO = -1 /* DPT_REDUCE_NODE when the ranks span several nodes in equal blocks of
-                          consecutive ranks, else DPT_REDUCE_RANK_ORDER (dpt_reducer_create) */
+  DPT_REDUCE_AUTO = -1 /* DPT_REDUCE_NODE for a whole sum (not shard_only) when the ranks span
+                          several nodes in equal blocks of consecutive ranks, several ranks per
+                          node or more than 2 nodes; else DPT_REDUCE_RANK_ORDER (where each is
+                          faster: dpt_reducer_create, tests/bench/netns_reduce.sh) */
 } dpt_reduce_algorithm;
 
 /* 25 MiB: PyTorch DDP's bucket_cap_mb default, and --bucket-mb's. */

@@ -34,6 +34,13 @@
  * one chunk. */
 #define DPT_NODE_CHUNK ((size_t)65536)
 
+/* Chain sends in flight per flow. Open MPI's TCP transport queues a peer's control messages
+ * (the go-ahead for a large message coming the other way) behind the data already queued for
+ * it: with every chunk's send posted at once, the final sums flowing back waited for all the
+ * partial sums going out, and a link carried one direction at a time (half the rate). Four
+ * chunks (1 MiB, 8 ms at 1 Gbit/s) keep a link busy and the queue short. */
+#define DPT_NODE_WINDOW 4
+
 enum { TAG_PARTIAL = 1, TAG_FINAL = 2 };
 
 typedef struct {
@@ -188,6 +195,20 @@ static void sum_chunk(const node_state *s, int c, float *restrict dst) {
   }
 }
 
+/* Sends final chunk c (out: this rank's segment of the buffer) to column rank `to`, with at
+ * most DPT_NODE_WINDOW final sends in flight. */
+static int send_final(node_state *s, float *out, int c, int to, MPI_Request *fout) {
+  size_t L = s->segs[s->j].len, c0 = (size_t)c * DPT_NODE_CHUNK;
+  int len = (int)(c0 + DPT_NODE_CHUNK < L ? DPT_NODE_CHUNK : L - c0), rc = MPI_SUCCESS;
+  for (int q = c - DPT_NODE_WINDOW; q >= 0 && rc == MPI_SUCCESS; q--) /* the oldest still out */
+    if (fout[q] != MPI_REQUEST_NULL) {
+      rc = MPI_Wait(&fout[q], MPI_STATUS_IGNORE);
+      break;
+    }
+  if (rc != MPI_SUCCESS) return rc;
+  return MPI_Isend(out + c0, len, MPI_FLOAT, to, TAG_FINAL, s->column, &fout[c]);
+}
+
 /* Steps 2 and 3: the chain and the ring of final sums, over the column communicator. */
 static int chain(dpt_reducer *r, node_state *s) {
   size_t L = s->segs[s->j].len;
@@ -211,30 +232,25 @@ static int chain(dpt_reducer *r, node_state *s) {
     if (rc != MPI_SUCCESS) break;
     if (k < N - 1) {
       sum_chunk(s, c, s->part + c0);
-      rc = MPI_Isend(s->part + c0, len, MPI_FLOAT, next, TAG_PARTIAL, s->column, &pout[c]);
+      if (c >= DPT_NODE_WINDOW) rc = MPI_Wait(&pout[c - DPT_NODE_WINDOW], MPI_STATUS_IGNORE);
+      if (rc == MPI_SUCCESS)
+        rc = MPI_Isend(s->part + c0, len, MPI_FLOAT, next, TAG_PARTIAL, s->column, &pout[c]);
     } else {
       sum_chunk(s, c, out + c0);
-      if (N > 1 && needed_from(r, s, c, 0))
-        rc = MPI_Isend(out + c0, len, MPI_FLOAT, next, TAG_FINAL, s->column, &fout[c]);
+      if (N > 1 && needed_from(r, s, c, 0)) rc = send_final(s, out, c, next, fout);
     }
     /* pass on the final chunks that have arrived, in order */
     for (int done = 1; f < nc && rc == MPI_SUCCESS && done; f++) {
       if (fin[f] != MPI_REQUEST_NULL) rc = MPI_Test(&fin[f], &done, MPI_STATUS_IGNORE);
       if (!done) break;
-      if (rc == MPI_SUCCESS && k < N - 1 && needed_from(r, s, f, k + 1)) {
-        size_t f0 = (size_t)f * DPT_NODE_CHUNK;
-        int flen = (int)(f0 + DPT_NODE_CHUNK < L ? DPT_NODE_CHUNK : L - f0);
-        rc = MPI_Isend(out + f0, flen, MPI_FLOAT, next, TAG_FINAL, s->column, &fout[f]);
-      }
+      if (rc == MPI_SUCCESS && k < N - 1 && needed_from(r, s, f, k + 1))
+        rc = send_final(s, out, f, next, fout);
     }
   }
   for (; f < nc && rc == MPI_SUCCESS; f++) {
     rc = MPI_Wait(&fin[f], MPI_STATUS_IGNORE);
-    if (rc == MPI_SUCCESS && k < N - 1 && needed_from(r, s, f, k + 1)) {
-      size_t f0 = (size_t)f * DPT_NODE_CHUNK;
-      int flen = (int)(f0 + DPT_NODE_CHUNK < L ? DPT_NODE_CHUNK : L - f0);
-      rc = MPI_Isend(out + f0, flen, MPI_FLOAT, next, TAG_FINAL, s->column, &fout[f]);
-    }
+    if (rc == MPI_SUCCESS && k < N - 1 && needed_from(r, s, f, k + 1))
+      rc = send_final(s, out, f, next, fout);
   }
   int wrc = MPI_Waitall(4 * nc, s->req, MPI_STATUSES_IGNORE);
   return rc != MPI_SUCCESS ? rc : wrc;

@@ -96,8 +96,12 @@ static void test_auto_and_bad_layouts(void **state) {
   dpt_topology t;
   char terr[DPT_ERR_LEN];
   assert_int_equal(dpt_comm_topology(MPI_COMM_WORLD, &t, terr, sizeof terr), 0);
-  assert_int_equal(reduce(buf, buf, 64, p, 0),
-                   t.nodes > 1 ? DPT_REDUCE_NODE : DPT_REDUCE_RANK_ORDER);
+  assert_int_equal(reduce(buf, buf, 64, p, 0), t.nodes > 1 && (t.max_per_node > 1 || t.nodes > 2)
+                                                   ? DPT_REDUCE_NODE
+                                                   : DPT_REDUCE_RANK_ORDER);
+  p.shard_only = 1; /* a reduce-scatter: rank-order everywhere */
+  assert_int_equal(reduce(buf, buf, 64, p, 0), DPT_REDUCE_RANK_ORDER);
+  p.shard_only = 0;
   assert_string_equal(dpt_reducer_algorithm_name(DPT_REDUCE_NODE), "node");
   dpt_reduce_algorithm a;
   char err[DPT_ERR_LEN];

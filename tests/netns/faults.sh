@@ -10,7 +10,7 @@
 #
 # Faults: cut (node 2's link down), loss (nftables drops everything on node 2's link), stop
 # (SIGSTOP of the rank on node 2), kill (kill -9 of the rank on node 2), crash (node 2's link
-# cut and every process on node 2 killed at once). The job runs with dpt's
+# cut and every process on node 2 frozen at once). The job runs with dpt's
 # defaults (no --watchdog) plus whatever MCA settings FAULT_MCA holds.
 FAULT_BOUND=${FAULT_BOUND:-60}
 FAULT_STEPS=2000 # enough that the job still runs when the fault comes (steps of ≈ 1-3 ms)
@@ -26,8 +26,15 @@ fault_setup() {
   fault_ref=$PWD/ref/ckpt/$(cat ref/ckpt/latest)
 }
 
-# fault_gone: 0 when no process is left in the bed's namespaces
-fault_gone() { [ -z "$(bed_all_pids)" ]; }
+# fault_gone [SKIP]: 0 when no process is left in the bed's namespaces (but node SKIP's: a
+# crashed node's frozen processes stand for ones that no longer exist)
+fault_gone() {
+  local i
+  for i in $(seq 1 "$BED_NODES"); do
+    [ "$i" = "${1:-0}" ] && continue
+    [ -z "$(bed_pids "$i")" ] || return 1
+  done
+}
 
 fault_run() {
   local f=$1 dir=$PWD/f-$1 i pid t0 t1
@@ -47,15 +54,20 @@ fault_run() {
     loss) bed_loss 2 ;;
     stop) kill -STOP "$pid" ;;
     kill) kill -9 "$pid" ;;
-    crash) bed_cut 2; kill -9 $(bed_pids 2) ;; # no FIN, no RST: the node is just gone
+    # a crashed node answers nothing (no FIN, no RST): its link cut and its processes frozen
+    # (killing them would end the rsh agent's local pipe at once, which no ssh channel does)
+    crash) bed_cut 2; kill -STOP $(bed_pids 2) ;;
   esac
-  while ! fault_gone; do
+  local skip=0
+  [ "$f" = crash ] && skip=2
+  while ! fault_gone $skip; do
     [ $((($(date +%s%N) - t0) / 1000000000)) -ge $((FAULT_BOUND * 3)) ] && break
     sleep 0.2
   done
   t1=$(date +%s%N)
   FAULT_MS=$(((t1 - t0) / 1000000))
   fault_gone || { kill -9 $(bed_all_pids) 2>/dev/null; sleep 0.5; }
+  [ "$f" = crash ] && kill -9 $(bed_pids 2) 2>/dev/null
   wait $job; FAULT_RC=$?
   bed_heal 2
   FAULT_LINE=$(grep -m1 -E "watchdog:|noticed that|lost communication|ORTE has lost|exited on signal" "$dir.out")
