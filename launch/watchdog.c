@@ -120,16 +120,36 @@ static void start_guardian(void) {
   _exit(0);
 }
 
+/* A launcher that ends a job (mpirun when a rank died or a node was lost) sends every rank TERM
+ * and, a second later, KILL: a rank blocked in a collective cannot stop at a step, so the
+ * watchdog says what it was doing and where the last good checkpoint is, once, while it can. */
+#define DPT_WATCHDOG_TERM_S 0.4 /* blocked this long since the signal was seen */
+
 static void *watchdog_main(void *arg) {
   watchdog_cfg *w = arg;
   struct timespec tick = {0, 200 * 1000 * 1000};
   long last_step = -1;
-  double last_step_at = dpt_clock(), slowest = 0;
+  double last_step_at = dpt_clock(), slowest = 0, signal_seen = 0;
+  int told = 0;
   for (;;) {
     nanosleep(&tick, NULL);
     dpt_progress p;
     dpt_progress_get(&p);
     double now = dpt_clock();
+    if (!told && p.waiting_in && dpt_stop_signal_pending()) {
+      if (signal_seen == 0) signal_seen = now;
+      if (now - signal_seen >= DPT_WATCHDOG_TERM_S && p.since < signal_seen) {
+        char ckpt[1400];
+        last_checkpoint(w->ckpt_dir, ckpt, sizeof ckpt);
+        const char *sig = dpt_stop_signal_name();
+        fprintf(stderr,
+                "dpt[rank %d]: %s at step %ld while blocked %.0f s in %s: the job is being "
+                "ended (a peer died or its link is lost); last good checkpoint: %s\n",
+                w->rank, sig ? sig : "a stop signal", p.step, now - p.since, p.waiting_in, ckpt);
+        fflush(stderr);
+        told = 1;
+      }
+    }
     if (p.step != last_step) { /* a step began: the previous one took now - last_step_at */
       if (last_step >= 1 && now - last_step_at > slowest) slowest = now - last_step_at;
       last_step = p.step;

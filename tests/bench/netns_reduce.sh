@@ -5,7 +5,7 @@
 # iperf3 over the same links in the same run (a ring of flows, node i -> node i+1, all at
 # once: every link carries one flow each way, as a ring allreduce loads it).
 # Layouts: 2 x 1, 4 x 1, 2 x 2 at RATE (default 1gbit). As root.
-# Usage: tests/bench/netns_reduce.sh BUILD_DIR [RATE [MIB]]
+# Usage: [LAYOUTS="2x2 ..."] tests/bench/netns_reduce.sh BUILD_DIR [RATE [MIB]]
 set -u
 build=$(cd "${1:-build}" && pwd)
 rate=${2:-1gbit}; mib=${3:-64}
@@ -33,7 +33,7 @@ print(f"{min(rates):.3f}")
 PY
 }
 
-for layout in 2x1 4x1 2x2; do
+for layout in ${LAYOUTS:-2x1 4x1 2x2}; do
   k=${layout%x*}; s=${layout#*x}
   bed_up "$k" "$rate" || exit $?
   echo "## $k nodes x $s ranks, links $rate"

@@ -70,7 +70,10 @@ fault_run() {
   [ "$f" = crash ] && kill -9 $(bed_pids 2) 2>/dev/null
   wait $job; FAULT_RC=$?
   bed_heal 2
-  FAULT_LINE=$(grep -m1 -E "watchdog:|noticed that|lost communication|ORTE has lost|exited on signal" "$dir.out")
+  # dpt's line (the watchdog's, or a rank's as the launcher ends the job), else Open MPI's
+  FAULT_LINE=$(grep -m1 -E "^dpt\[rank [0-9]+\]: (watchdog:|SIG[A-Z]+ at step)" "$dir.out")
+  [ -n "$FAULT_LINE" ] \
+    || FAULT_LINE=$(grep -m1 -E "noticed that|lost communication|exited on signal" "$dir.out")
   [ -n "$FAULT_LINE" ] || FAULT_LINE="(no line naming the fault: $(head -c 200 "$dir.out" | tr '\n' ' '))"
   FAULT_LATEST=$dir/ckpt/$(cat "$dir/ckpt/latest")
   [ "$FAULT_MS" -le $((FAULT_BOUND * 1000)) ] || FAULT_OK="not gone within $FAULT_BOUND s"

@@ -2,9 +2,9 @@
 # A job that loses a peer really ends, with dpt's defaults (no --watchdog) and the OOB keepalive
 # that launch/slurm-mpirun.sbatch sets: in the netns test bed (2 nodes x 1 rank, 1 Gbit/s),
 # a rank killed (kill -9) and a node's link cut, each at a random moment after the first
-# checkpoint: every process of the job (mpirun, orted, ranks) is gone within 60 s, a line names
-# the fault, `latest` verifies (dpt ckpt inspect), and resuming from it on one host ends bitwise
-# where the uninterrupted run ends. The full table (100% loss, SIGSTOP, without keepalive):
+# checkpoint: every process of the job (mpirun, orted, ranks) is gone within 60 s, Open MPI's
+# line names the fault and dpt's the last good checkpoint, `latest` verifies (dpt ckpt inspect),
+# and resuming from it on one host ends bitwise where the uninterrupted run ends. The full table (100% loss, SIGSTOP, without keepalive):
 # tests/bench/netns_faults.sh. Skipped (77) where the bed cannot be made.
 # Usage: test_netns_faults.sh DPT WORKDIR
 dpt=$1; work=$2
@@ -25,6 +25,8 @@ for f in kill cut; do
   printf '%-5s gone after %6d ms (mpirun status %d): %s; latest %s\n' "$f" "$FAULT_MS" \
     "$FAULT_RC" "$FAULT_LINE" "${FAULT_LATEST##*/}"
   [ -z "$FAULT_OK" ] || { echo "FAIL: $f: $FAULT_OK"; cat "f-$f.out"; failed=1; }
+  grep -q "^dpt\[rank 0\]: .*last good checkpoint: $FAULT_LATEST" "f-$f.out" \
+    || { echo "FAIL: $f: no line of dpt's naming the last good checkpoint $FAULT_LATEST"; failed=1; }
 done
 case "$(grep -m1 -E 'noticed that|lost communication|watchdog:' f-kill.out)" in
   *"rank 1"*"signal 9"*) ;;
