@@ -9,7 +9,6 @@
 #include "runtime.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,61 +103,6 @@ static int cmd_ckpt(int argc, char **argv) {
   return 0;
 }
 
-/* --- the watchdog ---
- * A rank that stops answering (stopped, swapped out, wedged network) leaves its peers blocked
- * in a collective for ever. This thread watches the trainer's published progress; when one
- * collective has blocked for --watchdog seconds it prints one line naming the collective and
- * the step and ends the process: it cannot call MPI from its thread, and the launcher (mpirun;
- * srun with --kill-on-bad-exit) then ends the whole job, stopped ranks included.
- * It covers the whole job: it starts before MPI_Init (the options are parsed first), and the
- * phases the trainer does not publish count as one wait each: MPI's set-up, the start-up until
- * the trainer's first collective of step 1 (dataset open, checkpoint load, the set-up
- * agreements), and the exit (MPI_Finalize). */
-enum { EXIT_HUNG = DPT_EXIT_HUNG };
-
-typedef struct {
-  double timeout;
-  _Atomic int rank;
-  _Atomic(const char *) phase; /* what main is in, when the trainer publishes nothing */
-  _Atomic double phase_since;  /* since when (dpt_clock) */
-  _Atomic int phase_final;     /* the exit: counts whatever the trainer published */
-} watchdog_cfg;
-
-static watchdog_cfg g_wd;
-
-static void watchdog_phase(const char *what, int final) {
-  g_wd.phase_since = dpt_clock();
-  g_wd.phase_final = final;
-  g_wd.phase = what;
-}
-
-static void *watchdog_main(void *arg) {
-  watchdog_cfg *w = arg;
-  struct timespec tick = {0, 200 * 1000 * 1000};
-  for (;;) {
-    nanosleep(&tick, NULL);
-    dpt_progress p;
-    dpt_progress_get(&p);
-    const char *what = p.waiting_in, *phase = w->phase;
-    double since = p.since;
-    /* before the trainer's first collective (since 0), and at the exit, main's phase counts */
-    if (phase && (w->phase_final || (!what && p.since == 0))) {
-      what = phase;
-      since = w->phase_since;
-    }
-    double waited = dpt_clock() - since;
-    if (what && waited >= w->timeout) {
-      fprintf(stderr,
-              "dpt[rank %d]: watchdog: step %ld: blocked %.0f s in %s (--watchdog %g); "
-              "a peer stopped answering; ending the job\n",
-              w->rank, p.step, waited, what, w->timeout);
-      fflush(stderr);
-      _exit(EXIT_HUNG);
-    }
-  }
-  return NULL;
-}
-
 /* This process's rank before MPI_Init says it, from the launcher's environment (0 if none). */
 static int launcher_rank(void) {
   static const char *vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"};
@@ -217,13 +161,7 @@ static void parse_train(int argc, char **argv, train_args *t) {
     }
   }
   if (t->print_config) return;
-  if (!t->rc && t->o.watchdog > 0) {
-    g_wd.timeout = t->o.watchdog;
-    g_wd.rank = launcher_rank();
-    watchdog_phase("the MPI set-up (MPI_Init)", 0);
-    pthread_t wt;
-    if (pthread_create(&wt, NULL, watchdog_main, &g_wd) == 0) pthread_detach(wt);
-  }
+  if (!t->rc) dpt_launch_watchdog_start(&t->o, launcher_rank());
 }
 
 static int cmd_train(train_args *t, int rank, MPI_Comm comm) {
@@ -313,8 +251,8 @@ int main(int argc, char **argv) {
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   int rank;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  g_wd.rank = rank;
-  watchdog_phase("the start-up (dataset, checkpoint, set-up agreement)", 0);
+  dpt_launch_watchdog_rank(rank);
+  dpt_launch_watchdog_phase("the start-up (dataset, checkpoint, set-up agreement)", 0);
   dpt_log_init(rank, DPT_LOG_INFO, 0);
   int rc;
   if (!strcmp(cmd, "train")) {
@@ -330,7 +268,7 @@ int main(int argc, char **argv) {
     }
     rc = EXIT_USAGE;
   }
-  watchdog_phase("the exit (MPI_Finalize)", 1);
+  dpt_launch_watchdog_phase("the exit (MPI_Finalize)", 1);
   MPI_Finalize();
   return rc;
 }

@@ -213,6 +213,10 @@ typedef struct {
 } dpt_progress;
 void dpt_progress_get(dpt_progress *p);
 double dpt_clock(void); /* the clock of dpt_progress.since */
+/* Whether a stop signal has arrived (a launcher ending the job sends TERM too), and its name
+ * (NULL if none); safe from any thread. */
+int dpt_stop_signal_pending(void);
+const char *dpt_stop_signal_name(void);
 
 /* --- training options --- */
 typedef struct {
@@ -231,6 +235,7 @@ typedef struct {
   int zero;                /* ZeRO stage 0, 1 or 2; -1: 1 when W > 1, else 0 */
   double bucket_mb;        /* gradient bucket size in MiB */
   int overlap;             /* start each bucket's reduction as soon as backward produced it */
+  char reduce[16];         /* auto | rank-order | node: the reducer's algorithm (comm.h) */
   double cache_mb;         /* cache a dataset split in memory when it fits this budget */
   int eval_every;          /* evaluate on the test split every this many epochs (0: never) */
   char run_dir[1024];      /* metrics and checkpoints go here */
@@ -251,13 +256,16 @@ typedef struct {
   int micro_shards;  /* deterministic mode: G fixed micro-shards per global batch */
   char on_nonfinite[8];  /* "abort" (default) or "skip": what a NaN/Inf gradient or loss does */
   double watchdog;       /* seconds a blocking collective may take before the dpt command ends
-                            the job (0: off); read by launch, which runs the watchdog */
+                            the job (0: off; DPT_WATCHDOG_AUTO, the default: from the slowest
+                            step seen); read by launch, which runs the watchdog */
   char stop_signals[64]; /* "USR1,TERM,INT": stop at an agreed step with a checkpoint; "none" */
   char time_limit[32];   /* "" or seconds or SLURM's [D-]HH:MM:SS: stop with a checkpoint in time */
   double stop_margin;    /* seconds kept in hand before --time-limit */
   char progress[8];      /* auto | bar | plain | none */
   int verbose;           /* more detail: memory, timings, per-rank lines */
 } dpt_train_opts;
+
+#define DPT_WATCHDOG_AUTO (-1.0) /* --watchdog auto */
 
 /* Fills o with the defaults (the README's demo is these defaults with a data path). */
 void dpt_train_defaults(dpt_train_opts *o);

@@ -177,6 +177,7 @@ static int make_reducer(run *r, const dpt_train_opts *o, char *err, size_t errle
   /* stages 1 and 2 reduce-scatter: a rank steps only its shard, so all-gathering the
    * reduced gradient (as DDP under ZeroRedundancyOptimizer does) would be wasted traffic */
   rp.shard_only = r->zero >= 1;
+  if (dpt_reducer_algorithm_parse(o->reduce, &rp.algorithm, err, errlen)) return DPT_EINVAL;
   size_t *ranges = NULL;
   if (r->det) { /* exact sums of micro-shards, over the model's tensors */
     ranges = malloc(2 * ((size_t)m->ntensors + 1) * sizeof *ranges);
