@@ -50,8 +50,7 @@ static const opt_def k_opts[] = {
     {"overlap", OPT_BOOL, F(overlap), "1", 0, 1,
      "reduce gradient buckets while backward runs (0: after it)"},
     {"reduce", OPT_STR, F(reduce), "auto", 0, 0,
-     "gradient reduction: auto (node for an allreduce, --zero 0, across 2 nodes of several "
-     "ranks or more than 2 nodes; else rank-order), rank-order or node "
+     "gradient reduction: auto (picks node across nodes, see README), rank-order, or node "
      "(within each node, then across nodes); bitwise the same sums"},
     {"cache_mb", OPT_DBL, F(cache_mb), "1024", 0, 1e9,
      "keep a dataset split in memory if it fits (MiB)"},
