@@ -36,8 +36,9 @@
 #include <unistd.h>
 
 /* The default limit's floor: long enough for an MPI start-up on a loaded cluster and a first
- * checkpoint of a few GiB, short enough that a hung job is gone within about a minute. */
-#define DPT_WATCHDOG_FLOOR_S 60.0
+ * checkpoint of a few GiB, short enough that a hung job is gone within a minute (a stopped rank:
+ * the floor plus the guardian's grace). */
+#define DPT_WATCHDOG_FLOOR_S 45.0
 /* ... or this many times the slowest step seen: a step can be a few times slower than the
  * slowest so far (a bigger checkpoint, a busier file system) without being hung. */
 #define DPT_WATCHDOG_FACTOR 4.0

@@ -93,7 +93,7 @@ static const opt_def k_opts[] = {
      "(counted in the metrics)"},
     {"watchdog", OPT_DBL, F(watchdog), "auto", 0, 1e9,
      "seconds a collective may block before the job is ended with a message naming it, the step "
-     "and the last checkpoint (auto: 60 or 4x the slowest step seen, whichever is larger; 0: off)"},
+     "and the last checkpoint (auto: 45 or 4x the slowest step seen, whichever is larger; 0: off)"},
     {"stop_signals", OPT_STR, F(stop_signals), "USR1,TERM,INT", 0, 0,
      "on these signals all ranks stop at the same step, write a checkpoint and exit with status 3; "
      "a second Ctrl-C (INT) ends at once (none: off)"},
