@@ -30,7 +30,7 @@ cmake --build build-asan -j"$jobs"
 # (the SLURM test and the signal/timing tests run once, in the release build: they exercise
 # scripts, daemons and processes rather than memory, and cost about 3 minutes more here;
 # DPT_ASAN_ALL=1 runs them under the sanitizers too)
-skip=(-LE "slurm|process")
+skip=(-LE "slurm|process|netns")
 [ "${DPT_ASAN_ALL:-0}" = 1 ] && skip=()
 (cd build-asan && ctest --output-on-failure --no-tests=error --timeout 600 "${skip[@]}" ${DPT_CTEST_ARGS:-})
 
