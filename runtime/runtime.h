@@ -297,6 +297,14 @@ int dpt_data_import_idx(const char *dir, const char *out, char *err, size_t errl
 int dpt_data_synth(const char *out, long n_train, long n_test, long features, long classes,
                    long seed, char *err, size_t errlen);
 
+/* Imports UTF-8 text files (concatenated) into a token dataset (io.h dpt_io_import_text):
+ * vocab "char" or "byte", the last val_fraction of the tokens held out as the test split. A bad
+ * input (missing or empty file, invalid UTF-8, bad option) is DPT_EINVAL naming it. Fills
+ * counts[4] (may be NULL) with what was written: tokens, training tokens, test tokens, V. */
+int dpt_data_import_text(const char *const *files, int nfiles, const char *out,
+                         double val_fraction, const char *vocab, int64_t *counts, char *err,
+                         size_t errlen);
+
 /* Summary of a checkpoint for `dpt ckpt inspect`: fn(ctx, name, value) for every attribute
  * and dataset (with its checksum verified). Non-zero if the file is unreadable or corrupted. */
 int dpt_ckpt_inspect(const char *path, void (*fn)(void *ctx, const char *name, const char *value),
