@@ -70,7 +70,7 @@ static void usage(FILE *f) {
       "  plot         plots of finished runs: dpt plot [--out DIR] METRICS.jsonl...\n"
       "  solvers      list the solvers and their hyperparameters\n"
       "  schedulers   list the learning-rate schedulers and their hyperparameters\n"
-      "  data         dataset tools: dpt data import-idx | dpt data synth (see dpt data --help)\n"
+      "  data         dataset tools: dpt data import-idx | import-text | synth (see dpt data --help)\n"
       "  ckpt         dpt ckpt inspect FILE: a checkpoint's contents, checksums verified\n"
       "  version      print dpt's version\n");
 }
