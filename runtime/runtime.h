@@ -70,6 +70,9 @@ typedef struct dpt_model {
   int64_t in_features;       /* floats per input sample: the product of input's dims */
   int64_t out_features;      /* classes (labels) or targets per sample */
   int wants_labels;          /* 1: y are class labels in [0, out_features); 0: float targets */
+  int64_t labels_per_sample; /* labels: how many each sample has (0 or 1: one; T for a sequence
+                                model, whose out_features is then the classes of one position
+                                and whose per-sample loss is the mean over its T positions) */
   /* Layer boundaries, for ZeRO-3 gathers and bucket readiness: the layers that have parameters,
    * in forward order, each a range of tensors and of the flat buffer; together they tile it.
    * nlayers 0: the model is one layer. The model's own storage, like tensors. */
@@ -210,6 +213,7 @@ typedef struct {
   double bucket_mb;        /* gradient bucket size in MiB */
   int overlap;             /* start each bucket's reduction as soon as backward produced it */
   double cache_mb;         /* cache a dataset split in memory when it fits this budget */
+  long context;            /* token datasets: window length T (0: not a token dataset) */
   int eval_every;          /* evaluate on the test split every this many epochs (0: never) */
   char run_dir[1024];      /* metrics and checkpoints go here */
   char ckpt_dir[1024];     /* checkpoints: "" = <run_dir>/ckpt */
