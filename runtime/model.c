@@ -16,6 +16,7 @@
 #include "runtime.h"
 
 int dpt_mlp_register_create(const dpt_model_args *a, dpt_model *m, char *err, size_t errlen);
+int dpt_gpt_register_create(const dpt_model_args *a, dpt_model *m, char *err, size_t errlen);
 
 typedef struct {
   const char *kind;
@@ -25,6 +26,7 @@ typedef struct {
 /* The kinds dpt ships: a new one is one line here (and its file). */
 static const kind_entry builtin[] = {
     {"mlp", dpt_mlp_register_create},
+    {"gpt", dpt_gpt_register_create}, /* model_gpt.c */
 };
 #define NBUILTIN ((int)(sizeof builtin / sizeof builtin[0]))
 
