@@ -288,6 +288,10 @@ int dpt_net_loss_grad_pass(dpt_net *n, const float *params, float *grad, float s
                            const float *x, const int32_t *labels, const float *y, size_t count,
                            double *loss_sum, int64_t *correct, const dpt_layer_pass *pass,
                            char *err, size_t errlen);
+/* Forward only (evaluation mode): the last layer's output out[count, numel(out)] for count
+ * samples x[count, numel(in)] (logits, before the loss), in one chunk. */
+int dpt_net_forward(dpt_net *n, const float *params, const float *x, size_t count, float *out,
+                    char *err, size_t errlen);
 /* Forward only, in chunks of at most DPT_NET_EVAL_CHUNK samples (or the buffers' size). */
 #define DPT_NET_EVAL_CHUNK 1024
 int dpt_net_evaluate(dpt_net *n, const float *params, const float *x, const int32_t *labels,

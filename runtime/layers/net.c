@@ -662,6 +662,18 @@ int dpt_net_loss_grad(dpt_net *n, const float *params, float *grad, float scale,
                                 err, errlen);
 }
 
+int dpt_net_forward(dpt_net *n, const float *params, const float *x, size_t count, float *out,
+                    char *err, size_t errlen) {
+  if (count == 0) return DPT_OK;
+  if (!x || !out) return dpt_errf(err, errlen, DPT_EINVAL, "%s: forward needs x and out", n->what);
+  int rc = grow(n, count, err, errlen);
+  if (rc) return rc;
+  dpt_layer_pass p = {.train = 0, .nseg = 1, .seg = count};
+  const float *z = forward(n, params, x, count, &p);
+  memcpy(out, z, count * shape_numel(dpt_net_out(n)) * sizeof *out);
+  return DPT_OK;
+}
+
 int dpt_net_evaluate(dpt_net *n, const float *params, const float *x, const int32_t *labels,
                      const float *y, size_t count, double *loss_sum, int64_t *correct, char *err,
                      size_t errlen) {
