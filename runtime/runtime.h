@@ -309,6 +309,23 @@ int dpt_data_import_text(const char *const *files, int nfiles, const char *out,
                          double val_fraction, const char *vocab, int64_t *counts, char *err,
                          size_t errlen);
 
+/* --- sampling from a language model (`dpt sample`; not collective) --- */
+typedef struct {
+  const char *ckpt;   /* a checkpoint of a run on a token dataset (--context) */
+  const char *data;   /* the token dataset (its vocabulary); NULL: the one the checkpoint names */
+  const char *prompt; /* UTF-8 text the generation continues ("": from token 0) */
+  long tokens;        /* tokens to generate */
+  double temperature; /* logits are divided by it (> 0) */
+  long top_k;         /* sample among the k most likely tokens (0: all) */
+  long seed;          /* the same seed gives the same text */
+} dpt_sample_opts;
+void dpt_sample_defaults(dpt_sample_opts *o);
+/* Rebuilds the checkpoint's model, then generates o->tokens tokens after the prompt, each drawn
+ * from the softmax of the last position's logits / temperature over the top_k: *text (malloc'ed,
+ * the caller frees) is the prompt and what follows. Errors name the checkpoint, the dataset or
+ * the prompt character at fault (DPT_EINVAL). */
+int dpt_sample(const dpt_sample_opts *o, char **text, char *err, size_t errlen);
+
 /* Summary of a checkpoint for `dpt ckpt inspect`: fn(ctx, name, value) for every attribute
  * and dataset (with its checksum verified). Non-zero if the file is unreadable or corrupted. */
 int dpt_ckpt_inspect(const char *path, void (*fn)(void *ctx, const char *name, const char *value),
