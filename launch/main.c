@@ -70,8 +70,11 @@ static void usage(FILE *f) {
       "  plot         plots of finished runs: dpt plot [--out DIR] METRICS.jsonl...\n"
       "  solvers      list the solvers and their hyperparameters\n"
       "  schedulers   list the learning-rate schedulers and their hyperparameters\n"
-      "  data         dataset tools: dpt data import-idx | import-text | synth (see dpt data --help)\n"
+      "  data         dataset tools: dpt data import-idx | import-text | synth (see dpt data "
+      "--help)\n"
       "  ckpt         dpt ckpt inspect FILE: a checkpoint's contents, checksums verified\n"
+      "  sample       text from a language model's checkpoint (dpt sample --ckpt FILE --prompt "
+      "..)\n"
       "  version      print dpt's version\n");
 }
 
@@ -287,6 +290,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "ckpt")) return cmd_ckpt(argc, argv);
   if (!strcmp(cmd, "schedulers")) return cmd_schedulers();
   if (!strcmp(cmd, "plot")) return dpt_launch_plot(argc, argv);
+  if (!strcmp(cmd, "sample")) return dpt_launch_sample(argc, argv);
 
   static train_args targs;
   if (!strcmp(cmd, "train"))

@@ -8,7 +8,7 @@
  */
 #include <string.h>
 
-#include "runtime.h"
+#include "internal.h"
 
 static double rng_uniform(void *ctx) {
   return dpt_rng_uniform(ctx);
@@ -86,4 +86,8 @@ int dpt_model_from_net(dpt_model *m, const char *kind, dpt_net *n, char *err, si
   m->evaluate = net_evaluate;
   m->destroy = net_destroy;
   return DPT_OK;
+}
+
+dpt_net *dpt_model_net(dpt_model *m) {
+  return m && m->init == net_init ? m->ctx : NULL;
 }

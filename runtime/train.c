@@ -377,8 +377,9 @@ static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *er
         return stop_early(r, o, &info, saved, res, err, errlen);
     }
     if (r->pos.step_in_epoch < r->steps_per_epoch) break; /* stopped by --max-steps */
-    dpt_epoch_info ei = {e,   r->pos.step, r->pos.epoch_loss / (double)r->steps_per_epoch,
-                         NAN, NAN,         0};
+    dpt_epoch_info ei = {
+        e, r->pos.step,      r->pos.epoch_loss / (double)r->steps_per_epoch, NAN, NAN,
+        0, r->tokens != NULL};
     if (r->has_test && (e + 1) % o->eval_every == 0) {
       int rc = dpt_train_evaluate(r, &ei.test_loss, &ei.test_accuracy, err, errlen);
       if (rc) return rc;
