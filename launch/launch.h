@@ -53,7 +53,18 @@ int dpt_launch_plot(int argc, char **argv);
 /* `dpt sample ...` (sample.c): text from a language model's checkpoint; no MPI needed. */
 int dpt_launch_sample(int argc, char **argv);
 
+/* `dpt model show|torch|presets|cat ...` (model.c); no MPI. Returns the exit status. */
+int dpt_launch_model(int argc, char **argv);
+
 /* `dpt data ...`; called after MPI_Init on every rank. Returns the exit status. */
 int dpt_launch_data(int argc, char **argv, int rank);
+
+/* --- the watchdog (watchdog.c): a job never hangs for ever --- */
+/* Starts the watchdog thread for o->watchdog (0: off; < 0: auto), before MPI_Init. */
+void dpt_launch_watchdog_start(const dpt_train_opts *o, int rank);
+/* What main is in when the trainer publishes nothing (final: the exit, which counts whatever
+ * the trainer published last); the rank once MPI says it. */
+void dpt_launch_watchdog_phase(const char *what, int final);
+void dpt_launch_watchdog_rank(int rank);
 
 #endif
