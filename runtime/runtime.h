@@ -335,9 +335,8 @@ int dpt_data_synth(const char *out, long n_train, long n_test, long features, lo
  * vocab "char" or "byte", the last val_fraction of the tokens held out as the test split. A bad
  * input (missing or empty file, invalid UTF-8, bad option) is DPT_EINVAL naming it. Fills
  * counts[4] (may be NULL) with what was written: tokens, training tokens, test tokens, V. */
-int dpt_data_import_text(const char *const *files, int nfiles, const char *out,
-                         double val_fraction, const char *vocab, int64_t *counts, char *err,
-                         size_t errlen);
+int dpt_data_import_text(const char *const *files, int nfiles, const char *out, double val_fraction,
+                         const char *vocab, int64_t *counts, char *err, size_t errlen);
 
 /* --- sampling from a language model (`dpt sample`; not collective) --- */
 typedef struct {
