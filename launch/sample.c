@@ -52,7 +52,8 @@ int dpt_launch_sample(int argc, char **argv) {
   int status = dpt_launch_collect(argc, argv, 2, &l, err, sizeof err);
   for (int i = 0; !status && i < l.n; i++)
     if (set_flag(&o, &l.items[i], err, sizeof err)) status = DPT_EXIT_USAGE;
-  if (!status && !o.ckpt) snprintf(err, sizeof err, "--ckpt FILE is required"), status = DPT_EXIT_USAGE;
+  if (!status && !o.ckpt)
+    snprintf(err, sizeof err, "--ckpt FILE is required"), status = DPT_EXIT_USAGE;
   char *text = NULL;
   if (!status) {
     int rc = dpt_sample(&o, &text, err, sizeof err);

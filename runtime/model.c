@@ -28,8 +28,8 @@ typedef struct {
 static const kind_entry builtin[] = {
     {"mlp", dpt_mlp_register_create},
     {"gpt", dpt_gpt_register_create}, /* model_gpt.c */
-    {"file", dpt_model_file_create}, /* model_file.c: file:PATH */
-    {"cnn", dpt_model_file_create},  /* model_file.c: the presets runtime/models/cnn-*.ini */
+    {"file", dpt_model_file_create},  /* model_file.c: file:PATH */
+    {"cnn", dpt_model_file_create},   /* model_file.c: the presets runtime/models/cnn-*.ini */
 };
 #define NBUILTIN ((int)(sizeof builtin / sizeof builtin[0]))
 
