@@ -30,6 +30,54 @@ for r in recs:
     assert r["test_loss"] < math.log(10), r   # below the uniform guess over the 10 symbols
 PY
 c1=$(ls run1/ckpt/ckpt-*.h5 | tail -1); c2=$(ls run2/ckpt/ckpt-*.h5 | tail -1)
+# the checkpoint loads into a nanoGPT-style torch module (strict names and shapes) that gives
+# the held-out loss dpt reported, over the same consecutive windows
+$py - "$c2" t.h5 run2/metrics.jsonl <<'PY' || fail "the checkpoint does not load into torch as dpt computes it"
+import json, math, sys
+import h5py, numpy as np, torch, torch.nn as nn, torch.nn.functional as F
+ck, data, metrics = sys.argv[1:4]
+T, C, H, L = 16, 16, 2, 1
+with h5py.File(ck) as f:
+    state = {k: torch.from_numpy(np.array(v)) for k, v in f["model"].items()}
+with h5py.File(data) as f:
+    test = np.array(f["test/tokens"]); V = len(f["vocab"])
+class Attn(nn.Module):
+    def __init__(s):
+        super().__init__(); s.c_attn = nn.Linear(C, 3 * C); s.c_proj = nn.Linear(C, C)
+    def forward(s, x):
+        B = x.shape[0]; q, k, v = s.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, H, C // H).transpose(1, 2) for t in (q, k, v))
+        a = (q @ k.transpose(-2, -1)) / math.sqrt(C // H)
+        a = a.masked_fill(torch.tril(torch.ones(T, T)) == 0, float("-inf")).softmax(-1)
+        return s.c_proj((a @ v).transpose(1, 2).reshape(B, T, C))
+class MLP(nn.Module):
+    def __init__(s):
+        super().__init__(); s.c_fc = nn.Linear(C, 4 * C); s.c_proj = nn.Linear(4 * C, C)
+    def forward(s, x): return s.c_proj(F.gelu(s.c_fc(x)))
+class Block(nn.Module):
+    def __init__(s):
+        super().__init__(); s.ln_1 = nn.LayerNorm(C); s.attn = Attn(); s.ln_2 = nn.LayerNorm(C); s.mlp = MLP()
+    def forward(s, x):
+        x = x + s.attn(s.ln_1(x)); return x + s.mlp(s.ln_2(x))
+class GPT(nn.Module):
+    def __init__(s):
+        super().__init__()
+        s.transformer = nn.ModuleDict(dict(wte=nn.Embedding(V, C), wpe=nn.Embedding(T, C),
+                                           h=nn.ModuleList(Block() for _ in range(L)), ln_f=nn.LayerNorm(C)))
+        s.lm_head = nn.Linear(C, V)
+    def forward(s, idx):
+        x = s.transformer.wte(idx) + s.transformer.wpe(torch.arange(T))
+        for b in s.transformer.h: x = b(x)
+        return s.lm_head(s.transformer.ln_f(x))
+m = GPT(); m.load_state_dict(state, strict=True)
+n = (len(test) - 1) // T
+x = torch.tensor(np.stack([test[j * T:j * T + T] for j in range(n)]), dtype=torch.long)
+y = torch.tensor(np.stack([test[j * T + 1:j * T + T + 1] for j in range(n)]), dtype=torch.long)
+with torch.no_grad(): loss = F.cross_entropy(m(x).reshape(-1, V), y.reshape(-1)).item()
+dpt = [json.loads(l) for l in open(metrics) if '"type":"epoch"' in l][-1]["test_loss"]
+print(f"torch {loss:.7f} dpt {dpt:.7f}")
+assert abs(loss - dpt) <= 1e-5 * abs(dpt), (loss, dpt)
+PY
 cmp <("$dpt" ckpt inspect "$c1" | grep '/model/') <("$dpt" ckpt inspect "$c2" | grep '/model/') \
   || fail "W=1 and W=2 checkpoints differ"
 s1=$("$dpt" sample --ckpt "$c2" --prompt "in the " --tokens 60 --seed 5 --top-k 5) || fail "sample failed: $s1"
