@@ -83,6 +83,54 @@ int dpt_io_synth(const char *out, int64_t n_train, int64_t n_test, int64_t featu
                  int64_t classes, uint64_t seed, char *err, size_t errlen);
 
 /* ------------------------------------------------------------------------------------------ */
+/* --- token datasets (text) ---                                                               */
+/* ------------------------------------------------------------------------------------------ */
+/* Token dataset format (README "Dataset format"): one HDF5 file with
+ *   /train/tokens  [N] int32   token ids in [0, V), the text in order
+ *   /test/tokens   [M] int32   optional held-out split: the last tokens of the text
+ *   /vocab         [V] int32   what each token id stands for: a Unicode code point
+ *                              (vocab_kind "char", sorted ascending) or a byte value ("byte")
+ *   root attributes: vocab_kind (string "char" or "byte"), num_classes (int64, = V)
+ * A model reads windows of it: x = tokens[p, p+T), targets = tokens[p+1, p+T+1). */
+
+typedef struct {
+  int64_t tokens, train, test, vocab; /* what an import wrote */
+} dpt_text_summary;
+
+/* Reads the UTF-8 text files[0..nfiles) (concatenated in order) and writes a token dataset to
+ * out, atomically. vocab_kind "char" (NULL: the same): the sorted distinct code points, the text
+ * must be valid UTF-8 (the error names the file and the byte offset); "byte": 256 tokens, any
+ * bytes. The last ceil(val_fraction * N) tokens form the test split (0 <= val_fraction < 1).
+ * An empty or missing file is an error naming it. sum may be NULL. Not collective. */
+int dpt_io_import_text(const char *const *files, int nfiles, const char *out, double val_fraction,
+                       const char *vocab_kind, dpt_text_summary *sum, char *err, size_t errlen);
+
+/* The UTF-8 encoding of code point cp (<= U+10FFFF) into out; returns its length 1..4. */
+int dpt_io_utf8_encode(uint32_t cp, char out[4]);
+
+typedef struct dpt_tokens dpt_tokens;
+
+/* 1 if path is an HDF5 file holding /train/tokens (a token dataset), else 0. */
+int dpt_io_is_tokens(const char *path);
+
+/* Opens a token dataset and reads it whole into memory (4 bytes a token), checking every token
+ * against the vocabulary. Not collective. */
+int dpt_io_tokens_open(const char *path, dpt_tokens **out, char *err, size_t errlen);
+void dpt_io_tokens_close(dpt_tokens *t);
+
+/* Tokens in a split (0 when the file has no such split). */
+int64_t dpt_io_tokens_count(const dpt_tokens *t, dpt_split split);
+
+/* V, and (if not NULL) the vocabulary (V code points or byte values) and whether it is bytes. */
+int64_t dpt_io_tokens_vocab(const dpt_tokens *t, const int32_t **codes, int *bytes);
+
+/* Windows of len tokens starting at start[0..count): x[count * len] (token ids as floats, may be
+ * NULL) and next[count * len] (the token after each, may be NULL). A window needs len + 1 tokens
+ * of the split: start + len < count of the split, else DPT_EINVAL naming the file. */
+int dpt_io_tokens_read(const dpt_tokens *t, dpt_split split, const int64_t *start, size_t count,
+                       int64_t len, float *x, int32_t *next, char *err, size_t errlen);
+
+/* ------------------------------------------------------------------------------------------ */
 /* --- checkpoints ---                                                                          */
 /* ------------------------------------------------------------------------------------------ */
 /* One HDF5 file per checkpoint, whose layout depends on neither W nor the ZeRO stage:

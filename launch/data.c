@@ -17,12 +17,17 @@ static const char k_usage_synth[] =
     "usage: dpt data synth --out FILE.h5 [--train 60000] [--test 10000] [--features 784]\n"
     "         [--classes 10] [--seed 1] [--force]\n"
     "         write a generated classification dataset (Gaussian clusters)\n";
+static const char k_usage_text[] =
+    "usage: dpt data import-text FILE... --out DATA.h5 [--val-fraction 0.1] [--vocab char|byte]\n"
+    "         [--force]\n"
+    "         turn UTF-8 text into a token dataset (vocabulary stored in the file; the last\n"
+    "         fraction F of the text is the held-out split)\n";
 static const char k_usage_force[] =
     "  --force replaces an existing FILE.h5 (atomically: the old file stays until the new one\n"
     "  is complete)\n";
 
 static void data_usage(FILE *f) {
-  fprintf(f, "%s%s%s", k_usage_import, k_usage_synth, k_usage_force);
+  fprintf(f, "%s%s%s%s", k_usage_import, k_usage_synth, k_usage_text, k_usage_force);
 }
 
 /* One flag of a data command: its name, where its text goes, and whether it is a switch. */
@@ -96,6 +101,7 @@ int dpt_launch_data(int argc, char **argv, int rank) {
   }
   kv_list l = {0};
   const char *done = NULL, *out = NULL, *force = NULL;
+  int terse = 0; /* the message alone, without the usage text */
   if (!strcmp(sub, "import-idx")) {
     if (wants_help(argc, argv)) {
       if (rank == 0) printf("%s%s", k_usage_import, k_usage_force);
@@ -136,8 +142,42 @@ int dpt_launch_data(int argc, char **argv, int rank) {
          : dpt_data_synth(out, ntr, nte, nfe, ncl, seed, err, sizeof err) ? (status = DPT_EXIT_RUN)
                                                                           : 0) == 0)
       done = "wrote";
+  } else if (!strcmp(sub, "import-text")) {
+    if (wants_help(argc, argv)) {
+      if (rank == 0) printf("%s%s", k_usage_text, k_usage_force);
+      return 0;
+    }
+    const char *vf = "0.1", *vocab = "char";
+    flag f[] = {
+        {"out", &out, 0}, {"val_fraction", &vf, 0}, {"vocab", &vocab, 0}, {"force", &force, 1}};
+    double frac = 0;
+    int64_t counts[4] = {0};
+    l.take_args = 1;
+    if ((status = dpt_launch_collect(argc, argv, 3, &l, err, sizeof err)) == 0 &&
+        (take(&l, f, 4, err, sizeof err) || !out || !l.nargs)) {
+      if (!err[0]) snprintf(err, sizeof err, "import-text needs FILE... and --out");
+      status = DPT_EXIT_USAGE;
+    }
+    if (!status && dpt_parse_double(vf, &frac)) {
+      snprintf(err, sizeof err, "--val-fraction: '%s' is not a number", vf);
+      status = DPT_EXIT_USAGE;
+    }
+    /* bad text (missing, empty, invalid UTF-8) is the user's input: one line, status 2 */
+    if (!status && rank == 0) {
+      if (may_write(out, force, err, sizeof err))
+        status = DPT_EXIT_USAGE;
+      else if ((status = dpt_data_import_text(l.args, l.nargs, out, frac, vocab, counts, err,
+                                              sizeof err)))
+        status = status == DPT_EINVAL ? DPT_EXIT_USAGE : DPT_EXIT_RUN, terse = 1;
+      else
+        printf("dpt data: %lld tokens (%lld training, %lld held out), vocabulary of %lld\n",
+               (long long)counts[0], (long long)counts[1], (long long)counts[2],
+               (long long)counts[3]);
+      if (!status) done = "wrote";
+    }
   } else {
-    snprintf(err, sizeof err, "unknown data command '%s' (expected import-idx or synth)", sub);
+    snprintf(err, sizeof err,
+             "unknown data command '%s' (expected import-idx, import-text or synth)", sub);
     status = DPT_EXIT_USAGE;
   }
   /* rank 0 did the work; everyone exits with its status */
@@ -147,7 +187,7 @@ int dpt_launch_data(int argc, char **argv, int rank) {
   }
   if (status && rank == 0) {
     fprintf(stderr, "dpt data: %s\n", err);
-    if (status == DPT_EXIT_USAGE && !strstr(err, "exists")) data_usage(stderr);
+    if (status == DPT_EXIT_USAGE && !terse && !strstr(err, "exists")) data_usage(stderr);
   }
   if (!status && rank == 0 && done) printf("dpt data: %s %s\n", done, out);
   dpt_launch_kv_free(&l); /* out points into it */

@@ -7,8 +7,8 @@ pkgs=(cmake make gcc pkg-config libc6-dev openmpi-bin libopenmpi-dev libopenblas
       libhdf5-openmpi-dev hdf5-tools libinih-dev zlib1g-dev libjansson-dev)
 case "$role" in
   build) ;;
-  demo)  pkgs+=(dataset-fashion-mnist) ;;
-  test)  pkgs+=(dataset-fashion-mnist libcmocka-dev python3 python3-numpy python3-h5py python3-torch librsvg2-bin
+  demo)  pkgs+=(dataset-fashion-mnist bible-kjv bible-kjv-text) ;;
+  test)  pkgs+=(dataset-fashion-mnist bible-kjv bible-kjv-text libcmocka-dev python3 python3-numpy python3-h5py python3-torch librsvg2-bin
                slurmctld slurmd slurm-client munge valgrind
                clang clang-format libclang-rt-14-dev tmux groff-base man-db
                iproute2 iputils-ping iperf3 nftables) ;;

@@ -50,6 +50,8 @@ void dpt_launch_print_config(const dpt_train_opts *o, FILE *f);
 /* `dpt compare ...` and `dpt plot ...` (compare.c); after MPI_Init on every rank. */
 int dpt_launch_compare(int argc, char **argv, int rank, MPI_Comm comm);
 int dpt_launch_plot(int argc, char **argv);
+/* `dpt sample ...` (sample.c): text from a language model's checkpoint; no MPI needed. */
+int dpt_launch_sample(int argc, char **argv);
 
 /* `dpt model show|torch|presets|cat ...` (model.c); no MPI. Returns the exit status. */
 int dpt_launch_model(int argc, char **argv);

@@ -69,10 +69,13 @@ static void usage(FILE *f) {
       "  plot         plots of finished runs: dpt plot [--out DIR] METRICS.jsonl...\n"
       "  solvers      list the solvers and their hyperparameters\n"
       "  schedulers   list the learning-rate schedulers and their hyperparameters\n"
-      "  data         dataset tools: dpt data import-idx | dpt data synth (see dpt data --help)\n"
+      "  data         dataset tools: dpt data import-idx | import-text | synth (see dpt data "
+      "--help)\n"
       "  ckpt         dpt ckpt inspect FILE: a checkpoint's contents, checksums verified\n"
       "  model        model files and presets: dpt model show | torch | presets | cat\n"
       "               (dpt model --help)\n"
+      "  sample       text from a language model's checkpoint (dpt sample --ckpt FILE --prompt "
+      "..)\n"
       "  version      print dpt's version\n");
 }
 
@@ -234,6 +237,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "schedulers")) return cmd_schedulers();
   if (!strcmp(cmd, "plot")) return dpt_launch_plot(argc, argv);
   if (!strcmp(cmd, "model")) return dpt_launch_model(argc, argv);
+  if (!strcmp(cmd, "sample")) return dpt_launch_sample(argc, argv);
 
   static train_args targs;
   if (!strcmp(cmd, "train"))

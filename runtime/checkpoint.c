@@ -168,6 +168,20 @@ static int build(layout *l, const dpt_train_opts *o, const dpt_model *m, float *
   add_text(l, "solver", dpt_optim_solver_name(o->solver.kind));
   add_text(l, "sched", dpt_optim_sched_name(o->sched.kind));
   add_text(l, "train.run_id", pos->run_id);
+  /* what `dpt sample` needs to rebuild the model (not compared on resume): the spec, and for a
+   * token dataset its window and the dataset (the vocabulary), as an absolute path if it fits */
+  char spec[sizeof l->text_store[0][1]], where[sizeof l->text_store[0][1]];
+  if (snprintf(spec, sizeof spec, "%s", o->model) < (int)sizeof spec)
+    add_text(l, "run.model", spec);
+  if (o->context > 0) {
+    char ctx[32], cwd[4096];
+    snprintf(ctx, sizeof ctx, "%ld", o->context);
+    add_text(l, "run.context", ctx);
+    int n = o->data[0] != '/' && getcwd(cwd, sizeof cwd)
+                ? snprintf(where, sizeof where, "%s/%s", cwd, o->data)
+                : snprintf(where, sizeof where, "%s", o->data);
+    if (n < (int)sizeof where) add_text(l, "run.data", where);
+  }
   dpt_optim_solver_describe(dpt_solver_hparams(solver), add_hparam, l);
   dpt_optim_solver_describe(&o->solver, add_config_hparam, l);
   dpt_optim_sched_describe(&o->sched, add_sched_hparam, l);

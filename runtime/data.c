@@ -68,3 +68,14 @@ int dpt_data_synth(const char *out, long n_train, long n_test, long features, lo
   }
   return DPT_OK;
 }
+
+int dpt_data_import_text(const char *const *files, int nfiles, const char *out, double val_fraction,
+                         const char *vocab, int64_t *counts, char *err, size_t errlen) {
+  char ioerr[DPT_ERR_LEN];
+  dpt_text_summary sum = {0};
+  int rc = dpt_io_import_text(files, nfiles, out, val_fraction, vocab, &sum, ioerr, sizeof ioerr);
+  if (rc) snprintf(err, errlen, "%s", ioerr);
+  if (!rc && counts)
+    counts[0] = sum.tokens, counts[1] = sum.train, counts[2] = sum.test, counts[3] = sum.vocab;
+  return rc;
+}

@@ -8,9 +8,9 @@
 /* Mean loss and accuracy on the test split, in fixed chunks of EVAL_CHUNK samples dealt out
  * round-robin; each chunk's sums travel in their own slots and are added in chunk order, so
  * the result is the same for every W. */
-#define EVAL_CHUNK 1024
 int dpt_train_evaluate(run *r, double *loss, double *acc, char *err, size_t errlen) {
   dpt_model *m = r->model;
+  const int64_t EVAL_CHUNK = (int64_t)r->eval_chunk;
   int64_t n = r->test.n, nchunks = (n + EVAL_CHUNK - 1) / EVAL_CHUNK;
   double *slot = calloc(2 * (size_t)nchunks + 1, sizeof *slot); /* losses, correct, failure */
   int rc = slot ? DPT_OK : DPT_ENOMEM;
@@ -22,11 +22,15 @@ int dpt_train_evaluate(run *r, double *loss, double *acc, char *err, size_t errl
   char ioerr[DPT_ERR_LEN];
   for (int64_t c = r->rank; c < nchunks && !rc; c += r->size) {
     int64_t i = c * EVAL_CHUNK;
-    size_t cnt = (size_t)(n - i) < EVAL_CHUNK ? (size_t)(n - i) : EVAL_CHUNK;
-    for (size_t j = 0; j < cnt; j++) r->idx[j] = i + (int64_t)j;
-    if (dpt_io_dataset_read(r->data, DPT_SPLIT_TEST, r->idx, cnt, r->x,
-                            m->wants_labels ? r->labels : NULL, m->wants_labels ? NULL : r->y,
-                            ioerr, sizeof ioerr)) {
+    size_t cnt = (size_t)(n - i < EVAL_CHUNK ? n - i : EVAL_CHUNK);
+    /* a token dataset's test samples: its consecutive windows, starting at j * T */
+    for (size_t j = 0; j < cnt; j++)
+      r->idx[j] = (i + (int64_t)j) * (int64_t)(r->tokens ? r->lps : 1);
+    if (r->tokens ? dpt_io_tokens_read(r->tokens, DPT_SPLIT_TEST, r->idx, cnt, (int64_t)r->lps,
+                                       r->x, r->labels, ioerr, sizeof ioerr)
+                  : dpt_io_dataset_read(r->data, DPT_SPLIT_TEST, r->idx, cnt, r->x,
+                                        m->wants_labels ? r->labels : NULL,
+                                        m->wants_labels ? NULL : r->y, ioerr, sizeof ioerr)) {
       snprintf(err, errlen, "%s", ioerr);
       rc = DPT_EIO;
       break;
@@ -54,6 +58,6 @@ int dpt_train_evaluate(run *r, double *loss, double *acc, char *err, size_t errl
   for (int64_t c = 0; c < nchunks; c++) l += slot[c], k += slot[nchunks + c];
   free(slot);
   *loss = l / (double)n;
-  *acc = m->wants_labels ? k / (double)n : NAN;
+  *acc = m->wants_labels ? k / ((double)n * (double)r->lps) : NAN; /* per position */
   return DPT_OK;
 }

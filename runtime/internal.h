@@ -6,6 +6,9 @@
 
 #include <stdio.h>
 
+/* The net of a model made by dpt_model_from_net (its ctx), or NULL for any other model. */
+dpt_net *dpt_model_net(dpt_model *m);
+
 /* Monotonic wall clock in seconds. */
 double dpt_now(void);
 
@@ -37,6 +40,7 @@ typedef struct {
   int epoch;
   long step;
   double train_loss, test_loss, test_accuracy, lr;
+  int per_token; /* a token dataset: losses are nats per token, also written in bits */
 } dpt_epoch_info;
 
 /* Opens the metrics file: new (its first record the effective configuration), or, for a run

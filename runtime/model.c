@@ -16,6 +16,7 @@
 #include "runtime.h"
 
 int dpt_mlp_register_create(const dpt_model_args *a, dpt_model *m, char *err, size_t errlen);
+int dpt_gpt_register_create(const dpt_model_args *a, dpt_model *m, char *err, size_t errlen);
 int dpt_model_file_create(const dpt_model_args *a, dpt_model *m, char *err, size_t errlen);
 
 typedef struct {
@@ -26,8 +27,9 @@ typedef struct {
 /* The kinds dpt ships: a new one is one line here (and its file). */
 static const kind_entry builtin[] = {
     {"mlp", dpt_mlp_register_create},
-    {"file", dpt_model_file_create}, /* model_file.c: file:PATH */
-    {"cnn", dpt_model_file_create},  /* model_file.c: the presets runtime/models/cnn-*.ini */
+    {"gpt", dpt_gpt_register_create}, /* model_gpt.c */
+    {"file", dpt_model_file_create},  /* model_file.c: file:PATH */
+    {"cnn", dpt_model_file_create},   /* model_file.c: the presets runtime/models/cnn-*.ini */
 };
 #define NBUILTIN ((int)(sizeof builtin / sizeof builtin[0]))
 

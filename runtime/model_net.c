@@ -8,7 +8,7 @@
  */
 #include <string.h>
 
-#include "runtime.h"
+#include "internal.h"
 
 static double rng_uniform(void *ctx) {
   return dpt_rng_uniform(ctx);
@@ -75,7 +75,9 @@ int dpt_model_from_net(dpt_model *m, const char *kind, dpt_net *n, char *err, si
   m->input = *dpt_net_in(n);
   m->in_features = 1;
   for (int i = 0; i < m->input.rank; i++) m->in_features *= m->input.dims[i];
-  m->out_features = out;
+  int64_t pos = dpt_net_loss_opts(n)->positions;
+  m->labels_per_sample = pos > 1 ? pos : 1;
+  m->out_features = out / m->labels_per_sample; /* a sequence model: one position's classes */
   m->wants_labels = dpt_net_loss(n)->labels;
   m->ctx = n;
   m->init = net_init;
@@ -84,4 +86,8 @@ int dpt_model_from_net(dpt_model *m, const char *kind, dpt_net *n, char *err, si
   m->evaluate = net_evaluate;
   m->destroy = net_destroy;
   return DPT_OK;
+}
+
+dpt_net *dpt_model_net(dpt_model *m) {
+  return m && m->init == net_init ? m->ctx : NULL;
 }

@@ -54,6 +54,8 @@ static const opt_def k_opts[] = {
      "(within each node, then across nodes); bitwise the same sums"},
     {"cache_mb", OPT_DBL, F(cache_mb), "1024", 0, 1e9,
      "keep a dataset split in memory if it fits (MiB)"},
+    {"context", OPT_LONG, F(context), "0", 0, 1e9,
+     "token datasets (dpt data import-text): tokens per training window T (targets: the next T)"},
     {"eval_every", OPT_INT, F(eval_every), "1", 0, 1e9,
      "evaluate on the test split every N epochs (0: never)"},
     {"run_dir", OPT_STR, F(run_dir), "", 0, 0,

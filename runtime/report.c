@@ -406,10 +406,24 @@ void dpt_report_epoch(dpt_report *r, const dpt_epoch_info *e) {
                    "{\"type\":\"epoch\",\"epoch\":%d,\"step\":%ld,\"train_loss\":%.9g,"
                    "\"test_loss\":%s,\"test_accuracy\":%s,\"lr\":%.9g,\"time\":%.6f}\n",
                    e->epoch, e->step, e->train_loss, tl, ta, e->lr, t);
+  if (e->per_token && (size_t)n < sizeof rec) { /* nats per token, and bits per character */
+    char bits[32];
+    json_num(bits, sizeof bits, e->test_loss / log(2.0));
+    int at = n - 2; /* over the record's closing "}\n" */
+    n = at + snprintf(rec + at, sizeof rec - (size_t)at,
+                      ",\"train_bits_per_token\":%.9g,\"test_bits_per_token\":%s}\n",
+                      e->train_loss / log(2.0), bits);
+  }
   put(r, rec, (size_t)n < sizeof rec ? (size_t)n : sizeof rec - 1);
   if (r->bar) fputc('\n', stderr);
   if (!r->bar && !r->plain) return;
-  if (isnan(e->test_loss))
+  if (e->per_token && !isnan(e->test_loss))
+    fprintf(stderr,
+            "%s: epoch %d done: train loss %.4f test loss %.4f nats/token (%.4f bits/char) "
+            "test accuracy %.4f (%.1f s)\n",
+            r->prefix, e->epoch + 1, e->train_loss, e->test_loss, e->test_loss / log(2.0),
+            e->test_accuracy, t);
+  else if (isnan(e->test_loss))
     fprintf(stderr, "%s: epoch %d done: train loss %.4f (%.1f s)\n", r->prefix, e->epoch + 1,
             e->train_loss, t);
   else if (isnan(e->test_accuracy))

@@ -70,6 +70,9 @@ typedef struct dpt_model {
   int64_t in_features;       /* floats per input sample: the product of input's dims */
   int64_t out_features;      /* classes (labels) or targets per sample */
   int wants_labels;          /* 1: y are class labels in [0, out_features); 0: float targets */
+  int64_t labels_per_sample; /* labels: how many each sample has (0 or 1: one; T for a sequence
+                                model, whose out_features is then the classes of one position
+                                and whose per-sample loss is the mean over its T positions) */
   /* Layer boundaries, for ZeRO-3 gathers and bucket readiness: the layers that have parameters,
    * in forward order, each a range of tensors and of the flat buffer; together they tile it.
    * nlayers 0: the model is one layer. The model's own storage, like tensors. */
@@ -237,6 +240,7 @@ typedef struct {
   int overlap;             /* start each bucket's reduction as soon as backward produced it */
   char reduce[16];         /* auto | rank-order | node: the reducer's algorithm (comm.h) */
   double cache_mb;         /* cache a dataset split in memory when it fits this budget */
+  long context;            /* token datasets: window length T (0: not a token dataset) */
   int eval_every;          /* evaluate on the test split every this many epochs (0: never) */
   char run_dir[1024];      /* metrics and checkpoints go here */
   char ckpt_dir[1024];     /* checkpoints: "" = <run_dir>/ckpt */
@@ -326,6 +330,30 @@ int dpt_data_import_idx(const char *dir, const char *out, char *err, size_t errl
 /* Writes a generated classification dataset (see io.h dpt_io_synth). */
 int dpt_data_synth(const char *out, long n_train, long n_test, long features, long classes,
                    long seed, char *err, size_t errlen);
+
+/* Imports UTF-8 text files (concatenated) into a token dataset (io.h dpt_io_import_text):
+ * vocab "char" or "byte", the last val_fraction of the tokens held out as the test split. A bad
+ * input (missing or empty file, invalid UTF-8, bad option) is DPT_EINVAL naming it. Fills
+ * counts[4] (may be NULL) with what was written: tokens, training tokens, test tokens, V. */
+int dpt_data_import_text(const char *const *files, int nfiles, const char *out, double val_fraction,
+                         const char *vocab, int64_t *counts, char *err, size_t errlen);
+
+/* --- sampling from a language model (`dpt sample`; not collective) --- */
+typedef struct {
+  const char *ckpt;   /* a checkpoint of a run on a token dataset (--context) */
+  const char *data;   /* the token dataset (its vocabulary); NULL: the one the checkpoint names */
+  const char *prompt; /* UTF-8 text the generation continues ("": from token 0) */
+  long tokens;        /* tokens to generate */
+  double temperature; /* logits are divided by it (> 0) */
+  long top_k;         /* sample among the k most likely tokens (0: all) */
+  long seed;          /* the same seed gives the same text */
+} dpt_sample_opts;
+void dpt_sample_defaults(dpt_sample_opts *o);
+/* Rebuilds the checkpoint's model, then generates o->tokens tokens after the prompt, each drawn
+ * from the softmax of the last position's logits / temperature over the top_k: *text (malloc'ed,
+ * the caller frees) is the prompt and what follows. Errors name the checkpoint, the dataset or
+ * the prompt character at fault (DPT_EINVAL). */
+int dpt_sample(const dpt_sample_opts *o, char **text, char *err, size_t errlen);
 
 /* Summary of a checkpoint for `dpt ckpt inspect`: fn(ctx, name, value) for every attribute
  * and dataset (with its checksum verified). Non-zero if the file is unreadable or corrupted. */

@@ -24,11 +24,30 @@ void dpt_train_shuffle(int64_t *perm, int64_t n, uint64_t seed, int epoch) {
   }
 }
 
-/* Reads n training samples by index into r->x and r->labels or r->y. */
+void dpt_train_windows(int64_t *starts, int64_t n, int64_t ntokens, int64_t t, uint64_t seed,
+                       int epoch, long batch) {
+  uint64_t valid = (uint64_t)(ntokens - t); /* a window needs t + 1 tokens */
+  for (int64_t g = 0; g < n; g++) {
+    uint64_t st = seed;
+    st = dpt_splitmix64(&st) ^ (uint64_t)epoch;
+    st = dpt_splitmix64(&st) ^ (uint64_t)(g / batch);
+    st = dpt_splitmix64(&st) ^ (uint64_t)(g % batch);
+    starts[g] = (int64_t)(dpt_splitmix64(&st) % valid);
+  }
+}
+
+/* Reads n training samples by index into r->x and r->labels or r->y (a token dataset: the
+ * windows starting at those positions, and their next tokens as labels). */
 static int read_samples(run *r, const int64_t *idx, size_t n, char *err, size_t errlen) {
   dpt_model *m = r->model;
   char ioerr[DPT_ERR_LEN];
   memcpy(r->idx, idx, n * sizeof *r->idx);
+  if (r->tokens) {
+    int rc = dpt_io_tokens_read(r->tokens, DPT_SPLIT_TRAIN, r->idx, n, (int64_t)r->lps, r->x,
+                                r->labels, ioerr, sizeof ioerr);
+    if (rc) snprintf(err, errlen, "%s", ioerr);
+    return rc ? DPT_EIO : DPT_OK;
+  }
   if (dpt_io_dataset_read(r->data, DPT_SPLIT_TRAIN, r->idx, n, r->x,
                           m->wants_labels ? r->labels : NULL, m->wants_labels ? NULL : r->y, ioerr,
                           sizeof ioerr)) {

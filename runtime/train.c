@@ -22,6 +22,27 @@ static float *alloc_floats(size_t n) {
 
 static int check_data(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   dpt_model *m = r->model;
+  int64_t lps = m->labels_per_sample > 1 ? m->labels_per_sample : 1;
+  if (r->tokens && (!m->wants_labels || lps != o->context)) {
+    snprintf(err, errlen,
+             "%s: a token dataset read in windows of --context %ld needs a sequence model with %ld "
+             "labels per sample (such as gpt:tiny); model %s has %lld",
+             o->data, o->context, o->context, o->model, (long long)lps);
+    return DPT_EINVAL;
+  }
+  if (!r->tokens && o->context > 0) {
+    snprintf(err, errlen,
+             "--context %ld: %s is not a token dataset (dpt data import-text makes one)",
+             o->context, o->data);
+    return DPT_EINVAL;
+  }
+  if (!r->tokens && lps > 1) {
+    snprintf(err, errlen,
+             "model %s predicts %lld positions per sample: it needs a token dataset (dpt data "
+             "import-text) and --context %lld",
+             o->model, (long long)lps, (long long)lps);
+    return DPT_EINVAL;
+  }
   if (r->train.features != m->in_features) {
     snprintf(err, errlen,
              "%s: /train/x has %lld features per sample but model %s takes %lld inputs", o->data,
@@ -98,16 +119,74 @@ static int check_data(run *r, const dpt_train_opts *o, char *err, size_t errlen)
   return DPT_OK;
 }
 
-static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
+/* A split of a token dataset as samples: n windows of T tokens (each with T + 1 read). */
+static void window_info(dpt_split_info *s, int64_t windows, int64_t t, int64_t v) {
+  memset(s, 0, sizeof *s);
+  s->n = windows;
+  s->features = t;
+  s->x_rank = 2, s->x_dims[0] = windows, s->x_dims[1] = t;
+  s->sample.rank = 1, s->sample.dims[0] = t;
+  s->y_labels = 1, s->y_width = 1, s->scale = 1;
+  s->num_classes = v, s->label_min = 0, s->label_max = v - 1;
+}
+
+/* A token dataset: the training split gives (N - 1) / T windows an epoch (as many tokens as the
+ * text, drawn at random positions), the test split its consecutive windows. A split too short
+ * for --context is an error naming the file. */
+static int open_tokens(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   char ioerr[DPT_ERR_LEN];
-  int rc = dpt_io_dataset_open(o->data, (size_t)(o->cache_mb * 1048576.0), &r->data, ioerr,
-                               sizeof ioerr);
+  int rc = dpt_io_tokens_open(o->data, &r->tokens, ioerr, sizeof ioerr);
   if (rc) {
     snprintf(err, errlen, "%s", ioerr);
     return rc;
   }
-  dpt_io_dataset_info(r->data, DPT_SPLIT_TRAIN, &r->train);
-  r->has_test = o->eval_every > 0 && dpt_io_dataset_info(r->data, DPT_SPLIT_TEST, &r->test) == 0;
+  int64_t t = o->context, v = dpt_io_tokens_vocab(r->tokens, NULL, NULL);
+  int64_t ntr = dpt_io_tokens_count(r->tokens, DPT_SPLIT_TRAIN);
+  int64_t nte = dpt_io_tokens_count(r->tokens, DPT_SPLIT_TEST);
+  if (t < 1) {
+    snprintf(err, errlen, "%s is a token dataset: give --context T (tokens per window)", o->data);
+    return DPT_EINVAL;
+  }
+  for (int s = 0; s < 2; s++) {
+    int64_t n = s ? nte : ntr;
+    if ((s == 0 || (n > 0 && o->eval_every > 0)) && n < t + 1) {
+      snprintf(err, errlen,
+               "%s: the %s split has %lld tokens, too few for --context %lld (a window needs "
+               "T + 1 = %lld)",
+               o->data, s ? "held-out" : "training", (long long)n, (long long)t,
+               (long long)(t + 1));
+      return DPT_EINVAL;
+    }
+  }
+  window_info(&r->train, (ntr - 1) / t, t, v);
+  r->has_test = o->eval_every > 0 && nte > 0;
+  if (r->has_test) window_info(&r->test, (nte - 1) / t, t, v);
+  r->lps = (size_t)t;
+  return DPT_OK;
+}
+
+/* Windows in an evaluation chunk of a token dataset: a sequence model's activations are large
+ * ([T, C] and [H, T, T] per sample), so chunks are small. */
+#define TOKEN_EVAL_CHUNK 16
+
+static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
+  char ioerr[DPT_ERR_LEN];
+  int rc = DPT_OK;
+  r->lps = 1;
+  r->eval_chunk = 1024;
+  if (dpt_io_is_tokens(o->data)) {
+    if ((rc = open_tokens(r, o, err, errlen))) return rc;
+    r->eval_chunk = TOKEN_EVAL_CHUNK;
+  } else {
+    rc = dpt_io_dataset_open(o->data, (size_t)(o->cache_mb * 1048576.0), &r->data, ioerr,
+                             sizeof ioerr);
+    if (rc) {
+      snprintf(err, errlen, "%s", ioerr);
+      return rc;
+    }
+    dpt_io_dataset_info(r->data, DPT_SPLIT_TRAIN, &r->train);
+    r->has_test = o->eval_every > 0 && dpt_io_dataset_info(r->data, DPT_SPLIT_TEST, &r->test) == 0;
+  }
   if ((rc = check_data(r, o, err, errlen))) return rc;
 
   dpt_model *m = r->model;
@@ -115,7 +194,7 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   r->grads = alloc_floats(m->nparams);
   r->micro = o->deterministic ? (size_t)(o->batch / o->micro_shards)
                               : (size_t)(o->batch / r->size / o->accum);
-  size_t eval_chunk = 1024;
+  size_t eval_chunk = r->eval_chunk;
   /* deterministic mode reads a rank's micro-shards together (one pass of segments) */
   size_t share = o->deterministic ? (size_t)(o->batch / r->size) : r->micro;
   size_t rows = share > eval_chunk ? share : eval_chunk;
@@ -123,7 +202,7 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   r->idx = malloc(rows * sizeof *r->idx);
   r->x = alloc_floats(rows * (size_t)m->in_features);
   r->y = alloc_floats(rows * (size_t)m->out_features);
-  r->labels = malloc(rows * sizeof *r->labels);
+  r->labels = malloc(rows * r->lps * sizeof *r->labels);
   if (m->nbuffer_floats) r->buffers_saved = alloc_floats(m->nbuffer_floats);
   if (!r->params || !r->grads || !r->perm || !r->idx || !r->x || !r->y || !r->labels ||
       (m->nbuffer_floats && !r->buffers_saved)) {
@@ -210,6 +289,7 @@ static void teardown(run *r) {
   dpt_sched_free(r->sched);
   dpt_solver_free(r->solver);
   dpt_io_dataset_close(r->data);
+  dpt_io_tokens_close(r->tokens);
   free(r->params);
   free(r->grads);
   free(r->perm);
@@ -265,7 +345,11 @@ static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *er
   long first = r->pos.step;
   res->test_loss = res->test_accuracy = NAN;
   for (int e = (int)r->pos.epoch; e < o->epochs && r->pos.step < r->total_steps; e++) {
-    dpt_train_shuffle(r->perm, r->train.n, (uint64_t)o->seed, e);
+    if (r->tokens)
+      dpt_train_windows(r->perm, r->train.n, dpt_io_tokens_count(r->tokens, DPT_SPLIT_TRAIN),
+                        (int64_t)r->lps, (uint64_t)o->seed, e, o->batch);
+    else
+      dpt_train_shuffle(r->perm, r->train.n, (uint64_t)o->seed, e);
     for (long s = r->pos.step_in_epoch; s < r->steps_per_epoch && r->pos.step < r->total_steps;
          s++) {
       dpt_step_info info = {0};
@@ -299,8 +383,9 @@ static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *er
         res->train_loss = r->pos.epoch_loss / (double)r->pos.step_in_epoch;
       break;
     }
-    dpt_epoch_info ei = {e,   r->pos.step, r->pos.epoch_loss / (double)r->steps_per_epoch,
-                         NAN, NAN,         0};
+    dpt_epoch_info ei = {
+        e, r->pos.step,      r->pos.epoch_loss / (double)r->steps_per_epoch, NAN, NAN,
+        0, r->tokens != NULL};
     if (r->has_test && (e + 1) % o->eval_every == 0) {
       int rc = dpt_train_evaluate(r, &ei.test_loss, &ei.test_accuracy, err, errlen);
       if (rc) return rc;
@@ -454,6 +539,24 @@ int dpt_train_run_model(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm, dp
   return rc;
 }
 
+/* A token dataset read with --context T as a model sees it: samples [T] of token ids, T labels
+ * in [0, V) each. 0 when o->data is not one (or cannot be read: set-up reports that). */
+static int token_model_data(const dpt_train_opts *o, dpt_model_data *data) {
+  dpt_tokens *t = NULL;
+  char ignored[DPT_ERR_LEN];
+  if (o->context < 1 || !dpt_io_is_tokens(o->data) ||
+      dpt_io_tokens_open(o->data, &t, ignored, sizeof ignored))
+    return 0;
+  memset(data, 0, sizeof *data);
+  data->sample.rank = 1, data->sample.dims[0] = o->context;
+  data->features = o->context;
+  data->labels = 1;
+  data->classes = dpt_io_tokens_vocab(t, NULL, NULL);
+  data->targets = 1;
+  dpt_io_tokens_close(t);
+  return 1;
+}
+
 int dpt_train_run(const dpt_train_opts *o, MPI_Comm comm, dpt_train_result *res, char *err,
                   size_t errlen) {
   memset(res, 0, sizeof *res);
@@ -464,7 +567,8 @@ int dpt_train_run(const dpt_train_opts *o, MPI_Comm comm, dpt_train_result *res,
   dpt_model_data data; /* the sample shape, for kinds that need it (the data's own errors
                           come from set-up) */
   char ignored[DPT_ERR_LEN];
-  int has_data = dpt_model_data_read(o->data, &data, ignored, sizeof ignored) == 0;
+  int has_data = token_model_data(o, &data) ||
+                 dpt_model_data_read(o->data, &data, ignored, sizeof ignored) == 0;
   rc = dpt_model_create(o->model, o->activation, o->loss, has_data ? &data : NULL, &m, err, errlen);
   int all = dpt_comm_agree_error(own, rc, err, errlen);
   if (all) {

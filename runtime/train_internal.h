@@ -25,6 +25,9 @@ typedef struct {
   int rank, size;
   dpt_model *model;
   dpt_dataset *data;
+  dpt_tokens *tokens; /* a token dataset (then data is NULL): samples are windows of --context */
+  size_t lps;         /* labels per sample: 1, or T for windows of a token dataset */
+  size_t eval_chunk;  /* test samples per evaluation chunk */
   dpt_split_info train, test;
   int has_test;
   float *params, *grads;
@@ -63,6 +66,13 @@ typedef struct {
 
 /* Fisher-Yates from (seed, epoch): identical on every rank and for every W. */
 void dpt_train_shuffle(int64_t *perm, int64_t n, uint64_t seed, int epoch);
+
+/* Token datasets: the start of every window of epoch `epoch` (n of them, batch per step):
+ * global sample g (step g / batch, index g % batch in the global batch) starts at a position
+ * drawn from (seed, epoch, step, index) by splitmix64, uniform over [0, ntokens - T): the same
+ * for every W, and recomputed on resume. */
+void dpt_train_windows(int64_t *starts, int64_t n, int64_t ntokens, int64_t t, uint64_t seed,
+                       int epoch, long batch);
 
 /* Global step s of the epoch: compute, reduce, clip, update, all-gather; fills info. A failure
  * on any rank is every rank's (collective). */

@@ -215,9 +215,14 @@ void dpt_layer_kinds(void (*fn)(void *ctx, const dpt_layer_ops *ops), void *ctx)
 /* --- losses (loss.c) ---
  * fn ADDS the per-sample losses of logits z[n, k] to *loss_sum in sample order (in double) and,
  * for labels, the number of correct predictions (argmax) to *correct; when d != NULL it writes
- * scale * d(loss)/dz into d[n, k]. */
+ * scale * d(loss)/dz into d[n, k].
+ * ce with positions P > 1 (a sequence model's [T, V] output, loss option per_position=1): each
+ * sample has P labels, one per row of k / P logits, and its loss is the mean over its P rows, so
+ * the batch mean is torch's F.cross_entropy over all B*P positions (nats per token); correct
+ * counts rows. */
 typedef struct {
   double label_smoothing; /* ce: torch's label_smoothing in [0, 1) */
+  int64_t positions;      /* ce: labels per sample (0 or 1: one; T: per_position=1 on [T, V]) */
 } dpt_loss_opts;
 typedef struct {
   const char *name; /* "ce": softmax cross-entropy on labels; "mse": mean over the k outputs of
@@ -244,7 +249,8 @@ int dpt_net_add_ops(dpt_net *n, const dpt_layer_ops *ops, const char *name, cons
                     char *err, size_t errlen);
 /* The loss on the last layer's output (its element count is the number of logits/targets). */
 int dpt_net_set_loss(dpt_net *n, const char *loss, char *err, size_t errlen);
-/* The same with the loss's options ("label_smoothing=0.1" for ce; "" for none). */
+/* The same with the loss's options ("label_smoothing=0.1" for ce; "" for none; ce's
+ * "per_position=1" on a [T, V] output: T labels per sample, see dpt_loss_opts). */
 int dpt_net_set_loss_opts(dpt_net *n, const char *loss, const char *opts, char *err, size_t errlen);
 const dpt_loss_opts *dpt_net_loss_opts(const dpt_net *n);
 
@@ -282,6 +288,10 @@ int dpt_net_loss_grad_pass(dpt_net *n, const float *params, float *grad, float s
                            const float *x, const int32_t *labels, const float *y, size_t count,
                            double *loss_sum, int64_t *correct, const dpt_layer_pass *pass,
                            char *err, size_t errlen);
+/* Forward only (evaluation mode): the last layer's output out[count, numel(out)] for count
+ * samples x[count, numel(in)] (logits, before the loss), in one chunk. */
+int dpt_net_forward(dpt_net *n, const float *params, const float *x, size_t count, float *out,
+                    char *err, size_t errlen);
 /* Forward only, in chunks of at most DPT_NET_EVAL_CHUNK samples (or the buffers' size). */
 #define DPT_NET_EVAL_CHUNK 1024
 int dpt_net_evaluate(dpt_net *n, const float *params, const float *x, const int32_t *labels,

@@ -32,6 +32,23 @@ static void ce(const float *z, size_t n, int64_t k, const int32_t *labels, const
                const dpt_loss_opts *o, float scale, float *d, double *loss_sum, int64_t *correct) {
   (void)y;
   double eps = o ? o->label_smoothing : 0.0;
+  int64_t pos = o && o->positions > 1 ? o->positions : 1;
+  if (pos > 1) { /* per sample: the mean over its rows, each with its own label */
+    int64_t kr = k / pos;
+    float sc = (float)((double)scale / (double)pos);
+    for (size_t i = 0; i < n; i++) {
+      double sum = 0;
+      for (int64_t t = 0; t < pos; t++) {
+        size_t row = i * (size_t)pos + (size_t)t;
+        int ok;
+        sum += ce_sample(z + row * (size_t)kr, kr, labels[row], eps, sc,
+                         d ? d + row * (size_t)kr : NULL, &ok);
+        *correct += ok;
+      }
+      *loss_sum += sum / (double)pos;
+    }
+    return;
+  }
   for (size_t i = 0; i < n; i++) {
     int ok;
     *loss_sum +=

@@ -351,15 +351,28 @@ int dpt_net_set_loss_opts(dpt_net *n, const char *loss, const char *opts, char *
                     loss ? loss : "(null)");
   /* the options are read as a layer's are, named after the loss */
   static const dpt_layer_ops loss_kind = {.kind = "loss",
-                                          .help = "label_smoothing=F in [0, 1) (ce)"};
+                                          .help = "label_smoothing=F in [0, 1), per_position=0|1 "
+                                                  "(ce)"};
   dpt_layer named = {.ops = &loss_kind, .name = "loss"};
-  static const char *const ce_keys[] = {"label_smoothing", NULL}, *const none[] = {NULL};
+  static const char *const ce_keys[] = {"label_smoothing", "per_position", NULL}, *const none[] = {
+                                                                                      NULL};
   dpt_loss_opts o = {0};
+  double per_position = 0;
   int rc = dpt_layer_opt_known(&named, opts, strcmp(l->name, "ce") ? none : ce_keys, err, errlen);
   if (!rc)
     rc = dpt_layer_opt_double(&named, opts, "label_smoothing", 0.0, 0.0, 0.999999,
                               &o.label_smoothing, err, errlen);
+  if (!rc)
+    rc = dpt_layer_opt_double(&named, opts, "per_position", 0, 0, 1, &per_position, err, errlen);
   if (rc) return rc;
+  const dpt_shape *out = dpt_net_out(n);
+  if (per_position == 1 && out->rank != 2) {
+    char sh[64];
+    return dpt_errf(err, errlen, DPT_EINVAL,
+                    "loss: per_position=1 needs a [T, V] output, the net's is %s",
+                    dpt_layer_shape_str(out, sh, sizeof sh));
+  }
+  if (per_position == 1) o.positions = out->dims[0];
   n->loss = l;
   n->loss_opts = o;
   return DPT_OK;
@@ -485,12 +498,13 @@ static int check_batch(const dpt_net *n, const float *x, const int32_t *labels, 
                         n->loss->name);
   if (!labels)
     return dpt_errf(err, errlen, DPT_EINVAL, "%s: loss %s needs labels", n->what, n->loss->name);
-  int64_t k = (int64_t)shape_numel(dpt_net_out(n));
-  for (size_t i = 0; i < count; i++)
+  size_t pos = n->loss_opts.positions > 1 ? (size_t)n->loss_opts.positions : 1;
+  int64_t k = (int64_t)(shape_numel(dpt_net_out(n)) / pos);
+  for (size_t i = 0; i < count * pos; i++)
     if (labels[i] < 0 || labels[i] >= k)
       return dpt_errf(err, errlen, DPT_EINVAL,
                       "%s: label %ld of sample %zu in the batch is outside [0, %ld)", n->what,
-                      (long)labels[i], i, (long)k);
+                      (long)labels[i], i / pos, (long)k);
   return DPT_OK;
 }
 
@@ -616,11 +630,12 @@ int dpt_net_loss_grad_pass(dpt_net *n, const float *params, float *grad, float s
   if (count > 0) {
     const float *z = forward(n, params, x, seg, &p);
     int64_t k = (int64_t)shape_numel(dpt_net_out(n));
+    size_t pos = n->loss_opts.positions > 1 ? (size_t)n->loss_opts.positions : 1;
     if (p.seg_loss) { /* each segment's sum on its own, then their total in order */
       for (int j = 0; j < p.nseg; j++) {
         size_t at = (size_t)j * seg;
         p.seg_loss[j] = 0;
-        n->loss->fn(z + at * (size_t)k, seg, k, labels ? labels + at : NULL,
+        n->loss->fn(z + at * (size_t)k, seg, k, labels ? labels + at * pos : NULL,
                     y ? y + at * (size_t)k : NULL, &n->loss_opts, scale, n->d0 + at * (size_t)k,
                     &p.seg_loss[j], &ok);
         loss += p.seg_loss[j];
@@ -647,6 +662,18 @@ int dpt_net_loss_grad(dpt_net *n, const float *params, float *grad, float scale,
                                 err, errlen);
 }
 
+int dpt_net_forward(dpt_net *n, const float *params, const float *x, size_t count, float *out,
+                    char *err, size_t errlen) {
+  if (count == 0) return DPT_OK;
+  if (!x || !out) return dpt_errf(err, errlen, DPT_EINVAL, "%s: forward needs x and out", n->what);
+  int rc = grow(n, count, err, errlen);
+  if (rc) return rc;
+  dpt_layer_pass p = {.train = 0, .nseg = 1, .seg = count};
+  const float *z = forward(n, params, x, count, &p);
+  memcpy(out, z, count * shape_numel(dpt_net_out(n)) * sizeof *out);
+  return DPT_OK;
+}
+
 int dpt_net_evaluate(dpt_net *n, const float *params, const float *x, const int32_t *labels,
                      const float *y, size_t count, double *loss_sum, int64_t *correct, char *err,
                      size_t errlen) {
@@ -663,8 +690,9 @@ int dpt_net_evaluate(dpt_net *n, const float *params, const float *x, const int3
     size_t len = count - s < chunk ? count - s : chunk;
     p.seg = len;
     const float *z = forward(n, params, x + s * in, len, &p);
-    n->loss->fn(z, len, (int64_t)k, labels ? labels + s : NULL, y ? y + s * k : NULL, &n->loss_opts,
-                1.0f, NULL, &loss, &ok);
+    size_t pos = n->loss_opts.positions > 1 ? (size_t)n->loss_opts.positions : 1;
+    n->loss->fn(z, len, (int64_t)k, labels ? labels + s * pos : NULL, y ? y + s * k : NULL,
+                &n->loss_opts, 1.0f, NULL, &loss, &ok);
   }
   if (loss_sum) *loss_sum = loss;
   if (correct) *correct = ok;
