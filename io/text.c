@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* ---- reading the input text ----------------------------------------------------------------- */
 
@@ -253,6 +254,8 @@ struct dpt_tokens {
 };
 
 int dpt_io_is_tokens(const char *path) {
+  struct stat st;
+  if (!path || stat(path, &st) || !S_ISREG(st.st_mode)) return 0; /* a FIFO would block */
   dpt_io__quiet q;
   dpt_io__quiet_begin(&q);
   int yes = 0;

@@ -72,7 +72,7 @@ expect() { local want=$1; shift; local got; got=$(reply "$@")
            [ "$got" = "$want" ] || { echo "'$*' completes to '$got', expected '$want'"; exit 1; }; }
 expect train dpt tr
 expect --solver dpt train --sol
-expect "import-idx synth" dpt data ""
+expect "import-idx synth import-text" dpt data ""
 expect inspect dpt ckpt ins
 expect "torch" dpt model to
 expect --sched-warmup-iters dpt train --sched-warmup-i
