@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "internal.h"
 #include "io.h"
@@ -120,8 +121,38 @@ static void state_free(sample_state *s) {
   free(s->params), free(s->x), free(s->logits), free(s->p), free(s->ids), free(s->cps);
 }
 
+/* The checkpoint o->ckpt names: the file itself, or for a checkpoint directory (or its
+ * "latest" file) the checkpoint "latest" names. */
+static void resolve(const char *ckpt, char *path, size_t len) {
+  struct stat st;
+  char dir[4096], line[1024] = "";
+  size_t n = strlen(ckpt);
+  int is_latest = n >= 6 && !strcmp(ckpt + n - 6, "latest") && (n == 6 || ckpt[n - 7] == '/');
+  snprintf(path, len, "%s", ckpt);
+  if (is_latest)
+    snprintf(dir, sizeof dir, "%.*s", n > 6 ? (int)(n - 7) : 1, n > 6 ? ckpt : ".");
+  else if (!stat(ckpt, &st) && S_ISDIR(st.st_mode))
+    snprintf(dir, sizeof dir, "%s", ckpt);
+  else
+    return;
+  char latest[4200];
+  snprintf(latest, sizeof latest, "%s/latest", dir);
+  FILE *f = fopen(latest, "r");
+  if (!f) return;
+  if (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\n")] = 0;
+    if (line[0] && snprintf(path, len, "%s/%s", dir, line) >= (int)len)
+      snprintf(path, len, "%s", ckpt); /* too long: the caller's error names it */
+  }
+  fclose(f);
+}
+
 /* Rebuilds the model of the checkpoint and reads its parameters. */
-static int load(const dpt_sample_opts *o, sample_state *s, int64_t *t, char *err, size_t errlen) {
+static int load(const dpt_sample_opts *in, sample_state *s, int64_t *t, char *err, size_t errlen) {
+  char path_buf[4096];
+  resolve(in->ckpt, path_buf, sizeof path_buf);
+  dpt_sample_opts resolved = *in, *o = &resolved;
+  o->ckpt = path_buf;
   char spec[256] = "", ctx[32] = "", data[1024] = "", solver[64] = "";
   char ioerr[DPT_ERR_LEN];
   FILE *f = fopen(o->ckpt, "rb");

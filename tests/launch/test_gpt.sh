@@ -87,6 +87,8 @@ s4=$("$dpt" sample --ckpt "$c2" --prompt "in the " --tokens 60 --seed 6 --top-k 
 [ "$s1" = "$s2" ] || fail "the same seed gave different texts: '$s1' vs '$s2'"
 [ "$s1" = "$s3" ] || fail "W=1's checkpoint samples differently: '$s1' vs '$s3'"
 [ "$s1" != "$s4" ] || fail "seeds 5 and 6 gave the same text"
+s6=$("$dpt" sample --ckpt run2/ckpt --prompt "in the " --tokens 60 --seed 5 --top-k 5)
+[ "$s6" = "$s1" ] || fail "--ckpt run2/ckpt (its latest) samples differently"
 case $s1 in "in the "*) ;; *) fail "the sample does not continue the prompt: '$s1'" ;; esac
 [ "${#s1}" -eq $((7 + 60)) ] || fail "expected 67 characters, got ${#s1}: '$s1'"
 # the dataset moved: --data names it
