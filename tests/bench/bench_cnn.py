@@ -1,0 +1,44 @@
+#!/usr/bin/python3
+"""bench_cnn.py - PyTorch 1.13's side of bench_cnn.c: the same CNN (tests/bench/cnn_preset.py's
+net specs, without BatchNorm and dropout unless --bn), one thread, forward + backward with
+cross-entropy on one random batch, best of 3 rounds; prints samples/s (and, with --layers, each
+layer's forward and backward time measured with autograd on that layer alone).
+
+  /usr/bin/python3 tests/bench/bench_cnn.py --net c32-c64-f128 --batch 128 --reps 20
+"""
+import argparse, os, sys, time
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cnn_preset import build
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--net", default="c32-c64-f128")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--bn", action="store_true")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    torch.set_num_interop_threads(1)
+    torch.manual_seed(1)
+    net = build(a.net, a.bn, 0.0, 3)
+    x = torch.randn(a.batch, 1, 28, 28)
+    y = torch.arange(a.batch) % 10
+    lossf = nn.CrossEntropyLoss()
+    best = 1e30
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(a.reps):
+            for p in net.parameters():
+                p.grad = None
+            lossf(net(x), y).backward()
+        best = min(best, (time.perf_counter() - t0) / a.reps)
+    print(f"torch fwd+bwd: {best*1e3:.2f} ms/batch, {a.batch/best:.0f} samples/s "
+          f"(torch {torch.__version__}, mkldnn {torch.backends.mkldnn.is_available()}, 1 thread)")
+
+
+if __name__ == "__main__":
+    main()
