@@ -176,15 +176,20 @@ static size_t argmax_inside(const pool_state *s, const float *restrict plane, si
 #ifdef __AVX512F__
 #include <immintrin.h>
 
+/* Masks of the input floats of outputs [ox, ox + len), len <= 16: 2*len floats from 2*ox, in
+ * two vectors of 16. */
+static inline void pair_masks(int len, __mmask16 *klo, __mmask16 *khi) {
+  *klo = (__mmask16)(len >= 8 ? 0xffff : (1u << (2 * len)) - 1);
+  *khi = (__mmask16)(len >= 16 ? 0xffff : len > 8 ? (1u << (2 * (len - 8))) - 1 : 0);
+}
+
 /* Window offsets of the maximum (0: r0 even, 1: r0 odd, 2: r1 even, 3: r1 odd) and its value
- * for outputs [ox, ox + 16) of which mask k are in the row. */
-static inline __m512i max22_v(const float *r0, const float *r1, int ox, __mmask16 k, __m512 *maxv) {
+ * for outputs [ox, ox + len), len <= 16 (lanes past len are 0). */
+static inline __m512i max22_v(const float *r0, const float *r1, int ox, int len, __m512 *maxv) {
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-  __mmask16 klo = (__mmask16)(k & 0xff ? (1u << (2 * __builtin_popcount(k & 0xff))) - 1 : 0);
-  __mmask16 khi = (__mmask16)(k >> 8 ? (1u << (2 * __builtin_popcount(k >> 8))) - 1 : 0);
-  if (__builtin_popcount(k & 0xff) == 8) klo = 0xffff;
-  if (__builtin_popcount(k >> 8) == 8) khi = 0xffff;
+  __mmask16 klo, khi;
+  pair_masks(len, &klo, &khi);
   __m512 a0 = _mm512_maskz_loadu_ps(klo, r0 + 2 * ox),
          a1 = _mm512_maskz_loadu_ps(khi, r0 + 2 * ox + 16);
   __m512 b0 = _mm512_maskz_loadu_ps(klo, r1 + 2 * ox),
@@ -205,9 +210,10 @@ static inline __m512i max22_v(const float *r0, const float *r1, int ox, __mmask1
 
 static void max22_fwd(const float *r0, const float *r1, int ow, float *y) {
   for (int ox = 0; ox < ow; ox += 16) {
-    __mmask16 k = (__mmask16)(ow - ox >= 16 ? 0xffff : (1u << (ow - ox)) - 1);
+    int len = ow - ox >= 16 ? 16 : ow - ox;
+    __mmask16 k = (__mmask16)(len == 16 ? 0xffff : (1u << len) - 1);
     __m512 m;
-    max22_v(r0, r1, ox, k, &m);
+    max22_v(r0, r1, ox, len, &m);
     _mm512_mask_storeu_ps(y + ox, k, m);
   }
 }
@@ -220,13 +226,13 @@ static void max22_bwd(const float *r0, const float *r1, int ow, const float *dy,
     int len = ow - ox >= 16 ? 16 : ow - ox;
     __mmask16 k = (__mmask16)(len == 16 ? 0xffff : (1u << len) - 1);
     __m512 m;
-    __m512i at = max22_v(r0, r1, ox, k, &m);
+    __m512i at = max22_v(r0, r1, ox, len, &m);
     __m512 g = _mm512_add_ps(_mm512_setzero_ps(), _mm512_maskz_loadu_ps(k, dy + ox));
     __m512 w[4];
     for (int q = 0; q < 4; q++)
       w[q] = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at, _mm512_set1_epi32(q)), g);
-    __mmask16 klo = (__mmask16)(len >= 8 ? 0xffff : (1u << (2 * len)) - 1);
-    __mmask16 khi = (__mmask16)(len >= 16 ? 0xffff : len > 8 ? (1u << (2 * (len - 8))) - 1 : 0);
+    __mmask16 klo, khi;
+    pair_masks(len, &klo, &khi);
     _mm512_mask_storeu_ps(d0 + 2 * ox, klo, _mm512_permutex2var_ps(w[0], lo, w[1]));
     _mm512_mask_storeu_ps(d0 + 2 * ox + 16, khi, _mm512_permutex2var_ps(w[0], hi, w[1]));
     _mm512_mask_storeu_ps(d1 + 2 * ox, klo, _mm512_permutex2var_ps(w[2], lo, w[3]));

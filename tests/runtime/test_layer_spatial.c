@@ -247,6 +247,63 @@ static void test_batch_rows_equal_samples_alone(void **state) {
   dpt_net_free(n);
 }
 
+/* maxpool2d's 2x2 stride-2 fast path against torch's rule written out (aten's max_pool2d CPU
+ * kernel: m = -inf, index of the first window element; an element replaces m when it is
+ * greater or NaN), bitwise, on planes with odd and even sides, ties, NaNs and -inf, and rows
+ * long enough for a vector and a tail (40 outputs). */
+static void maxpool_reference(const float *x, const float *dy, int planes, int h, int w, float *y,
+                              float *dx) {
+  int oh = h / 2, ow = w / 2;
+  memset(dx, 0, (size_t)planes * (size_t)(h * w) * sizeof *dx);
+  for (int q = 0; q < planes; q++)
+    for (int oy = 0; oy < oh; oy++)
+      for (int ox = 0; ox < ow; ox++) {
+        const float *pl = x + (size_t)q * (size_t)(h * w);
+        float m = -INFINITY;
+        int best = 2 * oy * w + 2 * ox;
+        for (int i = 0; i < 2; i++)
+          for (int j = 0; j < 2; j++) {
+            int at = (2 * oy + i) * w + 2 * ox + j;
+            if (pl[at] > m || isnan(pl[at])) m = pl[at], best = at;
+          }
+        size_t o = (size_t)q * (size_t)(oh * ow) + (size_t)(oy * ow + ox);
+        y[o] = m;
+        dx[(size_t)q * (size_t)(h * w) + (size_t)best] += dy[o];
+      }
+}
+
+static void test_maxpool_2x2_fast_path_is_torchs_rule_bitwise(void **state) {
+  (void)state;
+  const int sides[][3] = {{3, 5, 7}, {2, 4, 6}, {2, 6, 81}, {1, 2, 2}};
+  dpt_rng r;
+  dpt_rng_seed(&r, 9, 0);
+  for (size_t t = 0; t < sizeof sides / sizeof sides[0]; t++) {
+    int c = sides[t][0], h = sides[t][1], w = sides[t][2], oh = h / 2, ow = w / 2, B = 3;
+    const spec layers[] = {{"maxpool2d", "m", "kernel=2"}};
+    dpt_shape in = {3, {c, h, w}};
+    dpt_net *n = build(&in, layers, 1);
+    dpt_layer *m = (dpt_layer *)dpt_net_layer(n, 0);
+    size_t nin = (size_t)(B * c * h * w), nout = (size_t)(B * c * oh * ow);
+    float *x = malloc(nin * sizeof *x), *dx = malloc(nin * sizeof *dx);
+    float *rdx = malloc(nin * sizeof *rdx), *dy = malloc(nout * sizeof *dy);
+    float *y = malloc(nout * sizeof *y), *ry = malloc(nout * sizeof *ry);
+    for (size_t i = 0; i < nin; i++) { /* few distinct values: ties; some NaN, -inf, -0 */
+      double u = dpt_rng_uniform(&r);
+      x[i] = u < 0.05 ? NAN : u < 0.1 ? -INFINITY : u < 0.15 ? -0.0f : (float)(int)(u * 4) - 1;
+    }
+    for (size_t i = 0; i < nout; i++) dy[i] = (float)dpt_rng_normal(&r);
+    dy[0] = -0.0f;
+    dpt_layer_pass pass = {1};
+    m->ops->forward(m, NULL, x, y, (size_t)B, &pass);
+    m->ops->backward(m, NULL, x, y, dy, dx, (size_t)B, &pass);
+    maxpool_reference(x, dy, B * c, h, w, ry, rdx);
+    assert_memory_equal(y, ry, nout * sizeof *y);
+    assert_memory_equal(dx, rdx, nin * sizeof *dx);
+    free(x), free(dx), free(rdx), free(dy), free(y), free(ry);
+    dpt_net_free(n);
+  }
+}
+
 /* dpt_net_add(kind, name, opts) on a net of input `in` fails with EINVAL and a message
  * containing want; the net keeps its layers. */
 static void refused(dpt_shape in, const char *kind, const char *name, const char *opts,
@@ -311,6 +368,7 @@ int main(void) {
       cmocka_unit_test(test_conv_avgpool_gradients_match_finite_differences),
       cmocka_unit_test(test_conv_maxpool_gradients_match_finite_differences),
       cmocka_unit_test(test_conv_parameters_are_torchs),
+      cmocka_unit_test(test_maxpool_2x2_fast_path_is_torchs_rule_bitwise),
       cmocka_unit_test(test_batch_rows_equal_samples_alone),
       cmocka_unit_test(test_bad_shapes_and_options_are_named),
   };
