@@ -104,6 +104,24 @@ int dpt_comm_allgather(MPI_Comm comm, float *buf, size_t n, char *err, size_t er
   return rc == MPI_SUCCESS ? DPT_OK : dpt_comm_mpi_error(rc, "parameter all-gather", err, errlen);
 }
 
+int dpt_comm_sum_rows(MPI_Comm comm, double *v, size_t len, int nrows, double *work, char *err,
+                      size_t errlen) {
+  int size = 1;
+  MPI_Comm_size(comm, &size);
+  size_t mine = len * (size_t)nrows;
+  if (mine > INT_MAX)
+    return dpt_errf(err, errlen, DPT_EINVAL, "%zu values to gather (at most %d)", mine, INT_MAX);
+  int rc = MPI_Allgather(v, (int)mine, MPI_DOUBLE, work, (int)mine, MPI_DOUBLE, comm);
+  if (rc != MPI_SUCCESS) return dpt_comm_mpi_error(rc, "MPI_Allgather", err, errlen);
+  size_t rows = (size_t)size * (size_t)nrows;
+  for (size_t j = 0; j < len; j++) {
+    double s = 0;
+    for (size_t k = 0; k < rows; k++) s += work[k * len + j];
+    v[j] = s;
+  }
+  return DPT_OK;
+}
+
 int dpt_comm_sum(MPI_Comm comm, double *v, int n, char *err, size_t errlen) {
   int rc = MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, comm);
   return rc == MPI_SUCCESS ? DPT_OK : dpt_comm_mpi_error(rc, "MPI_Allreduce", err, errlen);

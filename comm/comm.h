@@ -119,6 +119,10 @@ int dpt_reducer_exact_max_shards(void);
 void dpt_reducer_exact_begin(dpt_reducer *r);
 /* Adds one micro-shard's gradient g[0, n) at the current scales (g may be buf). */
 void dpt_reducer_exact_add(dpt_reducer *r, const float *g);
+/* The same for the range [offset, offset + len) of one micro-shard's gradient, g[0, len): the
+ * range covers whole tensors (a layer's span). Adding every range of a micro-shard once is
+ * bitwise dpt_reducer_exact_add of the whole. */
+void dpt_reducer_exact_add_range(dpt_reducer *r, size_t offset, size_t len, const float *g);
 /* Agrees on the pass's maxima (collective). 1: the pass must be redone (the scales were set to
  * fit it), 0: the sums are good, < 0: MPI error. *nonfinite: some value was NaN or Inf. */
 int dpt_reducer_exact_check(dpt_reducer *r, int *nonfinite, char *err, size_t errlen);
@@ -149,6 +153,14 @@ int dpt_comm_allgather(MPI_Comm comm, float *buf, size_t n, char *err, size_t er
 
 /* Sums v[0, n) over ranks in place (doubles: losses, counts, norms). */
 int dpt_comm_sum(MPI_Comm comm, double *v, int n, char *err, size_t errlen);
+
+/* Ordered sum of rows: v holds nrows rows of len doubles (every rank the same nrows); on return
+ * v[0, len) is the sum of all ranks' rows taken in rank order, then row order, one after the
+ * other from zero, on every rank bitwise the same. So the result depends only on the global
+ * order of the rows, not on how they are split over ranks (the batch statistics of
+ * deterministic mode). work: nranks * nrows * len doubles. */
+int dpt_comm_sum_rows(MPI_Comm comm, double *v, size_t len, int nrows, double *work, char *err,
+                      size_t errlen);
 
 /* Maximum of v[0, n) over ranks in place. */
 int dpt_comm_max(MPI_Comm comm, double *v, int n, char *err, size_t errlen);

@@ -178,19 +178,30 @@ static void from_fixed(float *restrict x, const int64_t *restrict acc, size_t n,
   }
 }
 
+/* Adds tensor t of one micro-shard, x[0, numel_t), at the current scale. */
+static void add_tensor(exact *d, int t, const float *x) {
+  double s = isnan(d->scale[t]) ? 0 : ldexp(1.0, (int)d->scale[t]); /* 0: only measure */
+  uint32_t mb = max_and_fix(d->acc + d->offset[t], x, d->numel[t], s);
+  if (mb >= 0x7f800000u) {
+    d->max[d->ntensors] += 1; /* non-finite */
+    if (d->local_bad < 0 || t < d->local_bad) d->local_bad = t;
+    return;
+  }
+  float mx;
+  memcpy(&mx, &mb, sizeof mx);
+  if ((double)mx > d->max[t]) d->max[t] = mx;
+}
+
 void dpt_reducer_exact_add(dpt_reducer *r, const float *g) {
   exact *d = r->state;
+  for (int t = 0; t < d->ntensors; t++) add_tensor(d, t, g + d->offset[t]);
+}
+
+void dpt_reducer_exact_add_range(dpt_reducer *r, size_t offset, size_t len, const float *g) {
+  exact *d = r->state;
   for (int t = 0; t < d->ntensors; t++) {
-    double s = isnan(d->scale[t]) ? 0 : ldexp(1.0, (int)d->scale[t]); /* 0: only measure */
-    uint32_t mb = max_and_fix(d->acc + d->offset[t], g + d->offset[t], d->numel[t], s);
-    if (mb >= 0x7f800000u) {
-      d->max[d->ntensors] += 1; /* non-finite */
-      if (d->local_bad < 0) d->local_bad = t;
-      continue;
-    }
-    float mx;
-    memcpy(&mx, &mb, sizeof mx);
-    if ((double)mx > d->max[t]) d->max[t] = mx;
+    if (d->offset[t] < offset || d->offset[t] + d->numel[t] > offset + len) continue;
+    add_tensor(d, t, g + (d->offset[t] - offset));
   }
 }
 

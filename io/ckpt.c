@@ -380,11 +380,13 @@ static int write_all(hid_t f, MPI_Comm comm, const dpt_ckpt_view *v) {
   int rank, rc = 0;
   MPI_Comm_rank(comm, &rank);
   size_t lo = v->lo, hi = v->lo + v->len, nt = (size_t)v->ntensors;
-  size_t nitems = nt * (size_t)(1 + v->nvec), nsums = 0;
+  size_t nb = (size_t)v->nbuffers, nvitems = nt * (size_t)(1 + v->nvec), nitems = nvitems + nb;
+  size_t nsums = 0, bsums = 0;
   for (size_t t = 0; t < nt; t++) nsums += 2 * nblocks(&v->tensors[t]);
-  ckpt_item *items = calloc(nitems, sizeof *items);
-  uint64_t *sums = calloc(nsums * (size_t)(1 + v->nvec) + 1, sizeof *sums);
-  hid_t *groups = calloc(2 + 2 * (size_t)v->nvec, sizeof *groups);
+  for (size_t b = 0; b < nb; b++) bsums += 2 * nblocks(&v->buffers[b]);
+  ckpt_item *items = calloc(nitems + 1, sizeof *items);
+  uint64_t *sums = calloc(nsums * (size_t)(1 + v->nvec) + bsums + 1, sizeof *sums);
+  hid_t *groups = calloc(4 + 2 * (size_t)v->nvec, sizeof *groups);
   int ok = items && sums && groups, all = 0;
   /* before any collective HDF5 call; an MPI failure counts as a failed write */
   if (MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS) all = 0;
@@ -400,8 +402,24 @@ static int write_all(hid_t f, MPI_Comm comm, const dpt_ckpt_view *v) {
     groups[2 + 2 * s] = make_group(og, v->vec_names[s], &rc);
     groups[3 + 2 * s] = make_group(cog, v->vec_names[s], &rc);
   }
+  int ng = 2 + 2 * v->nvec; /* groups in use */
+  if (nb) {
+    groups[ng] = make_group(f, "buffers", &rc);
+    groups[ng + 1] = make_group(c, "buffers", &rc);
+  }
   uint64_t *next = sums;
-  for (size_t i = 0; i < nitems; i++) {
+  for (size_t i = nvitems; i < nitems; i++) { /* rank 0 writes the buffers (all ranks hold them) */
+    ckpt_item *it = &items[i];
+    it->group = groups[ng], it->cgroup = groups[ng + 1];
+    it->t = &v->buffers[i - nvitems];
+    it->src = v->buffer_data;
+    it->sums = next;
+    next += 2 * nblocks(it->t);
+    it->d = create_tensor(it->group, it->t);
+    if (it->d < 0) rc = -1;
+  }
+  if (nb) ng += 2;
+  for (size_t i = 0; i < nvitems; i++) {
     size_t s = i / nt; /* 0: the parameters, 1 + k: state vector k */
     ckpt_item *it = &items[i];
     it->group = groups[2 * s], it->cgroup = groups[2 * s + 1];
@@ -416,8 +434,10 @@ static int write_all(hid_t f, MPI_Comm comm, const dpt_ckpt_view *v) {
   /* contiguous, unfiltered, independent: faster here than two-phase collective buffering,
    * measured by bench_ckpt */
   H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_INDEPENDENT);
-  for (size_t i = 0; i < nitems; i++)
+  for (size_t i = 0; i < nvitems; i++)
     if (items[i].d >= 0) rc |= write_own(&items[i], lo, hi, dxpl);
+  for (size_t i = nvitems; i < nitems; i++)
+    if (items[i].d >= 0) rc |= write_own(&items[i], 0, rank ? 0 : v->nbuffer_floats, dxpl);
   if (v->written) v->written(v->written_ctx);
   for (size_t i = 0; i < nitems; i++)
     if (items[i].d >= 0) H5Dclose(items[i].d);
@@ -426,7 +446,7 @@ static int write_all(hid_t f, MPI_Comm comm, const dpt_ckpt_view *v) {
     rc = -1; /* the sums are not known: the file fails (its checksums would be wrong) */
   for (size_t i = 0; i < nitems; i++) rc |= write_sums(&items[i], rank, dxpl);
   H5Pclose(dxpl);
-  for (int k = 2 + 2 * v->nvec - 1; k >= 0; k--)
+  for (int k = ng - 1; k >= 0; k--)
     if (groups[k] > 0) H5Gclose(groups[k]);
   if (cog >= 0) H5Gclose(cog);
   if (og >= 0) H5Gclose(og);
@@ -461,7 +481,8 @@ static int write_all(hid_t f, MPI_Comm comm, const dpt_ckpt_view *v) {
 /* The metadata part of it: what the close may still have to write. */
 static uint64_t meta_bytes(const dpt_ckpt_view *v) {
   uint64_t copies = 1 + (uint64_t)v->nvec;
-  uint64_t objects = 2 * (uint64_t)v->ntensors * copies + 8 + (uint64_t)v->nvec;
+  uint64_t objects =
+      2 * (uint64_t)v->ntensors * copies + 10 + (uint64_t)v->nvec + 2 * (uint64_t)v->nbuffers;
   return objects * CKPT_META_ROOM + (uint64_t)(v->ntext + v->nscalar + 4) * 256 + 65536;
 }
 
@@ -471,8 +492,12 @@ static uint64_t estimate_bytes(const dpt_ckpt_view *v) {
     data += 4 * (uint64_t)v->tensors[t].numel;
     sums += 16 * (uint64_t)nblocks(&v->tensors[t]);
   }
-  uint64_t objects = 2 * (uint64_t)v->ntensors * copies + 8 + (uint64_t)v->nvec;
-  return copies * (data + sums) + objects * CKPT_META_ROOM +
+  uint64_t bdata = 0;
+  for (int b = 0; b < v->nbuffers; b++)
+    bdata += 4 * (uint64_t)v->buffers[b].numel + 16 * (uint64_t)nblocks(&v->buffers[b]);
+  uint64_t objects =
+      2 * (uint64_t)v->ntensors * copies + 10 + (uint64_t)v->nvec + 2 * (uint64_t)v->nbuffers;
+  return copies * (data + sums) + bdata + objects * CKPT_META_ROOM +
          (uint64_t)(v->ntext + v->nscalar + 4) * 256;
 }
 
@@ -827,6 +852,13 @@ static int read_all(const char *path, hid_t f, const dpt_ckpt_view *v, int param
   int rc = 0;
   for (int t = 0; t < v->ntensors && !rc; t++)
     rc = read_tensor(path, f, "model", &v->tensors[t], v->params, 0, lo, hi, err, errlen);
+  if (!rc && v->nbuffers && H5Lexists(f, "buffers", H5P_DEFAULT) <= 0)
+    return dpt_io__errf(err, errlen, DPT_EINVAL,
+                        "%s: group /buffers is missing (expected the model's buffers, %s ...)",
+                        path, v->buffers[0].name);
+  for (int b = 0; b < v->nbuffers && !rc; b++)
+    rc = read_tensor(path, f, "buffers", &v->buffers[b], v->buffer_data, 0, 0, v->nbuffer_floats,
+                     err, errlen);
   if (rc || params_only) return rc;
   for (int s = 0; s < v->nvec && !rc; s++) {
     char gname[128];

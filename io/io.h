@@ -89,6 +89,8 @@ int dpt_io_synth(const char *out, int64_t n_train, int64_t n_test, int64_t featu
  *   /model/<tensor>              float32, the tensor's shape, any rank 1..DPT_MAX_RANK
  *                                (PyTorch layout and names)
  *   /optim/<state>/<tensor>      float32, per-element optimizer state, the tensor's shape
+ *   /buffers/<name>              float32: the model's buffers (BatchNorm running statistics,
+ *                                torch's state_dict names), present when the model has any
  *   root attributes              format_version, dpt_version, text entries ("solver", "sched",
  *                                "model", hyperparameters "hp.<name>"), scalar entries
  *                                ("train.step", "solver.step", "sched.lr", ...), and
@@ -112,6 +114,10 @@ typedef struct {
   int nvec;       /* per-element state vectors, each float[len] covering [lo, lo+len) */
   const char *const *vec_names;
   float *const *vecs;
+  int nbuffers; /* the model's buffers: the same on every rank, rank 0 writes them all and */
+  const dpt_tensor *buffers; /* every rank reads them all (also with params_only); offsets */
+  float *buffer_data;        /* into buffer_data, nbuffer_floats of them */
+  size_t nbuffer_floats;
   int nscalar; /* doubles, the same on every rank */
   const char *const *scalar_names;
   double *scalars;

@@ -122,6 +122,10 @@ static int build(layout *l, const dpt_train_opts *o, const dpt_model *m, float *
   v->lo = lo;
   v->len = len;
   v->params = params;
+  v->nbuffers = m->nbuffers;
+  v->buffers = m->buffers;
+  v->buffer_data = m->buffer_data;
+  v->nbuffer_floats = m->nbuffer_floats;
   for (int i = 0; i < dpt_solver_state_count(solver); i++) {
     dpt_state_info info;
     void *p = dpt_solver_state(solver, i, &info);

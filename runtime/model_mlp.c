@@ -132,42 +132,6 @@ static int build(const char *spec, const int64_t *sizes, int count, const char *
   return DPT_OK;
 }
 
-/* --- the dpt_model functions --- */
-
-static double rng_uniform(void *ctx) {
-  return dpt_rng_uniform(ctx);
-}
-
-static int mlp_init(dpt_model *m, float *params, uint64_t seed, char *err, size_t errlen) {
-  if (!params) return dpt_errf(err, errlen, DPT_EINVAL, "mlp: init needs a parameter buffer");
-  dpt_rng r;
-  dpt_rng_seed(&r, seed, 0);
-  dpt_layer_rng src = {rng_uniform, &r};
-  dpt_net_init(m->ctx, params, &src);
-  return DPT_OK;
-}
-
-static int mlp_loss_grad(dpt_model *m, const float *params, float *grad, float scale,
-                         const float *x, const int32_t *labels, const float *y, size_t n,
-                         double *loss_sum, int64_t *correct, dpt_grad_ready_fn ready,
-                         void *ready_ctx, char *err, size_t errlen) {
-  return dpt_net_loss_grad(m->ctx, params, grad, scale, x, labels, y, n, loss_sum, correct, ready,
-                           ready_ctx, err, errlen);
-}
-
-static int mlp_evaluate(dpt_model *m, const float *params, const float *x, const int32_t *labels,
-                        const float *y, size_t n, double *loss_sum, int64_t *correct, char *err,
-                        size_t errlen) {
-  return dpt_net_evaluate(m->ctx, params, x, labels, y, n, loss_sum, correct, err, errlen);
-}
-
-static void mlp_destroy(dpt_model *m) {
-  if (!m) return;
-  dpt_net_free(m->ctx);
-  m->ctx = NULL;
-  m->tensors = NULL, m->layers = NULL, m->ntensors = m->nlayers = 0;
-}
-
 int dpt_mlp_create(const char *spec, const char *activation, const char *loss, dpt_model *m,
                    char *err, size_t errlen) {
   if (!m) return dpt_errf(err, errlen, DPT_EINVAL, "mlp: no model to fill");
@@ -181,20 +145,7 @@ int dpt_mlp_create(const char *spec, const char *activation, const char *loss, d
   if (!rc) rc = build(spec, sizes, count, activation, loss, &n, err, errlen);
   free(sizes);
   if (rc) return rc;
-  m->kind = "mlp";
-  m->tensors = dpt_net_tensors(n, &m->ntensors);
-  m->nparams = dpt_net_nparams(n);
-  m->layers = dpt_net_spans(n, &m->nlayers);
-  m->input = *dpt_net_in(n);
-  m->in_features = m->input.dims[0];
-  m->out_features = dpt_net_out(n)->dims[0];
-  m->wants_labels = dpt_net_loss(n)->labels;
-  m->ctx = n;
-  m->init = mlp_init;
-  m->loss_grad = mlp_loss_grad;
-  m->evaluate = mlp_evaluate;
-  m->destroy = mlp_destroy;
-  return DPT_OK;
+  return dpt_model_from_net(m, "mlp", n, err, errlen);
 }
 
 /* The registry's entry (model.c): the MLP flattens whatever sample shape the data has, so it

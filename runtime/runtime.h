@@ -75,6 +75,14 @@ typedef struct dpt_model {
    * nlayers 0: the model is one layer. The model's own storage, like tensors. */
   int nlayers;
   const dpt_layer_span *layers;
+  /* Buffers: state that is not trained but is part of the model (BatchNorm's running
+   * statistics), named as torch's state_dict names them, offsets into buffer_data
+   * (nbuffer_floats floats, the model's storage). The same on every rank; training passes update
+   * them, checkpoints carry them, init resets them. nbuffers 0: none. */
+  int nbuffers;
+  const dpt_tensor *buffers;
+  float *buffer_data;
+  size_t nbuffer_floats;
   void *ctx; /* the model's own data */
   /* Fills params[nparams] with the initialisation drawn from seed (identical on every rank). */
   int (*init)(struct dpt_model *m, float *params, uint64_t seed, char *err, size_t errlen);
@@ -88,6 +96,13 @@ typedef struct dpt_model {
                    const float *x, const int32_t *labels, const float *y, size_t n,
                    double *loss_sum, int64_t *correct, dpt_grad_ready_fn ready, void *ready_ctx,
                    char *err, size_t errlen);
+  /* Optional: loss_grad with the pass (layers.h's dpt_layer_pass: dropout's seed, step and
+   * sample index, segments, the batch-statistics sum, per-segment gradients, ready). Models
+   * with batch statistics or dropout set it; the trainer then calls it instead of loss_grad. */
+  int (*loss_grad_pass)(struct dpt_model *m, const float *params, float *grad, float scale,
+                        const float *x, const int32_t *labels, const float *y, size_t n,
+                        double *loss_sum, int64_t *correct, const dpt_layer_pass *pass, char *err,
+                        size_t errlen);
   /* Forward only: the sum of per-sample losses and the number correct. */
   int (*evaluate)(struct dpt_model *m, const float *params, const float *x, const int32_t *labels,
                   const float *y, size_t n, double *loss_sum, int64_t *correct, char *err,
@@ -151,6 +166,12 @@ int dpt_model_data_read(const char *path, dpt_model_data *data, char *err, size_
  * backward use cblas_sgemm. The input is flattened: a [28, 28] sample is mlp:784-... Fills *m. */
 int dpt_mlp_create(const char *spec, const char *activation, const char *loss, dpt_model *m,
                    char *err, size_t errlen);
+
+/* Fills *m (memset to 0 by the caller) from a net built with the layer library: tensors,
+ * layer spans, buffers, input/output shapes, and init/loss_grad/loss_grad_pass/evaluate/destroy
+ * that run the net. kind is stored in m->kind (static storage). m owns n from then on (also on
+ * failure). init draws from dpt_rng(seed, 0), layer by layer. */
+int dpt_model_from_net(dpt_model *m, const char *kind, dpt_net *n, char *err, size_t errlen);
 
 /* --- logger --- */
 enum { DPT_LOG_ERROR = 0, DPT_LOG_WARN = 1, DPT_LOG_INFO = 2, DPT_LOG_DEBUG = 3 };

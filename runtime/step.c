@@ -43,10 +43,76 @@ static void inject_nan(run *r) {
   if (r->fault.nan && r->fault.rank == r->rank && r->fault.step == r->pos.step) r->x[0] = NAN;
 }
 
+/* --- the pass: batch statistics over ranks, per-segment gradients --- */
+
+/* dpt_layer_pass.batch_sum: the rows of every rank summed in global order (dpt_comm_sum_rows).
+ * A failure is kept in the run and returned after the pass (the layer cannot stop). */
+static void batch_sum(void *ctx, double *v, size_t len, int nseg) {
+  run *r = ctx;
+  size_t need = (size_t)r->size * (size_t)nseg * len;
+  if (r->rows_rc) {
+    memset(v, 0, len * sizeof *v);
+    return;
+  }
+  if (need > r->rows_cap) {
+    double *w = realloc(r->rows_work, need * sizeof *w);
+    if (!w) {
+      r->rows_rc = DPT_ENOMEM;
+      snprintf(r->rows_err, sizeof r->rows_err, "out of memory for batch statistics");
+      memset(v, 0, len * sizeof *v);
+      return;
+    }
+    r->rows_work = w, r->rows_cap = need;
+  }
+  dpt_progress_wait(r->pos.step + 1, "the batch statistics reduction");
+  int rc = dpt_comm_sum_rows(r->comm, v, len, nseg, r->rows_work, r->rows_err, sizeof r->rows_err);
+  dpt_progress_done();
+  if (rc) r->rows_rc = rc, memset(v, 0, len * sizeof *v);
+}
+
+/* dpt_layer_pass.seg_grad in deterministic mode: each micro-shard's range into the exact sums */
+static void seg_grad(void *ctx, int seg, size_t offset, size_t len, const float *g) {
+  (void)seg;
+  dpt_reducer_exact_add_range(ctx, offset, len, g);
+}
+
+/* Forward and backward on the n samples in r->x: loss_grad_pass when the model has it (the
+ * pass says where the samples are in the step's global batch), else loss_grad. */
+static int model_pass(run *r, const dpt_train_opts *o, int64_t sample0, size_t n, int nseg,
+                      int exact, dpt_grad_ready_fn ready, double *loss_sum, double *seg_loss,
+                      char *err, size_t errlen) {
+  dpt_model *m = r->model;
+  int64_t correct = 0;
+  float scale = (float)(1.0 / (double)o->batch);
+  if (!m->loss_grad_pass)
+    return m->loss_grad(m, r->params, r->grads, scale, r->x, r->labels, r->y, n, loss_sum, &correct,
+                        ready, r->reducer, err, errlen);
+  dpt_layer_pass p = {.train = 1,
+                      .seed = (uint64_t)o->seed,
+                      .step = r->pos.step,
+                      .sample0 = sample0,
+                      .nseg = nseg,
+                      .seg = n / (size_t)nseg,
+                      .batch_sum = r->size > 1 || exact ? batch_sum : NULL,
+                      .batch_ctx = r,
+                      .seg_grad = exact ? seg_grad : NULL,
+                      .seg_ctx = r->reducer,
+                      .ready = ready,
+                      .ready_ctx = r->reducer,
+                      .seg_loss = seg_loss};
+  r->rows_rc = DPT_OK;
+  int rc = m->loss_grad_pass(m, r->params, r->grads, scale, r->x, r->labels, r->y, n, loss_sum,
+                             &correct, &p, err, errlen);
+  if (!rc && r->rows_rc) {
+    snprintf(err, errlen, "%s", r->rows_err);
+    rc = r->rows_rc;
+  }
+  return rc;
+}
+
 /* Forward and backward over this rank's share of global step `s`; adds into r->grads. */
 static int compute(run *r, const dpt_train_opts *o, long s, int reduce, double *loss_sum, char *err,
                    size_t errlen) {
-  dpt_model *m = r->model;
   size_t per_rank = (size_t)(o->batch / r->size);
   const int64_t *mine = r->perm + (size_t)s * (size_t)o->batch + (size_t)r->rank * per_rank;
   for (int k = 0; k < o->accum; k++) {
@@ -55,14 +121,23 @@ static int compute(run *r, const dpt_train_opts *o, long s, int reduce, double *
     inject_nan(r);
     int last = k == o->accum - 1;
     double part = 0;
-    int64_t correct = 0;
-    rc = m->loss_grad(m, r->params, r->grads, (float)(1.0 / (double)o->batch), r->x, r->labels,
-                      r->y, r->micro, &part, &correct, last && reduce ? dpt_reducer_ready : NULL,
-                      r->reducer, err, errlen);
+    rc = model_pass(r, o, (int64_t)(r->rank * per_rank + (size_t)k * r->micro), r->micro, 1, 0,
+                    last && reduce ? dpt_reducer_ready : NULL, &part, NULL, err, errlen);
     if (rc) return rc;
     *loss_sum += part;
   }
   return DPT_OK;
+}
+
+/* The model's buffers (running statistics) saved before a step and put back when the step is
+ * redone or skipped, so that they see each step once. */
+static void buffers_save(run *r) {
+  if (r->buffers_saved)
+    memcpy(r->buffers_saved, r->model->buffer_data, r->model->nbuffer_floats * sizeof(float));
+}
+static void buffers_restore(run *r) {
+  if (r->buffers_saved)
+    memcpy(r->model->buffer_data, r->buffers_saved, r->model->nbuffer_floats * sizeof(float));
 }
 
 /* Sum of squares of g[0, n) in double, four interleaved partial sums (for instruction-level
@@ -142,8 +217,22 @@ static int reduce_exact(run *r, const dpt_train_opts *o, long s, step_sums *out,
   int rc = DPT_OK, redo;
   do {
     memset(slot, 0, (size_t)(shards + 3) * sizeof *slot);
+    buffers_restore(r); /* a redone pass sees the statistics the first one saw */
     dpt_reducer_exact_begin(r->reducer);
-    for (int k = r->rank * per; k < (r->rank + 1) * per && !rc; k++) {
+    if (m->loss_grad_pass) {
+      /* all of this rank's micro-shards in one pass, each a segment: layers run per segment
+       * (the shapes of one micro-shard, whatever W), batch statistics are summed over all
+       * segments of all ranks in global order, each segment's gradient goes to the exact sums
+       * alone, and each segment's loss to its own slot */
+      size_t first = (size_t)r->rank * (size_t)per * r->micro;
+      double total = 0;
+      rc = read_samples(r, batch + first, (size_t)per * r->micro, err, errlen);
+      if (!rc) inject_nan(r);
+      if (!rc)
+        rc = model_pass(r, o, (int64_t)first, (size_t)per * r->micro, per, 1, NULL, &total,
+                        &slot[r->rank * per], err, errlen);
+    }
+    for (int k = r->rank * per; !m->loss_grad_pass && k < (r->rank + 1) * per && !rc; k++) {
       memset(r->grads, 0, m->nparams * sizeof(float));
       rc = read_samples(r, batch + (size_t)k * r->micro, r->micro, err, errlen);
       if (!rc) inject_nan(r);
@@ -252,13 +341,15 @@ int dpt_train_step(run *r, const dpt_train_opts *o, long s, dpt_step_info *info,
   dpt_model *m = r->model;
   double t0 = dpt_now();
   step_sums sums = {0};
+  buffers_save(r);
   int rc = r->det ? reduce_exact(r, o, s, &sums, err, errlen)
                   : reduce_buckets(r, o, s, &sums, err, errlen);
   if (rc) return rc;
   double norm = sqrt(sums.sumsq);
   if (sums.nonfinite) {
     if (strcmp(o->on_nonfinite, "skip")) return nonfinite_error(r, o, s, &sums, err, errlen);
-    /* skipped: nothing reaches the parameters or the solver's state */
+    /* skipped: nothing reaches the parameters, the solver's state or the model's buffers */
+    buffers_restore(r);
     info->skipped = 1;
     info->loss = info->grad_norm = NAN;
     info->lr = dpt_sched_lr(r->sched);

@@ -116,13 +116,17 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   r->micro = o->deterministic ? (size_t)(o->batch / o->micro_shards)
                               : (size_t)(o->batch / r->size / o->accum);
   size_t eval_chunk = 1024;
-  size_t rows = r->micro > eval_chunk ? r->micro : eval_chunk;
+  /* deterministic mode reads a rank's micro-shards together (one pass of segments) */
+  size_t share = o->deterministic ? (size_t)(o->batch / r->size) : r->micro;
+  size_t rows = share > eval_chunk ? share : eval_chunk;
   r->perm = malloc((size_t)r->train.n * sizeof *r->perm);
   r->idx = malloc(rows * sizeof *r->idx);
   r->x = alloc_floats(rows * (size_t)m->in_features);
   r->y = alloc_floats(rows * (size_t)m->out_features);
   r->labels = malloc(rows * sizeof *r->labels);
-  if (!r->params || !r->grads || !r->perm || !r->idx || !r->x || !r->y || !r->labels) {
+  if (m->nbuffer_floats) r->buffers_saved = alloc_floats(m->nbuffer_floats);
+  if (!r->params || !r->grads || !r->perm || !r->idx || !r->x || !r->y || !r->labels ||
+      (m->nbuffer_floats && !r->buffers_saved)) {
     snprintf(err, errlen, "out of memory for %zu parameters and batch buffers", m->nparams);
     return DPT_ENOMEM;
   }
@@ -200,6 +204,8 @@ static void teardown(run *r) {
   dpt_report_close(r->report);
   dpt_reducer_free(r->reducer);
   free(r->slots);
+  free(r->rows_work);
+  free(r->buffers_saved);
   dpt_sched_free(r->sched);
   dpt_solver_free(r->solver);
   dpt_io_dataset_close(r->data);

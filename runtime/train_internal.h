@@ -50,6 +50,13 @@ typedef struct {
   dpt_topology topo;                 /* nodes of the communicator, and the most ranks on one */
   int det;                           /* deterministic mode: the reducer is DPT_REDUCE_EXACT */
   double *slots; /* deterministic mode: one slot per micro-shard loss, then flags */
+  /* batch statistics across ranks (dpt_layer_pass.batch_sum): dpt_comm_sum_rows' work buffer,
+   * grown to the largest call; the first failure of a pass, returned after it */
+  double *rows_work;
+  size_t rows_cap;
+  int rows_rc;
+  char rows_err[DPT_ERR_LEN];
+  float *buffers_saved; /* the model's buffers before the step (restored on a redo or skip) */
 } run;
 
 /* --- step.c --- */

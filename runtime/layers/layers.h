@@ -53,11 +53,43 @@ typedef struct {
   void *ctx;
 } dpt_layer_rng;
 
-/* What one pass is: fields are added as layers need them (issue 19: the seed, step and global
- * index of sample 0 for dropout masks; a reduction hook for SyncBatchNorm's statistics). */
+/* What one pass is, the same for every layer of it.
+ * - Dropout draws its mask from (seed, step, sample0 + i, the layer's index, element) with
+ *   dpt_layer_hash_uniform, so a mask depends neither on W nor on the rank.
+ * - The call's count samples are nseg segments of seg samples each (nseg 1, seg = count,
+ *   unless the trainer's deterministic mode runs a rank's micro-shards together). The net
+ *   calls each layer once per segment (so a product's shapes never depend on W), except the
+ *   forward and backward of a `batch` kind (BatchNorm), called once over all nseg segments.
+ * - batch_sum sums a batch layer's statistics over the global batch: v holds nseg rows of len
+ *   values (row j: segment j's partial sums, j in this call's order); on return v[0, len) is
+ *   the sum over every segment of every rank, added in global segment order in the trainer's
+ *   deterministic mode (so bitwise the same for any W). NULL: this call is the whole batch (the
+ *   rows are added in order). It never fails as seen by the layer: the trainer keeps a failed
+ *   collective's error and returns it after the pass.
+ * - seg_grad, when set (deterministic mode), receives each segment's parameter gradient of a
+ *   layer alone: g[len] (unscaled by nothing else; from zero) for the range [offset, offset +
+ *   len) of the flat buffer; grad is then left untouched. NULL: gradients are ADDED into grad.
+ * - ready: see dpt_net_loss_grad (NULL: not called). */
 typedef struct {
-  int train; /* 1 in loss_grad (training), 0 in evaluate */
+  int train;       /* 1 in loss_grad (training), 0 in evaluate */
+  uint64_t seed;   /* the run's seed */
+  long step;       /* the global step (0-based) */
+  int64_t sample0; /* index in the step's global batch of this call's first sample */
+  int nseg;        /* segments (>= 1) */
+  size_t seg;      /* samples per segment (0: count / nseg) */
+  void (*batch_sum)(void *ctx, double *v, size_t len, int nseg);
+  void *batch_ctx;
+  void (*seg_grad)(void *ctx, int seg, size_t offset, size_t len, const float *g);
+  void *seg_ctx;
+  dpt_grad_ready_fn ready;
+  void *ready_ctx;
+  double *seg_loss; /* when set: [nseg] each segment's loss sum (in sample order) */
 } dpt_layer_pass;
+
+/* A uniform float in [0, 1) (24 bits) from (seed, step, sample, layer, element): splitmix64
+ * over the five, so any rank computes any sample's value. tests/runtime/gen_layer_ref.py and
+ * the torch comparisons compute the same function. */
+float dpt_layer_hash_uniform(uint64_t seed, long step, int64_t sample, int layer, uint64_t elem);
 
 typedef struct dpt_layer dpt_layer;
 typedef struct dpt_net dpt_net;
@@ -67,6 +99,9 @@ typedef struct {
   const char *kind; /* "linear", "relu", ... */
   const char *help; /* its options, for errors and listings: "out=N (output features)" */
   int elementwise;  /* out shape = in shape, and backward runs in place (dx == dy) */
+  int batch;        /* forward and backward couple the samples (batch statistics): called once
+                       over all of a call's segments, see dpt_layer_pass; param_grad still per
+                       segment */
   /* Reads opts ("key=value,key=value"), checks l->in, sets l->out, declares the parameters
    * (dpt_layer_param) and sets up l->state. An error names the layer (l->name). */
   int (*setup)(dpt_layer *l, const char *opts, char *err, size_t errlen);
@@ -75,6 +110,9 @@ typedef struct {
    * l->len floats: tensor i starts at l->tensors[i].offset - l->offset (dpt_layer_at). The
    * net passes slices of one flat buffer today; ZeRO-3 will pass a gathered copy instead. */
   void (*init)(const dpt_layer *l, float *params, dpt_layer_rng *rng);
+  /* Sets the layer's buffers (dpt_layer_buffer: running statistics) to their initial values;
+   * called by dpt_net_init. NULL: no buffers. */
+  void (*reset)(dpt_layer *l);
   /* Floats of scratch the layer needs for n samples (l->scratch when called). NULL: none. */
   size_t (*scratch)(const dpt_layer *l, size_t n);
   /* y[n, out] from x[n, in]. */
@@ -100,6 +138,12 @@ struct dpt_layer {
   int first_tensor, ntensors; /* its parameters in the net's tensor table */
   size_t offset, len;         /* and in the flat buffer */
   const dpt_tensor *tensors;  /* its ntensors tensors (valid from the end of setup on) */
+  int first_buffer, nbuffers; /* its buffers in the net's buffer table */
+  int index;                  /* its position in the net (0, 1, ...): dropout's stream */
+  int skip;                   /* dpt_layer_skip's source: a layer index, -1 the net's input,
+                                 -2 none */
+  const float *skip_x;        /* forward: the source's output for this call (skip layers) */
+  float *skip_dx;             /* backward: ADD d(loss)/d(skip_x) here (skip layers) */
   float *scratch;             /* ops->scratch floats, set by the net before each pass */
   void *state;                /* the layer's own: options, fixed-size buffers */
   dpt_net *net;               /* the net it belongs to */
@@ -109,6 +153,21 @@ struct dpt_layer {
  * placed after the net's previous parameters. Returns its index in l->tensors (0, 1, ...). */
 int dpt_layer_param(dpt_layer *l, const char *name, int rank, const int64_t *dims, char *err,
                     size_t errlen);
+
+/* Declares a buffer of layer l during setup: state that is not trained but travels with the
+ * parameters (BatchNorm's running_mean, running_var, num_batches_tracked), named
+ * "<l->name>.<name>" as torch's state_dict names it, float32, in the net's buffer table and
+ * checkpoints. Returns its index among l's buffers. */
+int dpt_layer_buffer(dpt_layer *l, const char *name, int rank, const int64_t *dims, char *err,
+                     size_t errlen);
+/* Buffer i of layer l (valid during a pass and in reset). */
+float *dpt_layer_buf(const dpt_layer *l, int i);
+
+/* Makes layer l (in setup) a two-input layer: its second input is the output of the earlier
+ * layer named from ("input": the net's input), which must have l's input shape; an error names
+ * l, from and both shapes. The net then sets skip_x before forward and skip_dx before backward,
+ * and adds skip_dx into the source's output gradient (the residual path). */
+int dpt_layer_skip(dpt_layer *l, const char *from, char *err, size_t errlen);
 
 /* Where tensor i of layer l starts in the layer's params (and grad) slice. */
 static inline size_t dpt_layer_at(const dpt_layer *l, int i) {
@@ -128,6 +187,12 @@ int dpt_layer_opt_count(const dpt_layer *l, const char *opts, const char *key, l
  * help, not a silently used default. */
 int dpt_layer_opt_known(const dpt_layer *l, const char *opts, const char *const *keys, char *err,
                         size_t errlen);
+/* Option `key` as a double in [lo, hi] (def when absent); errors name the layer, the key and
+ * the range. */
+int dpt_layer_opt_double(const dpt_layer *l, const char *opts, const char *key, double def,
+                         double lo, double hi, double *out, char *err, size_t errlen);
+/* Option `key` as text: its start and *len, or NULL when absent. */
+const char *dpt_layer_opt_text(const char *opts, const char *key, size_t *len);
 /* Shape s as "[16, 28, 28]" into buf[len] (truncated to fit); returns buf. */
 const char *dpt_layer_shape_str(const dpt_shape *s, char *buf, size_t len);
 /* Checks that l->in is a per-sample [C, H, W] (the spatial layers' input); else an error naming
@@ -143,16 +208,20 @@ void dpt_layer_kinds(void (*fn)(void *ctx, const dpt_layer_ops *ops), void *ctx)
  * for labels, the number of correct predictions (argmax) to *correct; when d != NULL it writes
  * scale * d(loss)/dz into d[n, k]. */
 typedef struct {
+  double label_smoothing; /* ce: torch's label_smoothing in [0, 1) */
+} dpt_loss_opts;
+typedef struct {
   const char *name; /* "ce": softmax cross-entropy on labels; "mse": mean over the k outputs of
                        the squared error on float targets (torch's MSELoss per sample) */
   int labels;       /* 1: takes integer class labels in [0, k); 0: float targets y[n, k] */
   void (*fn)(const float *z, size_t n, int64_t k, const int32_t *labels, const float *y,
-             float scale, float *d, double *loss_sum, int64_t *correct);
+             const dpt_loss_opts *o, float scale, float *d, double *loss_sum, int64_t *correct);
 } dpt_loss_ops;
 const dpt_loss_ops *dpt_loss_find(const char *name); /* NULL if unknown */
 
 /* --- a net: layers applied in sequence, then a loss ---
- * Residual blocks and attention (issue 21) are composite layers over the same interface. */
+ * A residual path is a two-input layer (dpt_layer_skip: "add from=NAME"); attention is a layer
+ * over [T, C] samples. */
 
 /* A net taking samples of shape in; `what` names it in errors ("mlp"; copied). */
 int dpt_net_create(const char *what, const dpt_shape *in, dpt_net **out, char *err, size_t errlen);
@@ -166,6 +235,9 @@ int dpt_net_add_ops(dpt_net *n, const dpt_layer_ops *ops, const char *name, cons
                     char *err, size_t errlen);
 /* The loss on the last layer's output (its element count is the number of logits/targets). */
 int dpt_net_set_loss(dpt_net *n, const char *loss, char *err, size_t errlen);
+/* The same with the loss's options ("label_smoothing=0.1" for ce; "" for none). */
+int dpt_net_set_loss_opts(dpt_net *n, const char *loss, const char *opts, char *err, size_t errlen);
+const dpt_loss_opts *dpt_net_loss_opts(const dpt_net *n);
 
 /* What the net holds: its tensor table (ntensors entries, valid until the next add or free),
  * the flat buffer length, its layers, the spans of the layers with parameters, shapes. */
@@ -177,8 +249,12 @@ const dpt_layer_span *dpt_net_spans(const dpt_net *n, int *nspans);
 const dpt_shape *dpt_net_in(const dpt_net *n);
 const dpt_shape *dpt_net_out(const dpt_net *n);
 const dpt_loss_ops *dpt_net_loss(const dpt_net *n);
+/* Its buffers (dpt_layer_buffer): a table like the tensors', offsets into one float array of
+ * nbuffer floats (NULL when there are none), which the layers update in training passes. */
+const dpt_tensor *dpt_net_buffers(const dpt_net *n, int *nbuffers);
+float *dpt_net_buffer_data(dpt_net *n, size_t *nfloats);
 
-/* Draws every layer's parameters, layer by layer, from rng. */
+/* Draws every layer's parameters, layer by layer, from rng, and resets every buffer. */
 void dpt_net_init(dpt_net *n, float *params, dpt_layer_rng *rng);
 
 /* Forward and backward on count samples x[count, numel(in)] with labels[count] or
@@ -190,6 +266,13 @@ int dpt_net_loss_grad(dpt_net *n, const float *params, float *grad, float scale,
                       const int32_t *labels, const float *y, size_t count, double *loss_sum,
                       int64_t *correct, dpt_grad_ready_fn ready, void *ready_ctx, char *err,
                       size_t errlen);
+/* The same with a pass (dpt_layer_pass: dropout's seed/step/sample0, segments, batch_sum,
+ * seg_grad, ready); pass->train must be 1. dpt_net_loss_grad is this with seed 0, step 0,
+ * sample0 0, one segment and ready. */
+int dpt_net_loss_grad_pass(dpt_net *n, const float *params, float *grad, float scale,
+                           const float *x, const int32_t *labels, const float *y, size_t count,
+                           double *loss_sum, int64_t *correct, const dpt_layer_pass *pass,
+                           char *err, size_t errlen);
 /* Forward only, in chunks of at most DPT_NET_EVAL_CHUNK samples (or the buffers' size). */
 #define DPT_NET_EVAL_CHUNK 1024
 int dpt_net_evaluate(dpt_net *n, const float *params, const float *x, const int32_t *labels,

@@ -9,28 +9,33 @@
 
 #include "layers.h"
 
-/* Softmax cross-entropy of one sample; writes scale * dloss/dz into d when d != NULL. */
-static double ce_sample(const float *z, int64_t k, int32_t label, float scale, float *d,
+/* Softmax cross-entropy of one sample with label smoothing eps (torch: the target is
+ * (1 - eps) on the label plus eps / k everywhere); writes scale * dloss/dz into d when
+ * d != NULL. */
+static double ce_sample(const float *z, int64_t k, int32_t label, double eps, float scale, float *d,
                         int *correct) {
   int64_t arg = 0;
   for (int64_t j = 1; j < k; j++)
     if (z[j] > z[arg]) arg = j;
-  double mx = z[arg], sum = 0.0;
-  for (int64_t j = 0; j < k; j++) sum += exp((double)z[j] - mx);
-  double lse = mx + log(sum);
+  double mx = z[arg], sum = 0.0, zsum = 0.0;
+  for (int64_t j = 0; j < k; j++) sum += exp((double)z[j] - mx), zsum += z[j];
+  double lse = mx + log(sum), off = eps / (double)k;
   for (int64_t j = 0; d && j < k; j++)
-    d[j] = (float)((double)scale * (exp((double)z[j] - lse) - (j == label ? 1.0 : 0.0)));
+    d[j] =
+        (float)((double)scale * (exp((double)z[j] - lse) - off - (j == label ? 1.0 - eps : 0.0)));
   *correct = arg == label;
-  return lse - (double)z[label];
+  double nll = lse - (double)z[label];
+  return eps > 0 ? (1.0 - eps) * nll + eps * (lse - zsum / (double)k) : nll;
 }
 
 static void ce(const float *z, size_t n, int64_t k, const int32_t *labels, const float *y,
-               float scale, float *d, double *loss_sum, int64_t *correct) {
+               const dpt_loss_opts *o, float scale, float *d, double *loss_sum, int64_t *correct) {
   (void)y;
+  double eps = o ? o->label_smoothing : 0.0;
   for (size_t i = 0; i < n; i++) {
     int ok;
     *loss_sum +=
-        ce_sample(z + i * (size_t)k, k, labels[i], scale, d ? d + i * (size_t)k : NULL, &ok);
+        ce_sample(z + i * (size_t)k, k, labels[i], eps, scale, d ? d + i * (size_t)k : NULL, &ok);
     *correct += ok;
   }
 }
@@ -47,8 +52,8 @@ static double mse_sample(const float *z, int64_t k, const float *y, float scale,
 }
 
 static void mse(const float *z, size_t n, int64_t k, const int32_t *labels, const float *y,
-                float scale, float *d, double *loss_sum, int64_t *correct) {
-  (void)labels, (void)correct;
+                const dpt_loss_opts *o, float scale, float *d, double *loss_sum, int64_t *correct) {
+  (void)labels, (void)correct, (void)o;
   for (size_t i = 0; i < n; i++)
     *loss_sum +=
         mse_sample(z + i * (size_t)k, k, y + i * (size_t)k, scale, d ? d + i * (size_t)k : NULL);

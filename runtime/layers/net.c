@@ -9,6 +9,10 @@
  *   step of a size seen before allocates nothing.
  * - Backward walks layers last to first: param_grad, then the span's ready call, then the
  *   input gradient, so a bucket's reduction overlaps the rest of backward.
+ * - A call's samples are nseg segments (dpt_layer_pass); every layer runs once per segment,
+ *   with the same shapes whatever the number of segments, except a batch kind's forward and
+ *   backward, which see them all. A skip source's output gradient is the sum of what the next
+ *   layer passes back and what its skip layers added (skipacc, zeroed at each backward).
  */
 #include <limits.h>
 #include <stdarg.h>
@@ -30,6 +34,14 @@ struct dpt_net {
   dpt_layer_span *spans; /* layers with parameters */
   int nspans;
   const dpt_loss_ops *loss;
+  dpt_loss_opts loss_opts;
+  dpt_tensor *bufs; /* buffers (dpt_layer_buffer); names malloc'ed */
+  int nbufs, cap_bufs;
+  float *bufdata; /* nbufdata floats */
+  size_t nbufdata;
+  float *span_tmp; /* [widest span]: one segment's parameter gradient (seg_grad) */
+  size_t span_max;
+  float **skipacc; /* [nlayers]: gradient into a skip source's output (NULL: not a source) */
   size_t widest;   /* largest per-sample activation (input included) */
   size_t cap_n;    /* samples the buffers hold */
   float *block;    /* all of them */
@@ -85,6 +97,11 @@ void dpt_net_free(dpt_net *n) {
     free((char *)n->layers[i].name);
   }
   for (int t = 0; t < n->ntensors; t++) free((char *)n->tensors[t].name);
+  for (int t = 0; t < n->nbufs; t++) free((char *)n->bufs[t].name);
+  free(n->bufs);
+  free(n->bufdata);
+  free(n->span_tmp);
+  free(n->skipacc);
   free(n->layers);
   free(n->tensors);
   free(n->spans);
@@ -135,6 +152,90 @@ int dpt_layer_param(dpt_layer *l, const char *name, int rank, const int64_t *dim
   return l->ntensors++;
 }
 
+int dpt_layer_buffer(dpt_layer *l, const char *name, int rank, const int64_t *dims, char *err,
+                     size_t errlen) {
+  dpt_net *n = l->net;
+  if (rank < 1 || rank > DPT_MAX_RANK)
+    return dpt_errf(err, errlen, DPT_EINVAL, "%s: buffer '%s' of rank %d (expected 1 to %d)",
+                    l->name, name, rank, DPT_MAX_RANK);
+  dpt_tensor t = {0};
+  t.rank = rank;
+  size_t numel = 1;
+  for (int i = 0; i < rank; i++) {
+    t.dims[i] = dims[i];
+    if (dims[i] <= 0 || __builtin_mul_overflow(numel, (size_t)dims[i], &numel))
+      return dpt_errf(err, errlen, DPT_EINVAL, "%s: buffer '%s' has a dimension < 1", l->name,
+                      name);
+  }
+  if (n->nbufs == n->cap_bufs) {
+    int cap = n->cap_bufs ? 2 * n->cap_bufs : 8;
+    dpt_tensor *p = realloc(n->bufs, (size_t)cap * sizeof *p);
+    if (!p) return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", l->name);
+    n->bufs = p, n->cap_bufs = cap;
+  }
+  float *data = realloc(n->bufdata, (n->nbufdata + numel) * sizeof *data);
+  if (!data) return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", l->name);
+  n->bufdata = data;
+  memset(data + n->nbufdata, 0, numel * sizeof *data);
+  size_t len = strlen(l->name) + strlen(name) + 2;
+  char *full = malloc(len);
+  if (!full) return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", l->name);
+  snprintf(full, len, "%s.%s", l->name, name);
+  t.name = full;
+  t.offset = n->nbufdata;
+  t.numel = numel;
+  if (l->nbuffers == 0) l->first_buffer = n->nbufs;
+  n->bufs[n->nbufs++] = t;
+  n->nbufdata += numel;
+  return l->nbuffers++;
+}
+
+float *dpt_layer_buf(const dpt_layer *l, int i) {
+  return l->net->bufdata + l->net->bufs[l->first_buffer + i].offset;
+}
+
+int dpt_layer_skip(dpt_layer *l, const char *from, char *err, size_t errlen) {
+  dpt_net *n = l->net;
+  const dpt_shape *s = NULL;
+  int src = -2;
+  if (from && !strcmp(from, "input")) {
+    src = -1, s = &n->in;
+  } else {
+    for (int i = 0; from && i < n->nlayers; i++)
+      if (!strcmp(n->layers[i].name, from)) src = i, s = &n->layers[i].out;
+  }
+  if (!s)
+    return dpt_errf(err, errlen, DPT_EINVAL,
+                    "%s: from='%s' names no earlier layer (expected a layer above it, or "
+                    "input)",
+                    l->name, from ? from : "");
+  int same = s->rank == l->in.rank;
+  for (int i = 0; same && i < s->rank; i++) same = s->dims[i] == l->in.dims[i];
+  if (!same) {
+    char a[96], b[96];
+    return dpt_errf(
+        err, errlen, DPT_EINVAL,
+        "%s: adds %s's output of shape %s to an input of shape %s (expected equal shapes)", l->name,
+        from, dpt_layer_shape_str(s, a, sizeof a), dpt_layer_shape_str(&l->in, b, sizeof b));
+  }
+  l->skip = src;
+  return DPT_OK;
+}
+
+/* splitmix64's output function of x (one step from state x) */
+static uint64_t mix(uint64_t x) {
+  return dpt_splitmix64(&x);
+}
+
+float dpt_layer_hash_uniform(uint64_t seed, long step, int64_t sample, int layer, uint64_t elem) {
+  uint64_t h = mix(seed ^ 0x64707464726f70ULL); /* "dptdrop" */
+  h = mix(h ^ (uint64_t)step);
+  h = mix(h ^ (uint64_t)sample);
+  h = mix(h ^ (uint64_t)(unsigned)layer);
+  h = mix(h ^ elem);
+  return (float)(h >> 40) * 0x1p-24f;
+}
+
 /* After the tensor table moved: every layer's view of it, and the spans' names. */
 static void relink(dpt_net *n) {
   for (int i = 0; i < n->nlayers; i++)
@@ -164,8 +265,11 @@ int dpt_net_add_ops(dpt_net *n, const dpt_layer_ops *ops, const char *name, cons
   if (!l->name) return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", name);
   l->in = n->nlayers ? n->layers[n->nlayers - 1].out : n->in;
   l->in_numel = n->nlayers ? n->layers[n->nlayers - 1].out_numel : n->in_numel;
-  int t0 = n->ntensors;
-  size_t p0 = n->nparams;
+  l->index = n->nlayers;
+  l->skip = -2;
+  l->first_buffer = n->nbufs;
+  int t0 = n->ntensors, b0 = n->nbufs;
+  size_t p0 = n->nparams, d0 = n->nbufdata;
   int rc = ops->setup(l, opts ? opts : "", err, errlen);
   if (!rc && ops->elementwise) l->out = l->in;
   if (!rc && !(l->out_numel = shape_numel(&l->out)))
@@ -184,7 +288,8 @@ int dpt_net_add_ops(dpt_net *n, const dpt_layer_ops *ops, const char *name, cons
   if (rc) { /* as if never added */
     if (ops->destroy) ops->destroy(l);
     for (int t = t0; t < n->ntensors; t++) free((char *)n->tensors[t].name);
-    n->ntensors = t0, n->nparams = p0;
+    for (int t = b0; t < n->nbufs; t++) free((char *)n->bufs[t].name);
+    n->ntensors = t0, n->nparams = p0, n->nbufs = b0, n->nbufdata = d0;
     free((char *)l->name);
     return rc;
   }
@@ -192,12 +297,15 @@ int dpt_net_add_ops(dpt_net *n, const dpt_layer_ops *ops, const char *name, cons
     n->spans[n->nspans++] =
         (dpt_layer_span){l->name, l->first_tensor, l->ntensors, l->offset, l->len};
   if (l->out_numel > n->widest) n->widest = l->out_numel;
+  if (l->len > n->span_max) n->span_max = l->len;
   n->nlayers++;
   relink(n);
   free(n->block); /* buffers are laid out again (for one more layer) at the next pass */
   free(n->outs);
   free(n->scratch);
-  n->block = NULL, n->outs = n->scratch = NULL, n->cap_n = 0;
+  free(n->skipacc);
+  free(n->span_tmp);
+  n->block = NULL, n->outs = n->scratch = n->skipacc = NULL, n->span_tmp = NULL, n->cap_n = 0;
   return DPT_OK;
 }
 
@@ -211,12 +319,43 @@ int dpt_net_add(dpt_net *n, const char *kind, const char *name, const char *opts
 }
 
 int dpt_net_set_loss(dpt_net *n, const char *loss, char *err, size_t errlen) {
+  return dpt_net_set_loss_opts(n, loss, "", err, errlen);
+}
+
+int dpt_net_set_loss_opts(dpt_net *n, const char *loss, const char *opts, char *err,
+                          size_t errlen) {
   const dpt_loss_ops *l = loss ? dpt_loss_find(loss) : NULL;
   if (!l)
     return dpt_errf(err, errlen, DPT_EINVAL, "loss '%s' is unknown (expected ce or mse)",
                     loss ? loss : "(null)");
+  /* the options are read as a layer's are, named after the loss */
+  static const dpt_layer_ops loss_kind = {.kind = "loss",
+                                          .help = "label_smoothing=F in [0, 1) (ce)"};
+  dpt_layer named = {.ops = &loss_kind, .name = "loss"};
+  static const char *const ce_keys[] = {"label_smoothing", NULL}, *const none[] = {NULL};
+  dpt_loss_opts o = {0};
+  int rc = dpt_layer_opt_known(&named, opts, strcmp(l->name, "ce") ? none : ce_keys, err, errlen);
+  if (!rc)
+    rc = dpt_layer_opt_double(&named, opts, "label_smoothing", 0.0, 0.0, 0.999999,
+                              &o.label_smoothing, err, errlen);
+  if (rc) return rc;
   n->loss = l;
+  n->loss_opts = o;
   return DPT_OK;
+}
+
+const dpt_loss_opts *dpt_net_loss_opts(const dpt_net *n) {
+  return &n->loss_opts;
+}
+
+const dpt_tensor *dpt_net_buffers(const dpt_net *n, int *nbuffers) {
+  if (nbuffers) *nbuffers = n->nbufs;
+  return n->bufs;
+}
+
+float *dpt_net_buffer_data(dpt_net *n, size_t *nfloats) {
+  if (nfloats) *nfloats = n->nbufdata;
+  return n->bufdata;
 }
 
 const dpt_tensor *dpt_net_tensors(const dpt_net *n, int *ntensors) {
@@ -247,9 +386,11 @@ const dpt_loss_ops *dpt_net_loss(const dpt_net *n) {
 }
 
 void dpt_net_init(dpt_net *n, float *params, dpt_layer_rng *rng) {
-  for (int i = 0; i < n->nlayers; i++)
+  for (int i = 0; i < n->nlayers; i++) {
     if (n->layers[i].ops->init)
       n->layers[i].ops->init(&n->layers[i], params + n->layers[i].offset, rng);
+    if (n->layers[i].ops->reset) n->layers[i].ops->reset(&n->layers[i]);
+  }
 }
 
 /* --- buffers --- */
@@ -260,26 +401,42 @@ static int grow(dpt_net *n, size_t count, char *err, size_t errlen) {
   if (!n->outs && n->nlayers) {
     n->outs = calloc((size_t)n->nlayers, sizeof *n->outs);
     n->scratch = calloc((size_t)n->nlayers, sizeof *n->scratch);
-    if (!n->outs || !n->scratch) {
-      free(n->outs), free(n->scratch);
-      n->outs = n->scratch = NULL;
+    n->skipacc = calloc((size_t)n->nlayers, sizeof *n->skipacc);
+    n->span_tmp = malloc((n->span_max ? n->span_max : 1) * sizeof *n->span_tmp);
+    if (!n->outs || !n->scratch || !n->skipacc || !n->span_tmp) {
+      free(n->outs), free(n->scratch), free(n->skipacc), free(n->span_tmp);
+      n->outs = n->scratch = n->skipacc = NULL, n->span_tmp = NULL;
       return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", n->what);
     }
   }
+  /* which layers are skip sources */
+  unsigned char *source = calloc((size_t)n->nlayers + 1, 1);
+  if (!source) return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", n->what);
+  for (int i = 0; i < n->nlayers; i++)
+    if (n->layers[i].skip >= 0) source[n->layers[i].skip] = 1;
   size_t per = 2 * n->widest, total, extra = 0;
-  for (int i = 0; i < n->nlayers; i++) per += n->layers[i].out_numel;
+  for (int i = 0; i < n->nlayers; i++) per += n->layers[i].out_numel * (source[i] ? 2 : 1);
   for (int i = 0; i < n->nlayers; i++)
     if (n->layers[i].ops->scratch) extra += n->layers[i].ops->scratch(&n->layers[i], count);
   if (count > SIZE_MAX / sizeof(float) / per ||
-      __builtin_add_overflow(count * per, extra, &total) || total > SIZE_MAX / sizeof(float))
+      __builtin_add_overflow(count * per, extra, &total) || total > SIZE_MAX / sizeof(float)) {
+    free(source);
     return dpt_errf(err, errlen, DPT_ENOMEM, "%s: batch of %zu samples is too large", n->what,
                     count);
-  float *s = realloc(n->block, total * sizeof(float));
-  if (!s)
+  }
+  float *s = total > SIZE_MAX / sizeof(float) ? NULL : realloc(n->block, total * sizeof(float));
+  if (!s) {
+    free(source);
     return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory for a batch of %zu samples",
                     n->what, count);
+  }
   n->block = s, n->cap_n = count;
   for (int i = 0; i < n->nlayers; i++) n->outs[i] = s, s += count * n->layers[i].out_numel;
+  for (int i = 0; i < n->nlayers; i++) {
+    n->skipacc[i] = source[i] ? s : NULL;
+    if (source[i]) s += count * n->layers[i].out_numel;
+  }
+  free(source);
   n->d0 = s, s += count * n->widest;
   n->d1 = s, s += count * n->widest;
   for (int i = 0; i < n->nlayers; i++) {
@@ -316,64 +473,157 @@ static int check_batch(const dpt_net *n, const float *x, const int32_t *labels, 
   return DPT_OK;
 }
 
-/* Runs every layer on count samples; returns the last output (x itself without layers). */
-static const float *forward(dpt_net *n, const float *params, const float *x, size_t count,
+/* Segment j of a pass: one segment of seg samples starting at sample j * seg. */
+static dpt_layer_pass segment(const dpt_layer_pass *p, int j, size_t seg) {
+  dpt_layer_pass q = *p;
+  q.sample0 = p->sample0 + (int64_t)j * (int64_t)seg;
+  q.nseg = 1, q.seg = seg;
+  return q;
+}
+
+/* The second input of layer l for segment j (skip layers), or NULL. */
+static const float *skip_in(const dpt_net *n, const dpt_layer *l, const float *x, size_t at) {
+  if (l->skip == -1) return x + at * n->in_numel;
+  if (l->skip >= 0) return n->outs[l->skip] + at * n->layers[l->skip].out_numel;
+  return NULL;
+}
+
+/* Runs every layer on nseg segments of seg samples; returns the last output (x itself without
+ * layers). */
+static const float *forward(dpt_net *n, const float *params, const float *x, size_t seg,
                             const dpt_layer_pass *p) {
   const float *in = x;
   for (int i = 0; i < n->nlayers; i++) {
     dpt_layer *l = &n->layers[i];
     l->scratch = n->scratch[i];
-    l->ops->forward(l, params + l->offset, in, n->outs[i], count, p);
+    if (l->ops->batch) {
+      l->skip_x = skip_in(n, l, x, 0);
+      l->ops->forward(l, params + l->offset, in, n->outs[i], seg * (size_t)p->nseg, p);
+    } else {
+      for (int j = 0; j < p->nseg; j++) {
+        size_t at = (size_t)j * seg;
+        dpt_layer_pass q = segment(p, j, seg);
+        l->skip_x = skip_in(n, l, x, at);
+        l->ops->forward(l, params + l->offset, in + at * l->in_numel,
+                        n->outs[i] + at * l->out_numel, seg, &q);
+      }
+    }
     in = n->outs[i];
   }
   return in;
 }
 
+/* The gradient into a skip layer's second input for samples from `at` (NULL: the net's input,
+ * whose gradient nothing needs). */
+static float *skip_grad(const dpt_net *n, const dpt_layer *l, size_t at) {
+  return l->skip >= 0 ? n->skipacc[l->skip] + at * n->layers[l->skip].out_numel : NULL;
+}
+
+/* Layer l's parameter gradient, segment by segment: into grad, or each segment's alone to
+ * p->seg_grad. */
+static void param_grads(dpt_net *n, dpt_layer *l, const float *lp, const float *in, const float *d,
+                        float *grad, size_t seg, const dpt_layer_pass *p) {
+  for (int j = 0; j < p->nseg; j++) {
+    size_t at = (size_t)j * seg;
+    dpt_layer_pass q = segment(p, j, seg);
+    float *g = grad + l->offset;
+    if (p->seg_grad) memset(g = n->span_tmp, 0, l->len * sizeof *g);
+    l->ops->param_grad(l, lp, in + at * l->in_numel, n->outs[l->index] + at * l->out_numel,
+                       d + at * l->out_numel, g, seg, &q);
+    if (p->seg_grad) p->seg_grad(p->seg_ctx, j, l->offset, l->len, g);
+  }
+}
+
 /* Walks layers last to first from the seed gradient in n->d0. */
-static void backward(dpt_net *n, const float *params, float *grad, const float *x, size_t count,
-                     dpt_grad_ready_fn ready, void *ready_ctx, const dpt_layer_pass *p) {
+static void backward(dpt_net *n, const float *params, float *grad, const float *x, size_t seg,
+                     const dpt_layer_pass *p) {
   float *d = n->d0, *dn = n->d1;
+  size_t count = seg * (size_t)p->nseg;
+  for (int i = 0; i < n->nlayers; i++)
+    if (n->skipacc[i]) memset(n->skipacc[i], 0, count * n->layers[i].out_numel * sizeof(float));
   for (int i = n->nlayers - 1; i >= 0; i--) {
     dpt_layer *l = &n->layers[i];
     const float *in = i ? n->outs[i - 1] : x;
     l->scratch = n->scratch[i];
     const float *lp = params + l->offset;
-    if (l->ops->param_grad)
-      l->ops->param_grad(l, lp, in, n->outs[i], d, grad + l->offset, count, p);
-    if (l->len && ready) ready(ready_ctx, l->offset, l->len);
+    if (n->skipacc[i]) { /* the residual path's share of this output's gradient */
+      const float *a = n->skipacc[i];
+      for (size_t k = 0; k < count * l->out_numel; k++) d[k] += a[k];
+    }
+    if (l->ops->param_grad) param_grads(n, l, lp, in, d, grad, seg, p);
+    if (l->len && p->ready) p->ready(p->ready_ctx, l->offset, l->len);
     if (i == 0) break;
-    if (l->ops->elementwise) {
-      l->ops->backward(l, lp, in, n->outs[i], d, d, count, p);
+    float *dx = l->ops->elementwise ? d : dn;
+    if (l->ops->batch) {
+      l->skip_dx = skip_grad(n, l, 0);
+      l->ops->backward(l, lp, in, n->outs[i], d, dx, count, p);
     } else {
-      l->ops->backward(l, lp, in, n->outs[i], d, dn, count, p);
+      for (int j = 0; j < p->nseg; j++) {
+        size_t at = (size_t)j * seg;
+        dpt_layer_pass q = segment(p, j, seg);
+        l->skip_dx = skip_grad(n, l, at);
+        l->ops->backward(l, lp, in + at * l->in_numel, n->outs[i] + at * l->out_numel,
+                         d + at * l->out_numel, dx + at * l->in_numel, seg, &q);
+      }
+    }
+    if (dx != d) {
       float *t = d;
       d = dn, dn = t;
     }
   }
 }
 
-int dpt_net_loss_grad(dpt_net *n, const float *params, float *grad, float scale, const float *x,
-                      const int32_t *labels, const float *y, size_t count, double *loss_sum,
-                      int64_t *correct, dpt_grad_ready_fn ready, void *ready_ctx, char *err,
-                      size_t errlen) {
+int dpt_net_loss_grad_pass(dpt_net *n, const float *params, float *grad, float scale,
+                           const float *x, const int32_t *labels, const float *y, size_t count,
+                           double *loss_sum, int64_t *correct, const dpt_layer_pass *pass,
+                           char *err, size_t errlen) {
   double loss = 0.0;
   int64_t ok = 0;
   int rc = check_batch(n, x, labels, y, count, err, errlen);
-  if (!rc) rc = grow(n, count ? count : 1, err, errlen);
   if (rc) return rc;
-  dpt_layer_pass p = {1};
+  dpt_layer_pass p = *pass;
+  p.train = 1;
+  if (p.nseg < 1) p.nseg = 1;
+  size_t seg = p.seg ? p.seg : count / (size_t)p.nseg;
+  if (seg * (size_t)p.nseg != count || (count && !seg))
+    return dpt_errf(err, errlen, DPT_EINVAL,
+                    "%s: %zu samples are not %d segments of %zu (the pass's segments)", n->what,
+                    count, p.nseg, p.seg);
+  p.seg = seg;
+  rc = grow(n, count ? count : 1, err, errlen);
+  if (rc) return rc;
   if (count > 0) {
-    const float *z = forward(n, params, x, count, &p);
-    n->loss->fn(z, count, (int64_t)shape_numel(dpt_net_out(n)), labels, y, scale, n->d0, &loss,
-                &ok);
-    backward(n, params, grad, x, count, ready, ready_ctx, &p);
+    const float *z = forward(n, params, x, seg, &p);
+    int64_t k = (int64_t)shape_numel(dpt_net_out(n));
+    if (p.seg_loss) { /* each segment's sum on its own, then their total in order */
+      for (int j = 0; j < p.nseg; j++) {
+        size_t at = (size_t)j * seg;
+        p.seg_loss[j] = 0;
+        n->loss->fn(z + at * (size_t)k, seg, k, labels ? labels + at : NULL,
+                    y ? y + at * (size_t)k : NULL, &n->loss_opts, scale, n->d0 + at * (size_t)k,
+                    &p.seg_loss[j], &ok);
+        loss += p.seg_loss[j];
+      }
+    } else {
+      n->loss->fn(z, count, k, labels, y, &n->loss_opts, scale, n->d0, &loss, &ok);
+    }
+    backward(n, params, grad, x, seg, &p);
   } else {
-    for (int s = n->nspans - 1; ready && s >= 0; s--)
-      ready(ready_ctx, n->spans[s].offset, n->spans[s].len);
+    for (int s = n->nspans - 1; p.ready && s >= 0; s--)
+      p.ready(p.ready_ctx, n->spans[s].offset, n->spans[s].len);
   }
   if (loss_sum) *loss_sum = loss;
   if (correct) *correct = ok;
   return DPT_OK;
+}
+
+int dpt_net_loss_grad(dpt_net *n, const float *params, float *grad, float scale, const float *x,
+                      const int32_t *labels, const float *y, size_t count, double *loss_sum,
+                      int64_t *correct, dpt_grad_ready_fn ready, void *ready_ctx, char *err,
+                      size_t errlen) {
+  dpt_layer_pass p = {.train = 1, .nseg = 1, .ready = ready, .ready_ctx = ready_ctx};
+  return dpt_net_loss_grad_pass(n, params, grad, scale, x, labels, y, count, loss_sum, correct, &p,
+                                err, errlen);
 }
 
 int dpt_net_evaluate(dpt_net *n, const float *params, const float *x, const int32_t *labels,
@@ -387,12 +637,13 @@ int dpt_net_evaluate(dpt_net *n, const float *params, const float *x, const int3
   if (!rc && count > 0) rc = grow(n, chunk, err, errlen);
   if (rc) return rc;
   size_t in = n->in_numel, k = shape_numel(dpt_net_out(n));
-  dpt_layer_pass p = {0};
+  dpt_layer_pass p = {.train = 0, .nseg = 1};
   for (size_t s = 0; s < count; s += chunk) {
     size_t len = count - s < chunk ? count - s : chunk;
+    p.seg = len;
     const float *z = forward(n, params, x + s * in, len, &p);
-    n->loss->fn(z, len, (int64_t)k, labels ? labels + s : NULL, y ? y + s * k : NULL, 1.0f, NULL,
-                &loss, &ok);
+    n->loss->fn(z, len, (int64_t)k, labels ? labels + s : NULL, y ? y + s * k : NULL, &n->loss_opts,
+                1.0f, NULL, &loss, &ok);
   }
   if (loss_sum) *loss_sum = loss;
   if (correct) *correct = ok;

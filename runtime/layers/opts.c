@@ -28,6 +28,35 @@ static const char *find_value(const char *opts, const char *key, size_t *vlen) {
   return NULL;
 }
 
+const char *dpt_layer_opt_text(const char *opts, const char *key, size_t *len) {
+  return find_value(opts, key, len);
+}
+
+int dpt_layer_opt_double(const dpt_layer *l, const char *opts, const char *key, double def,
+                         double lo, double hi, double *out, char *err, size_t errlen) {
+  size_t vlen = 0;
+  const char *v = find_value(opts, key, &vlen);
+  if (!v) {
+    *out = def;
+    return DPT_OK;
+  }
+  char text[64];
+  double d = 0;
+  int good = vlen > 0 && vlen < sizeof text;
+  if (good) {
+    memcpy(text, v, vlen);
+    text[vlen] = 0;
+    good = !dpt_parse_double(text, &d) && d >= lo && d <= hi;
+  }
+  if (!good) {
+    snprintf(err, errlen, "%s: option %s='%.*s' (expected a number in [%g, %g])", l->name, key,
+             (int)vlen, v, lo, hi);
+    return DPT_EINVAL;
+  }
+  *out = d;
+  return DPT_OK;
+}
+
 int dpt_layer_opt_count(const dpt_layer *l, const char *opts, const char *key, long def, long *out,
                         char *err, size_t errlen) {
   size_t vlen = 0;

@@ -113,8 +113,20 @@ int main(int argc, char **argv) {
   const char *sn[1] = {"solver.step"};
   double sv[1] = {100};
   dpt_ckpt_text tx[2] = {{"solver", "adam"}, {"model", "mlp"}};
-  dpt_ckpt_view v = {m.ntensors, t, m.nparams, own.offset, own.len, params, 2,    vn,
-                     vv,         1, sn,        sv,         2,       tx,     NULL, NULL};
+  dpt_ckpt_view v = {.ntensors = m.ntensors,
+                     .tensors = t,
+                     .nparams = m.nparams,
+                     .lo = own.offset,
+                     .len = own.len,
+                     .params = params,
+                     .nvec = 2,
+                     .vec_names = vn,
+                     .vecs = vv,
+                     .nscalar = 1,
+                     .scalar_names = sn,
+                     .scalars = sv,
+                     .ntext = 2,
+                     .texts = tx};
   static job j;
   j.v = &v;
   j.arrays[0] = params + own.offset, j.arrays[1] = m1, j.arrays[2] = m2;

@@ -197,7 +197,7 @@ int main(int argc, char **argv) {
       for (size_t j = 0; j < B * l->in_numel; j++) lx[j] = (float)dpt_rng_normal(&r);
       for (size_t j = 0; j < B * l->out_numel; j++) ldy[j] = (float)dpt_rng_normal(&r);
       l->scratch = sc;
-      dpt_layer_pass pass = {1};
+      dpt_layer_pass pass = {.train = 1, .nseg = 1};
       const float *lp = p + l->offset;
       float *lg = g + l->offset;
       double t[3] = {1e30, 1e30, 1e30};

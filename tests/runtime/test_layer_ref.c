@@ -147,7 +147,7 @@ static int replay(const char *kind, int bitwise) {
     l->scratch = scratch;
     const float *x = find(&c, "x")->v, *dy = find(&c, "dy")->v;
     assert_int_equal(find(&c, "x")->count, n * l->in_numel);
-    dpt_layer_pass p = {1};
+    dpt_layer_pass p = {.train = 1, .nseg = 1};
     l->ops->forward(l, params, x, y, n, &p);
     compare(&c, "y", y, find(&c, "y"), n * l->out_numel, bitwise);
     if (l->ops->param_grad) l->ops->param_grad(l, params, x, y, dy, grad, n, &p);

@@ -212,7 +212,7 @@ static void test_batch_rows_equal_samples_alone(void **state) {
   dpt_net_init(n, p, &src);
   for (size_t i = 0; i < B * in_n; i++) x[i] = (float)dpt_rng_normal(&r);
   for (size_t i = 0; i < B * mid; i++) dy[i] = (float)dpt_rng_normal(&r);
-  dpt_layer_pass pass = {1};
+  dpt_layer_pass pass = {.train = 1, .nseg = 1};
   float *sc = give_scratch(c1, B);
   c1->ops->forward(c1, p, x, h, B, &pass);
   c1->ops->param_grad(c1, p, x, h, dy, g, B, &pass);
@@ -293,7 +293,7 @@ static void test_maxpool_2x2_fast_path_is_torchs_rule_bitwise(void **state) {
     }
     for (size_t i = 0; i < nout; i++) dy[i] = (float)dpt_rng_normal(&r);
     dy[0] = -0.0f;
-    dpt_layer_pass pass = {1};
+    dpt_layer_pass pass = {.train = 1, .nseg = 1};
     m->ops->forward(m, NULL, x, y, (size_t)B, &pass);
     m->ops->backward(m, NULL, x, y, dy, dx, (size_t)B, &pass);
     maxpool_reference(x, dy, B * c, h, w, ry, rdx);
