@@ -300,10 +300,11 @@ static void maxpool_backward(dpt_layer *l, const float *params, const float *x, 
   (void)params, (void)y, (void)p;
   const pool_state *s = l->state;
   size_t in_plane = (size_t)s->h * (size_t)s->w, out_plane = (size_t)s->oh * (size_t)s->ow;
-  memset(dx, 0, n * l->in_numel * sizeof *dx);
   size_t w = (size_t)s->w;
+  int k22 = s->ph == 0 && s->pw == 0 && s->kh == 2 && s->kw == 2 && s->sh == 2 && s->sw == 2;
+  /* the 2x2 path writes every window whole: only an odd last row or column stays to zero */
+  if (!k22 || s->h % 2 || s->w % 2) memset(dx, 0, n * l->in_numel * sizeof *dx);
   if (s->ph == 0 && s->pw == 0) { /* as maxpool_forward */
-    int k22 = s->kh == 2 && s->kw == 2 && s->sh == 2 && s->sw == 2;
     for (size_t q = 0; q < n * (size_t)s->c; q++) {
       const float *plane = x + q * in_plane, *dyq = dy + q * out_plane;
       float *dxq = dx + q * in_plane;

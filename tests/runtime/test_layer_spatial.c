@@ -295,6 +295,7 @@ static void test_maxpool_2x2_fast_path_is_torchs_rule_bitwise(void **state) {
     dy[0] = -0.0f;
     dpt_layer_pass pass = {.train = 1, .nseg = 1};
     m->ops->forward(m, NULL, x, y, (size_t)B, &pass);
+    for (size_t i = 0; i < nin; i++) dx[i] = NAN; /* backward must write all of dx */
     m->ops->backward(m, NULL, x, y, dy, dx, (size_t)B, &pass);
     maxpool_reference(x, dy, B * c, h, w, ry, rdx);
     assert_memory_equal(y, ry, nout * sizeof *y);
