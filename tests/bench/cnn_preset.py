@@ -14,6 +14,9 @@ item ends in 'n', e.g. c32n), fN (linear -> ReLU -> dropout), and the final line
 is added. --nobn drops the BatchNorm layers.
 """
 import argparse, gzip, os, time
+
+for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(v, "1")
 import torch
 import torch.nn as nn
 
