@@ -320,19 +320,25 @@ static void conv_forward(dpt_layer *l, const float *params, const float *x, floa
   for (size_t i0 = 0; i0 < n; i0 += gn) {
     size_t nb = n - i0 < gn ? n - i0 : gn, ld = nb * ncol;
     float *col = l->scratch, *yi = y + i0 * l->out_numel;
+    /* one sample: y = b, then y += w col (the product added once to the bias, as below);
+     * several: t = w col, then y = t + b sample by sample */
     float *t = nb > 1 ? col + (size_t)s->cin * (size_t)s->kh * (size_t)s->kw * ld : yi;
+    if (nb == 1)
+      for (int o = 0; o < s->cout; o++)
+        for (size_t q = 0; q < ncol; q++) yi[(size_t)o * ncol + q] = b[o];
     for (size_t k = 0; k < nb; k++) im2col(s, x + (i0 + k) * l->in_numel, col + k * ncol, ld);
-    for (int g = 0; g < s->groups; g++) /* t_g[og, ld] = w_g[og, kg] col_g[kg, ld] */
+    for (int g = 0; g < s->groups; g++) /* t_g[og, ld] (+)= w_g[og, kg] col_g[kg, ld] */
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)og, (int)ld, (int)kg, 1.0f,
-                  w + (size_t)g * og * kg, (int)kg, col + (size_t)g * kg * ld, (int)ld, 0.0f,
-                  t + (size_t)g * og * ld, (int)ld);
-    for (size_t k = 0; k < nb; k++) /* y = t + b: the bias added once to the whole product */
-      for (int o = 0; o < s->cout; o++) {
-        const float *src = t + (size_t)o * ld + k * ncol;
-        float *dst = yi + k * l->out_numel + (size_t)o * ncol;
-        float bo = b[o];
-        for (size_t q = 0; q < ncol; q++) dst[q] = src[q] + bo;
-      }
+                  w + (size_t)g * og * kg, (int)kg, col + (size_t)g * kg * ld, (int)ld,
+                  nb == 1 ? 1.0f : 0.0f, t + (size_t)g * og * ld, (int)ld);
+    if (nb > 1)
+      for (size_t k = 0; k < nb; k++)
+        for (int o = 0; o < s->cout; o++) {
+          const float *restrict src = t + (size_t)o * ld + k * ncol;
+          float *restrict dst = yi + k * l->out_numel + (size_t)o * ncol;
+          float bo = b[o];
+          for (size_t q = 0; q < ncol; q++) dst[q] = src[q] + bo;
+        }
   }
 }
 
