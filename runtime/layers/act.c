@@ -1,4 +1,5 @@
-/* act.c — elementwise activations: relu, tanh, gelu (exact, erf) and sigmoid, as torch's.
+/* act.c — elementwise activations: relu, tanh, gelu (exact, erf), gelu_tanh (approximate='tanh'),
+ * sigmoid and silu, as torch's (the scalar formulas of aten/src/ATen/native/cpu/Activation.cpp).
  *
  * Invariants:
  * - One flat loop per activation and direction, with no branch or call per element but the
@@ -28,7 +29,7 @@ static void relu_forward(dpt_layer *l, const float *params, const float *restric
                          float *restrict h, size_t n, const dpt_layer_pass *p) {
   (void)params, (void)p;
   size_t len = n * l->in_numel;
-  for (size_t i = 0; i < len; i++) h[i] = z[i] > 0.0f ? z[i] : 0.0f;
+  for (size_t i = 0; i < len; i++) h[i] = z[i] <= 0.0f ? 0.0f : z[i]; /* NaN stays, as torch */
 }
 
 static void relu_backward(dpt_layer *l, const float *params, const float *restrict z,
@@ -36,7 +37,8 @@ static void relu_backward(dpt_layer *l, const float *params, const float *restri
                           const dpt_layer_pass *p) {
   (void)params, (void)h, (void)dy, (void)p;
   size_t len = n * l->in_numel;
-  for (size_t i = 0; i < len; i++) d[i] *= z[i] > 0.0f ? 1.0f : 0.0f;
+  /* torch's threshold_backward: a select (0, not dy * 0 = -0 for a negative dy) */
+  for (size_t i = 0; i < len; i++) d[i] = z[i] <= 0.0f ? 0.0f : d[i];
 }
 
 static void tanh_forward(dpt_layer *l, const float *params, const float *restrict z,
@@ -87,6 +89,52 @@ static void sigmoid_backward(dpt_layer *l, const float *params, const float *z,
   for (size_t i = 0; i < len; i++) d[i] *= h[i] * (1.0f - h[i]);
 }
 
+/* torch's tanh-approximate GELU: kBeta = sqrt(2) * (2 / sqrt(pi)) * 0.5, kKappa = 0.044715 */
+#define GELU_BETA 0.79788456080286535588f
+#define GELU_KAPPA 0.044715f
+
+static void gelu_tanh_forward(dpt_layer *l, const float *params, const float *restrict z,
+                              float *restrict h, size_t n, const dpt_layer_pass *p) {
+  (void)params, (void)p;
+  size_t len = n * l->in_numel;
+  for (size_t i = 0; i < len; i++) {
+    float x = z[i], inner = GELU_BETA * (x + GELU_KAPPA * (x * x * x));
+    h[i] = 0.5f * x * (1.0f + tanhf(inner));
+  }
+}
+
+static void gelu_tanh_backward(dpt_layer *l, const float *params, const float *restrict z,
+                               const float *h, const float *dy, float *restrict d, size_t n,
+                               const dpt_layer_pass *p) {
+  (void)params, (void)h, (void)dy, (void)p;
+  size_t len = n * l->in_numel;
+  for (size_t i = 0; i < len; i++) {
+    float x = z[i], x2 = x * x, inner = GELU_BETA * (x + GELU_KAPPA * (x2 * x));
+    float t = tanhf(inner);
+    float left = 0.5f * x, right = 1.0f + t;
+    float dright = left * ((1.0f - t * t) * (GELU_BETA * (1.0f + 3.0f * GELU_KAPPA * x2)));
+    d[i] *= 0.5f * right + dright;
+  }
+}
+
+static void silu_forward(dpt_layer *l, const float *params, const float *restrict z,
+                         float *restrict h, size_t n, const dpt_layer_pass *p) {
+  (void)params, (void)p;
+  size_t len = n * l->in_numel;
+  for (size_t i = 0; i < len; i++) h[i] = z[i] / (1.0f + expf(-z[i]));
+}
+
+static void silu_backward(dpt_layer *l, const float *params, const float *restrict z,
+                          const float *h, const float *dy, float *restrict d, size_t n,
+                          const dpt_layer_pass *p) {
+  (void)params, (void)h, (void)dy, (void)p;
+  size_t len = n * l->in_numel;
+  for (size_t i = 0; i < len; i++) {
+    float s = 1.0f / (1.0f + expf(-z[i]));
+    d[i] *= s * (1.0f + z[i] * (1.0f - s));
+  }
+}
+
 #define ACT(NAME, HELP)                                                                            \
   const dpt_layer_ops dpt_layer_##NAME = {.kind = #NAME,                                           \
                                           .help = HELP,                                            \
@@ -98,3 +146,5 @@ ACT(relu, "no options: max(x, 0)")
 ACT(tanh, "no options: tanh(x)")
 ACT(gelu, "no options: x * Phi(x), exact (erf)")
 ACT(sigmoid, "no options: 1 / (1 + exp(-x))")
+ACT(gelu_tanh, "no options: torch's GELU(approximate='tanh')")
+ACT(silu, "no options: x * sigmoid(x)")

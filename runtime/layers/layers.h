@@ -77,6 +77,10 @@ typedef struct {
   int64_t sample0; /* index in the step's global batch of this call's first sample */
   int nseg;        /* segments (>= 1) */
   size_t seg;      /* samples per segment (0: count / nseg) */
+  size_t at;       /* index of this call's first sample among all of the net's call's: j * seg
+                      in segment j's call, 0 in a call over all of them; a layer keeps
+                      per-sample state for backward in its scratch (sized for them all) from
+                      sample `at` on (attention) */
   void (*batch_sum)(void *ctx, double *v, size_t len, int nseg);
   void *batch_ctx;
   void (*seg_grad)(void *ctx, int seg, size_t offset, size_t len, const float *g);
@@ -90,6 +94,11 @@ typedef struct {
  * over the five, so any rank computes any sample's value. tests/runtime/gen_layer_ref.py and
  * the torch comparisons compute the same function. */
 float dpt_layer_hash_uniform(uint64_t seed, long step, int64_t sample, int layer, uint64_t elem);
+/* The same for a run of elements: u[j] = dpt_layer_hash_uniform(seed, step, sample, layer,
+ * elem0 + j) for j in [0, m), bitwise, with the (seed, step, sample, layer) part hashed once
+ * (a mask over a sample costs one mix per element instead of five calls). */
+void dpt_layer_hash_run(uint64_t seed, long step, int64_t sample, int layer, uint64_t elem0,
+                        size_t m, float *u);
 
 typedef struct dpt_layer dpt_layer;
 typedef struct dpt_net dpt_net;

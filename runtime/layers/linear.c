@@ -1,4 +1,6 @@
-/* linear.c — torch.nn.Linear: y = x W^T + b on the flattened sample, with cblas_sgemm.
+/* linear.c — torch.nn.Linear: y = x W^T + b on the flattened sample, with cblas_sgemm; with
+ * last=1 on the last dimension of a [..., K] sample (torch's semantics: [T, C] -> [T, out], every
+ * row alike), as attention models need.
  *
  * Invariants:
  * - Parameters "<name>.weight" [out, in] then "<name>.bias" [out], contiguous; initialised as
@@ -17,18 +19,25 @@
 
 typedef struct {
   double *bacc; /* [out] bias-gradient sums */
+  size_t rows;  /* rows per sample: 1 (flattened) or the product of all but the last dim */
 } linear_state;
 
 static int linear_setup(dpt_layer *l, const char *opts, char *err, size_t errlen) {
-  long out;
+  long out, last;
   int rc = dpt_layer_opt_long(l, opts, "out", -1, &out, err, errlen);
+  if (!rc) rc = dpt_layer_opt_count(l, opts, "last", 0, &last, err, errlen);
   if (rc) return rc;
-  if (l->in_numel > INT_MAX) {
-    snprintf(err, errlen, "%s: %zu input features is too many (at most %d)", l->name, l->in_numel,
-             INT_MAX);
+  if (last > 1 || (last && l->in.rank < 1)) {
+    snprintf(err, errlen, "%s: option last=%ld (expected 0 or 1, and 1 needs a shaped sample)",
+             l->name, last);
     return DPT_EINVAL;
   }
-  int64_t wdims[2] = {out, (int64_t)l->in_numel}, bdims[1] = {out};
+  size_t k = last ? (size_t)l->in.dims[l->in.rank - 1] : l->in_numel;
+  if (k > INT_MAX) {
+    snprintf(err, errlen, "%s: %zu input features is too many (at most %d)", l->name, k, INT_MAX);
+    return DPT_EINVAL;
+  }
+  int64_t wdims[2] = {out, (int64_t)k}, bdims[1] = {out};
   if ((rc = dpt_layer_param(l, "weight", 2, wdims, err, errlen)) < 0) return rc;
   if ((rc = dpt_layer_param(l, "bias", 1, bdims, err, errlen)) < 0) return rc;
   linear_state *s = malloc(sizeof *s);
@@ -39,9 +48,15 @@ static int linear_setup(dpt_layer *l, const char *opts, char *err, size_t errlen
     return DPT_ENOMEM;
   }
   s->bacc = bacc;
+  s->rows = l->in_numel / k;
   l->state = s;
-  l->out.rank = 1;
-  l->out.dims[0] = out;
+  if (last) {
+    l->out = l->in;
+    l->out.dims[l->out.rank - 1] = out;
+  } else {
+    l->out.rank = 1;
+    l->out.dims[0] = out;
+  }
   return DPT_OK;
 }
 
@@ -64,6 +79,7 @@ static void linear_init(const dpt_layer *l, float *params, dpt_layer_rng *rng) {
 static void linear_forward(dpt_layer *l, const float *params, const float *x, float *y, size_t n,
                            const dpt_layer_pass *p) {
   (void)p;
+  n *= ((linear_state *)l->state)->rows; /* rows of the products */
   const float *w = params + dpt_layer_at(l, 0), *b = params + dpt_layer_at(l, 1);
   int out = (int)l->tensors[0].dims[0], k = (int)l->tensors[0].dims[1];
   for (size_t i = 0; i < n; i++) memcpy(y + i * (size_t)out, b, (size_t)out * sizeof(float));
@@ -74,6 +90,7 @@ static void linear_forward(dpt_layer *l, const float *params, const float *x, fl
 static void linear_param_grad(dpt_layer *l, const float *params, const float *x, const float *y,
                               const float *dy, float *grad, size_t n, const dpt_layer_pass *p) {
   (void)params, (void)y, (void)p;
+  n *= ((linear_state *)l->state)->rows;
   int out = (int)l->tensors[0].dims[0], k = (int)l->tensors[0].dims[1];
   cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, k, (int)n, 1.0f, dy, out, x, k, 1.0f,
               grad + dpt_layer_at(l, 0), k);
@@ -89,6 +106,7 @@ static void linear_param_grad(dpt_layer *l, const float *params, const float *x,
 static void linear_backward(dpt_layer *l, const float *params, const float *x, const float *y,
                             const float *dy, float *dx, size_t n, const dpt_layer_pass *p) {
   (void)x, (void)y, (void)p;
+  n *= ((linear_state *)l->state)->rows;
   int out = (int)l->tensors[0].dims[0], k = (int)l->tensors[0].dims[1];
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, k, out, 1.0f, dy, out,
               params + dpt_layer_at(l, 0), k, 0.0f, dx, k);
@@ -96,7 +114,8 @@ static void linear_backward(dpt_layer *l, const float *params, const float *x, c
 
 const dpt_layer_ops dpt_layer_linear = {
     .kind = "linear",
-    .help = "out=N (output features; the input is flattened)",
+    .help = "out=N (output features; the input is flattened), last=1 (on the last dimension "
+            "instead, as torch's nn.Linear)",
     .setup = linear_setup,
     .init = linear_init,
     .forward = linear_forward,

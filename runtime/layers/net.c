@@ -227,13 +227,34 @@ static uint64_t mix(uint64_t x) {
   return dpt_splitmix64(&x);
 }
 
-float dpt_layer_hash_uniform(uint64_t seed, long step, int64_t sample, int layer, uint64_t elem) {
+/* the hash of (seed, step, sample, layer): the state every element's value is mixed from */
+static uint64_t hash_prefix(uint64_t seed, long step, int64_t sample, int layer) {
   uint64_t h = mix(seed ^ 0x64707464726f70ULL); /* "dptdrop" */
   h = mix(h ^ (uint64_t)step);
   h = mix(h ^ (uint64_t)sample);
-  h = mix(h ^ (uint64_t)(unsigned)layer);
-  h = mix(h ^ elem);
+  return mix(h ^ (uint64_t)(unsigned)layer);
+}
+
+float dpt_layer_hash_uniform(uint64_t seed, long step, int64_t sample, int layer, uint64_t elem) {
+  uint64_t h = mix(hash_prefix(seed, step, sample, layer) ^ elem);
   return (float)(h >> 40) * 0x1p-24f;
+}
+
+/* dpt_splitmix64's output from state x, inlined for the per-element loop (the same constants as
+ * runtime/base/misc.c; test_layer_segments compares dpt_layer_hash_run with
+ * dpt_layer_hash_uniform bitwise) */
+static inline uint64_t mix_inline(uint64_t x) {
+  uint64_t z = x + 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+void dpt_layer_hash_run(uint64_t seed, long step, int64_t sample, int layer, uint64_t elem0,
+                        size_t m, float *u) {
+  uint64_t h = hash_prefix(seed, step, sample, layer);
+  for (size_t j = 0; j < m; j++)
+    u[j] = (float)(mix_inline(h ^ (elem0 + (uint64_t)j)) >> 40) * 0x1p-24f;
 }
 
 /* After the tensor table moved: every layer's view of it, and the spans' names. */
@@ -477,7 +498,7 @@ static int check_batch(const dpt_net *n, const float *x, const int32_t *labels, 
 static dpt_layer_pass segment(const dpt_layer_pass *p, int j, size_t seg) {
   dpt_layer_pass q = *p;
   q.sample0 = p->sample0 + (int64_t)j * (int64_t)seg;
-  q.nseg = 1, q.seg = seg;
+  q.nseg = 1, q.seg = seg, q.at = p->at + (size_t)j * seg;
   return q;
 }
 
@@ -582,7 +603,7 @@ int dpt_net_loss_grad_pass(dpt_net *n, const float *params, float *grad, float s
   int rc = check_batch(n, x, labels, y, count, err, errlen);
   if (rc) return rc;
   dpt_layer_pass p = *pass;
-  p.train = 1;
+  p.train = 1, p.at = 0;
   if (p.nseg < 1) p.nseg = 1;
   size_t seg = p.seg ? p.seg : count / (size_t)p.nseg;
   if (seg * (size_t)p.nseg != count || (count && !seg))

@@ -1,0 +1,228 @@
+/* attention.c — causal multi-head self-attention on [T, C] samples, as nanoGPT's
+ * CausalSelfAttention without dropout: qkv = c_attn(x) split into q, k, v of C each, heads of
+ * hd = C / heads, att = softmax(mask((q @ k^T) * (1 / sqrt(hd)))), y = c_proj(att @ v).
+ *
+ * Invariants:
+ * - Parameters "<name>.c_attn.weight" [3C, C], ".c_attn.bias" [3C], ".c_proj.weight" [C, C],
+ *   ".c_proj.bias" [C], initialised as two torch nn.Linear (uniform +-1/sqrt(C), weight then
+ *   bias), so a torch module with submodules c_attn and c_proj loads them (nanoGPT's causal
+ *   "bias" mask buffer is not a parameter; torch needs it non-persistent or strict=False).
+ * - Every product is one sample's (cblas_sgemm with M = T): shapes never depend on the batch.
+ * - Per-sample activations (qkv, the attention probabilities, the heads' output, and the
+ *   gradient of qkv) live in the scratch at sample pass->at + i; param_grad computes the qkv
+ *   gradient (kept there) and backward only multiplies it by c_attn.weight, relying on the
+ *   net's order (param_grad before backward with the same dy). No allocation per step.
+ * - Bias gradients are summed in double, row by row in order.
+ */
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers.h"
+
+typedef struct {
+  int t, c, heads, hd;
+  size_t per;  /* scratch floats per sample */
+  size_t temp; /* scratch floats shared by the samples (first in the scratch) */
+  double *acc; /* [4C] bias-gradient sums */
+} attn_state;
+
+static const char *const attn_keys[] = {"heads", NULL};
+
+static int attn_setup(dpt_layer *l, const char *opts, char *err, size_t errlen) {
+  long heads;
+  int rc = dpt_layer_opt_known(l, opts, attn_keys, err, errlen);
+  if (!rc) rc = dpt_layer_opt_long(l, opts, "heads", -1, &heads, err, errlen);
+  if (rc) return rc;
+  char got[96];
+  if (l->in.rank != 2)
+    return dpt_errf(err, errlen, DPT_EINVAL,
+                    "%s: attention expects a sample of shape [T, C], gets %s", l->name,
+                    dpt_layer_shape_str(&l->in, got, sizeof got));
+  int64_t t = l->in.dims[0], c = l->in.dims[1];
+  if (c % heads)
+    return dpt_errf(err, errlen, DPT_EINVAL,
+                    "%s: heads=%ld does not divide the %lld channels of %s", l->name, heads,
+                    (long long)c, dpt_layer_shape_str(&l->in, got, sizeof got));
+  if (t > (1 << 15) || c > INT_MAX / 3 || (double)t * (double)t * (double)heads > 1e12 ||
+      (double)t * (double)c * 3 > INT_MAX)
+    return dpt_errf(err, errlen, DPT_EINVAL, "%s: sample %s is too large for attention", l->name,
+                    dpt_layer_shape_str(&l->in, got, sizeof got));
+  int64_t wa[2] = {3 * c, c}, ba[1] = {3 * c}, wp[2] = {c, c}, bp[1] = {c};
+  if ((rc = dpt_layer_param(l, "c_attn.weight", 2, wa, err, errlen)) < 0 ||
+      (rc = dpt_layer_param(l, "c_attn.bias", 1, ba, err, errlen)) < 0 ||
+      (rc = dpt_layer_param(l, "c_proj.weight", 2, wp, err, errlen)) < 0 ||
+      (rc = dpt_layer_param(l, "c_proj.bias", 1, bp, err, errlen)) < 0)
+    return rc;
+  attn_state *s = malloc(sizeof *s);
+  double *acc = malloc(4 * (size_t)c * sizeof *acc);
+  if (!s || !acc) {
+    free(s), free(acc);
+    return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", l->name);
+  }
+  size_t T = (size_t)t, C = (size_t)c;
+  s->t = (int)t, s->c = (int)c, s->heads = (int)heads, s->hd = (int)(c / heads), s->acc = acc;
+  s->per = 3 * T * C + (size_t)heads * T * T + T * C + 3 * T * C; /* qkv, att, heads' y, dqkv */
+  s->temp = T * C + T * T;                                        /* dy of the heads' y, datt */
+  l->state = s;
+  l->out = l->in;
+  return DPT_OK;
+}
+
+static void attn_destroy(dpt_layer *l) {
+  attn_state *s = l->state;
+  if (s) free(s->acc);
+  free(s);
+  l->state = NULL;
+}
+
+static void attn_init(const dpt_layer *l, float *params, dpt_layer_rng *rng) {
+  double bound = 1.0 / sqrt((double)l->tensors[0].dims[1]); /* both Linear have fan-in C */
+  for (int t = 0; t < 4; t++) {
+    float *p = params + dpt_layer_at(l, t);
+    for (size_t i = 0; i < l->tensors[t].numel; i++)
+      p[i] = (float)((2.0 * rng->uniform(rng->ctx) - 1.0) * bound);
+  }
+}
+
+static size_t attn_scratch(const dpt_layer *l, size_t n) {
+  const attn_state *s = l->state;
+  return s->temp + n * s->per;
+}
+
+/* sample a's activations in the scratch */
+typedef struct {
+  float *qkv, *att, *ya, *dqkv;
+} attn_acts;
+
+static attn_acts acts(const dpt_layer *l, size_t a) {
+  const attn_state *s = l->state;
+  size_t T = (size_t)s->t, C = (size_t)s->c;
+  attn_acts r;
+  r.qkv = l->scratch + s->temp + a * s->per;
+  r.att = r.qkv + 3 * T * C;
+  r.ya = r.att + (size_t)s->heads * T * T;
+  r.dqkv = r.ya + T * C;
+  return r;
+}
+
+/* out[T, o] = in[T, k] W^T + b (nn.Linear on one sample) */
+static void dense(int t, int o, int k, const float *in, const float *w, const float *b,
+                  float *out) {
+  for (int i = 0; i < t; i++) memcpy(out + (size_t)i * (size_t)o, b, (size_t)o * sizeof *out);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, o, k, 1.0f, in, k, w, k, 1.0f, out, o);
+}
+
+static void attn_forward(dpt_layer *l, const float *params, const float *x, float *y, size_t n,
+                         const dpt_layer_pass *p) {
+  const attn_state *s = l->state;
+  int T = s->t, C = s->c, hd = s->hd, C3 = 3 * C;
+  const float *wa = params + dpt_layer_at(l, 0), *ba = params + dpt_layer_at(l, 1);
+  const float *wp = params + dpt_layer_at(l, 2), *bp = params + dpt_layer_at(l, 3);
+  float scale = (float)(1.0 / sqrt((double)hd)); /* nanoGPT: 1.0 / math.sqrt(hd) */
+  size_t tc = (size_t)T * (size_t)C, tt = (size_t)T * (size_t)T;
+  for (size_t i = 0; i < n; i++) {
+    attn_acts a = acts(l, p->at + i);
+    dense(T, C3, C, x + i * tc, wa, ba, a.qkv);
+    for (int h = 0; h < s->heads; h++) {
+      const float *q = a.qkv + h * hd, *k = q + C, *v = q + 2 * C;
+      float *att = a.att + (size_t)h * tt;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, q, C3, k, C3, 0.0f, att,
+                  T);
+      for (int r = 0; r < T; r++) { /* scale, causal mask, softmax over j <= r */
+        float *row = att + (size_t)r * (size_t)T, mx = -INFINITY;
+        for (int j = 0; j <= r; j++) {
+          row[j] *= scale;
+          if (row[j] > mx) mx = row[j];
+        }
+        double sum = 0.0;
+        for (int j = 0; j <= r; j++) sum += (row[j] = expf(row[j] - mx));
+        float inv = (float)(1.0 / sum);
+        for (int j = 0; j <= r; j++) row[j] *= inv;
+        for (int j = r + 1; j < T; j++) row[j] = 0.0f;
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, att, T, v, C3, 0.0f,
+                  a.ya + h * hd, C);
+    }
+    dense(T, C, C, a.ya, wp, bp, y + i * tc);
+  }
+}
+
+static void attn_param_grad(dpt_layer *l, const float *params, const float *x, const float *y,
+                            const float *dy, float *grad, size_t n, const dpt_layer_pass *p) {
+  (void)y;
+  const attn_state *s = l->state;
+  int T = s->t, C = s->c, hd = s->hd, C3 = 3 * C;
+  const float *wp = params + dpt_layer_at(l, 2);
+  float *gwa = grad + dpt_layer_at(l, 0), *gba = grad + dpt_layer_at(l, 1);
+  float *gwp = grad + dpt_layer_at(l, 2), *gbp = grad + dpt_layer_at(l, 3);
+  float scale = (float)(1.0 / sqrt((double)hd));
+  size_t tc = (size_t)T * (size_t)C, tt = (size_t)T * (size_t)T;
+  float *dya = l->scratch, *datt = dya + tc; /* the shared temps */
+  double *acc = s->acc;                      /* [3C] c_attn.bias, [C] c_proj.bias */
+  for (int j = 0; j < 4 * C; j++) acc[j] = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    attn_acts a = acts(l, p->at + i);
+    const float *dyi = dy + i * tc, *xi = x + i * tc;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, C, T, 1.0f, dyi, C, a.ya, C, 1.0f, gwp,
+                C);
+    for (int r = 0; r < T; r++)
+      for (int j = 0; j < C; j++) acc[C3 + j] += dyi[(size_t)r * (size_t)C + (size_t)j];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, C, C, 1.0f, dyi, C, wp, C, 0.0f, dya,
+                C);
+    for (int h = 0; h < s->heads; h++) {
+      const float *q = a.qkv + h * hd, *k = q + C, *v = q + 2 * C, *dyh = dya + h * hd;
+      const float *att = a.att + (size_t)h * tt;
+      float *dq = a.dqkv + h * hd, *dk = dq + C, *dv = dq + 2 * C;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dyh, C, v, C3, 0.0f,
+                  datt, T);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, att, T, dyh, C, 0.0f, dv,
+                  C3);
+      for (int r = 0; r < T; r++) { /* softmax backward, then the scale */
+        const float *pr = att + (size_t)r * (size_t)T;
+        float *dr = datt + (size_t)r * (size_t)T;
+        double dot = 0.0;
+        for (int j = 0; j <= r; j++) dot += (double)pr[j] * dr[j];
+        for (int j = 0; j <= r; j++) dr[j] = (float)((double)pr[j] * ((double)dr[j] - dot)) * scale;
+        for (int j = r + 1; j < T; j++) dr[j] = 0.0f;
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, datt, T, k, C3, 0.0f,
+                  dq, C3);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, datt, T, q, C3, 0.0f, dk,
+                  C3);
+    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C3, C, T, 1.0f, a.dqkv, C3, xi, C, 1.0f,
+                gwa, C);
+    for (int r = 0; r < T; r++)
+      for (int j = 0; j < C3; j++) acc[j] += a.dqkv[(size_t)r * (size_t)C3 + (size_t)j];
+  }
+  for (int j = 0; j < C3; j++) gba[j] += (float)acc[j];
+  for (int j = 0; j < C; j++) gbp[j] += (float)acc[C3 + j];
+}
+
+static void attn_backward(dpt_layer *l, const float *params, const float *x, const float *y,
+                          const float *dy, float *dx, size_t n, const dpt_layer_pass *p) {
+  (void)x, (void)y, (void)dy;
+  const attn_state *s = l->state;
+  int T = s->t, C = s->c;
+  const float *wa = params + dpt_layer_at(l, 0);
+  size_t tc = (size_t)T * (size_t)C;
+  for (size_t i = 0; i < n; i++) /* dx = dqkv c_attn.weight, dqkv from param_grad */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, C, 3 * C, 1.0f,
+                acts(l, p->at + i).dqkv, 3 * C, wa, C, 0.0f, dx + i * tc, C);
+}
+
+const dpt_layer_ops dpt_layer_attention = {
+    .kind = "attention",
+    .help = "heads=N (dividing C); causal self-attention on [T, C] samples (nanoGPT's)",
+    .setup = attn_setup,
+    .init = attn_init,
+    .scratch = attn_scratch,
+    .forward = attn_forward,
+    .param_grad = attn_param_grad,
+    .backward = attn_backward,
+    .destroy = attn_destroy,
+};

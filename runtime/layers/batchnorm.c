@@ -1,0 +1,323 @@
+/* batchnorm.c — torch.nn.BatchNorm1d ([C] or [C, L] samples) and BatchNorm2d ([C, H, W]) with
+ * SyncBatchNorm's semantics: training statistics are those of the global batch, summed across
+ * segments and ranks through pass->batch_sum.
+ *
+ * Invariants:
+ * - Parameters "<name>.weight" [C] (ones), "<name>.bias" [C] (zeros); buffers running_mean [C]
+ *   (0), running_var [C] (1), num_batches_tracked [1] (0, a float here, int64 in torch).
+ * - Training forward: per channel, the global count N and sum of x (one batch_sum), the mean,
+ *   then the global sum of (x - mean)^2 (a second batch_sum: two passes, no cancellation);
+ *   normalising uses the biased variance, running_var takes the unbiased one (N / (N - 1)),
+ *   running = (1 - momentum) * running + momentum * batch, num_batches_tracked += 1; once per
+ *   training forward (the net calls a batch kind once per pass).
+ * - Backward as torch's (Sync)BatchNorm: the global sums of dy and dy * (x - mean) (one
+ *   batch_sum), then dx = (dy - sum_dy / N - (x - mean) * invstd^2 * sum_dyxmu / N) * invstd *
+ *   weight. param_grad is per segment: weight += sum dy * xhat, bias += sum dy, with the
+ *   forward's global mean and invstd.
+ * - Evaluation (pass->train == 0): the running statistics, no buffer changes.
+ * - Sums are in double, in a fixed order within a segment (sample by sample, four lanes over a
+ *   sample's positions); rows are added by batch_sum (or in order here when it is NULL), so a
+ *   call split into segments gives the same statistics up to the rounding of the per-segment
+ *   partial sums. The elementwise passes are float, in torch's order: y = x * alpha + beta,
+ *   dx = (dy - grad_mean - (x - mean) * k) * invstd * weight.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers.h"
+
+typedef struct {
+  int c;    /* channels */
+  size_t l; /* positions per channel in a sample (L, or H * W; 1 for [C]) */
+  double eps, momentum;
+  double *mean;   /* [c] the last training forward's batch mean */
+  double *invstd; /* [c] and 1 / sqrt(biased var + eps) */
+  double count;   /* and its global count N (samples * l) */
+} bn_state;
+
+static const char *const bn_keys[] = {"eps", "momentum", NULL};
+
+static int bn_setup_common(dpt_layer *l, const char *opts, int want2d, char *err, size_t errlen) {
+  int rc = dpt_layer_opt_known(l, opts, bn_keys, err, errlen);
+  double eps, momentum;
+  if (!rc) rc = dpt_layer_opt_double(l, opts, "eps", 1e-5, 0.0, 1.0, &eps, err, errlen);
+  if (!rc) rc = dpt_layer_opt_double(l, opts, "momentum", 0.1, 0.0, 1.0, &momentum, err, errlen);
+  if (rc) return rc;
+  int ok = want2d ? l->in.rank == 3 : (l->in.rank == 1 || l->in.rank == 2);
+  if (!ok) {
+    char got[96];
+    return dpt_errf(err, errlen, DPT_EINVAL, "%s: %s expects a sample of shape %s, gets %s",
+                    l->name, l->ops->kind, want2d ? "[C, H, W]" : "[C] or [C, L]",
+                    dpt_layer_shape_str(&l->in, got, sizeof got));
+  }
+  int64_t c = l->in.dims[0], cd[1] = {c}, one[1] = {1};
+  if ((rc = dpt_layer_param(l, "weight", 1, cd, err, errlen)) < 0 ||
+      (rc = dpt_layer_param(l, "bias", 1, cd, err, errlen)) < 0 ||
+      (rc = dpt_layer_buffer(l, "running_mean", 1, cd, err, errlen)) < 0 ||
+      (rc = dpt_layer_buffer(l, "running_var", 1, cd, err, errlen)) < 0 ||
+      (rc = dpt_layer_buffer(l, "num_batches_tracked", 1, one, err, errlen)) < 0)
+    return rc;
+  if (c > INT32_MAX) return dpt_errf(err, errlen, DPT_EINVAL, "%s: too many channels", l->name);
+  bn_state *s = calloc(1, sizeof *s);
+  double *m = malloc(2 * (size_t)c * sizeof *m);
+  if (!s || !m) {
+    free(s), free(m);
+    return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", l->name);
+  }
+  s->c = (int)c, s->l = l->in_numel / (size_t)c, s->eps = eps, s->momentum = momentum;
+  s->mean = m, s->invstd = m + c;
+  l->state = s;
+  l->out = l->in;
+  return DPT_OK;
+}
+
+static int bn1d_setup(dpt_layer *l, const char *opts, char *err, size_t errlen) {
+  return bn_setup_common(l, opts, 0, err, errlen);
+}
+static int bn2d_setup(dpt_layer *l, const char *opts, char *err, size_t errlen) {
+  return bn_setup_common(l, opts, 1, err, errlen);
+}
+
+static void bn_destroy(dpt_layer *l) {
+  bn_state *s = l->state;
+  if (s) free(s->mean);
+  free(s);
+  l->state = NULL;
+}
+
+static void bn_init(const dpt_layer *l, float *params, dpt_layer_rng *rng) {
+  (void)rng;
+  size_t c = l->tensors[0].numel;
+  float *w = params + dpt_layer_at(l, 0), *b = params + dpt_layer_at(l, 1);
+  for (size_t i = 0; i < c; i++) w[i] = 1.0f, b[i] = 0.0f;
+}
+
+static void bn_reset(dpt_layer *l) {
+  bn_state *s = l->state;
+  float *rm = dpt_layer_buf(l, 0), *rv = dpt_layer_buf(l, 1), *nb = dpt_layer_buf(l, 2);
+  for (int i = 0; i < s->c; i++) rm[i] = 0.0f, rv[i] = 1.0f;
+  nb[0] = 0.0f;
+}
+
+/* Scratch: nseg rows of 2C + 1 doubles for batch_sum (nseg <= n), as floats plus one for the
+ * alignment of doubles. */
+static size_t bn_scratch(const dpt_layer *l, size_t n) {
+  const bn_state *s = l->state;
+  return 2 * (n ? n : 1) * (2 * (size_t)s->c + 1) + 2;
+}
+
+static double *bn_rows(const dpt_layer *l) {
+  uintptr_t a = (uintptr_t)l->scratch;
+  a = (a + sizeof(double) - 1) & ~(uintptr_t)(sizeof(double) - 1);
+  return (double *)a;
+}
+
+/* v[0, len) = the sum of the nseg rows: through batch_sum (global), or here in order. */
+static void bn_sum(const dpt_layer_pass *p, double *v, size_t len, int nseg) {
+  if (p->batch_sum) {
+    p->batch_sum(p->batch_ctx, v, len, nseg);
+    return;
+  }
+  for (int j = 1; j < nseg; j++)
+    for (size_t k = 0; k < len; k++) v[k] += v[(size_t)j * len + k];
+}
+
+static int bn_nseg(const dpt_layer_pass *p, size_t n, size_t *seg) {
+  int nseg = p->nseg > 0 ? p->nseg : 1;
+  *seg = p->seg ? p->seg : n / (size_t)nseg;
+  return nseg;
+}
+
+/* --- sums in double over a run of L values, in 4 lanes (element k into lane k % 4, the lanes
+ * added (0 + 1) + (2 + 3) by lanes_total): a fixed order, four times the throughput of one
+ * chain --- */
+static double lanes_total(const double a[4]) {
+  return (a[0] + a[1]) + (a[2] + a[3]);
+}
+
+static void lanes_sum(double a[4], const float *restrict x, size_t L) {
+  size_t k = 0;
+  for (; k + 4 <= L; k += 4) a[0] += x[k], a[1] += x[k + 1], a[2] += x[k + 2], a[3] += x[k + 3];
+  for (size_t r = 0; k < L; k++, r++) a[r] += x[k];
+}
+
+/* a += (x - m)^2 */
+static void lanes_sq(double a[4], const float *restrict x, size_t L, double m) {
+  size_t k = 0;
+  for (; k + 4 <= L; k += 4)
+    for (int r = 0; r < 4; r++) {
+      double d = (double)x[k + (size_t)r] - m;
+      a[r] += d * d;
+    }
+  for (size_t r = 0; k < L; k++, r++) {
+    double d = (double)x[k] - m;
+    a[r] += d * d;
+  }
+}
+
+/* a += dy, b += dy * (x - m) */
+static void lanes_dot(double a[4], double b[4], const float *restrict x, const float *restrict dy,
+                      size_t L, double m) {
+  size_t k = 0;
+  for (; k + 4 <= L; k += 4)
+    for (int r = 0; r < 4; r++) {
+      a[r] += dy[k + (size_t)r];
+      b[r] += (double)dy[k + (size_t)r] * ((double)x[k + (size_t)r] - m);
+    }
+  for (size_t r = 0; k < L; k++, r++) {
+    a[r] += dy[k];
+    b[r] += (double)dy[k] * ((double)x[k] - m);
+  }
+}
+
+/* y = x * alpha + beta over channel ch of n samples, in float as torch's
+ * batch_norm_cpu_transform_input (alpha = invstd * weight, beta = bias - mean * alpha) */
+static void transform(const float *x, float *y, size_t n, size_t per, size_t off, size_t L,
+                      float alpha, float beta) {
+  for (size_t i = 0; i < n; i++) {
+    const float *restrict xs = x + i * per + off;
+    float *restrict ys = y + i * per + off;
+    for (size_t k = 0; k < L; k++) ys[k] = xs[k] * alpha + beta;
+  }
+}
+
+static void bn_forward(dpt_layer *l, const float *params, const float *x, float *y, size_t n,
+                       const dpt_layer_pass *p) {
+  bn_state *s = l->state;
+  const float *w = params + dpt_layer_at(l, 0), *b = params + dpt_layer_at(l, 1);
+  size_t c = (size_t)s->c, L = s->l, per = l->in_numel;
+  float *rm = dpt_layer_buf(l, 0), *rv = dpt_layer_buf(l, 1), *nb = dpt_layer_buf(l, 2);
+  if (!p->train) {
+    for (size_t ch = 0; ch < c; ch++) {
+      float alpha = (float)(1.0 / sqrt((double)rv[ch] + s->eps)) * w[ch];
+      transform(x, y, n, per, ch * L, L, alpha, b[ch] - rm[ch] * alpha);
+    }
+    return;
+  }
+  size_t seg;
+  int nseg = bn_nseg(p, n, &seg);
+  double *v = bn_rows(l);
+  size_t len = c + 1;
+  /* pass 1: per segment, the count and the sums of x per channel */
+  for (int j = 0; j < nseg; j++) {
+    double *row = v + (size_t)j * len;
+    for (size_t ch = 0; ch < c; ch++) {
+      double a[4] = {0};
+      for (size_t i = (size_t)j * seg; i < (size_t)(j + 1) * seg; i++)
+        lanes_sum(a, x + i * per + ch * L, L);
+      row[ch] = lanes_total(a);
+    }
+    row[c] = (double)(seg * L);
+  }
+  bn_sum(p, v, len, nseg);
+  double count = v[c];
+  s->count = count;
+  double div = count > 0 ? count : 1.0; /* an empty batch: mean 0 */
+  for (size_t ch = 0; ch < c; ch++) s->mean[ch] = v[ch] / div;
+  /* pass 2: the sums of (x - mean)^2 */
+  for (int j = 0; j < nseg; j++) {
+    double *row = v + (size_t)j * c;
+    for (size_t ch = 0; ch < c; ch++) {
+      double a[4] = {0};
+      for (size_t i = (size_t)j * seg; i < (size_t)(j + 1) * seg; i++)
+        lanes_sq(a, x + i * per + ch * L, L, s->mean[ch]);
+      row[ch] = lanes_total(a);
+    }
+  }
+  bn_sum(p, v, c, nseg);
+  double mom = s->momentum;
+  for (size_t ch = 0; ch < c; ch++) {
+    double var = count > 0 ? v[ch] / count : 0.0;
+    double unbiased = count > 1 ? v[ch] / (count - 1.0) : var;
+    s->invstd[ch] = 1.0 / sqrt(var + s->eps);
+    rm[ch] = (float)(mom * s->mean[ch] + (1.0 - mom) * (double)rm[ch]);
+    rv[ch] = (float)(mom * unbiased + (1.0 - mom) * (double)rv[ch]);
+    float alpha = (float)s->invstd[ch] * w[ch];
+    transform(x, y, n, per, ch * L, L, alpha, b[ch] - (float)s->mean[ch] * alpha);
+  }
+  nb[0] += 1.0f;
+}
+
+static void bn_param_grad(dpt_layer *l, const float *params, const float *x, const float *y,
+                          const float *dy, float *grad, size_t n, const dpt_layer_pass *p) {
+  (void)params, (void)y;
+  bn_state *s = l->state;
+  size_t c = (size_t)s->c, L = s->l, per = l->in_numel;
+  float *gw = grad + dpt_layer_at(l, 0), *gb = grad + dpt_layer_at(l, 1);
+  const float *rm = dpt_layer_buf(l, 0), *rv = dpt_layer_buf(l, 1);
+  for (size_t ch = 0; ch < c; ch++) { /* xhat with the statistics forward used */
+    double m = p->train ? s->mean[ch] : (double)rm[ch];
+    double inv = p->train ? s->invstd[ch] : 1.0 / sqrt((double)rv[ch] + s->eps);
+    double a[4] = {0}, b[4] = {0}; /* sum dy, sum dy * (x - mean) */
+    for (size_t i = 0; i < n; i++)
+      lanes_dot(a, b, x + i * per + ch * L, dy + i * per + ch * L, L, m);
+    gw[ch] += (float)(lanes_total(b) * inv); /* sum dy * xhat */
+    gb[ch] += (float)lanes_total(a);
+  }
+}
+
+static void bn_backward(dpt_layer *l, const float *params, const float *x, const float *y,
+                        const float *dy, float *dx, size_t n, const dpt_layer_pass *p) {
+  (void)y;
+  bn_state *s = l->state;
+  const float *w = params + dpt_layer_at(l, 0);
+  size_t c = (size_t)s->c, L = s->l, per = l->in_numel;
+  if (!p->train) { /* evaluation statistics are constants: dx = dy * weight * invstd */
+    const float *rv = dpt_layer_buf(l, 1);
+    for (size_t ch = 0; ch < c; ch++) {
+      float inv = (float)(1.0 / sqrt((double)rv[ch] + s->eps)), wf = w[ch];
+      for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < L; k++) {
+          size_t at = i * per + ch * L + k;
+          dx[at] = dy[at] * inv * wf;
+        }
+    }
+    return;
+  }
+  size_t seg;
+  int nseg = bn_nseg(p, n, &seg);
+  double *v = bn_rows(l);
+  size_t len = 2 * c;
+  for (int j = 0; j < nseg; j++) {
+    double *row = v + (size_t)j * len;
+    for (size_t ch = 0; ch < c; ch++) {
+      double a[4] = {0}, b[4] = {0};
+      for (size_t i = (size_t)j * seg; i < (size_t)(j + 1) * seg; i++)
+        lanes_dot(a, b, x + i * per + ch * L, dy + i * per + ch * L, L, s->mean[ch]);
+      row[ch] = lanes_total(a), row[c + ch] = lanes_total(b);
+    }
+  }
+  bn_sum(p, v, len, nseg);
+  /* in float as torch's batch_norm_cpu_backward: k = dotp * invstd^2 / N, gi = (x - mean) * k,
+   * dx = (dy - grad_mean - gi) * invstd * weight */
+  float count = s->count > 0 ? (float)s->count : 1.0f;
+  for (size_t ch = 0; ch < c; ch++) {
+    float m = (float)s->mean[ch], inv = (float)s->invstd[ch], wf = w[ch];
+    float k2 = (float)v[c + ch] * inv * inv / count, gm = (float)v[ch] / count;
+    for (size_t i = 0; i < n; i++) {
+      const float *restrict xs = x + i * per + ch * L, *restrict dys = dy + i * per + ch * L;
+      float *restrict dxs = dx + i * per + ch * L;
+      for (size_t k = 0; k < L; k++) dxs[k] = (dys[k] - gm - (xs[k] - m) * k2) * inv * wf;
+    }
+  }
+}
+
+#define BN(NAME, SETUP, HELP)                                                                      \
+  const dpt_layer_ops dpt_layer_##NAME = {.kind = #NAME,                                           \
+                                          .help = HELP,                                            \
+                                          .batch = 1,                                              \
+                                          .setup = SETUP,                                          \
+                                          .init = bn_init,                                         \
+                                          .reset = bn_reset,                                       \
+                                          .scratch = bn_scratch,                                   \
+                                          .forward = bn_forward,                                   \
+                                          .param_grad = bn_param_grad,                             \
+                                          .backward = bn_backward,                                 \
+                                          .destroy = bn_destroy};
+BN(batchnorm1d, bn1d_setup,
+   "eps=F (1e-5), momentum=F (0.1); samples [C] or [C, L]; SyncBatchNorm over the global batch")
+BN(batchnorm2d, bn2d_setup,
+   "eps=F (1e-5), momentum=F (0.1); samples [C, H, W]; SyncBatchNorm over the global batch")

@@ -1,0 +1,142 @@
+/* layernorm.c — torch.nn.LayerNorm over the last dimension: samples [D] or [T, D], each row of D
+ * normalised by its own mean and biased variance, then scaled and shifted.
+ *
+ * Invariants:
+ * - Parameters "<name>.weight" [D] (ones), "<name>.bias" [D] (zeros); option eps (1e-5).
+ * - Row statistics are in double (two passes), y = (x - mean) * rstd * weight + bias rounded
+ *   once; backward recomputes them from x (no state between calls): dx = rstd * (g - mean(g) -
+ *   xhat * mean(g * xhat)) with g = dy * weight; param_grad sums dy * xhat and dy over the
+ *   rows in order, in double. Rows are independent, so segments do not change anything.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "layers.h"
+
+typedef struct {
+  double eps;
+  size_t d;    /* the normalised (last) dimension */
+  double *acc; /* [2 * d] the parameter-gradient sums */
+} ln_state;
+
+static const char *const ln_keys[] = {"eps", NULL};
+
+static int ln_setup(dpt_layer *l, const char *opts, char *err, size_t errlen) {
+  double eps;
+  int rc = dpt_layer_opt_known(l, opts, ln_keys, err, errlen);
+  if (!rc) rc = dpt_layer_opt_double(l, opts, "eps", 1e-5, 0.0, 1.0, &eps, err, errlen);
+  if (rc) return rc;
+  if (l->in.rank != 1 && l->in.rank != 2) {
+    char got[96];
+    return dpt_errf(err, errlen, DPT_EINVAL,
+                    "%s: layernorm expects a sample of shape [D] or [T, D], gets %s", l->name,
+                    dpt_layer_shape_str(&l->in, got, sizeof got));
+  }
+  int64_t d[1] = {l->in.dims[l->in.rank - 1]};
+  if ((rc = dpt_layer_param(l, "weight", 1, d, err, errlen)) < 0 ||
+      (rc = dpt_layer_param(l, "bias", 1, d, err, errlen)) < 0)
+    return rc;
+  ln_state *s = malloc(sizeof *s);
+  double *acc = malloc(2 * (size_t)d[0] * sizeof *acc);
+  if (!s || !acc) {
+    free(s), free(acc);
+    return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", l->name);
+  }
+  s->eps = eps, s->d = (size_t)d[0], s->acc = acc;
+  l->state = s;
+  l->out = l->in;
+  return DPT_OK;
+}
+
+static void ln_destroy(dpt_layer *l) {
+  ln_state *s = l->state;
+  if (s) free(s->acc);
+  free(s);
+  l->state = NULL;
+}
+
+static void ln_init(const dpt_layer *l, float *params, dpt_layer_rng *rng) {
+  (void)rng;
+  size_t d = l->tensors[0].numel;
+  float *w = params + dpt_layer_at(l, 0), *b = params + dpt_layer_at(l, 1);
+  for (size_t i = 0; i < d; i++) w[i] = 1.0f, b[i] = 0.0f;
+}
+
+/* mean and 1 / sqrt(biased var + eps) of one row */
+static void row_stats(const float *x, size_t d, double eps, double *mean, double *rstd) {
+  double sum = 0.0, sq = 0.0;
+  for (size_t k = 0; k < d; k++) sum += x[k];
+  double m = sum / (double)d;
+  for (size_t k = 0; k < d; k++) sq += ((double)x[k] - m) * ((double)x[k] - m);
+  *mean = m, *rstd = 1.0 / sqrt(sq / (double)d + eps);
+}
+
+static void ln_forward(dpt_layer *l, const float *params, const float *x, float *y, size_t n,
+                       const dpt_layer_pass *p) {
+  (void)p;
+  const ln_state *s = l->state;
+  const float *w = params + dpt_layer_at(l, 0), *b = params + dpt_layer_at(l, 1);
+  size_t d = s->d, rows = n * (l->in_numel / d);
+  for (size_t r = 0; r < rows; r++) {
+    const float *xr = x + r * d;
+    float *yr = y + r * d;
+    double m, rs;
+    row_stats(xr, d, s->eps, &m, &rs);
+    for (size_t k = 0; k < d; k++) yr[k] = (float)(((double)xr[k] - m) * rs * w[k] + b[k]);
+  }
+}
+
+static void ln_param_grad(dpt_layer *l, const float *params, const float *x, const float *y,
+                          const float *dy, float *grad, size_t n, const dpt_layer_pass *p) {
+  (void)params, (void)y, (void)p;
+  const ln_state *s = l->state;
+  size_t d = s->d, rows = n * (l->in_numel / d);
+  float *gw = grad + dpt_layer_at(l, 0), *gb = grad + dpt_layer_at(l, 1);
+  double *acc = s->acc; /* column sums in double, row by row in order */
+  for (size_t k = 0; k < 2 * d; k++) acc[k] = 0.0;
+  for (size_t r = 0; r < rows; r++) {
+    const float *xr = x + r * d, *dr = dy + r * d;
+    double m, rs;
+    row_stats(xr, d, s->eps, &m, &rs);
+    for (size_t k = 0; k < d; k++) {
+      acc[k] += (double)dr[k] * (((double)xr[k] - m) * rs);
+      acc[d + k] += dr[k];
+    }
+  }
+  for (size_t k = 0; k < d; k++) gw[k] += (float)acc[k], gb[k] += (float)acc[d + k];
+}
+
+static void ln_backward(dpt_layer *l, const float *params, const float *x, const float *y,
+                        const float *dy, float *dx, size_t n, const dpt_layer_pass *p) {
+  (void)y, (void)p;
+  const ln_state *s = l->state;
+  const float *w = params + dpt_layer_at(l, 0);
+  size_t d = s->d, rows = n * (l->in_numel / d);
+  for (size_t r = 0; r < rows; r++) {
+    const float *xr = x + r * d, *dr = dy + r * d;
+    float *out = dx + r * d;
+    double m, rs, sg = 0.0, sgx = 0.0;
+    row_stats(xr, d, s->eps, &m, &rs);
+    for (size_t k = 0; k < d; k++) {
+      double g = (double)dr[k] * w[k];
+      sg += g, sgx += g * (((double)xr[k] - m) * rs);
+    }
+    sg /= (double)d, sgx /= (double)d;
+    for (size_t k = 0; k < d; k++) {
+      double xh = ((double)xr[k] - m) * rs;
+      out[k] = (float)(rs * ((double)dr[k] * w[k] - sg - xh * sgx));
+    }
+  }
+}
+
+const dpt_layer_ops dpt_layer_layernorm = {
+    .kind = "layernorm",
+    .help = "eps=F (1e-5); over the last dimension of [D] or [T, D] samples",
+    .setup = ln_setup,
+    .init = ln_init,
+    .forward = ln_forward,
+    .param_grad = ln_param_grad,
+    .backward = ln_backward,
+    .destroy = ln_destroy,
+};
