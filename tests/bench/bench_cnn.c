@@ -6,13 +6,13 @@
  * per-core speed that dpt at W ranks multiplies. tests/bench/cnn.sh runs it against
  * tests/bench/bench_cnn.py (the same net in PyTorch) in the same run.
  *
- *   bench_cnn [--net c32-c64-f128] [--batch 128] [--reps 20] [--layers]
+ *   bench_cnn [--net c32-c64-f128] [--batch 128] [--reps 20] [--layers] [--nobn] [--drop P]
  *
- * Net specs as tests/bench/cnn_preset.py: cN = conv 3x3 padding 1 -> [batchnorm2d] -> ReLU ->
- * 2x2 max-pool (cNn: no pool), fN = linear -> ReLU, then linear to 10 classes, cross-entropy.
- * BatchNorm is added when the kind exists and --bn is given (it is not a layer of this
- * branch). Model FLOPs: 2 per multiply-add of convolutions and linears, forward once, backward
- * twice (weights and inputs) except the input gradient of the first layer. */
+ * Net specs as tests/bench/cnn_preset.py: cN = conv 3x3 padding 1 -> batchnorm2d -> ReLU ->
+ * 2x2 max-pool (cNn: no pool), fN = linear -> ReLU -> dropout (p 0.25), then linear to 10
+ * classes, cross-entropy; --nobn drops the BatchNorm layers, --drop 0 the dropout layers. Model
+ * FLOPs: 2 per multiply-add of convolutions and linears, forward once, backward twice (weights
+ * and inputs) except the input gradient of the first layer. */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,7 +62,7 @@ static double layer_macs(const dpt_layer *l) {
   return 0;
 }
 
-static int build(const char *spec, int bn, dpt_net **out, char *err, size_t errlen) {
+static int build(const char *spec, int bn, double drop, dpt_net **out, char *err, size_t errlen) {
   dpt_shape in = {3, {1, 28, 28}};
   dpt_net *n;
   int rc = dpt_net_create("cnn", &in, &n, err, errlen), nc = 0, nf = 0;
@@ -91,6 +91,11 @@ static int build(const char *spec, int bn, dpt_net **out, char *err, size_t errl
       if (!rc) rc = dpt_net_add(n, "linear", name, opts, err, errlen);
       snprintf(name, sizeof name, "relu_f%d", nf);
       if (!rc) rc = dpt_net_add(n, "relu", name, "", err, errlen);
+      if (!rc && drop > 0) {
+        snprintf(name, sizeof name, "drop%d", nf);
+        snprintf(opts, sizeof opts, "p=%g", drop);
+        rc = dpt_net_add(n, "dropout", name, opts, err, errlen);
+      }
     } else {
       snprintf(err, errlen, "--net: item '%s' is not cN, cNn or fN", it);
       rc = DPT_EINVAL;
@@ -111,7 +116,8 @@ static int build(const char *spec, int bn, dpt_net **out, char *err, size_t errl
 int main(int argc, char **argv) {
   dpt_env_setup(argv);
   const char *spec = "c32-c64-f128";
-  int batch = 128, reps = 20, per_layer = 0, bn = 0;
+  int batch = 128, reps = 20, per_layer = 0, bn = 1;
+  double drop = 0.25;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--net") && i + 1 < argc)
       spec = argv[++i];
@@ -121,10 +127,13 @@ int main(int argc, char **argv) {
       reps = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--layers"))
       per_layer = 1;
-    else if (!strcmp(argv[i], "--bn"))
-      bn = 1;
+    else if (!strcmp(argv[i], "--nobn"))
+      bn = 0;
+    else if (!strcmp(argv[i], "--drop") && i + 1 < argc)
+      drop = atof(argv[++i]);
     else {
-      fprintf(stderr, "usage: bench_cnn [--net SPEC] [--batch N] [--reps N] [--layers] [--bn]\n");
+      fprintf(stderr, "usage: bench_cnn [--net SPEC] [--batch N] [--reps N] [--layers] [--nobn] "
+                      "[--drop P]\n");
       return 2;
     }
   }
@@ -134,7 +143,7 @@ int main(int argc, char **argv) {
   }
   char err[DPT_ERR_LEN] = "";
   dpt_net *n;
-  if (build(spec, bn, &n, err, sizeof err)) {
+  if (build(spec, bn, drop, &n, err, sizeof err)) {
     fprintf(stderr, "bench_cnn: %s\n", err);
     return 2;
   }
@@ -177,8 +186,9 @@ int main(int argc, char **argv) {
   double peak2 = sgemm_rate(SGEMM_N, 5); /* again after: the machine is shared */
   if (peak2 > peak) peak = peak2;
   double sps = (double)B / best, mfu = sps * flops * 1e-9 / peak;
-  printf("bench_cnn: net %s%s, batch %d, %zu params, %.2f MFLOP/sample (fwd+bwd), OpenBLAS %s\n",
-         spec, bn ? " (bn)" : "", batch, np, flops * 1e-6,
+  printf("bench_cnn: net %s (%s, dropout %g), batch %d, %zu params, %.2f MFLOP/sample "
+         "(fwd+bwd), OpenBLAS %s\n",
+         spec, bn ? "batchnorm" : "no batchnorm", drop, batch, np, flops * 1e-6,
          getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "(detected)");
   printf("sgemm %d^3: %.1f GFLOP/s (CPU time)\n", SGEMM_N, peak);
   printf("dpt fwd+bwd: %.2f ms/batch, %.0f samples/s, %.1f GFLOP/s, MFU %.3f (CPU time; wall "

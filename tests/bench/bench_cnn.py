@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """bench_cnn.py - PyTorch 1.13's side of bench_cnn.c: the same CNN (tests/bench/cnn_preset.py's
-net specs, without BatchNorm and dropout unless --bn), one thread, forward + backward with
+net specs; BatchNorm unless --nobn, dropout --drop 0.25), one thread, forward + backward with
 cross-entropy on one random batch, best of 3 rounds in CPU time of the process (as bench_cnn.c;
 the wall time is printed too); prints samples/s.
 
@@ -22,12 +22,13 @@ def main():
     ap.add_argument("--net", default="c32-c64-f128")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--reps", type=int, default=20)
-    ap.add_argument("--bn", action="store_true")
+    ap.add_argument("--nobn", action="store_true")
+    ap.add_argument("--drop", type=float, default=0.25)
     a = ap.parse_args()
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
     torch.manual_seed(1)
-    net = build(a.net, a.bn, 0.0, 3)
+    net = build(a.net, not a.nobn, a.drop, 3)
     x = torch.randn(a.batch, 1, 28, 28)
     y = torch.arange(a.batch) % 10
     lossf = nn.CrossEntropyLoss()
