@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "bench_util.h"
+#include "cnn_net.h"
 #include "runtime.h"
 
 #define SGEMM_N 1024 /* square sgemm for the machine's rate (fits the bench's time budget) */
@@ -62,57 +63,6 @@ static double layer_macs(const dpt_layer *l) {
   return 0;
 }
 
-static int build(const char *spec, int bn, double drop, dpt_net **out, char *err, size_t errlen) {
-  dpt_shape in = {3, {1, 28, 28}};
-  dpt_net *n;
-  int rc = dpt_net_create("cnn", &in, &n, err, errlen), nc = 0, nf = 0;
-  char buf[256], name[32], opts[64];
-  snprintf(buf, sizeof buf, "%s", spec);
-  int flat = 0;
-  for (char *it = strtok(buf, "-"); it && !rc; it = strtok(NULL, "-")) {
-    long c = strtol(it + 1, NULL, 10);
-    if (it[0] == 'c') {
-      snprintf(name, sizeof name, "conv%d", ++nc);
-      snprintf(opts, sizeof opts, "out=%ld,kernel=3,padding=1", c);
-      rc = dpt_net_add(n, "conv2d", name, opts, err, errlen);
-      if (!rc && bn) {
-        snprintf(name, sizeof name, "bn%d", nc);
-        rc = dpt_net_add(n, "batchnorm2d", name, "", err, errlen);
-      }
-      snprintf(name, sizeof name, "relu_c%d", nc);
-      if (!rc) rc = dpt_net_add(n, "relu", name, "", err, errlen);
-      snprintf(name, sizeof name, "pool%d", nc);
-      if (!rc && it[strlen(it) - 1] != 'n')
-        rc = dpt_net_add(n, "maxpool2d", name, "kernel=2", err, errlen);
-    } else if (it[0] == 'f') {
-      if (!flat) rc = dpt_net_add(n, "flatten", "flatten", "", err, errlen), flat = 1;
-      snprintf(name, sizeof name, "fc%d", ++nf);
-      snprintf(opts, sizeof opts, "out=%ld", c);
-      if (!rc) rc = dpt_net_add(n, "linear", name, opts, err, errlen);
-      snprintf(name, sizeof name, "relu_f%d", nf);
-      if (!rc) rc = dpt_net_add(n, "relu", name, "", err, errlen);
-      if (!rc && drop > 0) {
-        snprintf(name, sizeof name, "drop%d", nf);
-        snprintf(opts, sizeof opts, "p=%g", drop);
-        rc = dpt_net_add(n, "dropout", name, opts, err, errlen);
-      }
-    } else {
-      snprintf(err, errlen, "--net: item '%s' is not cN, cNn or fN", it);
-      rc = DPT_EINVAL;
-    }
-  }
-  if (!rc && !flat) rc = dpt_net_add(n, "flatten", "flatten", "", err, errlen);
-  snprintf(name, sizeof name, "fc%d", ++nf);
-  if (!rc) rc = dpt_net_add(n, "linear", name, "out=10", err, errlen);
-  if (!rc) rc = dpt_net_set_loss(n, "ce", err, errlen);
-  if (rc) {
-    dpt_net_free(n);
-    return rc;
-  }
-  *out = n;
-  return 0;
-}
-
 int main(int argc, char **argv) {
   dpt_env_setup(argv);
   const char *spec = "c32-c64-f128";
@@ -143,7 +93,7 @@ int main(int argc, char **argv) {
   }
   char err[DPT_ERR_LEN] = "";
   dpt_net *n;
-  if (build(spec, bn, drop, &n, err, sizeof err)) {
+  if (cnn_net_build(spec, bn, drop, "", &n, err, sizeof err)) {
     fprintf(stderr, "bench_cnn: %s\n", err);
     return 2;
   }
