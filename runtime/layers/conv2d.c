@@ -13,7 +13,10 @@
  * - Samples go in groups of group_n(n) in sample order, a function of the batch size n only,
  *   so the same inputs and batch size give bitwise the same results (OpenBLAS's sums depend on
  *   the product's width, so a sample's output may differ in the last bits between batch
- *   sizes). The bias gradient is summed in double in sample order.
+ *   sizes; the net calls a layer once per segment, so the sizes do not depend on W). The bias
+ *   gradient is summed in double, sample by sample in CONV_LANES partial sums.
+ * - Stride-1 "same" convolutions (output plane = input plane) copy and add each kernel tap's
+ *   plane as one shifted run (same_shift); the others go row by row.
  */
 #include <cblas.h>
 #include <limits.h>
@@ -237,9 +240,9 @@ static void col2im(const conv_state *s, float *restrict col, size_t ld, float *r
           }
           size_t q0, q1;
           long base = shift_run(s, i, j, ylo, yhi, &q0, &q1);
-          float *restrict dst = plane + base;
-          const float *restrict src = row + (size_t)ylo * ow;
-          for (size_t q = q0; q < q1; q++) dst[q] += src[q];
+          float *restrict dst = plane + base + (long)q0;
+          const float *restrict src = row + (size_t)ylo * ow + q0;
+          for (size_t q = 0; q < q1 - q0; q++) dst[q] += src[q];
           continue;
         }
         for (int oy = ylo; oy < yhi; oy++) {
