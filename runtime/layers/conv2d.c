@@ -169,9 +169,10 @@ static int same_shift(const conv_state *s) {
 static long shift_run(const conv_state *s, int i, int j, int ylo, int yhi, size_t *q0, size_t *q1) {
   long base = (long)(ylo + i - s->ph) * s->w + (j - s->pw);
   long len = (long)(yhi - ylo) * s->w, plane_n = (long)s->h * s->w;
-  *q0 = base < 0 ? (size_t)(-base) : 0;
-  *q1 = (size_t)(base + len > plane_n ? plane_n - base : len);
-  if (*q1 < *q0) *q1 = *q0;
+  long a = base < 0 ? -base : 0, b = plane_n - base < len ? plane_n - base : len;
+  if (a > len) a = len; /* no rows (ylo == yhi): an empty run, wherever base points */
+  if (b < a) b = a;
+  *q0 = (size_t)a, *q1 = (size_t)b;
   return base;
 }
 

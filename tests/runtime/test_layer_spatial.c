@@ -119,6 +119,35 @@ static void test_conv_maxpool_gradients_match_finite_differences(void **state) {
   dpt_net_free(n);
 }
 
+/* "same" convolutions whose padding reaches past the plane (a 5x5 kernel, padding 2, on 2x3
+ * planes; a 7x7, padding 3, on 3x2): the shifted-run path with runs that start before the plane
+ * and end after it. */
+static void test_conv_same_padding_wider_than_plane(void **state) {
+  (void)state;
+  const spec layers[] = {
+      {"conv2d", "c1", "out=3,kernel=5,padding=2"},
+      {"tanh", "a1", ""},
+      {"conv2d", "c2", "out=2,kernel=3,padding=1"},
+      {"flatten", "flat", ""},
+      {"linear", "fc", "out=2"},
+  };
+  dpt_shape in = {3, {2, 2, 3}};
+  dpt_net *n = build(&in, layers, 5);
+  gradcheck(n, 3, 13, 1e-2f);
+  dpt_net_free(n);
+  const spec wide[] = {
+      {"conv2d", "c1", "out=2,kernel=7,padding=3"},
+      {"tanh", "a1", ""},
+      {"conv2d", "c2", "out=2,kernel=7,padding=3"},
+      {"flatten", "flat", ""},
+      {"linear", "fc", "out=2"},
+  };
+  dpt_shape in2 = {3, {1, 3, 2}};
+  n = build(&in2, wide, 5);
+  gradcheck(n, 2, 14, 1e-2f);
+  dpt_net_free(n);
+}
+
 static void test_conv_parameters_are_torchs(void **state) {
   (void)state;
   const spec layers[] = {
@@ -371,6 +400,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_conv_avgpool_gradients_match_finite_differences),
       cmocka_unit_test(test_conv_maxpool_gradients_match_finite_differences),
+      cmocka_unit_test(test_conv_same_padding_wider_than_plane),
       cmocka_unit_test(test_conv_parameters_are_torchs),
       cmocka_unit_test(test_maxpool_2x2_fast_path_is_torchs_rule_bitwise),
       cmocka_unit_test(test_batch_rows_equal_samples_alone),
