@@ -12,6 +12,8 @@
  *                       rank's shard, Allgatherv unless shard_only.
  *   reduce_exact.c      DPT_REDUCE_EXACT (deterministic mode): micro-shard gradients summed in
  *                       64-bit fixed point, so neither W nor MPI's order changes a bit.
+ *   reduce_node.c       DPT_REDUCE_NODE: within a node over shared memory, a rank-order chain
+ *                       across nodes shared by each node's ranks; bitwise rank-order's sum.
  *   collectives.c       shards, topology, small checked collectives, error agreement.
  *
  * How to add a reduction algorithm (two files touched, one added): write comm/reduce_<name>.c
@@ -63,7 +65,13 @@ typedef struct dpt_reducer dpt_reducer;
 typedef enum {
   DPT_REDUCE_RANK_ORDER, /* float sums in rank order 0..W-1 (reduce_rank_order.c) */
   DPT_REDUCE_EXACT,      /* fixed-point sums of micro-shards, independent of W (reduce_exact.c) */
-  DPT_REDUCE_COUNT
+  DPT_REDUCE_NODE,       /* rank-order sums within a node over shared memory, then along the nodes;
+                            bitwise DPT_REDUCE_RANK_ORDER's result (reduce_node.c) */
+  DPT_REDUCE_COUNT,
+  DPT_REDUCE_AUTO = -1 /* DPT_REDUCE_NODE for a whole sum (not shard_only) when the ranks span
+                          several nodes in equal blocks of consecutive ranks, several ranks per
+                          node or more than 2 nodes; else DPT_REDUCE_RANK_ORDER (where each is
+                          faster: dpt_reducer_create, tests/bench/netns_reduce.sh) */
 } dpt_reduce_algorithm;
 
 /* 25 MiB: PyTorch DDP's bucket_cap_mb default, and --bucket-mb's. */
@@ -76,7 +84,10 @@ typedef struct {
                           (its sums are final only after the check: it sums all in the wait) */
   int shard_only;      /* 1: each rank gets the sum only over its own shard (dpt_comm_shard; a
                           reduce-scatter, ZeRO-1 and 2); 0: every rank gets all of it. Default 0 */
-  dpt_reduce_algorithm algorithm; /* default DPT_REDUCE_RANK_ORDER */
+  dpt_reduce_algorithm algorithm; /* default DPT_REDUCE_AUTO */
+  int node_ranks; /* DPT_REDUCE_NODE: take blocks of this many consecutive ranks as one node
+                     (must divide the rank count); 0, the default: the nodes MPI reports
+                     (MPI_COMM_TYPE_SHARED). For tests: nodes made of one host's ranks */
   /* DPT_REDUCE_EXACT only: */
   int ntensors;                /* tensors of the buffer: [tensor_offset[t], +tensor_len[t]) */
   const size_t *tensor_offset; /* ntensors each; copied by dpt_reducer_create */
@@ -87,8 +98,16 @@ typedef struct {
                        updated every step; part of the training position */
 } dpt_reducer_params;
 
-/* bucket 25 MiB, overlap on, whole sum, rank order; no tensors. */
+/* bucket 25 MiB, overlap on, whole sum, algorithm auto; no tensors. */
 dpt_reducer_params dpt_reducer_defaults(void);
+
+/* The algorithm's name by value ("rank-order", "exact", "node", "auto"); NULL if none. */
+const char *dpt_reducer_algorithm_name(dpt_reduce_algorithm a);
+/* The algorithm by name; -1 (with a message naming the choices) if none. */
+int dpt_reducer_algorithm_parse(const char *name, dpt_reduce_algorithm *a, char *err,
+                                size_t errlen);
+/* The algorithm a reducer uses (auto resolved). */
+dpt_reduce_algorithm dpt_reducer_algorithm(const dpt_reducer *r);
 
 /* Creates a reducer that sums buf[0, n) over every rank of comm as p says (on a private
  * duplicate of comm that returns MPI errors). buf is borrowed (must outlive the reducer).

@@ -5,8 +5,8 @@
  * posts one nonblocking collective for the bucket into r->req[k], and finish() turns what the
  * completed requests left into the sum in r->buf. Calls are per bucket, never per element.
  *
- * Room left for what comes next: a node-aware algorithm calls dpt_comm_topology(r->comm) in
- * its init() and keeps its node and leader communicators in r->state; gradients kept only as
+ * The node-aware algorithm (reduce_node.c) calls dpt_comm_topology(r->comm) in its init()
+ * and keeps its node and column communicators in r->state. Room left: gradients kept only as
  * bucket-sized buffers (ZeRO-2) change where start() reads bucket k from, not the bookkeeping.
  */
 #ifndef DPT_COMM_REDUCE_IMPL_H
@@ -49,6 +49,11 @@ struct dpt_reduce_algo {
 
 extern const dpt_reduce_algo dpt_reduce_rank_order;
 extern const dpt_reduce_algo dpt_reduce_exact;
+extern const dpt_reduce_algo dpt_reduce_node;
+
+/* Where comm's ranks run (*t) and whether they sit in equal blocks of consecutive ranks per
+ * node (*blocked, the same on every rank), as DPT_REDUCE_NODE needs. Collective. */
+int dpt_reduce_node_layout(MPI_Comm comm, dpt_topology *t, int *blocked, char *err, size_t errlen);
 
 /* Elements in bucket k. */
 size_t dpt_reducer_bucket_len(const dpt_reducer *r, int k);

@@ -17,7 +17,30 @@
 static const dpt_reduce_algo *const algorithms[DPT_REDUCE_COUNT] = {
     [DPT_REDUCE_RANK_ORDER] = &dpt_reduce_rank_order,
     [DPT_REDUCE_EXACT] = &dpt_reduce_exact,
+    [DPT_REDUCE_NODE] = &dpt_reduce_node,
 };
+
+const char *dpt_reducer_algorithm_name(dpt_reduce_algorithm a) {
+  if (a == DPT_REDUCE_AUTO) return "auto";
+  return (unsigned)a < DPT_REDUCE_COUNT ? algorithms[a]->name : NULL;
+}
+
+int dpt_reducer_algorithm_parse(const char *name, dpt_reduce_algorithm *a, char *err,
+                                size_t errlen) {
+  for (int i = -1; i < DPT_REDUCE_COUNT; i++)
+    if (!strcmp(name, dpt_reducer_algorithm_name((dpt_reduce_algorithm)i))) {
+      *a = (dpt_reduce_algorithm)i;
+      return 0;
+    }
+  snprintf(err, errlen, "'%s' is not one of auto, rank-order, node, exact", name);
+  return -1;
+}
+
+dpt_reduce_algorithm dpt_reducer_algorithm(const dpt_reducer *r) {
+  for (int i = 0; i < DPT_REDUCE_COUNT; i++)
+    if (r->algo == algorithms[i]) return (dpt_reduce_algorithm)i;
+  return DPT_REDUCE_AUTO;
+}
 
 static double now(void) {
   struct timespec ts;
@@ -31,7 +54,7 @@ dpt_reducer_params dpt_reducer_defaults(void) {
   p.bucket_bytes = DPT_REDUCER_BUCKET_BYTES;
   p.overlap = 1;
   p.shard_only = 0;
-  p.algorithm = DPT_REDUCE_RANK_ORDER;
+  p.algorithm = DPT_REDUCE_AUTO;
   return p;
 }
 
@@ -46,7 +69,19 @@ int dpt_reducer_create(MPI_Comm comm, float *buf, size_t n, const dpt_reducer_pa
     snprintf(err, errlen, "%zu gradient elements exceed MPI's int counts", n);
     return DPT_EINVAL;
   }
-  if ((unsigned)p->algorithm >= DPT_REDUCE_COUNT) {
+  dpt_reduce_algorithm algo = p->algorithm;
+  if (algo == DPT_REDUCE_AUTO) { /* from where the ranks run (collective, like the rest) */
+    dpt_topology t;
+    int blocked = 0, rc = dpt_reduce_node_layout(comm, &t, &blocked, err, errlen);
+    if (rc) return rc;
+    /* measured in tests/bench/netns_reduce.sh (README "Across nodes"): the chain wins an
+     * allreduce at 2 nodes x 2 ranks (1.9x) and 4 x 1 (1.2x), ties at 2 x 1; a reduce-scatter
+     * sends every partial sum along it but only half the sums back, where rank-order sends each
+     * rank only its shard: rank-order is as fast or faster at every layout measured */
+    int node = t.nodes > 1 && blocked && !p->shard_only && (t.max_per_node > 1 || t.nodes > 2);
+    algo = node ? DPT_REDUCE_NODE : DPT_REDUCE_RANK_ORDER;
+  }
+  if ((unsigned)algo >= DPT_REDUCE_COUNT) {
     snprintf(err, errlen, "reduction algorithm %d is not one of the %d dpt has", (int)p->algorithm,
              DPT_REDUCE_COUNT);
     return DPT_EINVAL;
@@ -76,7 +111,7 @@ int dpt_reducer_create(MPI_Comm comm, float *buf, size_t n, const dpt_reducer_pa
   for (int q = 0; q < r->size; q++) r->shards[q] = dpt_comm_shard(n, q, r->size);
   for (int k = 0; k < r->nbuckets; k++) r->req[k] = MPI_REQUEST_NULL;
   r->next = r->nbuckets - 1;
-  r->algo = algorithms[p->algorithm];
+  r->algo = algorithms[algo];
   if ((rc = r->algo->init(r, p, err, errlen))) {
     r->algo = NULL; /* init cleaned up after itself */
     dpt_reducer_free(r);

@@ -10,7 +10,8 @@ case "$role" in
   demo)  pkgs+=(dataset-fashion-mnist) ;;
   test)  pkgs+=(dataset-fashion-mnist libcmocka-dev python3 python3-numpy python3-h5py python3-torch librsvg2-bin
                slurmctld slurmd slurm-client munge valgrind
-               clang clang-format libclang-rt-14-dev tmux groff-base man-db) ;;
+               clang clang-format libclang-rt-14-dev tmux groff-base man-db
+               iproute2 iputils-ping iperf3 nftables) ;;
   bench) pkgs+=(libcmocka-dev dataset-fashion-mnist python3-torch python3-numpy) ;;
   *) echo "install-deps.sh: unknown role '$role' (expected build, demo, test or bench)" >&2; exit 2 ;;
 esac

@@ -51,7 +51,18 @@ void dpt_launch_print_config(const dpt_train_opts *o, FILE *f);
 int dpt_launch_compare(int argc, char **argv, int rank, MPI_Comm comm);
 int dpt_launch_plot(int argc, char **argv);
 
+/* `dpt model show|torch|presets|cat ...` (model.c); no MPI. Returns the exit status. */
+int dpt_launch_model(int argc, char **argv);
+
 /* `dpt data ...`; called after MPI_Init on every rank. Returns the exit status. */
 int dpt_launch_data(int argc, char **argv, int rank);
+
+/* --- the watchdog (watchdog.c): a job never hangs for ever --- */
+/* Starts the watchdog thread for o->watchdog (0: off; < 0: auto), before MPI_Init. */
+void dpt_launch_watchdog_start(const dpt_train_opts *o, int rank);
+/* What main is in when the trainer publishes nothing (final: the exit, which counts whatever
+ * the trainer published last); the rank once MPI says it. */
+void dpt_launch_watchdog_phase(const char *what, int final);
+void dpt_launch_watchdog_rank(int rank);
 
 #endif

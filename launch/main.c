@@ -9,7 +9,6 @@
 #include "runtime.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +71,8 @@ static void usage(FILE *f) {
       "  schedulers   list the learning-rate schedulers and their hyperparameters\n"
       "  data         dataset tools: dpt data import-idx | dpt data synth (see dpt data --help)\n"
       "  ckpt         dpt ckpt inspect FILE: a checkpoint's contents, checksums verified\n"
+      "  model        model files and presets: dpt model show | torch | presets | cat\n"
+      "               (dpt model --help)\n"
       "  version      print dpt's version\n");
 }
 
@@ -100,61 +101,6 @@ static int cmd_ckpt(int argc, char **argv) {
     return EXIT_RUN;
   }
   return 0;
-}
-
-/* --- the watchdog ---
- * A rank that stops answering (stopped, swapped out, wedged network) leaves its peers blocked
- * in a collective for ever. This thread watches the trainer's published progress; when one
- * collective has blocked for --watchdog seconds it prints one line naming the collective and
- * the step and ends the process: it cannot call MPI from its thread, and the launcher (mpirun;
- * srun with --kill-on-bad-exit) then ends the whole job, stopped ranks included.
- * It covers the whole job: it starts before MPI_Init (the options are parsed first), and the
- * phases the trainer does not publish count as one wait each: MPI's set-up, the start-up until
- * the trainer's first collective of step 1 (dataset open, checkpoint load, the set-up
- * agreements), and the exit (MPI_Finalize). */
-enum { EXIT_HUNG = DPT_EXIT_HUNG };
-
-typedef struct {
-  double timeout;
-  _Atomic int rank;
-  _Atomic(const char *) phase; /* what main is in, when the trainer publishes nothing */
-  _Atomic double phase_since;  /* since when (dpt_clock) */
-  _Atomic int phase_final;     /* the exit: counts whatever the trainer published */
-} watchdog_cfg;
-
-static watchdog_cfg g_wd;
-
-static void watchdog_phase(const char *what, int final) {
-  g_wd.phase_since = dpt_clock();
-  g_wd.phase_final = final;
-  g_wd.phase = what;
-}
-
-static void *watchdog_main(void *arg) {
-  watchdog_cfg *w = arg;
-  struct timespec tick = {0, 200 * 1000 * 1000};
-  for (;;) {
-    nanosleep(&tick, NULL);
-    dpt_progress p;
-    dpt_progress_get(&p);
-    const char *what = p.waiting_in, *phase = w->phase;
-    double since = p.since;
-    /* before the trainer's first collective (since 0), and at the exit, main's phase counts */
-    if (phase && (w->phase_final || (!what && p.since == 0))) {
-      what = phase;
-      since = w->phase_since;
-    }
-    double waited = dpt_clock() - since;
-    if (what && waited >= w->timeout) {
-      fprintf(stderr,
-              "dpt[rank %d]: watchdog: step %ld: blocked %.0f s in %s (--watchdog %g); "
-              "a peer stopped answering; ending the job\n",
-              w->rank, p.step, waited, what, w->timeout);
-      fflush(stderr);
-      _exit(EXIT_HUNG);
-    }
-  }
-  return NULL;
 }
 
 /* This process's rank before MPI_Init says it, from the launcher's environment (0 if none). */
@@ -197,25 +143,25 @@ static void parse_train(int argc, char **argv, train_args *t) {
     dpt_launch_blame(&l, t->err, sizeof t->err);
   }
   dpt_launch_kv_free(&l);
-  if (!t->rc && !t->print_config) { /* a malformed --model is bad usage; whether it fits the
-                                       data is the run's to say */
+  if (!t->rc && !t->print_config) { /* a malformed --model, or a model file that does not fit
+                                       the dataset's samples, is bad usage; a dataset that cannot
+                                       be read is the run's to say (DPT_ENOENT: the model needs
+                                       it) */
     dpt_model m;
+    dpt_model_data data;
     char merr[DPT_ERR_LEN];
-    if (dpt_model_create(t->o.model, t->o.activation, t->o.loss, NULL, &m, merr, sizeof merr)) {
-      snprintf(t->err, sizeof t->err, "--model: %.400s", merr);
+    int has_data = dpt_model_data_read(t->o.data, &data, merr, sizeof merr) == 0;
+    int rc = dpt_model_create(t->o.model, t->o.activation, t->o.loss, has_data ? &data : NULL, &m,
+                              merr, sizeof merr);
+    if (rc && !(rc == DPT_ENOENT && !has_data)) {
+      snprintf(t->err, sizeof t->err, "--model: %.480s", merr);
       t->rc = EXIT_USAGE;
-    } else {
+    } else if (!rc) {
       m.destroy(&m);
     }
   }
   if (t->print_config) return;
-  if (!t->rc && t->o.watchdog > 0) {
-    g_wd.timeout = t->o.watchdog;
-    g_wd.rank = launcher_rank();
-    watchdog_phase("the MPI set-up (MPI_Init)", 0);
-    pthread_t wt;
-    if (pthread_create(&wt, NULL, watchdog_main, &g_wd) == 0) pthread_detach(wt);
-  }
+  if (!t->rc) dpt_launch_watchdog_start(&t->o, launcher_rank());
 }
 
 static int cmd_train(train_args *t, int rank, MPI_Comm comm) {
@@ -287,6 +233,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "ckpt")) return cmd_ckpt(argc, argv);
   if (!strcmp(cmd, "schedulers")) return cmd_schedulers();
   if (!strcmp(cmd, "plot")) return dpt_launch_plot(argc, argv);
+  if (!strcmp(cmd, "model")) return dpt_launch_model(argc, argv);
 
   static train_args targs;
   if (!strcmp(cmd, "train"))
@@ -304,8 +251,8 @@ int main(int argc, char **argv) {
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   int rank;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  g_wd.rank = rank;
-  watchdog_phase("the start-up (dataset, checkpoint, set-up agreement)", 0);
+  dpt_launch_watchdog_rank(rank);
+  dpt_launch_watchdog_phase("the start-up (dataset, checkpoint, set-up agreement)", 0);
   dpt_log_init(rank, DPT_LOG_INFO, 0);
   int rc;
   if (!strcmp(cmd, "train")) {
@@ -321,7 +268,7 @@ int main(int argc, char **argv) {
     }
     rc = EXIT_USAGE;
   }
-  watchdog_phase("the exit (MPI_Finalize)", 1);
+  dpt_launch_watchdog_phase("the exit (MPI_Finalize)", 1);
   MPI_Finalize();
   return rc;
 }

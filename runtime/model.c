@@ -16,6 +16,7 @@
 #include "runtime.h"
 
 int dpt_mlp_register_create(const dpt_model_args *a, dpt_model *m, char *err, size_t errlen);
+int dpt_model_file_create(const dpt_model_args *a, dpt_model *m, char *err, size_t errlen);
 
 typedef struct {
   const char *kind;
@@ -25,13 +26,15 @@ typedef struct {
 /* The kinds dpt ships: a new one is one line here (and its file). */
 static const kind_entry builtin[] = {
     {"mlp", dpt_mlp_register_create},
+    {"file", dpt_model_file_create}, /* model_file.c: file:PATH */
+    {"cnn", dpt_model_file_create},  /* model_file.c: the presets runtime/models/cnn-*.ini */
 };
 #define NBUILTIN ((int)(sizeof builtin / sizeof builtin[0]))
 
 static kind_entry *user; /* registered at run time; kinds are malloc'ed copies */
 static int nuser;
 
-#define SPEC_HINT "e.g. mlp:784-256-10"
+#define SPEC_HINT "e.g. mlp:784-256-10, cnn:tiny, file:model.ini"
 
 static const kind_entry *find_kind(const char *kind, size_t len) {
   for (int i = 0; i < NBUILTIN + nuser; i++) {
@@ -95,6 +98,9 @@ int dpt_model_create(const char *spec, const char *activation, const char *loss,
   const char *colon = strchr(spec, ':');
   size_t klen = colon ? (size_t)(colon - spec) : strlen(spec);
   const kind_entry *e = find_kind(spec, klen);
+  size_t slen = strlen(spec);
+  if (!e && slen > 4 && !strcmp(spec + slen - 4, ".ini")) /* a bare model file's path */
+    e = find_kind("file", 4), colon = NULL;
   if (!e) {
     snprintf(err, errlen, "model '%s': unknown kind '%.*s' (expected one of %s; " SPEC_HINT ")",
              spec, (int)klen, spec, known);

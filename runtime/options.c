@@ -27,7 +27,9 @@ typedef struct {
 static const opt_def k_opts[] = {
     {"data", OPT_STR, F(data), "", 0, 0,
      "HDF5 dataset file (train/x, train/y; optional test/x, test/y)"},
-    {"model", OPT_STR, F(model), "mlp:784-256-128-10", 0, 0, "model spec: mlp:IN-H1-...-OUT"},
+    {"model", OPT_STR, F(model), "mlp:784-256-128-10", 0, 0,
+     "model: mlp:IN-H1-...-OUT, a preset (cnn:tiny, cnn:fashion), file:PATH or PATH.ini (dpt "
+     "model)"},
     {"activation", OPT_STR, F(activation), "relu", 0, 0,
      "hidden activation: relu, tanh, gelu, sigmoid"},
     {"loss", OPT_STR, F(loss), "ce", 0, 0,
@@ -47,6 +49,10 @@ static const opt_def k_opts[] = {
      "gradient allreduce bucket size in MiB"},
     {"overlap", OPT_BOOL, F(overlap), "1", 0, 1,
      "reduce gradient buckets while backward runs (0: after it)"},
+    {"reduce", OPT_STR, F(reduce), "auto", 0, 0,
+     "gradient reduction: auto (node for an allreduce, --zero 0, across 2 nodes of several "
+     "ranks or more than 2 nodes; else rank-order), rank-order or node "
+     "(within each node, then across nodes); bitwise the same sums"},
     {"cache_mb", OPT_DBL, F(cache_mb), "1024", 0, 1e9,
      "keep a dataset split in memory if it fits (MiB)"},
     {"eval_every", OPT_INT, F(eval_every), "1", 0, 1e9,
@@ -86,9 +92,9 @@ static const opt_def k_opts[] = {
     {"on_nonfinite", OPT_STR, F(on_nonfinite), "abort", 0, 0,
      "a NaN/Inf in the loss or gradients: abort (naming step, tensor and rank) or skip the update "
      "(counted in the metrics)"},
-    {"watchdog", OPT_DBL, F(watchdog), "0", 0, 1e9,
-     "seconds a collective may block before the job is ended with a message naming it and the step "
-     "(0: off)"},
+    {"watchdog", OPT_DBL, F(watchdog), "auto", 0, 1e9,
+     "seconds a collective may block before the job is ended with a message naming it, the step "
+     "and the last checkpoint (auto: 60 or 4x the slowest step seen, whichever is larger; 0: off)"},
     {"stop_signals", OPT_STR, F(stop_signals), "USR1,TERM,INT", 0, 0,
      "on these signals all ranks stop at the same step, write a checkpoint and exit with status 3; "
      "a second Ctrl-C (INT) ends at once (none: off)"},
@@ -105,12 +111,14 @@ static const char *const k_choices_activation[] = {"relu", "tanh", "gelu", "sigm
 static const char *const k_choices_loss[] = {"ce", "mse", NULL};
 static const char *const k_choices_progress[] = {"auto", "bar", "plain", "none", NULL};
 static const char *const k_choices_nonfinite[] = {"abort", "skip", NULL};
+static const char *const k_choices_reduce[] = {"auto", "rank-order", "node", NULL};
 
 static const char *const *choices_of(const char *name) {
   if (!strcmp(name, "activation")) return k_choices_activation;
   if (!strcmp(name, "loss")) return k_choices_loss;
   if (!strcmp(name, "progress")) return k_choices_progress;
   if (!strcmp(name, "on_nonfinite")) return k_choices_nonfinite;
+  if (!strcmp(name, "reduce")) return k_choices_reduce;
   return NULL;
 }
 
@@ -140,6 +148,10 @@ static int set_opt(dpt_train_opts *o, const opt_def *d, const char *value, char 
   double v;
   int b;
   long w = 0;
+  if (!strcmp(d->name, "watchdog") && !strcmp(value, "auto")) { /* launch/watchdog.c */
+    *(double *)p = DPT_WATCHDOG_AUTO;
+    return DPT_OK;
+  }
   if (d->type == OPT_BOOL) {
     if (dpt_parse_bool(value, &b)) {
       snprintf(err, errlen,
@@ -372,6 +384,8 @@ void dpt_train_describe(const dpt_train_opts *o, dpt_optim_param_fn fn, void *ct
     case OPT_LONG: snprintf(buf, sizeof buf, "%ld", *(const long *)p); break;
     case OPT_DBL: dpt_format_double(buf, sizeof buf, *(const double *)p); break;
     }
+    if (!strcmp(d->name, "watchdog") && *(const double *)p == DPT_WATCHDOG_AUTO)
+      snprintf(buf, sizeof buf, "auto");
     fn(ctx, d->name, buf, d->help);
   }
 }

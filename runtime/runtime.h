@@ -173,6 +173,28 @@ int dpt_mlp_create(const char *spec, const char *activation, const char *loss, d
  * failure). init draws from dpt_rng(seed, 0), layer by layer. */
 int dpt_model_from_net(dpt_model *m, const char *kind, dpt_net *n, char *err, size_t errlen);
 
+/* --- models described in a file (model_file.c, model_show.c; README "Models") ---
+ * `--model file:PATH` (or a PATH ending in .ini) builds a net of the layer library from an INI
+ * description: an optional [model] section (loss, label_smoothing, input = CxHxW,
+ * description), then one [name] section per layer, in order, with kind = KIND and the layer's
+ * options. `--model cnn:NAME` is a preset compiled in (runtime/models/cnn-NAME.ini). Shapes
+ * come from a->data's sample shape (or [model] input) and are checked; errors name the file,
+ * the line and the layer. m->kind is "net:" and a digest of the architecture, so a checkpoint
+ * of another architecture is refused when it is loaded. */
+
+/* The layers of spec (a model file, a preset, or mlp:IN-...-OUT) with their output shapes and
+ * parameter counts, as text (`dpt model show`): *text is malloc'ed, the caller frees it.
+ * activation and loss are --activation (the MLP's) and --loss (used when the file gives none);
+ * data may be NULL when the file gives [model] input. */
+int dpt_model_show(const char *spec, const char *activation, const char *loss,
+                   const dpt_model_data *data, char **text, char *err, size_t errlen);
+/* The PyTorch 1.13 module of spec, as Python source (`dpt model torch`): its state_dict has
+ * the model's tensor and buffer names and shapes, with a loader for dpt checkpoints. */
+int dpt_model_torch(const char *spec, const char *activation, const char *loss,
+                    const dpt_model_data *data, char **text, char *err, size_t errlen);
+/* Calls fn for every preset: its spec ("cnn:tiny") and its text (the .ini file). */
+void dpt_model_presets(void (*fn)(void *ctx, const char *spec, const char *text), void *ctx);
+
 /* --- logger --- */
 enum { DPT_LOG_ERROR = 0, DPT_LOG_WARN = 1, DPT_LOG_INFO = 2, DPT_LOG_DEBUG = 3 };
 /* Rank 0 logs at `level` and below; every rank when all_ranks. Errors always print. */
@@ -191,6 +213,10 @@ typedef struct {
 } dpt_progress;
 void dpt_progress_get(dpt_progress *p);
 double dpt_clock(void); /* the clock of dpt_progress.since */
+/* Whether a stop signal has arrived (a launcher ending the job sends TERM too), and its name
+ * (NULL if none); safe from any thread. */
+int dpt_stop_signal_pending(void);
+const char *dpt_stop_signal_name(void);
 
 /* --- training options --- */
 typedef struct {
@@ -209,6 +235,7 @@ typedef struct {
   int zero;                /* ZeRO stage 0, 1 or 2; -1: 1 when W > 1, else 0 */
   double bucket_mb;        /* gradient bucket size in MiB */
   int overlap;             /* start each bucket's reduction as soon as backward produced it */
+  char reduce[16];         /* auto | rank-order | node: the reducer's algorithm (comm.h) */
   double cache_mb;         /* cache a dataset split in memory when it fits this budget */
   int eval_every;          /* evaluate on the test split every this many epochs (0: never) */
   char run_dir[1024];      /* metrics and checkpoints go here */
@@ -229,13 +256,16 @@ typedef struct {
   int micro_shards;  /* deterministic mode: G fixed micro-shards per global batch */
   char on_nonfinite[8];  /* "abort" (default) or "skip": what a NaN/Inf gradient or loss does */
   double watchdog;       /* seconds a blocking collective may take before the dpt command ends
-                            the job (0: off); read by launch, which runs the watchdog */
+                            the job (0: off; DPT_WATCHDOG_AUTO, the default: from the slowest
+                            step seen); read by launch, which runs the watchdog */
   char stop_signals[64]; /* "USR1,TERM,INT": stop at an agreed step with a checkpoint; "none" */
   char time_limit[32];   /* "" or seconds or SLURM's [D-]HH:MM:SS: stop with a checkpoint in time */
   double stop_margin;    /* seconds kept in hand before --time-limit */
   char progress[8];      /* auto | bar | plain | none */
   int verbose;           /* more detail: memory, timings, per-rank lines */
 } dpt_train_opts;
+
+#define DPT_WATCHDOG_AUTO (-1.0) /* --watchdog auto */
 
 /* Fills o with the defaults (the README's demo is these defaults with a data path). */
 void dpt_train_defaults(dpt_train_opts *o);

@@ -177,6 +177,7 @@ static int make_reducer(run *r, const dpt_train_opts *o, char *err, size_t errle
   /* stages 1 and 2 reduce-scatter: a rank steps only its shard, so all-gathering the
    * reduced gradient (as DDP under ZeroRedundancyOptimizer does) would be wasted traffic */
   rp.shard_only = r->zero >= 1;
+  if (dpt_reducer_algorithm_parse(o->reduce, &rp.algorithm, err, errlen)) return DPT_EINVAL;
   size_t *ranges = NULL;
   if (r->det) { /* exact sums of micro-shards, over the model's tensors */
     ranges = malloc(2 * ((size_t)m->ntensors + 1) * sizeof *ranges);
@@ -292,7 +293,12 @@ static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *er
       if (info.stop && r->pos.step < r->total_steps)
         return stop_early(r, o, &info, saved, res, err, errlen);
     }
-    if (r->pos.step_in_epoch < r->steps_per_epoch) break; /* stopped by --max-steps */
+    if (r->pos.step_in_epoch < r->steps_per_epoch) { /* stopped by --max-steps: the mean loss of
+                                                        the epoch's steps so far */
+      if (r->pos.step_in_epoch > 0)
+        res->train_loss = r->pos.epoch_loss / (double)r->pos.step_in_epoch;
+      break;
+    }
     dpt_epoch_info ei = {e,   r->pos.step, r->pos.epoch_loss / (double)r->steps_per_epoch,
                          NAN, NAN,         0};
     if (r->has_test && (e + 1) % o->eval_every == 0) {

@@ -137,7 +137,7 @@ static void test_reducer_params_defaults_and_checks(void **state) {
   assert_int_equal(p.bucket_bytes, (size_t)25 << 20); /* PyTorch DDP's bucket_cap_mb */
   assert_int_equal(p.overlap, 1);
   assert_int_equal(p.shard_only, 0);
-  assert_int_equal(p.algorithm, DPT_REDUCE_RANK_ORDER);
+  assert_int_equal(p.algorithm, DPT_REDUCE_AUTO);
   float buf[64];
   dpt_reducer *r = (dpt_reducer *)&p; /* must be reset to NULL on failure */
   char err[DPT_ERR_LEN];

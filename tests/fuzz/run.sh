@@ -17,7 +17,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=${DPT_FUZZ_BUILD:-$root/build-fuzz}
-all=(config idx dataset ckpt)
+all=(config idx dataset ckpt model)
 
 usage() {
   sed -n '4,10p' "$0" | sed 's/^# \{0,1\}//' >&2

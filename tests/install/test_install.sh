@@ -26,7 +26,7 @@ for f in bin/dpt "$libdir/libdpt_runtime.a" "$libdir/libdpt_optim.a" "$libdir/li
          include/dpt/optim.h include/dpt/io.h include/dpt/comm.h include/dpt/base.h \
          "$libdir/cmake/dpt/dptConfig.cmake" "$libdir/cmake/dpt/dptConfigVersion.cmake" \
          "$libdir/cmake/dpt/dptTargets.cmake" "$libdir/pkgconfig/dpt.pc" "$mandir/man1/dpt.1" \
-         "$datadir/bash-completion/completions/dpt"; do
+         "$datadir/bash-completion/completions/dpt" "$datadir/dpt/models/cnn-tiny.ini"; do
   [ -f "$prefix/$f" ] || fail "cmake --install did not install $f"
 done
 out=$("$prefix/bin/dpt" --version) || fail "installed dpt --version exits non-zero"
@@ -55,7 +55,8 @@ done < <(cat "$tmp/train-options" "$tmp/solvers")
 for section in NAME SYNOPSIS COMMANDS "TRAINING OPTIONS" SOLVERS SCHEDULERS "EXIT STATUS"; do
   grep -qx "$section" "$tmp/man.txt" || fail "the man page has no section $section"
 done
-for cmd in train "data import-idx" "data synth" "ckpt inspect" compare plot solvers schedulers; do
+for cmd in train "data import-idx" "data synth" "ckpt inspect" "model show" "model torch" compare \
+           plot solvers schedulers; do
   grep -qE "^ {7}$cmd( {2,}|\$)" "$tmp/man.txt" \
     || fail "the man page's COMMANDS do not describe '$cmd'"
 done
@@ -73,6 +74,7 @@ expect train dpt tr
 expect --solver dpt train --sol
 expect "import-idx synth" dpt data ""
 expect inspect dpt ckpt ins
+expect "torch" dpt model to
 expect --sched-warmup-iters dpt train --sched-warmup-i
 got=" $(reply dpt train --solver "") "
 for s in $(dpt solvers | sed -n 's/^  \([a-z][a-z0-9_]*\)$/\1/p'); do

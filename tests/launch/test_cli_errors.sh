@@ -75,7 +75,7 @@ check 1 "train/x"                2 train --data nox.h5
 check 1 "12"                     2 train --data good.h5 --model mlp:784-10
 check 2 "mlp:abc"                1 train --data good.h5 --model mlp:abc
 check 2 "mlp:784--10"            1 train --data good.h5 --model mlp:784--10
-check 2 "unknown kind 'cnn'"     1 train --data good.h5 --model cnn:32
+check 2 "unknown kind 'rnn'"     1 train --data good.h5 --model rnn:32
 check 1 "label"                  2 train --data badlabel.h5 --model mlp:12-4 --batch 8
 check 1 "divisible"              2 train --data good.h5 --model mlp:12-3 --batch 7
 check 1 "--accum 3"              4 train --data good.h5 --model mlp:12-3 --batch 8 --accum 3

@@ -374,9 +374,9 @@ static void test_registry(void **state) {
   assert_int_equal(m.ntensors, 4);
   assert_int_equal(m.wants_labels, 0);
   m.destroy(&m);
-  assert_int_equal(dpt_model_create("cnn:1-2", "relu", "ce", NULL, &m, err, sizeof err),
+  assert_int_equal(dpt_model_create("rnn:1-2", "relu", "ce", NULL, &m, err, sizeof err),
                    DPT_EINVAL);
-  assert_non_null(strstr(err, "'cnn:1-2'"));
+  assert_non_null(strstr(err, "'rnn:1-2'"));
   assert_non_null(strstr(err, "mlp"));
   assert_int_equal(dpt_model_register("mlp", NULL, err, sizeof err), DPT_EINVAL);
 }
