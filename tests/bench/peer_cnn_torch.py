@@ -6,9 +6,10 @@
 What it trains:
   - the dpt HDF5 dataset read as peer_torch.py reads it (bitwise dpt's input values), samples
     [1, 28, 28];
-  - the net of tests/bench/cnn_preset.py's spec (--net, e.g. c32-c64-f128: conv 3x3 padding 1
-    -> BatchNorm2d -> ReLU -> max-pool 2, ..., linear -> ReLU -> dropout, linear to 10);
-    BatchNorm is per rank under DDP (torch 1.13's SyncBatchNorm runs on CUDA only; dpt's
+  - the net of `dpt model torch MODEL` (--module FILE: its DptModel, the same layers, names and
+    shapes as dpt's model), or of tests/bench/cnn_preset.py's spec (--net, e.g. c32-c64-f128:
+    conv 3x3 padding 1 -> BatchNorm2d -> ReLU -> max-pool 2, ..., linear -> ReLU -> dropout,
+    linear to 10); BatchNorm is per rank under DDP (torch 1.13's SyncBatchNorm runs on CUDA only; dpt's
     BatchNorm uses the global batch's statistics, which costs it a reduction per layer);
   - cross-entropy (label smoothing --smooth), AdamW (--lr, --wd) and OneCycleLR (max_lr =
     --lr, torch's defaults otherwise) stepped per step, global batch B, rank r taking samples
@@ -17,7 +18,9 @@ What it trains:
 
 What it measures (rank 0 prints one JSON line starting with {"peer": "torch"}): as
 peer_torch.py: train_s (wall time of the training loop, from a barrier after loading), samples/s,
-test accuracy after the last epoch, ru_maxrss of every rank.
+test accuracy after the last epoch, ru_maxrss of every rank, and the model's FLOPs per training
+sample (2 per multiply-add of Conv2d and Linear, forward once, backward twice but the first
+layer's input gradient).
 """
 import argparse
 import json
@@ -44,6 +47,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="dpt HDF5 dataset")
     p.add_argument("--net", default="c32-c64-f128", help="cnn_preset.py net spec")
+    p.add_argument("--module", default="", help="`dpt model torch` output: use its DptModel")
     p.add_argument("--nobn", action="store_true")
     p.add_argument("--drop", type=float, default=0.25)
     p.add_argument("--batch", type=int, default=128, help="global batch size")
@@ -55,6 +59,36 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--port", type=int, default=int(os.environ.get("MASTER_PORT", "29517")))
     return p.parse_args(argv)
+
+
+def make_model(args):
+    if not args.module:
+        return build(args.net, not args.nobn, args.drop, 3)
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("dpt_model_module", args.module)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.DptModel()
+
+
+def train_flops(model, x):
+    """2 x multiply-adds of Conv2d/Linear per sample: forward, weight and input gradients
+    (none for the first such layer)."""
+    macs = []
+
+    def hook(m, inp, out):
+        w = m.weight
+        macs.append(out[0].numel() * w[0].numel() if isinstance(m, torch.nn.Conv2d)
+                    else w.numel())
+    hs = [m.register_forward_hook(hook) for m in model.modules()
+          if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    model.eval()
+    with torch.no_grad():
+        model(x[:1])
+    model.train()
+    for h in hs:
+        h.remove()
+    return 2.0 * (3 * sum(macs) - (macs[0] if macs else 0))
 
 
 def worker(rank, world, args):
@@ -79,7 +113,8 @@ def worker(rank, world, args):
     if args.max_steps:
         total = min(total, args.max_steps)
     torch.manual_seed(args.seed)
-    model = build(args.net, not args.nobn, args.drop, 3)
+    model = make_model(args)
+    flops = train_flops(model, x_train)
     net = DDP(model) if world > 1 else model
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.wd)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr,
@@ -123,7 +158,8 @@ def worker(rank, world, args):
     if rank == 0:
         print(json.dumps({
             "peer": "torch", "variant": "DDP(gloo)+AdamW" if world > 1 else "1 process+AdamW",
-            "torch": torch.__version__, "world": world, "batch": B, "net": args.net,
+            "torch": torch.__version__, "world": world, "batch": B,
+            "net": args.module or args.net, "flops_per_sample": flops,
             "steps": step, "train_s": round(train_s, 6),
             "samples_per_s": round(step * B / train_s, 1) if train_s > 0 else None,
             "test_accuracy": red[0].item() / m,
