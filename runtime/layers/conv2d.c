@@ -1,17 +1,22 @@
-/* conv2d.c — torch.nn.Conv2d (dilation 1, zero padding, bias): per sample, im2col of the input
- * into a fixed buffer and one cblas_sgemm per group; backward is the transposed products and
- * col2im.
+/* conv2d.c — torch.nn.Conv2d (dilation 1, zero padding, bias) through cblas_sgemm: the columns
+ * (im2col) of a group of samples side by side, one product per conv group; backward is the
+ * transposed products and col2im.
  *
  * Invariants:
  * - Parameters "<name>.weight" [out, in/groups, kh, kw] then "<name>.bias" [out], contiguous,
  *   as torch's state_dict; initialised as torch does: weight kaiming_uniform_(a=sqrt(5)), i.e.
  *   uniform in +-gain*sqrt(3/fan_in) with gain = sqrt(2/(1+a^2)), then bias uniform in
  *   +-1/sqrt(fan_in), fan_in = in/groups*kh*kw. Both bounds are 1/sqrt(fan_in).
- * - The column buffer [in*kh*kw, oh*ow] (one sample, all groups; a group's rows contiguous) and
- *   the bias sums are allocated in setup: forward and backward allocate nothing. A 1x1
- *   convolution with stride 1 and no padding skips im2col (the sample is its column matrix).
- * - Samples are processed one after another and parameter gradients accumulate in sample
- *   order, so results are deterministic; the bias gradient is summed in double.
+ * - Working memory is the net's scratch (conv_scratch: the columns [in*kh*kw, nb*oh*ow] and the
+ *   outputs or output gradients [out, nb*oh*ow] of nb samples, a conv group's rows contiguous)
+ *   and the bias sums allocated in setup: forward and backward allocate nothing.
+ * - Samples go in groups of group_n(n) in sample order, a function of the batch size n only,
+ *   so the same inputs and batch size give bitwise the same results (OpenBLAS's sums depend on
+ *   the product's width, so a sample's output may differ in the last bits between batch
+ *   sizes; the net calls a layer once per segment, so the sizes do not depend on W). The bias
+ *   gradient is summed in double, sample by sample in CONV_LANES partial sums.
+ * - Stride-1 "same" convolutions (output plane = input plane) copy and add each kernel tap's
+ *   plane as one shifted run (same_shift); the others go row by row.
  */
 #include <cblas.h>
 #include <limits.h>
@@ -28,8 +33,6 @@ typedef struct {
   int kh, kw, sh, sw; /* kernel and stride */
   int ph, pw, groups; /* zero padding on each side, groups */
   int kg;             /* column rows per group: cin/groups*kh*kw */
-  int direct;         /* 1x1, stride 1, no padding: the input is its own column matrix */
-  float *col;         /* [cin*kh*kw, oh*ow] */
   double *bacc;       /* [cout] bias-gradient sums */
 } conv_state;
 
@@ -88,10 +91,9 @@ static int conv_setup(dpt_layer *l, const char *opts, char *err, size_t errlen) 
   if ((rc = dpt_layer_param(l, "weight", 4, wdims, err, errlen)) < 0) return rc;
   if ((rc = dpt_layer_param(l, "bias", 1, bdims, err, errlen)) < 0) return rc;
   conv_state *st = calloc(1, sizeof *st);
-  float *col = malloc((size_t)cells * sizeof *col);
   double *bacc = malloc((size_t)out * sizeof *bacc);
-  if (!st || !col || !bacc) {
-    free(st), free(col), free(bacc);
+  if (!st || !bacc) {
+    free(st), free(bacc);
     snprintf(err, errlen, "%s: out of memory", l->name);
     return DPT_ENOMEM;
   }
@@ -109,9 +111,7 @@ static int conv_setup(dpt_layer *l, const char *opts, char *err, size_t errlen) 
                      .pw = (int)pad,
                      .groups = (int)g,
                      .kg = (int)kg,
-                     .col = col,
-                     .bacc = bacc,
-                     .direct = kh == 1 && kw == 1 && s == 1 && pad == 0};
+                     .bacc = bacc};
   l->state = st;
   l->out.rank = 3;
   l->out.dims[0] = out, l->out.dims[1] = oh, l->out.dims[2] = ow;
@@ -120,7 +120,7 @@ static int conv_setup(dpt_layer *l, const char *opts, char *err, size_t errlen) 
 
 static void conv_destroy(dpt_layer *l) {
   conv_state *s = l->state;
-  if (s) free(s->col), free(s->bacc);
+  if (s) free(s->bacc);
   free(s);
   l->state = NULL;
 }
@@ -137,51 +137,179 @@ static void conv_init(const dpt_layer *l, float *params, dpt_layer_rng *rng) {
   }
 }
 
-/* --- im2col / col2im for one sample --- */
+/* --- im2col / col2im for one sample ---
+ * The sample's columns are a [cin*kh*kw, ncol] block of a wider matrix with leading
+ * dimension ld (a group of samples side by side). */
 
-/* col[(c*kh + i)*kw + j][oy*ow + ox] = x[c][oy*sh - ph + i][ox*sw - pw + j], 0 outside. */
-static void im2col(const conv_state *s, const float *restrict x, float *restrict col) {
-  size_t ncol = (size_t)s->oh * (size_t)s->ow;
-  for (int c = 0; c < s->cin; c++)
-    for (int i = 0; i < s->kh; i++)
-      for (int j = 0; j < s->kw; j++) {
-        float *row = col + ((size_t)(c * s->kh + i) * (size_t)s->kw + (size_t)j) * ncol;
-        const float *plane = x + (size_t)c * (size_t)s->h * (size_t)s->w;
-        for (int oy = 0; oy < s->oh; oy++) {
-          int iy = oy * s->sh - s->ph + i;
-          float *r = row + (size_t)oy * (size_t)s->ow;
-          if (iy < 0 || iy >= s->h) {
-            for (int ox = 0; ox < s->ow; ox++) r[ox] = 0.0f;
-            continue;
-          }
-          const float *src = plane + (size_t)iy * (size_t)s->w;
-          for (int ox = 0; ox < s->ow; ox++) {
-            int ix = ox * s->sw - s->pw + j;
-            r[ox] = ix >= 0 && ix < s->w ? src[ix] : 0.0f;
-          }
-        }
-      }
+/* The output columns [*lo, *hi) whose input column ox*sw - pw + j lies inside [0, w). */
+static void inside(int ow, int sw, int pw, int w, int j, int *lo, int *hi) {
+  int a = pw - j, b = w + pw - j; /* ox*sw >= a and ox*sw < b */
+  *lo = a <= 0 ? 0 : (a + sw - 1) / sw;
+  *hi = b <= 0 ? 0 : (b + sw - 1) / sw;
+  if (*hi > ow) *hi = ow;
+  if (*lo > *hi) *lo = *hi;
 }
 
-/* dx += the columns scattered back (the adjoint of im2col); dx is zeroed by the caller. */
-static void col2im(const conv_state *s, const float *restrict col, float *restrict dx) {
-  size_t ncol = (size_t)s->oh * (size_t)s->ow;
+/* The output rows [*lo, *hi) whose input row oy*sh - ph + i lies inside [0, h). */
+static void inside_rows(const conv_state *s, int i, int *lo, int *hi) {
+  inside(s->oh, s->sh, s->ph, s->h, i, lo, hi);
+}
+
+/* Stride 1 and ow == w (a "same" convolution): kernel tap (i, j) reads the plane shifted by
+ * (i - ph) rows and (j - pw) columns, so its column row is one contiguous copy of the plane at
+ * that offset, with the rows above and below the plane and the columns that wrapped around a
+ * row's end set to zero. */
+static int same_shift(const conv_state *s) {
+  return s->sh == 1 && s->sw == 1 && s->ow == s->w && s->oh == s->h;
+}
+
+/* For same_shift: tap (i, j)'s rows [ylo, yhi) are the run of (yhi - ylo)*w elements of the
+ * plane starting at the returned offset; [*q0, *q1) is the part of the run inside the plane
+ * (only wrapped columns of the first and last row can fall outside it). */
+static long shift_run(const conv_state *s, int i, int j, int ylo, int yhi, size_t *q0, size_t *q1) {
+  long base = (long)(ylo + i - s->ph) * s->w + (j - s->pw);
+  long len = (long)(yhi - ylo) * s->w, plane_n = (long)s->h * s->w;
+  long a = base < 0 ? -base : 0, b = plane_n - base < len ? plane_n - base : len;
+  if (a > len) a = len; /* no rows (ylo == yhi): an empty run, wherever base points */
+  if (b < a) b = a;
+  *q0 = (size_t)a, *q1 = (size_t)b;
+  return base;
+}
+
+/* col[(c*kh + i)*kw + j][oy*ow + ox] = x[c][oy*sh - ph + i][ox*sw - pw + j], 0 outside. */
+static void im2col(const conv_state *s, const float *restrict x, float *restrict col, size_t ld) {
+  size_t plane_n = (size_t)s->h * (size_t)s->w, ow = (size_t)s->ow;
+  int same = same_shift(s);
   for (int c = 0; c < s->cin; c++)
-    for (int i = 0; i < s->kh; i++)
+    for (int i = 0; i < s->kh; i++) {
+      int ylo, yhi;
+      inside_rows(s, i, &ylo, &yhi);
       for (int j = 0; j < s->kw; j++) {
-        const float *row = col + ((size_t)(c * s->kh + i) * (size_t)s->kw + (size_t)j) * ncol;
-        float *plane = dx + (size_t)c * (size_t)s->h * (size_t)s->w;
-        for (int oy = 0; oy < s->oh; oy++) {
-          int iy = oy * s->sh - s->ph + i;
-          if (iy < 0 || iy >= s->h) continue;
-          const float *r = row + (size_t)oy * (size_t)s->ow;
-          float *dst = plane + (size_t)iy * (size_t)s->w;
-          for (int ox = 0; ox < s->ow; ox++) {
-            int ix = ox * s->sw - s->pw + j;
-            if (ix >= 0 && ix < s->w) dst[ix] += r[ox];
+        float *restrict row = col + (size_t)((c * s->kh + i) * s->kw + j) * ld;
+        const float *plane = x + (size_t)c * plane_n;
+        int lo, hi;
+        inside(s->ow, s->sw, s->pw, s->w, j, &lo, &hi);
+        memset(row, 0, (size_t)ylo * ow * sizeof *row);
+        memset(row + (size_t)yhi * ow, 0, (size_t)(s->oh - yhi) * ow * sizeof *row);
+        if (same) { /* rows [ylo, yhi) in one copy, then the wrapped columns zeroed */
+          size_t q0, q1;
+          long base = shift_run(s, i, j, ylo, yhi, &q0, &q1);
+          memcpy(row + (size_t)ylo * ow + q0, plane + base + (long)q0, (q1 - q0) * sizeof *row);
+          for (int oy = ylo; oy < yhi; oy++) {
+            float *r = row + (size_t)oy * ow;
+            for (int ox = 0; ox < lo; ox++) r[ox] = 0.0f;
+            for (int ox = hi; ox < s->ow; ox++) r[ox] = 0.0f;
           }
+          continue;
+        }
+        for (int oy = ylo; oy < yhi; oy++) {
+          int iy = oy * s->sh - s->ph + i;
+          float *restrict r = row + (size_t)oy * ow;
+          const float *restrict src = plane + (size_t)iy * (size_t)s->w + j - s->pw;
+          for (int ox = 0; ox < lo; ox++) r[ox] = 0.0f;
+          if (s->sw == 1)
+            for (int ox = lo; ox < hi; ox++) r[ox] = src[ox];
+          else
+            for (int ox = lo; ox < hi; ox++) r[ox] = src[(size_t)ox * (size_t)s->sw];
+          for (int ox = hi; ox < s->ow; ox++) r[ox] = 0.0f;
         }
       }
+    }
+}
+
+/* dx += the columns scattered back (the adjoint of im2col): each element of dx receives its
+ * terms in (c, i, j) order, oy and ox being fixed by the position. dx is zeroed by the caller;
+ * col is overwritten (the same-shift path zeroes the wrapped columns, adding +0 to a sum that
+ * started at +0 changes nothing). */
+static void col2im(const conv_state *s, float *restrict col, size_t ld, float *restrict dx) {
+  size_t plane_n = (size_t)s->h * (size_t)s->w, ow = (size_t)s->ow;
+  int same = same_shift(s);
+  for (int c = 0; c < s->cin; c++)
+    for (int i = 0; i < s->kh; i++) {
+      int ylo, yhi;
+      inside_rows(s, i, &ylo, &yhi);
+      for (int j = 0; j < s->kw; j++) {
+        float *restrict row = col + (size_t)((c * s->kh + i) * s->kw + j) * ld;
+        float *plane = dx + (size_t)c * plane_n;
+        int lo, hi;
+        inside(s->ow, s->sw, s->pw, s->w, j, &lo, &hi);
+        if (same) {
+          for (int oy = ylo; oy < yhi; oy++) {
+            float *r = row + (size_t)oy * ow;
+            for (int ox = 0; ox < lo; ox++) r[ox] = 0.0f;
+            for (int ox = hi; ox < s->ow; ox++) r[ox] = 0.0f;
+          }
+          size_t q0, q1;
+          long base = shift_run(s, i, j, ylo, yhi, &q0, &q1);
+          float *restrict dst = plane + base + (long)q0;
+          const float *restrict src = row + (size_t)ylo * ow + q0;
+          for (size_t q = 0; q < q1 - q0; q++) dst[q] += src[q];
+          continue;
+        }
+        for (int oy = ylo; oy < yhi; oy++) {
+          int iy = oy * s->sh - s->ph + i;
+          const float *restrict r = row + (size_t)oy * ow;
+          float *restrict dst = plane + (size_t)iy * (size_t)s->w + j - s->pw;
+          if (s->sw == 1)
+            for (int ox = lo; ox < hi; ox++) dst[ox] += r[ox];
+          else
+            for (int ox = lo; ox < hi; ox++) dst[(size_t)ox * (size_t)s->sw] += r[ox];
+        }
+      }
+    }
+}
+
+/* --- groups of samples ---
+ * nb samples at a time: their columns side by side in col [cin*kh*kw, nb*ncol] (sample k's at
+ * column k*ncol), outputs and output gradients in the same order in t [cout, nb*ncol]. One
+ * sample's columns are usually enough: its products run near the sgemm rate from the cache
+ * (for 14x14 planes and 32 input channels, [288, 196] is 226 KB); wider groups spill the
+ * columns out of the core's cache and run slower. Small planes get groups up to about
+ * CONV_GROUP_COLS columns so that the products are not too narrow. */
+#define CONV_GROUP_COLS 256
+#define CONV_GROUP_BYTES (512 * 1024) /* a group's columns stay in a 2 MB L2 with the rest */
+
+/* Samples per group for a call on n samples: a function of n and the layer's shape only (the
+ * grouping, hence every sum's order, is fixed by the batch size), never decreasing in n (the
+ * scratch sized for the largest batch fits every smaller one). */
+static size_t group_n(const conv_state *s, size_t n) {
+  size_t ncol = (size_t)s->oh * (size_t)s->ow;
+  size_t rows = (size_t)s->cin * (size_t)s->kh * (size_t)s->kw;
+  size_t g = CONV_GROUP_COLS / ncol, gb = CONV_GROUP_BYTES / (rows * ncol * sizeof(float));
+  if (gb < g) g = gb;
+  if (g < 1) g = 1;
+  return g < n ? g : n;
+}
+
+static size_t conv_scratch(const dpt_layer *l, size_t n) {
+  const conv_state *s = l->state;
+  size_t nb = group_n(s, n), cols = nb * (size_t)s->oh * (size_t)s->ow;
+  /* t is needed only for groups of several samples (one sample's outputs are y itself) */
+  return ((size_t)s->cin * (size_t)s->kh * (size_t)s->kw + (nb > 1 ? (size_t)s->cout : 0)) * cols;
+}
+
+/* t[o][k*ncol + p] = dy[k][o][p] for the group's nb samples. */
+static void gather(const dpt_layer *l, const float *restrict dy, size_t nb, float *restrict t) {
+  const conv_state *s = l->state;
+  size_t ncol = (size_t)s->oh * (size_t)s->ow, ld = nb * ncol;
+  for (size_t k = 0; k < nb; k++)
+    for (int o = 0; o < s->cout; o++)
+      memcpy(t + (size_t)o * ld + k * ncol, dy + k * l->out_numel + (size_t)o * ncol,
+             ncol * sizeof *t);
+}
+
+/* Adds r[0, len) to *acc in double, in CONV_LANES interleaved partial sums combined in a fixed
+ * order (a single chain of dependent double additions would cost its latency per element). */
+#define CONV_LANES 8
+static void sum_into(const float *restrict r, size_t len, double *acc) {
+  double lane[CONV_LANES] = {0};
+  size_t q = 0;
+  for (; q + CONV_LANES <= len; q += CONV_LANES)
+    for (int k = 0; k < CONV_LANES; k++) lane[k] += (double)r[q + (size_t)k];
+  for (int k = 0; q < len; q++, k++) lane[k] += (double)r[q];
+  double a = *acc;
+  for (int k = 0; k < CONV_LANES; k++) a += lane[k];
+  *acc = a;
 }
 
 /* --- passes --- */
@@ -191,19 +319,30 @@ static void conv_forward(dpt_layer *l, const float *params, const float *x, floa
   (void)p;
   const conv_state *s = l->state;
   const float *w = params + dpt_layer_at(l, 0), *b = params + dpt_layer_at(l, 1);
-  int ncol = s->oh * s->ow, og = s->cout / s->groups;
-  for (size_t i = 0; i < n; i++) {
-    const float *xi = x + i * l->in_numel;
-    float *yi = y + i * l->out_numel;
-    for (int o = 0; o < s->cout; o++)
-      for (int k = 0; k < ncol; k++) yi[(size_t)o * (size_t)ncol + (size_t)k] = b[o];
-    const float *col = s->direct ? xi : s->col;
-    if (!s->direct) im2col(s, xi, s->col);
-    for (int g = 0; g < s->groups; g++)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, og, ncol, s->kg, 1.0f,
-                  w + (size_t)g * (size_t)og * (size_t)s->kg, s->kg,
-                  col + (size_t)g * (size_t)s->kg * (size_t)ncol, ncol, 1.0f,
-                  yi + (size_t)g * (size_t)og * (size_t)ncol, ncol);
+  size_t ncol = (size_t)s->oh * (size_t)s->ow, og = (size_t)(s->cout / s->groups),
+         kg = (size_t)s->kg, gn = group_n(s, n);
+  for (size_t i0 = 0; i0 < n; i0 += gn) {
+    size_t nb = n - i0 < gn ? n - i0 : gn, ld = nb * ncol;
+    float *col = l->scratch, *yi = y + i0 * l->out_numel;
+    /* one sample: y = b, then y += w col (the product added once to the bias, as below);
+     * several: t = w col, then y = t + b sample by sample */
+    float *t = nb > 1 ? col + (size_t)s->cin * (size_t)s->kh * (size_t)s->kw * ld : yi;
+    if (nb == 1)
+      for (int o = 0; o < s->cout; o++)
+        for (size_t q = 0; q < ncol; q++) yi[(size_t)o * ncol + q] = b[o];
+    for (size_t k = 0; k < nb; k++) im2col(s, x + (i0 + k) * l->in_numel, col + k * ncol, ld);
+    for (int g = 0; g < s->groups; g++) /* t_g[og, ld] (+)= w_g[og, kg] col_g[kg, ld] */
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)og, (int)ld, (int)kg, 1.0f,
+                  w + (size_t)g * og * kg, (int)kg, col + (size_t)g * kg * ld, (int)ld,
+                  nb == 1 ? 1.0f : 0.0f, t + (size_t)g * og * ld, (int)ld);
+    if (nb > 1)
+      for (size_t k = 0; k < nb; k++)
+        for (int o = 0; o < s->cout; o++) {
+          const float *restrict src = t + (size_t)o * ld + k * ncol;
+          float *restrict dst = yi + k * l->out_numel + (size_t)o * ncol;
+          float bo = b[o];
+          for (size_t q = 0; q < ncol; q++) dst[q] = src[q] + bo;
+        }
   }
 }
 
@@ -212,20 +351,25 @@ static void conv_param_grad(dpt_layer *l, const float *params, const float *x, c
   (void)params, (void)y, (void)p;
   const conv_state *s = l->state;
   float *gw = grad + dpt_layer_at(l, 0), *gb = grad + dpt_layer_at(l, 1);
-  int ncol = s->oh * s->ow, og = s->cout / s->groups;
+  size_t ncol = (size_t)s->oh * (size_t)s->ow, og = (size_t)(s->cout / s->groups),
+         kg = (size_t)s->kg, gn = group_n(s, n);
   double *acc = s->bacc;
   for (int o = 0; o < s->cout; o++) acc[o] = 0.0;
-  for (size_t i = 0; i < n; i++) {
-    const float *dyi = dy + i * l->out_numel;
-    const float *xi = x + i * l->in_numel, *col = s->direct ? xi : s->col;
-    if (!s->direct) im2col(s, xi, s->col);
-    for (int g = 0; g < s->groups; g++) /* gw_g[og, kg] += dy_g[og, ncol] col_g[kg, ncol]^T */
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, og, s->kg, ncol, 1.0f,
-                  dyi + (size_t)g * (size_t)og * (size_t)ncol, ncol,
-                  col + (size_t)g * (size_t)s->kg * (size_t)ncol, ncol, 1.0f,
-                  gw + (size_t)g * (size_t)og * (size_t)s->kg, s->kg);
-    for (int o = 0; o < s->cout; o++)
-      for (int k = 0; k < ncol; k++) acc[o] += dyi[(size_t)o * (size_t)ncol + (size_t)k];
+  for (size_t i0 = 0; i0 < n; i0 += gn) {
+    size_t nb = n - i0 < gn ? n - i0 : gn, ld = nb * ncol;
+    float *col = l->scratch;
+    const float *t = dy + i0 * l->out_numel;
+    if (nb > 1) {
+      float *tt = col + (size_t)s->cin * (size_t)s->kh * (size_t)s->kw * ld;
+      gather(l, t, nb, tt);
+      t = tt;
+    }
+    for (size_t k = 0; k < nb; k++) im2col(s, x + (i0 + k) * l->in_numel, col + k * ncol, ld);
+    for (int g = 0; g < s->groups; g++) /* gw_g[og, kg] += t_g[og, ld] col_g[kg, ld]^T */
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)og, (int)kg, (int)ld, 1.0f,
+                  t + (size_t)g * og * ld, (int)ld, col + (size_t)g * kg * ld, (int)ld, 1.0f,
+                  gw + (size_t)g * og * kg, (int)kg);
+    for (int o = 0; o < s->cout; o++) sum_into(t + (size_t)o * ld, ld, &acc[o]);
   }
   for (int o = 0; o < s->cout; o++) gb[o] += (float)acc[o];
 }
@@ -235,18 +379,26 @@ static void conv_backward(dpt_layer *l, const float *params, const float *x, con
   (void)x, (void)y, (void)p;
   const conv_state *s = l->state;
   const float *w = params + dpt_layer_at(l, 0);
-  int ncol = s->oh * s->ow, og = s->cout / s->groups;
-  for (size_t i = 0; i < n; i++) {
-    const float *dyi = dy + i * l->out_numel;
-    float *dxi = dx + i * l->in_numel, *col = s->direct ? dxi : s->col;
-    for (int g = 0; g < s->groups; g++) /* col_g[kg, ncol] = w_g[og, kg]^T dy_g[og, ncol] */
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s->kg, ncol, og, 1.0f,
-                  w + (size_t)g * (size_t)og * (size_t)s->kg, s->kg,
-                  dyi + (size_t)g * (size_t)og * (size_t)ncol, ncol, 0.0f,
-                  col + (size_t)g * (size_t)s->kg * (size_t)ncol, ncol);
-    if (s->direct) continue;
-    memset(dxi, 0, l->in_numel * sizeof *dxi);
-    col2im(s, s->col, dxi);
+  size_t ncol = (size_t)s->oh * (size_t)s->ow, og = (size_t)(s->cout / s->groups),
+         kg = (size_t)s->kg, gn = group_n(s, n);
+  for (size_t i0 = 0; i0 < n; i0 += gn) {
+    size_t nb = n - i0 < gn ? n - i0 : gn, ld = nb * ncol;
+    float *col = l->scratch;
+    const float *t = dy + i0 * l->out_numel;
+    if (nb > 1) {
+      float *tt = col + (size_t)s->cin * (size_t)s->kh * (size_t)s->kw * ld;
+      gather(l, t, nb, tt);
+      t = tt;
+    }
+    for (int g = 0; g < s->groups; g++) /* col_g[kg, ld] = w_g[og, kg]^T t_g[og, ld] */
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kg, (int)ld, (int)og, 1.0f,
+                  w + (size_t)g * og * kg, (int)kg, t + (size_t)g * og * ld, (int)ld, 0.0f,
+                  col + (size_t)g * kg * ld, (int)ld);
+    for (size_t k = 0; k < nb; k++) {
+      float *dxi = dx + (i0 + k) * l->in_numel;
+      memset(dxi, 0, l->in_numel * sizeof *dxi);
+      col2im(s, col + k * ncol, ld, dxi);
+    }
   }
 }
 
@@ -259,5 +411,6 @@ const dpt_layer_ops dpt_layer_conv2d = {
     .forward = conv_forward,
     .param_grad = conv_param_grad,
     .backward = conv_backward,
+    .scratch = conv_scratch,
     .destroy = conv_destroy,
 };

@@ -150,11 +150,145 @@ static size_t argmax(const pool_state *s, const float *plane, int oy, int ox, fl
   return best;
 }
 
+/* Without padding every window lies inside the plane (oh, ow are floor divisions): the
+ * window's row-major scan starts at (oy*sh, ox*sw); the same first-maximum rule as argmax. */
+static size_t argmax_inside(const pool_state *s, const float *restrict plane, size_t at0,
+                            float *maxval) {
+  size_t best = at0;
+  float m = plane[at0]; /* argmax's first step: v > -inf, or v is NaN, or v = -inf = m */
+  for (int i = 0; i < s->kh; i++)
+    for (int j = 0; j < s->kw; j++) {
+      size_t at = at0 + (size_t)i * (size_t)s->w + (size_t)j;
+      float v = plane[at];
+      if (v > m || v != v) m = v, best = at;
+    }
+  *maxval = m;
+  return best;
+}
+
+/* --- 2x2 windows at stride 2, no padding: the usual CNN pooling, on one pair of input rows
+ * r0, r1 (ow outputs). The first maximum in the order r0[2ox], r0[2ox+1], r1[2ox], r1[2ox+1]
+ * with argmax's rule (v > m or v is NaN replaces m), without branches: on data the
+ * comparisons are coin flips that a branch predictor loses. Forward writes y[ox]; backward
+ * writes the whole 2x2 window of dx: dy at the maximum (as 0 + dy, what += into a zeroed dx
+ * gives), 0 elsewhere. --- */
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+
+/* Masks of the input floats of outputs [ox, ox + len), len <= 16: 2*len floats from 2*ox, in
+ * two vectors of 16. */
+static inline void pair_masks(int len, __mmask16 *klo, __mmask16 *khi) {
+  *klo = (__mmask16)(len >= 8 ? 0xffff : (1u << (2 * len)) - 1);
+  *khi = (__mmask16)(len >= 16 ? 0xffff : len > 8 ? (1u << (2 * (len - 8))) - 1 : 0);
+}
+
+/* Window offsets of the maximum (0: r0 even, 1: r0 odd, 2: r1 even, 3: r1 odd) and its value
+ * for outputs [ox, ox + len), len <= 16 (lanes past len are 0). */
+static inline __m512i max22_v(const float *r0, const float *r1, int ox, int len, __m512 *maxv) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  __mmask16 klo, khi;
+  pair_masks(len, &klo, &khi);
+  __m512 a0 = _mm512_maskz_loadu_ps(klo, r0 + 2 * ox),
+         a1 = _mm512_maskz_loadu_ps(khi, r0 + 2 * ox + 16);
+  __m512 b0 = _mm512_maskz_loadu_ps(klo, r1 + 2 * ox),
+         b1 = _mm512_maskz_loadu_ps(khi, r1 + 2 * ox + 16);
+  __m512 v[4] = {_mm512_permutex2var_ps(a0, even, a1), _mm512_permutex2var_ps(a0, odd, a1),
+                 _mm512_permutex2var_ps(b0, even, b1), _mm512_permutex2var_ps(b0, odd, b1)};
+  __m512 m = v[0];
+  __m512i at = _mm512_setzero_si512();
+  for (int q = 1; q < 4; q++) {
+    __mmask16 t =
+        _mm512_cmp_ps_mask(v[q], m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v[q], v[q], _CMP_UNORD_Q);
+    m = _mm512_mask_mov_ps(m, t, v[q]);
+    at = _mm512_mask_mov_epi32(at, t, _mm512_set1_epi32(q));
+  }
+  *maxv = m;
+  return at;
+}
+
+static void max22_fwd(const float *r0, const float *r1, int ow, float *y) {
+  for (int ox = 0; ox < ow; ox += 16) {
+    int len = ow - ox >= 16 ? 16 : ow - ox;
+    __mmask16 k = (__mmask16)(len == 16 ? 0xffff : (1u << len) - 1);
+    __m512 m;
+    max22_v(r0, r1, ox, len, &m);
+    _mm512_mask_storeu_ps(y + ox, k, m);
+  }
+}
+
+static void max22_bwd(const float *r0, const float *r1, int ow, const float *dy, float *d0,
+                      float *d1) {
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+  for (int ox = 0; ox < ow; ox += 16) {
+    int len = ow - ox >= 16 ? 16 : ow - ox;
+    __mmask16 k = (__mmask16)(len == 16 ? 0xffff : (1u << len) - 1);
+    __m512 m;
+    __m512i at = max22_v(r0, r1, ox, len, &m);
+    __m512 g = _mm512_add_ps(_mm512_setzero_ps(), _mm512_maskz_loadu_ps(k, dy + ox));
+    __m512 w[4];
+    for (int q = 0; q < 4; q++)
+      w[q] = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at, _mm512_set1_epi32(q)), g);
+    __mmask16 klo, khi;
+    pair_masks(len, &klo, &khi);
+    _mm512_mask_storeu_ps(d0 + 2 * ox, klo, _mm512_permutex2var_ps(w[0], lo, w[1]));
+    _mm512_mask_storeu_ps(d0 + 2 * ox + 16, khi, _mm512_permutex2var_ps(w[0], hi, w[1]));
+    _mm512_mask_storeu_ps(d1 + 2 * ox, klo, _mm512_permutex2var_ps(w[2], lo, w[3]));
+    _mm512_mask_storeu_ps(d1 + 2 * ox + 16, khi, _mm512_permutex2var_ps(w[2], hi, w[3]));
+  }
+}
+#else
+static inline int max22_at(const float *r0, const float *r1, int ox, float *maxval) {
+  float v[4] = {r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]}, m = v[0];
+  int at = 0;
+  for (int q = 1; q < 4; q++) {
+    int t = v[q] > m || v[q] != v[q];
+    m = t ? v[q] : m, at = t ? q : at;
+  }
+  *maxval = m;
+  return at;
+}
+
+static void max22_fwd(const float *r0, const float *r1, int ow, float *y) {
+  for (int ox = 0; ox < ow; ox++) max22_at(r0, r1, ox, &y[ox]);
+}
+
+static void max22_bwd(const float *r0, const float *r1, int ow, const float *dy, float *d0,
+                      float *d1) {
+  for (int ox = 0; ox < ow; ox++) {
+    float m, g = 0.0f + dy[ox];
+    int at = max22_at(r0, r1, ox, &m);
+    d0[2 * ox] = at == 0 ? g : 0.0f, d0[2 * ox + 1] = at == 1 ? g : 0.0f;
+    d1[2 * ox] = at == 2 ? g : 0.0f, d1[2 * ox + 1] = at == 3 ? g : 0.0f;
+  }
+}
+#endif
+
 static void maxpool_forward(dpt_layer *l, const float *params, const float *x, float *y, size_t n,
                             const dpt_layer_pass *p) {
   (void)params, (void)p;
   const pool_state *s = l->state;
   size_t in_plane = (size_t)s->h * (size_t)s->w, out_plane = (size_t)s->oh * (size_t)s->ow;
+  size_t w = (size_t)s->w;
+  if (s->ph == 0 && s->pw == 0) {
+    int k22 = s->kh == 2 && s->kw == 2 && s->sh == 2 && s->sw == 2;
+    for (size_t q = 0; q < n * (size_t)s->c; q++) {
+      const float *plane = x + q * in_plane;
+      float *yq = y + q * out_plane;
+      for (int oy = 0; oy < s->oh; oy++) {
+        const float *r0 = plane + (size_t)oy * (size_t)s->sh * w;
+        float *yr = yq + (size_t)oy * (size_t)s->ow;
+        if (k22)
+          max22_fwd(r0, r0 + w, s->ow, yr);
+        else
+          for (int ox = 0; ox < s->ow; ox++)
+            argmax_inside(s, plane, (size_t)(r0 - plane) + (size_t)ox * (size_t)s->sw, &yr[ox]);
+      }
+    }
+    return;
+  }
   for (size_t q = 0; q < n * (size_t)s->c; q++)
     for (int oy = 0; oy < s->oh; oy++)
       for (int ox = 0; ox < s->ow; ox++)
@@ -166,7 +300,27 @@ static void maxpool_backward(dpt_layer *l, const float *params, const float *x, 
   (void)params, (void)y, (void)p;
   const pool_state *s = l->state;
   size_t in_plane = (size_t)s->h * (size_t)s->w, out_plane = (size_t)s->oh * (size_t)s->ow;
-  memset(dx, 0, n * l->in_numel * sizeof *dx);
+  size_t w = (size_t)s->w;
+  int k22 = s->ph == 0 && s->pw == 0 && s->kh == 2 && s->kw == 2 && s->sh == 2 && s->sw == 2;
+  /* the 2x2 path writes every window whole: only an odd last row or column stays to zero */
+  if (!k22 || s->h % 2 || s->w % 2) memset(dx, 0, n * l->in_numel * sizeof *dx);
+  if (s->ph == 0 && s->pw == 0) { /* as maxpool_forward */
+    for (size_t q = 0; q < n * (size_t)s->c; q++) {
+      const float *plane = x + q * in_plane, *dyq = dy + q * out_plane;
+      float *dxq = dx + q * in_plane;
+      for (int oy = 0; oy < s->oh; oy++) {
+        size_t r = (size_t)oy * (size_t)s->sh * w;
+        const float *dyr = dyq + (size_t)oy * (size_t)s->ow;
+        float m;
+        if (k22) /* disjoint windows, each written whole */
+          max22_bwd(plane + r, plane + r + w, s->ow, dyr, dxq + r, dxq + r + w);
+        else
+          for (int ox = 0; ox < s->ow; ox++)
+            dxq[argmax_inside(s, plane, r + (size_t)ox * (size_t)s->sw, &m)] += dyr[ox];
+      }
+    }
+    return;
+  }
   for (size_t q = 0; q < n * (size_t)s->c; q++)
     for (int oy = 0; oy < s->oh; oy++)
       for (int ox = 0; ox < s->ow; ox++) {
