@@ -112,42 +112,57 @@ void dpt_net_free(dpt_net *n) {
   free(n);
 }
 
-int dpt_layer_param(dpt_layer *l, const char *name, int rank, const int64_t *dims, char *err,
-                    size_t errlen) {
-  dpt_net *n = l->net;
+/* A tensor of layer l ("<l->name>.<name>", shape dims[rank]) at offset: what parameters and
+ * buffers share. `what` names the table in errors ("parameter", "buffer"). */
+static int layer_tensor(const dpt_layer *l, const char *what, const char *name, int rank,
+                        const int64_t *dims, size_t offset, dpt_tensor *t, char *err,
+                        size_t errlen) {
   if (rank < 1 || rank > DPT_MAX_RANK)
-    return dpt_errf(err, errlen, DPT_EINVAL, "%s: parameter '%s' of rank %d (expected 1 to %d)",
-                    l->name, name, rank, DPT_MAX_RANK);
-  dpt_tensor t = {0};
-  t.rank = rank;
+    return dpt_errf(err, errlen, DPT_EINVAL, "%s: %s '%s' of rank %d (expected 1 to %d)", l->name,
+                    what, name, rank, DPT_MAX_RANK);
+  memset(t, 0, sizeof *t);
+  t->rank = rank;
   size_t numel = 1;
   for (int i = 0; i < rank; i++) {
-    t.dims[i] = dims[i];
+    t->dims[i] = dims[i];
     if (dims[i] <= 0 || __builtin_mul_overflow(numel, (size_t)dims[i], &numel))
       return dpt_errf(err, errlen, DPT_EINVAL,
-                      "%s: parameter '%s' has a dimension < 1 or too "
-                      "many elements",
-                      l->name, name);
+                      "%s: %s '%s' has a dimension < 1 or too many elements", l->name, what, name);
   }
-  if (numel > SIZE_MAX / sizeof(float) - n->nparams)
-    return dpt_errf(err, errlen, DPT_EINVAL, "%s: too many parameters", l->name);
-  if (n->ntensors == n->cap_tensors) {
-    int cap = n->cap_tensors ? 2 * n->cap_tensors : 16;
-    dpt_tensor *p = realloc(n->tensors, (size_t)cap * sizeof *p);
-    if (!p) return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", l->name);
-    n->tensors = p, n->cap_tensors = cap;
-  }
+  if (numel > SIZE_MAX / sizeof(float) - offset)
+    return dpt_errf(err, errlen, DPT_EINVAL, "%s: too many %ss", l->name, what);
   size_t len = strlen(l->name) + strlen(name) + 2;
   char *full = malloc(len);
   if (!full) return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", l->name);
   snprintf(full, len, "%s.%s", l->name, name);
-  t.name = full;
-  t.offset = n->nparams;
-  t.numel = numel;
+  t->name = full;
+  t->offset = offset;
+  t->numel = numel;
+  return DPT_OK;
+}
+
+/* Room for one more entry in a table of tensors (doubling). */
+static int table_room(dpt_tensor **tab, int count, int *cap, const dpt_layer *l, char *err,
+                      size_t errlen) {
+  if (count < *cap) return DPT_OK;
+  int c = *cap ? 2 * *cap : 16;
+  dpt_tensor *p = realloc(*tab, (size_t)c * sizeof *p);
+  if (!p) return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", l->name);
+  *tab = p, *cap = c;
+  return DPT_OK;
+}
+
+int dpt_layer_param(dpt_layer *l, const char *name, int rank, const int64_t *dims, char *err,
+                    size_t errlen) {
+  dpt_net *n = l->net;
+  dpt_tensor t;
+  int rc = table_room(&n->tensors, n->ntensors, &n->cap_tensors, l, err, errlen);
+  if (!rc) rc = layer_tensor(l, "parameter", name, rank, dims, n->nparams, &t, err, errlen);
+  if (rc) return rc;
   if (l->ntensors == 0) l->first_tensor = n->ntensors, l->offset = n->nparams;
   n->tensors[n->ntensors++] = t;
-  n->nparams += numel;
-  l->len += numel;
+  n->nparams += t.numel;
+  l->len += t.numel;
   l->tensors = n->tensors + l->first_tensor;
   return l->ntensors++;
 }
@@ -155,38 +170,20 @@ int dpt_layer_param(dpt_layer *l, const char *name, int rank, const int64_t *dim
 int dpt_layer_buffer(dpt_layer *l, const char *name, int rank, const int64_t *dims, char *err,
                      size_t errlen) {
   dpt_net *n = l->net;
-  if (rank < 1 || rank > DPT_MAX_RANK)
-    return dpt_errf(err, errlen, DPT_EINVAL, "%s: buffer '%s' of rank %d (expected 1 to %d)",
-                    l->name, name, rank, DPT_MAX_RANK);
-  dpt_tensor t = {0};
-  t.rank = rank;
-  size_t numel = 1;
-  for (int i = 0; i < rank; i++) {
-    t.dims[i] = dims[i];
-    if (dims[i] <= 0 || __builtin_mul_overflow(numel, (size_t)dims[i], &numel))
-      return dpt_errf(err, errlen, DPT_EINVAL, "%s: buffer '%s' has a dimension < 1", l->name,
-                      name);
+  dpt_tensor t;
+  int rc = table_room(&n->bufs, n->nbufs, &n->cap_bufs, l, err, errlen);
+  if (!rc) rc = layer_tensor(l, "buffer", name, rank, dims, n->nbufdata, &t, err, errlen);
+  if (rc) return rc;
+  float *data = realloc(n->bufdata, (n->nbufdata + t.numel) * sizeof *data);
+  if (!data) {
+    free((char *)t.name);
+    return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", l->name);
   }
-  if (n->nbufs == n->cap_bufs) {
-    int cap = n->cap_bufs ? 2 * n->cap_bufs : 8;
-    dpt_tensor *p = realloc(n->bufs, (size_t)cap * sizeof *p);
-    if (!p) return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", l->name);
-    n->bufs = p, n->cap_bufs = cap;
-  }
-  float *data = realloc(n->bufdata, (n->nbufdata + numel) * sizeof *data);
-  if (!data) return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", l->name);
   n->bufdata = data;
-  memset(data + n->nbufdata, 0, numel * sizeof *data);
-  size_t len = strlen(l->name) + strlen(name) + 2;
-  char *full = malloc(len);
-  if (!full) return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", l->name);
-  snprintf(full, len, "%s.%s", l->name, name);
-  t.name = full;
-  t.offset = n->nbufdata;
-  t.numel = numel;
+  memset(data + n->nbufdata, 0, t.numel * sizeof *data);
   if (l->nbuffers == 0) l->first_buffer = n->nbufs;
   n->bufs[n->nbufs++] = t;
-  n->nbufdata += numel;
+  n->nbufdata += t.numel;
   return l->nbuffers++;
 }
 
