@@ -28,6 +28,31 @@ static inline double dpt_test_rel_l2(const float *a, const float *ref, size_t n)
   return sqrt(d / s);
 }
 
+#ifdef fail_msg /* cmocka.h included first */
+#include <stdarg.h>
+#include <string.h>
+/* A failure found on world rank 0 inside a loop of collective runs, raised on every rank once
+ * the loop is over (a rank that left early would leave the others waiting in the next run's
+ * collectives): dpt_test_note records the first, dpt_test_raise broadcasts and fails. */
+static char dpt_test_failure[512];
+static inline void dpt_test_note(const char *fmt, ...) {
+  if (dpt_test_failure[0]) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(dpt_test_failure, sizeof dpt_test_failure, fmt, ap);
+  va_end(ap);
+}
+static inline void dpt_test_raise(void) {
+  MPI_Bcast(dpt_test_failure, sizeof dpt_test_failure, MPI_CHAR, 0, MPI_COMM_WORLD);
+  if (dpt_test_failure[0]) {
+    char f[sizeof dpt_test_failure];
+    memcpy(f, dpt_test_failure, sizeof f);
+    dpt_test_failure[0] = 0;
+    fail_msg("%s", f);
+  }
+}
+#endif
+
 #ifdef DPT_RUNTIME_H
 /* Rank 0 writes the generated dataset (dpt_data_synth) all ranks then read. 0, or 1 after
  * printing why and finalising MPI (return it from main). Collective over MPI_COMM_WORLD. */

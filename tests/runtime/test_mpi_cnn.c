@@ -54,26 +54,6 @@ typedef struct {
   size_t n, nb;
 } outcome;
 
-/* A failure found on world rank 0, raised on every rank after the loop that found it (a rank
- * that left early would leave the others waiting in the next run's collectives). */
-static char failure[512];
-static void note(const char *fmt, ...) {
-  if (failure[0]) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(failure, sizeof failure, fmt, ap);
-  va_end(ap);
-}
-static void raise_failure(void) {
-  MPI_Bcast(failure, sizeof failure, MPI_CHAR, 0, MPI_COMM_WORLD);
-  if (failure[0]) {
-    char f[512];
-    memcpy(f, failure, sizeof f);
-    failure[0] = 0;
-    fail_msg("%s", f);
-  }
-}
-
 static void set(dpt_train_opts *o, const char *k, const char *v) {
   char err[DPT_ERR_LEN];
   if (dpt_train_set(o, k, v, err, sizeof err)) fail_msg("%s=%s: %s", k, v, err);
@@ -119,24 +99,24 @@ static outcome train(int w, int det, const char *zero, long steps, const char *r
     out.buffers = malloc(m.nbuffer_floats * sizeof(float));
     dpt_train_result res;
     if (dpt_train_run_model(&o, &m, sub, &res, out.params, err, sizeof err))
-      note("det=%d zero=%s W=%d: %s", det, zero, w, err);
+      dpt_test_note("det=%d zero=%s W=%d: %s", det, zero, w, err);
     else if (res.steps != steps)
-      note("det=%d zero=%s W=%d: %ld steps, expected %ld", det, zero, w, res.steps, steps);
+      dpt_test_note("det=%d zero=%s W=%d: %ld steps, expected %ld", det, zero, w, res.steps, steps);
     memcpy(out.buffers, m.buffer_data, m.nbuffer_floats * sizeof(float));
     /* one training forward per step (a redone deterministic pass or a skipped step does not
      * count), continued across a resume */
     for (int b = 0; b < m.nbuffers; b++)
       if (strstr(m.buffers[b].name, "num_batches_tracked") &&
           m.buffer_data[m.buffers[b].offset] != (float)steps)
-        note("det=%d W=%d: %s is %g after %ld steps", det, w, m.buffers[b].name,
-             m.buffer_data[m.buffers[b].offset], steps);
+        dpt_test_note("det=%d W=%d: %s is %g after %ld steps", det, w, m.buffers[b].name,
+                      m.buffer_data[m.buffers[b].offset], steps);
     /* every rank holds the same statistics */
     float *b0 = malloc(m.nbuffer_floats * sizeof(float));
     memcpy(b0, m.buffer_data, m.nbuffer_floats * sizeof(float));
     MPI_Bcast(b0, (int)m.nbuffer_floats, MPI_FLOAT, 0, sub);
     int differ = memcmp(b0, m.buffer_data, m.nbuffer_floats * sizeof(float)) != 0, any = 0;
     MPI_Allreduce(&differ, &any, 1, MPI_INT, MPI_MAX, sub);
-    if (any) note("W=%d: the ranks' running statistics differ", w);
+    if (any) dpt_test_note("W=%d: the ranks' running statistics differ", w);
     free(b0);
     m.destroy(&m);
     MPI_Comm_free(&sub);
@@ -164,18 +144,18 @@ static void test_deterministic_bitwise_for_any_w_and_stage(void **state) {
     for (int z = 0; z < 2; z++) {
       outcome o = train(w, 1, z ? "1" : "0", STEPS, NULL, DPT_TEST_TMP "/run_cnn_det");
       if (world_rank == 0 && !same(&o, &ref))
-        note("--deterministic W=%d zero=%d differs from W=1: parameters %g, statistics %g", w, z,
-             dpt_test_rel_l2(o.params, ref.params, ref.n),
-             dpt_test_rel_l2(o.buffers, ref.buffers, ref.nb));
+        dpt_test_note("--deterministic W=%d zero=%d differs from W=1: parameters %g, statistics %g",
+                      w, z, dpt_test_rel_l2(o.params, ref.params, ref.n),
+                      dpt_test_rel_l2(o.buffers, ref.buffers, ref.nb));
       drop(&o);
     }
   if (world_rank == 0) { /* the statistics moved: num_batches_tracked counted the steps */
     int moved = 0;
     for (size_t i = 0; i < ref.nb; i++) moved |= ref.buffers[i] != 0 && ref.buffers[i] != 1;
-    if (!moved) note("the running statistics never moved");
+    if (!moved) dpt_test_note("the running statistics never moved");
   }
   drop(&ref);
-  raise_failure();
+  dpt_test_raise();
 }
 
 static void test_syncbn_rank_counts_agree(void **state) {
@@ -188,12 +168,12 @@ static void test_syncbn_rank_counts_agree(void **state) {
       double rb = dpt_test_rel_l2(o.buffers, ref.buffers, ref.nb);
       print_message("SyncBatchNorm W=%d vs W=1: parameters %.3g, statistics %.3g\n", w, rp, rb);
       if (!(rp <= REL_TOL && rb <= REL_TOL))
-        note("W=%d differs from W=1: parameters %g, statistics %g", w, rp, rb);
+        dpt_test_note("W=%d differs from W=1: parameters %g, statistics %g", w, rp, rb);
     }
     drop(&o);
   }
   drop(&ref);
-  raise_failure();
+  dpt_test_raise();
 }
 
 static void test_resume_mid_epoch_is_exact(void **state) {
@@ -206,14 +186,14 @@ static void test_resume_mid_epoch_is_exact(void **state) {
     outcome first = train(w, det, "1", 5, "", dir); /* step 5 of 6: mid-epoch */
     outcome resumed = train(w, det, "1", STEPS, "latest", dir);
     if (world_rank == 0 && !same(&straight, &resumed))
-      note("det=%d W=%d: resumed at step 5 differs from the straight run: parameters %g, "
-           "statistics %g",
-           det, w, dpt_test_rel_l2(resumed.params, straight.params, straight.n),
-           dpt_test_rel_l2(resumed.buffers, straight.buffers, straight.nb));
-    if (world_rank == 0 && same(&straight, &first)) note("the first part trained nothing");
+      dpt_test_note("det=%d W=%d: resumed at step 5 differs from the straight run: parameters %g, "
+                    "statistics %g",
+                    det, w, dpt_test_rel_l2(resumed.params, straight.params, straight.n),
+                    dpt_test_rel_l2(resumed.buffers, straight.buffers, straight.nb));
+    if (world_rank == 0 && same(&straight, &first)) dpt_test_note("the first part trained nothing");
     drop(&straight), drop(&first), drop(&resumed);
   }
-  raise_failure();
+  dpt_test_raise();
 }
 
 int main(int argc, char **argv) {

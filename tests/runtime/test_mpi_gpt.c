@@ -31,24 +31,6 @@ static int world_rank, world_size;
 static char data_path[1024];
 static dpt_model_data g_data;
 
-static char failure[512];
-static void note(const char *fmt, ...) {
-  if (failure[0]) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(failure, sizeof failure, fmt, ap);
-  va_end(ap);
-}
-static void raise_failure(void) {
-  MPI_Bcast(failure, sizeof failure, MPI_CHAR, 0, MPI_COMM_WORLD);
-  if (failure[0]) {
-    char f[512];
-    memcpy(f, failure, sizeof f);
-    failure[0] = 0;
-    fail_msg("%s", f);
-  }
-}
-
 static void set(dpt_train_opts *o, const char *k, const char *v) {
   char err[DPT_ERR_LEN];
   if (dpt_train_set(o, k, v, err, sizeof err)) fail_msg("%s=%s: %s", k, v, err);
@@ -99,9 +81,9 @@ static outcome train(int w, int det, const char *zero, long steps, const char *r
     out.params = malloc(m.nparams * sizeof(float));
     dpt_train_result res;
     if (dpt_train_run_model(&o, &m, sub, &res, out.params, err, sizeof err))
-      note("det=%d zero=%s W=%d: %s", det, zero, w, err);
+      dpt_test_note("det=%d zero=%s W=%d: %s", det, zero, w, err);
     else if (res.steps != steps)
-      note("det=%d zero=%s W=%d: %ld steps, expected %ld", det, zero, w, res.steps, steps);
+      dpt_test_note("det=%d zero=%s W=%d: %ld steps, expected %ld", det, zero, w, res.steps, steps);
     out.test_loss = res.test_loss, out.train_loss = res.train_loss;
     m.destroy(&m);
     MPI_Comm_free(&sub);
@@ -124,12 +106,12 @@ static void test_deterministic_bitwise_for_any_w_and_stage(void **state) {
     for (int z = 0; z < 2; z++) {
       outcome o = train(w, 1, z ? "1" : "0", STEPS, NULL, DPT_TEST_TMP "/run_gpt_det", 0);
       if (world_rank == 0 && !same(&o, &ref))
-        note("--deterministic W=%d zero=%d differs from W=1: parameters %g", w, z,
-             dpt_test_rel_l2(o.params, ref.params, ref.n));
+        dpt_test_note("--deterministic W=%d zero=%d differs from W=1: parameters %g", w, z,
+                      dpt_test_rel_l2(o.params, ref.params, ref.n));
       free(o.params);
     }
   free(ref.params);
-  raise_failure();
+  dpt_test_raise();
 }
 
 static void test_rank_counts_agree(void **state) {
@@ -141,13 +123,13 @@ static void test_rank_counts_agree(void **state) {
     if (world_rank == 0) {
       double rp = dpt_test_rel_l2(o.params, ref.params, ref.n);
       print_message("GPT W=%d vs W=1: parameters %.3g\n", w, rp);
-      if (!(rp <= REL_TOL)) note("W=%d differs from W=1: parameters %g", w, rp);
+      if (!(rp <= REL_TOL)) dpt_test_note("W=%d differs from W=1: parameters %g", w, rp);
     }
     free(o.params);
   }
   free(ref.params);
   g_solver = "adamw";
-  raise_failure();
+  dpt_test_raise();
 }
 
 static void test_resume_mid_epoch_is_exact(void **state) {
@@ -160,12 +142,12 @@ static void test_resume_mid_epoch_is_exact(void **state) {
     outcome first = train(w, det, "1", 7, "", dir, 0); /* step 7 of the first epoch's 15 */
     outcome resumed = train(w, det, "1", STEPS, "latest", dir, 0);
     if (world_rank == 0 && !same(&straight, &resumed))
-      note("det=%d W=%d: resumed at step 7 differs from the straight run: parameters %g", det, w,
-           dpt_test_rel_l2(resumed.params, straight.params, straight.n));
-    if (world_rank == 0 && same(&straight, &first)) note("the first part trained nothing");
+      dpt_test_note("det=%d W=%d: resumed at step 7 differs from the straight run: parameters %g",
+                    det, w, dpt_test_rel_l2(resumed.params, straight.params, straight.n));
+    if (world_rank == 0 && same(&straight, &first)) dpt_test_note("the first part trained nothing");
     free(straight.params), free(first.params), free(resumed.params);
   }
-  raise_failure();
+  dpt_test_raise();
 }
 
 /* Held-out loss in nats per token: finite, and below the uniform guess ln V after training. */
@@ -177,11 +159,11 @@ static void test_heldout_loss_per_token(void **state) {
     print_message("held-out %.4f nats/token (uniform %.4f), train %.4f\n", o.test_loss, uniform,
                   o.train_loss);
     if (!(isfinite(o.test_loss) && o.test_loss < uniform - 0.3))
-      note("held-out loss %g after 3 epochs, expected finite and below ln V - 0.3 = %g",
-           o.test_loss, uniform - 0.3);
+      dpt_test_note("held-out loss %g after 3 epochs, expected finite and below ln V - 0.3 = %g",
+                    o.test_loss, uniform - 0.3);
   }
   free(o.params);
-  raise_failure();
+  dpt_test_raise();
 }
 
 /* ce per_position=1 on [P, k] outputs is the mean over the P rows, each row a sample of the
