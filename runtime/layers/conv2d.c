@@ -346,6 +346,17 @@ static void conv_forward(dpt_layer *l, const float *params, const float *x, floa
   }
 }
 
+/* dy of samples [i0, i0 + nb) as one [cout, nb * ncol] matrix (gathered behind the column
+ * buffer when the group has several samples; one sample's dy already is one). */
+static const float *grouped_dy(const dpt_layer *l, const conv_state *s, const float *dy, size_t i0,
+                               size_t nb, size_t ld) {
+  const float *t = dy + i0 * l->out_numel;
+  if (nb == 1) return t;
+  float *tt = l->scratch + (size_t)s->cin * (size_t)s->kh * (size_t)s->kw * ld;
+  gather(l, t, nb, tt);
+  return tt;
+}
+
 static void conv_param_grad(dpt_layer *l, const float *params, const float *x, const float *y,
                             const float *dy, float *grad, size_t n, const dpt_layer_pass *p) {
   (void)params, (void)y, (void)p;
@@ -358,12 +369,7 @@ static void conv_param_grad(dpt_layer *l, const float *params, const float *x, c
   for (size_t i0 = 0; i0 < n; i0 += gn) {
     size_t nb = n - i0 < gn ? n - i0 : gn, ld = nb * ncol;
     float *col = l->scratch;
-    const float *t = dy + i0 * l->out_numel;
-    if (nb > 1) {
-      float *tt = col + (size_t)s->cin * (size_t)s->kh * (size_t)s->kw * ld;
-      gather(l, t, nb, tt);
-      t = tt;
-    }
+    const float *t = grouped_dy(l, s, dy, i0, nb, ld);
     for (size_t k = 0; k < nb; k++) im2col(s, x + (i0 + k) * l->in_numel, col + k * ncol, ld);
     for (int g = 0; g < s->groups; g++) /* gw_g[og, kg] += t_g[og, ld] col_g[kg, ld]^T */
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)og, (int)kg, (int)ld, 1.0f,
@@ -384,12 +390,7 @@ static void conv_backward(dpt_layer *l, const float *params, const float *x, con
   for (size_t i0 = 0; i0 < n; i0 += gn) {
     size_t nb = n - i0 < gn ? n - i0 : gn, ld = nb * ncol;
     float *col = l->scratch;
-    const float *t = dy + i0 * l->out_numel;
-    if (nb > 1) {
-      float *tt = col + (size_t)s->cin * (size_t)s->kh * (size_t)s->kw * ld;
-      gather(l, t, nb, tt);
-      t = tt;
-    }
+    const float *t = grouped_dy(l, s, dy, i0, nb, ld);
     for (int g = 0; g < s->groups; g++) /* col_g[kg, ld] = w_g[og, kg]^T t_g[og, ld] */
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kg, (int)ld, (int)og, 1.0f,
                   w + (size_t)g * og * kg, (int)kg, t + (size_t)g * og * ld, (int)ld, 0.0f,
