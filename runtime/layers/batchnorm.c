@@ -13,9 +13,10 @@
  * - Backward as torch's (Sync)BatchNorm: the global sums of dy and dy * (x - mean) (one
  *   batch_sum), then dx = (dy - sum_dy / N - (x - mean) * invstd^2 * sum_dyxmu / N) * invstd *
  *   weight. param_grad is per segment: weight += sum dy * xhat, bias += sum dy, with the
- *   forward's global mean and invstd.
+ *   forward's global mean and invstd; its per-segment sums of dy and dy * (x - mean) are
+ *   backward's rows, so backward (called after the segments' param_grad) reuses them.
  * - Evaluation (pass->train == 0): the running statistics, no buffer changes.
- * - Sums are in double, in a fixed order within a segment (sample by sample, four lanes over a
+ * - Sums are in double, in a fixed order within a segment (sample by sample, LANES lanes over a
  *   sample's positions); rows are added by batch_sum (or in order here when it is NULL), so a
  *   call split into segments gives the same statistics up to the rounding of the per-segment
  *   partial sums. The elementwise passes are float, in torch's order: y = x * alpha + beta,
@@ -36,6 +37,8 @@ typedef struct {
   double *mean;   /* [c] the last training forward's batch mean */
   double *invstd; /* [c] and 1 / sqrt(biased var + eps) */
   double count;   /* and its global count N (samples * l) */
+  int pg_rows;    /* segments whose backward sums param_grad left in the scratch rows since the
+                     last training forward (backward then reuses them); -1: none */
 } bn_state;
 
 static const char *const bn_keys[] = {"eps", "momentum", NULL};
@@ -131,24 +134,29 @@ static int bn_nseg(const dpt_layer_pass *p, size_t n, size_t *seg) {
   return nseg;
 }
 
-/* --- sums in double over a run of L values, in 4 lanes (element k into lane k % 4, the lanes
- * added (0 + 1) + (2 + 3) by lanes_total): a fixed order, four times the throughput of one
- * chain --- */
-static double lanes_total(const double a[4]) {
-  return (a[0] + a[1]) + (a[2] + a[3]);
+/* --- sums in double over a run of L values, in LANES lanes (element k of a run into lane
+ * k % LANES; the tail of a run from lane 0; the lanes added pairwise by lanes_total): a fixed
+ * order that the compiler keeps in vector registers --- */
+#define LANES 16
+
+static double lanes_total(double a[LANES]) {
+  for (int w = LANES / 2; w; w /= 2)
+    for (int r = 0; r < w; r++) a[r] += a[r + w];
+  return a[0];
 }
 
-static void lanes_sum(double a[4], const float *restrict x, size_t L) {
+static void lanes_sum(double *restrict a, const float *restrict x, size_t L) {
   size_t k = 0;
-  for (; k + 4 <= L; k += 4) a[0] += x[k], a[1] += x[k + 1], a[2] += x[k + 2], a[3] += x[k + 3];
+  for (; k + LANES <= L; k += LANES)
+    for (int r = 0; r < LANES; r++) a[r] += x[k + (size_t)r];
   for (size_t r = 0; k < L; k++, r++) a[r] += x[k];
 }
 
 /* a += (x - m)^2 */
-static void lanes_sq(double a[4], const float *restrict x, size_t L, double m) {
+static void lanes_sq(double *restrict a, const float *restrict x, size_t L, double m) {
   size_t k = 0;
-  for (; k + 4 <= L; k += 4)
-    for (int r = 0; r < 4; r++) {
+  for (; k + LANES <= L; k += LANES)
+    for (int r = 0; r < LANES; r++) {
       double d = (double)x[k + (size_t)r] - m;
       a[r] += d * d;
     }
@@ -159,11 +167,11 @@ static void lanes_sq(double a[4], const float *restrict x, size_t L, double m) {
 }
 
 /* a += dy, b += dy * (x - m) */
-static void lanes_dot(double a[4], double b[4], const float *restrict x, const float *restrict dy,
-                      size_t L, double m) {
+static void lanes_dot(double *restrict a, double *restrict b, const float *restrict x,
+                      const float *restrict dy, size_t L, double m) {
   size_t k = 0;
-  for (; k + 4 <= L; k += 4)
-    for (int r = 0; r < 4; r++) {
+  for (; k + LANES <= L; k += LANES)
+    for (int r = 0; r < LANES; r++) {
       a[r] += dy[k + (size_t)r];
       b[r] += (double)dy[k + (size_t)r] * ((double)x[k + (size_t)r] - m);
     }
@@ -174,13 +182,20 @@ static void lanes_dot(double a[4], double b[4], const float *restrict x, const f
 }
 
 /* y = x * alpha + beta over channel ch of n samples, in float as torch's
- * batch_norm_cpu_transform_input (alpha = invstd * weight, beta = bias - mean * alpha) */
+ * batch_norm_cpu_transform_input (alpha = invstd * weight, beta = bias - mean * alpha); with
+ * relu, a following ReLU's max(y, 0) too, as act.c's (l->relu_out: the net fused it) */
 static void transform(const float *x, float *y, size_t n, size_t per, size_t off, size_t L,
-                      float alpha, float beta) {
+                      float alpha, float beta, int relu) {
   for (size_t i = 0; i < n; i++) {
     const float *restrict xs = x + i * per + off;
     float *restrict ys = y + i * per + off;
-    for (size_t k = 0; k < L; k++) ys[k] = xs[k] * alpha + beta;
+    if (relu)
+      for (size_t k = 0; k < L; k++) {
+        float t = xs[k] * alpha + beta;
+        ys[k] = t <= 0.0f ? 0.0f : t;
+      }
+    else
+      for (size_t k = 0; k < L; k++) ys[k] = xs[k] * alpha + beta;
   }
 }
 
@@ -193,7 +208,7 @@ static void bn_forward(dpt_layer *l, const float *params, const float *x, float 
   if (!p->train) {
     for (size_t ch = 0; ch < c; ch++) {
       float alpha = (float)(1.0 / sqrt((double)rv[ch] + s->eps)) * w[ch];
-      transform(x, y, n, per, ch * L, L, alpha, b[ch] - rm[ch] * alpha);
+      transform(x, y, n, per, ch * L, L, alpha, b[ch] - rm[ch] * alpha, l->relu_out);
     }
     return;
   }
@@ -205,7 +220,7 @@ static void bn_forward(dpt_layer *l, const float *params, const float *x, float 
   for (int j = 0; j < nseg; j++) {
     double *row = v + (size_t)j * len;
     for (size_t ch = 0; ch < c; ch++) {
-      double a[4] = {0};
+      double a[LANES] = {0};
       for (size_t i = (size_t)j * seg; i < (size_t)(j + 1) * seg; i++)
         lanes_sum(a, x + i * per + ch * L, L);
       row[ch] = lanes_total(a);
@@ -221,7 +236,7 @@ static void bn_forward(dpt_layer *l, const float *params, const float *x, float 
   for (int j = 0; j < nseg; j++) {
     double *row = v + (size_t)j * c;
     for (size_t ch = 0; ch < c; ch++) {
-      double a[4] = {0};
+      double a[LANES] = {0};
       for (size_t i = (size_t)j * seg; i < (size_t)(j + 1) * seg; i++)
         lanes_sq(a, x + i * per + ch * L, L, s->mean[ch]);
       row[ch] = lanes_total(a);
@@ -236,11 +251,15 @@ static void bn_forward(dpt_layer *l, const float *params, const float *x, float 
     rm[ch] = (float)(mom * s->mean[ch] + (1.0 - mom) * (double)rm[ch]);
     rv[ch] = (float)(mom * unbiased + (1.0 - mom) * (double)rv[ch]);
     float alpha = (float)s->invstd[ch] * w[ch];
-    transform(x, y, n, per, ch * L, L, alpha, b[ch] - (float)s->mean[ch] * alpha);
+    transform(x, y, n, per, ch * L, L, alpha, b[ch] - (float)s->mean[ch] * alpha, l->relu_out);
   }
   nb[0] += 1.0f;
+  s->pg_rows = 0;
 }
 
+/* In a training pass, segment by segment: the sums of dy and dy * (x - mean) are also those
+ * backward reduces, so each segment's row is left in the scratch for it (rows in segment order,
+ * as backward lays them out). */
 static void bn_param_grad(dpt_layer *l, const float *params, const float *x, const float *y,
                           const float *dy, float *grad, size_t n, const dpt_layer_pass *p) {
   (void)params, (void)y;
@@ -248,15 +267,20 @@ static void bn_param_grad(dpt_layer *l, const float *params, const float *x, con
   size_t c = (size_t)s->c, L = s->l, per = l->in_numel;
   float *gw = grad + dpt_layer_at(l, 0), *gb = grad + dpt_layer_at(l, 1);
   const float *rm = dpt_layer_buf(l, 0), *rv = dpt_layer_buf(l, 1);
+  /* segment j starts at sample p->at = j * n of the pass, so row j lies within the scratch */
+  double *row = p->train && s->pg_rows >= 0 && n ? bn_rows(l) + p->at / n * 2 * c : NULL;
   for (size_t ch = 0; ch < c; ch++) { /* xhat with the statistics forward used */
     double m = p->train ? s->mean[ch] : (double)rm[ch];
     double inv = p->train ? s->invstd[ch] : 1.0 / sqrt((double)rv[ch] + s->eps);
-    double a[4] = {0}, b[4] = {0}; /* sum dy, sum dy * (x - mean) */
+    double a[LANES] = {0}, b[LANES] = {0}; /* sum dy, sum dy * (x - mean) */
     for (size_t i = 0; i < n; i++)
       lanes_dot(a, b, x + i * per + ch * L, dy + i * per + ch * L, L, m);
-    gw[ch] += (float)(lanes_total(b) * inv); /* sum dy * xhat */
-    gb[ch] += (float)lanes_total(a);
+    double sa = lanes_total(a), sb = lanes_total(b);
+    gw[ch] += (float)(sb * inv); /* sum dy * xhat */
+    gb[ch] += (float)sa;
+    if (row) row[ch] = sa, row[c + ch] = sb;
   }
+  if (row) s->pg_rows++;
 }
 
 static void bn_backward(dpt_layer *l, const float *params, const float *x, const float *y,
@@ -281,15 +305,17 @@ static void bn_backward(dpt_layer *l, const float *params, const float *x, const
   int nseg = bn_nseg(p, n, &seg);
   double *v = bn_rows(l);
   size_t len = 2 * c;
-  for (int j = 0; j < nseg; j++) {
-    double *row = v + (size_t)j * len;
-    for (size_t ch = 0; ch < c; ch++) {
-      double a[4] = {0}, b[4] = {0};
-      for (size_t i = (size_t)j * seg; i < (size_t)(j + 1) * seg; i++)
-        lanes_dot(a, b, x + i * per + ch * L, dy + i * per + ch * L, L, s->mean[ch]);
-      row[ch] = lanes_total(a), row[c + ch] = lanes_total(b);
+  if (s->pg_rows != nseg) /* param_grad did not leave every segment's sums: compute them */
+    for (int j = 0; j < nseg; j++) {
+      double *row = v + (size_t)j * len;
+      for (size_t ch = 0; ch < c; ch++) {
+        double a[LANES] = {0}, b[LANES] = {0};
+        for (size_t i = (size_t)j * seg; i < (size_t)(j + 1) * seg; i++)
+          lanes_dot(a, b, x + i * per + ch * L, dy + i * per + ch * L, L, s->mean[ch]);
+        row[ch] = lanes_total(a), row[c + ch] = lanes_total(b);
+      }
     }
-  }
+  s->pg_rows = -1;
   bn_sum(p, v, len, nseg);
   /* in float as torch's batch_norm_cpu_backward: k = dotp * invstd^2 / N, gi = (x - mean) * k,
    * dx = (dy - grad_mean - gi) * invstd * weight */
@@ -309,6 +335,7 @@ static void bn_backward(dpt_layer *l, const float *params, const float *x, const
   const dpt_layer_ops dpt_layer_##NAME = {.kind = #NAME,                                           \
                                           .help = HELP,                                            \
                                           .batch = 1,                                              \
+                                          .fuse_relu = 1,                                          \
                                           .setup = SETUP,                                          \
                                           .init = bn_init,                                         \
                                           .reset = bn_reset,                                       \

@@ -111,6 +111,8 @@ typedef struct {
   int batch;        /* forward and backward couple the samples (batch statistics): called once
                        over all of a call's segments, see dpt_layer_pass; param_grad still per
                        segment */
+  int fuse_relu;    /* forward can apply ReLU to its output (when dpt_layer.relu_out is set):
+                       the net then lets it do a following relu layer's forward (see net.c) */
   /* Reads opts ("key=value,key=value"), checks l->in, sets l->out, declares the parameters
    * (dpt_layer_param) and sets up l->state. An error names the layer (l->name). */
   int (*setup)(dpt_layer *l, const char *opts, char *err, size_t errlen);
@@ -154,8 +156,11 @@ struct dpt_layer {
   const float *skip_x;        /* forward: the source's output for this call (skip layers) */
   float *skip_dx;             /* backward: ADD d(loss)/d(skip_x) here (skip layers) */
   float *scratch;             /* ops->scratch floats, set by the net before each pass */
-  void *state;                /* the layer's own: options, fixed-size buffers */
-  dpt_net *net;               /* the net it belongs to */
+  int relu_out; /* forward writes ReLU of its output (ops->fuse_relu; set by the net) */
+  int fused;    /* a relu whose forward the layer before did: its output is that
+                   layer's, forward is skipped, backward runs as usual */
+  void *state;  /* the layer's own: options, fixed-size buffers */
+  dpt_net *net; /* the net it belongs to */
 };
 
 /* Declares a parameter of layer l during setup: tensor "<l->name>.<name>" of shape dims[rank],

@@ -462,7 +462,16 @@ static int grow(dpt_net *n, size_t count, char *err, size_t errlen) {
                     n->what, count);
   }
   n->block = s, n->cap_n = count;
-  for (int i = 0; i < n->nlayers; i++) n->outs[i] = s, s += count * n->layers[i].out_numel;
+  for (int i = 0; i < n->nlayers; i++) {
+    dpt_layer *l = &n->layers[i], *prev = i ? l - 1 : NULL;
+    /* a relu after a layer that can apply it (batchnorm) and whose output nothing else reads:
+     * done in that layer's forward pass over the data, in its output buffer (relu's backward
+     * masks with z <= 0, the same for z and relu(z)) */
+    l->fused = prev && !strcmp(l->ops->kind, "relu") && prev->ops->fuse_relu && !source[i - 1];
+    if (prev) prev->relu_out = l->fused;
+    n->outs[i] = l->fused ? n->outs[i - 1] : s;
+    if (!l->fused) s += count * l->out_numel;
+  }
   for (int i = 0; i < n->nlayers; i++) {
     n->skipacc[i] = source[i] ? s : NULL;
     if (source[i]) s += count * n->layers[i].out_numel;
@@ -528,6 +537,10 @@ static const float *forward(dpt_net *n, const float *params, const float *x, siz
   for (int i = 0; i < n->nlayers; i++) {
     dpt_layer *l = &n->layers[i];
     l->scratch = n->scratch[i];
+    if (l->fused) { /* done by layer i - 1, in place */
+      in = n->outs[i];
+      continue;
+    }
     if (l->ops->batch) {
       l->skip_x = skip_in(n, l, x, 0);
       l->ops->forward(l, params + l->offset, in, n->outs[i], seg * (size_t)p->nseg, p);

@@ -134,6 +134,59 @@ static void test_cnn_with_batchnorm_gradients(void **state) {
   dpt_net_free(net);
 }
 
+/* A relu right after a batchnorm is done in batchnorm's pass (net.c fuses them): the loss, every
+ * gradient and the evaluation outputs are bitwise those of the same net with the relu after a
+ * flatten in between (not fused), in both BatchNorms. */
+static void test_fused_batchnorm_relu_is_unfused(void **state) {
+  (void)state;
+  static const spec fused[] = {
+      {"conv2d", "conv", "out=3,kernel=3,padding=1"},
+      {"batchnorm2d", "bn1", ""},
+      {"relu", "act1", ""},
+      {"flatten", "flat", ""},
+      {"linear", "fc1", "out=4"},
+      {"batchnorm1d", "bn2", ""},
+      {"relu", "act2", ""},
+      {"linear", "fc2", "out=3"},
+  };
+  static const spec apart[] = {
+      {"conv2d", "conv", "out=3,kernel=3,padding=1"},
+      {"batchnorm2d", "bn1", ""},
+      {"flatten", "flat", ""},
+      {"relu", "act1", ""},
+      {"linear", "fc1", "out=4"},
+      {"batchnorm1d", "bn2", ""},
+      {"flatten", "flat2", ""},
+      {"relu", "act2", ""},
+      {"linear", "fc2", "out=3"},
+  };
+  dpt_shape in = {3, {2, 5, 5}};
+  float *pa, *pb;
+  dpt_net *a = make(&in, fused, 8, &pa, 4), *b = make(&in, apart, 9, &pb, 4);
+  size_t np = dpt_net_nparams(a);
+  assert_int_equal(np, dpt_net_nparams(b));
+  assert_memory_equal(pa, pb, np * sizeof *pa);
+  float x[6 * 50];
+  dpt_rng r;
+  dpt_rng_seed(&r, 12, 0);
+  for (int i = 0; i < 6 * 50; i++) x[i] = (float)dpt_rng_normal(&r);
+  int32_t labels[6] = {2, 0, 1, 1, 2, 0};
+  float *ga = calloc(np, sizeof *ga), *gb = calloc(np, sizeof *gb);
+  assert_true(ga && gb);
+  for (int step = 0; step < 2; step++) { /* the second with the running statistics moved */
+    double la = loss_of(a, pa, ga, x, labels, 6), lb = loss_of(b, pb, gb, x, labels, 6);
+    assert_memory_equal(&la, &lb, sizeof la);
+    assert_memory_equal(ga, gb, np * sizeof *ga);
+  }
+  char err[DPT_ERR_LEN] = "";
+  float oa[6 * 3], ob[6 * 3];
+  assert_int_equal(dpt_net_forward(a, pa, x, 6, oa, err, sizeof err), 0);
+  assert_int_equal(dpt_net_forward(b, pb, x, 6, ob, err, sizeof err), 0);
+  assert_memory_equal(oa, ob, sizeof oa);
+  free(ga), free(gb), free(pa), free(pb);
+  dpt_net_free(a), dpt_net_free(b);
+}
+
 static void test_initialisation_is_torchs(void **state) {
   (void)state;
   static const spec s[] = {{"embedding", "emb", "num=500,dim=40"},
@@ -254,6 +307,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_transformer_gradients),
       cmocka_unit_test(test_cnn_with_batchnorm_gradients),
+      cmocka_unit_test(test_fused_batchnorm_relu_is_unfused),
       cmocka_unit_test(test_initialisation_is_torchs),
       cmocka_unit_test(test_embedding_bad_ids_are_nan),
       cmocka_unit_test(test_setup_mistakes_are_named),

@@ -420,7 +420,11 @@ static void test_attention_segments_keep_their_activations(void **state) {
   memcpy(g1, b.grad, b.np * sizeof *g1);
   for (int nseg = 2; nseg <= 4; nseg *= 2) {
     double ls = pass(&b, x, y, DR_N, nseg, 0, 0);
-    assert_memory_equal(&ls, &l1, sizeof ls); /* per-sample products: bitwise outputs */
+    /* per-sample products, but sgemm over fewer rows may take another kernel (OpenBLAS's
+     * small-matrix path under OPENBLAS_CORETYPE=SkylakeX, which dpt sets): close, not bitwise;
+     * another segment's activations would be far off */
+    if (!(fabs(ls - l1) <= SEG_TOL * fabs(l1)))
+      fail_msg("%d segments: loss %.9g, one call %.9g", nseg, ls, l1);
     double rg = rel_diff(b.grad, g1, b.np);
     if (!(rg <= SEG_TOL)) fail_msg("%d segments: gradients differ by %.3g", nseg, rg);
   }
