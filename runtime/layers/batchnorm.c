@@ -5,11 +5,13 @@
  * Invariants:
  * - Parameters "<name>.weight" [C] (ones), "<name>.bias" [C] (zeros); buffers running_mean [C]
  *   (0), running_var [C] (1), num_batches_tracked [1] (0, a float here, int64 in torch).
- * - Training forward: per channel, the global count N and sum of x (one batch_sum), the mean,
- *   then the global sum of (x - mean)^2 (a second batch_sum: two passes, no cancellation);
- *   normalising uses the biased variance, running_var takes the unbiased one (N / (N - 1)),
- *   running = (1 - momentum) * running + momentum * batch, num_batches_tracked += 1; once per
- *   training forward (the net calls a batch kind once per pass).
+ * - Training forward: per channel, the global count N and the sums of x - K and (x - K)^2 in
+ *   one pass over x and one batch_sum, K = running_mean (the same on every rank; near the
+ *   batch mean once it has moved, so E[(x - K)^2] - (mean - K)^2 in double keeps the two-pass
+ *   variance's digits; torch's CPU kernel takes two passes); normalising uses the biased
+ *   variance, running_var takes the unbiased one (N / (N - 1)), running = (1 - momentum) *
+ *   running + momentum * batch, num_batches_tracked += 1; once per training forward (the net
+ *   calls a batch kind once per pass).
  * - Backward as torch's (Sync)BatchNorm: the global sums of dy and dy * (x - mean) (one
  *   batch_sum), then dx = (dy - sum_dy / N - (x - mean) * invstd^2 * sum_dyxmu / N) * invstd *
  *   weight. param_grad is per segment: weight += sum dy * xhat, bias += sum dy, with the
@@ -145,24 +147,18 @@ static double lanes_total(double a[LANES]) {
   return a[0];
 }
 
-static void lanes_sum(double *restrict a, const float *restrict x, size_t L) {
-  size_t k = 0;
-  for (; k + LANES <= L; k += LANES)
-    for (int r = 0; r < LANES; r++) a[r] += x[k + (size_t)r];
-  for (size_t r = 0; k < L; k++, r++) a[r] += x[k];
-}
-
-/* a += (x - m)^2 */
-static void lanes_sq(double *restrict a, const float *restrict x, size_t L, double m) {
+/* a += x - m, q += (x - m)^2 */
+static void lanes_sum_sq(double *restrict a, double *restrict q, const float *restrict x, size_t L,
+                         double m) {
   size_t k = 0;
   for (; k + LANES <= L; k += LANES)
     for (int r = 0; r < LANES; r++) {
       double d = (double)x[k + (size_t)r] - m;
-      a[r] += d * d;
+      a[r] += d, q[r] += d * d;
     }
   for (size_t r = 0; k < L; k++, r++) {
     double d = (double)x[k] - m;
-    a[r] += d * d;
+    a[r] += d, q[r] += d * d;
   }
 }
 
@@ -215,34 +211,29 @@ static void bn_forward(dpt_layer *l, const float *params, const float *x, float 
   size_t seg;
   int nseg = bn_nseg(p, n, &seg);
   double *v = bn_rows(l);
-  size_t len = c + 1;
-  /* pass 1: per segment, the count and the sums of x per channel */
+  size_t len = 2 * c + 1;
+  /* one pass: per segment, the sums of x - K and (x - K)^2 per channel and the count, shifted
+   * by K = running_mean (the same on every rank and segment, and near the batch mean once it
+   * has moved, so the variance E[(x-K)^2] - (mean-K)^2 loses nothing in double) */
   for (int j = 0; j < nseg; j++) {
     double *row = v + (size_t)j * len;
     for (size_t ch = 0; ch < c; ch++) {
-      double a[LANES] = {0};
+      double a[LANES] = {0}, q[LANES] = {0};
       for (size_t i = (size_t)j * seg; i < (size_t)(j + 1) * seg; i++)
-        lanes_sum(a, x + i * per + ch * L, L);
-      row[ch] = lanes_total(a);
+        lanes_sum_sq(a, q, x + i * per + ch * L, L, (double)rm[ch]);
+      row[ch] = lanes_total(a), row[c + ch] = lanes_total(q);
     }
-    row[c] = (double)(seg * L);
+    row[2 * c] = (double)(seg * L);
   }
   bn_sum(p, v, len, nseg);
-  double count = v[c];
+  double count = v[2 * c];
   s->count = count;
   double div = count > 0 ? count : 1.0; /* an empty batch: mean 0 */
-  for (size_t ch = 0; ch < c; ch++) s->mean[ch] = v[ch] / div;
-  /* pass 2: the sums of (x - mean)^2 */
-  for (int j = 0; j < nseg; j++) {
-    double *row = v + (size_t)j * c;
-    for (size_t ch = 0; ch < c; ch++) {
-      double a[LANES] = {0};
-      for (size_t i = (size_t)j * seg; i < (size_t)(j + 1) * seg; i++)
-        lanes_sq(a, x + i * per + ch * L, L, s->mean[ch]);
-      row[ch] = lanes_total(a);
-    }
+  for (size_t ch = 0; ch < c; ch++) {
+    double d = v[ch] / div, m2 = v[c + ch] / div - d * d;
+    s->mean[ch] = (double)rm[ch] + d;
+    v[ch] = count > 0 && m2 > 0 ? m2 * count : 0.0; /* the sum of (x - mean)^2 */
   }
-  bn_sum(p, v, c, nseg);
   double mom = s->momentum;
   for (size_t ch = 0; ch < c; ch++) {
     double var = count > 0 ? v[ch] / count : 0.0;
