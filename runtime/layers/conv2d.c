@@ -16,11 +16,13 @@
  *   sizes; the net calls a layer once per segment, so the sizes do not depend on W). The bias
  *   gradient is summed in double, sample by sample in CONV_LANES partial sums.
  * - Stride-1 "same" convolutions (output plane = input plane) copy and add each kernel tap's
- *   plane as one shifted run (same_shift); the others go row by row.
+ *   plane as one shifted run (same_shift), the columns that would wrap around a row's end
+ *   selected away by a per-column bit mask (cmask); the others go row by row.
  */
 #include <cblas.h>
 #include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,10 +36,14 @@ typedef struct {
   int ph, pw, groups; /* zero padding on each side, groups */
   int kg;             /* column rows per group: cin/groups*kh*kw */
   double *bacc;       /* [cout] bias-gradient sums */
+  uint32_t *cmask;    /* same_shift only: [kw][oh*ow], all ones where kernel column j reads
+                         inside the input row, zero where it would wrap (NULL otherwise) */
 } conv_state;
 
 static const char *const conv_keys[] = {"out",     "kernel", "kh", "kw", "stride",
                                         "padding", "groups", "in", NULL};
+
+static int same_shift(const conv_state *s);
 
 static int conv_setup(dpt_layer *l, const char *opts, char *err, size_t errlen) {
   int rc = dpt_layer_opt_known(l, opts, conv_keys, err, errlen);
@@ -113,6 +119,19 @@ static int conv_setup(dpt_layer *l, const char *opts, char *err, size_t errlen) 
                      .kg = (int)kg,
                      .bacc = bacc};
   l->state = st;
+  if (same_shift(st)) {
+    size_t n = (size_t)oh * (size_t)ow;
+    st->cmask = malloc((size_t)kw * n * sizeof *st->cmask);
+    if (!st->cmask) {
+      snprintf(err, errlen, "%s: out of memory", l->name);
+      return DPT_ENOMEM; /* conv_destroy frees the state */
+    }
+    for (long j = 0; j < kw; j++)
+      for (size_t q = 0; q < n; q++) {
+        long c = (long)(q % (size_t)ow) + j - pad;
+        st->cmask[(size_t)j * n + q] = c >= 0 && c < w ? UINT32_MAX : 0;
+      }
+  }
   l->out.rank = 3;
   l->out.dims[0] = out, l->out.dims[1] = oh, l->out.dims[2] = ow;
   return DPT_OK;
@@ -120,7 +139,7 @@ static int conv_setup(dpt_layer *l, const char *opts, char *err, size_t errlen) 
 
 static void conv_destroy(dpt_layer *l) {
   conv_state *s = l->state;
-  if (s) free(s->bacc);
+  if (s) free(s->bacc), free(s->cmask);
   free(s);
   l->state = NULL;
 }
@@ -163,17 +182,40 @@ static int same_shift(const conv_state *s) {
   return s->sh == 1 && s->sw == 1 && s->ow == s->w && s->oh == s->h;
 }
 
-/* For same_shift: tap (i, j)'s rows [ylo, yhi) are the run of (yhi - ylo)*w elements of the
- * plane starting at the returned offset; [*q0, *q1) is the part of the run inside the plane
- * (only wrapped columns of the first and last row can fall outside it). */
-static long shift_run(const conv_state *s, int i, int j, int ylo, int yhi, size_t *q0, size_t *q1) {
-  long base = (long)(ylo + i - s->ph) * s->w + (j - s->pw);
-  long len = (long)(yhi - ylo) * s->w, plane_n = (long)s->h * s->w;
-  long a = base < 0 ? -base : 0, b = plane_n - base < len ? plane_n - base : len;
-  if (a > len) a = len; /* no rows (ylo == yhi): an empty run, wherever base points */
+/* For same_shift: tap (i, j) reads x[p + off] for output position p, off = (i - ph) * w +
+ * (j - pw); positions [*lo, *hi) read inside the plane, and of those the ones whose column
+ * wraps (cmask zero) read padding. */
+static long shift_off(const conv_state *s, int i, int j, size_t *lo, size_t *hi) {
+  long off = (long)(i - s->ph) * s->w + (j - s->pw), plane_n = (long)s->h * s->w;
+  long a = off < 0 ? -off : 0, b = off > 0 ? plane_n - off : plane_n;
+  if (a > plane_n) a = plane_n;
   if (b < a) b = a;
-  *q0 = (size_t)a, *q1 = (size_t)b;
-  return base;
+  *lo = (size_t)a, *hi = (size_t)b;
+  return off;
+}
+
+/* same_shift: a tap's column row r[p] = x[p + off] where cmask (a select, exact), 0 elsewhere;
+ * loops the compiler vectorises, no call per row */
+static void shift_copy(const conv_state *s, int i, int j, const float *plane, float *restrict r) {
+  size_t lo, hi, n = (size_t)s->h * (size_t)s->w;
+  long off = shift_off(s, i, j, &lo, &hi);
+  const uint32_t *restrict m = s->cmask + (size_t)j * n + lo;
+  const float *restrict src = plane + ((long)lo + off);
+  float *restrict dst = r + lo;
+  for (size_t p = 0; p < lo; p++) r[p] = 0.0f;
+  for (size_t q = 0; q < hi - lo; q++) dst[q] = m[q] ? src[q] : 0.0f;
+  for (size_t p = hi; p < n; p++) r[p] = 0.0f;
+}
+
+/* same_shift's adjoint: plane[p + off] += r[p] where cmask, += +0 elsewhere inside the plane (a
+ * sum that starts at +0 is never -0, so adding +0 changes no bit) */
+static void shift_add(const conv_state *s, int i, int j, const float *r, float *plane) {
+  size_t lo, hi, n = (size_t)s->h * (size_t)s->w;
+  long off = shift_off(s, i, j, &lo, &hi);
+  const uint32_t *restrict m = s->cmask + (size_t)j * n + lo;
+  const float *restrict src = r + lo;
+  float *restrict dst = plane + ((long)lo + off);
+  for (size_t q = 0; q < hi - lo; q++) dst[q] += m[q] ? src[q] : 0.0f;
 }
 
 /* col[(c*kh + i)*kw + j][oy*ow + ox] = x[c][oy*sh - ph + i][ox*sw - pw + j], 0 outside. */
@@ -189,19 +231,12 @@ static void im2col(const conv_state *s, const float *restrict x, float *restrict
         const float *plane = x + (size_t)c * plane_n;
         int lo, hi;
         inside(s->ow, s->sw, s->pw, s->w, j, &lo, &hi);
-        memset(row, 0, (size_t)ylo * ow * sizeof *row);
-        memset(row + (size_t)yhi * ow, 0, (size_t)(s->oh - yhi) * ow * sizeof *row);
-        if (same) { /* rows [ylo, yhi) in one copy, then the wrapped columns zeroed */
-          size_t q0, q1;
-          long base = shift_run(s, i, j, ylo, yhi, &q0, &q1);
-          memcpy(row + (size_t)ylo * ow + q0, plane + base + (long)q0, (q1 - q0) * sizeof *row);
-          for (int oy = ylo; oy < yhi; oy++) {
-            float *r = row + (size_t)oy * ow;
-            for (int ox = 0; ox < lo; ox++) r[ox] = 0.0f;
-            for (int ox = hi; ox < s->ow; ox++) r[ox] = 0.0f;
-          }
+        if (same) {
+          shift_copy(s, i, j, plane, row);
           continue;
         }
+        memset(row, 0, (size_t)ylo * ow * sizeof *row);
+        memset(row + (size_t)yhi * ow, 0, (size_t)(s->oh - yhi) * ow * sizeof *row);
         for (int oy = ylo; oy < yhi; oy++) {
           int iy = oy * s->sh - s->ph + i;
           float *restrict r = row + (size_t)oy * ow;
@@ -234,16 +269,7 @@ static void col2im(const conv_state *s, float *restrict col, size_t ld, float *r
         int lo, hi;
         inside(s->ow, s->sw, s->pw, s->w, j, &lo, &hi);
         if (same) {
-          for (int oy = ylo; oy < yhi; oy++) {
-            float *r = row + (size_t)oy * ow;
-            for (int ox = 0; ox < lo; ox++) r[ox] = 0.0f;
-            for (int ox = hi; ox < s->ow; ox++) r[ox] = 0.0f;
-          }
-          size_t q0, q1;
-          long base = shift_run(s, i, j, ylo, yhi, &q0, &q1);
-          float *restrict dst = plane + base + (long)q0;
-          const float *restrict src = row + (size_t)ylo * ow + q0;
-          for (size_t q = 0; q < q1 - q0; q++) dst[q] += src[q];
+          shift_add(s, i, j, row, plane);
           continue;
         }
         for (int oy = ylo; oy < yhi; oy++) {
