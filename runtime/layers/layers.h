@@ -113,6 +113,8 @@ typedef struct {
                        segment */
   int fuse_relu;    /* forward can apply ReLU to its output (when dpt_layer.relu_out is set):
                        the net then lets it do a following relu layer's forward (see net.c) */
+  int fuse_relu_bwd; /* backward can do the ReLU backward of a relu layer right before it
+                        (when dpt_layer.relu_in is set): the net then skips that relu's */
   /* Reads opts ("key=value,key=value"), checks l->in, sets l->out, declares the parameters
    * (dpt_layer_param) and sets up l->state. An error names the layer (l->name). */
   int (*setup)(dpt_layer *l, const char *opts, char *err, size_t errlen);
@@ -156,11 +158,14 @@ struct dpt_layer {
   const float *skip_x;        /* forward: the source's output for this call (skip layers) */
   float *skip_dx;             /* backward: ADD d(loss)/d(skip_x) here (skip layers) */
   float *scratch;             /* ops->scratch floats, set by the net before each pass */
-  int relu_out; /* forward writes ReLU of its output (ops->fuse_relu; set by the net) */
-  int fused;    /* a relu whose forward the layer before did: its output is that
-                   layer's, forward is skipped, backward runs as usual */
-  void *state;  /* the layer's own: options, fixed-size buffers */
-  dpt_net *net; /* the net it belongs to */
+  /* set by the net where it fuses a relu into a neighbour (net.c grow): */
+  int relu_out;  /* forward writes ReLU of its output (ops->fuse_relu) */
+  int fused;     /* a relu whose forward the layer before did (its output is that layer's) */
+  int relu_in;   /* backward masks dx where its input is <= 0 (ops->fuse_relu_bwd): the
+                    backward of the relu before it */
+  int bwd_fused; /* a relu whose backward the layer after does (skipped) */
+  void *state;   /* the layer's own: options, fixed-size buffers */
+  dpt_net *net;  /* the net it belongs to */
 };
 
 /* Declares a parameter of layer l during setup: tensor "<l->name>.<name>" of shape dims[rank],

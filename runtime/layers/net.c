@@ -471,6 +471,11 @@ static int grow(dpt_net *n, size_t count, char *err, size_t errlen) {
     if (prev) prev->relu_out = l->fused;
     n->outs[i] = l->fused ? n->outs[i - 1] : s;
     if (!l->fused) s += count * l->out_numel;
+    /* a relu before a layer whose backward can mask with its input (maxpool: dx is dy at the
+     * window's maximum m, and relu's mask at that position is m <= 0), read by nothing else */
+    dpt_layer *next = i + 1 < n->nlayers ? l + 1 : NULL;
+    l->bwd_fused = next && !strcmp(l->ops->kind, "relu") && next->ops->fuse_relu_bwd && !source[i];
+    if (next) next->relu_in = l->bwd_fused;
   }
   for (int i = 0; i < n->nlayers; i++) {
     n->skipacc[i] = source[i] ? s : NULL;
@@ -598,6 +603,7 @@ static void backward(dpt_net *n, const float *params, float *grad, const float *
     if (l->ops->param_grad) param_grads(n, l, lp, in, d, grad, seg, p);
     if (l->len && p->ready) p->ready(p->ready_ctx, l->offset, l->len);
     if (i == 0) break;
+    if (l->bwd_fused) continue; /* done by layer i + 1, in place */
     float *dx = l->ops->elementwise ? d : dn;
     if (l->ops->batch) {
       l->skip_dx = skip_grad(n, l, 0);

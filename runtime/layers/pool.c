@@ -219,7 +219,7 @@ static void max22_fwd(const float *r0, const float *r1, int ow, float *y) {
 }
 
 static void max22_bwd(const float *r0, const float *r1, int ow, const float *dy, float *d0,
-                      float *d1) {
+                      float *d1, int relu) {
   const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
   const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
   for (int ox = 0; ox < ow; ox += 16) {
@@ -228,6 +228,8 @@ static void max22_bwd(const float *r0, const float *r1, int ow, const float *dy,
     __m512 m;
     __m512i at = max22_v(r0, r1, ox, len, &m);
     __m512 g = _mm512_add_ps(_mm512_setzero_ps(), _mm512_maskz_loadu_ps(k, dy + ox));
+    if (relu) /* relu's backward: 0 where its output, the window's maximum, is <= 0 */
+      g = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(m, _mm512_setzero_ps(), _CMP_NLE_UQ), g);
     __m512 w[4];
     for (int q = 0; q < 4; q++)
       w[q] = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at, _mm512_set1_epi32(q)), g);
@@ -256,10 +258,11 @@ static void max22_fwd(const float *r0, const float *r1, int ow, float *y) {
 }
 
 static void max22_bwd(const float *r0, const float *r1, int ow, const float *dy, float *d0,
-                      float *d1) {
+                      float *d1, int relu) {
   for (int ox = 0; ox < ow; ox++) {
     float m, g = 0.0f + dy[ox];
     int at = max22_at(r0, r1, ox, &m);
+    if (relu && m <= 0.0f) g = 0.0f;
     d0[2 * ox] = at == 0 ? g : 0.0f, d0[2 * ox + 1] = at == 1 ? g : 0.0f;
     d1[2 * ox] = at == 2 ? g : 0.0f, d1[2 * ox + 1] = at == 3 ? g : 0.0f;
   }
@@ -302,6 +305,9 @@ static void maxpool_backward(dpt_layer *l, const float *params, const float *x, 
   size_t in_plane = (size_t)s->h * (size_t)s->w, out_plane = (size_t)s->oh * (size_t)s->ow;
   size_t w = (size_t)s->w;
   int k22 = s->ph == 0 && s->pw == 0 && s->kh == 2 && s->kw == 2 && s->sh == 2 && s->sw == 2;
+  /* with relu_in, the preceding relu's backward too: nothing reaches a position whose value
+   * (relu's output) is <= 0, which relu would have zeroed (the rest of dx is 0 either way) */
+  int relu = l->relu_in;
   /* the 2x2 path writes every window whole: only an odd last row or column stays to zero */
   if (!k22 || s->h % 2 || s->w % 2) memset(dx, 0, n * l->in_numel * sizeof *dx);
   if (s->ph == 0 && s->pw == 0) { /* as maxpool_forward */
@@ -313,10 +319,12 @@ static void maxpool_backward(dpt_layer *l, const float *params, const float *x, 
         const float *dyr = dyq + (size_t)oy * (size_t)s->ow;
         float m;
         if (k22) /* disjoint windows, each written whole */
-          max22_bwd(plane + r, plane + r + w, s->ow, dyr, dxq + r, dxq + r + w);
+          max22_bwd(plane + r, plane + r + w, s->ow, dyr, dxq + r, dxq + r + w, relu);
         else
-          for (int ox = 0; ox < s->ow; ox++)
-            dxq[argmax_inside(s, plane, r + (size_t)ox * (size_t)s->sw, &m)] += dyr[ox];
+          for (int ox = 0; ox < s->ow; ox++) {
+            size_t at = argmax_inside(s, plane, r + (size_t)ox * (size_t)s->sw, &m);
+            if (!(relu && m <= 0.0f)) dxq[at] += dyr[ox];
+          }
       }
     }
     return;
@@ -326,7 +334,8 @@ static void maxpool_backward(dpt_layer *l, const float *params, const float *x, 
       for (int ox = 0; ox < s->ow; ox++) {
         float m;
         size_t at = argmax(s, x + q * in_plane, oy, ox, &m);
-        dx[q * in_plane + at] += dy[q * out_plane + (size_t)oy * (size_t)s->ow + ox];
+        if (!(relu && m <= 0.0f))
+          dx[q * in_plane + at] += dy[q * out_plane + (size_t)oy * (size_t)s->ow + ox];
       }
 }
 
@@ -373,6 +382,7 @@ const dpt_layer_ops dpt_layer_maxpool2d = {
     .kind = "maxpool2d",
     .help = "kernel=K (or kh=,kw=)" POOL_HELP,
     .setup = pool_setup,
+    .fuse_relu_bwd = 1,
     .forward = maxpool_forward,
     .backward = maxpool_backward,
     .destroy = pool_destroy,

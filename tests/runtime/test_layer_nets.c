@@ -134,12 +134,42 @@ static void test_cnn_with_batchnorm_gradients(void **state) {
   dpt_net_free(net);
 }
 
-/* A relu right after a batchnorm is done in batchnorm's pass (net.c fuses them): the loss, every
- * gradient and the evaluation outputs are bitwise those of the same net with the relu after a
- * flatten in between (not fused), in both BatchNorms. */
-static void test_fused_batchnorm_relu_is_unfused(void **state) {
+/* Nets a and b compute the same function, b with the layers net.c fuses kept apart: the loss,
+ * every gradient (two training passes: the second with running statistics moved) and the
+ * evaluation outputs are bitwise the same. */
+static void same_nets(const dpt_shape *in, const spec *fa, int na, const spec *fb, int nb) {
+  float *pa, *pb;
+  dpt_net *a = make(in, fa, na, &pa, 4), *b = make(in, fb, nb, &pb, 4);
+  size_t np = dpt_net_nparams(a), xin = 1, nout = 6 * 3;
+  for (int i = 0; i < in->rank; i++) xin *= (size_t)in->dims[i];
+  assert_int_equal(np, dpt_net_nparams(b));
+  assert_memory_equal(pa, pb, np * sizeof *pa);
+  float *x = malloc(6 * xin * sizeof *x), *oa = malloc(nout * sizeof *oa),
+        *ob = malloc(nout * sizeof *ob);
+  float *ga = calloc(np, sizeof *ga), *gb = calloc(np, sizeof *gb);
+  assert_true(x && oa && ob && ga && gb);
+  dpt_rng r;
+  dpt_rng_seed(&r, 12, 0);
+  for (size_t i = 0; i < 6 * xin; i++) x[i] = (float)dpt_rng_normal(&r);
+  int32_t labels[6] = {2, 0, 1, 1, 2, 0};
+  for (int step = 0; step < 2; step++) {
+    double la = loss_of(a, pa, ga, x, labels, 6), lb = loss_of(b, pb, gb, x, labels, 6);
+    assert_memory_equal(&la, &lb, sizeof la);
+    assert_memory_equal(ga, gb, np * sizeof *ga);
+  }
+  char err[DPT_ERR_LEN] = "";
+  assert_int_equal(dpt_net_forward(a, pa, x, 6, oa, err, sizeof err), 0);
+  assert_int_equal(dpt_net_forward(b, pb, x, 6, ob, err, sizeof err), 0);
+  assert_memory_equal(oa, ob, nout * sizeof *oa);
+  free(x), free(oa), free(ob), free(ga), free(gb), free(pa), free(pb);
+  dpt_net_free(a), dpt_net_free(b);
+}
+
+/* net.c fuses a relu into the batchnorm before it (forward) and into the maxpool after it
+ * (backward); a layer in between (flatten, dropout p=0: exact identities) keeps them apart. */
+static void test_fused_relu_is_unfused(void **state) {
   (void)state;
-  static const spec fused[] = {
+  static const spec bn_fused[] = {
       {"conv2d", "conv", "out=3,kernel=3,padding=1"},
       {"batchnorm2d", "bn1", ""},
       {"relu", "act1", ""},
@@ -149,7 +179,7 @@ static void test_fused_batchnorm_relu_is_unfused(void **state) {
       {"relu", "act2", ""},
       {"linear", "fc2", "out=3"},
   };
-  static const spec apart[] = {
+  static const spec bn_apart[] = {
       {"conv2d", "conv", "out=3,kernel=3,padding=1"},
       {"batchnorm2d", "bn1", ""},
       {"flatten", "flat", ""},
@@ -160,31 +190,54 @@ static void test_fused_batchnorm_relu_is_unfused(void **state) {
       {"relu", "act2", ""},
       {"linear", "fc2", "out=3"},
   };
-  dpt_shape in = {3, {2, 5, 5}};
-  float *pa, *pb;
-  dpt_net *a = make(&in, fused, 8, &pa, 4), *b = make(&in, apart, 9, &pb, 4);
-  size_t np = dpt_net_nparams(a);
-  assert_int_equal(np, dpt_net_nparams(b));
-  assert_memory_equal(pa, pb, np * sizeof *pa);
-  float x[6 * 50];
-  dpt_rng r;
-  dpt_rng_seed(&r, 12, 0);
-  for (int i = 0; i < 6 * 50; i++) x[i] = (float)dpt_rng_normal(&r);
-  int32_t labels[6] = {2, 0, 1, 1, 2, 0};
-  float *ga = calloc(np, sizeof *ga), *gb = calloc(np, sizeof *gb);
-  assert_true(ga && gb);
-  for (int step = 0; step < 2; step++) { /* the second with the running statistics moved */
-    double la = loss_of(a, pa, ga, x, labels, 6), lb = loss_of(b, pb, gb, x, labels, 6);
-    assert_memory_equal(&la, &lb, sizeof la);
-    assert_memory_equal(ga, gb, np * sizeof *ga);
-  }
-  char err[DPT_ERR_LEN] = "";
-  float oa[6 * 3], ob[6 * 3];
-  assert_int_equal(dpt_net_forward(a, pa, x, 6, oa, err, sizeof err), 0);
-  assert_int_equal(dpt_net_forward(b, pb, x, 6, ob, err, sizeof err), 0);
-  assert_memory_equal(oa, ob, sizeof oa);
-  free(ga), free(gb), free(pa), free(pb);
-  dpt_net_free(a), dpt_net_free(b);
+  dpt_shape in5 = {3, {2, 5, 5}}, in6 = {3, {2, 6, 6}};
+  same_nets(&in5, bn_fused, 8, bn_apart, 9);
+  /* batchnorm -> relu -> 2x2 maxpool: both fusions; 6x6 and 5x5 (an uncovered row/column) */
+  static const spec pool_fused[] = {
+      {"conv2d", "conv", "out=3,kernel=3,padding=1"},
+      {"batchnorm2d", "bn", ""},
+      {"relu", "act", ""},
+      {"maxpool2d", "pool", "kernel=2"},
+      {"flatten", "flat", ""},
+      {"linear", "fc", "out=3"},
+  };
+  static const spec pool_apart[] = {
+      {"conv2d", "conv", "out=3,kernel=3,padding=1"},
+      {"batchnorm2d", "bn", ""},
+      {"dropout", "id1", "p=0"},
+      {"relu", "act", ""},
+      {"dropout", "id2", "p=0"},
+      {"maxpool2d", "pool", "kernel=2"},
+      {"flatten", "flat", ""},
+      {"linear", "fc", "out=3"},
+  };
+  same_nets(&in6, pool_fused, 6, pool_apart, 8);
+  same_nets(&in5, pool_fused, 6, pool_apart, 8);
+  /* conv -> relu -> overlapping and padded max-pools (the general paths), relu with its own
+   * output */
+  static const spec gen_fused[] = {
+      {"conv2d", "conv", "out=3,kernel=3,padding=1"},
+      {"relu", "act", ""},
+      {"maxpool2d", "pool", "kernel=3,stride=2,padding=1"},
+      {"conv2d", "conv2", "out=3,kernel=3,padding=1"},
+      {"relu", "act2", ""},
+      {"maxpool2d", "pool2", "kernel=2,stride=1"},
+      {"flatten", "flat", ""},
+      {"linear", "fc", "out=3"},
+  };
+  static const spec gen_apart[] = {
+      {"conv2d", "conv", "out=3,kernel=3,padding=1"},
+      {"relu", "act", ""},
+      {"dropout", "id", "p=0"},
+      {"maxpool2d", "pool", "kernel=3,stride=2,padding=1"},
+      {"conv2d", "conv2", "out=3,kernel=3,padding=1"},
+      {"relu", "act2", ""},
+      {"dropout", "id2", "p=0"},
+      {"maxpool2d", "pool2", "kernel=2,stride=1"},
+      {"flatten", "flat", ""},
+      {"linear", "fc", "out=3"},
+  };
+  same_nets(&in6, gen_fused, 8, gen_apart, 10);
 }
 
 static void test_initialisation_is_torchs(void **state) {
@@ -307,7 +360,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_transformer_gradients),
       cmocka_unit_test(test_cnn_with_batchnorm_gradients),
-      cmocka_unit_test(test_fused_batchnorm_relu_is_unfused),
+      cmocka_unit_test(test_fused_relu_is_unfused),
       cmocka_unit_test(test_initialisation_is_torchs),
       cmocka_unit_test(test_embedding_bad_ids_are_nan),
       cmocka_unit_test(test_setup_mistakes_are_named),
