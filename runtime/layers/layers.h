@@ -105,14 +105,14 @@ typedef struct dpt_net dpt_net;
 
 /* --- a layer kind --- */
 typedef struct {
-  const char *kind; /* "linear", "relu", ... */
-  const char *help; /* its options, for errors and listings: "out=N (output features)" */
-  int elementwise;  /* out shape = in shape, and backward runs in place (dx == dy) */
-  int batch;        /* forward and backward couple the samples (batch statistics): called once
-                       over all of a call's segments, see dpt_layer_pass; param_grad still per
-                       segment */
-  int fuse_relu;    /* forward can apply ReLU to its output (when dpt_layer.relu_out is set):
-                       the net then lets it do a following relu layer's forward (see net.c) */
+  const char *kind;  /* "linear", "relu", ... */
+  const char *help;  /* its options, for errors and listings: "out=N (output features)" */
+  int elementwise;   /* out shape = in shape, and backward runs in place (dx == dy) */
+  int batch;         /* forward and backward couple the samples (batch statistics): called once
+                        over all of a call's segments, see dpt_layer_pass; param_grad still per
+                        segment */
+  int fuse_relu;     /* forward can apply ReLU to its output (when dpt_layer.relu_out is set):
+                        the net then lets it do a following relu layer's forward (see net.c) */
   int fuse_relu_bwd; /* backward can do the ReLU backward of a relu layer right before it
                         (when dpt_layer.relu_in is set): the net then skips that relu's */
   /* Reads opts ("key=value,key=value"), checks l->in, sets l->out, declares the parameters
