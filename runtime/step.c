@@ -95,12 +95,12 @@ static void seg_grad(void *ctx, int seg, size_t offset, size_t len, const float 
   dpt_reducer_exact_add_range(ctx, offset, len, g);
 }
 
-/* The reducer's ready callback, through the run: the first range of a step opens the gradient
- * reduction's window (timing.c). */
+/* The reducer's ready callback, through the run: timing.c sees when the first bucket starts. */
 static void grad_ready(void *ctx, size_t offset, size_t len) {
   run *r = ctx;
-  dpt_timing_ready(&r->timing);
+  dpt_timing_ready(&r->timing, offset, len);
   dpt_reducer_ready(r->reducer, offset, len);
+  dpt_timing_ready_done(&r->timing);
 }
 
 /* Forward and backward on the n samples in r->x: loss_grad_pass when the model has it (the
@@ -370,7 +370,7 @@ int dpt_train_step(run *r, const dpt_train_opts *o, long s, dpt_step_info *info,
   dpt_model *m = r->model;
   double t0 = dpt_now();
   step_sums sums = {0};
-  dpt_timing_step_begin(&r->timing, o->overlap && !r->det);
+  dpt_timing_step_begin(&r->timing, o->overlap && !r->det, m->nparams, dpt_train_bucket_floats(o));
   buffers_save(r);
   int rc = r->det ? reduce_exact(r, o, s, &sums, err, errlen)
                   : reduce_buckets(r, o, s, &sums, err, errlen);

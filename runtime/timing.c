@@ -3,9 +3,11 @@
  * Invariants:
  * - compute + the waits = the step: every blocking collective of a step is bracketed by
  *   dpt_timing_wait / dpt_timing_done, and compute is what remains.
- * - The hidden fraction is the part of the gradient reduction's window (first ready range to
- *   the end of its wait) that lay before backward ended: 1 when nothing was left to wait for,
- *   0 when every bucket started in the wait (deterministic mode, --overlap 0).
+ * - The hidden fraction is the part of the gradient reduction's window (the start of its first
+ *   bucket to the end of its wait) in which backward computed (before its end, outside the
+ *   reducer's calls, whose MPI work backward waits for): near 1 when nothing was left to wait
+ *   for, 0 when every bucket started in the wait (deterministic mode, --overlap 0) or the one
+ *   bucket holds the whole gradient.
  * - Per-rank figures cost one small collective per log interval (--log-every steps, and the
  *   run's last step), none per step: every rank reaches the same interval ends (the step count
  *   and a stop are agreed), so the gather never waits for a rank that will not come.
@@ -19,11 +21,15 @@
 
 /* --- one step --- */
 
-void dpt_timing_step_begin(dpt_timing *t, int overlap) {
+void dpt_timing_step_begin(dpt_timing *t, int overlap, size_t n, size_t bucket) {
   memset(&t->cur, 0, sizeof t->cur);
   t->t_step = dpt_now();
   t->t_wait = t->t_ready = t->t_bwd_end = 0;
   t->overlap = overlap;
+  t->first_lo = bucket > 0 && n > 0 ? (n - 1) / bucket * bucket : 0;
+  t->first_len = n - t->first_lo;
+  t->first_done = 0;
+  t->t_call = t->in_ready = 0;
 }
 
 void dpt_timing_wait(dpt_timing *t, int kind, long step, const char *what) {
@@ -39,15 +45,25 @@ void dpt_timing_done(dpt_timing *t) {
   t->cur.wait[t->wait_kind] += now - t->t_wait;
   if (t->wait_kind == DPT_WAIT_GRAD) { /* the window closes with the gradient's wait */
     double start = t->overlap && t->t_ready > 0 ? t->t_ready : t->t_wait;
-    double bwd = t->t_bwd_end > start ? t->t_bwd_end : start;
+    double hidden = t->overlap && t->t_ready > 0 ? t->t_bwd_end - start - t->in_ready : 0;
     t->cur.window += now - start;
-    t->cur.hidden_s += bwd - start;
+    t->cur.hidden_s += hidden > 0 ? hidden : 0;
   }
   t->t_wait = 0;
 }
 
-void dpt_timing_ready(dpt_timing *t) {
-  if (t->t_ready == 0) t->t_ready = dpt_now();
+void dpt_timing_ready(dpt_timing *t, size_t offset, size_t len) {
+  if (t->t_ready == 0) {
+    size_t lo = offset > t->first_lo ? offset : t->first_lo, hi = offset + len;
+    if (hi > lo) t->first_done += hi - lo;
+    if (t->first_done >= t->first_len) t->t_ready = dpt_now();
+  }
+  t->t_call = t->t_ready != 0 ? dpt_now() : 0;
+}
+
+void dpt_timing_ready_done(dpt_timing *t) {
+  if (t->t_call != 0) t->in_ready += dpt_now() - t->t_call;
+  t->t_call = 0;
 }
 
 void dpt_timing_backward_done(dpt_timing *t) {
@@ -85,6 +101,11 @@ void dpt_timing_take(dpt_timing *t, double *v) {
   t->steps = 0;
   t->sum_step = t->sum_compute = t->sum_window = t->sum_hidden = 0;
   memset(t->sum_wait, 0, sizeof t->sum_wait);
+}
+
+size_t dpt_train_bucket_floats(const dpt_train_opts *o) {
+  size_t bucket = (size_t)(o->bucket_mb * 1048576.0) / sizeof(float); /* as make_reducer */
+  return bucket > (size_t)1 << 30 ? (size_t)1 << 30 : bucket;         /* comm/reducer.c's cap */
 }
 
 /* --- the interval: every rank's figures on rank 0 --- */

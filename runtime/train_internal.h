@@ -85,6 +85,9 @@ int dpt_train_shared_failure(run *r, int rc, char *err, size_t errlen);
 
 /* --- timing.c --- */
 
+/* Floats per gradient bucket as the reducer cuts them (--bucket-mb). */
+size_t dpt_train_bucket_floats(const dpt_train_opts *o);
+
 /* At the end of a log interval (--log-every steps, the run's last step, an agreed stop): every
  * rank's timings to rank 0, into the metrics file (and --verbose's line); else nothing.
  * Collective at those steps only. */

@@ -60,6 +60,9 @@ for r in (r for r in recs if r["type"] == "step"):
     assert r["comm_hidden"] is None or 0 <= r["comm_hidden"] <= 1, r
     assert r["wait_stats_s"] == 0, r  # no BatchNorm in this model
 assert any(r["type"] == "step" and r["wait_gather_s"] > 0 for r in recs), "ZeRO 1: no all-gather wait"
+# one bucket (--bucket-mb 25 holds all 75k gradients) starts when backward has ended: nothing hidden
+hid = sorted(r["comm_hidden"] for r in recs if r["type"] == "step")
+assert hid[len(hid) // 2] < 0.5, f"one bucket, yet a median of {hid[len(hid) // 2]} hidden"
 tim = [r for r in recs if r["type"] == "timing"]
 assert [t["step"] for t in tim] == [100, 200, 300, 400, 500, 512], [t["step"] for t in tim]
 assert [t["first_step"] for t in tim] == [1, 101, 201, 301, 401, 501], tim
@@ -89,7 +92,8 @@ PY
 grep -q ">resumed<" plots/loss_step.svg || fail "dpt plot --label=NAME did not name the run"
 
 # --verbose: rank 0 prints every interval's figures (rank 0 and the largest over ranks); ZeRO 0
-# has no all-gather; BatchNorm's statistics are summed across ranks and timed as such
+# has no all-gather; BatchNorm's statistics are summed across ranks and timed as such; with
+# --overlap 0 every bucket starts in the wait: nothing hidden
 cat > bn.ini <<'INI'
 [fc1]
 kind = linear
@@ -103,7 +107,8 @@ kind = linear
 out = 4
 INI
 timeout 120 mpirun --oversubscribe -n 2 "$dpt" train --data d.h5 --model bn.ini --batch 32 \
-  --max-steps 40 --log-every 16 --zero 0 --run-dir bn --progress none --verbose > bn.out 2>&1 \
+  --max-steps 40 --log-every 16 --zero 0 --overlap 0 --run-dir bn --progress none --verbose \
+  > bn.out 2>&1 \
   || { cat bn.out; fail "the --verbose run"; }
 for range in 1-16 17-32 33-40; do
   grep -q "^dpt: timings, steps $range (ms per step, rank 0 / largest over 2 ranks): step [0-9.]* / [0-9.]*, compute [0-9.]* / [0-9.]* (slowest rank [01]), waits .*gradient [0-9.]* / [0-9.]* (.* hidden behind backward), all-gather 0.000 / 0.000, loss and norm [0-9.]* / [0-9.]*, batch statistics [0-9.]* / [0-9.]*$" bn.out \
@@ -115,7 +120,17 @@ recs = [json.loads(line) for line in open(sys.argv[1])]
 steps = [r for r in recs if r["type"] == "step"]
 assert all(r["wait_gather_s"] == 0 for r in steps), "ZeRO 0 waited for an all-gather"
 assert all(r["wait_stats_s"] > 0 for r in steps), "BatchNorm's statistics sums were not timed"
+assert all(r["comm_hidden"] == 0 for r in steps), "--overlap 0, yet some reduction was hidden"
 print(f"ZeRO 0: no all-gather wait; BatchNorm: statistics wait "
       f"{sum(r['wait_stats_s'] for r in steps) / len(steps) * 1e3:.3f} ms per step")
+PY
+# small buckets (0.01 MiB: 30 of them) start while backward still computes the earlier layers
+timeout 120 mpirun --oversubscribe -n 2 "$dpt" train --data d.h5 --model mlp:32-256-256-4 \
+  --batch 8 --max-steps 40 --bucket-mb 0.01 --run-dir small --progress none > small.out 2>&1 || { cat small.out; fail "the --bucket-mb 0.01 run"; }
+$py - small/metrics.jsonl <<'PY' || fail "small/metrics.jsonl"
+import json, sys
+hid = [json.loads(l)["comm_hidden"] for l in open(sys.argv[1]) if '"type":"step"' in l]
+assert sum(h > 0 for h in hid) >= 0.9 * len(hid), f"small buckets, yet nothing hidden: {hid}"
+print(f"--bucket-mb 0.01: {sum(hid) / len(hid):.0%} of the reduction hidden on average")
 PY
 echo ok
