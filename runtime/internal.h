@@ -3,6 +3,7 @@
 #define DPT_RUNTIME_INTERNAL_H
 
 #include "runtime.h"
+#include "timing.h"
 
 #include <stdio.h>
 
@@ -30,10 +31,11 @@ typedef struct {
   double lr;
   double grad_norm; /* global L2 norm before clipping (NAN when not computed) */
   double samples_per_s;
-  double comm_wait; /* seconds this step waited for communication */
-  int stop;         /* the ranks agreed to stop after this step: 1 a signal, 2 time limit */
-  int skipped;      /* the update was skipped (non-finite values, --on-nonfinite skip) */
-  int stop_ranks;   /* how many ranks asked to */
+  double comm_wait;       /* seconds this step waited for communication */
+  int stop;               /* the ranks agreed to stop after this step: 1 a signal, 2 time limit */
+  int skipped;            /* the update was skipped (non-finite values, --on-nonfinite skip) */
+  int stop_ranks;         /* how many ranks asked to */
+  dpt_step_timing timing; /* where this rank's step time went (timing.h) */
 } dpt_step_info;
 
 typedef struct {
@@ -59,6 +61,10 @@ int dpt_report_finish(dpt_report *r, MPI_Comm comm, int rc, char *err, size_t er
  * optimizer-state bytes per rank (largest) and over all ranks. */
 void dpt_report_run(dpt_report *r, const char *label, int ranks, int zero, size_t nparams,
                     double state_max, double state_total);
+
+/* One "timing" record: every rank's figures of a log interval, the slowest rank, the largest
+ * of each (timing.c gathers them). */
+void dpt_report_timing(dpt_report *r, const dpt_timing_table *t);
 
 /* --- checkpoints of a run (checkpoint.c) --- */
 

@@ -341,14 +341,20 @@ static void draw(dpt_report *r, const dpt_step_info *s, const char *eta) {
 void dpt_report_step(dpt_report *r, const dpt_step_info *s) {
   if (!r) return;
   double now = dpt_now(), t = now - r->t0;
-  char loss[32], norm[32], rec[512]; /* JSON has no NaN: null */
+  const dpt_step_timing *tm = &s->timing;
+  char loss[32], norm[32], hidden[32], rec[1024]; /* JSON has no NaN: null */
   json_num(loss, sizeof loss, s->loss);
   json_num(norm, sizeof norm, s->grad_norm);
+  json_num(hidden, sizeof hidden, tm->hidden);
   int n = snprintf(rec, sizeof rec,
                    "{\"type\":\"step\",\"step\":%ld,\"epoch\":%d,\"loss\":%s,\"lr\":%.9g,"
                    "\"grad_norm\":%s,\"samples_per_s\":%.6g,\"comm_wait_s\":%.6g,"
-                   "\"time\":%.6f%s}\n",
-                   s->step, s->epoch, loss, s->lr, norm, s->samples_per_s, s->comm_wait, t,
+                   "\"step_s\":%.6g,\"compute_s\":%.6g,\"wait_grad_s\":%.6g,"
+                   "\"wait_gather_s\":%.6g,\"wait_small_s\":%.6g,\"wait_stats_s\":%.6g,"
+                   "\"comm_hidden\":%s,\"time\":%.6f%s}\n",
+                   s->step, s->epoch, loss, s->lr, norm, s->samples_per_s, s->comm_wait, tm->step,
+                   tm->compute, tm->wait[DPT_WAIT_GRAD], tm->wait[DPT_WAIT_GATHER],
+                   tm->wait[DPT_WAIT_SMALL], tm->wait[DPT_WAIT_STATS], hidden, t,
                    s->skipped ? ",\"skipped\":true" : "");
   put(r, rec, (size_t)n < sizeof rec ? (size_t)n : sizeof rec - 1);
   if (isfinite(s->loss))
@@ -392,6 +398,47 @@ void dpt_report_run(dpt_report *r, const char *label, int ranks, int zero, size_
          ",\"ranks\":%d,\"zero\":%d,\"params\":%zu,"
          "\"state_bytes_per_rank_max\":%.0f,\"state_bytes_total\":%.0f}\n",
          ranks, zero, nparams, state_max, state_total);
+  put(r, b.buf, b.len);
+  free(b.buf);
+}
+
+/* The names of the timing values (timing.h's DPT_TIMING_* order) in the "timing" record. */
+static const char *const timing_names[DPT_TIMING_VALUES] = {
+    [DPT_TIMING_STEP] = "step_s",
+    [DPT_TIMING_COMPUTE] = "compute_s",
+    [DPT_TIMING_WAIT0 + DPT_WAIT_GRAD] = "wait_grad_s",
+    [DPT_TIMING_WAIT0 + DPT_WAIT_GATHER] = "wait_gather_s",
+    [DPT_TIMING_WAIT0 + DPT_WAIT_SMALL] = "wait_small_s",
+    [DPT_TIMING_WAIT0 + DPT_WAIT_STATS] = "wait_stats_s",
+    [DPT_TIMING_WAIT_TOTAL] = "comm_wait_s",
+    [DPT_TIMING_HIDDEN] = "comm_hidden",
+};
+
+void dpt_report_timing(dpt_report *r, const dpt_timing_table *t) {
+  if (!r) return;
+  jbuf b = {malloc(4096), 0, 4096, 1};
+  if (!b.buf) return;
+  char num[32];
+  jb_add(&b,
+         "{\"type\":\"timing\",\"step\":%ld,\"first_step\":%ld,\"steps\":%ld,\"ranks\":%d,"
+         "\"slowest_rank\":%d,\"per_rank\":{",
+         t->step, t->first_step, t->steps, t->ranks, t->slowest);
+  for (int j = 0; j < DPT_TIMING_VALUES; j++) {
+    jb_add(&b, "%s\"%s\":[", j ? "," : "", timing_names[j]);
+    for (int k = 0; k < t->ranks; k++) {
+      json_num(num, sizeof num, t->values[(size_t)k * DPT_TIMING_VALUES + j]);
+      jb_add(&b, "%s%s", k ? "," : "", num);
+    }
+    jb_add(&b, "]");
+  }
+  jb_add(&b, "},\"max\":{");
+  for (int j = 0; j < DPT_TIMING_VALUES; j++) {
+    if (j == DPT_TIMING_HIDDEN) continue; /* its worst is the smallest */
+    json_num(num, sizeof num, t->max[j]);
+    jb_add(&b, "%s\"%s\":%s", j ? "," : "", timing_names[j], num);
+  }
+  json_num(num, sizeof num, t->hidden_min);
+  jb_add(&b, "},\"comm_hidden_min\":%s,\"time\":%.6f}\n", num, dpt_now() - r->t0);
   put(r, b.buf, b.len);
   free(b.buf);
 }

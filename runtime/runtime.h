@@ -308,7 +308,7 @@ typedef struct {
   double seconds;       /* wall time of the training loop */
   double samples_per_s; /* global samples per second over the run */
   size_t state_bytes;   /* optimizer state bytes held by this rank */
-  double comm_wait_s;   /* time this rank waited for gradient reduction, whole run */
+  double comm_wait_s;   /* time this rank waited in the step's collectives, whole run */
   double step_s;        /* time in optimizer steps (compute + reduction + update) */
   int stopped;          /* DPT_ESTOPPED was returned: 1 by a signal, 2 by --time-limit */
   long skipped;         /* steps skipped for non-finite values (--on-nonfinite skip) */

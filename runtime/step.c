@@ -83,9 +83,9 @@ static void batch_sum(void *ctx, double *v, size_t len, int nseg) {
     }
     r->rows_work = w, r->rows_cap = need;
   }
-  dpt_progress_wait(r->pos.step + 1, "the batch statistics reduction");
+  dpt_timing_wait(&r->timing, DPT_WAIT_STATS, r->pos.step + 1, "the batch statistics reduction");
   int rc = dpt_comm_sum_rows(r->comm, v, len, nseg, r->rows_work, r->rows_err, sizeof r->rows_err);
-  dpt_progress_done();
+  dpt_timing_done(&r->timing);
   if (rc) r->rows_rc = rc, memset(v, 0, len * sizeof *v);
 }
 
@@ -93,6 +93,14 @@ static void batch_sum(void *ctx, double *v, size_t len, int nseg) {
 static void seg_grad(void *ctx, int seg, size_t offset, size_t len, const float *g) {
   (void)seg;
   dpt_reducer_exact_add_range(ctx, offset, len, g);
+}
+
+/* The reducer's ready callback, through the run: timing.c sees when the first bucket starts. */
+static void grad_ready(void *ctx, size_t offset, size_t len) {
+  run *r = ctx;
+  dpt_timing_ready(&r->timing, offset, len);
+  dpt_reducer_ready(r->reducer, offset, len);
+  dpt_timing_ready_done(&r->timing);
 }
 
 /* Forward and backward on the n samples in r->x: loss_grad_pass when the model has it (the
@@ -105,7 +113,7 @@ static int model_pass(run *r, const dpt_train_opts *o, int64_t sample0, size_t n
   float scale = (float)(1.0 / (double)o->batch);
   if (!m->loss_grad_pass)
     return m->loss_grad(m, r->params, r->grads, scale, r->x, r->labels, r->y, n, loss_sum, &correct,
-                        ready, r->reducer, err, errlen);
+                        ready, r, err, errlen);
   dpt_layer_pass p = {.train = 1,
                       .seed = (uint64_t)o->seed,
                       .step = r->pos.step,
@@ -117,7 +125,7 @@ static int model_pass(run *r, const dpt_train_opts *o, int64_t sample0, size_t n
                       .seg_grad = exact ? seg_grad : NULL,
                       .seg_ctx = r->reducer,
                       .ready = ready,
-                      .ready_ctx = r->reducer,
+                      .ready_ctx = r,
                       .seg_loss = seg_loss};
   r->rows_rc = DPT_OK;
   int rc = m->loss_grad_pass(m, r->params, r->grads, scale, r->x, r->labels, r->y, n, loss_sum,
@@ -141,7 +149,7 @@ static int compute(run *r, const dpt_train_opts *o, long s, int reduce, double *
     int last = k == o->accum - 1;
     double part = 0;
     rc = model_pass(r, o, (int64_t)(r->rank * per_rank + (size_t)k * r->micro), r->micro, 1, 0,
-                    last && reduce ? dpt_reducer_ready : NULL, &part, NULL, err, errlen);
+                    last && reduce ? grad_ready : NULL, &part, NULL, err, errlen);
     if (rc) return rc;
     *loss_sum += part;
   }
@@ -191,11 +199,12 @@ static int reduce_buckets(run *r, const dpt_train_opts *o, long s, step_sums *ou
   double loss = 0;
   memset(r->grads, 0, r->model->nparams * sizeof(float));
   int rc = compute(r, o, s, 1, &loss, err, errlen);
+  dpt_timing_backward_done(&r->timing);
   /* Even a failed rank joins the reduction (with what it has), then says so below. */
   char cerr[DPT_ERR_LEN];
-  dpt_progress_wait(r->pos.step + 1, "the gradient reduction");
+  dpt_timing_wait(&r->timing, DPT_WAIT_GRAD, r->pos.step + 1, "the gradient reduction");
   int wrc = dpt_reducer_wait(r->reducer, &out->wait, cerr, sizeof cerr);
-  dpt_progress_done();
+  dpt_timing_done(&r->timing);
   if (wrc) {
     snprintf(err, errlen, "%s", cerr);
     return DPT_EMPI;
@@ -206,9 +215,10 @@ static int reduce_buckets(run *r, const dpt_train_opts *o, long s, step_sums *ou
    * stop at the same step whichever ranks the signal reached */
   double red[5] = {loss, rc ? 1.0 : 0.0, sum_squares(r->grads + r->own.offset, r->own.len),
                    dpt_stop_signal_pending() ? 1.0 : 0.0, dpt_out_of_time(r, o) ? 1.0 : 0.0};
-  dpt_progress_wait(r->pos.step + 1, "the step's loss and norm reduction");
+  dpt_timing_wait(&r->timing, DPT_WAIT_SMALL, r->pos.step + 1,
+                  "the step's loss and norm reduction");
   wrc = dpt_comm_sum(r->comm, red, 5, cerr, sizeof cerr);
-  dpt_progress_done();
+  dpt_timing_done(&r->timing);
   if (wrc) {
     snprintf(err, errlen, "%s", cerr);
     return DPT_EMPI;
@@ -268,18 +278,18 @@ static int reduce_exact(run *r, const dpt_train_opts *o, long s, step_sums *out,
     for (int k = r->rank * per; k < (r->rank + 1) * per; k++)
       out->local_bad_loss |= !isfinite(slot[k]);
     /* one contributor per loss slot (the others add zeros), small counts: exact sums */
-    dpt_progress_wait(r->pos.step + 1, "the step's loss reduction");
+    dpt_timing_wait(&r->timing, DPT_WAIT_SMALL, r->pos.step + 1, "the step's loss reduction");
     int wrc = dpt_comm_sum(r->comm, slot, shards + 3, cerr, sizeof cerr);
-    dpt_progress_done();
+    dpt_timing_done(&r->timing);
     if (wrc) {
       snprintf(err, errlen, "%s", cerr);
       return DPT_EMPI;
     }
     if (slot[shards] > 0) return dpt_train_shared_failure(r, rc, err, errlen);
     int nonfinite = 0;
-    dpt_progress_wait(r->pos.step + 1, "the gradient maxima reduction");
+    dpt_timing_wait(&r->timing, DPT_WAIT_SMALL, r->pos.step + 1, "the gradient maxima reduction");
     redo = dpt_reducer_exact_check(r->reducer, &nonfinite, err, errlen);
-    dpt_progress_done();
+    dpt_timing_done(&r->timing);
     if (redo < 0) return redo;
     if (nonfinite) { /* the caller names it (or skips the step) */
       out->nonfinite = 1;
@@ -288,9 +298,9 @@ static int reduce_exact(run *r, const dpt_train_opts *o, long s, step_sums *out,
     }
   } while (redo);
   /* ZeRO stages 1 and 2 need only this rank's shard of the gradient (the reducer's shard_only) */
-  dpt_progress_wait(r->pos.step + 1, "the exact gradient reduction");
+  dpt_timing_wait(&r->timing, DPT_WAIT_GRAD, r->pos.step + 1, "the exact gradient reduction");
   rc = dpt_reducer_wait(r->reducer, &out->wait, err, errlen);
-  dpt_progress_done();
+  dpt_timing_done(&r->timing);
   if (rc) return rc;
   out->sumsq = dpt_reducer_exact_sumsq(r->reducer);
   out->loss = 0;
@@ -360,6 +370,7 @@ int dpt_train_step(run *r, const dpt_train_opts *o, long s, dpt_step_info *info,
   dpt_model *m = r->model;
   double t0 = dpt_now();
   step_sums sums = {0};
+  dpt_timing_step_begin(&r->timing, o->overlap && !r->det, m->nparams, dpt_train_bucket_floats(o));
   buffers_save(r);
   int rc = r->det ? reduce_exact(r, o, s, &sums, err, errlen)
                   : reduce_buckets(r, o, s, &sums, err, errlen);
@@ -373,6 +384,8 @@ int dpt_train_step(run *r, const dpt_train_opts *o, long s, dpt_step_info *info,
     info->loss = info->grad_norm = NAN;
     info->lr = dpt_sched_lr(r->sched);
     info->stop = sums.stop, info->stop_ranks = sums.stop_ranks;
+    dpt_timing_step_end(&r->timing, r->pos.step + 1, &info->timing);
+    info->comm_wait = info->timing.wait_total;
     info->samples_per_s = (double)o->batch / (dpt_now() - t0);
     return DPT_OK;
   }
@@ -390,9 +403,9 @@ int dpt_train_step(run *r, const dpt_train_opts *o, long s, dpt_step_info *info,
   dpt_solver_step(r->solver, r->params + r->shard.offset, r->grads + r->shard.offset);
   char cerr[DPT_ERR_LEN];
   if (r->zero) {
-    dpt_progress_wait(r->pos.step + 1, "the parameter all-gather");
+    dpt_timing_wait(&r->timing, DPT_WAIT_GATHER, r->pos.step + 1, "the parameter all-gather");
     int grc = dpt_comm_allgather(r->comm, r->params, m->nparams, cerr, sizeof cerr);
-    dpt_progress_done();
+    dpt_timing_done(&r->timing);
     if (grc) {
       snprintf(err, errlen, "%s", cerr);
       return DPT_EMPI;
@@ -401,9 +414,10 @@ int dpt_train_step(run *r, const dpt_train_opts *o, long s, dpt_step_info *info,
   info->loss = sums.loss / (double)o->batch;
   info->lr = dpt_sched_lr(r->sched);
   info->grad_norm = norm;
-  info->comm_wait = sums.wait;
   info->stop = sums.stop;
   info->stop_ranks = sums.stop_ranks;
+  dpt_timing_step_end(&r->timing, r->pos.step + 1, &info->timing);
+  info->comm_wait = info->timing.wait_total;
   info->samples_per_s = (double)o->batch / (dpt_now() - t0);
   if (o->sched.interval == DPT_SCHED_EVERY_STEP) dpt_sched_step(r->sched, info->loss);
   return DPT_OK;

@@ -372,6 +372,7 @@ static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *er
       info.step = r->pos.step;
       info.epoch = e;
       dpt_report_step(r->report, &info);
+      if ((rc = dpt_train_timing_interval(r, o, &info, err, errlen))) return rc;
       int saved = r->saving && o->ckpt_every > 0 && r->pos.step % o->ckpt_every == 0;
       if (saved && (rc = save(r, o, err, errlen))) return rc;
       if (info.stop && r->pos.step < r->total_steps)

@@ -60,6 +60,7 @@ typedef struct {
   int rows_rc;
   char rows_err[DPT_ERR_LEN];
   float *buffers_saved; /* the model's buffers before the step (restored on a redo or skip) */
+  dpt_timing timing;    /* where the step's time goes (timing.c) */
 } run;
 
 /* --- step.c --- */
@@ -81,6 +82,17 @@ int dpt_train_step(run *r, const dpt_train_opts *o, long s, dpt_step_info *info,
 
 /* A failure on some rank (sum > 0): every rank returns its code with that rank's message. */
 int dpt_train_shared_failure(run *r, int rc, char *err, size_t errlen);
+
+/* --- timing.c --- */
+
+/* Floats per gradient bucket as the reducer cuts them (--bucket-mb). */
+size_t dpt_train_bucket_floats(const dpt_train_opts *o);
+
+/* At the end of a log interval (--log-every steps, the run's last step, an agreed stop): every
+ * rank's timings to rank 0, into the metrics file (and --verbose's line); else nothing.
+ * Collective at those steps only. */
+int dpt_train_timing_interval(run *r, const dpt_train_opts *o, const dpt_step_info *info, char *err,
+                              size_t errlen);
 
 /* --- eval.c --- */
 
