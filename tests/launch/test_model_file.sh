@@ -203,11 +203,11 @@ out = 10
 kind = relu
 slope = 2
 EOF
-bad linopt flat.h5 "linopt.ini:4: fc: option 'bias=0' is not one of linear's (expected out=N" <<'EOF'
+bad linopt flat.h5 "linopt.ini:4: fc: option 'bais=0' is not one of linear's (expected out=N" <<'EOF'
 [fc]
 kind = linear
 out = 10
-bias = 0
+bais = 0
 EOF
 bad addfrom img.h5 "addfrom.ini:7: res: from='nope' names no earlier layer (expected a layer above it, or input)" <<'EOF'
 [c1]
