@@ -12,7 +12,9 @@
  *   gradient of qkv) live in the scratch at sample pass->at + i; param_grad computes the qkv
  *   gradient (kept there) and backward only multiplies it by c_attn.weight, relying on the
  *   net's order (param_grad before backward with the same dy). No allocation per step.
- * - Bias gradients are summed in double, row by row in order.
+ * - Bias gradients are summed in double, row by row in order. A softmax row's sum (and its
+ *   backward's dot) is in double through vmath.h's lane sums (a fixed order, bitwise the
+ *   same for any batch or W, that vectorises); exp is vmath.h's.
  */
 #include <cblas.h>
 #include <limits.h>
@@ -22,6 +24,7 @@
 #include <string.h>
 
 #include "layers.h"
+#include "vmath.h"
 
 typedef struct {
   int t, c, heads, hd;
@@ -133,14 +136,14 @@ static void attn_forward(dpt_layer *l, const float *params, const float *x, floa
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, q, C3, k, C3, 0.0f, att,
                   T);
       for (int r = 0; r < T; r++) { /* scale, causal mask, softmax over j <= r */
-        float *row = att + (size_t)r * (size_t)T, mx = -INFINITY;
+        float *restrict row = att + (size_t)r * (size_t)T, mx = -INFINITY;
         for (int j = 0; j <= r; j++) {
-          row[j] *= scale;
-          if (row[j] > mx) mx = row[j];
+          float v = row[j] * scale;
+          row[j] = v;
+          mx = v > mx ? v : mx;
         }
-        double sum = 0.0;
-        for (int j = 0; j <= r; j++) sum += (row[j] = expf(row[j] - mx));
-        float inv = (float)(1.0 / sum);
+        for (int j = 0; j <= r; j++) row[j] = dpt_vexpf(row[j] - mx);
+        float inv = (float)(1.0 / dpt_lane_sum(row, r + 1));
         for (int j = 0; j <= r; j++) row[j] *= inv;
         for (int j = r + 1; j < T; j++) row[j] = 0.0f;
       }
@@ -182,10 +185,9 @@ static void attn_param_grad(dpt_layer *l, const float *params, const float *x, c
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, att, T, dyh, C, 0.0f, dv,
                   C3);
       for (int r = 0; r < T; r++) { /* softmax backward, then the scale */
-        const float *pr = att + (size_t)r * (size_t)T;
-        float *dr = datt + (size_t)r * (size_t)T;
-        double dot = 0.0;
-        for (int j = 0; j <= r; j++) dot += (double)pr[j] * dr[j];
+        const float *restrict pr = att + (size_t)r * (size_t)T;
+        float *restrict dr = datt + (size_t)r * (size_t)T;
+        double dot = dpt_lane_dot(pr, dr, r + 1);
         for (int j = 0; j <= r; j++) dr[j] = (float)((double)pr[j] * ((double)dr[j] - dot)) * scale;
         for (int j = r + 1; j < T; j++) dr[j] = 0.0f;
       }

@@ -3,9 +3,10 @@
  *
  * Invariants:
  * - Parameters "<name>.weight" [D] (ones), "<name>.bias" [D] (zeros); option eps (1e-5).
- * - Row statistics are in double (two passes), y = (x - mean) * rstd * weight + bias rounded
- *   once; backward recomputes them from x (no state between calls): dx = rstd * (g - mean(g) -
- *   xhat * mean(g * xhat)) with g = dy * weight; param_grad sums dy * xhat and dy over the
+ * - Row statistics are in double (two passes), each sum over DPT_LANES interleaved partial sums
+ *   added in lane order (a fixed order that vectorises), y = (x - mean) * rstd * weight + bias
+ *   rounded once; backward recomputes them from x (no state between calls): dx = rstd * (g -
+ * mean(g) - xhat * mean(g * xhat)) with g = dy * weight; param_grad sums dy * xhat and dy over the
  *   rows in order, in double. Rows are independent, so segments do not change anything.
  */
 #include <math.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 
 #include "layers.h"
+#include "vmath.h"
 
 typedef struct {
   double eps;
@@ -64,12 +66,20 @@ static void ln_init(const dpt_layer *l, float *params, dpt_layer_rng *rng) {
 }
 
 /* mean and 1 / sqrt(biased var + eps) of one row */
-static void row_stats(const float *x, size_t d, double eps, double *mean, double *rstd) {
-  double sum = 0.0, sq = 0.0;
-  for (size_t k = 0; k < d; k++) sum += x[k];
-  double m = sum / (double)d;
-  for (size_t k = 0; k < d; k++) sq += ((double)x[k] - m) * ((double)x[k] - m);
-  *mean = m, *rstd = 1.0 / sqrt(sq / (double)d + eps);
+static void row_stats(const float *restrict x, size_t d, double eps, double *mean, double *rstd) {
+  double ps[DPT_LANES] = {0}, pq[DPT_LANES] = {0};
+  size_t k = 0;
+  for (; k + DPT_LANES <= d; k += DPT_LANES)
+    for (int j = 0; j < DPT_LANES; j++) ps[j] += (double)x[k + (size_t)j];
+  for (int j = 0; k < d; k++, j++) ps[j] += (double)x[k];
+  double m = dpt_lanes_total(ps) / (double)d;
+  for (k = 0; k + DPT_LANES <= d; k += DPT_LANES)
+    for (int j = 0; j < DPT_LANES; j++) {
+      double c = (double)x[k + (size_t)j] - m;
+      pq[j] += c * c;
+    }
+  for (int j = 0; k < d; k++, j++) pq[j] += ((double)x[k] - m) * ((double)x[k] - m);
+  *mean = m, *rstd = 1.0 / sqrt(dpt_lanes_total(pq) / (double)d + eps);
 }
 
 static void ln_forward(dpt_layer *l, const float *params, const float *x, float *y, size_t n,
@@ -116,13 +126,20 @@ static void ln_backward(dpt_layer *l, const float *params, const float *x, const
   for (size_t r = 0; r < rows; r++) {
     const float *xr = x + r * d, *dr = dy + r * d;
     float *out = dx + r * d;
-    double m, rs, sg = 0.0, sgx = 0.0;
+    double m, rs, pg[DPT_LANES] = {0}, pgx[DPT_LANES] = {0};
     row_stats(xr, d, s->eps, &m, &rs);
-    for (size_t k = 0; k < d; k++) {
+    size_t k = 0;
+    for (; k + DPT_LANES <= d; k += DPT_LANES)
+      for (int j = 0; j < DPT_LANES; j++) {
+        size_t i = k + (size_t)j;
+        double g = (double)dr[i] * w[i];
+        pg[j] += g, pgx[j] += g * (((double)xr[i] - m) * rs);
+      }
+    for (int j = 0; k < d; k++, j++) {
       double g = (double)dr[k] * w[k];
-      sg += g, sgx += g * (((double)xr[k] - m) * rs);
+      pg[j] += g, pgx[j] += g * (((double)xr[k] - m) * rs);
     }
-    sg /= (double)d, sgx /= (double)d;
+    double sg = dpt_lanes_total(pg) / (double)d, sgx = dpt_lanes_total(pgx) / (double)d;
     for (size_t k = 0; k < d; k++) {
       double xh = ((double)xr[k] - m) * rs;
       out[k] = (float)(rs * ((double)dr[k] * w[k] - sg - xh * sgx));
