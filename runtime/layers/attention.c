@@ -136,16 +136,26 @@ static void attn_forward(dpt_layer *l, const float *params, const float *x, floa
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, q, C3, k, C3, 0.0f, att,
                   T);
       for (int r = 0; r < T; r++) { /* scale, causal mask, softmax over j <= r */
-        float *restrict row = att + (size_t)r * (size_t)T, mx = -INFINITY;
-        for (int j = 0; j <= r; j++) {
+        float *restrict row = att + (size_t)r * (size_t)T, part[DPT_LANES];
+        for (int k = 0; k < DPT_LANES; k++) part[k] = -INFINITY;
+        int j = 0; /* the row's max over lanes (a max is the same in any order) */
+        for (; j + DPT_LANES <= r + 1; j += DPT_LANES)
+          for (int k = 0; k < DPT_LANES; k++) {
+            float v = row[j + k] * scale;
+            row[j + k] = v;
+            part[k] = v > part[k] ? v : part[k];
+          }
+        for (int k = 0; j <= r; j++, k++) {
           float v = row[j] * scale;
           row[j] = v;
-          mx = v > mx ? v : mx;
+          part[k] = v > part[k] ? v : part[k];
         }
-        for (int j = 0; j <= r; j++) row[j] = dpt_vexpf(row[j] - mx);
+        float mx = part[0];
+        for (int k = 1; k < DPT_LANES; k++) mx = part[k] > mx ? part[k] : mx;
+        for (j = 0; j <= r; j++) row[j] = dpt_vexpf(row[j] - mx);
         float inv = (float)(1.0 / dpt_lane_sum(row, r + 1));
-        for (int j = 0; j <= r; j++) row[j] *= inv;
-        for (int j = r + 1; j < T; j++) row[j] = 0.0f;
+        for (j = 0; j <= r; j++) row[j] *= inv;
+        for (j = r + 1; j < T; j++) row[j] = 0.0f;
       }
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, att, T, v, C3, 0.0f,
                   a.ya + h * hd, C);

@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "layers.h"
 #include "vmath.h"
@@ -82,9 +83,26 @@ static void row_stats(const float *restrict x, size_t d, double eps, double *mea
   *mean = m, *rstd = 1.0 / sqrt(dpt_lanes_total(pq) / (double)d + eps);
 }
 
+/* A row's (mean, rstd) in the scratch: two doubles in 4 floats (memcpy: the scratch is only
+ * float-aligned). Row r of the call's samples from sample `at`. */
+#define STAT_FLOATS 4
+static size_t ln_scratch(const dpt_layer *l, size_t n) {
+  const ln_state *s = l->state;
+  return n * (l->in_numel / s->d) * STAT_FLOATS;
+}
+static float *stat_at(const dpt_layer *l, size_t at, size_t r) {
+  const ln_state *s = l->state;
+  return l->scratch + (at * (l->in_numel / s->d) + r) * STAT_FLOATS;
+}
+static void stat_put(float *p, double m, double rs) {
+  memcpy(p, &m, sizeof m), memcpy(p + 2, &rs, sizeof rs);
+}
+static void stat_get(const float *p, double *m, double *rs) {
+  memcpy(m, p, sizeof *m), memcpy(rs, p + 2, sizeof *rs);
+}
+
 static void ln_forward(dpt_layer *l, const float *params, const float *x, float *y, size_t n,
                        const dpt_layer_pass *p) {
-  (void)p;
   const ln_state *s = l->state;
   const float *w = params + dpt_layer_at(l, 0), *b = params + dpt_layer_at(l, 1);
   size_t d = s->d, rows = n * (l->in_numel / d);
@@ -93,13 +111,14 @@ static void ln_forward(dpt_layer *l, const float *params, const float *x, float 
     float *yr = y + r * d;
     double m, rs;
     row_stats(xr, d, s->eps, &m, &rs);
+    stat_put(stat_at(l, p->at, r), m, rs);
     for (size_t k = 0; k < d; k++) yr[k] = (float)(((double)xr[k] - m) * rs * w[k] + b[k]);
   }
 }
 
 static void ln_param_grad(dpt_layer *l, const float *params, const float *x, const float *y,
                           const float *dy, float *grad, size_t n, const dpt_layer_pass *p) {
-  (void)params, (void)y, (void)p;
+  (void)params, (void)y;
   const ln_state *s = l->state;
   size_t d = s->d, rows = n * (l->in_numel / d);
   float *gw = grad + dpt_layer_at(l, 0), *gb = grad + dpt_layer_at(l, 1);
@@ -108,7 +127,7 @@ static void ln_param_grad(dpt_layer *l, const float *params, const float *x, con
   for (size_t r = 0; r < rows; r++) {
     const float *xr = x + r * d, *dr = dy + r * d;
     double m, rs;
-    row_stats(xr, d, s->eps, &m, &rs);
+    stat_get(stat_at(l, p->at, r), &m, &rs);
     for (size_t k = 0; k < d; k++) {
       acc[k] += (double)dr[k] * (((double)xr[k] - m) * rs);
       acc[d + k] += dr[k];
@@ -119,7 +138,7 @@ static void ln_param_grad(dpt_layer *l, const float *params, const float *x, con
 
 static void ln_backward(dpt_layer *l, const float *params, const float *x, const float *y,
                         const float *dy, float *dx, size_t n, const dpt_layer_pass *p) {
-  (void)y, (void)p;
+  (void)y;
   const ln_state *s = l->state;
   const float *w = params + dpt_layer_at(l, 0);
   size_t d = s->d, rows = n * (l->in_numel / d);
@@ -127,7 +146,7 @@ static void ln_backward(dpt_layer *l, const float *params, const float *x, const
     const float *xr = x + r * d, *dr = dy + r * d;
     float *out = dx + r * d;
     double m, rs, pg[DPT_LANES] = {0}, pgx[DPT_LANES] = {0};
-    row_stats(xr, d, s->eps, &m, &rs);
+    stat_get(stat_at(l, p->at, r), &m, &rs);
     size_t k = 0;
     for (; k + DPT_LANES <= d; k += DPT_LANES)
       for (int j = 0; j < DPT_LANES; j++) {
@@ -152,6 +171,7 @@ const dpt_layer_ops dpt_layer_layernorm = {
     .help = "eps=F (1e-5); over the last dimension of [D] or [T, D] samples",
     .setup = ln_setup,
     .init = ln_init,
+    .scratch = ln_scratch,
     .forward = ln_forward,
     .param_grad = ln_param_grad,
     .backward = ln_backward,
