@@ -51,9 +51,9 @@ static int build(const char *spec, long nl, long nh, long c, int64_t t, int64_t 
   dpt_net *n = NULL;
   char lerr[DPT_ERR_LEN] = "", name[96], opts[160], block_in[96] = "transformer.wpe";
   int rc = dpt_net_create("gpt", &in, &n, lerr, sizeof lerr);
-  snprintf(opts, sizeof opts, "num=%lld,dim=%ld", (long long)v, c);
+  snprintf(opts, sizeof opts, "num=%lld,dim=%ld,std=0.02", (long long)v, c);
   if (!rc) rc = dpt_net_add(n, "embedding", "transformer.wte", opts, lerr, sizeof lerr);
-  if (!rc) rc = dpt_net_add(n, "posembed", "transformer.wpe", "", lerr, sizeof lerr);
+  if (!rc) rc = dpt_net_add(n, "posembed", "transformer.wpe", "std=0.02", lerr, sizeof lerr);
   for (long i = 0; i < nl && !rc; i++) {
     struct {
       const char *suffix, *kind;
