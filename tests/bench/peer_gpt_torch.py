@@ -9,7 +9,8 @@ What it trains:
     uniformly (seeded torch generator) from the starts that leave T + 1 tokens; rank r takes
     windows [r*B/W, (r+1)*B/W) of every global batch of B;
   - nanoGPT's GPT as dpt builds it (bias=True, dropout 0, exact GELU, pre-LayerNorm blocks,
-    lm_head without bias tied to transformer.wte);
+    lm_head without bias tied to transformer.wte), initialised as dpt's gpt presets: the
+    embeddings N(0, 0.02), Linear and LayerNorm torch's defaults;
   - cross-entropy over all B*T positions, AdamW (--lr, --wd, torch's betas), no scheduler,
     --steps steps.
 Then the held-out loss over the consecutive windows of /test/tokens, as dpt evaluates it.
@@ -43,8 +44,8 @@ class Attention(nn.Module):
     def __init__(self, c, h, t):
         super().__init__()
         self.c_attn, self.c_proj, self.h = nn.Linear(c, 3 * c), nn.Linear(c, c), h
-        self.register_buffer("mask", torch.tril(torch.ones(t, t)).view(1, 1, t, t) == 0,
-                             persistent=False)
+        # a plain attribute, not a buffer: DDP broadcasts buffers, and gloo has no bool
+        self.mask = torch.tril(torch.ones(t, t)).view(1, 1, t, t) == 0
 
     def forward(self, x):
         B, T, C = x.shape
@@ -75,6 +76,8 @@ class GPT(nn.Module):
             ln_f=nn.LayerNorm(width)))
         self.lm_head = nn.Linear(width, v, bias=False)
         self.lm_head.weight = self.transformer.wte.weight
+        for e in (self.transformer.wte, self.transformer.wpe):  # as dpt's gpt presets, nanoGPT's
+            nn.init.normal_(e.weight, mean=0.0, std=0.02)
 
     def forward(self, idx):
         x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(idx.shape[1]))
