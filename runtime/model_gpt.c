@@ -3,7 +3,8 @@
  * on a token dataset read in windows of --context T (the sample shape [T]) with V tokens.
  *
  * Layers, named as nanoGPT's GPT module names them, so a checkpoint's /model/<name> tensors
- * load into it with load_state_dict (biases everywhere; lm_head is not tied to wte):
+ * load into it with load_state_dict (bias=True: biases everywhere but lm_head, whose weight is
+ * tied to the token embedding's, nanoGPT's lm_head.weight = transformer.wte.weight):
  *   transformer.wte   embedding num=V dim=C          [T] ids -> [T, C]
  *   transformer.wpe   posembed (weight [T, C])       + position embeddings
  *   transformer.h.i   for each block i, pre-LayerNorm:
@@ -11,7 +12,9 @@
  *     .ln_2 layernorm, .mlp.c_fc linear last=1 out=4C, .mlp.gelu gelu, .mlp.c_proj linear
  *     last=1 out=C, .res_2 add from=.res_1
  *   transformer.ln_f  layernorm
- *   lm_head           linear last=1 out=V            -> [T, V] logits
+ *   lm_head           linear last=1 out=V bias=0 tie=transformer.wte  -> [T, V] logits
+ *                     (the checkpoint holds the tied [V, C] weight once, as
+ *                     transformer.wte.weight; its gradient is the sum of both uses)
  * Loss: ce per_position=1: a sample's loss is the mean over its T positions (nats per token).
  */
 #include <stdio.h>
@@ -48,9 +51,9 @@ static int build(const char *spec, long nl, long nh, long c, int64_t t, int64_t 
   dpt_net *n = NULL;
   char lerr[DPT_ERR_LEN] = "", name[96], opts[160], block_in[96] = "transformer.wpe";
   int rc = dpt_net_create("gpt", &in, &n, lerr, sizeof lerr);
-  snprintf(opts, sizeof opts, "num=%lld,dim=%ld", (long long)v, c);
+  snprintf(opts, sizeof opts, "num=%lld,dim=%ld,std=0.02", (long long)v, c);
   if (!rc) rc = dpt_net_add(n, "embedding", "transformer.wte", opts, lerr, sizeof lerr);
-  if (!rc) rc = dpt_net_add(n, "posembed", "transformer.wpe", "", lerr, sizeof lerr);
+  if (!rc) rc = dpt_net_add(n, "posembed", "transformer.wpe", "std=0.02", lerr, sizeof lerr);
   for (long i = 0; i < nl && !rc; i++) {
     struct {
       const char *suffix, *kind;
@@ -70,7 +73,7 @@ static int build(const char *spec, long nl, long nh, long c, int64_t t, int64_t 
     snprintf(block_in, sizeof block_in, "transformer.h.%ld.res_2", i);
   }
   if (!rc) rc = dpt_net_add(n, "layernorm", "transformer.ln_f", "", lerr, sizeof lerr);
-  snprintf(opts, sizeof opts, "out=%lld,last=1", (long long)v);
+  snprintf(opts, sizeof opts, "out=%lld,last=1,bias=0,tie=transformer.wte", (long long)v);
   if (!rc) rc = dpt_net_add(n, "linear", "lm_head", opts, lerr, sizeof lerr);
   if (!rc) rc = dpt_net_set_loss_opts(n, "ce", "per_position=1", lerr, sizeof lerr);
   if (rc) {

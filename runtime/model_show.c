@@ -8,6 +8,9 @@
  *   ("bn1.running_mean"); its forward follows the file's order, residual adds included, and
  *   returns the logits (or outputs) as [N, outputs].
  * - dpt's Linear flattens its sample; the module flattens before a torch Linear likewise.
+ * - A tied weight (linear tie=LAYER) is one Parameter under both names, as nanoGPT ties
+ *   lm_head to wte: the class lists it in dpt_tied, and the loader fills the second name from
+ *   the first (the checkpoint holds it once).
  * - Text is built in one growing buffer; nothing is printed here (launch prints it).
  */
 #include <stdarg.h>
@@ -109,7 +112,9 @@ int dpt_model_show(const char *spec, const char *activation, const char *loss,
     bufs += k;
     char kind[64];
     const char *from = dpt_mfile_opt_get(&b.desc.layers[i], "from");
-    snprintf(kind, sizeof kind, "%s%s%s", l->ops->kind, from ? " " : "", from ? from : "");
+    const char *tie = dpt_mfile_opt_get(&b.desc.layers[i], "tie");
+    snprintf(kind, sizeof kind, "%s%s%s%s%s", l->ops->kind, from ? " " : "", from ? from : "",
+             tie ? " tie=" : "", tie ? tie : "");
     put(&s, "  %-16s %-16s %-20s %12s", l->name, kind, dpt_layer_shape_str(&l->out, sh, sizeof sh),
         grouped(l->len, g, sizeof g));
     if (nb) put(&s, " %12s", grouped(k, g, sizeof g));
@@ -186,21 +191,29 @@ static const char k_loader[] =
     "                    if name in own and own[name].numel() == t.numel():\n"
     "                        t = t.reshape(own[name].shape).to(own[name].dtype)\n"
     "                    state[name] = t\n"
+    "    for name, source in getattr(module, \"dpt_tied\", {}).items():\n"
+    "        state[name] = state[source]  # a tied weight: held once in the checkpoint\n"
     "    module.load_state_dict(state, strict=True)\n"
     "    return module\n";
 
 /* The torch module of layer i into init (its attribute) and fwd (its forward line). 0, or an
  * error naming the layer whose kind has no torch counterpart here. */
-static int torch_layer(const dpt_mfile_built *b, int i, sbuf *init, sbuf *fwd, int *attention,
-                       char *err, size_t errlen) {
+static int torch_layer(const dpt_mfile_built *b, int i, sbuf *init, sbuf *fwd, sbuf *ties,
+                       int *attention, char *err, size_t errlen) {
   const dpt_layer *l = dpt_net_layer(b->net, i);
   const char *kind = l->ops->kind, *name = l->name;
   const dpt_shape *in = &l->in;
   char a[200];
   if (!strcmp(kind, "linear")) { /* last=1: on the last dimension, as torch's; else flattened */
-    int last = !strcmp(opt(b, i, "last", "0"), "1");
-    put(init, "        self.%s = nn.Linear(%lld, %lld)\n", name, (long long)l->tensors[0].dims[1],
-        (long long)l->tensors[0].dims[0]);
+    int last = !strcmp(opt(b, i, "last", "0"), "1"), bias = strcmp(opt(b, i, "bias", "1"), "0");
+    const char *tie = opt(b, i, "tie", NULL);
+    long long k = last ? (long long)in->dims[in->rank - 1] : (long long)l->in_numel;
+    put(init, "        self.%s = nn.Linear(%lld, %lld%s)\n", name, k,
+        (long long)l->out.dims[l->out.rank - 1], bias ? "" : ", bias=False");
+    if (tie) {
+      put(init, "        self.%s.weight = self.%s.weight  # tied\n", name, tie);
+      put(ties, "\"%s.weight\": \"%s.weight\", ", name, tie);
+    }
     put(fwd, "        x = self.%s(%s)\n", name, in->rank > 1 && !last ? "x.flatten(1)" : "x");
   } else if (!strcmp(kind, "conv2d")) {
     const dpt_tensor *w = &l->tensors[0];
@@ -249,6 +262,10 @@ static int torch_layer(const dpt_mfile_built *b, int i, sbuf *init, sbuf *fwd, i
     put(init, "        self.%s = nn.Embedding(%lld, %lld)\n", name, (long long)w->dims[0],
         (long long)w->dims[1]);
     put(fwd, "        x = self.%s(x.long())\n", name);
+  } else if (!strcmp(kind, "posembed")) { /* learned positions: nn.Embedding(T, C) added */
+    put(init, "        self.%s = nn.Embedding(%lld, %lld)\n", name, (long long)in->dims[0],
+        (long long)in->dims[1]);
+    put(fwd, "        x = x + self.%s(torch.arange(x.shape[1], device=x.device))\n", name);
   } else if (!strcmp(kind, "attention")) {
     *attention = 1;
     put(init, "        self.%s = CausalSelfAttention(%lld, %s)\n", name,
@@ -282,9 +299,9 @@ int dpt_model_torch(const char *spec, const char *activation, const char *loss,
     if (k >= 0) source[k] = 1;
     if (k == -1) input_source = 1;
   }
-  sbuf init = {0}, fwd = {0}, s = {0};
+  sbuf init = {0}, fwd = {0}, ties = {0}, s = {0};
   for (int i = 0; i < nl && !rc; i++) {
-    rc = torch_layer(&b, i, &init, &fwd, &attention, err, errlen);
+    rc = torch_layer(&b, i, &init, &fwd, &ties, &attention, err, errlen);
     if (source[i]) put(&fwd, "        h_%s = x\n", dpt_net_layer(b.net, i)->name);
   }
   if (!rc) {
@@ -316,6 +333,8 @@ int dpt_model_torch(const char *spec, const char *activation, const char *loss,
     if (attention) put(&s, "%s", k_attention_class);
     put(&s, "class DptModel(nn.Module):\n");
     if (b.desc.description) put(&s, "    \"\"\"%s\"\"\"\n\n", b.desc.description);
+    if (ties.s) /* tied name -> the name the checkpoint holds it under */
+      put(&s, "    dpt_tied = {%.*s}\n\n", (int)(ties.len - 2), ties.s);
     put(&s, "    def __init__(self):\n        super().__init__()\n");
     if (init.s) put(&s, "%s", init.s);
     put(&s, "\n    def forward(self, x):\n        x = x.reshape(x.shape[0]");
@@ -326,8 +345,8 @@ int dpt_model_torch(const char *spec, const char *activation, const char *loss,
     put(&s, "        return x%s\n\n\n", out->rank > 1 ? ".flatten(1)" : "");
     put(&s, "%s", k_loader);
   }
-  if (init.oom || fwd.oom) s.oom = 1;
-  free(init.s), free(fwd.s), free(source);
+  if (init.oom || fwd.oom || ties.oom) s.oom = 1;
+  free(init.s), free(fwd.s), free(ties.s), free(source);
   dpt_mfile_built_free(&b);
   if (rc) {
     free(s.s);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "layers.h"
+#include "vmath.h"
 
 #define INV_SQRT2 0.70710678118654752440f
 #define INV_SQRT2PI 0.39894228040143267794f
@@ -60,7 +61,8 @@ static void gelu_forward(dpt_layer *l, const float *params, const float *restric
                          float *restrict h, size_t n, const dpt_layer_pass *p) {
   (void)params, (void)p;
   size_t len = n * l->in_numel;
-  for (size_t i = 0; i < len; i++) h[i] = 0.5f * z[i] * (1.0f + erff(z[i] * INV_SQRT2));
+  /* torch's vectorised kernel: x * 0.5 * (1 + erf(x * M_SQRT1_2)), its erf (vmath.h) */
+  for (size_t i = 0; i < len; i++) h[i] = z[i] * 0.5f * (1.0f + dpt_verff(z[i] * INV_SQRT2));
 }
 
 static void gelu_backward(dpt_layer *l, const float *params, const float *restrict z,
@@ -68,9 +70,11 @@ static void gelu_backward(dpt_layer *l, const float *params, const float *restri
                           const dpt_layer_pass *p) {
   (void)params, (void)h, (void)dy, (void)p;
   size_t len = n * l->in_numel;
-  for (size_t i = 0; i < len; i++) {
+  for (size_t i = 0; i < len; i++) { /* torch's: dy * (cdf + x * pdf) */
     float v = z[i];
-    d[i] *= 0.5f * (1.0f + erff(v * INV_SQRT2)) + v * INV_SQRT2PI * expf(-0.5f * v * v);
+    float cdf = 0.5f * (1.0f + dpt_verff(v * INV_SQRT2));
+    float pdf = INV_SQRT2PI * dpt_vexpf(v * v * -0.5f);
+    d[i] *= cdf + v * pdf;
   }
 }
 

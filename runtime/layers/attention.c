@@ -7,12 +7,18 @@
  *   ".c_proj.bias" [C], initialised as two torch nn.Linear (uniform +-1/sqrt(C), weight then
  *   bias), so a torch module with submodules c_attn and c_proj loads them (nanoGPT's causal
  *   "bias" mask buffer is not a parameter; torch needs it non-persistent or strict=False).
- * - Every product is one sample's (cblas_sgemm with M = T): shapes never depend on the batch.
- * - Per-sample activations (qkv, the attention probabilities, the heads' output, and the
- *   gradient of qkv) live in the scratch at sample pass->at + i; param_grad computes the qkv
- *   gradient (kept there) and backward only multiplies it by c_attn.weight, relying on the
- *   net's order (param_grad before backward with the same dy). No allocation per step.
- * - Bias gradients are summed in double, row by row in order.
+ * - The projections (c_attn, c_proj, their gradients) are one product over the call's n * T
+ *   rows, as linear.c's (the net calls a layer per segment, so in deterministic mode their
+ *   shapes do not depend on W); the attention products are one sample's and head's (M = T).
+ * - Per-sample activations (qkv, the attention probabilities, the heads' output, the gradient
+ *   of the heads' output and of qkv) live in the scratch, each kind in its own region of
+ *   `cap` samples (so the call's samples are consecutive rows there), at sample pass->at + i;
+ *   param_grad computes the qkv gradient (kept there) and backward only multiplies it by
+ *   c_attn.weight, relying on the net's order (param_grad before backward with the same dy).
+ *   No allocation per step.
+ * - Bias gradients are summed in double, row by row in order. A softmax row's sum (and its
+ *   backward's dot) is in double through vmath.h's lane sums (a fixed order, bitwise the
+ *   same for any batch or W, that vectorises); exp is vmath.h's.
  */
 #include <cblas.h>
 #include <limits.h>
@@ -22,10 +28,11 @@
 #include <string.h>
 
 #include "layers.h"
+#include "vmath.h"
 
 typedef struct {
   int t, c, heads, hd;
-  size_t per;  /* scratch floats per sample */
+  size_t cap;  /* samples the scratch holds (its last scratch(n) call) */
   size_t temp; /* scratch floats shared by the samples (first in the scratch) */
   double *acc; /* [4C] bias-gradient sums */
 } attn_state;
@@ -63,10 +70,10 @@ static int attn_setup(dpt_layer *l, const char *opts, char *err, size_t errlen) 
     free(s), free(acc);
     return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", l->name);
   }
-  size_t T = (size_t)t, C = (size_t)c;
+  size_t T = (size_t)t;
   s->t = (int)t, s->c = (int)c, s->heads = (int)heads, s->hd = (int)(c / heads), s->acc = acc;
-  s->per = 3 * T * C + (size_t)heads * T * T + T * C + 3 * T * C; /* qkv, att, heads' y, dqkv */
-  s->temp = T * C + T * T;                                        /* dy of the heads' y, datt */
+  s->cap = 0;
+  s->temp = T * T; /* datt */
   l->state = s;
   l->out = l->in;
   return DPT_OK;
@@ -88,32 +95,45 @@ static void attn_init(const dpt_layer *l, float *params, dpt_layer_rng *rng) {
   }
 }
 
-static size_t attn_scratch(const dpt_layer *l, size_t n) {
-  const attn_state *s = l->state;
-  return s->temp + n * s->per;
+/* per sample: qkv 3TC, att H T T, the heads' y TC, its gradient TC, dqkv 3TC */
+static size_t per_sample(const attn_state *s) {
+  size_t T = (size_t)s->t, C = (size_t)s->c;
+  return 3 * T * C + (size_t)s->heads * T * T + T * C + T * C + 3 * T * C;
 }
 
-/* sample a's activations in the scratch */
+static size_t attn_scratch(const dpt_layer *l, size_t n) {
+  attn_state *s = l->state; /* the regions' size: the net lays the scratch out for n */
+  s->cap = n;
+  return s->temp + n * per_sample(s);
+}
+
+/* sample a's activations in the scratch's regions */
 typedef struct {
-  float *qkv, *att, *ya, *dqkv;
+  float *qkv, *att, *ya, *dya, *dqkv;
 } attn_acts;
 
 static attn_acts acts(const dpt_layer *l, size_t a) {
   const attn_state *s = l->state;
-  size_t T = (size_t)s->t, C = (size_t)s->c;
+  size_t T = (size_t)s->t, C = (size_t)s->c, n = s->cap;
+  float *base = l->scratch + s->temp;
   attn_acts r;
-  r.qkv = l->scratch + s->temp + a * s->per;
-  r.att = r.qkv + 3 * T * C;
-  r.ya = r.att + (size_t)s->heads * T * T;
-  r.dqkv = r.ya + T * C;
+  r.qkv = base + a * 3 * T * C;
+  base += n * 3 * T * C;
+  r.att = base + a * (size_t)s->heads * T * T;
+  base += n * (size_t)s->heads * T * T;
+  r.ya = base + a * T * C;
+  base += n * T * C;
+  r.dya = base + a * T * C;
+  base += n * T * C;
+  r.dqkv = base + a * 3 * T * C;
   return r;
 }
 
-/* out[T, o] = in[T, k] W^T + b (nn.Linear on one sample) */
-static void dense(int t, int o, int k, const float *in, const float *w, const float *b,
+/* out[rows, o] = in[rows, k] W^T + b (nn.Linear on rows) */
+static void dense(int rows, int o, int k, const float *in, const float *w, const float *b,
                   float *out) {
-  for (int i = 0; i < t; i++) memcpy(out + (size_t)i * (size_t)o, b, (size_t)o * sizeof *out);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, o, k, 1.0f, in, k, w, k, 1.0f, out, o);
+  for (int i = 0; i < rows; i++) memcpy(out + (size_t)i * (size_t)o, b, (size_t)o * sizeof *out);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, o, k, 1.0f, in, k, w, k, 1.0f, out, o);
 }
 
 static void attn_forward(dpt_layer *l, const float *params, const float *x, float *y, size_t n,
@@ -123,32 +143,44 @@ static void attn_forward(dpt_layer *l, const float *params, const float *x, floa
   const float *wa = params + dpt_layer_at(l, 0), *ba = params + dpt_layer_at(l, 1);
   const float *wp = params + dpt_layer_at(l, 2), *bp = params + dpt_layer_at(l, 3);
   float scale = (float)(1.0 / sqrt((double)hd)); /* nanoGPT: 1.0 / math.sqrt(hd) */
-  size_t tc = (size_t)T * (size_t)C, tt = (size_t)T * (size_t)T;
+  size_t tt = (size_t)T * (size_t)T;
+  int rows = (int)n * T;
+  if (n == 0) return;
+  dense(rows, C3, C, x, wa, ba, acts(l, p->at).qkv);
   for (size_t i = 0; i < n; i++) {
     attn_acts a = acts(l, p->at + i);
-    dense(T, C3, C, x + i * tc, wa, ba, a.qkv);
     for (int h = 0; h < s->heads; h++) {
       const float *q = a.qkv + h * hd, *k = q + C, *v = q + 2 * C;
       float *att = a.att + (size_t)h * tt;
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, q, C3, k, C3, 0.0f, att,
                   T);
       for (int r = 0; r < T; r++) { /* scale, causal mask, softmax over j <= r */
-        float *row = att + (size_t)r * (size_t)T, mx = -INFINITY;
-        for (int j = 0; j <= r; j++) {
-          row[j] *= scale;
-          if (row[j] > mx) mx = row[j];
+        float *restrict row = att + (size_t)r * (size_t)T, part[DPT_LANES];
+        for (int k = 0; k < DPT_LANES; k++) part[k] = -INFINITY;
+        int j = 0; /* the row's max over lanes (a max is the same in any order) */
+        for (; j + DPT_LANES <= r + 1; j += DPT_LANES)
+          for (int k = 0; k < DPT_LANES; k++) {
+            float v = row[j + k] * scale;
+            row[j + k] = v;
+            part[k] = v > part[k] ? v : part[k];
+          }
+        for (int k = 0; j <= r; j++, k++) {
+          float v = row[j] * scale;
+          row[j] = v;
+          part[k] = v > part[k] ? v : part[k];
         }
-        double sum = 0.0;
-        for (int j = 0; j <= r; j++) sum += (row[j] = expf(row[j] - mx));
-        float inv = (float)(1.0 / sum);
-        for (int j = 0; j <= r; j++) row[j] *= inv;
-        for (int j = r + 1; j < T; j++) row[j] = 0.0f;
+        float mx = part[0];
+        for (int k = 1; k < DPT_LANES; k++) mx = part[k] > mx ? part[k] : mx;
+        for (j = 0; j <= r; j++) row[j] = dpt_vexpf(row[j] - mx);
+        float inv = (float)(1.0 / dpt_lane_sum(row, r + 1));
+        for (j = 0; j <= r; j++) row[j] *= inv;
+        for (j = r + 1; j < T; j++) row[j] = 0.0f;
       }
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, att, T, v, C3, 0.0f,
                   a.ya + h * hd, C);
     }
-    dense(T, C, C, a.ya, wp, bp, y + i * tc);
   }
+  dense(rows, C, C, acts(l, p->at).ya, wp, bp, y);
 }
 
 static void attn_param_grad(dpt_layer *l, const float *params, const float *x, const float *y,
@@ -160,21 +192,24 @@ static void attn_param_grad(dpt_layer *l, const float *params, const float *x, c
   float *gwa = grad + dpt_layer_at(l, 0), *gba = grad + dpt_layer_at(l, 1);
   float *gwp = grad + dpt_layer_at(l, 2), *gbp = grad + dpt_layer_at(l, 3);
   float scale = (float)(1.0 / sqrt((double)hd));
-  size_t tc = (size_t)T * (size_t)C, tt = (size_t)T * (size_t)T;
-  float *dya = l->scratch, *datt = dya + tc; /* the shared temps */
-  double *acc = s->acc;                      /* [3C] c_attn.bias, [C] c_proj.bias */
+  size_t tt = (size_t)T * (size_t)T;
+  float *datt = l->scratch; /* the shared temp */
+  double *acc = s->acc;     /* [3C] c_attn.bias, [C] c_proj.bias */
+  int rows = (int)n * T;
   for (int j = 0; j < 4 * C; j++) acc[j] = 0.0;
+  if (n == 0) return;
+  attn_acts a0 = acts(l, p->at);
+  /* c_proj over the call's rows: its weight and bias gradients, the heads' y gradient */
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, C, rows, 1.0f, dy, C, a0.ya, C, 1.0f, gwp,
+              C);
+  for (int r = 0; r < rows; r++)
+    for (int j = 0; j < C; j++) acc[C3 + j] += dy[(size_t)r * (size_t)C + (size_t)j];
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, C, C, 1.0f, dy, C, wp, C, 0.0f,
+              a0.dya, C);
   for (size_t i = 0; i < n; i++) {
     attn_acts a = acts(l, p->at + i);
-    const float *dyi = dy + i * tc, *xi = x + i * tc;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, C, T, 1.0f, dyi, C, a.ya, C, 1.0f, gwp,
-                C);
-    for (int r = 0; r < T; r++)
-      for (int j = 0; j < C; j++) acc[C3 + j] += dyi[(size_t)r * (size_t)C + (size_t)j];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, C, C, 1.0f, dyi, C, wp, C, 0.0f, dya,
-                C);
     for (int h = 0; h < s->heads; h++) {
-      const float *q = a.qkv + h * hd, *k = q + C, *v = q + 2 * C, *dyh = dya + h * hd;
+      const float *q = a.qkv + h * hd, *k = q + C, *v = q + 2 * C, *dyh = a.dya + h * hd;
       const float *att = a.att + (size_t)h * tt;
       float *dq = a.dqkv + h * hd, *dk = dq + C, *dv = dq + 2 * C;
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dyh, C, v, C3, 0.0f,
@@ -182,10 +217,9 @@ static void attn_param_grad(dpt_layer *l, const float *params, const float *x, c
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, att, T, dyh, C, 0.0f, dv,
                   C3);
       for (int r = 0; r < T; r++) { /* softmax backward, then the scale */
-        const float *pr = att + (size_t)r * (size_t)T;
-        float *dr = datt + (size_t)r * (size_t)T;
-        double dot = 0.0;
-        for (int j = 0; j <= r; j++) dot += (double)pr[j] * dr[j];
+        const float *restrict pr = att + (size_t)r * (size_t)T;
+        float *restrict dr = datt + (size_t)r * (size_t)T;
+        double dot = dpt_lane_dot(pr, dr, r + 1);
         for (int j = 0; j <= r; j++) dr[j] = (float)((double)pr[j] * ((double)dr[j] - dot)) * scale;
         for (int j = r + 1; j < T; j++) dr[j] = 0.0f;
       }
@@ -194,11 +228,12 @@ static void attn_param_grad(dpt_layer *l, const float *params, const float *x, c
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, datt, T, q, C3, 0.0f, dk,
                   C3);
     }
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C3, C, T, 1.0f, a.dqkv, C3, xi, C, 1.0f,
-                gwa, C);
-    for (int r = 0; r < T; r++)
-      for (int j = 0; j < C3; j++) acc[j] += a.dqkv[(size_t)r * (size_t)C3 + (size_t)j];
   }
+  /* c_attn over the call's rows */
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C3, C, rows, 1.0f, a0.dqkv, C3, x, C, 1.0f,
+              gwa, C);
+  for (int r = 0; r < rows; r++)
+    for (int j = 0; j < C3; j++) acc[j] += a0.dqkv[(size_t)r * (size_t)C3 + (size_t)j];
   for (int j = 0; j < C3; j++) gba[j] += (float)acc[j];
   for (int j = 0; j < C; j++) gbp[j] += (float)acc[C3 + j];
 }
@@ -209,10 +244,10 @@ static void attn_backward(dpt_layer *l, const float *params, const float *x, con
   const attn_state *s = l->state;
   int T = s->t, C = s->c;
   const float *wa = params + dpt_layer_at(l, 0);
-  size_t tc = (size_t)T * (size_t)C;
-  for (size_t i = 0; i < n; i++) /* dx = dqkv c_attn.weight, dqkv from param_grad */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, C, 3 * C, 1.0f,
-                acts(l, p->at + i).dqkv, 3 * C, wa, C, 0.0f, dx + i * tc, C);
+  if (n == 0) return;
+  /* dx = dqkv c_attn.weight over the call's rows, dqkv from param_grad */
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n * T, C, 3 * C, 1.0f,
+              acts(l, p->at).dqkv, 3 * C, wa, C, 0.0f, dx, C);
 }
 
 const dpt_layer_ops dpt_layer_attention = {

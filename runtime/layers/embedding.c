@@ -2,9 +2,10 @@
  * shape) becomes their rows of the table, [T, D].
  *
  * Invariants:
- * - Parameter "<name>.weight" [V, D], initialised N(0, 1) as torch's nn.Embedding: each value
- *   from two of the model stream's uniforms by Box-Muller, sqrt(-2 log(1 - u1)) cos(2 pi u2),
- *   as runtime's dpt_rng_normal (the values are not torch's: its generator differs).
+ * - Parameter "<name>.weight" [V, D], initialised N(0, 1) as torch's nn.Embedding (N(0, std^2)
+ *   with option std; nanoGPT draws 0.02): each value from two of the model stream's uniforms by
+ * Box-Muller, sqrt(-2 log(1 - u1)) cos(2 pi u2), as runtime's dpt_rng_normal (the values are not
+ * torch's: its generator differs).
  * - An id that is not an integer in [0, V) cannot be reported from a pass: its output row is
  *   NaN (so the loss shows it) and it adds no gradient.
  * - param_grad adds dy's rows into the weight rows of their ids in sample order, then
@@ -12,13 +13,32 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "layers.h"
 
 #define TWO_PI 6.283185307179586
 
-static const char *const emb_keys[] = {"num", "dim", NULL};
+static const char *const emb_keys[] = {"num", "dim", "std", NULL};
+
+/* option std: the initial values' standard deviation (1: torch's nn.Embedding; nanoGPT's GPT
+ * draws 0.02), kept in l->state */
+static int read_std(dpt_layer *l, const char *opts, char *err, size_t errlen) {
+  double sd;
+  int rc = dpt_layer_opt_double(l, opts, "std", 1.0, 0.0, 1e6, &sd, err, errlen);
+  if (rc) return rc;
+  double *p = malloc(sizeof *p);
+  if (!p) return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", l->name);
+  *p = sd;
+  l->state = p;
+  return DPT_OK;
+}
+
+static void free_std(dpt_layer *l) {
+  free(l->state);
+  l->state = NULL;
+}
 
 static int emb_setup(dpt_layer *l, const char *opts, char *err, size_t errlen) {
   long v, d;
@@ -33,6 +53,7 @@ static int emb_setup(dpt_layer *l, const char *opts, char *err, size_t errlen) {
   }
   int64_t dims[2] = {v, d};
   if ((rc = dpt_layer_param(l, "weight", 2, dims, err, errlen)) < 0) return rc;
+  if ((rc = read_std(l, opts, err, errlen))) return rc;
   l->out = l->in;
   l->out.dims[l->out.rank++] = d;
   return DPT_OK;
@@ -40,9 +61,10 @@ static int emb_setup(dpt_layer *l, const char *opts, char *err, size_t errlen) {
 
 static void emb_init(const dpt_layer *l, float *params, dpt_layer_rng *rng) {
   float *w = params + dpt_layer_at(l, 0);
+  double sd = l->state ? *(const double *)l->state : 1.0;
   for (size_t i = 0; i < l->tensors[0].numel; i++) {
     double u1 = rng->uniform(rng->ctx), u2 = rng->uniform(rng->ctx);
-    w[i] = (float)(sqrt(-2.0 * log(1.0 - u1)) * cos(TWO_PI * u2));
+    w[i] = (float)(sd * (sqrt(-2.0 * log(1.0 - u1)) * cos(TWO_PI * u2)));
   }
 }
 
@@ -90,8 +112,10 @@ static void emb_backward(dpt_layer *l, const float *params, const float *x, cons
 
 const dpt_layer_ops dpt_layer_embedding = {
     .kind = "embedding",
-    .help = "num=V (table rows), dim=D; samples of token ids [T] -> [T, D]",
+    .help = "num=V (table rows), dim=D, std=F (initial N(0, F^2); 1); samples of token ids [T] -> "
+            "[T, D]",
     .setup = emb_setup,
+    .destroy = free_std,
     .init = emb_init,
     .forward = emb_forward,
     .param_grad = emb_param_grad,

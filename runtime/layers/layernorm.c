@@ -3,16 +3,19 @@
  *
  * Invariants:
  * - Parameters "<name>.weight" [D] (ones), "<name>.bias" [D] (zeros); option eps (1e-5).
- * - Row statistics are in double (two passes), y = (x - mean) * rstd * weight + bias rounded
- *   once; backward recomputes them from x (no state between calls): dx = rstd * (g - mean(g) -
- *   xhat * mean(g * xhat)) with g = dy * weight; param_grad sums dy * xhat and dy over the
+ * - Row statistics are in double (two passes), each sum over DPT_LANES interleaved partial sums
+ *   added in lane order (a fixed order that vectorises), y = (x - mean) * rstd * weight + bias
+ *   rounded once; backward recomputes them from x (no state between calls): dx = rstd * (g -
+ * mean(g) - xhat * mean(g * xhat)) with g = dy * weight; param_grad sums dy * xhat and dy over the
  *   rows in order, in double. Rows are independent, so segments do not change anything.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "layers.h"
+#include "vmath.h"
 
 typedef struct {
   double eps;
@@ -64,17 +67,42 @@ static void ln_init(const dpt_layer *l, float *params, dpt_layer_rng *rng) {
 }
 
 /* mean and 1 / sqrt(biased var + eps) of one row */
-static void row_stats(const float *x, size_t d, double eps, double *mean, double *rstd) {
-  double sum = 0.0, sq = 0.0;
-  for (size_t k = 0; k < d; k++) sum += x[k];
-  double m = sum / (double)d;
-  for (size_t k = 0; k < d; k++) sq += ((double)x[k] - m) * ((double)x[k] - m);
-  *mean = m, *rstd = 1.0 / sqrt(sq / (double)d + eps);
+static void row_stats(const float *restrict x, size_t d, double eps, double *mean, double *rstd) {
+  double ps[DPT_LANES] = {0}, pq[DPT_LANES] = {0};
+  size_t k = 0;
+  for (; k + DPT_LANES <= d; k += DPT_LANES)
+    for (int j = 0; j < DPT_LANES; j++) ps[j] += (double)x[k + (size_t)j];
+  for (int j = 0; k < d; k++, j++) ps[j] += (double)x[k];
+  double m = dpt_lanes_total(ps) / (double)d;
+  for (k = 0; k + DPT_LANES <= d; k += DPT_LANES)
+    for (int j = 0; j < DPT_LANES; j++) {
+      double c = (double)x[k + (size_t)j] - m;
+      pq[j] += c * c;
+    }
+  for (int j = 0; k < d; k++, j++) pq[j] += ((double)x[k] - m) * ((double)x[k] - m);
+  *mean = m, *rstd = 1.0 / sqrt(dpt_lanes_total(pq) / (double)d + eps);
+}
+
+/* A row's (mean, rstd) in the scratch: two doubles in 4 floats (memcpy: the scratch is only
+ * float-aligned). Row r of the call's samples from sample `at`. */
+#define STAT_FLOATS 4
+static size_t ln_scratch(const dpt_layer *l, size_t n) {
+  const ln_state *s = l->state;
+  return n * (l->in_numel / s->d) * STAT_FLOATS;
+}
+static float *stat_at(const dpt_layer *l, size_t at, size_t r) {
+  const ln_state *s = l->state;
+  return l->scratch + (at * (l->in_numel / s->d) + r) * STAT_FLOATS;
+}
+static void stat_put(float *p, double m, double rs) {
+  memcpy(p, &m, sizeof m), memcpy(p + 2, &rs, sizeof rs);
+}
+static void stat_get(const float *p, double *m, double *rs) {
+  memcpy(m, p, sizeof *m), memcpy(rs, p + 2, sizeof *rs);
 }
 
 static void ln_forward(dpt_layer *l, const float *params, const float *x, float *y, size_t n,
                        const dpt_layer_pass *p) {
-  (void)p;
   const ln_state *s = l->state;
   const float *w = params + dpt_layer_at(l, 0), *b = params + dpt_layer_at(l, 1);
   size_t d = s->d, rows = n * (l->in_numel / d);
@@ -83,13 +111,14 @@ static void ln_forward(dpt_layer *l, const float *params, const float *x, float 
     float *yr = y + r * d;
     double m, rs;
     row_stats(xr, d, s->eps, &m, &rs);
+    stat_put(stat_at(l, p->at, r), m, rs);
     for (size_t k = 0; k < d; k++) yr[k] = (float)(((double)xr[k] - m) * rs * w[k] + b[k]);
   }
 }
 
 static void ln_param_grad(dpt_layer *l, const float *params, const float *x, const float *y,
                           const float *dy, float *grad, size_t n, const dpt_layer_pass *p) {
-  (void)params, (void)y, (void)p;
+  (void)params, (void)y;
   const ln_state *s = l->state;
   size_t d = s->d, rows = n * (l->in_numel / d);
   float *gw = grad + dpt_layer_at(l, 0), *gb = grad + dpt_layer_at(l, 1);
@@ -98,7 +127,7 @@ static void ln_param_grad(dpt_layer *l, const float *params, const float *x, con
   for (size_t r = 0; r < rows; r++) {
     const float *xr = x + r * d, *dr = dy + r * d;
     double m, rs;
-    row_stats(xr, d, s->eps, &m, &rs);
+    stat_get(stat_at(l, p->at, r), &m, &rs);
     for (size_t k = 0; k < d; k++) {
       acc[k] += (double)dr[k] * (((double)xr[k] - m) * rs);
       acc[d + k] += dr[k];
@@ -109,20 +138,27 @@ static void ln_param_grad(dpt_layer *l, const float *params, const float *x, con
 
 static void ln_backward(dpt_layer *l, const float *params, const float *x, const float *y,
                         const float *dy, float *dx, size_t n, const dpt_layer_pass *p) {
-  (void)y, (void)p;
+  (void)y;
   const ln_state *s = l->state;
   const float *w = params + dpt_layer_at(l, 0);
   size_t d = s->d, rows = n * (l->in_numel / d);
   for (size_t r = 0; r < rows; r++) {
     const float *xr = x + r * d, *dr = dy + r * d;
     float *out = dx + r * d;
-    double m, rs, sg = 0.0, sgx = 0.0;
-    row_stats(xr, d, s->eps, &m, &rs);
-    for (size_t k = 0; k < d; k++) {
+    double m, rs, pg[DPT_LANES] = {0}, pgx[DPT_LANES] = {0};
+    stat_get(stat_at(l, p->at, r), &m, &rs);
+    size_t k = 0;
+    for (; k + DPT_LANES <= d; k += DPT_LANES)
+      for (int j = 0; j < DPT_LANES; j++) {
+        size_t i = k + (size_t)j;
+        double g = (double)dr[i] * w[i];
+        pg[j] += g, pgx[j] += g * (((double)xr[i] - m) * rs);
+      }
+    for (int j = 0; k < d; k++, j++) {
       double g = (double)dr[k] * w[k];
-      sg += g, sgx += g * (((double)xr[k] - m) * rs);
+      pg[j] += g, pgx[j] += g * (((double)xr[k] - m) * rs);
     }
-    sg /= (double)d, sgx /= (double)d;
+    double sg = dpt_lanes_total(pg) / (double)d, sgx = dpt_lanes_total(pgx) / (double)d;
     for (size_t k = 0; k < d; k++) {
       double xh = ((double)xr[k] - m) * rs;
       out[k] = (float)(rs * ((double)dr[k] * w[k] - sg - xh * sgx));
@@ -135,6 +171,7 @@ const dpt_layer_ops dpt_layer_layernorm = {
     .help = "eps=F (1e-5); over the last dimension of [D] or [T, D] samples",
     .setup = ln_setup,
     .init = ln_init,
+    .scratch = ln_scratch,
     .forward = ln_forward,
     .param_grad = ln_param_grad,
     .backward = ln_backward,

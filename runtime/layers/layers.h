@@ -157,6 +157,9 @@ struct dpt_layer {
                                  -2 none */
   const float *skip_x;        /* forward: the source's output for this call (skip layers) */
   float *skip_dx;             /* backward: ADD d(loss)/d(skip_x) here (skip layers) */
+  int tie;                    /* dpt_layer_tie's tensor in the net's table; -1: none */
+  const float *tied;          /* forward, param_grad, backward: that tensor's values */
+  float *tied_grad;           /* param_grad: ADD its gradient here */
   float *scratch;             /* ops->scratch floats, set by the net before each pass */
   /* set by the net where it fuses a relu into a neighbour (net.c grow): */
   int relu_out;  /* forward writes ReLU of its output (ops->fuse_relu) */
@@ -187,6 +190,17 @@ float *dpt_layer_buf(const dpt_layer *l, int i);
  * l, from and both shapes. The net then sets skip_x before forward and skip_dx before backward,
  * and adds skip_dx into the source's output gradient (the residual path). */
 int dpt_layer_skip(dpt_layer *l, const char *from, char *err, size_t errlen);
+
+/* Makes layer l (in setup) use the tensor "<from>.<name>" of the earlier layer `from` as one of
+ * its parameters (weight tying: nanoGPT's lm_head.weight = transformer.wte.weight). The tensor is
+ * held once, in its own layer's range (so the checkpoint and the optimizer see it once); the net
+ * sets l->tied to its values before forward, param_grad and backward, and l->tied_grad to where
+ * param_grad ADDS its gradient: the flat gradient, or in deterministic mode a buffer that goes
+ * to seg_grad for the tensor's range after each segment (so the tensor's gradient is the sum of
+ * both uses, in the reducer's exact sums). Its shape must be dims[rank]; errors name l, from and
+ * both shapes. */
+int dpt_layer_tie(dpt_layer *l, const char *from, const char *name, int rank, const int64_t *dims,
+                  char *err, size_t errlen);
 
 /* Where tensor i of layer l starts in the layer's params (and grad) slice. */
 static inline size_t dpt_layer_at(const dpt_layer *l, int i) {

@@ -13,6 +13,9 @@
  *   with the same shapes whatever the number of segments, except a batch kind's forward and
  *   backward, which see them all. A skip source's output gradient is the sum of what the next
  *   layer passes back and what its skip layers added (skipacc, zeroed at each backward).
+ * - A tied tensor (dpt_layer_tie) lives in its own layer's range only; a layer using it reads
+ *   it through l->tied and adds its gradient through l->tied_grad before the owner's ready
+ *   call (the owner comes earlier in the net, so later in backward).
  */
 #include <limits.h>
 #include <stdarg.h>
@@ -41,6 +44,8 @@ struct dpt_net {
   size_t nbufdata;
   float *span_tmp; /* [widest span]: one segment's parameter gradient (seg_grad) */
   size_t span_max;
+  float *tie_tmp; /* [largest tied tensor]: one segment's gradient of a tied use (seg_grad) */
+  size_t tie_max;
   float **skipacc; /* [nlayers]: gradient into a skip source's output (NULL: not a source) */
   size_t widest;   /* largest per-sample activation (input included) */
   size_t cap_n;    /* samples the buffers hold */
@@ -101,6 +106,7 @@ void dpt_net_free(dpt_net *n) {
   free(n->bufs);
   free(n->bufdata);
   free(n->span_tmp);
+  free(n->tie_tmp);
   free(n->skipacc);
   free(n->layers);
   free(n->tensors);
@@ -219,6 +225,43 @@ int dpt_layer_skip(dpt_layer *l, const char *from, char *err, size_t errlen) {
   return DPT_OK;
 }
 
+int dpt_layer_tie(dpt_layer *l, const char *from, const char *name, int rank, const int64_t *dims,
+                  char *err, size_t errlen) {
+  dpt_net *n = l->net;
+  const dpt_layer *src = NULL;
+  for (int i = 0; from && i < n->nlayers; i++)
+    if (!strcmp(n->layers[i].name, from)) src = &n->layers[i];
+  if (!src)
+    return dpt_errf(err, errlen, DPT_EINVAL,
+                    "%s: tie=%s names no earlier layer (expected a layer above it)", l->name,
+                    from ? from : "");
+  size_t plen = strlen(from);
+  int t = -1;
+  for (int k = src->first_tensor; k < src->first_tensor + src->ntensors; k++)
+    if (!strncmp(n->tensors[k].name, from, plen) && n->tensors[k].name[plen] == '.' &&
+        !strcmp(n->tensors[k].name + plen + 1, name))
+      t = k;
+  if (t < 0)
+    return dpt_errf(err, errlen, DPT_EINVAL, "%s: tie=%s: layer %s has no parameter '%s'", l->name,
+                    from, from, name);
+  const dpt_tensor *w = &n->tensors[t];
+  int same = w->rank == rank;
+  for (int i = 0; same && i < rank; i++) same = w->dims[i] == dims[i];
+  if (!same) {
+    dpt_shape a = {w->rank, {0}}, b = {rank, {0}};
+    for (int i = 0; i < w->rank; i++) a.dims[i] = w->dims[i];
+    for (int i = 0; i < rank; i++) b.dims[i] = dims[i];
+    char sa[96], sb[96];
+    return dpt_errf(err, errlen, DPT_EINVAL,
+                    "%s: tie=%s: %s has shape %s, this layer's %s is %s (expected equal)", l->name,
+                    from, w->name, dpt_layer_shape_str(&a, sa, sizeof sa), name,
+                    dpt_layer_shape_str(&b, sb, sizeof sb));
+  }
+  l->tie = t;
+  if (w->numel > n->tie_max) n->tie_max = w->numel;
+  return DPT_OK;
+}
+
 /* splitmix64's output function of x (one step from state x) */
 static uint64_t mix(uint64_t x) {
   return dpt_splitmix64(&x);
@@ -285,6 +328,7 @@ int dpt_net_add_ops(dpt_net *n, const dpt_layer_ops *ops, const char *name, cons
   l->in_numel = n->nlayers ? n->layers[n->nlayers - 1].out_numel : n->in_numel;
   l->index = n->nlayers;
   l->skip = -2;
+  l->tie = -1;
   l->first_buffer = n->nbufs;
   int t0 = n->ntensors, b0 = n->nbufs;
   size_t p0 = n->nparams, d0 = n->nbufdata;
@@ -323,7 +367,9 @@ int dpt_net_add_ops(dpt_net *n, const dpt_layer_ops *ops, const char *name, cons
   free(n->scratch);
   free(n->skipacc);
   free(n->span_tmp);
-  n->block = NULL, n->outs = n->scratch = n->skipacc = NULL, n->span_tmp = NULL, n->cap_n = 0;
+  free(n->tie_tmp);
+  n->block = NULL, n->outs = n->scratch = n->skipacc = NULL, n->span_tmp = n->tie_tmp = NULL;
+  n->cap_n = 0;
   return DPT_OK;
 }
 
@@ -434,9 +480,10 @@ static int grow(dpt_net *n, size_t count, char *err, size_t errlen) {
     n->scratch = calloc((size_t)n->nlayers, sizeof *n->scratch);
     n->skipacc = calloc((size_t)n->nlayers, sizeof *n->skipacc);
     n->span_tmp = malloc((n->span_max ? n->span_max : 1) * sizeof *n->span_tmp);
-    if (!n->outs || !n->scratch || !n->skipacc || !n->span_tmp) {
-      free(n->outs), free(n->scratch), free(n->skipacc), free(n->span_tmp);
-      n->outs = n->scratch = n->skipacc = NULL, n->span_tmp = NULL;
+    n->tie_tmp = malloc((n->tie_max ? n->tie_max : 1) * sizeof *n->tie_tmp);
+    if (!n->outs || !n->scratch || !n->skipacc || !n->span_tmp || !n->tie_tmp) {
+      free(n->outs), free(n->scratch), free(n->skipacc), free(n->span_tmp), free(n->tie_tmp);
+      n->outs = n->scratch = n->skipacc = NULL, n->span_tmp = n->tie_tmp = NULL;
       return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", n->what);
     }
   }
@@ -546,6 +593,7 @@ static const float *forward(dpt_net *n, const float *params, const float *x, siz
       in = n->outs[i];
       continue;
     }
+    l->tied = l->tie >= 0 ? params + n->tensors[l->tie].offset : NULL;
     if (l->ops->batch) {
       l->skip_x = skip_in(n, l, x, 0);
       l->ops->forward(l, params + l->offset, in, n->outs[i], seg * (size_t)p->nseg, p);
@@ -577,10 +625,14 @@ static void param_grads(dpt_net *n, dpt_layer *l, const float *lp, const float *
     size_t at = (size_t)j * seg;
     dpt_layer_pass q = segment(p, j, seg);
     float *g = grad + l->offset;
+    const dpt_tensor *t = l->tie >= 0 ? &n->tensors[l->tie] : NULL;
     if (p->seg_grad) memset(g = n->span_tmp, 0, l->len * sizeof *g);
+    if (t) l->tied_grad = p->seg_grad ? n->tie_tmp : grad + t->offset;
+    if (t && p->seg_grad) memset(n->tie_tmp, 0, t->numel * sizeof *n->tie_tmp);
     l->ops->param_grad(l, lp, in + at * l->in_numel, n->outs[l->index] + at * l->out_numel,
                        d + at * l->out_numel, g, seg, &q);
-    if (p->seg_grad) p->seg_grad(p->seg_ctx, j, l->offset, l->len, g);
+    if (p->seg_grad && l->len) p->seg_grad(p->seg_ctx, j, l->offset, l->len, g);
+    if (p->seg_grad && t) p->seg_grad(p->seg_ctx, j, t->offset, t->numel, n->tie_tmp);
   }
 }
 
@@ -595,6 +647,7 @@ static void backward(dpt_net *n, const float *params, float *grad, const float *
     dpt_layer *l = &n->layers[i];
     const float *in = i ? n->outs[i - 1] : x;
     l->scratch = n->scratch[i];
+    l->tied = l->tie >= 0 ? params + n->tensors[l->tie].offset : NULL;
     const float *lp = params + l->offset;
     if (n->skipacc[i]) { /* the residual path's share of this output's gradient */
       const float *a = n->skipacc[i];

@@ -3,19 +3,39 @@
  *
  * Invariants:
  * - Parameter "<name>.weight" [T, C], the weight of torch's nn.Embedding(T, C) (so a
- *   checkpoint loads into it), initialised N(0, 1) from the model stream as embedding.c does.
+ *   checkpoint loads into it), initialised N(0, 1) (option std: N(0, std^2)) from the model
+ *   stream as embedding.c does.
  * - forward is one float add per element (bitwise torch's x + wpe); backward passes dy through
  *   in place; param_grad adds dy of each sample into weight in sample order (deterministic).
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "layers.h"
 
 #define TWO_PI 6.283185307179586
 
-static const char *const pos_keys[] = {NULL};
+static const char *const pos_keys[] = {"std", NULL};
+
+/* option std: the initial values' standard deviation (1: torch's nn.Embedding; nanoGPT's GPT
+ * draws 0.02), kept in l->state */
+static int read_std(dpt_layer *l, const char *opts, char *err, size_t errlen) {
+  double sd;
+  int rc = dpt_layer_opt_double(l, opts, "std", 1.0, 0.0, 1e6, &sd, err, errlen);
+  if (rc) return rc;
+  double *p = malloc(sizeof *p);
+  if (!p) return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", l->name);
+  *p = sd;
+  l->state = p;
+  return DPT_OK;
+}
+
+static void free_std(dpt_layer *l) {
+  free(l->state);
+  l->state = NULL;
+}
 
 static int pos_setup(dpt_layer *l, const char *opts, char *err, size_t errlen) {
   int rc = dpt_layer_opt_known(l, opts, pos_keys, err, errlen);
@@ -27,15 +47,17 @@ static int pos_setup(dpt_layer *l, const char *opts, char *err, size_t errlen) {
   }
   int64_t dims[2] = {l->in.dims[0], l->in.dims[1]};
   if ((rc = dpt_layer_param(l, "weight", 2, dims, err, errlen)) < 0) return rc;
+  if ((rc = read_std(l, opts, err, errlen))) return rc;
   l->out = l->in;
   return DPT_OK;
 }
 
 static void pos_init(const dpt_layer *l, float *params, dpt_layer_rng *rng) {
   float *w = params + dpt_layer_at(l, 0);
+  double sd = l->state ? *(const double *)l->state : 1.0;
   for (size_t i = 0; i < l->tensors[0].numel; i++) {
     double u1 = rng->uniform(rng->ctx), u2 = rng->uniform(rng->ctx);
-    w[i] = (float)(sqrt(-2.0 * log(1.0 - u1)) * cos(TWO_PI * u2));
+    w[i] = (float)(sd * (sqrt(-2.0 * log(1.0 - u1)) * cos(TWO_PI * u2)));
   }
 }
 
@@ -65,9 +87,11 @@ static void pos_backward(dpt_layer *l, const float *params, const float *x, cons
 
 const dpt_layer_ops dpt_layer_posembed = {
     .kind = "posembed",
-    .help = "no options (adds a learned [T, C] position embedding to a [T, C] input)",
+    .help = "std=F (initial N(0, F^2); 1); adds a learned [T, C] position embedding to a [T, C] "
+            "input",
     .elementwise = 1,
     .setup = pos_setup,
+    .destroy = free_std,
     .init = pos_init,
     .forward = pos_forward,
     .param_grad = pos_param_grad,

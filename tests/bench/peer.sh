@@ -43,32 +43,9 @@ step_reps=${STEP_REPS:-7}
 step_n=${STEP_N:-$((16 * 1024 * 1024))}
 acc_tol=${ACC_TOL:-0.02}
 bucket_view=${TORCH_BUCKET_VIEW:-0}
-cache=${PEER_CACHE:-}
-if [ -z "$cache" ]; then # a directory of this run's own, removed at the end
-  cache=$(mktemp -d "${TMPDIR:-/tmp}/dpt-peer.XXXXXX") || exit 1
-  trap 'rm -rf "$cache"' EXIT
-fi
-mkdir -p "$cache"
-py=/usr/bin/python3 # Debian's python3 with python3-torch; the pyenv python3 on PATH has none
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-# The same OpenBLAS kernels on both sides (Debian's torch calls the system BLAS too): the ones
-# dpt picks by itself, SkylakeX where the CPU has AVX-512 (Debian's OpenBLAS 0.3.21 would fall
-# back to Haswell), whatever OPENBLAS_CORETYPE the environment had. PEER_CORETYPE overrides.
-# PyTorch allocates temporaries of the parameters' size on every optimizer step (sqrt, div)
-# and frees them; glibc returns such blocks to the kernel, so the next step faults every page
-# in again. On a virtual machine a fault costs microseconds (here torch's Adam on 16M
-# parameters took 500-600 ms a step that way, 25 ms without). The torch side therefore runs
-# with glibc keeping freed memory (no mmap for large blocks, no trimming): its best case.
-# PEER_TORCH_MALLOC= (empty) runs it with glibc's defaults instead.
-torch_malloc=GLIBC_TUNABLES=${PEER_TORCH_MALLOC-glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=68719476736}
-if [ -n "${PEER_CORETYPE:-}" ]; then
-  export OPENBLAS_CORETYPE=$PEER_CORETYPE
-elif grep -qw avx512f /proc/cpuinfo; then
-  export OPENBLAS_CORETYPE=SkylakeX
-else
-  unset OPENBLAS_CORETYPE
-fi
+. "$here/peer_lib.sh"
+peer_env # Debian's python3 ($py), one thread, the same OpenBLAS kernels, torch's malloc tunables
+peer_cache peer
 
 # --- what is needed: Debian packages, dpt and bench_optim, the dataset ---
 bash "$root/launch/install-deps.sh" bench
@@ -104,15 +81,6 @@ fi
 
 results=$cache/results.jsonl
 : >"$results"
-free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-# mpirun -n W, each rank under /usr/bin/time writing its peak RSS (KiB) to PREFIX.<rank>
-launch() { # W PREFIX cmd...
-  local w=$1 prefix=$2
-  shift 2
-  rm -f "$prefix".*
-  mpirun --oversubscribe -n "$w" \
-    sh -c 'exec /usr/bin/time -f %M -o "$0.$OMPI_COMM_WORLD_RANK" "$@"' "$prefix" "$@"
-}
 
 run_dpt() { # W B REP
   local tag=dpt-w$1-b$2-r$3
@@ -125,26 +93,7 @@ run_dpt() { # W B REP
     tail -5 "$out.log" >&2
     return 0
   fi
-  "$py" - "$out" "$1" "$2" "$3" >>"$results" <<'EOF'
-import glob, json, re, sys
-out, w, b, rep = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-steps, epochs = [], []
-for line in open(out + ".jsonl"):
-    r = json.loads(line)
-    if r["type"] == "step": steps.append(r)
-    elif r["type"] == "epoch": epochs.append(r)
-t_start = steps[0]["time"] - b / steps[0]["samples_per_s"]
-train_s = steps[-1]["time"] - t_start
-step_s = sum(b / s["samples_per_s"] for s in steps)
-summ = re.search(r"\(([0-9.]+) samples/s\)", open(out + ".log").read())
-rss = [int(open(f).read().split()[-1]) / 1024 for f in sorted(glob.glob(out + ".rss.*"))]
-print(json.dumps({"peer": "dpt", "variant": "dpt --zero 1", "world": w, "batch": b, "rep": rep,
-    "steps": len(steps), "train_s": train_s, "samples_per_s": len(steps) * b / train_s,
-    "step_samples_per_s": len(steps) * b / step_s,
-    "summary_samples_per_s": float(summ.group(1)) if summ else None,
-    "train_loss": epochs[-1]["train_loss"], "test_accuracy": epochs[-1]["test_accuracy"],
-    "test_loss": epochs[-1]["test_loss"], "rss_mb": rss}))
-EOF
+  peer_dpt_record "$out" "$1" "$3" "$2" variant='"dpt --zero 1"' >>"$results"
 }
 
 torch_once() { # W B REP TAG ZERO: one run; 0 if it wrote its record
@@ -153,16 +102,8 @@ torch_once() { # W B REP TAG ZERO: one run; 0 if it wrote its record
       --model 784-256-128-10 --batch "$2" --epochs "$epochs" --zero "$5" \
       --bucket-view "$bucket_view" --port "$(free_port)" >"$out.log" 2>&1 &&
       grep -q '^{"peer": "torch"' "$out.log"; then
-    "$py" - "$out" "$3" "$5" >>"$results" <<'EOF'
-import glob, json, sys
-out, rep, zero = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-rec = [json.loads(l) for l in open(out + ".log") if l.startswith('{"peer": "torch"')][0]
-rec["rep"] = rep
-rec["fallback"] = zero == 0  # ZeroRedundancyOptimizer failed twice: DDP + plain Adam
-rec["self_rss_mb"] = rec.pop("rss_mb")  # getrusage inside each rank, after evaluation
-rec["rss_mb"] = [int(open(f).read().split()[-1]) / 1024 for f in sorted(glob.glob(out + ".rss.*"))]
-print(json.dumps(rec))
-EOF
+    # fallback: ZeroRedundancyOptimizer failed twice, DDP + plain Adam
+    peer_torch_record "$out" "$3" fallback="$([ "$5" = 0 ] && echo true || echo false)" >>"$results"
     return 0
   fi
   echo "peer: torch failed (W=$1 B=$2 zero=$5), see $out.log:" >&2

@@ -30,24 +30,9 @@ batch=${BATCH:-128}
 lr=${LR:-3e-3}
 worlds=${WORLDS:-"1 2"}
 reps=${REPS:-2}
-cache=${PEER_CACHE:-}
-if [ -z "$cache" ]; then
-  cache=$(mktemp -d "${TMPDIR:-/tmp}/dpt-peer-cnn.XXXXXX") || exit 1
-  trap 'rm -rf "$cache"' EXIT
-fi
-mkdir -p "$cache"
-py=/usr/bin/python3
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-if [ -n "${PEER_CORETYPE:-}" ]; then
-  export OPENBLAS_CORETYPE=$PEER_CORETYPE
-elif grep -qw avx512f /proc/cpuinfo; then
-  export OPENBLAS_CORETYPE=SkylakeX
-else
-  unset OPENBLAS_CORETYPE
-fi
-# torch's best case for its temporaries (see peer.sh)
-torch_malloc=GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=68719476736
+. "$here/peer_lib.sh"
+peer_env
+peer_cache peer-cnn
 dpt=$build/dpt
 bench=$build/tests/bench/bench_cnn
 for f in "$dpt" "$bench"; do
@@ -60,14 +45,6 @@ module=$cache/model_torch.py
 
 results=$cache/results.jsonl
 : >"$results"
-free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-launch() { # W PREFIX cmd...: mpirun -n W, each rank's peak RSS (KiB) into PREFIX.<rank>
-  local w=$1 prefix=$2
-  shift 2
-  rm -f "$prefix".*
-  mpirun --oversubscribe -n "$w" \
-    sh -c 'exec /usr/bin/time -f %M -o "$0.$OMPI_COMM_WORLD_RANK" "$@"' "$prefix" "$@"
-}
 
 run_dpt() { # W REP
   local out=$cache/dpt-w$1-r$2
@@ -81,21 +58,7 @@ run_dpt() { # W REP
     tail -5 "$out.log" >&2
     return 0
   fi
-  "$py" - "$out" "$1" "$2" "$batch" >>"$results" <<'PY'
-import glob, json, sys
-out, w, rep, b = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-steps, epochs = [], []
-for line in open(out + ".jsonl"):
-    r = json.loads(line)
-    if r["type"] == "step": steps.append(r)
-    elif r["type"] == "epoch": epochs.append(r)
-t_start = steps[0]["time"] - b / steps[0]["samples_per_s"]
-train_s = steps[-1]["time"] - t_start
-rss = [int(open(f).read().split()[-1]) / 1024 for f in sorted(glob.glob(out + ".rss.*"))]
-print(json.dumps({"peer": "dpt", "world": w, "rep": rep, "steps": len(steps),
-    "samples_per_s": len(steps) * b / train_s, "test_accuracy": epochs[-1]["test_accuracy"] if epochs else None,
-    "rss_mb": rss}))
-PY
+  peer_dpt_record "$out" "$1" "$2" "$batch" >>"$results"
 }
 
 run_torch() { # W REP
@@ -104,21 +67,14 @@ run_torch() { # W REP
       --module "$module" --batch "$batch" --epochs "$epochs" --max-steps "$max_steps" \
       --lr "$lr" --port "$(free_port)" \
       >"$out.log" 2>&1 && grep -q '^{"peer": "torch"' "$out.log"; then
-    "$py" - "$out" "$2" >>"$results" <<'PY'
-import glob, json, sys
-out, rep = sys.argv[1], int(sys.argv[2])
-rec = [json.loads(l) for l in open(out + ".log") if l.startswith('{"peer": "torch"')][0]
-rec["rep"] = rep
-rec["rss_mb"] = [int(open(f).read().split()[-1]) / 1024 for f in sorted(glob.glob(out + ".rss.*"))]
-print(json.dumps(rec))
-PY
+    peer_torch_record "$out" "$2" >>"$results"
   else
     echo "peer_cnn: torch failed (W=$1), see $out.log:" >&2
     tail -5 "$out.log" >&2
   fi
 }
 
-sg=$("$bench" --reps 3)
+sg=$(peer_sgemm)
 echo "peer_cnn: dpt --model $model vs PyTorch $("$py" -c 'import torch; print(torch.__version__)')" \
      "global batch $batch, $epochs epoch(s) (max steps $max_steps), W in {$worlds}, REPS=$reps," \
      "OpenBLAS ${OPENBLAS_CORETYPE:-(detected)}"
@@ -128,11 +84,12 @@ for w in $worlds; do
     run_torch "$w" "$rep"
   done
 done
-sg2=$("$bench" --reps 3)
-"$py" - "$results" "$sg" "$sg2" <<'PY'
-import json, re, sys
+sg2=$(peer_sgemm)
+PYTHONPATH=$here "$py" - "$results" "$sg" "$sg2" <<'PY'
+import json, sys
+from peer_lib import sgemm_rate
 recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-rate = max(float(re.search(r"sgemm \S+: ([0-9.]+) GFLOP", s).group(1)) for s in sys.argv[2:])
+rate = sgemm_rate(sys.argv[2:])
 flops = next((r["flops_per_sample"] for r in recs if r["peer"] == "torch"), float("nan"))
 acc = lambda v: "-" if v is None or v != v else "%.4f" % v
 print("per run:")

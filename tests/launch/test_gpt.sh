@@ -64,11 +64,14 @@ class GPT(nn.Module):
         super().__init__()
         s.transformer = nn.ModuleDict(dict(wte=nn.Embedding(V, C), wpe=nn.Embedding(T, C),
                                            h=nn.ModuleList(Block() for _ in range(L)), ln_f=nn.LayerNorm(C)))
-        s.lm_head = nn.Linear(C, V)
+        s.lm_head = nn.Linear(C, V, bias=False)
+        s.lm_head.weight = s.transformer.wte.weight  # tied, as dpt's
     def forward(s, idx):
         x = s.transformer.wte(idx) + s.transformer.wpe(torch.arange(T))
         for b in s.transformer.h: x = b(x)
         return s.lm_head(s.transformer.ln_f(x))
+assert "lm_head.weight" not in state and "lm_head.bias" not in state, sorted(state)
+state["lm_head.weight"] = state["transformer.wte.weight"]  # the checkpoint holds it once
 m = GPT(); m.load_state_dict(state, strict=True)
 n = (len(test) - 1) // T
 x = torch.tensor(np.stack([test[j * T:j * T + T] for j in range(n)]), dtype=torch.long)

@@ -26,6 +26,12 @@ sum=$(md5sum < kjv.h5)
 : > empty.txt
 printf 'In the \xff beginning' > bad.txt
 printf 'ok' > ok.txt
+printf 'ab\xc0\x80' > overlong.txt      # an overlong NUL
+printf 'ab\xed\xa0\x80' > surrogate.txt # U+D800
+printf 'ab\xe2\x82' > truncated.txt     # a sequence cut by the end of the file
+printf 'ab\xf4\x90\x80\x80' > beyond.txt # above U+10FFFF
+printf '\n' > one.txt
+mkdir -p adir.txt
 # status | substring | args...
 check() {
   local want=$1 sub=$2; shift 2
@@ -40,6 +46,11 @@ check() {
 check 2 "empty.txt: empty file" empty.txt --out kjv.h5 --force
 check 2 "bad.txt: invalid UTF-8 at byte offset 7" ok.txt bad.txt --out kjv.h5 --force
 check 2 "missing.txt" missing.txt --out kjv.h5 --force
+for f in overlong surrogate truncated beyond; do
+  check 2 "$f.txt: invalid UTF-8 at byte offset 2" ok.txt $f.txt --out kjv.h5 --force
+done
+check 2 "'adir.txt' is a directory" adir.txt --out kjv.h5 --force
+check 2 "one.txt: --val-fraction 0.1 leaves no training text" one.txt --out kjv.h5 --force
 check 2 "--vocab: 'words'" ok.txt --out kjv.h5 --force --vocab words
 check 2 "--val-fraction" ok.txt --out kjv.h5 --force --val-fraction 1
 check 2 "--val-fraction: 'x'" ok.txt --out kjv.h5 --force --val-fraction x

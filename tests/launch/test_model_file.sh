@@ -203,11 +203,29 @@ out = 10
 kind = relu
 slope = 2
 EOF
-bad linopt flat.h5 "linopt.ini:4: fc: option 'bias=0' is not one of linear's (expected out=N" <<'EOF'
+bad linopt flat.h5 "linopt.ini:4: fc: option 'bais=0' is not one of linear's (expected out=N" <<'EOF'
 [fc]
 kind = linear
 out = 10
-bias = 0
+bais = 0
+EOF
+# weight tying: the source must be an earlier layer whose weight has the tied shape
+bad tienone flat.h5 "tienone.ini:4: fc: tie=emb names no earlier layer (expected a layer above it)" <<'EOF'
+[fc]
+kind = linear
+out = 10
+tie = emb
+EOF
+bad tieshape flat.h5 "tieshape.ini:9: fc: tie=fc1: fc1.weight has shape [20, 784], this layer's weight is [10, 20] (expected equal)" <<'EOF'
+[fc1]
+kind = linear
+out = 20
+[relu]
+kind = relu
+[fc]
+kind = linear
+out = 10
+tie = fc1
 EOF
 bad addfrom img.h5 "addfrom.ini:7: res: from='nope' names no earlier layer (expected a layer above it, or input)" <<'EOF'
 [c1]

@@ -2,7 +2,8 @@
 # PyTorch interop for the layers with buffers and two inputs (README "Models"): a residual CNN
 # with BatchNorm and dropout on a slice of Fashion-MNIST, and a small attention classifier
 # (embedding, causal self-attention, residual add, LayerNorm, Linear on the last dimension) on
-# token sequences, each trained on 2 ranks with a checkpoint, printed with `dpt model torch`,
+# token sequences, and a GPT-like one (learned positions, a Linear without bias tied to the
+# embedding, as nanoGPT's lm_head) on the same sequences, each trained on 2 ranks with a checkpoint, printed with `dpt model torch`,
 # loaded with load_state_dict(strict=True) (parameters and running statistics), and evaluated
 # in torch: test loss and accuracy equal dpt's evaluation.
 # Usage: test_model_torch_layers.sh DPT WORKDIR
@@ -93,7 +94,37 @@ kind = linear
 out = 4
 EOF
 
-for m in res:img.h5 attn:tok.h5; do
+cat > tied.ini <<'EOF'
+[wte]
+kind = embedding
+num = 16
+dim = 8
+[wpe]
+kind = posembed
+[ln_1]
+kind = layernorm
+[attn]
+kind = attention
+heads = 2
+[res]
+kind = add
+from = wpe
+[ln_f]
+kind = layernorm
+[head]
+kind = linear
+out = 16
+last = 1
+bias = 0
+tie = wte
+[flat]
+kind = flatten
+[fc]
+kind = linear
+out = 4
+EOF
+
+for m in res:img.h5 attn:tok.h5 tied:tok.h5; do
   name=${m%%:*}; data=${m#*:}
   timeout 300 mpirun -n 2 "$dpt" train --data "$data" --model "$name.ini" --batch 64 --epochs 1 \
     --ckpt 1 --run-dir "run.$name" --progress none > "train.$name" 2>&1 \
@@ -113,7 +144,10 @@ net = mod.DptModel()
 with h5py.File(ckpt, "r") as f:
     saved = {k: tuple(f[g][k].shape) for g in ("model", "buffers") if g in f for k in f[g]}
 own = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-assert set(saved) == set(own), f"state_dict {sorted(own)} != checkpoint {sorted(saved)}"
+tied = getattr(net, "dpt_tied", {})  # one Parameter under two names, held once by dpt
+assert set(saved) == set(own) - set(tied), f"state_dict {sorted(own)} != checkpoint {sorted(saved)}"
+if "head.weight" in own:
+    assert tied == {"head.weight": "wte.weight"} and net.head.weight is net.wte.weight, tied
 net = mod.load_dpt_checkpoint(net, ckpt).eval()
 if "bn1.running_var" in own:  # the running statistics came along (not torch's initial 1)
     assert not torch.allclose(net.bn1.running_var, torch.ones(6)), "running_var not loaded"
@@ -135,4 +169,4 @@ assert abs(loss - ep["test_loss"]) <= 1e-5 * max(1.0, abs(ep["test_loss"])), "te
 assert abs(acc - ep["test_accuracy"]) <= 1e-9, "test accuracy"
 PY
 done
-echo "ok: BatchNorm, dropout, residual add, embedding, attention and LayerNorm models load into torch"
+echo "ok: BatchNorm, dropout, residual add, embedding, attention, LayerNorm, posembed and tied models load into torch"
