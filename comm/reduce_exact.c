@@ -229,21 +229,21 @@ static int start(dpt_reducer *r, int k) {
   return MPI_SUCCESS;
 }
 
-/* x[i] = (float)(acc[i] * 2^-S) for the elements [lo, lo + len) of the flat buffer; acc
- * holds them from acc[0]. */
+/* g[i - lo] = (float)(acc[i - lo] * 2^-S) for the elements [lo, lo + len) of the flat buffer:
+ * g and acc hold them from their [0]. */
 static void convert_range(const exact *d, float *g, const int64_t *acc, size_t lo, size_t len) {
   for (int t = 0; t < d->ntensors; t++) {
     size_t a = d->offset[t] > lo ? d->offset[t] : lo;
     size_t b = d->offset[t] + d->numel[t] < lo + len ? d->offset[t] + d->numel[t] : lo + len;
     if (a >= b) continue;
     if (isnan(d->scale[t])) /* nothing was ever non-zero here */
-      memset(g + a, 0, (b - a) * sizeof *g);
+      memset(g + (a - lo), 0, (b - a) * sizeof *g);
     else
-      from_fixed(g + a, acc + (a - lo), b - a, ldexp(1.0, -(int)d->scale[t]));
+      from_fixed(g + (a - lo), acc + (a - lo), b - a, ldexp(1.0, -(int)d->scale[t]));
   }
 }
 
-/* The squared L2 norm of g over [lo, lo + len), the same whichever rank takes which part:
+/* The squared L2 norm of the elements [lo, lo + len), g holding them from g[0], the same whichever rank takes which part:
  * squares are exact in double, summed in fixed blocks of 16 (shard boundaries are multiples
  * of 16), and each block sum is rounded to fixed point at 2^q, q chosen from a bound on every
  * value (G micro-shard maxima) so that the sum of all n squares stays below 2^62. */
@@ -260,7 +260,7 @@ static int64_t sumsq_fixed(const exact *d, const float *g, size_t lo, size_t len
   for (size_t b = lo; b < lo + len; b += 16) {
     size_t end = b + 16 < lo + len ? b + 16 : lo + len;
     double blk = 0;
-    for (size_t i = b; i < end; i++) blk += (double)g[i] * (double)g[i];
+    for (size_t i = b; i < end; i++) blk += (double)g[i - lo] * (double)g[i - lo];
     total += (int64_t)llrint(blk * s);
   }
   return total;
@@ -281,12 +281,14 @@ static int finish(dpt_reducer *r, char *err, size_t errlen) {
       rc = dpt_comm_mpi_error(rc, "MPI_Reduce_scatter (exact sum)", err, errlen);
   }
   if (rc) return rc;
+  /* shard_buf: buf is the shard alone */
+  float *mine = r->shard_buf ? r->buf : r->buf + own.offset;
   if (!r->shard_only)
     convert_range(d, r->buf, d->acc, 0, d->n);
   else
-    convert_range(d, r->buf, d->part, own.offset, own.len);
+    convert_range(d, mine, d->part, own.offset, own.len);
   int q = 0;
-  int64_t ss = sumsq_fixed(d, r->buf, own.offset, own.len, &q);
+  int64_t ss = sumsq_fixed(d, mine, own.offset, own.len, &q);
   rc = dpt_comm_sum_exact(r->comm, &ss, 1, err, errlen);
   if (rc) return rc;
   d->sumsq = ldexp((double)ss, -q);
@@ -295,4 +297,10 @@ static int finish(dpt_reducer *r, char *err, size_t errlen) {
   return DPT_OK;
 }
 
-const dpt_reduce_algo dpt_reduce_exact = {"exact", init, release, start, finish};
+static size_t bytes(const dpt_reducer *r) {
+  const exact *d = r->state;
+  return (d->n + r->shards[r->rank].len + 2) * sizeof(int64_t) +
+         ((size_t)d->ntensors * 2 + 1) * (sizeof(size_t) + sizeof(double));
+}
+
+const dpt_reduce_algo dpt_reduce_exact = {"exact", init, release, start, finish, NULL, bytes};

@@ -69,7 +69,11 @@ typedef struct {
  * - seg_grad, when set (deterministic mode), receives each segment's parameter gradient of a
  *   layer alone: g[len] (unscaled by nothing else; from zero) for the range [offset, offset +
  *   len) of the flat buffer; grad is then left untouched. NULL: gradients are ADDED into grad.
- * - ready: see dpt_net_loss_grad (NULL: not called). */
+ * - ready: see dpt_net_loss_grad (NULL: not called).
+ * - grad_at, when set (and seg_grad is not): the gradient of a span [offset, offset + len) is
+ *   ADDED into the buffer grad_at(ready_ctx, offset, len) returns (len floats, zeroed, the
+ *   caller's: ZeRO-2's bucket-sized working buffer) instead of grad + offset; grad is then left
+ *   untouched, and the span's ready call follows, once the buffer holds its final gradient. */
 typedef struct {
   int train;       /* 1 in loss_grad (training), 0 in evaluate */
   uint64_t seed;   /* the run's seed */
@@ -87,6 +91,7 @@ typedef struct {
   void *seg_ctx;
   dpt_grad_ready_fn ready;
   void *ready_ctx;
+  float *(*grad_at)(void *ready_ctx, size_t offset, size_t len);
   double *seg_loss; /* when set: [nseg] each segment's loss sum (in sample order) */
 } dpt_layer_pass;
 
