@@ -235,7 +235,8 @@ typedef struct {
   int accum;               /* micro-batches accumulated per optimizer step */
   double clip_norm;        /* clip gradients to this global L2 norm (0: off) */
   long seed;               /* initialisation and data order */
-  int zero;                /* ZeRO stage 0, 1 or 2; -1: 1 when W > 1, else 0 */
+  int zero;                /* ZeRO stage 0, 1 or 2 (3: refused, not supported yet); -1: 1 when
+                              W > 1, else 0 */
   double bucket_mb;        /* gradient bucket size in MiB */
   int overlap;             /* start each bucket's reduction as soon as backward produced it */
   char reduce[16];         /* auto | rank-order | node: the reducer's algorithm (comm.h) */
@@ -308,6 +309,9 @@ typedef struct {
   double seconds;       /* wall time of the training loop */
   double samples_per_s; /* global samples per second over the run */
   size_t state_bytes;   /* optimizer state bytes held by this rank */
+  size_t grad_bytes;    /* gradient bytes held by this rank (ZeRO-2: only its shard) */
+  size_t buffer_bytes;  /* working buffers held by this rank (reduction, layer gradient, batch) */
+  double peak_rss_bytes; /* this process's peak resident memory (VmHWM; 0 if unknown) */
   double comm_wait_s;   /* time this rank waited for gradient reduction, whole run */
   double step_s;        /* time in optimizer steps (compute + reduction + update) */
   int stopped;          /* DPT_ESTOPPED was returned: 1 by a signal, 2 by --time-limit */

@@ -460,14 +460,16 @@ static int restore(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   return rc;
 }
 
-/* What every rank holds (zero.c's dpt_zero_memory) into the metrics' memory record, and with
+/* What every rank holds (zero.c's dpt_zero_memory) into res, the metrics' memory record, and with
  * --verbose one line per rank. Collective; a failed collective only loses the report. */
-static void memory_report(run *r, const dpt_train_opts *o) {
+static void memory_report(run *r, const dpt_train_opts *o, dpt_train_result *res) {
   enum { F = DPT_REPORT_MEM_FIELDS };
   double *rows = calloc((size_t)r->size * F, sizeof *rows);
   char ignored[DPT_ERR_LEN];
   dpt_zero_mem mem;
   dpt_zero_memory(r, o, &mem);
+  res->grad_bytes = (size_t)mem.grad_bytes, res->buffer_bytes = (size_t)mem.buffer_bytes;
+  res->peak_rss_bytes = mem.peak_rss_bytes;
   if (!rows) return;
   double *mine = rows + (size_t)r->rank * F; /* one contributor per row: the sum is exact */
   mine[0] = mem.param_bytes, mine[1] = mem.grad_bytes, mine[2] = mem.state_bytes;
@@ -553,7 +555,7 @@ static int run_on(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm, dpt_trai
   stop_handlers h;
   dpt_stop_handlers_install(&h, signals);
   rc = loop(&r, o, res, err, errlen);
-  if (!rc || rc == DPT_ESTOPPED) memory_report(&r, o); /* every rank got the same rc */
+  if (!rc || rc == DPT_ESTOPPED) memory_report(&r, o, res); /* every rank got the same rc */
   rc = dpt_report_finish(r.report, comm, rc, err, errlen);
   dpt_stop_handlers_restore(&h);
   if ((!rc || rc == DPT_ESTOPPED) && params_out)
