@@ -4,7 +4,7 @@
 # largest peak resident memory of a rank (VmHWM, the metrics' memory record) against the fp32
 # formula (16P, 8P + 8P/W, 4P + 12P/W bytes) plus the working buffers the rank reports, and the
 # median step time (steps after the first two), stage 2 against stage 1.
-# Usage: tests/bench/zero_mem.sh [BUILD_DIR] [W] [STEPS]
+# Usage: tests/bench/zero_mem.sh [BUILD_DIR] [W] [STEPS]   (STAGES="1 2" to run only those)
 set -euo pipefail
 build=${1:-build}
 w=${2:-4}
@@ -19,17 +19,17 @@ model=mlp:1024-4096-4096-4096-4096-1024
 echo "$model, Adam, W = $w, global batch $((4 * w)), $steps steps, --bucket-mb 4"
 printf '%5s %12s %12s %12s %10s %9s %9s\n' stage "formula MiB" "+buffers" "peak MiB" \
   "peak/f+b" "ms/step" "vs st. 1"
-for stage in 0 1 2; do
+for stage in ${STAGES:-0 1 2}; do
   mpirun --oversubscribe -n "$w" "$dpt" train --data d.h5 --model "$model" --solver adam \
     --batch $((4 * w)) --max-steps "$steps" --zero "$stage" --bucket-mb 4 --eval-every 0 \
     --ckpt 0 --progress none --run-dir "z$stage" >"z$stage.out" 2>&1 ||
     { cat "z$stage.out"; exit 1; }
 done
-python3 - "$w" <<'EOF'
+python3 - "$w" ${STAGES:-0 1 2} <<'EOF'
 import json, statistics, sys
 w = int(sys.argv[1])
 ms1 = None
-for stage in (0, 1, 2):
+for stage in map(int, sys.argv[2:]):
     recs = [json.loads(l) for l in open(f"z{stage}/metrics.jsonl")]
     run = next(r for r in recs if r.get("type") == "run")
     mem = next(r for r in recs if r.get("type") == "memory")
