@@ -84,12 +84,12 @@ typedef struct {
                           (its sums are final only after the check: it sums all in the wait) */
   int shard_only;      /* 1: each rank gets the sum only over its own shard (dpt_comm_shard; a
                           reduce-scatter, ZeRO-1 and 2); 0: every rank gets all of it. Default 0 */
-  int shard_buf;  /* 1 (with shard_only; DPT_REDUCE_RANK_ORDER or DPT_REDUCE_EXACT): buf is
-                     only this rank's shard (dpt_comm_shard's len floats), where the sum lands;
-                     the whole gradient never exists (ZeRO-2). Rank-order then takes the
-                     gradient through dpt_reducer_put into a few bucket-sized buffers it owns,
-                     reused (overlap is then always on); exact through
-                     dpt_reducer_exact_add_range. Default 0 */
+  int shard_buf;       /* 1 (with shard_only; DPT_REDUCE_RANK_ORDER or DPT_REDUCE_EXACT): buf is
+                          only this rank's shard (dpt_comm_shard's len floats), where the sum lands;
+                          the whole gradient never exists (ZeRO-2). Rank-order then takes the
+                          gradient through dpt_reducer_put into a few bucket-sized buffers it owns,
+                          reused (overlap is then always on); exact through
+                          dpt_reducer_exact_add_range. Default 0 */
   dpt_reduce_algorithm algorithm; /* default DPT_REDUCE_AUTO */
   int node_ranks; /* DPT_REDUCE_NODE: take blocks of this many consecutive ranks as one node
                      (must divide the rank count); 0, the default: the nodes MPI reports

@@ -243,10 +243,11 @@ static void convert_range(const exact *d, float *g, const int64_t *acc, size_t l
   }
 }
 
-/* The squared L2 norm of the elements [lo, lo + len), g holding them from g[0], the same whichever rank takes which part:
- * squares are exact in double, summed in fixed blocks of 16 (shard boundaries are multiples
- * of 16), and each block sum is rounded to fixed point at 2^q, q chosen from a bound on every
- * value (G micro-shard maxima) so that the sum of all n squares stays below 2^62. */
+/* The squared L2 norm of the elements [lo, lo + len), g holding them from g[0], the same whichever
+ * rank takes which part: squares are exact in double, summed in fixed blocks of 16 (shard
+ * boundaries are multiples of 16), and each block sum is rounded to fixed point at 2^q, q chosen
+ * from a bound on every value (G micro-shard maxima) so that the sum of all n squares stays below
+ * 2^62. */
 static int64_t sumsq_fixed(const exact *d, const float *g, size_t lo, size_t len, int *q) {
   double bound = 0;
   for (int t = 0; t < d->ntensors; t++)

@@ -86,7 +86,8 @@ int dpt_reducer_create(MPI_Comm comm, float *buf, size_t n, const dpt_reducer_pa
              DPT_REDUCE_COUNT);
     return DPT_EINVAL;
   }
-  if (p->shard_buf && (!p->shard_only || (algo != DPT_REDUCE_RANK_ORDER && algo != DPT_REDUCE_EXACT))) {
+  if (p->shard_buf &&
+      (!p->shard_only || (algo != DPT_REDUCE_RANK_ORDER && algo != DPT_REDUCE_EXACT))) {
     snprintf(err, errlen,
              "a shard-only gradient buffer (ZeRO-2) needs shard_only and the rank-order or exact "
              "reduction, not %s",

@@ -311,7 +311,7 @@ typedef struct {
   size_t state_bytes;   /* optimizer state bytes held by this rank */
   size_t grad_bytes;    /* gradient bytes held by this rank (ZeRO-2: only its shard) */
   size_t buffer_bytes;  /* working buffers held by this rank (reduction, layer gradient, batch) */
-  double peak_rss_bytes; /* this process's peak resident memory (VmHWM; 0 if unknown) */
+  double peak_rss;      /* bytes: this process's peak resident memory (VmHWM; 0 if unknown) */
   double comm_wait_s;   /* time this rank waited for gradient reduction, whole run */
   double step_s;        /* time in optimizer steps (compute + reduction + update) */
   int stopped;          /* DPT_ESTOPPED was returned: 1 by a signal, 2 by --time-limit */

@@ -469,7 +469,7 @@ static void memory_report(run *r, const dpt_train_opts *o, dpt_train_result *res
   dpt_zero_mem mem;
   dpt_zero_memory(r, o, &mem);
   res->grad_bytes = (size_t)mem.grad_bytes, res->buffer_bytes = (size_t)mem.buffer_bytes;
-  res->peak_rss_bytes = mem.peak_rss_bytes;
+  res->peak_rss = mem.peak_rss_bytes;
   if (!rows) return;
   double *mine = rows + (size_t)r->rank * F; /* one contributor per row: the sum is exact */
   mine[0] = mem.param_bytes, mine[1] = mem.grad_bytes, mine[2] = mem.state_bytes;

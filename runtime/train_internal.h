@@ -31,11 +31,11 @@ typedef struct {
   dpt_split_info train, test;
   int has_test;
   float *params;
-  float *grads;     /* the whole gradient [nparams]; NULL in stage 2 when streamed (zero.c) */
-  float *gshard;    /* the gradient of shard (grads + shard.offset, or stage 2's own buffer) */
-  float *gown;      /* the gradient of own (the same when streamed: own == shard) */
-  int stream;       /* stage 2 streamed: layers' gradients go to the reducer (dpt_reducer_put) */
-  float *span_buf;  /* stage 2 streamed: one layer's gradient [span_cap], reused */
+  float *grads;    /* the whole gradient [nparams]; NULL in stage 2 when streamed (zero.c) */
+  float *gshard;   /* the gradient of shard (grads + shard.offset, or stage 2's own buffer) */
+  float *gown;     /* the gradient of own (the same when streamed: own == shard) */
+  int stream;      /* stage 2 streamed: layers' gradients go to the reducer (dpt_reducer_put) */
+  float *span_buf; /* stage 2 streamed: one layer's gradient [span_cap], reused */
   size_t span_cap;
   int zero;          /* ZeRO stage in effect (0, 1 or 2), the same on every rank */
   int saving;        /* checkpoints are written */
@@ -96,8 +96,7 @@ int dpt_train_shared_failure(run *r, int rc, char *err, size_t errlen);
 int dpt_zero_alloc(run *r, const dpt_train_opts *o, char *err, size_t errlen);
 void dpt_zero_free(run *r);
 /* "out of memory for <what>: ZeRO stage S on W ranks needs N bytes per rank ...": DPT_ENOMEM. */
-int dpt_zero_oom(const run *r, const dpt_train_opts *o, const char *what, char *err,
-                 size_t errlen);
+int dpt_zero_oom(const run *r, const dpt_train_opts *o, const char *what, char *err, size_t errlen);
 /* Stage 2 streamed: dpt_layer_pass.grad_at and .ready with the run as ready_ctx. */
 float *dpt_zero_grad_at(void *ctx, size_t offset, size_t len);
 void dpt_zero_ready(void *ctx, size_t offset, size_t len);

@@ -67,11 +67,10 @@ int dpt_zero_alloc(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   /* stage 2 streams the gradient where the model gives it layer by layer and the reduction
    * is rank-order's or the exact sums' */
   int rank_order = !strcmp(o->reduce, "auto") || !strcmp(o->reduce, "rank-order");
-  r->stream = r->zero == 2 && m->loss_grad_pass &&
-              (o->deterministic || (o->accum == 1 && rank_order));
+  r->stream =
+      r->zero == 2 && m->loss_grad_pass && (o->deterministic || (o->accum == 1 && rank_order));
   if (r->zero == 2 && !r->stream)
-    dpt_log(DPT_LOG_INFO,
-            "ZeRO stage 2 keeps a whole gradient here (%s), as stage 1 does",
+    dpt_log(DPT_LOG_INFO, "ZeRO stage 2 keeps a whole gradient here (%s), as stage 1 does",
             !m->loss_grad_pass ? "the model gives its gradient whole, not layer by layer"
             : o->accum > 1     ? "--accum > 1 accumulates micro-batches into it"
                                : "--reduce node sums whole buffers");
@@ -146,10 +145,10 @@ void dpt_zero_memory(const run *r, const dpt_train_opts *o, dpt_zero_mem *out) {
   out->param_bytes = (double)m->nparams * sizeof(float);
   out->grad_bytes = (double)(r->stream ? r->shard.len : m->nparams) * sizeof(float);
   out->state_bytes = (double)dpt_solver_state_bytes(r->solver);
-  out->buffer_bytes =
-      (double)dpt_reducer_bytes(r->reducer) + (double)(r->span_buf ? r->span_cap : 0) * 4.0 +
-      (double)rows * (double)(m->in_features + m->out_features) * 4.0 +
-      (double)rows * (double)(r->lps * sizeof(int32_t) + sizeof(int64_t)) +
-      (double)r->train.n * sizeof(int64_t) + (double)m->nbuffer_floats * 4.0;
+  out->buffer_bytes = (double)dpt_reducer_bytes(r->reducer) +
+                      (double)(r->span_buf ? r->span_cap : 0) * 4.0 +
+                      (double)rows * (double)(m->in_features + m->out_features) * 4.0 +
+                      (double)rows * (double)(r->lps * sizeof(int32_t) + sizeof(int64_t)) +
+                      (double)r->train.n * sizeof(int64_t) + (double)m->nbuffer_floats * 4.0;
   out->peak_rss_bytes = peak_rss();
 }

@@ -583,9 +583,10 @@ static void backward(dpt_net *n, const float *params, float *grad, const float *
       for (size_t k = 0; k < count * l->out_numel; k++) d[k] += a[k];
     }
     /* the span's gradient: grad's, the caller's buffer (grad_at), or none (seg_grad's own) */
-    float *g = p->seg_grad                ? NULL
-               : p->grad_at && l->len     ? p->grad_at(p->ready_ctx, l->offset, l->len)
-               : grad ? grad + l->offset : NULL;
+    float *g = p->seg_grad            ? NULL
+               : p->grad_at && l->len ? p->grad_at(p->ready_ctx, l->offset, l->len)
+               : grad                 ? grad + l->offset
+                                      : NULL;
     if (l->ops->param_grad) param_grads(n, l, lp, in, d, g, seg, p);
     if (l->len && p->ready) p->ready(p->ready_ctx, l->offset, l->len);
     if (i == 0) break;
