@@ -212,9 +212,8 @@ void dpt_reducer_put(dpt_reducer *r, size_t offset, size_t len, const float *g) 
     memcpy(b + (lo - b0), g + (lo - offset), (end - lo) * sizeof *g);
     r->done[k] += end - lo;
     len = lo - offset;
-    start_ready(r); /* a full bucket goes now, so that its buffer comes back soon */
+    progress(r); /* a full bucket goes now, and those in flight move on */
   }
-  progress(r);
 }
 
 size_t dpt_reducer_bytes(const dpt_reducer *r) {

@@ -252,6 +252,8 @@ static int reduce_exact(run *r, const dpt_train_opts *o, long s, step_sums *out,
       if (!rc)
         rc = model_pass(r, o, (int64_t)first, (size_t)per * r->micro, per, 1, NULL, &total,
                         &slot[r->rank * per], err, errlen);
+      else if (r->stream) /* no pass: join the peers' collectives of one (zero.c) */
+        dpt_zero_exact_join(r, per);
     }
     for (int k = r->rank * per; !m->loss_grad_pass && k < (r->rank + 1) * per && !rc; k++) {
       memset(r->grads, 0, m->nparams * sizeof(float));

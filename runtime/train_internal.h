@@ -101,6 +101,11 @@ int dpt_zero_oom(const run *r, const dpt_train_opts *o, const char *what, char *
 float *dpt_zero_grad_at(void *ctx, size_t offset, size_t len);
 void dpt_zero_ready(void *ctx, size_t offset, size_t len);
 
+/* Stage 2 streamed, deterministic mode: a rank whose pass failed before backward joins the
+ * layers' reduce-scatters of the exact sums with zeros (per micro-shards each), so that no
+ * peer waits for it; the failure is then shared as usual. */
+void dpt_zero_exact_join(run *r, int per);
+
 /* What a rank holds, bytes: parameters, gradient, optimizer state, working buffers (reducer,
  * layer gradient, batch, data order, model buffers), and the peak resident memory so far. */
 typedef struct {

@@ -8,9 +8,11 @@
  * reduce-scatters each bucket as soon as it is complete; a rank keeps only gshard, the sum over
  * its own shard. The sums are the rank-order sums of stages 0 and 1 (comm/reduce_rank_order.c),
  * so every stage gives bitwise the same parameters. In deterministic mode the net hands each
- * micro-shard's layer gradient to the exact sums (seg_grad) and only the shard is converted
- * back. A model without per-layer passes (loss_grad only) and --accum > 1 (whose micro-batches
- * accumulate into one whole gradient before a single reduction) keep stage 1's whole gradient.
+ * micro-shard's layer gradient to the exact sums (seg_grad), which reduce-scatter each layer's
+ * 64-bit sums as soon as this rank's micro-shards all added theirs (comm/reduce_exact.c): no
+ * whole-model sum exists either. A model without per-layer passes (loss_grad only) and --accum > 1
+ * (whose micro-batches accumulate into one whole gradient before a single reduction) keep stage 1's
+ * whole gradient.
  *
  * Per-rank bytes in fp32 with Adam, for P parameters on W ranks: stage 0 16P, stage 1
  * 8P + 8P/W, stage 2 4P + 12P/W, plus working buffers (DeepSpeed's ZeRO paper, fp32).
@@ -86,9 +88,8 @@ int dpt_zero_alloc(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   r->span_cap = m->nlayers ? 0 : m->nparams;
   for (int l = 0; l < m->nlayers; l++)
     if (m->layers[l].len > r->span_cap) r->span_cap = m->layers[l].len;
-  if (!o->deterministic) r->span_buf = floats(r->span_cap);
-  if (!r->gshard || (!o->deterministic && !r->span_buf))
-    return dpt_zero_oom(r, o, "the gradient shard", err, errlen);
+  r->span_buf = floats(r->span_cap); /* deterministic mode: zeros for a failed rank */
+  if (!r->gshard || !r->span_buf) return dpt_zero_oom(r, o, "the gradient shard", err, errlen);
   return DPT_OK;
 }
 
@@ -122,6 +123,16 @@ float *dpt_zero_grad_at(void *ctx, size_t offset, size_t len) {
 void dpt_zero_ready(void *ctx, size_t offset, size_t len) {
   run *r = ctx;
   dpt_reducer_put(r->reducer, offset, len < r->span_cap ? len : r->span_cap, r->span_buf);
+}
+
+void dpt_zero_exact_join(run *r, int per) {
+  const dpt_model *m = r->model;
+  for (int l = m->nlayers - 1; l >= 0; l--) { /* backward's order, as the others add them */
+    size_t len = m->layers[l].len < r->span_cap ? m->layers[l].len : r->span_cap;
+    memset(r->span_buf, 0, len * sizeof(float));
+    for (int k = 0; k < per; k++)
+      dpt_reducer_exact_add_range(r->reducer, m->layers[l].offset, len, r->span_buf);
+  }
 }
 
 /* --- the memory report --- */
