@@ -101,7 +101,10 @@ typedef struct dpt_model {
                    char *err, size_t errlen);
   /* Optional: loss_grad with the pass (layers.h's dpt_layer_pass: dropout's seed, step and
    * sample index, segments, the batch-statistics sum, per-segment gradients, ready). Models
-   * with batch statistics or dropout set it; the trainer then calls it instead of loss_grad. */
+   * with batch statistics or dropout set it; the trainer then calls it instead of loss_grad.
+   * ZeRO-2 needs it to keep no whole gradient: the pass's grad_at gives each layer's gradient
+   * a buffer of the trainer's (grad is then NULL); with loss_grad alone stage 2 keeps a whole
+   * gradient, as stage 1 does. */
   int (*loss_grad_pass)(struct dpt_model *m, const float *params, float *grad, float scale,
                         const float *x, const int32_t *labels, const float *y, size_t n,
                         double *loss_sum, int64_t *correct, const dpt_layer_pass *pass, char *err,
