@@ -84,6 +84,12 @@ typedef struct {
                           (its sums are final only after the check: it sums all in the wait) */
   int shard_only;      /* 1: each rank gets the sum only over its own shard (dpt_comm_shard; a
                           reduce-scatter, ZeRO-1 and 2); 0: every rank gets all of it. Default 0 */
+  int shard_buf;       /* 1 (with shard_only; DPT_REDUCE_RANK_ORDER or DPT_REDUCE_EXACT): buf is
+                          only this rank's shard (dpt_comm_shard's len floats), where the sum lands;
+                          the whole gradient never exists (ZeRO-2). Rank-order then takes the
+                          gradient through dpt_reducer_put into a few bucket-sized buffers it owns,
+                          reused (overlap is then always on); exact through
+                          dpt_reducer_exact_add_range. Default 0 */
   dpt_reduce_algorithm algorithm; /* default DPT_REDUCE_AUTO */
   int node_ranks; /* DPT_REDUCE_NODE: take blocks of this many consecutive ranks as one node
                      (must divide the rank count); 0, the default: the nodes MPI reports
@@ -121,6 +127,19 @@ void dpt_reducer_free(dpt_reducer *r);
  * must not overlap within a step. Matches dpt_grad_ready_fn (ctx is the dpt_reducer). An MPI
  * error is kept and reported by dpt_reducer_wait. */
 void dpt_reducer_ready(void *r, size_t offset, size_t len);
+
+/* With shard_buf (rank-order): hands over g[0, len), the final gradient of buf's elements
+ * [offset, offset + len) of the whole (n-element) gradient, in place of writing it into buf and
+ * calling dpt_reducer_ready. Copies it into the buckets' own buffers (taking one from the pool,
+ * or waiting for the oldest bucket in flight to complete and summing it into buf when none is
+ * free), then starts and progresses buckets as dpt_reducer_ready does. Ranges come in
+ * decreasing order of offset (backward's order) for the pool to stay at its two buffers; any
+ * order is correct. Errors are kept for dpt_reducer_wait. */
+void dpt_reducer_put(dpt_reducer *r, size_t offset, size_t len, const float *g);
+
+/* Bytes the reducer holds besides buf (staging, bucket buffers, fixed-point sums): its share
+ * of a rank's working memory, for the memory report. */
+size_t dpt_reducer_bytes(const dpt_reducer *r);
 
 /* Starts whatever has not started and waits for every bucket: afterwards buf holds the sum over
  * ranks (with shard_only: in this rank's shard; the rest of buf is then unspecified).

@@ -48,8 +48,14 @@ typedef struct {
   double *scale; /* S_t per tensor (NAN: not known yet); the caller's storage */
   double *max;   /* this pass: largest |value| per tensor over this rank's micro-shards; then
                     over all ranks. One extra slot counts non-finite values. */
-  int64_t *acc;  /* the fixed-point sum, n */
+  int64_t *acc;  /* the fixed-point sum, n (shard_buf: of the current range only, acc_cap) */
   int64_t *part; /* this rank's shard of the sum over all ranks (shard_only) */
+  /* shard_buf (ZeRO-2): ranges come whole (a layer's span), each once per micro-shard of this
+   * rank in a row; after the last one its sums are reduce-scattered into part at once, so no
+   * whole-model sum exists */
+  size_t acc_cap, cur_off, cur_len;
+  int cur_adds, per_rank;
+  int mpi_rc;    /* the first failed reduce-scatter (reported by the wait) */
   int shards;    /* G */
   int local_bad; /* the first tensor where this rank's micro-shards had a NaN/Inf, or -1 */
   double sumsq;  /* the squared norm of the last sum */
@@ -93,10 +99,10 @@ static int init(dpt_reducer *r, const dpt_reducer_params *p, char *err, size_t e
     d->offset = malloc(nt * sizeof *d->offset);
     d->numel = malloc(nt * sizeof *d->numel);
     d->max = calloc(nt + 1, sizeof *d->max);
-    d->acc = malloc((r->n ? r->n : 1) * sizeof *d->acc);
+    d->acc = r->shard_buf ? NULL : malloc((r->n ? r->n : 1) * sizeof *d->acc);
     d->part = malloc((r->shards[r->rank].len + 1) * sizeof *d->part);
   }
-  if (!d || !d->offset || !d->numel || !d->max || !d->acc || !d->part) {
+  if (!d || !d->offset || !d->numel || !d->max || (!d->acc && !r->shard_buf) || !d->part) {
     release(r);
     snprintf(err, errlen, "out of memory for the deterministic mode's sums (%zu parameters)", r->n);
     return DPT_ENOMEM;
@@ -106,6 +112,7 @@ static int init(dpt_reducer *r, const dpt_reducer_params *p, char *err, size_t e
   memcpy(d->numel, p->tensor_len, nt * sizeof *d->numel);
   d->n = r->n;
   d->shards = p->micro_shards;
+  d->per_rank = p->micro_shards / r->size;
   d->scale = p->scales;
   d->local_bad = -1;
   r->overlap = 0; /* the sums are final only after dpt_reducer_exact_check */
@@ -127,7 +134,12 @@ double dpt_reducer_exact_sumsq(const dpt_reducer *r) {
 void dpt_reducer_exact_begin(dpt_reducer *r) {
   exact *d = r->state;
   d->local_bad = -1;
-  memset(d->acc, 0, d->n * sizeof *d->acc);
+  if (r->shard_buf) { /* the shard's sums arrive range by range */
+    memset(d->part, 0, r->shards[r->rank].len * sizeof *d->part);
+    d->cur_len = 0, d->cur_adds = 0, d->mpi_rc = 0;
+  } else {
+    memset(d->acc, 0, d->n * sizeof *d->acc);
+  }
   memset(d->max, 0, ((size_t)d->ntensors + 1) * sizeof *d->max);
 }
 
@@ -178,10 +190,10 @@ static void from_fixed(float *restrict x, const int64_t *restrict acc, size_t n,
   }
 }
 
-/* Adds tensor t of one micro-shard, x[0, numel_t), at the current scale. */
-static void add_tensor(exact *d, int t, const float *x) {
+/* Adds tensor t of one micro-shard, x[0, numel_t), at the current scale into its sums dst. */
+static void add_tensor_at(exact *d, int t, const float *x, int64_t *dst) {
   double s = isnan(d->scale[t]) ? 0 : ldexp(1.0, (int)d->scale[t]); /* 0: only measure */
-  uint32_t mb = max_and_fix(d->acc + d->offset[t], x, d->numel[t], s);
+  uint32_t mb = max_and_fix(dst, x, d->numel[t], s);
   if (mb >= 0x7f800000u) {
     d->max[d->ntensors] += 1; /* non-finite */
     if (d->local_bad < 0 || t < d->local_bad) d->local_bad = t;
@@ -192,16 +204,57 @@ static void add_tensor(exact *d, int t, const float *x) {
   if ((double)mx > d->max[t]) d->max[t] = mx;
 }
 
+static void add_tensor(exact *d, int t, const float *x) {
+  add_tensor_at(d, t, x, d->acc + d->offset[t]);
+}
+
 void dpt_reducer_exact_add(dpt_reducer *r, const float *g) {
   exact *d = r->state;
   for (int t = 0; t < d->ntensors; t++) add_tensor(d, t, g + d->offset[t]);
 }
 
+/* shard_buf: the range [off, off + len)'s sums of this rank, acc[0, len), summed over ranks
+ * into each rank's part of it (MPI_Reduce_scatter; int64 sums are exact in any order).
+ * Collective: every rank completes the same ranges in the same order. */
+static void scatter_range(dpt_reducer *r, exact *d, size_t off, size_t len) {
+  int *counts = r->counts, w = r->size;
+  size_t mylo = 0, myhi = 0;
+  for (int q = 0; q < w; q++) {
+    size_t s0 = r->shards[q].offset, s1 = s0 + r->shards[q].len;
+    size_t lo = off > s0 ? off : s0, hi = off + len < s1 ? off + len : s1;
+    counts[q] = hi > lo ? (int)(hi - lo) : 0;
+    if (q == r->rank && hi > lo) mylo = lo, myhi = hi;
+  }
+  int64_t *out = d->part + (myhi > mylo ? mylo - r->shards[r->rank].offset : 0);
+  int rc = MPI_Reduce_scatter(d->acc, out, counts, MPI_INT64_T, MPI_SUM, r->comm);
+  if (rc != MPI_SUCCESS && !d->mpi_rc) d->mpi_rc = rc;
+}
+
 void dpt_reducer_exact_add_range(dpt_reducer *r, size_t offset, size_t len, const float *g) {
   exact *d = r->state;
+  if (r->shard_buf) {
+    if (d->cur_len != len || d->cur_off != offset || d->cur_adds == 0) { /* a new range */
+      if (len > d->acc_cap) {
+        int64_t *a = realloc(d->acc, len * sizeof *a);
+        if (!a) { /* joins the collectives with what it has; the wait fails */
+          if (!d->mpi_rc) d->mpi_rc = MPI_ERR_NO_MEM;
+          len = d->acc_cap;
+        } else {
+          d->acc = a, d->acc_cap = len;
+        }
+      }
+      memset(d->acc, 0, len * sizeof *d->acc);
+      d->cur_off = offset, d->cur_len = len, d->cur_adds = 0;
+    }
+  }
   for (int t = 0; t < d->ntensors; t++) {
     if (d->offset[t] < offset || d->offset[t] + d->numel[t] > offset + len) continue;
-    add_tensor(d, t, g + (d->offset[t] - offset));
+    size_t at = r->shard_buf ? d->offset[t] - offset : d->offset[t]; /* acc's own index */
+    add_tensor_at(d, t, g + (d->offset[t] - offset), d->acc + at);
+  }
+  if (r->shard_buf && ++d->cur_adds == d->per_rank) {
+    scatter_range(r, d, offset, len);
+    d->cur_adds = 0;
   }
 }
 
@@ -229,24 +282,25 @@ static int start(dpt_reducer *r, int k) {
   return MPI_SUCCESS;
 }
 
-/* x[i] = (float)(acc[i] * 2^-S) for the elements [lo, lo + len) of the flat buffer; acc
- * holds them from acc[0]. */
+/* g[i - lo] = (float)(acc[i - lo] * 2^-S) for the elements [lo, lo + len) of the flat buffer:
+ * g and acc hold them from their [0]. */
 static void convert_range(const exact *d, float *g, const int64_t *acc, size_t lo, size_t len) {
   for (int t = 0; t < d->ntensors; t++) {
     size_t a = d->offset[t] > lo ? d->offset[t] : lo;
     size_t b = d->offset[t] + d->numel[t] < lo + len ? d->offset[t] + d->numel[t] : lo + len;
     if (a >= b) continue;
     if (isnan(d->scale[t])) /* nothing was ever non-zero here */
-      memset(g + a, 0, (b - a) * sizeof *g);
+      memset(g + (a - lo), 0, (b - a) * sizeof *g);
     else
-      from_fixed(g + a, acc + (a - lo), b - a, ldexp(1.0, -(int)d->scale[t]));
+      from_fixed(g + (a - lo), acc + (a - lo), b - a, ldexp(1.0, -(int)d->scale[t]));
   }
 }
 
-/* The squared L2 norm of g over [lo, lo + len), the same whichever rank takes which part:
- * squares are exact in double, summed in fixed blocks of 16 (shard boundaries are multiples
- * of 16), and each block sum is rounded to fixed point at 2^q, q chosen from a bound on every
- * value (G micro-shard maxima) so that the sum of all n squares stays below 2^62. */
+/* The squared L2 norm of the elements [lo, lo + len), g holding them from g[0], the same whichever
+ * rank takes which part: squares are exact in double, summed in fixed blocks of 16 (shard
+ * boundaries are multiples of 16), and each block sum is rounded to fixed point at 2^q, q chosen
+ * from a bound on every value (G micro-shard maxima) so that the sum of all n squares stays below
+ * 2^62. */
 static int64_t sumsq_fixed(const exact *d, const float *g, size_t lo, size_t len, int *q) {
   double bound = 0;
   for (int t = 0; t < d->ntensors; t++)
@@ -260,7 +314,7 @@ static int64_t sumsq_fixed(const exact *d, const float *g, size_t lo, size_t len
   for (size_t b = lo; b < lo + len; b += 16) {
     size_t end = b + 16 < lo + len ? b + 16 : lo + len;
     double blk = 0;
-    for (size_t i = b; i < end; i++) blk += (double)g[i] * (double)g[i];
+    for (size_t i = b; i < end; i++) blk += (double)g[i - lo] * (double)g[i - lo];
     total += (int64_t)llrint(blk * s);
   }
   return total;
@@ -271,7 +325,10 @@ static int finish(dpt_reducer *r, char *err, size_t errlen) {
   exact *d = r->state;
   dpt_range own = r->shards[r->rank];
   int rc;
-  if (!r->shard_only) {
+  if (r->shard_buf) { /* part is complete: reduce-scattered range by range in the pass */
+    rc = d->mpi_rc ? dpt_comm_mpi_error(d->mpi_rc, "MPI_Reduce_scatter (exact sum)", err, errlen)
+                   : DPT_OK;
+  } else if (!r->shard_only) {
     rc = dpt_comm_sum_exact(r->comm, d->acc, d->n, err, errlen);
   } else {
     int *counts = r->counts; /* every rank's shard */
@@ -281,12 +338,14 @@ static int finish(dpt_reducer *r, char *err, size_t errlen) {
       rc = dpt_comm_mpi_error(rc, "MPI_Reduce_scatter (exact sum)", err, errlen);
   }
   if (rc) return rc;
+  /* shard_buf: buf is the shard alone */
+  float *mine = r->shard_buf ? r->buf : r->buf + own.offset;
   if (!r->shard_only)
     convert_range(d, r->buf, d->acc, 0, d->n);
   else
-    convert_range(d, r->buf, d->part, own.offset, own.len);
+    convert_range(d, mine, d->part, own.offset, own.len);
   int q = 0;
-  int64_t ss = sumsq_fixed(d, r->buf, own.offset, own.len, &q);
+  int64_t ss = sumsq_fixed(d, mine, own.offset, own.len, &q);
   rc = dpt_comm_sum_exact(r->comm, &ss, 1, err, errlen);
   if (rc) return rc;
   d->sumsq = ldexp((double)ss, -q);
@@ -295,4 +354,10 @@ static int finish(dpt_reducer *r, char *err, size_t errlen) {
   return DPT_OK;
 }
 
-const dpt_reduce_algo dpt_reduce_exact = {"exact", init, release, start, finish};
+static size_t bytes(const dpt_reducer *r) {
+  const exact *d = r->state;
+  return ((r->shard_buf ? d->acc_cap : d->n) + r->shards[r->rank].len + 2) * sizeof(int64_t) +
+         ((size_t)d->ntensors * 2 + 1) * (sizeof(size_t) + sizeof(double));
+}
+
+const dpt_reduce_algo dpt_reduce_exact = {"exact", init, release, start, finish, NULL, bytes};

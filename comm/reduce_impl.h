@@ -6,8 +6,9 @@
  * completed requests left into the sum in r->buf. Calls are per bucket, never per element.
  *
  * The node-aware algorithm (reduce_node.c) calls dpt_comm_topology(r->comm) in its init()
- * and keeps its node and column communicators in r->state. Room left: gradients kept only as
- * bucket-sized buffers (ZeRO-2) change where start() reads bucket k from, not the bookkeeping.
+ * and keeps its node and column communicators in r->state. With shard_buf (ZeRO-2), the
+ * gradient comes through dpt_reducer_put into bucket buffers the algorithm owns (put() below):
+ * that changes where start() reads bucket k from, not the bookkeeping.
  */
 #ifndef DPT_COMM_REDUCE_IMPL_H
 #define DPT_COMM_REDUCE_IMPL_H
@@ -25,6 +26,7 @@ struct dpt_reducer {
   int nbuckets;
   int overlap;       /* start buckets as they complete (1) or all in wait (0) */
   int shard_only;    /* 1: only this rank's shard is summed (reduce-scatter); 0: all of it */
+  int shard_buf;     /* 1: buf is this rank's shard only (ZeRO-2); the gradient comes by put */
   dpt_range *shards; /* dpt_comm_shard of every rank */
   int *counts;       /* 4 * size ints per bucket (and one spare set) for an algorithm's MPI
                         count/displacement arrays, which must live until the bucket completes */
@@ -45,6 +47,11 @@ struct dpt_reduce_algo {
   int (*start)(dpt_reducer *r, int k);
   /* Every bucket completed: leaves the sum in r->buf; a dpt error code with a message. */
   int (*finish)(dpt_reducer *r, char *err, size_t errlen);
+  /* shard_buf only (NULL: the algorithm does not take dpt_reducer_put): the buffer of bucket k,
+   * dpt_reducer_bucket_len(r, k) floats, where put copies its part; NULL if it cannot be had
+   * (*mpi_rc: MPI's error, else out of memory). */
+  float *(*bucket_buf)(dpt_reducer *r, int k, int *mpi_rc);
+  size_t (*bytes)(const dpt_reducer *r); /* what state holds */
 };
 
 extern const dpt_reduce_algo dpt_reduce_rank_order;

@@ -86,6 +86,14 @@ int dpt_reducer_create(MPI_Comm comm, float *buf, size_t n, const dpt_reducer_pa
              DPT_REDUCE_COUNT);
     return DPT_EINVAL;
   }
+  if (p->shard_buf &&
+      (!p->shard_only || (algo != DPT_REDUCE_RANK_ORDER && algo != DPT_REDUCE_EXACT))) {
+    snprintf(err, errlen,
+             "a shard-only gradient buffer (ZeRO-2) needs shard_only and the rank-order or exact "
+             "reduction, not %s",
+             dpt_reducer_algorithm_name(algo));
+    return DPT_EINVAL;
+  }
   struct dpt_reducer *r = calloc(1, sizeof *r);
   if (!r) goto nomem;
   r->comm = MPI_COMM_NULL;
@@ -96,6 +104,7 @@ int dpt_reducer_create(MPI_Comm comm, float *buf, size_t n, const dpt_reducer_pa
   r->nbuckets = n ? (int)((n + r->bucket - 1) / r->bucket) : 0;
   r->overlap = p->overlap;
   r->shard_only = p->shard_only;
+  r->shard_buf = p->shard_only && p->shard_buf;
   int rc = dpt_comm_dup_returning(comm, &r->comm, err, errlen);
   if (rc) {
     dpt_reducer_free(r);
@@ -112,6 +121,7 @@ int dpt_reducer_create(MPI_Comm comm, float *buf, size_t n, const dpt_reducer_pa
   for (int k = 0; k < r->nbuckets; k++) r->req[k] = MPI_REQUEST_NULL;
   r->next = r->nbuckets - 1;
   r->algo = algorithms[algo];
+  if (r->shard_buf && r->algo->bucket_buf) r->overlap = 1; /* the pool needs buckets to go */
   if ((rc = r->algo->init(r, p, err, errlen))) {
     r->algo = NULL; /* init cleaned up after itself */
     dpt_reducer_free(r);
@@ -161,6 +171,17 @@ static void start_ready(dpt_reducer *r) {
   }
 }
 
+/* Starts what is complete and lets MPI progress the buckets in flight. */
+static void progress(dpt_reducer *r) {
+  start_ready(r);
+  int flag; /* let MPI progress what is in flight */
+  for (int k = r->nbuckets - 1; k > r->next; k--)
+    if (r->req[k] != MPI_REQUEST_NULL) {
+      int rc = MPI_Test(&r->req[k], &flag, MPI_STATUS_IGNORE);
+      if (rc != MPI_SUCCESS && !r->mpi_rc) r->mpi_rc = rc;
+    }
+}
+
 void dpt_reducer_ready(void *ctx, size_t offset, size_t len) {
   dpt_reducer *r = ctx;
   while (len > 0) {
@@ -171,14 +192,32 @@ void dpt_reducer_ready(void *ctx, size_t offset, size_t len) {
     offset += take;
     len -= take;
   }
-  if (!r->overlap) return;
-  start_ready(r);
-  int flag; /* let MPI progress what is in flight */
-  for (int k = r->nbuckets - 1; k > r->next; k--)
-    if (r->req[k] != MPI_REQUEST_NULL) {
-      int rc = MPI_Test(&r->req[k], &flag, MPI_STATUS_IGNORE);
-      if (rc != MPI_SUCCESS && !r->mpi_rc) r->mpi_rc = rc;
+  if (r->overlap) progress(r);
+}
+
+void dpt_reducer_put(dpt_reducer *r, size_t offset, size_t len, const float *g) {
+  if (!r->shard_buf || !r->algo->bucket_buf) { /* a misuse: say so in the wait */
+    if (!r->mpi_rc) r->mpi_rc = MPI_ERR_OTHER;
+    return;
+  }
+  while (len > 0 && !r->mpi_rc) { /* from the end down: buckets fill in the order they start */
+    size_t end = offset + len;
+    int k = (int)((end - 1) / r->bucket), rc = MPI_SUCCESS;
+    size_t b0 = (size_t)k * r->bucket, lo = offset > b0 ? offset : b0;
+    float *b = r->algo->bucket_buf(r, k, &rc);
+    if (!b) {
+      r->mpi_rc = rc != MPI_SUCCESS ? rc : MPI_ERR_NO_MEM;
+      return;
     }
+    memcpy(b + (lo - b0), g + (lo - offset), (end - lo) * sizeof *g);
+    r->done[k] += end - lo;
+    len = lo - offset;
+    progress(r); /* a full bucket goes now, and those in flight move on */
+  }
+}
+
+size_t dpt_reducer_bytes(const dpt_reducer *r) {
+  return r && r->algo && r->algo->bytes ? r->algo->bytes(r) : 0;
 }
 
 int dpt_reducer_wait(dpt_reducer *r, double *wait_s, char *err, size_t errlen) {

@@ -57,6 +57,11 @@ void dpt_report_close(dpt_report *r);
  * file failed, DPT_EIO with the message naming it and the OS error (unless rc is already
  * another error); else rc. */
 int dpt_report_finish(dpt_report *r, MPI_Comm comm, int rc, char *err, size_t errlen);
+/* One "memory" record, after the loop: for each of the ranks, rows[rank * DPT_REPORT_MEM_FIELDS
+ * ...] = parameter, gradient, optimizer-state and working-buffer bytes it holds, and its peak
+ * resident memory (VmHWM), bytes. */
+#define DPT_REPORT_MEM_FIELDS 5
+void dpt_report_memory(dpt_report *r, int ranks, int zero, const double *rows);
 /* One "run" record: the run's label (legends of plots), ranks, ZeRO stage, parameters,
  * optimizer-state bytes per rank (largest) and over all ranks. */
 void dpt_report_run(dpt_report *r, const char *label, int ranks, int zero, size_t nparams,

@@ -83,6 +83,7 @@ int dpt_model_from_net(dpt_model *m, const char *kind, dpt_net *n, char *err, si
   m->init = net_init;
   m->loss_grad = net_loss_grad;
   m->loss_grad_pass = net_loss_grad_pass;
+  m->tied = dpt_net_ties(n) > 0;
   m->evaluate = net_evaluate;
   m->destroy = net_destroy;
   return DPT_OK;

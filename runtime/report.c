@@ -443,6 +443,23 @@ void dpt_report_timing(dpt_report *r, const dpt_timing_table *t) {
   free(b.buf);
 }
 
+void dpt_report_memory(dpt_report *r, int ranks, int zero, const double *rows) {
+  if (!r) return;
+  jbuf b = {malloc(256), 0, 256, 1};
+  if (!b.buf) return;
+  jb_add(&b, "{\"type\":\"memory\",\"zero\":%d,\"ranks\":[", zero);
+  for (int q = 0; q < ranks; q++) {
+    const double *v = rows + (size_t)q * DPT_REPORT_MEM_FIELDS;
+    jb_add(&b,
+           "%s{\"rank\":%d,\"param_bytes\":%.0f,\"grad_bytes\":%.0f,\"state_bytes\":%.0f,"
+           "\"buffer_bytes\":%.0f,\"peak_rss_bytes\":%.0f}",
+           q ? "," : "", q, v[0], v[1], v[2], v[3], v[4]);
+  }
+  jb_add(&b, "]}\n");
+  put(r, b.buf, b.len);
+  free(b.buf);
+}
+
 void dpt_report_epoch(dpt_report *r, const dpt_epoch_info *e) {
   if (!r) return;
   double t = dpt_now() - r->t0;

@@ -78,6 +78,10 @@ typedef struct dpt_model {
    * nlayers 0: the model is one layer. The model's own storage, like tensors. */
   int nlayers;
   const dpt_layer_span *layers;
+  /* 1: a layer adds to the gradient of an earlier layer's tensor (weight tying), so a span's
+   * gradient is final only at its own ready call and not alone in its layer's pass: ZeRO-2
+   * then keeps a whole gradient, as stage 1 does. */
+  int tied;
   /* Buffers: state that is not trained but is part of the model (BatchNorm's running
    * statistics), named as torch's state_dict names them, offsets into buffer_data
    * (nbuffer_floats floats, the model's storage). The same on every rank; training passes update
@@ -101,7 +105,10 @@ typedef struct dpt_model {
                    char *err, size_t errlen);
   /* Optional: loss_grad with the pass (layers.h's dpt_layer_pass: dropout's seed, step and
    * sample index, segments, the batch-statistics sum, per-segment gradients, ready). Models
-   * with batch statistics or dropout set it; the trainer then calls it instead of loss_grad. */
+   * with batch statistics or dropout set it; the trainer then calls it instead of loss_grad.
+   * ZeRO-2 needs it to keep no whole gradient: the pass's grad_at gives each layer's gradient
+   * a buffer of the trainer's (grad is then NULL); with loss_grad alone stage 2 keeps a whole
+   * gradient, as stage 1 does. */
   int (*loss_grad_pass)(struct dpt_model *m, const float *params, float *grad, float scale,
                         const float *x, const int32_t *labels, const float *y, size_t n,
                         double *loss_sum, int64_t *correct, const dpt_layer_pass *pass, char *err,
@@ -235,7 +242,8 @@ typedef struct {
   int accum;               /* micro-batches accumulated per optimizer step */
   double clip_norm;        /* clip gradients to this global L2 norm (0: off) */
   long seed;               /* initialisation and data order */
-  int zero;                /* ZeRO stage 0, 1 or 2; -1: 1 when W > 1, else 0 */
+  int zero;                /* ZeRO stage 0, 1 or 2 (3: refused, not supported yet); -1: 1 when
+                              W > 1, else 0 */
   double bucket_mb;        /* gradient bucket size in MiB */
   int overlap;             /* start each bucket's reduction as soon as backward produced it */
   char reduce[16];         /* auto | rank-order | node: the reducer's algorithm (comm.h) */
@@ -308,6 +316,9 @@ typedef struct {
   double seconds;       /* wall time of the training loop */
   double samples_per_s; /* global samples per second over the run */
   size_t state_bytes;   /* optimizer state bytes held by this rank */
+  size_t grad_bytes;    /* gradient bytes held by this rank (ZeRO-2: only its shard) */
+  size_t buffer_bytes;  /* working buffers held by this rank (reduction, layer gradient, batch) */
+  double peak_rss;      /* bytes: this process's peak resident memory (VmHWM; 0 if unknown) */
   double comm_wait_s;   /* time this rank waited in the step's collectives, whole run */
   double step_s;        /* time in optimizer steps (compute + reduction + update) */
   int stopped;          /* DPT_ESTOPPED was returned: 1 by a signal, 2 by --time-limit */

@@ -127,6 +127,8 @@ static int model_pass(run *r, const dpt_train_opts *o, int64_t sample0, size_t n
                       .ready = ready,
                       .ready_ctx = r,
                       .seg_loss = seg_loss};
+  if (r->stream && !exact) /* stage 2: each layer's gradient to the reducer (zero.c) */
+    p.grad_at = dpt_zero_grad_at, p.ready = dpt_zero_ready, p.ready_ctx = r;
   r->rows_rc = DPT_OK;
   int rc = m->loss_grad_pass(m, r->params, r->grads, scale, r->x, r->labels, r->y, n, loss_sum,
                              &correct, &p, err, errlen);
@@ -197,7 +199,7 @@ int dpt_train_shared_failure(run *r, int rc, char *err, size_t errlen) {
 static int reduce_buckets(run *r, const dpt_train_opts *o, long s, step_sums *out, char *err,
                           size_t errlen) {
   double loss = 0;
-  memset(r->grads, 0, r->model->nparams * sizeof(float));
+  if (!r->stream) memset(r->grads, 0, r->model->nparams * sizeof(float));
   int rc = compute(r, o, s, 1, &loss, err, errlen);
   dpt_timing_backward_done(&r->timing);
   /* Even a failed rank joins the reduction (with what it has), then says so below. */
@@ -213,7 +215,7 @@ static int reduce_buckets(run *r, const dpt_train_opts *o, long s, step_sums *ou
    * rank's shard (ranks sum disjoint shards of the same reduced gradient), and the ranks that
    * want to stop after this step (a signal; the time limit): all see the same sums, so all
    * stop at the same step whichever ranks the signal reached */
-  double red[5] = {loss, rc ? 1.0 : 0.0, sum_squares(r->grads + r->own.offset, r->own.len),
+  double red[5] = {loss, rc ? 1.0 : 0.0, sum_squares(r->gown, r->own.len),
                    dpt_stop_signal_pending() ? 1.0 : 0.0, dpt_out_of_time(r, o) ? 1.0 : 0.0};
   dpt_timing_wait(&r->timing, DPT_WAIT_SMALL, r->pos.step + 1,
                   "the step's loss and norm reduction");
@@ -260,6 +262,8 @@ static int reduce_exact(run *r, const dpt_train_opts *o, long s, step_sums *out,
       if (!rc)
         rc = model_pass(r, o, (int64_t)first, (size_t)per * r->micro, per, 1, NULL, &total,
                         &slot[r->rank * per], err, errlen);
+      else if (r->stream) /* no pass: join the peers' collectives of one (zero.c) */
+        dpt_zero_exact_join(r, per);
     }
     for (int k = r->rank * per; !m->loss_grad_pass && k < (r->rank + 1) * per && !rc; k++) {
       memset(r->grads, 0, m->nparams * sizeof(float));
@@ -335,9 +339,16 @@ static int nonfinite_error(run *r, const dpt_train_opts *o, long s, const step_s
   } else {
     double loss = 0;
     char ignored[DPT_ERR_LEN];
-    memset(r->grads, 0, m->nparams * sizeof(float));
-    compute(r, o, s, 0, &loss, ignored, sizeof ignored);
-    t = first_bad_tensor(m, r->grads, 0, m->nparams);
+    /* stage 2 has no whole gradient: a temporary one for this diagnosis */
+    int stream = r->stream;
+    if (stream) r->grads = calloc(m->nparams ? m->nparams : 1, sizeof(float)), r->stream = 0;
+    t = -1;
+    if (r->grads) {
+      memset(r->grads, 0, m->nparams * sizeof(float));
+      compute(r, o, s, 0, &loss, ignored, sizeof ignored);
+      t = first_bad_tensor(m, r->grads, 0, m->nparams);
+    }
+    if (stream) free(r->grads), r->grads = NULL, r->stream = 1;
     bad_loss |= !isfinite(loss);
   }
   /* the lowest rank that found one, and its tensor (NONE: its loss): rank << 31 | tensor, one
@@ -393,14 +404,14 @@ int dpt_train_step(run *r, const dpt_train_opts *o, long s, dpt_step_info *info,
     double coef = o->clip_norm / (norm + 1e-6);
     if (coef < 1) {
       float c = (float)coef;
-      float *g = r->grads + r->shard.offset; /* the only part reduced and stepped */
+      float *g = r->gshard; /* the only part reduced and stepped */
       for (size_t i = 0; i < r->shard.len; i++) g[i] *= c;
     }
   }
   dpt_solver_set_lr(r->solver, dpt_sched_lr(r->sched));
   if (dpt_sched_cycles_momentum(r->sched))
     dpt_solver_set_momentum(r->solver, dpt_sched_momentum(r->sched));
-  dpt_solver_step(r->solver, r->params + r->shard.offset, r->grads + r->shard.offset);
+  dpt_solver_step(r->solver, r->params + r->shard.offset, r->gshard);
   char cerr[DPT_ERR_LEN];
   if (r->zero) {
     dpt_timing_wait(&r->timing, DPT_WAIT_GATHER, r->pos.step + 1, "the parameter all-gather");

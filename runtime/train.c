@@ -190,8 +190,12 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   if ((rc = check_data(r, o, err, errlen))) return rc;
 
   dpt_model *m = r->model;
+  r->zero = o->zero < 0 ? (r->size > 1) : o->zero;
+  r->own = dpt_comm_shard(m->nparams, r->rank, r->size);
+  r->shard = r->zero ? r->own : (dpt_range){0, m->nparams};
   r->params = alloc_floats(m->nparams);
-  r->grads = alloc_floats(m->nparams);
+  if (!r->params) return dpt_zero_oom(r, o, "the parameters", err, errlen);
+  if ((rc = dpt_zero_alloc(r, o, err, errlen))) return rc;
   r->micro = o->deterministic ? (size_t)(o->batch / o->micro_shards)
                               : (size_t)(o->batch / r->size / o->accum);
   size_t eval_chunk = r->eval_chunk;
@@ -204,18 +208,16 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   r->y = alloc_floats(rows * (size_t)m->out_features);
   r->labels = malloc(rows * r->lps * sizeof *r->labels);
   if (m->nbuffer_floats) r->buffers_saved = alloc_floats(m->nbuffer_floats);
-  if (!r->params || !r->grads || !r->perm || !r->idx || !r->x || !r->y || !r->labels ||
+  if (!r->perm || !r->idx || !r->x || !r->y || !r->labels ||
       (m->nbuffer_floats && !r->buffers_saved)) {
     snprintf(err, errlen, "out of memory for %zu parameters and batch buffers", m->nparams);
     return DPT_ENOMEM;
   }
   if ((rc = m->init(m, r->params, (uint64_t)o->seed, err, errlen))) return rc;
 
-  r->zero = o->zero < 0 ? (r->size > 1) : o->zero;
-  r->own = dpt_comm_shard(m->nparams, r->rank, r->size);
-  r->shard = r->zero ? r->own : (dpt_range){0, m->nparams};
   char oerr[DPT_ERR_LEN];
-  if (dpt_solver_create(&o->solver, r->shard.len, &r->solver, oerr, sizeof oerr)) {
+  if ((rc = dpt_solver_create(&o->solver, r->shard.len, &r->solver, oerr, sizeof oerr))) {
+    if (rc == DPT_ENOMEM) return dpt_zero_oom(r, o, "the optimizer state", err, errlen);
     snprintf(err, errlen, "%s", oerr);
     return DPT_EINVAL;
   }
@@ -275,8 +277,13 @@ static int make_reducer(run *r, const dpt_train_opts *o, char *err, size_t errle
     rp.micro_shards = o->micro_shards;
     rp.scales = r->pos.grad_scale;
   }
-  int rc = dpt_reducer_create(r->comm, r->grads, m->nparams, &rp, &r->reducer, err, errlen);
+  /* stage 2 streamed: the reducer holds buckets, the run only its shard (zero.c) */
+  rp.shard_buf = r->stream;
+  if (r->stream && !r->det) rp.algorithm = DPT_REDUCE_RANK_ORDER;
+  int rc = dpt_reducer_create(r->comm, r->stream ? r->gshard : r->grads, m->nparams, &rp,
+                              &r->reducer, err, errlen);
   free(ranges);
+  if (rc == DPT_ENOMEM) return dpt_zero_oom(r, o, "the gradient reduction's buffers", err, errlen);
   return rc;
 }
 
@@ -291,7 +298,7 @@ static void teardown(run *r) {
   dpt_io_dataset_close(r->data);
   dpt_io_tokens_close(r->tokens);
   free(r->params);
-  free(r->grads);
+  dpt_zero_free(r);
   free(r->perm);
   free(r->idx);
   free(r->x);
@@ -454,6 +461,34 @@ static int restore(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   return rc;
 }
 
+/* What every rank holds (zero.c's dpt_zero_memory) into res, the metrics' memory record, and with
+ * --verbose one line per rank. Collective; a failed collective only loses the report. */
+static void memory_report(run *r, const dpt_train_opts *o, dpt_train_result *res) {
+  enum { F = DPT_REPORT_MEM_FIELDS };
+  double *rows = calloc((size_t)r->size * F, sizeof *rows);
+  char ignored[DPT_ERR_LEN];
+  dpt_zero_mem mem;
+  dpt_zero_memory(r, o, &mem);
+  res->grad_bytes = (size_t)mem.grad_bytes, res->buffer_bytes = (size_t)mem.buffer_bytes;
+  res->peak_rss = mem.peak_rss_bytes;
+  if (!rows) return;
+  double *mine = rows + (size_t)r->rank * F; /* one contributor per row: the sum is exact */
+  mine[0] = mem.param_bytes, mine[1] = mem.grad_bytes, mine[2] = mem.state_bytes;
+  mine[3] = mem.buffer_bytes, mine[4] = mem.peak_rss_bytes;
+  if (!dpt_comm_sum(r->comm, rows, r->size * F, ignored, sizeof ignored)) {
+    dpt_report_memory(r->report, r->size, r->zero, rows);
+    for (int q = 0; o->verbose && q < r->size; q++) {
+      const double *v = rows + (size_t)q * F;
+      dpt_log(DPT_LOG_INFO,
+              "rank %d memory (ZeRO stage %d%s): parameters %.2f MiB, gradients %.2f MiB, "
+              "optimizer state %.2f MiB, buffers %.2f MiB; peak resident %.2f MiB",
+              q, r->zero, r->zero == 2 && !r->stream ? ", whole gradient" : "", v[0] / 1048576.0,
+              v[1] / 1048576.0, v[2] / 1048576.0, v[3] / 1048576.0, v[4] / 1048576.0);
+    }
+  }
+  free(rows);
+}
+
 /* The run on comm, the trainer's own duplicate (MPI errors come back as codes). */
 static int run_on(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm, dpt_train_result *res,
                   float *params_out, char *err, size_t errlen) {
@@ -521,6 +556,7 @@ static int run_on(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm, dpt_trai
   stop_handlers h;
   dpt_stop_handlers_install(&h, signals);
   rc = loop(&r, o, res, err, errlen);
+  if (!rc || rc == DPT_ESTOPPED) memory_report(&r, o, res); /* every rank got the same rc */
   rc = dpt_report_finish(r.report, comm, rc, err, errlen);
   dpt_stop_handlers_restore(&h);
   if ((!rc || rc == DPT_ESTOPPED) && params_out)

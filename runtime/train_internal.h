@@ -30,7 +30,13 @@ typedef struct {
   size_t eval_chunk;  /* test samples per evaluation chunk */
   dpt_split_info train, test;
   int has_test;
-  float *params, *grads;
+  float *params;
+  float *grads;    /* the whole gradient [nparams]; NULL in stage 2 when streamed (zero.c) */
+  float *gshard;   /* the gradient of shard (grads + shard.offset, or stage 2's own buffer) */
+  float *gown;     /* the gradient of own (the same when streamed: own == shard) */
+  int stream;      /* stage 2 streamed: layers' gradients go to the reducer (dpt_reducer_put) */
+  float *span_buf; /* stage 2 streamed: one layer's gradient [span_cap], reused */
+  size_t span_cap;
   int zero;          /* ZeRO stage in effect (0, 1 or 2), the same on every rank */
   int saving;        /* checkpoints are written */
   dpt_train_pos pos; /* where training stands (restored by --resume) */
@@ -93,6 +99,31 @@ size_t dpt_train_bucket_floats(const dpt_train_opts *o);
  * Collective at those steps only. */
 int dpt_train_timing_interval(run *r, const dpt_train_opts *o, const dpt_step_info *info, char *err,
                               size_t errlen);
+
+/* --- zero.c --- */
+
+/* The gradient's buffers for r->zero (set first, with shard and own): the whole gradient, or
+ * in stage 2 only the shard and one layer's working buffer (sets r->stream). DPT_ENOMEM with
+ * dpt_zero_oom's message. */
+int dpt_zero_alloc(run *r, const dpt_train_opts *o, char *err, size_t errlen);
+void dpt_zero_free(run *r);
+/* "out of memory for <what>: ZeRO stage S on W ranks needs N bytes per rank ...": DPT_ENOMEM. */
+int dpt_zero_oom(const run *r, const dpt_train_opts *o, const char *what, char *err, size_t errlen);
+/* Stage 2 streamed: dpt_layer_pass.grad_at and .ready with the run as ready_ctx. */
+float *dpt_zero_grad_at(void *ctx, size_t offset, size_t len);
+void dpt_zero_ready(void *ctx, size_t offset, size_t len);
+
+/* Stage 2 streamed, deterministic mode: a rank whose pass failed before backward joins the
+ * layers' reduce-scatters of the exact sums with zeros (per micro-shards each), so that no
+ * peer waits for it; the failure is then shared as usual. */
+void dpt_zero_exact_join(run *r, int per);
+
+/* What a rank holds, bytes: parameters, gradient, optimizer state, working buffers (reducer,
+ * layer gradient, batch, data order, model buffers), and the peak resident memory so far. */
+typedef struct {
+  double param_bytes, grad_bytes, state_bytes, buffer_bytes, peak_rss_bytes;
+} dpt_zero_mem;
+void dpt_zero_memory(const run *r, const dpt_train_opts *o, dpt_zero_mem *out);
 
 /* --- eval.c --- */
 

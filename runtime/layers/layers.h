@@ -69,7 +69,11 @@ typedef struct {
  * - seg_grad, when set (deterministic mode), receives each segment's parameter gradient of a
  *   layer alone: g[len] (unscaled by nothing else; from zero) for the range [offset, offset +
  *   len) of the flat buffer; grad is then left untouched. NULL: gradients are ADDED into grad.
- * - ready: see dpt_net_loss_grad (NULL: not called). */
+ * - ready: see dpt_net_loss_grad (NULL: not called).
+ * - grad_at, when set (and seg_grad is not): the gradient of a span [offset, offset + len) is
+ *   ADDED into the buffer grad_at(ready_ctx, offset, len) returns (len floats, zeroed, the
+ *   caller's: ZeRO-2's bucket-sized working buffer) instead of grad + offset; grad is then left
+ *   untouched, and the span's ready call follows, once the buffer holds its final gradient. */
 typedef struct {
   int train;       /* 1 in loss_grad (training), 0 in evaluate */
   uint64_t seed;   /* the run's seed */
@@ -87,6 +91,7 @@ typedef struct {
   void *seg_ctx;
   dpt_grad_ready_fn ready;
   void *ready_ctx;
+  float *(*grad_at)(void *ready_ctx, size_t offset, size_t len);
   double *seg_loss; /* when set: [nseg] each segment's loss sum (in sample order) */
 } dpt_layer_pass;
 
@@ -283,6 +288,9 @@ const dpt_loss_opts *dpt_net_loss_opts(const dpt_net *n);
 const dpt_tensor *dpt_net_tensors(const dpt_net *n, int *ntensors);
 size_t dpt_net_nparams(const dpt_net *n);
 int dpt_net_nlayers(const dpt_net *n);
+/* Layers that use an earlier layer's tensor (dpt_layer_tie). A net with ties must not be given
+ * dpt_layer_pass.grad_at: a tied use adds to its owner's span outside the layer's own pass. */
+int dpt_net_ties(const dpt_net *n);
 const dpt_layer *dpt_net_layer(const dpt_net *n, int i);
 const dpt_layer_span *dpt_net_spans(const dpt_net *n, int *nspans);
 const dpt_shape *dpt_net_in(const dpt_net *n);

@@ -442,6 +442,12 @@ const dpt_tensor *dpt_net_tensors(const dpt_net *n, int *ntensors) {
 size_t dpt_net_nparams(const dpt_net *n) {
   return n->nparams;
 }
+int dpt_net_ties(const dpt_net *n) {
+  int k = 0;
+  for (int i = 0; i < n->nlayers; i++) k += n->layers[i].tie >= 0;
+  return k;
+}
+
 int dpt_net_nlayers(const dpt_net *n) {
   return n->nlayers;
 }
@@ -617,17 +623,18 @@ static float *skip_grad(const dpt_net *n, const dpt_layer *l, size_t at) {
   return l->skip >= 0 ? n->skipacc[l->skip] + at * n->layers[l->skip].out_numel : NULL;
 }
 
-/* Layer l's parameter gradient, segment by segment: into grad, or each segment's alone to
- * p->seg_grad. */
+/* Layer l's parameter gradient, segment by segment: into grad (the span's own, l->len), or
+ * each segment's alone to p->seg_grad; a tied tensor's into whole (the whole gradient: a net
+ * with ties is not given grad_at, see dpt_layer_pass) or to p->seg_grad. */
 static void param_grads(dpt_net *n, dpt_layer *l, const float *lp, const float *in, const float *d,
-                        float *grad, size_t seg, const dpt_layer_pass *p) {
+                        float *grad, float *whole, size_t seg, const dpt_layer_pass *p) {
   for (int j = 0; j < p->nseg; j++) {
     size_t at = (size_t)j * seg;
     dpt_layer_pass q = segment(p, j, seg);
-    float *g = grad + l->offset;
+    float *g = grad;
     const dpt_tensor *t = l->tie >= 0 ? &n->tensors[l->tie] : NULL;
     if (p->seg_grad) memset(g = n->span_tmp, 0, l->len * sizeof *g);
-    if (t) l->tied_grad = p->seg_grad ? n->tie_tmp : grad + t->offset;
+    if (t) l->tied_grad = p->seg_grad ? n->tie_tmp : whole + t->offset;
     if (t && p->seg_grad) memset(n->tie_tmp, 0, t->numel * sizeof *n->tie_tmp);
     l->ops->param_grad(l, lp, in + at * l->in_numel, n->outs[l->index] + at * l->out_numel,
                        d + at * l->out_numel, g, seg, &q);
@@ -653,7 +660,12 @@ static void backward(dpt_net *n, const float *params, float *grad, const float *
       const float *a = n->skipacc[i];
       for (size_t k = 0; k < count * l->out_numel; k++) d[k] += a[k];
     }
-    if (l->ops->param_grad) param_grads(n, l, lp, in, d, grad, seg, p);
+    /* the span's gradient: grad's, the caller's buffer (grad_at), or none (seg_grad's own) */
+    float *g = p->seg_grad            ? NULL
+               : p->grad_at && l->len ? p->grad_at(p->ready_ctx, l->offset, l->len)
+               : grad                 ? grad + l->offset
+                                      : NULL;
+    if (l->ops->param_grad) param_grads(n, l, lp, in, d, g, grad, seg, p);
     if (l->len && p->ready) p->ready(p->ready_ctx, l->offset, l->len);
     if (i == 0) break;
     if (l->bwd_fused) continue; /* done by layer i + 1, in place */
@@ -714,8 +726,10 @@ int dpt_net_loss_grad_pass(dpt_net *n, const float *params, float *grad, float s
     }
     backward(n, params, grad, x, seg, &p);
   } else {
-    for (int s = n->nspans - 1; p.ready && s >= 0; s--)
+    for (int s = n->nspans - 1; p.ready && s >= 0; s--) {
+      if (p.grad_at && !p.seg_grad) p.grad_at(p.ready_ctx, n->spans[s].offset, n->spans[s].len);
       p.ready(p.ready_ctx, n->spans[s].offset, n->spans[s].len);
+    }
   }
   if (loss_sum) *loss_sum = loss;
   if (correct) *correct = ok;

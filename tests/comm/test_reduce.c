@@ -131,6 +131,62 @@ static void test_sums_are_bitwise_reproducible(void **state) {
   free(want);
 }
 
+/* ZeRO-2 (shard_buf): the gradient handed over range by range with dpt_reducer_put into the
+ * reducer's bucket pool, buf holding only the shard, gives bitwise the rank-order sum for every
+ * bucket size; ranges in backward's order (last first, of sizes that straddle buckets) and in
+ * forward's order (which makes the pool grow) alike, two steps in a row. */
+static void test_streamed_shard_sums_are_bitwise_the_same(void **state) {
+  (void)state;
+  enum { N = 5003 };
+  float *mine = malloc(N * sizeof(float)), *all = malloc((size_t)size * N * sizeof(float));
+  float *want = malloc(N * sizeof(float));
+  unsigned seed = 7u + (unsigned)rank;
+  for (size_t i = 0; i < N; i++) mine[i] = (float)rand_r(&seed) / (float)RAND_MAX - 0.6f;
+  MPI_Allgather(mine, N, MPI_FLOAT, all, N, MPI_FLOAT, MPI_COMM_WORLD);
+  for (size_t i = 0; i < N; i++) {
+    want[i] = all[i];
+    for (int q = 1; q < size; q++) want[i] = want[i] + all[(size_t)q * N + i];
+  }
+  dpt_range s = dpt_comm_shard(N, rank, size);
+  float *shard = malloc((s.len + 1) * sizeof(float));
+  const size_t buckets[] = {52, 400, 4096, 1 << 20};
+  const size_t spans[] = {1, 700, 1203, 3000, 99}; /* tile N = 5003 */
+  char err[DPT_ERR_LEN];
+  for (size_t b = 0; b < 4; b++)
+    for (int order = 0; order < 2; order++) {
+      dpt_reducer *c;
+      dpt_reducer_params p = dpt_reducer_defaults();
+      p.bucket_bytes = buckets[b];
+      p.shard_only = 1;
+      p.shard_buf = 1;
+      assert_int_equal(dpt_reducer_create(MPI_COMM_WORLD, shard, N, &p, &c, err, sizeof err), 0);
+      for (int step = 0; step < 2; step++) {
+        memset(shard, 0xff, (s.len + 1) * sizeof(float)); /* NaNs: every value must be written */
+        size_t end = N;
+        for (int k = 4; order == 0 && k >= 0; k--) { /* backward: the last span first */
+          dpt_reducer_put(c, end - spans[k], spans[k], mine + end - spans[k]);
+          end -= spans[k];
+        }
+        for (size_t k = 0, at = 0; order == 1 && k < 5; at += spans[k], k++)
+          dpt_reducer_put(c, at, spans[k], mine + at);
+        assert_int_equal(dpt_reducer_wait(c, NULL, err, sizeof err), 0);
+        assert_memory_equal(shard, want + s.offset, s.len * sizeof(float));
+      }
+      dpt_reducer_free(c);
+    }
+  /* shard_buf without shard_only, or with the node algorithm, is refused */
+  dpt_reducer *c = NULL;
+  dpt_reducer_params p = dpt_reducer_defaults();
+  p.shard_buf = 1;
+  assert_int_equal(dpt_reducer_create(MPI_COMM_WORLD, shard, N, &p, &c, err, sizeof err),
+                   DPT_EINVAL);
+  assert_non_null(strstr(err, "shard_only"));
+  free(shard);
+  free(mine);
+  free(all);
+  free(want);
+}
+
 static void test_reducer_params_defaults_and_checks(void **state) {
   (void)state;
   dpt_reducer_params p = dpt_reducer_defaults();
@@ -193,6 +249,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_shards_tile_the_buffer_aligned),
       cmocka_unit_test(test_bucketed_sum_is_exact),
       cmocka_unit_test(test_sums_are_bitwise_reproducible),
+      cmocka_unit_test(test_streamed_shard_sums_are_bitwise_the_same),
       cmocka_unit_test(test_reducer_params_defaults_and_checks),
       cmocka_unit_test(test_failure_is_agreed_and_shared),
   };

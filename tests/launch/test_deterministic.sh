@@ -2,8 +2,9 @@
 # --deterministic: the same job at W = 1, 2, 4 and 8 (oversubscribed), ZeRO stages 0, 1 and 2,
 # for Adam (with gradient clipping and ReduceLROnPlateau, which reads the evaluation loss), Lion
 # and SGD-Nesterov, ends with bitwise identical parameters and optimizer state (h5diff, exact);
-# a checkpoint written at W = 2 and resumed at W = 4 ends bitwise where W = 1 ends; and bad
-# shard counts are refused. Usage: test_deterministic.sh DPT WORKDIR
+# a checkpoint written at W = 2 and resumed at W = 4 ends bitwise where W = 1 ends, and so do
+# a stage-2 checkpoint at W = 4 resumed at W = 2 in stage 1 and the reverse (checkpoints are
+# W- and stage-independent); and bad shard counts are refused. Usage: test_deterministic.sh DPT WORKDIR
 . "$(dirname "$0")/lib.sh" "$@"
 synth 512 200 24 5
 final=ckpt-0000000048.h5   # 3 epochs of 16 steps
@@ -53,6 +54,16 @@ train 4 resume ${cfg[adam]} --resume latest
 grep -q "resuming from .* at step 20" resume.out || fail "the W=4 run did not resume at step 20"
 same adam-w1-z0/ckpt/$final resume/ckpt/$final || fail "W=2 then W=4 differs from W=1"
 echo "W = 2 to step 20, resumed at W = 4: bitwise identical to W = 1"
+
+# across ZeRO stages: stage 2 at W = 4, resumed in stage 1 at W = 2, and the reverse
+train 4 z2to1 ${cfg[adam]} --max-steps 20 --zero 2
+train 2 z2to1 ${cfg[adam]} --resume latest --zero 1
+grep -q "resuming from .* at step 20" z2to1.out || fail "the stage-1 run did not resume at step 20"
+same adam-w1-z0/ckpt/$final z2to1/ckpt/$final || fail "W=4 stage 2 then W=2 stage 1 differs"
+train 2 z1to2 ${cfg[adam]} --max-steps 20 --zero 1
+train 4 z1to2 ${cfg[adam]} --resume latest --zero 2
+same adam-w1-z0/ckpt/$final z1to2/ckpt/$final || fail "W=2 stage 1 then W=4 stage 2 differs"
+echo "W = 4 stage 2 to step 20, resumed at W = 2 stage 1, and the reverse: bitwise identical"
 
 # bad shard counts: one line naming the flags
 out=$(mpirun --oversubscribe -n 4 "$dpt" train --data d.h5 --model mlp:24-5 --batch 32 \

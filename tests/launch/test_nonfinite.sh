@@ -26,6 +26,10 @@ echo "abort: $(grep '^dpt train' abort.out | cut -c1-90)..."
 DPT_FAULT=nan:1@4 train abort-det --deterministic 1 --micro-shards 4 > abort-det.out 2>&1; rc=$?
 [ $rc -eq 1 ] && grep -q "^dpt train: step 5: non-finite values in the gradient of fc1.weight on rank 1" abort-det.out \
   || { cat abort-det.out; fail "NaN (deterministic): status $rc or message wrong"; }
+# and in ZeRO stage 2, which holds no whole gradient (the diagnosis computes a temporary one)
+DPT_FAULT=nan:1@4 train abort-z2 --zero 2 > abort-z2.out 2>&1; rc=$?
+[ $rc -eq 1 ] && grep -q "^dpt train: step 5: non-finite values in the gradient of fc1.weight on rank 1" abort-z2.out \
+  || { cat abort-z2.out; fail "NaN (ZeRO 2): status $rc or message wrong"; }
 
 # 2. --on-nonfinite skip, default and deterministic mode
 for mode in default det; do

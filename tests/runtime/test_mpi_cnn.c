@@ -141,8 +141,9 @@ static void test_deterministic_bitwise_for_any_w_and_stage(void **state) {
   (void)state;
   outcome ref = train(1, 1, "0", STEPS, NULL, DPT_TEST_TMP "/run_cnn_det");
   for (int w = 1; w <= world_size && w <= 4; w *= 2)
-    for (int z = 0; z < 2; z++) {
-      outcome o = train(w, 1, z ? "1" : "0", STEPS, NULL, DPT_TEST_TMP "/run_cnn_det");
+    for (int z = 0; z < 3; z++) { /* stage 2: layers' exact sums reduce-scattered one by one */
+      const char *stage = z == 2 ? "2" : z ? "1" : "0";
+      outcome o = train(w, 1, stage, STEPS, NULL, DPT_TEST_TMP "/run_cnn_det");
       if (world_rank == 0 && !same(&o, &ref))
         dpt_test_note("--deterministic W=%d zero=%d differs from W=1: parameters %g, statistics %g",
                       w, z, dpt_test_rel_l2(o.params, ref.params, ref.n),
@@ -163,6 +164,10 @@ static void test_syncbn_rank_counts_agree(void **state) {
   outcome ref = train(1, 0, "0", STEPS, NULL, DPT_TEST_TMP "/run_cnn_sync");
   for (int w = 2; w <= world_size && w <= 4; w *= 2) {
     outcome o = train(w, 0, "1", STEPS, NULL, DPT_TEST_TMP "/run_cnn_sync");
+    /* stage 2 streams each layer's gradient to the reducer: bitwise stage 1 at the same W */
+    outcome o2 = train(w, 0, "2", STEPS, NULL, DPT_TEST_TMP "/run_cnn_sync");
+    if (world_rank == 0 && !same(&o, &o2)) dpt_test_note("W=%d: ZeRO 2 differs from ZeRO 1", w);
+    drop(&o2);
     if (world_rank == 0) {
       double rp = dpt_test_rel_l2(o.params, ref.params, ref.n);
       double rb = dpt_test_rel_l2(o.buffers, ref.buffers, ref.nb);

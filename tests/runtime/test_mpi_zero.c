@@ -1,7 +1,9 @@
 /* ZeRO stages for every solver: stages 0, 1 and 2 at the same W give bitwise-identical
- * parameters after 20 steps (the reduction sums in rank order whatever the stage), W = 1, 2, 4
- * agree to <= 1e-5 relative, gradient clipping sees the global norm under sharding, and at
- * W = 4 a rank holds <= 0.26 of stage 0's optimizer state. */
+ * parameters after 20 steps (the reduction sums in rank order whatever the stage, stage 2
+ * streaming each layer's gradient through a pool of bucket buffers, here many small buckets),
+ * W = 1, 2, 4 agree to <= 1e-5 relative, gradient clipping sees the global norm under
+ * sharding, at W = 4 a rank holds <= 0.26 of stage 0's optimizer state, and in stage 2 a rank
+ * holds only its shard of the gradient (stages 0 and 1: all of it). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -42,6 +44,7 @@ typedef struct {
   float *params; /* on world rank 0 */
   size_t n;
   double state_max; /* largest optimizer state on any rank of the run */
+  double grad_max;  /* largest gradient bytes on any rank of the run */
 } outcome;
 
 static void set(dpt_train_opts *o, const char *k, const char *v) {
@@ -78,11 +81,14 @@ static outcome train(int w, size_t s, const char *zero, const char *clip) {
       fail_msg("%s zero=%s W=%d: %s", solvers[s][0], zero, w, err);
     assert_int_equal(res.steps, 20);
     out.state_max = (double)res.state_bytes;
+    out.grad_max = (double)res.grad_bytes;
     MPI_Allreduce(MPI_IN_PLACE, &out.state_max, 1, MPI_DOUBLE, MPI_MAX, sub);
+    MPI_Allreduce(MPI_IN_PLACE, &out.grad_max, 1, MPI_DOUBLE, MPI_MAX, sub);
     m.destroy(&m);
     MPI_Comm_free(&sub);
   }
   MPI_Bcast(&out.state_max, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  MPI_Bcast(&out.grad_max, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
   if (world_rank != 0) {
     free(out.params);
     out.params = NULL;
@@ -102,6 +108,10 @@ static void test_stages_bitwise_identical_for_every_solver(void **state) {
             memcmp(z0.params, z2.params, z0.n * sizeof(float)))
           fail_msg("%s clip=%s W=%d: stages 0, 1, 2 differ", solvers[s][0], clip, w);
       }
+      /* the gradient: whole in stages 0 and 1, this rank's shard (of W, aligned) in stage 2 */
+      double whole = (double)z0.n * sizeof(float);
+      assert_true(z0.grad_max == whole && z1.grad_max == whole);
+      assert_true(z2.grad_max <= ((double)z0.n / w + 16) * sizeof(float));
       if (w == 4 && z0.state_max > 1024) { /* solvers with per-element state */
         assert_true(z1.state_max <= STATE_RATIO * z0.state_max);
         assert_true(z2.state_max <= STATE_RATIO * z0.state_max);
