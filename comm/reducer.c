@@ -18,6 +18,8 @@ static const dpt_reduce_algo *const algorithms[DPT_REDUCE_COUNT] = {
     [DPT_REDUCE_RANK_ORDER] = &dpt_reduce_rank_order,
     [DPT_REDUCE_EXACT] = &dpt_reduce_exact,
     [DPT_REDUCE_NODE] = &dpt_reduce_node,
+    [DPT_REDUCE_HALF] = &dpt_reduce_half,
+    [DPT_REDUCE_POWERSGD] = &dpt_reduce_powersgd,
 };
 
 const char *dpt_reducer_algorithm_name(dpt_reduce_algorithm a) {
@@ -27,7 +29,7 @@ const char *dpt_reducer_algorithm_name(dpt_reduce_algorithm a) {
 
 int dpt_reducer_algorithm_parse(const char *name, dpt_reduce_algorithm *a, char *err,
                                 size_t errlen) {
-  for (int i = -1; i < DPT_REDUCE_COUNT; i++)
+  for (int i = -1; i < DPT_REDUCE_HALF; i++) /* the lossy ones: by dpt_reducer_params.compress */
     if (!strcmp(name, dpt_reducer_algorithm_name((dpt_reduce_algorithm)i))) {
       *a = (dpt_reduce_algorithm)i;
       return 0;
@@ -55,6 +57,9 @@ dpt_reducer_params dpt_reducer_defaults(void) {
   p.overlap = 1;
   p.shard_only = 0;
   p.algorithm = DPT_REDUCE_AUTO;
+  p.compress = DPT_COMPRESS_NONE;
+  p.compress_rank = DPT_POWERSGD_RANK;
+  p.compress_start = DPT_POWERSGD_START;
   return p;
 }
 
@@ -70,6 +75,21 @@ int dpt_reducer_create(MPI_Comm comm, float *buf, size_t n, const dpt_reducer_pa
     return DPT_EINVAL;
   }
   dpt_reduce_algorithm algo = p->algorithm;
+  if (p->compress != DPT_COMPRESS_NONE) { /* lossy: in place of rank-order's exchange */
+    if (algo != DPT_REDUCE_AUTO && algo != DPT_REDUCE_RANK_ORDER) {
+      snprintf(err, errlen,
+               "gradient compression works with the auto and rank-order reductions, not %s",
+               algo == DPT_REDUCE_EXACT           ? "exact (deterministic mode)"
+               : dpt_reducer_algorithm_name(algo) ? dpt_reducer_algorithm_name(algo)
+                                                  : "an unknown one");
+      return DPT_EINVAL;
+    }
+    algo = p->compress == DPT_COMPRESS_POWERSGD ? DPT_REDUCE_POWERSGD : DPT_REDUCE_HALF;
+  } else if (algo == DPT_REDUCE_HALF || algo == DPT_REDUCE_POWERSGD) {
+    snprintf(err, errlen, "the %s reduction is chosen by compress, not by algorithm",
+             dpt_reducer_algorithm_name(algo));
+    return DPT_EINVAL;
+  }
   if (algo == DPT_REDUCE_AUTO) { /* from where the ranks run (collective, like the rest) */
     dpt_topology t;
     int blocked = 0, rc = dpt_reduce_node_layout(comm, &t, &blocked, err, errlen);
