@@ -14,8 +14,8 @@
  *                       64-bit fixed point, so neither W nor MPI's order changes a bit.
  *   reduce_node.c       DPT_REDUCE_NODE: within a node over shared memory, a rank-order chain
  *                       across nodes shared by each node's ranks; bitwise rank-order's sum.
- *   reduce_pairwise.c   DPT_REDUCE_PAIRWISE: rank-order's sums with the exchange in rounds
- *                       (one flow per link each way) and a ring all-gather, for TCP links.
+ *   reduce_ring.c       DPT_REDUCE_RING: rank-order's exchange and sums, the all-gather as a
+ *                       pipelined ring (one flow per link each way), for TCP links.
  *   compress_half.c     DPT_REDUCE_HALF (--compress bf16|fp16): rank-order's exchange with
  *                       16-bit values on the wire, fp32 sums in rank order, 16-bit results.
  *   compress_powersgd.c DPT_REDUCE_POWERSGD (--compress powersgd): low-rank matrices with error
@@ -73,8 +73,8 @@ typedef enum {
   DPT_REDUCE_EXACT,      /* fixed-point sums of micro-shards, independent of W (reduce_exact.c) */
   DPT_REDUCE_NODE,       /* rank-order sums within a node over shared memory, then along the nodes;
                             bitwise DPT_REDUCE_RANK_ORDER's result (reduce_node.c) */
-  DPT_REDUCE_PAIRWISE,   /* rank-order's exchange in rounds, one flow per link each way, and a ring
-                            all-gather; bitwise DPT_REDUCE_RANK_ORDER's (reduce_pairwise.c) */
+  DPT_REDUCE_RING,       /* rank-order's exchange and sums, a ring all-gather; bitwise
+                            DPT_REDUCE_RANK_ORDER's result (reduce_ring.c) */
   DPT_REDUCE_HALF,       /* lossy: chosen by dpt_reducer_params.compress bf16/fp16, not by name
                             (compress_half.c) */
   DPT_REDUCE_POWERSGD,   /* lossy: chosen by compress powersgd (compress_powersgd.c) */
@@ -133,7 +133,7 @@ typedef struct {
  * start at DPT_POWERSGD_*); no tensors. */
 dpt_reducer_params dpt_reducer_defaults(void);
 
-/* The algorithm's name by value ("rank-order", "exact", "node", "pairwise", "half", "powersgd",
+/* The algorithm's name by value ("rank-order", "exact", "node", "ring", "half", "powersgd",
  * "auto"); NULL if none. */
 const char *dpt_reducer_algorithm_name(dpt_reduce_algorithm a);
 /* The algorithm by name; -1 (with a message naming the choices) if none. */

@@ -62,23 +62,65 @@ float dpt_comm_fp16_to_float(uint16_t h) {
   uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
   if (e == 0x1f) return float_of(sign | 0x7f800000u | (m << 13));
   if (e) return float_of(sign | ((e + 112) << 23) | (m << 13));
-  float v = ldexpf((float)m, -24); /* zero or subnormal: exact */
+  float v = (float)m * 0x1p-24f; /* zero or subnormal: exact (m < 2^10) */
   return sign ? -v : v;
 }
 
+/* x86's F16C instructions convert 8 halves at once, rounding as the functions above do (to
+ * nearest even, subnormals kept, NaNs quieted the same way): the scalar fp16 conversion's
+ * branches cost 30 ns an element on random gradients, 6 times the whole bf16 path. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define DPT_HAVE_F16C 1
+__attribute__((target("avx,f16c"))) static void fp16_encode_f16c(const float *restrict x,
+                                                                 uint16_t *restrict h, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128((__m128i *)(h + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; i++) h[i] = dpt_comm_fp16_from_float(x[i]);
+}
+__attribute__((target("avx,f16c"))) static void fp16_decode_f16c(const uint16_t *restrict h,
+                                                                 float *restrict x, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(x + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+  for (; i < n; i++) x[i] = dpt_comm_fp16_to_float(h[i]);
+}
+static int have_f16c(void) {
+  return __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+}
+#else
+#define DPT_HAVE_F16C 0
+#endif
+
 /* One flat loop per direction and format (no branch on the format per element). */
 static void encode(int bf16, const float *restrict x, uint16_t *restrict h, size_t n) {
-  if (bf16)
+  if (bf16) {
     for (size_t i = 0; i < n; i++) h[i] = dpt_comm_bf16_from_float(x[i]);
-  else
-    for (size_t i = 0; i < n; i++) h[i] = dpt_comm_fp16_from_float(x[i]);
+    return;
+  }
+#if DPT_HAVE_F16C
+  if (have_f16c()) {
+    fp16_encode_f16c(x, h, n);
+    return;
+  }
+#endif
+  for (size_t i = 0; i < n; i++) h[i] = dpt_comm_fp16_from_float(x[i]);
 }
 
 static void decode(int bf16, const uint16_t *restrict h, float *restrict x, size_t n) {
-  if (bf16)
+  if (bf16) {
     for (size_t i = 0; i < n; i++) x[i] = dpt_comm_bf16_to_float(h[i]);
-  else
-    for (size_t i = 0; i < n; i++) x[i] = dpt_comm_fp16_to_float(h[i]);
+    return;
+  }
+#if DPT_HAVE_F16C
+  if (have_f16c()) {
+    fp16_decode_f16c(h, x, n);
+    return;
+  }
+#endif
+  for (size_t i = 0; i < n; i++) x[i] = dpt_comm_fp16_to_float(h[i]);
 }
 
 /* --- the algorithm --- */

@@ -50,7 +50,7 @@ struct dpt_reduce_algo {
 extern const dpt_reduce_algo dpt_reduce_rank_order;
 extern const dpt_reduce_algo dpt_reduce_exact;
 extern const dpt_reduce_algo dpt_reduce_node;
-extern const dpt_reduce_algo dpt_reduce_pairwise;
+extern const dpt_reduce_algo dpt_reduce_ring;
 extern const dpt_reduce_algo dpt_reduce_half;
 extern const dpt_reduce_algo dpt_reduce_powersgd;
 

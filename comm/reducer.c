@@ -18,7 +18,7 @@ static const dpt_reduce_algo *const algorithms[DPT_REDUCE_COUNT] = {
     [DPT_REDUCE_RANK_ORDER] = &dpt_reduce_rank_order,
     [DPT_REDUCE_EXACT] = &dpt_reduce_exact,
     [DPT_REDUCE_NODE] = &dpt_reduce_node,
-    [DPT_REDUCE_PAIRWISE] = &dpt_reduce_pairwise,
+    [DPT_REDUCE_RING] = &dpt_reduce_ring,
     [DPT_REDUCE_HALF] = &dpt_reduce_half,
     [DPT_REDUCE_POWERSGD] = &dpt_reduce_powersgd,
 };
@@ -35,7 +35,7 @@ int dpt_reducer_algorithm_parse(const char *name, dpt_reduce_algorithm *a, char 
       *a = (dpt_reduce_algorithm)i;
       return 0;
     }
-  snprintf(err, errlen, "'%s' is not one of auto, rank-order, node, pairwise, exact", name);
+  snprintf(err, errlen, "'%s' is not one of auto, rank-order, node, ring, exact", name);
   return -1;
 }
 

@@ -53,8 +53,8 @@ static const opt_def k_opts[] = {
      "reduce gradient buckets while backward runs (0: after it)"},
     {"reduce", OPT_STR, F(reduce), "auto", 0, 0,
      "gradient reduction: auto (picks node across nodes, see README), rank-order, node "
-     "(within each node, then across nodes) or pairwise (rank-order's exchange in rounds, one "
-     "flow per link, for TCP); bitwise the same sums"},
+     "(within each node, then across nodes) or ring (rank-order with a ring all-gather, for TCP "
+     "links); bitwise the same sums"},
     {"compress", OPT_STR, F(compress), "none", 0, 0,
      "lossy gradient compression for slow links: none, bf16 or fp16 (16-bit values on the wire, "
      "fp32 sums), powersgd[:R] (rank-R factors of each matrix with error feedback, R 1 by "
@@ -122,7 +122,7 @@ static const char *const k_choices_activation[] = {"relu", "tanh", "gelu", "sigm
 static const char *const k_choices_loss[] = {"ce", "mse", NULL};
 static const char *const k_choices_progress[] = {"auto", "bar", "plain", "none", NULL};
 static const char *const k_choices_nonfinite[] = {"abort", "skip", NULL};
-static const char *const k_choices_reduce[] = {"auto", "rank-order", "node", "pairwise", NULL};
+static const char *const k_choices_reduce[] = {"auto", "rank-order", "node", "ring", NULL};
 
 static const char *const *choices_of(const char *name) {
   if (!strcmp(name, "activation")) return k_choices_activation;

@@ -104,10 +104,10 @@ int main(int argc, char **argv) {
   } rows[] = {
       {"dpt rank-order allreduce", DPT_REDUCE_RANK_ORDER, DPT_COMPRESS_NONE, 0, REF},
       {"dpt node allreduce", DPT_REDUCE_NODE, DPT_COMPRESS_NONE, 0, SAME},
-      {"dpt pairwise allreduce", DPT_REDUCE_PAIRWISE, DPT_COMPRESS_NONE, 0, SAME},
+      {"dpt ring allreduce", DPT_REDUCE_RING, DPT_COMPRESS_NONE, 0, SAME},
       {"dpt rank-order reduce-scat.", DPT_REDUCE_RANK_ORDER, DPT_COMPRESS_NONE, 1, REF},
       {"dpt node reduce-scatter", DPT_REDUCE_NODE, DPT_COMPRESS_NONE, 1, SAME},
-      {"dpt pairwise reduce-scatter", DPT_REDUCE_PAIRWISE, DPT_COMPRESS_NONE, 1, SAME},
+      {"dpt ring reduce-scatter", DPT_REDUCE_RING, DPT_COMPRESS_NONE, 1, SAME},
       {"dpt bf16 allreduce", DPT_REDUCE_RANK_ORDER, DPT_COMPRESS_BF16, 0, LOSSY},
       {"dpt bf16 reduce-scatter", DPT_REDUCE_RANK_ORDER, DPT_COMPRESS_BF16, 1, LOSSY},
   };

@@ -5,10 +5,14 @@
 # with --compress bf16 and powersgd. Samples/s is the median of the per-step figures of the
 # metrics file after the first 5 steps; "vs host" divides by the uncompressed one-host run.
 # As root; the bed (bed.sh) is removed on exit, failure included.
-# Usage: tests/bench/netns_train.sh BUILD_DIR [RATE [BATCH [STEPS [RANKS_PER_NODE]]]]
+# ZERO (default 0: the gradient is all-reduced, every byte of it compressed; 1: reduce-scattered,
+# then the parameters all-gathered uncompressed). A step must compute for longer than its
+# gradient takes over the link for the bed to keep up with the host: 23 MB each way at 1 Gbit/s
+# is about 0.2 s (allreduce, 2 nodes), so the default batch is 2048.
+# Usage: tests/bench/netns_train.sh BUILD_DIR [RATE [BATCH [STEPS [RANKS_PER_NODE [ZERO]]]]]
 set -u
 build=$(cd "${1:-build}" && pwd)
-rate=${2:-1gbit}; batch=${3:-256}; steps=${4:-40}; per=${5:-1}
+rate=${2:-1gbit}; batch=${3:-2048}; steps=${4:-20}; per=${5:-1}; zero=${6:-0}
 dpt=$build/dpt
 [ -x "$dpt" ] || { echo "build dpt first"; exit 2; }
 here=$(cd "$(dirname "$0")/../netns" && pwd)
@@ -21,7 +25,7 @@ mkdir -p "$work" && cd "$work" || exit 1
 "$dpt" data synth --out d.h5 --train 16384 --test 256 --features 784 --classes 10 >/dev/null \
   || { echo "could not make the dataset"; exit 1; }
 common=(train --data "$work/d.h5" --model mlp:784-2048-2048-10 --batch "$batch" --max-steps "$steps"
-        --epochs 100 --eval-every 0 --progress none --compress-start 5)
+        --epochs 100 --eval-every 0 --progress none --compress-start 5 --zero "$zero")
 rate_of() { # RUN_DIR: median samples/s after step 5
   python3 - "$1/metrics.jsonl" <<'PY'
 import json, statistics, sys
@@ -41,7 +45,7 @@ run() { # WHERE NAME [options]
   fi || { cat "$name.out"; echo "training $name failed"; exit 1; }
   rate_of "$work/$name"
 }
-echo "## MLP 784-2048-2048-10, W = $w ($per per node), global batch $batch, $steps steps, links $rate"
+echo "## MLP 784-2048-2048-10, W = $w ($per per node), global batch $batch, $steps steps, ZeRO $zero, links $rate"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared: figures are noisy)"
 ref=$(run host host-none)
 printf '%-34s %10s samples/s %6s\n' "where, compression" "" "vs host"

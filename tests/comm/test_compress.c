@@ -143,13 +143,14 @@ static float ref16(int bf16, float x) {
   return bf16 ? round_ref(x, 8, -1000, 3.4e38) : round_ref(x, 11, -24, 65504);
 }
 
-/* Rank q's gradient: values no 16-bit format holds exactly, in [-8, 8). */
+/* Rank q's gradient: values no 16-bit format holds exactly, in [-8, 8) scaled by 2^0 to 2^-29
+ * (fp16's subnormals and underflow to zero too). */
 static float grad(size_t i, int q, int step) {
   uint32_t h = (uint32_t)(i * 2654435761u) ^ (uint32_t)(q * 40503 + step * 977);
   h ^= h >> 13;
   h *= 0x5bd1e995u;
   h ^= h >> 15;
-  return ((float)(h % 1000003u) / 1000003.0f - 0.5f) * 16.0f;
+  return ((float)(h % 1000003u) / 1000003.0f - 0.5f) * 16.0f * ldexpf(1, -(int)(h % 30));
 }
 
 static void test_half_sums_equal_the_fp32_rank_order_reference(void **state) {

@@ -1,6 +1,6 @@
-/* The pairwise reduction (DPT_REDUCE_PAIRWISE) gives bitwise the rank-order algorithm's sum of
+/* The ring reduction (DPT_REDUCE_RING) gives bitwise the rank-order algorithm's sum of
  * values whose float sums depend on the order, allreduce and reduce-scatter, for buffers
- * smaller than the rank count, of one chunk per shard and of several (256 KiB chunks), any
+ * smaller than the rank count, of one all-gather chunk per shard and of several (256 KiB), any
  * bucket size and overlap; every rank holds the same bits; it is chosen by name. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -38,7 +38,7 @@ static void reduce(dpt_reduce_algorithm a, int shard_only, size_t bucket, int ov
   dpt_reducer_free(r);
 }
 
-static void test_pairwise_is_bitwise_rank_order(void **state) {
+static void test_ring_is_bitwise_rank_order(void **state) {
   (void)state;
   const size_t ns[] = {0, 3, 1000, 65536 * 4 + 4099}; /* the last: 2 chunks per shard at W=4 */
   const size_t buckets[] = {256, (size_t)1 << 26};
@@ -54,7 +54,7 @@ static void test_pairwise_is_bitwise_rank_order(void **state) {
     for (int so = 0; so <= 1; so++)
       for (size_t b = 0; b < sizeof buckets / sizeof buckets[0]; b++) {
         reduce(DPT_REDUCE_RANK_ORDER, so, buckets[b], 1, mine, want, n);
-        reduce(DPT_REDUCE_PAIRWISE, so, buckets[b], (int)b, mine, got, n);
+        reduce(DPT_REDUCE_RING, so, buckets[b], (int)b, mine, got, n);
         dpt_range sh = dpt_comm_shard(n, rank, size);
         size_t lo = so ? sh.offset : 0, len = so ? sh.len : n;
         if (memcmp(got + lo, want + lo, len * sizeof *got)) {
@@ -78,13 +78,13 @@ static void test_pairwise_is_bitwise_rank_order(void **state) {
   assert_true(all);
 }
 
-static void test_pairwise_by_name(void **state) {
+static void test_ring_by_name(void **state) {
   (void)state;
   dpt_reduce_algorithm a;
   char err[DPT_ERR_LEN];
-  assert_int_equal(dpt_reducer_algorithm_parse("pairwise", &a, err, sizeof err), 0);
-  assert_int_equal(a, DPT_REDUCE_PAIRWISE);
-  assert_string_equal(dpt_reducer_algorithm_name(DPT_REDUCE_PAIRWISE), "pairwise");
+  assert_int_equal(dpt_reducer_algorithm_parse("ring", &a, err, sizeof err), 0);
+  assert_int_equal(a, DPT_REDUCE_RING);
+  assert_string_equal(dpt_reducer_algorithm_name(DPT_REDUCE_RING), "ring");
 }
 
 int main(int argc, char **argv) {
@@ -92,8 +92,8 @@ int main(int argc, char **argv) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_pairwise_is_bitwise_rank_order),
-      cmocka_unit_test(test_pairwise_by_name),
+      cmocka_unit_test(test_ring_is_bitwise_rank_order),
+      cmocka_unit_test(test_ring_by_name),
   };
   return dpt_test_finish(cmocka_run_group_tests(tests, NULL, NULL));
 }
