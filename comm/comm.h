@@ -79,10 +79,11 @@ typedef enum {
                             (compress_half.c) */
   DPT_REDUCE_POWERSGD,   /* lossy: chosen by compress powersgd (compress_powersgd.c) */
   DPT_REDUCE_COUNT,
-  DPT_REDUCE_AUTO = -1 /* DPT_REDUCE_NODE for a whole sum (not shard_only) when the ranks span
-                          several nodes in equal blocks of consecutive ranks, several ranks per
-                          node or more than 2 nodes; else DPT_REDUCE_RANK_ORDER (where each is
-                          faster: dpt_reducer_create, tests/bench/netns_reduce.sh) */
+  DPT_REDUCE_AUTO = -1 /* for a whole sum (not shard_only) across nodes: DPT_REDUCE_NODE when the
+                          ranks sit in equal blocks of consecutive ranks, several per node;
+                          DPT_REDUCE_RING at more than 2 nodes of one rank; else
+                          DPT_REDUCE_RANK_ORDER (where each is faster: dpt_reducer_create,
+                          tests/bench/netns_reduce.sh) */
 } dpt_reduce_algorithm;
 
 /* 25 MiB: PyTorch DDP's bucket_cap_mb default, and --bucket-mb's. */

@@ -52,13 +52,11 @@ static const opt_def k_opts[] = {
     {"overlap", OPT_BOOL, F(overlap), "1", 0, 1,
      "reduce gradient buckets while backward runs (0: after it)"},
     {"reduce", OPT_STR, F(reduce), "auto", 0, 0,
-     "gradient reduction: auto (picks node across nodes, see README), rank-order, node "
-     "(within each node, then across nodes) or ring (rank-order with a ring all-gather, for TCP "
-     "links); bitwise the same sums"},
+     "gradient reduction: auto (see README), rank-order, node (within nodes, then across) or "
+     "ring (rank-order, ring all-gather); bitwise the same sums"},
     {"compress", OPT_STR, F(compress), "none", 0, 0,
-     "lossy gradient compression for slow links: none, bf16 or fp16 (16-bit values on the wire, "
-     "fp32 sums), powersgd[:R] (rank-R factors of each matrix with error feedback, R 1 by "
-     "default); not with --deterministic"},
+     "lossy gradient compression: none, bf16 or fp16 (16-bit wire, fp32 sums), powersgd[:R] "
+     "(rank-R factors per matrix, error feedback); not with --deterministic"},
     {"compress_start", OPT_LONG, F(compress_start), "1000", 0, 1e15,
      "--compress powersgd: steps summed uncompressed before compression starts (torch's "
      "start_powerSGD_iter)"},
