@@ -15,7 +15,8 @@
  * start_powerSGD_iter). All sums go through rank-order reducers (reduce_rank_order.c), and
  * the factors are computed from those sums alone, so the result is bitwise the same on every
  * rank. Everything runs in dpt_reducer_wait (each sum needs the one before): no overlap with
- * backward. The residuals, factors and step count are not checkpointed (comm.h).
+ * backward. The residuals, factors and step count are not checkpointed (comm.h); a NaN or Inf
+ * in a matrix resets its residual and the warm start, so one bad step does not poison the rest.
  * Differences from torch: the residual is kept for the compressed matrices only (torch keeps
  * one for the uncompressed tensors too, M_i - mean, which sums to zero over ranks), and the sum
  * rather than the mean is returned, as every dpt reducer does.
@@ -129,6 +130,13 @@ static void decompress(float *restrict M, float *restrict e, size_t n, size_t m,
       e[i * m + j] = M[i * m + j] - a / w;
       M[i * m + j] = a;
     }
+}
+
+/* 1 if x[0, n) holds no NaN or Inf (x * 0 is 0 for every finite x, NaN otherwise). */
+static int finite_all(const float *restrict x, size_t n) {
+  float acc = 0;
+  for (size_t i = 0; i < n; i++) acc += x[i] * 0.0f;
+  return acc == 0;
 }
 
 /* Standard normal samples from splitmix64 and Box-Muller: the same on every rank. */
@@ -298,6 +306,12 @@ static int finish(dpt_reducer *r, char *err, size_t errlen) {
     const psgd_mat *a = &s->mats[i];
     decompress(r->buf + a->off, s->resid + a->off, a->n, a->m, P + a->p, s->q + a->q, a->rk,
                (float)r->size);
+    /* a NaN or Inf (the step the trainer reports or skips) must not live on in the residual or
+     * the warm start: both start afresh (the sum in buf still shows it) */
+    if (!finite_all(s->resid + a->off, a->n * a->m) || !finite_all(s->q + a->q, a->m * a->rk)) {
+      memset(s->resid + a->off, 0, a->n * a->m * sizeof *s->resid);
+      s->warm = 0;
+    }
   }
   s->iter++;
   return DPT_OK;

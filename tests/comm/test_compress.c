@@ -4,7 +4,8 @@
  * sum rounded once), bitwise on every rank, for any bucket size and shard_only; PowerSGD
  * reproduces a low-rank sum, sums vectors exactly, sums plainly before its start step, and its
  * error feedback carries what the factors missed (the applied updates add up to the true
- * gradients less the residual); bad combinations are refused with a message. */
+ * gradients less the residual) and a step with a NaN does not poison the next; bad
+ * combinations are refused with a message. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -353,6 +354,33 @@ static void test_powersgd_error_feedback_carries_the_residual(void **state) {
   assert_true(all(total < quarter / 2 && total < first / 10));
 }
 
+static void test_powersgd_forgets_a_nonfinite_step(void **state) {
+  (void)state;
+  float *buf = malloc(NBUF * sizeof *buf), *want = malloc(NBUF * sizeof *want);
+  dpt_reducer *r = powersgd(buf, NBUF, 3, t_off, t_len, t_rows, 2, 0);
+  char err[DPT_ERR_LEN];
+  low_rank_grad(buf, rank, 0);
+  buf[5] = NAN; /* one step with a NaN in the matrix, on every rank */
+  assert_int_equal(dpt_reducer_wait(r, NULL, err, sizeof err), 0);
+  assert_true(isnan(buf[5]) || isnan(buf[6])); /* the step shows it (the trainer reports it) */
+  const float *e = dpt_reducer_compress_residual(r);
+  int clean = 1;
+  for (size_t i = 0; i < MR * MC; i++) clean &= e[i] == 0;
+  memset(want, 0, NBUF * sizeof *want);
+  for (int q = 0; q < size; q++) {
+    low_rank_grad(buf, q, 1);
+    for (size_t i = 0; i < NBUF; i++) want[i] += buf[i];
+  }
+  low_rank_grad(buf, rank, 1); /* the next step is finite and reproduced again */
+  assert_int_equal(dpt_reducer_wait(r, NULL, err, sizeof err), 0);
+  double d = dpt_test_rel_l2(buf, want, MR * MC);
+  dpt_reducer_free(r);
+  free(buf);
+  free(want);
+  assert_true(all(clean));
+  assert_true(all(d < 1e-5));
+}
+
 /* --- parameters --- */
 
 static void test_compress_choices_and_refusals(void **state) {
@@ -418,6 +446,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_powersgd_reproduces_a_low_rank_sum),
       cmocka_unit_test(test_powersgd_sums_plainly_before_its_start),
       cmocka_unit_test(test_powersgd_error_feedback_carries_the_residual),
+      cmocka_unit_test(test_powersgd_forgets_a_nonfinite_step),
       cmocka_unit_test(test_compress_choices_and_refusals),
   };
   return dpt_test_finish(cmocka_run_group_tests(tests, NULL, NULL));
