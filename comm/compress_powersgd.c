@@ -38,7 +38,7 @@
 typedef struct {
   size_t off, n, m; /* the matrix buf[off, off + n m), n x m row-major */
   size_t rk;        /* its factors' rank */
-  size_t p, q;      /* offsets of its P (n x rk) and Q (m x rk) in pq and q */
+  size_t p, q;      /* offsets of its P^T (rk x n) and Q^T (rk x m) in pq and q */
 } psgd_mat;
 
 typedef struct {
@@ -50,6 +50,8 @@ typedef struct {
   size_t nrest;  /* elements outside the matrices: pq[0, nrest) */
   float *pq;     /* nrest + the P's: summed by first */
   float *q;      /* the Q's: summed by second */
+  float *row;    /* the widest matrix's row: decompress's scratch */
+  size_t wide;   /* its columns */
   size_t np, nq; /* elements of the P's and the Q's */
   dpt_reducer *plain, *first, *second;
 } psgd_state;
@@ -80,56 +82,81 @@ int dpt_reducer_compress_parse(const char *spec, dpt_compress *c, int *rank, cha
   return -1;
 }
 
-/* --- dense kernels over the small factors --- */
+/* --- dense kernels over the small factors ---
+ * Factors are stored transposed, one factor column per contiguous row: P^T (rk x n) and
+ * Q^T (rk x m), so Gram-Schmidt walks rows and the products below run over contiguous rows of
+ * M (flat loops the compiler vectorises without reassociating a sum). */
 
-/* Gram-Schmidt on the columns of a (rows x rk) row-major matrix, as torch's
- * _orthogonalize_gram_schmidt with epsilon 0 (a zero column stays zero). */
-static void orthogonalize(float *restrict a, size_t rows, size_t rk) {
+/* Lanes of the explicit partial sums of a dot product: the order is fixed here (lane l sums
+ * elements l, l + 8, ...; the lanes are added in order), so it vectorises and stays the same
+ * on every machine. */
+#define PSGD_LANES 8
+
+/* Gram-Schmidt on the rk rows of a (rk x len), as torch's _orthogonalize_gram_schmidt with
+ * epsilon 0 on the columns of its transpose (a zero column stays zero). */
+static void orthogonalize(float *restrict a, size_t len, size_t rk) {
   for (size_t c = 0; c < rk; c++) {
+    float *restrict col = a + c * len;
     double ss = 0;
-    for (size_t i = 0; i < rows; i++) ss += (double)a[i * rk + c] * a[i * rk + c];
+    for (size_t i = 0; i < len; i++) ss += (double)col[i] * col[i];
     float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
-    for (size_t i = 0; i < rows; i++) a[i * rk + c] *= inv;
+    for (size_t i = 0; i < len; i++) col[i] *= inv;
     for (size_t d = c + 1; d < rk; d++) {
-      float dot = 0;
-      for (size_t i = 0; i < rows; i++) dot += a[i * rk + c] * a[i * rk + d];
-      for (size_t i = 0; i < rows; i++) a[i * rk + d] -= dot * a[i * rk + c];
+      float *restrict rest = a + d * len, dot = 0;
+      for (size_t i = 0; i < len; i++) dot += col[i] * rest[i];
+      for (size_t i = 0; i < len; i++) rest[i] -= dot * col[i];
     }
   }
 }
 
-/* p (n x rk) = M (n x m) q (m x rk) */
-static void mul_mq(const float *restrict M, size_t n, size_t m, const float *restrict q, size_t rk,
-                   float *restrict p) {
-  memset(p, 0, n * rk * sizeof *p);
+/* sum of x[i] y[i] over [0, len), in PSGD_LANES fixed lanes */
+static float dot(const float *restrict x, const float *restrict y, size_t len) {
+  float lane[PSGD_LANES] = {0};
+  size_t i = 0;
+  for (; i + PSGD_LANES <= len; i += PSGD_LANES)
+    for (int l = 0; l < PSGD_LANES; l++) lane[l] += x[i + l] * y[i + l];
+  float s = 0;
+  for (int l = 0; l < PSGD_LANES; l++) s += lane[l];
+  for (; i < len; i++) s += x[i] * y[i];
+  return s;
+}
+
+/* P^T (rk x n): P = M (n x m) Q, row i of P from row i of M */
+static void mul_mq(const float *restrict M, size_t n, size_t m, const float *restrict qt, size_t rk,
+                   float *restrict pt) {
   for (size_t i = 0; i < n; i++)
-    for (size_t j = 0; j < m; j++) {
-      float v = M[i * m + j];
-      for (size_t k = 0; k < rk; k++) p[i * rk + k] += v * q[j * rk + k];
+    for (size_t k = 0; k < rk; k++) pt[k * n + i] = dot(M + i * m, qt + k * m, m);
+}
+
+/* Q^T (rk x m): Q = M^T P, accumulated row by row of M */
+static void mul_mtp(const float *restrict M, size_t n, size_t m, const float *restrict pt,
+                    size_t rk, float *restrict qt) {
+  memset(qt, 0, rk * m * sizeof *qt);
+  for (size_t i = 0; i < n; i++)
+    for (size_t k = 0; k < rk; k++) {
+      const float *restrict row = M + i * m;
+      float *restrict out = qt + k * m, v = pt[k * n + i];
+      for (size_t j = 0; j < m; j++) out[j] += row[j] * v;
     }
 }
 
-/* q (m x rk) = M^T (m x n) p (n x rk) */
-static void mul_mtp(const float *restrict M, size_t n, size_t m, const float *restrict p, size_t rk,
-                    float *restrict q) {
-  memset(q, 0, m * rk * sizeof *q);
-  for (size_t i = 0; i < n; i++)
-    for (size_t j = 0; j < m; j++) {
-      float v = M[i * m + j];
-      for (size_t k = 0; k < rk; k++) q[j * rk + k] += v * p[i * rk + k];
-    }
-}
-
-/* M <- p q^T (the sum over ranks); e <- M_before - p q^T / w */
+/* M <- P Q^T (the sum over ranks); e <- M_before - P Q^T / w; row (m floats) is scratch */
 static void decompress(float *restrict M, float *restrict e, size_t n, size_t m,
-                       const float *restrict p, const float *restrict q, size_t rk, float w) {
-  for (size_t i = 0; i < n; i++)
-    for (size_t j = 0; j < m; j++) {
-      float a = 0;
-      for (size_t k = 0; k < rk; k++) a += p[i * rk + k] * q[j * rk + k];
-      e[i * m + j] = M[i * m + j] - a / w;
-      M[i * m + j] = a;
+                       const float *restrict pt, const float *restrict qt, size_t rk, float w,
+                       float *restrict row) {
+  for (size_t i = 0; i < n; i++) {
+    memset(row, 0, m * sizeof *row);
+    for (size_t k = 0; k < rk; k++) {
+      const float *restrict q = qt + k * m;
+      float v = pt[k * n + i];
+      for (size_t j = 0; j < m; j++) row[j] += v * q[j];
     }
+    float *restrict mi = M + i * m, *restrict ei = e + i * m;
+    for (size_t j = 0; j < m; j++) {
+      ei[j] = mi[j] - row[j] / w;
+      mi[j] = row[j];
+    }
+  }
 }
 
 /* 1 if x[0, n) holds no NaN or Inf (x * 0 is 0 for every finite x, NaN otherwise). */
@@ -166,6 +193,7 @@ static void release(dpt_reducer *r) {
     free(s->resid);
     free(s->pq);
     free(s->q);
+    free(s->row);
   }
   free(s);
   r->state = NULL;
@@ -231,7 +259,10 @@ static int init(dpt_reducer *r, const dpt_reducer_params *p, char *err, size_t e
     s->resid = calloc(r->n + 1, sizeof *s->resid);
     s->pq = malloc((s->nrest + s->np + 1) * sizeof *s->pq);
     s->q = malloc((s->nq + 1) * sizeof *s->q);
-    if (!s->resid || !s->pq || !s->q) rc = DPT_ENOMEM;
+    for (int i = 0; i < s->nmat; i++)
+      if (s->mats[i].m > s->wide) s->wide = s->mats[i].m;
+    s->row = malloc((s->wide + 1) * sizeof *s->row);
+    if (!s->resid || !s->pq || !s->q || !s->row) rc = DPT_ENOMEM;
   }
   if (rc == DPT_ENOMEM)
     snprintf(err, errlen, "cannot allocate PowerSGD's state (%zu gradient elements)", r->n);
@@ -305,7 +336,7 @@ static int finish(dpt_reducer *r, char *err, size_t errlen) {
   for (int i = 0; i < s->nmat; i++) {
     const psgd_mat *a = &s->mats[i];
     decompress(r->buf + a->off, s->resid + a->off, a->n, a->m, P + a->p, s->q + a->q, a->rk,
-               (float)r->size);
+               (float)r->size, s->row);
     /* a NaN or Inf (the step the trainer reports or skips) must not live on in the residual or
      * the warm start: both start afresh (the sum in buf still shows it) */
     if (!finite_all(s->resid + a->off, a->n * a->m) || !finite_all(s->q + a->q, a->m * a->rk)) {
