@@ -14,6 +14,12 @@
  *                       64-bit fixed point, so neither W nor MPI's order changes a bit.
  *   reduce_node.c       DPT_REDUCE_NODE: within a node over shared memory, a rank-order chain
  *                       across nodes shared by each node's ranks; bitwise rank-order's sum.
+ *   reduce_ring.c       DPT_REDUCE_RING: rank-order's exchange and sums, the all-gather as a
+ *                       pipelined ring (one flow per link each way), for TCP links.
+ *   compress_half.c     DPT_REDUCE_HALF (--compress bf16|fp16): rank-order's exchange with
+ *                       16-bit values on the wire, fp32 sums in rank order, 16-bit results.
+ *   compress_powersgd.c DPT_REDUCE_POWERSGD (--compress powersgd): low-rank matrices with error
+ *                       feedback, as torch's powerSGD_hook; vectors summed exactly.
  *   collectives.c       shards, topology, small checked collectives, error agreement.
  *
  * How to add a reduction algorithm (two files touched, one added): write comm/reduce_<name>.c
@@ -67,15 +73,35 @@ typedef enum {
   DPT_REDUCE_EXACT,      /* fixed-point sums of micro-shards, independent of W (reduce_exact.c) */
   DPT_REDUCE_NODE,       /* rank-order sums within a node over shared memory, then along the nodes;
                             bitwise DPT_REDUCE_RANK_ORDER's result (reduce_node.c) */
+  DPT_REDUCE_RING,       /* rank-order's exchange and sums, a ring all-gather; bitwise
+                            DPT_REDUCE_RANK_ORDER's result (reduce_ring.c) */
+  DPT_REDUCE_HALF,       /* lossy: chosen by dpt_reducer_params.compress bf16/fp16, not by name
+                            (compress_half.c) */
+  DPT_REDUCE_POWERSGD,   /* lossy: chosen by compress powersgd (compress_powersgd.c) */
   DPT_REDUCE_COUNT,
-  DPT_REDUCE_AUTO = -1 /* DPT_REDUCE_NODE for a whole sum (not shard_only) when the ranks span
-                          several nodes in equal blocks of consecutive ranks, several ranks per
-                          node or more than 2 nodes; else DPT_REDUCE_RANK_ORDER (where each is
-                          faster: dpt_reducer_create, tests/bench/netns_reduce.sh) */
+  DPT_REDUCE_AUTO = -1 /* for a whole sum (not shard_only) across nodes: DPT_REDUCE_NODE when the
+                          ranks sit in equal blocks of consecutive ranks, several per node;
+                          DPT_REDUCE_RING at more than 2 nodes of one rank; else
+                          DPT_REDUCE_RANK_ORDER (where each is faster: dpt_reducer_create,
+                          tests/bench/netns_reduce.sh) */
 } dpt_reduce_algorithm;
 
 /* 25 MiB: PyTorch DDP's bucket_cap_mb default, and --bucket-mb's. */
 #define DPT_REDUCER_BUCKET_BYTES ((size_t)25 << 20)
+
+/* Lossy gradient compression (--compress), off by default; never with DPT_REDUCE_EXACT. */
+typedef enum {
+  DPT_COMPRESS_NONE,
+  DPT_COMPRESS_BF16,    /* bfloat16 on the wire (8-bit mantissa, fp32's range) */
+  DPT_COMPRESS_FP16,    /* IEEE half on the wire (11-bit mantissa, |x| <= 65504) */
+  DPT_COMPRESS_POWERSGD /* rank-R factors of each matrix, error feedback (Vogels et al. 2019) */
+} dpt_compress;
+
+/* PowerSGD's defaults, torch's PowerSGDState's: matrix_approximation_rank 1 and
+ * start_powerSGD_iter 1000 (steps summed uncompressed first, so error feedback starts from
+ * gradients past the first, fastest-changing phase). */
+#define DPT_POWERSGD_RANK 1
+#define DPT_POWERSGD_START 1000
 
 typedef struct {
   size_t bucket_bytes; /* per bucket (>= 4); DPT_REDUCER_BUCKET_BYTES */
@@ -91,23 +117,31 @@ typedef struct {
                           reused (overlap is then always on); exact through
                           dpt_reducer_exact_add_range. Default 0 */
   dpt_reduce_algorithm algorithm; /* default DPT_REDUCE_AUTO */
-  int node_ranks; /* DPT_REDUCE_NODE: take blocks of this many consecutive ranks as one node
-                     (must divide the rank count); 0, the default: the nodes MPI reports
-                     (MPI_COMM_TYPE_SHARED). For tests: nodes made of one host's ranks */
-  /* DPT_REDUCE_EXACT only: */
+  int node_ranks;        /* DPT_REDUCE_NODE: take blocks of this many consecutive ranks as one node
+                            (must divide the rank count); 0, the default: the nodes MPI reports
+                            (MPI_COMM_TYPE_SHARED). For tests: nodes made of one host's ranks */
+  dpt_compress compress; /* default DPT_COMPRESS_NONE; else the algorithm must be auto or
+                            rank-order, and becomes DPT_REDUCE_HALF or DPT_REDUCE_POWERSGD */
+  int compress_rank;     /* PowerSGD: the rank R of each matrix's factors (>= 1) */
+  long compress_start;   /* PowerSGD: steps (dpt_reducer_wait calls) summed uncompressed first */
+  /* DPT_REDUCE_EXACT and DPT_REDUCE_POWERSGD: */
   int ntensors;                /* tensors of the buffer: [tensor_offset[t], +tensor_len[t]) */
   const size_t *tensor_offset; /* ntensors each; copied by dpt_reducer_create */
   const size_t *tensor_len;
-  int micro_shards; /* G, the micro-shards of a step over all ranks (1 to
-                       dpt_reducer_exact_max_shards()) */
-  double *scales;   /* ntensors fixed-point exponents (NAN: not known yet); borrowed,
-                       updated every step; part of the training position */
+  const size_t *tensor_rows; /* PowerSGD: tensor t is a tensor_rows[t] x (len / rows) row-major
+                                matrix (torch's view(shape[0], -1)); NULL or 1: a vector */
+  int micro_shards;          /* G, the micro-shards of a step over all ranks (1 to
+                                dpt_reducer_exact_max_shards()) */
+  double *scales;            /* ntensors fixed-point exponents (NAN: not known yet); borrowed,
+                                updated every step; part of the training position */
 } dpt_reducer_params;
 
-/* bucket 25 MiB, overlap on, whole sum, algorithm auto; no tensors. */
+/* bucket 25 MiB, overlap on, whole sum, algorithm auto, no compression (PowerSGD rank and
+ * start at DPT_POWERSGD_*); no tensors. */
 dpt_reducer_params dpt_reducer_defaults(void);
 
-/* The algorithm's name by value ("rank-order", "exact", "node", "auto"); NULL if none. */
+/* The algorithm's name by value ("rank-order", "exact", "node", "ring", "half", "powersgd",
+ * "auto"); NULL if none. */
 const char *dpt_reducer_algorithm_name(dpt_reduce_algorithm a);
 /* The algorithm by name; -1 (with a message naming the choices) if none. */
 int dpt_reducer_algorithm_parse(const char *name, dpt_reduce_algorithm *a, char *err,
@@ -146,6 +180,24 @@ size_t dpt_reducer_bytes(const dpt_reducer *r);
  * Collective. *wait_s (may be NULL) receives the time spent blocked here. Resets the reducer
  * for the next step. */
 int dpt_reducer_wait(dpt_reducer *r, double *wait_s, char *err, size_t errlen);
+
+/* "none", "bf16", "fp16", "powersgd" or "powersgd:R" into *c and *rank (R, or
+ * DPT_POWERSGD_RANK); -1 with a message naming the choices if it is none of them. */
+int dpt_reducer_compress_parse(const char *spec, dpt_compress *c, int *rank, char *err,
+                               size_t errlen);
+
+/* PowerSGD's error feedback after dpt_reducer_wait: this rank's residual e[0, n) (what its
+ * gradient held that the compressed sum did not carry, added to the next step's gradient;
+ * zero outside the compressed matrices); NULL for any other algorithm. Not checkpointed: a
+ * resumed run starts with zero residuals, new factors and compress_start plain steps. */
+const float *dpt_reducer_compress_residual(const dpt_reducer *r);
+
+/* IEEE binary32 to bfloat16 and half, rounding to nearest, ties to even (NaN stays a quiet
+ * NaN, overflow gives infinity), and back (exact). The encodings of DPT_REDUCE_HALF. */
+uint16_t dpt_comm_bf16_from_float(float x);
+float dpt_comm_bf16_to_float(uint16_t h);
+uint16_t dpt_comm_fp16_from_float(float x);
+float dpt_comm_fp16_to_float(uint16_t h);
 
 /* --- the exact algorithm's fixed-point encoding (DPT_REDUCE_EXACT only) ---
  * A step: begin; add each of this rank's micro-shard gradients; check (redo the pass while it

@@ -57,6 +57,9 @@ struct dpt_reduce_algo {
 extern const dpt_reduce_algo dpt_reduce_rank_order;
 extern const dpt_reduce_algo dpt_reduce_exact;
 extern const dpt_reduce_algo dpt_reduce_node;
+extern const dpt_reduce_algo dpt_reduce_ring;
+extern const dpt_reduce_algo dpt_reduce_half;
+extern const dpt_reduce_algo dpt_reduce_powersgd;
 
 /* Where comm's ranks run (*t) and whether they sit in equal blocks of consecutive ranks per
  * node (*blocked, the same on every rank), as DPT_REDUCE_NODE needs. Collective. */

@@ -18,6 +18,9 @@ static const dpt_reduce_algo *const algorithms[DPT_REDUCE_COUNT] = {
     [DPT_REDUCE_RANK_ORDER] = &dpt_reduce_rank_order,
     [DPT_REDUCE_EXACT] = &dpt_reduce_exact,
     [DPT_REDUCE_NODE] = &dpt_reduce_node,
+    [DPT_REDUCE_RING] = &dpt_reduce_ring,
+    [DPT_REDUCE_HALF] = &dpt_reduce_half,
+    [DPT_REDUCE_POWERSGD] = &dpt_reduce_powersgd,
 };
 
 const char *dpt_reducer_algorithm_name(dpt_reduce_algorithm a) {
@@ -27,12 +30,12 @@ const char *dpt_reducer_algorithm_name(dpt_reduce_algorithm a) {
 
 int dpt_reducer_algorithm_parse(const char *name, dpt_reduce_algorithm *a, char *err,
                                 size_t errlen) {
-  for (int i = -1; i < DPT_REDUCE_COUNT; i++)
+  for (int i = -1; i < DPT_REDUCE_HALF; i++) /* the lossy ones: by dpt_reducer_params.compress */
     if (!strcmp(name, dpt_reducer_algorithm_name((dpt_reduce_algorithm)i))) {
       *a = (dpt_reduce_algorithm)i;
       return 0;
     }
-  snprintf(err, errlen, "'%s' is not one of auto, rank-order, node, exact", name);
+  snprintf(err, errlen, "'%s' is not one of auto, rank-order, node, ring, exact", name);
   return -1;
 }
 
@@ -55,6 +58,9 @@ dpt_reducer_params dpt_reducer_defaults(void) {
   p.overlap = 1;
   p.shard_only = 0;
   p.algorithm = DPT_REDUCE_AUTO;
+  p.compress = DPT_COMPRESS_NONE;
+  p.compress_rank = DPT_POWERSGD_RANK;
+  p.compress_start = DPT_POWERSGD_START;
   return p;
 }
 
@@ -70,6 +76,21 @@ int dpt_reducer_create(MPI_Comm comm, float *buf, size_t n, const dpt_reducer_pa
     return DPT_EINVAL;
   }
   dpt_reduce_algorithm algo = p->algorithm;
+  if (p->compress != DPT_COMPRESS_NONE) { /* lossy: in place of rank-order's exchange */
+    if (algo != DPT_REDUCE_AUTO && algo != DPT_REDUCE_RANK_ORDER) {
+      snprintf(err, errlen,
+               "gradient compression works with the auto and rank-order reductions, not %s",
+               algo == DPT_REDUCE_EXACT           ? "exact (deterministic mode)"
+               : dpt_reducer_algorithm_name(algo) ? dpt_reducer_algorithm_name(algo)
+                                                  : "an unknown one");
+      return DPT_EINVAL;
+    }
+    algo = p->compress == DPT_COMPRESS_POWERSGD ? DPT_REDUCE_POWERSGD : DPT_REDUCE_HALF;
+  } else if (algo == DPT_REDUCE_HALF || algo == DPT_REDUCE_POWERSGD) {
+    snprintf(err, errlen, "the %s reduction is chosen by compress, not by algorithm",
+             dpt_reducer_algorithm_name(algo));
+    return DPT_EINVAL;
+  }
   if (algo == DPT_REDUCE_AUTO) { /* from where the ranks run (collective, like the rest) */
     dpt_topology t;
     int blocked = 0, rc = dpt_reduce_node_layout(comm, &t, &blocked, err, errlen);
@@ -77,9 +98,11 @@ int dpt_reducer_create(MPI_Comm comm, float *buf, size_t n, const dpt_reducer_pa
     /* measured in tests/bench/netns_reduce.sh (README "Across nodes"): the chain wins an
      * allreduce at 2 nodes x 2 ranks (1.9x) and 4 x 1 (1.2x), ties at 2 x 1; a reduce-scatter
      * sends every partial sum along it but only half the sums back, where rank-order sends each
-     * rank only its shard: rank-order is as fast or faster at every layout measured */
-    int node = t.nodes > 1 && blocked && !p->shard_only && (t.max_per_node > 1 || t.nodes > 2);
-    algo = node ? DPT_REDUCE_NODE : DPT_REDUCE_RANK_ORDER;
+     * rank only its shard: rank-order is as fast or faster at every layout measured. At 4 x 1
+     * the ring all-gather beat the chain (1.1x) and rank-order (1.3x) */
+    int node = t.nodes > 1 && blocked && !p->shard_only && t.max_per_node > 1;
+    int ring = t.nodes > 2 && t.max_per_node == 1 && !p->shard_only;
+    algo = node ? DPT_REDUCE_NODE : ring ? DPT_REDUCE_RING : DPT_REDUCE_RANK_ORDER;
   }
   if ((unsigned)algo >= DPT_REDUCE_COUNT) {
     snprintf(err, errlen, "reduction algorithm %d is not one of the %d dpt has", (int)p->algorithm,

@@ -3,6 +3,8 @@
  * the same setter from the table's text, so the help shows exactly what the code uses. */
 #include "runtime.h"
 
+#include "comm.h" /* the --compress names */
+
 #include <errno.h>
 #include <signal.h>
 #include <math.h>
@@ -51,8 +53,14 @@ static const opt_def k_opts[] = {
     {"overlap", OPT_BOOL, F(overlap), "1", 0, 1,
      "reduce gradient buckets while backward runs (0: after it)"},
     {"reduce", OPT_STR, F(reduce), "auto", 0, 0,
-     "gradient reduction: auto (picks node across nodes, see README), rank-order, or node "
-     "(within each node, then across nodes); bitwise the same sums"},
+     "gradient reduction: auto (see README), rank-order, node (within nodes, then across) or "
+     "ring (rank-order, ring all-gather); bitwise the same sums"},
+    {"compress", OPT_STR, F(compress), "none", 0, 0,
+     "lossy gradient compression: none, bf16 or fp16 (16-bit wire, fp32 sums), powersgd[:R] "
+     "(rank-R factors per matrix, error feedback); not with --deterministic"},
+    {"compress_start", OPT_LONG, F(compress_start), "1000", 0, 1e15,
+     "--compress powersgd: steps summed uncompressed before compression starts (torch's "
+     "start_powerSGD_iter)"},
     {"cache_mb", OPT_DBL, F(cache_mb), "1024", 0, 1e9,
      "keep a dataset split in memory if it fits (MiB)"},
     {"context", OPT_LONG, F(context), "0", 0, 1e9,
@@ -113,7 +121,7 @@ static const char *const k_choices_activation[] = {"relu", "tanh", "gelu", "sigm
 static const char *const k_choices_loss[] = {"ce", "mse", NULL};
 static const char *const k_choices_progress[] = {"auto", "bar", "plain", "none", NULL};
 static const char *const k_choices_nonfinite[] = {"abort", "skip", NULL};
-static const char *const k_choices_reduce[] = {"auto", "rank-order", "node", NULL};
+static const char *const k_choices_reduce[] = {"auto", "rank-order", "node", "ring", NULL};
 
 static const char *const *choices_of(const char *name) {
   if (!strcmp(name, "activation")) return k_choices_activation;
@@ -367,6 +375,24 @@ int dpt_train_validate(const dpt_train_opts *o, char *err, size_t errlen) {
   }
   if (!o->data[0]) {
     snprintf(err, errlen, "--data: no dataset given (an HDF5 file with train/x and train/y)");
+    return DPT_EINVAL;
+  }
+  dpt_compress compress;
+  int compress_rank;
+  if (dpt_reducer_compress_parse(o->compress, &compress, &compress_rank, oerr, sizeof oerr)) {
+    snprintf(err, errlen, "--compress: %s", oerr);
+    return DPT_EINVAL;
+  }
+  if (compress != DPT_COMPRESS_NONE && o->deterministic) {
+    snprintf(err, errlen,
+             "--compress %s: not with --deterministic (its sums are exact; compression is lossy)",
+             o->compress);
+    return DPT_EINVAL;
+  }
+  if (compress != DPT_COMPRESS_NONE && strcmp(o->reduce, "auto") &&
+      strcmp(o->reduce, "rank-order")) {
+    snprintf(err, errlen, "--compress %s: works with --reduce auto or rank-order, not %s",
+             o->compress, o->reduce);
     return DPT_EINVAL;
   }
   if (dpt_optim_solver_validate(&o->solver, oerr, sizeof oerr)) {

@@ -147,9 +147,10 @@ typedef struct {
 /* The training options a checkpoint records (see dpt_ckpt_config_kind). Where the run stops
  * (--epochs, --max-steps) is not here: continuing a run further is what resuming is for. */
 static const config_item k_config[] = {
-    {"activation", 1},   {"loss", 1},      {"batch", 1},         {"accum", 1},
-    {"clip_norm", 1},    {"seed", 1},      {"deterministic", 1}, {"micro_shards", 1},
-    {"on_nonfinite", 1}, {"bucket_mb", 2}, {"overlap", 2},       {"eval_every", 2},
+    {"activation", 1},   {"loss", 1},           {"batch", 1},         {"accum", 1},
+    {"clip_norm", 1},    {"seed", 1},           {"deterministic", 1}, {"micro_shards", 1},
+    {"on_nonfinite", 1}, {"bucket_mb", 2},      {"overlap", 2},       {"eval_every", 2},
+    {"compress", 1},     {"compress_start", 1},
 };
 
 int dpt_ckpt_config_kind(const char *name) {

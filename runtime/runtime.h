@@ -247,6 +247,8 @@ typedef struct {
   double bucket_mb;        /* gradient bucket size in MiB */
   int overlap;             /* start each bucket's reduction as soon as backward produced it */
   char reduce[16];         /* auto | rank-order | node: the reducer's algorithm (comm.h) */
+  char compress[24];       /* none | bf16 | fp16 | powersgd[:R]: lossy gradient compression */
+  long compress_start;     /* PowerSGD: steps summed uncompressed first */
   double cache_mb;         /* cache a dataset split in memory when it fits this budget */
   long context;            /* token datasets: window length T (0: not a token dataset) */
   int eval_every;          /* evaluate on the test split every this many epochs (0: never) */

@@ -258,10 +258,13 @@ static int make_reducer(run *r, const dpt_train_opts *o, char *err, size_t errle
   /* stages 1 and 2 reduce-scatter: a rank steps only its shard, so all-gathering the
    * reduced gradient (as DDP under ZeroRedundancyOptimizer does) would be wasted traffic */
   rp.shard_only = r->zero >= 1;
-  if (dpt_reducer_algorithm_parse(o->reduce, &rp.algorithm, err, errlen)) return DPT_EINVAL;
+  if (dpt_reducer_algorithm_parse(o->reduce, &rp.algorithm, err, errlen) ||
+      dpt_reducer_compress_parse(o->compress, &rp.compress, &rp.compress_rank, err, errlen))
+    return DPT_EINVAL;
+  rp.compress_start = o->compress_start;
   size_t *ranges = NULL;
-  if (r->det) { /* exact sums of micro-shards, over the model's tensors */
-    ranges = malloc(2 * ((size_t)m->ntensors + 1) * sizeof *ranges);
+  if (r->det || rp.compress == DPT_COMPRESS_POWERSGD) { /* over the model's tensors */
+    ranges = malloc(3 * ((size_t)m->ntensors + 1) * sizeof *ranges);
     if (!ranges) {
       snprintf(err, errlen, "out of memory for %d tensor ranges", m->ntensors);
       return DPT_ENOMEM;
@@ -269,11 +272,15 @@ static int make_reducer(run *r, const dpt_train_opts *o, char *err, size_t errle
     for (int t = 0; t < m->ntensors; t++) {
       ranges[t] = m->tensors[t].offset;
       ranges[m->ntensors + t] = m->tensors[t].numel;
+      ranges[2 * m->ntensors + t] = m->tensors[t].rank > 1 ? (size_t)m->tensors[t].dims[0] : 1;
     }
-    rp.algorithm = DPT_REDUCE_EXACT;
-    rp.ntensors = m->ntensors;
+    rp.ntensors = m->ntensors; /* PowerSGD: matrices dims[0] x the rest, torch's view */
     rp.tensor_offset = ranges;
     rp.tensor_len = ranges + m->ntensors;
+    rp.tensor_rows = ranges + 2 * m->ntensors;
+  }
+  if (r->det) { /* exact sums of micro-shards */
+    rp.algorithm = DPT_REDUCE_EXACT;
     rp.micro_shards = o->micro_shards;
     rp.scales = r->pos.grad_scale;
   }
@@ -284,6 +291,13 @@ static int make_reducer(run *r, const dpt_train_opts *o, char *err, size_t errle
                               &r->reducer, err, errlen);
   free(ranges);
   if (rc == DPT_ENOMEM) return dpt_zero_oom(r, o, "the gradient reduction's buffers", err, errlen);
+  if (!rc && rp.compress == DPT_COMPRESS_POWERSGD)
+    dpt_log(DPT_LOG_INFO,
+            "gradients compressed: PowerSGD rank %d after %ld plain steps, error feedback "
+            "(not checkpointed: a resume starts it afresh)",
+            rp.compress_rank, rp.compress_start);
+  else if (!rc && rp.compress != DPT_COMPRESS_NONE)
+    dpt_log(DPT_LOG_INFO, "gradients compressed: %s on the wire, fp32 sums", o->compress);
   return rc;
 }
 

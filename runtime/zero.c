@@ -69,13 +69,15 @@ int dpt_zero_alloc(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   /* stage 2 streams the gradient where the model gives it layer by layer and the reduction
    * is rank-order's or the exact sums' */
   int rank_order = !strcmp(o->reduce, "auto") || !strcmp(o->reduce, "rank-order");
+  int compressed = o->compress[0] && strcmp(o->compress, "none");
   r->stream = r->zero == 2 && m->loss_grad_pass && !m->tied &&
-              (o->deterministic || (o->accum == 1 && rank_order));
+              (o->deterministic || (o->accum == 1 && rank_order && !compressed));
   if (r->zero == 2 && !r->stream)
     dpt_log(DPT_LOG_INFO, "ZeRO stage 2 keeps a whole gradient here (%s), as stage 1 does",
             !m->loss_grad_pass ? "the model gives its gradient whole, not layer by layer"
             : m->tied          ? "a tied tensor's gradient comes from two layers"
             : o->accum > 1     ? "--accum > 1 accumulates micro-batches into it"
+            : compressed       ? "--compress reduces whole buckets"
                                : "--reduce node sums whole buffers");
   if (!r->stream) {
     r->grads = floats(m->nparams);

@@ -8,7 +8,9 @@
  *
  * One row per method: best time and bus bandwidth, bytes * 2(W-1)/W / time for an allreduce and
  * bytes * (W-1)/W / time for a reduce-scatter (shard_only), the usual convention; and whether
- * the sum is bitwise the rank-order one. */
+ * the sum is bitwise the rank-order one. The bf16 rows (--compress bf16) send half the bytes:
+ * their figure is the fp32 bytes reduced per second (what the trainer sees), so it can pass the
+ * link rate. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,10 +32,11 @@ static void fill(float *buf, size_t n, int rank) {
 }
 
 /* Best time of reps reductions of n floats with algorithm a; the last sum left in buf. */
-static double time_dpt(dpt_reduce_algorithm a, int shard_only, float *buf, size_t n, int reps,
-                       int rank) {
+static double time_dpt(dpt_reduce_algorithm a, dpt_compress c, int shard_only, float *buf, size_t n,
+                       int reps, int rank) {
   dpt_reducer_params p = dpt_reducer_defaults();
   p.algorithm = a;
+  p.compress = c;
   p.shard_only = shard_only;
   p.overlap = 0;
   dpt_reducer *r;
@@ -92,31 +95,41 @@ int main(int argc, char **argv) {
   }
   if (rank == 0)
     printf("%-28s %8.3f s %7.3f Gbit/s\n", "MPI_Allreduce", best, bytes * ar / best * 8e-9);
+  enum { REF, SAME, LOSSY }; /* the rank-order sum; bitwise it; compressed */
   static const struct {
     const char *name;
     dpt_reduce_algorithm a;
-    int shard_only;
-  } rows[] = {{"dpt rank-order allreduce", DPT_REDUCE_RANK_ORDER, 0},
-              {"dpt node allreduce", DPT_REDUCE_NODE, 0},
-              {"dpt rank-order reduce-scat.", DPT_REDUCE_RANK_ORDER, 1},
-              {"dpt node reduce-scatter", DPT_REDUCE_NODE, 1}};
+    dpt_compress c;
+    int shard_only, role;
+  } rows[] = {
+      {"dpt rank-order allreduce", DPT_REDUCE_RANK_ORDER, DPT_COMPRESS_NONE, 0, REF},
+      {"dpt node allreduce", DPT_REDUCE_NODE, DPT_COMPRESS_NONE, 0, SAME},
+      {"dpt ring allreduce", DPT_REDUCE_RING, DPT_COMPRESS_NONE, 0, SAME},
+      {"dpt rank-order reduce-scat.", DPT_REDUCE_RANK_ORDER, DPT_COMPRESS_NONE, 1, REF},
+      {"dpt node reduce-scatter", DPT_REDUCE_NODE, DPT_COMPRESS_NONE, 1, SAME},
+      {"dpt ring reduce-scatter", DPT_REDUCE_RING, DPT_COMPRESS_NONE, 1, SAME},
+      {"dpt bf16 allreduce", DPT_REDUCE_RANK_ORDER, DPT_COMPRESS_BF16, 0, LOSSY},
+      {"dpt bf16 reduce-scatter", DPT_REDUCE_RANK_ORDER, DPT_COMPRESS_BF16, 1, LOSSY},
+  };
   dpt_range sh = dpt_comm_shard(n, rank, size);
   int mpi_only = argc > 3 && !strcmp(argv[3], "mpi");
   for (size_t k = 0; k < sizeof rows / sizeof rows[0] && !mpi_only; k++) {
-    double dt = time_dpt(rows[k].a, rows[k].shard_only, buf, n, reps, rank);
+    double dt = time_dpt(rows[k].a, rows[k].c, rows[k].shard_only, buf, n, reps, rank);
     if (dt < 0) MPI_Abort(MPI_COMM_WORLD, 1);
     int same = 1;
-    if (k % 2 == 0) /* rank-order: the reference for the node row after it */
+    if (rows[k].role == REF)
       memcpy(ref, buf, n * sizeof *buf);
-    else if (rows[k].shard_only)
+    else if (rows[k].role == SAME && rows[k].shard_only)
       same = !memcmp(ref + sh.offset, buf + sh.offset, sh.len * sizeof *buf);
-    else
+    else if (rows[k].role == SAME)
       same = !memcmp(ref, buf, n * sizeof *buf);
     MPI_Allreduce(MPI_IN_PLACE, &same, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    static const char *const note[] = {"", "  (bitwise rank-order's)",
+                                       "  (16-bit wire: fp32 bytes per s)"};
     if (rank == 0)
       printf("%-28s %8.3f s %7.3f Gbit/s%s\n", rows[k].name, dt,
              bytes * (rows[k].shard_only ? rs : ar) / dt * 8e-9,
-             k % 2 ? (same ? "  (bitwise rank-order's)" : "  (DIFFERS from rank-order)") : "");
+             same ? note[rows[k].role] : "  (DIFFERS from rank-order)");
   }
   free(buf);
   free(ref);

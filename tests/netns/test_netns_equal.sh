@@ -4,8 +4,8 @@
 # parameters and optimizer state as the same W on one host (h5diff, exact), and in
 # --deterministic mode as W = 1; a checkpoint written across 2 nodes x 2 ranks verifies
 # (dpt ckpt inspect) and, resumed on one host, ends bitwise where the uninterrupted run ends.
-# Across nodes the reducer is the node-aware one (--reduce auto); --reduce rank-order gives the
-# same bits; the reducer's own test (COMM_TEST: comm_test_reduce_node) passes at 2 x 2 in the bed.
+# Across nodes the reducer is the node-aware one (--reduce auto); --reduce rank-order and ring
+# give the same bits; the reducer's own test (COMM_TEST: comm_test_reduce_node) passes at 2 x 2 in the bed.
 # Skipped (77) where the bed cannot be made. Usage: test_netns_equal.sh DPT WORKDIR [COMM_TEST]
 dpt=$1; work=$2; comm_test=${3:-}
 . "$(dirname "$0")/bed.sh"
@@ -54,7 +54,9 @@ host 4 host-w4-z0 --zero 0
 same host-w4-z0/ckpt/$final flat-2x2/ckpt/$final || fail "2x2 --reduce rank-order differs from one host"
 bed 2 4 node-2x2 --reduce node --zero 0
 same host-w4-z0/ckpt/$final node-2x2/ckpt/$final || fail "2x2 --reduce node (ZeRO 0) differs from one host"
-echo "ZeRO 0 at 2 nodes x 2 ranks: --reduce node and rank-order bitwise what W=4 trains on one host"
+bed 2 4 ring-2x2 --reduce ring --zero 0
+same host-w4-z0/ckpt/$final ring-2x2/ckpt/$final || fail "2x2 --reduce ring (ZeRO 0) differs from one host"
+echo "ZeRO 0 at 2 nodes x 2 ranks: --reduce node, ring and rank-order bitwise what W=4 trains on one host"
 if [ -n "$comm_test" ]; then
   BED_TIMEOUT=120 bed_mpirun 2 -n 4 "$comm_test" > comm.out 2>&1 \
     || { cat comm.out; fail "the node-aware reducer's test at 2 nodes x 2 ranks"; }
