@@ -45,9 +45,8 @@ static const opt_def k_opts[] = {
      "clip gradients to this global L2 norm (0: off)"},
     {"seed", OPT_LONG, F(seed), "42", 0, 9.2e18, "seed of initialisation and data order"},
     {"zero", OPT_INT, F(zero), "-1", -1, 3,
-     "ZeRO stage: 0 all state on every rank, 1 optimizer state sharded and gradients "
-     "reduce-scattered, 2 also the gradient kept only as this rank's shard (3, sharded "
-     "parameters, is not supported yet); -1: 1 when ranks > 1"},
+     "ZeRO stage: 0 all state on every rank, 1 optimizer state sharded, 2 the gradient too "
+     "(3, sharded parameters, is not supported yet); -1: 1 when ranks > 1"},
     {"bucket_mb", OPT_DBL, F(bucket_mb), "25", 4.0 / 1048576, 1e6,
      "gradient allreduce bucket size in MiB"},
     {"overlap", OPT_BOOL, F(overlap), "1", 0, 1,

@@ -476,20 +476,28 @@ static int restore(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
 }
 
 /* What every rank holds (zero.c's dpt_zero_memory) into res, the metrics' memory record, and with
- * --verbose one line per rank. Collective; a failed collective only loses the report. */
-static void memory_report(run *r, const dpt_train_opts *o, dpt_train_result *res) {
+ * --verbose one line per rank. Collective: an MPI failure is returned (the peers cannot be
+ * trusted after it); out of memory for the rows only loses the report (on every rank alike:
+ * one agreed flag first). */
+static int memory_report(run *r, const dpt_train_opts *o, dpt_train_result *res, char *err,
+                         size_t errlen) {
   enum { F = DPT_REPORT_MEM_FIELDS };
-  double *rows = calloc((size_t)r->size * F, sizeof *rows);
-  char ignored[DPT_ERR_LEN];
   dpt_zero_mem mem;
   dpt_zero_memory(r, o, &mem);
   res->grad_bytes = (size_t)mem.grad_bytes, res->buffer_bytes = (size_t)mem.buffer_bytes;
   res->peak_rss = mem.peak_rss_bytes;
-  if (!rows) return;
+  double *rows = calloc((size_t)r->size * F, sizeof *rows);
+  double lost = rows ? 0 : 1;
+  int rc = dpt_comm_max(r->comm, &lost, 1, err, errlen);
+  if (rc || lost) {
+    free(rows);
+    return rc;
+  }
   double *mine = rows + (size_t)r->rank * F; /* one contributor per row: the sum is exact */
   mine[0] = mem.param_bytes, mine[1] = mem.grad_bytes, mine[2] = mem.state_bytes;
   mine[3] = mem.buffer_bytes, mine[4] = mem.peak_rss_bytes;
-  if (!dpt_comm_sum(r->comm, rows, r->size * F, ignored, sizeof ignored)) {
+  rc = dpt_comm_sum(r->comm, rows, r->size * F, err, errlen);
+  if (!rc) {
     dpt_report_memory(r->report, r->size, r->zero, rows);
     for (int q = 0; o->verbose && q < r->size; q++) {
       const double *v = rows + (size_t)q * F;
@@ -501,6 +509,7 @@ static void memory_report(run *r, const dpt_train_opts *o, dpt_train_result *res
     }
   }
   free(rows);
+  return rc;
 }
 
 /* The run on comm, the trainer's own duplicate (MPI errors come back as codes). */
@@ -570,7 +579,10 @@ static int run_on(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm, dpt_trai
   stop_handlers h;
   dpt_stop_handlers_install(&h, signals);
   rc = loop(&r, o, res, err, errlen);
-  if (!rc || rc == DPT_ESTOPPED) memory_report(&r, o, res); /* every rank got the same rc */
+  if (!rc || rc == DPT_ESTOPPED) { /* every rank got the same rc */
+    int mrc = memory_report(&r, o, res, err, errlen);
+    if (mrc) rc = mrc;
+  }
   rc = dpt_report_finish(r.report, comm, rc, err, errlen);
   dpt_stop_handlers_restore(&h);
   if ((!rc || rc == DPT_ESTOPPED) && params_out)
