@@ -27,10 +27,11 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DDPT_SANITIZE=ON -DDPT_BUILD_TESTS=ON \
       -DDPT_BUILD_BENCH=OFF >/dev/null
 cmake --build build-asan -j"$jobs"
-# (the SLURM test, the netns cluster tests and the signal/timing tests run once, in the release build: they exercise
-# scripts, daemons and processes rather than memory, and cost about 3 minutes more here;
-# DPT_ASAN_ALL=1 runs them under the sanitizers too)
-skip=(-LE "slurm|process|netns")
+# (the SLURM test, the netns cluster tests, the signal/timing tests and the README's commands
+# run once, in the release build: they exercise scripts, daemons, processes and what the other
+# tests run rather than new memory paths, and cost about 6 minutes more here; DPT_ASAN_ALL=1
+# runs them under the sanitizers too)
+skip=(-LE "slurm|process|netns|docs")
 [ "${DPT_ASAN_ALL:-0}" = 1 ] && skip=()
 (cd build-asan && ctest --output-on-failure --no-tests=error --timeout 600 "${skip[@]}" ${DPT_CTEST_ARGS:-})
 
