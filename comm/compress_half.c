@@ -165,18 +165,9 @@ static int init(dpt_reducer *r, const dpt_reducer_params *p, char *err, size_t e
 static int start(dpt_reducer *r, int k) {
   half_state *s = r->state;
   int w = r->size;
-  int *sc = r->counts + (size_t)4 * w * k, *sd = sc + w, *rc = sd + w, *rd = rc + w;
-  size_t b0 = (size_t)k * r->bucket, mylo, myhi, L = r->shards[r->rank].len;
+  size_t b0 = (size_t)k * r->bucket;
   encode(s->bf16, r->buf + b0, s->wire + b0, dpt_reducer_bucket_len(r, k));
-  dpt_reducer_bucket_part(r, k, r->rank, &mylo, &myhi);
-  for (int q = 0; q < w; q++) {
-    size_t lo, hi;
-    dpt_reducer_bucket_part(r, k, q, &lo, &hi);
-    sc[q] = (int)(hi - lo);
-    sd[q] = (int)lo;
-    rc[q] = (int)(myhi - mylo);
-    rd[q] = (int)((size_t)q * L + (mylo - r->shards[r->rank].offset));
-  }
+  int *sc = dpt_reducer_exchange_counts(r, k), *sd = sc + w, *rc = sd + w, *rd = rc + w;
   return MPI_Ialltoallv(s->wire, sc, sd, MPI_UINT16_T, s->stage, rc, rd, MPI_UINT16_T, r->comm,
                         &r->req[k]);
 }

@@ -71,4 +71,11 @@ size_t dpt_reducer_bucket_len(const dpt_reducer *r, int k);
 /* [lo, hi) of bucket k intersected with rank q's shard (empty: lo == hi). */
 void dpt_reducer_bucket_part(const dpt_reducer *r, int k, int q, size_t *lo, size_t *hi);
 
+/* Rank-order's exchange of bucket k as MPI_Ialltoallv counts and displacements in elements,
+ * into r->counts' four rows of bucket k (returned: send counts, then send displacements,
+ * receive counts, receive displacements, W each): every peer gets the part of the bucket in
+ * its shard (displacements into the bucket's buffer), this rank receives every rank's copy of
+ * the part in its own shard into row q of a [W, shard] staging buffer. */
+int *dpt_reducer_exchange_counts(dpt_reducer *r, int k);
+
 #endif

@@ -167,17 +167,7 @@ static size_t bytes(const dpt_reducer *r) {
 static int start(dpt_reducer *r, int k) {
   rank_order *s = r->state;
   int w = r->size;
-  int *sc = r->counts + (size_t)4 * w * k, *sd = sc + w, *rc = sd + w, *rd = rc + w;
-  size_t mylo, myhi, L = r->shards[r->rank].len;
-  dpt_reducer_bucket_part(r, k, r->rank, &mylo, &myhi);
-  for (int q = 0; q < w; q++) {
-    size_t lo, hi;
-    dpt_reducer_bucket_part(r, k, q, &lo, &hi);
-    sc[q] = (int)(hi - lo);
-    sd[q] = (int)lo;
-    rc[q] = (int)(myhi - mylo);
-    rd[q] = (int)((size_t)q * L + (mylo - r->shards[r->rank].offset));
-  }
+  int *sc = dpt_reducer_exchange_counts(r, k), *sd = sc + w, *rc = sd + w, *rd = rc + w;
   if (!r->shard_buf)
     return MPI_Ialltoallv(r->buf, sc, sd, MPI_FLOAT, s->stage, rc, rd, MPI_FLOAT, r->comm,
                           &r->req[k]);
@@ -191,9 +181,9 @@ static int start(dpt_reducer *r, int k) {
     t = slot_of(s, k);
   }
   size_t b0 = (size_t)k * r->bucket;
-  for (int q = 0; q < w; q++) {
+  for (int q = 0; q < w; q++) { /* rc[q] is this rank's part, P, for every q */
     sd[q] -= (int)b0;
-    rd[q] = (int)((size_t)q * (myhi - mylo));
+    rd[q] = q * rc[q];
   }
   return MPI_Ialltoallv(t->send, sc, sd, MPI_FLOAT, t->stage, rc, rd, MPI_FLOAT, r->comm,
                         &r->req[k]);

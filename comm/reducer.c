@@ -185,6 +185,22 @@ void dpt_reducer_bucket_part(const dpt_reducer *r, int k, int q, size_t *lo, siz
   if (*hi < *lo) *hi = *lo;
 }
 
+int *dpt_reducer_exchange_counts(dpt_reducer *r, int k) {
+  int w = r->size;
+  int *sc = r->counts + (size_t)4 * w * k, *sd = sc + w, *rc = sd + w, *rd = rc + w;
+  size_t mylo, myhi, L = r->shards[r->rank].len;
+  dpt_reducer_bucket_part(r, k, r->rank, &mylo, &myhi);
+  for (int q = 0; q < w; q++) {
+    size_t lo, hi;
+    dpt_reducer_bucket_part(r, k, q, &lo, &hi);
+    sc[q] = (int)(hi - lo);
+    sd[q] = (int)lo;
+    rc[q] = (int)(myhi - mylo);
+    rd[q] = (int)((size_t)q * L + (mylo - r->shards[r->rank].offset));
+  }
+  return sc;
+}
+
 /* Starts buckets in the fixed order while the next one is complete. */
 static void start_ready(dpt_reducer *r) {
   while (r->next >= 0 && r->done[r->next] == dpt_reducer_bucket_len(r, r->next)) {
