@@ -154,36 +154,16 @@ for _ in $(seq 1 300); do
 done
 for s in mpirun srun; do [ -n "${sent[$s]:-}" ] || fail "$s job ${job[$s]} did not train"; done
 wait $ref || { cat ref.out; fail "the uninterrupted run"; }
-wait_job() { # J: waits for job J to end for good; prints its state and exit code
-  local info
-  for _ in $(seq 1 300); do
-    info=$(sl scontrol show job "$1" -o 2>/dev/null)
-    case $info in
-      *JobState=COMPLETED*|*JobState=FAILED*|*JobState=CANCELLED*|*JobState=TIMEOUT*)
-        echo "$info" | grep -o 'JobState=[A-Z]* .*ExitCode=[0-9:]*' | sed 's/ Reason.*ExitCode/ ExitCode/'
-        return 0 ;;
-    esac
-    sleep 0.2
-  done
-  echo "still running"
-}
+SCONTROL="sl scontrol"
+. "$here/../launch/slurm/jobs.sh" # wait_job, check_requeued
 for s in mpirun srun; do
   j=${job[$s]} f=slurm-$s.out
   state=$(wait_job "$j")
   [ "$state" = "JobState=COMPLETED ExitCode=0:0" ] || fail "$s job $j ended as: $state"
   [ "$(grep -c "^dpt\[job $j\]: 2 ranks on 2 nodes (1 per node)" "$f")" = 2 ] \
     || fail "$s job $j: its two runs did not both train as 2 ranks on 2 nodes"
-  grep -q "^dpt train: stopped after step [0-9]* of 1024: SIGUSR1 reached" "$f" \
-    || fail "$s job $j was not stopped by the signal"
-  grep -q "requeueing job $j" "$f" || fail "$s job $j was not requeued"
-  grep -q "restart 1" "$f" || fail "$s job $j did not restart"
-  step=$(sed -n 's/^dpt train: stopped after step \([0-9]*\) of.*/\1/p' "$f")
-  grep -q "resuming from runs/slurm-$j/ckpt/ckpt-0*$step.h5 at step $step" "$f" \
-    || fail "$s job $j did not resume from step $step"
-  for g in /model /optim; do
-    h5diff "ref/ckpt/$final" "runs/slurm-$j/ckpt/$final" "$g" "$g" >/dev/null \
-      || fail "$s job $j: $g differs from the uninterrupted run"
-  done
+  check_requeued "$s" "$j" "$f" 1024 ref "$final"
+  step=$stopped_step
   echo "$s script: job $j on $h1,$h2 stopped at step $step on USR1, requeued, resumed, bitwise the uninterrupted run"
 done
 echo "jobs done $((SECONDS - t_up)) s after the cluster was up"

@@ -22,20 +22,7 @@ eval "$out"
 "$dpt" data synth --out d.h5 --train 2048 --test 64 --features 32 --classes 4 >/dev/null \
   || fail "synth"
 
-# waits for job J to end for good; prints its final state and exit code
-wait_job() {
-  local j=$1 info
-  for _ in $(seq 1 900); do
-    info=$(scontrol show job "$j" -o 2>/dev/null)
-    case $info in
-      *JobState=COMPLETED*|*JobState=FAILED*|*JobState=CANCELLED*|*JobState=TIMEOUT*)
-        echo "$info" | grep -o 'JobState=[A-Z]* .*ExitCode=[0-9:]*' | sed 's/ Reason.*ExitCode/ ExitCode/'
-        return 0;;
-    esac
-    sleep 0.2
-  done
-  echo "TIMEOUT"; return 1
-}
+. "$(dirname "$0")/jobs.sh" # wait_job, check_requeued
 
 # 1. small jobs through each script
 small="--data d.h5 --model mlp:32-64-4 --epochs 1 --batch 16 --progress none"
@@ -75,17 +62,8 @@ for s in mpirun srun; do
   state=$(wait_job "$j")
   [ "$state" = "JobState=COMPLETED ExitCode=0:0" ] || fail "$s job $j ended as: $state"
   f=slurm-long-$s.out
-  grep -q "^dpt train: stopped after step [0-9]* of 768: SIGUSR1 reached" "$f" \
-    || fail "$s job $j was not stopped by the signal"
-  grep -q "requeueing job $j" "$f" || fail "$s job $j was not requeued"
-  grep -q "restart 1" "$f" || fail "$s job $j did not restart"
-  step=$(sed -n 's/^dpt train: stopped after step \([0-9]*\) of.*/\1/p' "$f")
-  grep -q "resuming from runs/slurm-$j/ckpt/ckpt-0*$step.h5 at step $step" "$f" \
-    || fail "$s job $j did not resume from step $step"
-  for g in /model /optim; do
-    h5diff ref/ckpt/$final "runs/slurm-$j/ckpt/$final" "$g" "$g" >/dev/null \
-      || fail "$s job $j: $g differs from the uninterrupted run"
-  done
+  check_requeued "$s" "$j" "$f" 768 ref "$final"
+  step=$stopped_step
   echo "$s script: job $j stopped at step $step on USR1, requeued, resumed, bitwise equal at the end"
 done
 echo ok
