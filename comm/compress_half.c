@@ -70,6 +70,7 @@ float dpt_comm_fp16_to_float(uint16_t h) {
  * nearest even, subnormals kept, NaNs quieted the same way): the scalar fp16 conversion's
  * branches cost 30 ns an element on random gradients, 6 times the whole bf16 path. */
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define DPT_HAVE_F16C 1
 __attribute__((target("avx,f16c"))) static void fp16_encode_f16c(const float *restrict x,
@@ -87,8 +88,12 @@ __attribute__((target("avx,f16c"))) static void fp16_decode_f16c(const uint16_t 
     _mm256_storeu_ps(x + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
   for (; i < n; i++) x[i] = dpt_comm_fp16_to_float(h[i]);
 }
+/* F16C from CPUID (clang's __builtin_cpu_supports does not know "f16c"), AVX (with the OS's
+ * support of its registers) from the builtin */
 static int have_f16c(void) {
-  return __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+  return (c & bit_F16C) && __builtin_cpu_supports("avx");
 }
 #else
 #define DPT_HAVE_F16C 0
