@@ -166,6 +166,9 @@ typedef struct {
   const char *path;
   char saved[MAX_SAVED][2][128];
   int nsaved;
+  char defaults[MAX_SAVED][2][128]; /* the options' defaults: what a checkpoint written before
+                                       an option existed trained with */
+  int ndefaults;
   char changes[400]; /* differences that change the results */
   char notes[400];   /* differences that do not */
   int nchanges, nnotes;
@@ -191,12 +194,27 @@ static void add_diff(diff_list *d, int kind, const char *flag, const char *now, 
   (*n)++;
 }
 
-/* Compares text entry `key` of the checkpoint with this run's value. */
-static void compare(diff_list *d, int kind, const char *key, const char *flag, const char *now) {
-  const char *saved = "none";
+/* Compares text entry `key` of the checkpoint with this run's value; an entry the checkpoint
+ * lacks is `absent`'s value. */
+static void compare_or(diff_list *d, int kind, const char *key, const char *flag, const char *now,
+                       const char *absent) {
+  const char *saved = absent;
   for (int i = 0; i < d->nsaved; i++)
     if (!strcmp(d->saved[i][0], key)) saved = d->saved[i][1];
   if (strcmp(saved, now)) add_diff(d, kind, flag, now, saved);
+}
+
+static void compare(diff_list *d, int kind, const char *key, const char *flag, const char *now) {
+  compare_or(d, kind, key, flag, now, "none");
+}
+
+static void on_default(void *ctx, const char *name, const char *value, const char *help) {
+  (void)help;
+  diff_list *d = ctx;
+  if (d->ndefaults == MAX_SAVED) return;
+  snprintf(d->defaults[d->ndefaults][0], sizeof d->defaults[0][0], "%s", name);
+  snprintf(d->defaults[d->ndefaults][1], sizeof d->defaults[0][1], "%s", value);
+  d->ndefaults++;
 }
 
 static void dashes(char *flag) {
@@ -230,7 +248,11 @@ static void on_option(void *ctx, const char *name, const char *value, const char
   snprintf(key, sizeof key, "cfg.%s", name);
   snprintf(flag, sizeof flag, "--%s", name);
   dashes(flag);
-  compare(ctx, kind, key, flag, value);
+  diff_list *d = ctx;
+  const char *absent = "none"; /* a checkpoint from before the option: its default */
+  for (int i = 0; i < d->ndefaults; i++)
+    if (!strcmp(d->defaults[i][0], name)) absent = d->defaults[i][1];
+  compare_or(d, kind, key, flag, value, absent);
 }
 
 /* The differences between the checkpoint's texts in d and this run (o, W, ZeRO stage). */
@@ -241,6 +263,9 @@ static int compare_all(const dpt_train_opts *o, const char *path, const dpt_trai
   if (o->sched.kind != DPT_SCHED_NONE) /* the hyperparameters of this run's scheduler */
     dpt_optim_sched_describe(&o->sched, on_sched_hparam, d);
   dpt_optim_solver_describe(&o->solver, on_hparam, d);
+  dpt_train_opts def;
+  dpt_train_defaults(&def);
+  dpt_train_describe(&def, on_default, d);
   dpt_train_describe(o, on_option, d);
   if (pos->world_size != world_size) {
     snprintf(now, sizeof now, "%d", world_size);
