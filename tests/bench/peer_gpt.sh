@@ -3,7 +3,7 @@
 # dpt W=1 against torch in one process (no DDP), dpt W=2 against torch DDP (gloo).
 #
 # Usage: bash tests/bench/peer_gpt.sh [BUILD_DIR] [STEPS]        (defaults: build, 200)
-# Environment: MODEL (tiny: dpt's gpt:MODEL, torch's the same GPT), CONTEXT (128), BATCH (32
+# Environment: MODEL (small: dpt's gpt:MODEL, torch's the same GPT), CONTEXT (128), BATCH (32
 # windows, the global batch), LR (3e-3), WORLDS ("1 2"), REPS (1: runs of each side, best kept),
 # TEXT (default: `bible Gen1:1-Rev22:21`, the KJV; its first characters are used, see below),
 # VAL (0.02: the held-out fraction),
@@ -29,7 +29,7 @@ build=${1:-build}
 [ -d "$build" ] || build=$root/$build
 build=$(cd "$build" && pwd)
 steps=${2:-${STEPS:-200}}
-model=${MODEL:-tiny}
+model=${MODEL:-small}
 context=${CONTEXT:-128}
 batch=${BATCH:-32}
 lr=${LR:-3e-3}

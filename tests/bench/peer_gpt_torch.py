@@ -21,8 +21,9 @@ Then the held-out loss over the consecutive windows of /test/tokens, as dpt eval
 
 What it measures (rank 0 prints one JSON line starting with {"peer": "torch"}): train_s (wall
 time of the training loop, from a barrier after loading), samples/s and tokens/s, the first
-step's loss (first_loss: the global batch's, as dpt's first step record), the held-out loss, ru_maxrss of every rank, nparams and the FLOPs per token (6 N + 12 L T C with N the
-parameters but the position embedding, nanoGPT's estimate_mfu count).
+step's loss (first_loss: the global batch's, as dpt's first step record), the held-out loss,
+ru_maxrss of every rank, nparams and the FLOPs per token (6 N + 12 L T C with N the parameters
+but the position embedding, nanoGPT's estimate_mfu count).
 """
 import argparse
 import json
