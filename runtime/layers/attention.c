@@ -12,12 +12,13 @@
  *   shapes do not depend on W); the attention products are one sample's and head's, in
  *   blocks of ATTN_BLOCK rows (or columns) over the unmasked part only (the masked entries,
  *   exact zeros, are left out of the sums rather than added).
- * - Per-sample activations (qkv, the attention probabilities, the heads' output, the gradient
- *   of the heads' output and of qkv) live in the scratch, each kind in its own region of
- *   `cap` samples (so the call's samples are consecutive rows there), at sample pass->at + i;
- *   param_grad computes the qkv gradient (kept there) and backward only multiplies it by
- *   c_attn.weight, relying on the net's order (param_grad before backward with the same dy).
- *   No allocation per step.
+ * - Per-sample activations (qkv, the attention probabilities, the heads' output) live in the
+ *   scratch, each kind in its own region of `cap` samples (so the call's samples are
+ *   consecutive rows there), at sample pass->at + i. param_grad overwrites what it no longer
+ *   needs: the heads' output by its gradient (once c_proj's weight gradient is taken), each
+ *   sample's qkv by its gradient (the heads' gradients go to a one-sample temp first), and
+ *   backward only multiplies the qkv gradient by c_attn.weight, relying on the net's order
+ *   (param_grad once, then backward, with the same dy). No allocation per step.
  * - Bias gradients are summed in double, row by row in order. A softmax row's sum (and its
  *   backward's dot) is in double through vmath.h's lane sums (a fixed order, bitwise the
  *   same for any batch or W, that vectorises); exp is vmath.h's.
@@ -75,7 +76,7 @@ static int attn_setup(dpt_layer *l, const char *opts, char *err, size_t errlen) 
   size_t T = (size_t)t;
   s->t = (int)t, s->c = (int)c, s->heads = (int)heads, s->hd = (int)(c / heads), s->acc = acc;
   s->cap = 0;
-  s->temp = T * T; /* datt */
+  s->temp = T * T + 3 * T * (size_t)c; /* datt, one sample's dqkv */
   l->state = s;
   l->out = l->in;
   return DPT_OK;
@@ -97,10 +98,10 @@ static void attn_init(const dpt_layer *l, float *params, dpt_layer_rng *rng) {
   }
 }
 
-/* per sample: qkv 3TC, att H T T, the heads' y TC, its gradient TC, dqkv 3TC */
+/* per sample: qkv 3TC (then its gradient), att H T T, the heads' y TC (then its gradient) */
 static size_t per_sample(const attn_state *s) {
   size_t T = (size_t)s->t, C = (size_t)s->c;
-  return 3 * T * C + (size_t)s->heads * T * T + T * C + T * C + 3 * T * C;
+  return 3 * T * C + (size_t)s->heads * T * T + T * C;
 }
 
 static size_t attn_scratch(const dpt_layer *l, size_t n) {
@@ -116,7 +117,7 @@ static size_t attn_scratch(const dpt_layer *l, size_t n) {
 
 /* sample a's activations in the scratch's regions */
 typedef struct {
-  float *qkv, *att, *ya, *dya, *dqkv;
+  float *qkv, *att, *ya; /* after param_grad: qkv and ya hold their gradients */
 } attn_acts;
 
 static attn_acts acts(const dpt_layer *l, size_t a) {
@@ -129,10 +130,6 @@ static attn_acts acts(const dpt_layer *l, size_t a) {
   r.att = base + a * (size_t)s->heads * T * T;
   base += n * (size_t)s->heads * T * T;
   r.ya = base + a * T * C;
-  base += n * T * C;
-  r.dya = base + a * T * C;
-  base += n * T * C;
-  r.dqkv = base + a * 3 * T * C;
   return r;
 }
 
@@ -221,8 +218,8 @@ static void attn_param_grad(dpt_layer *l, const float *params, const float *x, c
   float *gwp = grad + dpt_layer_at(l, 2), *gbp = grad + dpt_layer_at(l, 3);
   float scale = (float)(1.0 / sqrt((double)hd));
   size_t tt = (size_t)T * (size_t)T;
-  float *datt = l->scratch; /* the shared temp */
-  double *acc = s->acc;     /* [3C] c_attn.bias, [C] c_proj.bias */
+  float *datt = l->scratch, *dqkv = datt + tt; /* the shared temp */
+  double *acc = s->acc;                        /* [3C] c_attn.bias, [C] c_proj.bias */
   int rows = (int)n * T;
   for (int j = 0; j < 4 * C; j++) acc[j] = 0.0;
   if (n == 0) return;
@@ -232,14 +229,15 @@ static void attn_param_grad(dpt_layer *l, const float *params, const float *x, c
               C);
   for (int r = 0; r < rows; r++)
     for (int j = 0; j < C; j++) acc[C3 + j] += dy[(size_t)r * (size_t)C + (size_t)j];
+  /* the heads' y gradient over their y (which only gwp needed) */
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, C, C, 1.0f, dy, C, wp, C, 0.0f,
-              a0.dya, C);
+              a0.ya, C);
   for (size_t i = 0; i < n; i++) {
     attn_acts a = acts(l, p->at + i);
     for (int h = 0; h < s->heads; h++) {
-      const float *q = a.qkv + h * hd, *k = q + C, *v = q + 2 * C, *dyh = a.dya + h * hd;
+      const float *q = a.qkv + h * hd, *k = q + C, *v = q + 2 * C, *dyh = a.ya + h * hd;
       const float *att = a.att + (size_t)h * tt;
-      float *dq = a.dqkv + h * hd, *dk = dq + C, *dv = dq + 2 * C;
+      float *dq = dqkv + h * hd, *dk = dq + C, *dv = dq + 2 * C;
       for (int r0 = 0; r0 < T; r0 += ATTN_BLOCK) { /* rows [r0, r1) of datt and dq */
         int r1 = r0 + ATTN_BLOCK < T ? r0 + ATTN_BLOCK : T;
         size_t o0 = (size_t)r0 * (size_t)T;
@@ -265,12 +263,13 @@ static void attn_param_grad(dpt_layer *l, const float *params, const float *x, c
                     T, q + d0, C3, 0.0f, dk + d0, C3);
       }
     }
+    memcpy(a.qkv, dqkv, 3 * (size_t)T * (size_t)C * sizeof *dqkv); /* qkv is done with */
   }
   /* c_attn over the call's rows */
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C3, C, rows, 1.0f, a0.dqkv, C3, x, C, 1.0f,
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C3, C, rows, 1.0f, a0.qkv, C3, x, C, 1.0f,
               gwa, C);
   for (int r = 0; r < rows; r++)
-    for (int j = 0; j < C3; j++) acc[j] += a0.dqkv[(size_t)r * (size_t)C3 + (size_t)j];
+    for (int j = 0; j < C3; j++) acc[j] += a0.qkv[(size_t)r * (size_t)C3 + (size_t)j];
   for (int j = 0; j < C3; j++) gba[j] += (float)acc[j];
   for (int j = 0; j < C; j++) gbp[j] += (float)acc[C3 + j];
 }
@@ -282,9 +281,9 @@ static void attn_backward(dpt_layer *l, const float *params, const float *x, con
   int T = s->t, C = s->c;
   const float *wa = params + dpt_layer_at(l, 0);
   if (n == 0) return;
-  /* dx = dqkv c_attn.weight over the call's rows, dqkv from param_grad */
+  /* dx = dqkv c_attn.weight over the call's rows, dqkv from param_grad (in qkv's region) */
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n * T, C, 3 * C, 1.0f,
-              acts(l, p->at).dqkv, 3 * C, wa, C, 0.0f, dx, C);
+              acts(l, p->at).qkv, 3 * C, wa, C, 0.0f, dx, C);
 }
 
 const dpt_layer_ops dpt_layer_attention = {
