@@ -5,9 +5,12 @@
  * - Parameters "<name>.weight" [D] (ones), "<name>.bias" [D] (zeros); option eps (1e-5).
  * - Row statistics are in double (two passes), each sum over DPT_LANES interleaved partial sums
  *   added in lane order (a fixed order that vectorises), y = (x - mean) * rstd * weight + bias
- *   rounded once; backward recomputes them from x (no state between calls): dx = rstd * (g -
- * mean(g) - xhat * mean(g * xhat)) with g = dy * weight; param_grad sums dy * xhat and dy over the
- *   rows in order, in double. Rows are independent, so segments do not change anything.
+ *   rounded once; forward keeps each row's (mean, rstd) in the scratch. dx = rstd * (g -
+ *   mean(g) - xhat * mean(g * xhat)) with g = dy * weight: param_grad (which sums dy * xhat and
+ *   dy over the rows in order, in double) also takes each row's mean(g) and mean(g * xhat), in
+ *   lanes, and keeps them in the scratch beside the statistics, so backward (which the net calls
+ *   after param_grad with the same dy, as attention.c relies on) is one pass. Rows are
+ *   independent, so segments do not change anything.
  */
 #include <math.h>
 #include <stdio.h>
@@ -83,9 +86,9 @@ static void row_stats(const float *restrict x, size_t d, double eps, double *mea
   *mean = m, *rstd = 1.0 / sqrt(dpt_lanes_total(pq) / (double)d + eps);
 }
 
-/* A row's (mean, rstd) in the scratch: two doubles in 4 floats (memcpy: the scratch is only
- * float-aligned). Row r of the call's samples from sample `at`. */
-#define STAT_FLOATS 4
+/* A row's (mean, rstd, mean(g), mean(g * xhat)) in the scratch: four doubles in 8 floats
+ * (memcpy: the scratch is only float-aligned). Row r of the call's samples from sample `at`. */
+#define STAT_FLOATS 8
 static size_t ln_scratch(const dpt_layer *l, size_t n) {
   const ln_state *s = l->state;
   return n * (l->in_numel / s->d) * STAT_FLOATS;
@@ -118,20 +121,32 @@ static void ln_forward(dpt_layer *l, const float *params, const float *x, float 
 
 static void ln_param_grad(dpt_layer *l, const float *params, const float *x, const float *y,
                           const float *dy, float *grad, size_t n, const dpt_layer_pass *p) {
-  (void)params, (void)y;
+  (void)y;
   const ln_state *s = l->state;
+  const float *w = params + dpt_layer_at(l, 0);
   size_t d = s->d, rows = n * (l->in_numel / d);
   float *gw = grad + dpt_layer_at(l, 0), *gb = grad + dpt_layer_at(l, 1);
   double *acc = s->acc; /* column sums in double, row by row in order */
   for (size_t k = 0; k < 2 * d; k++) acc[k] = 0.0;
   for (size_t r = 0; r < rows; r++) {
-    const float *xr = x + r * d, *dr = dy + r * d;
-    double m, rs;
-    stat_get(stat_at(l, p->at, r), &m, &rs);
-    for (size_t k = 0; k < d; k++) {
-      acc[k] += (double)dr[k] * (((double)xr[k] - m) * rs);
-      acc[d + k] += dr[k];
-    }
+    const float *restrict xr = x + r * d, *restrict dr = dy + r * d;
+    float *st = stat_at(l, p->at, r);
+    double m, rs, pg[DPT_LANES] = {0}, pgx[DPT_LANES] = {0};
+    stat_get(st, &m, &rs);
+#define LN_PG(i, j) /* element i into lane j */                                                    \
+  do {                                                                                             \
+    double xh = ((double)xr[i] - m) * rs, g = (double)dr[i] * w[i];                                \
+    acc[i] += (double)dr[i] * xh;                                                                  \
+    acc[d + (i)] += dr[i];                                                                         \
+    pg[j] += g, pgx[j] += g * xh;                                                                  \
+  } while (0)
+    size_t k = 0;
+    for (; k + DPT_LANES <= d; k += DPT_LANES)
+      for (int j = 0; j < DPT_LANES; j++) LN_PG(k + (size_t)j, j);
+    for (int j = 0; k < d; k++, j++) LN_PG(k, j);
+#undef LN_PG
+    double sums[2] = {dpt_lanes_total(pg) / (double)d, dpt_lanes_total(pgx) / (double)d};
+    memcpy(st + 4, sums, sizeof sums);
   }
   for (size_t k = 0; k < d; k++) gw[k] += (float)acc[k], gb[k] += (float)acc[d + k];
 }
@@ -143,22 +158,13 @@ static void ln_backward(dpt_layer *l, const float *params, const float *x, const
   const float *w = params + dpt_layer_at(l, 0);
   size_t d = s->d, rows = n * (l->in_numel / d);
   for (size_t r = 0; r < rows; r++) {
-    const float *xr = x + r * d, *dr = dy + r * d;
-    float *out = dx + r * d;
-    double m, rs, pg[DPT_LANES] = {0}, pgx[DPT_LANES] = {0};
-    stat_get(stat_at(l, p->at, r), &m, &rs);
-    size_t k = 0;
-    for (; k + DPT_LANES <= d; k += DPT_LANES)
-      for (int j = 0; j < DPT_LANES; j++) {
-        size_t i = k + (size_t)j;
-        double g = (double)dr[i] * w[i];
-        pg[j] += g, pgx[j] += g * (((double)xr[i] - m) * rs);
-      }
-    for (int j = 0; k < d; k++, j++) {
-      double g = (double)dr[k] * w[k];
-      pg[j] += g, pgx[j] += g * (((double)xr[k] - m) * rs);
-    }
-    double sg = dpt_lanes_total(pg) / (double)d, sgx = dpt_lanes_total(pgx) / (double)d;
+    const float *restrict xr = x + r * d, *restrict dr = dy + r * d;
+    float *restrict out = dx + r * d;
+    const float *st = stat_at(l, p->at, r);
+    double m, rs, sums[2];
+    stat_get(st, &m, &rs);
+    memcpy(sums, st + 4, sizeof sums); /* mean(g), mean(g * xhat): param_grad's */
+    double sg = sums[0], sgx = sums[1];
     for (size_t k = 0; k < d; k++) {
       double xh = ((double)xr[k] - m) * rs;
       out[k] = (float)(rs * ((double)dr[k] * w[k] - sg - xh * sgx));

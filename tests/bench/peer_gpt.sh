@@ -3,7 +3,7 @@
 # dpt W=1 against torch in one process (no DDP), dpt W=2 against torch DDP (gloo).
 #
 # Usage: bash tests/bench/peer_gpt.sh [BUILD_DIR] [STEPS]        (defaults: build, 200)
-# Environment: MODEL (tiny: dpt's gpt:MODEL, torch's the same GPT), CONTEXT (128), BATCH (32
+# Environment: MODEL (small: dpt's gpt:MODEL, torch's the same GPT), CONTEXT (128), BATCH (32
 # windows, the global batch), LR (3e-3), WORLDS ("1 2"), REPS (1: runs of each side, best kept),
 # TEXT (default: `bible Gen1:1-Rev22:21`, the KJV; its first characters are used, see below),
 # VAL (0.02: the held-out fraction),
@@ -11,10 +11,13 @@
 #
 # Both sides: AdamW (weight decay 0.01, no scheduler), cross-entropy over all positions, global
 # batch BATCH windows of CONTEXT tokens split over W ranks, STEPS steps (dpt: one epoch of a text
-# cut to that length), then the held-out loss
-# over the consecutive windows of the held-out split; started alike, alternately (dpt, torch),
-# by peer_lib.sh's launch (peak RSS per rank). Windows are drawn independently by each side (the
-# same distribution, not the same windows), so the held-out losses agree to noise (LOSS_TOL).
+# cut to that length), then the held-out loss over the consecutive windows of the held-out
+# split; started alike, alternately (dpt, torch), by peer_lib.sh's launch (peak RSS per rank).
+# The same training on both sides: torch starts from dpt's initial parameters (a checkpoint of
+# a one-step dpt run at --lr 0, which leaves AdamW's parameters as they are: dpt's init for
+# --seed 42, as every dpt run here draws it) and reads the windows dpt draws (the same starts in
+# the same order, peer_gpt_torch.py), so the first steps' losses agree to rounding (printed as
+# "step-1 loss") and the held-out losses differ only by how rounding differences grow (LOSS_TOL).
 # tokens/s: the training loop only (dpt: from its metrics JSONL, peer_lib.py; torch: a barrier
 # after loading to the last step). MFU per rank: FLOPs per token (6 N + 12 L T C, N the
 # parameters but the position embedding: nanoGPT's estimate_mfu) x tokens/s / W over the
@@ -26,7 +29,7 @@ build=${1:-build}
 [ -d "$build" ] || build=$root/$build
 build=$(cd "$build" && pwd)
 steps=${2:-${STEPS:-200}}
-model=${MODEL:-tiny}
+model=${MODEL:-small}
 context=${CONTEXT:-128}
 batch=${BATCH:-32}
 lr=${LR:-3e-3}
@@ -51,6 +54,13 @@ data=$cache/text-$chars.h5
 head -c "$chars" "$text" >"$cache/text-$chars.txt"
 [ -f "$data" ] || "$dpt" data import-text "$cache/text-$chars.txt" --out "$data" --val-fraction "$val" >/dev/null
 
+# dpt's initial parameters, for torch: a one-step run at --lr 0 (the parameters unchanged)
+rm -rf "$cache/init"
+"$dpt" train --data "$data" --context "$context" --model "gpt:$model" --solver adamw --lr 0 \
+  --weight-decay 0.01 --batch "$batch" --epochs 1 --max-steps 1 --progress none --ckpt 1 \
+  --run-dir "$cache/init" >"$cache/init.log" 2>&1 || { echo "peer_gpt: dpt's initial checkpoint failed, see $cache/init.log:" >&2; tail -5 "$cache/init.log" >&2; exit 1; }
+init=$(ls "$cache"/init/ckpt/ckpt-*.h5 | tail -1)
+
 results=$cache/results.jsonl
 : >"$results"
 run_dpt() { # W REP
@@ -70,7 +80,7 @@ run_torch() { # W REP
   local out=$cache/torch-w$1-r$2
   if launch "$1" "$out.rss" env "$torch_malloc" "$py" "$here/peer_gpt_torch.py" --data "$data" \
       --model "$model" --context "$context" --batch "$batch" --steps "$steps" --lr "$lr" \
-      --port "$(free_port)" >"$out.log" 2>&1 && grep -q '^{"peer": "torch"' "$out.log"; then
+      --init "$init" --port "$(free_port)" >"$out.log" 2>&1 && grep -q '^{"peer": "torch"' "$out.log"; then
     peer_torch_record "$out" "$2" >>"$results"
   else
     echo "peer_gpt: torch failed (W=$1), see $out.log:" >&2
@@ -98,10 +108,11 @@ T, tol, rate = int(sys.argv[2]), float(sys.argv[3]), sgemm_rate(sys.argv[4:])
 tr = next((r for r in recs if r["peer"] == "torch"), None)
 fpt = tr["flops_per_token"] if tr else float("nan")
 tok = lambda r: r["samples_per_s"] * T
+nan = lambda v: float("nan") if v is None else v
 print("per run:")
 for r in recs:
-    print("  %-5s W=%d rep %d %8.0f tokens/s  held-out loss %.4f  RSS %s MiB" % (r["peer"],
-          r["world"], r["rep"], tok(r), r["test_loss"] if r["test_loss"] is not None else float("nan"),
+    print("  %-5s W=%d rep %d %8.0f tokens/s  step-1 loss %.6f  held-out loss %.4f  RSS %s MiB" % (
+          r["peer"], r["world"], r["rep"], tok(r), nan(r.get("first_loss")), nan(r["test_loss"]),
           "/".join("%.0f" % v for v in r["rss_mb"])))
 print("sgemm 1024^3 (one core, best of before and after): %.1f GFLOP/s; model %s parameters, "
       "%.3f MFLOP/token (6N + 12LTC)" % (rate, tr["nparams"] if tr else "?", fpt / 1e6))

@@ -5,20 +5,25 @@ process without DDP at W = 1, DistributedDataParallel over gloo at W > 1.
 
 What it trains:
   - the dpt token dataset (dpt data import-text: /train/tokens, /test/tokens, /vocab), read as
-    windows of T tokens whose targets are the T tokens after each, each window's start drawn
-    uniformly (seeded torch generator) from the starts that leave T + 1 tokens; rank r takes
-    windows [r*B/W, (r+1)*B/W) of every global batch of B;
+    windows of T tokens whose targets are the T tokens after each, at the starts dpt draws
+    (runtime/step.c's dpt_train_windows: splitmix64 of seed, epoch, step and position, modulo
+    the starts that leave T + 1 tokens), so both sides train on the same windows in the same
+    order; rank r takes windows [r*B/W, (r+1)*B/W) of every global batch of B, as dpt;
   - nanoGPT's GPT as dpt builds it (bias=True, dropout 0, exact GELU, pre-LayerNorm blocks,
-    lm_head without bias tied to transformer.wte), initialised as dpt's gpt presets: the
-    embeddings N(0, 0.02), Linear and LayerNorm torch's defaults;
+    lm_head without bias tied to transformer.wte), with --init CKPT the parameters of that dpt
+    checkpoint (peer_gpt.sh passes dpt's initial ones: the same start exactly); without it
+    initialised as dpt's gpt presets (the same distributions, other draws): the embeddings
+    N(0, 0.02), Linear (uniform +-1/sqrt(fan-in), weight and bias) and LayerNorm (ones,
+    zeros) torch's defaults;
   - cross-entropy over all B*T positions, AdamW (--lr, --wd, torch's betas), no scheduler,
     --steps steps.
 Then the held-out loss over the consecutive windows of /test/tokens, as dpt evaluates it.
 
 What it measures (rank 0 prints one JSON line starting with {"peer": "torch"}): train_s (wall
-time of the training loop, from a barrier after loading), samples/s and tokens/s, the held-out
-loss, ru_maxrss of every rank, nparams and the FLOPs per token (6 N + 12 L T C with N the
-parameters but the position embedding, nanoGPT's estimate_mfu count).
+time of the training loop, from a barrier after loading), samples/s and tokens/s, the first
+step's loss (first_loss: the global batch's, as dpt's first step record), the held-out loss,
+ru_maxrss of every rank, nparams and the FLOPs per token (6 N + 12 L T C with N the parameters
+but the position embedding, nanoGPT's estimate_mfu count).
 """
 import argparse
 import json
@@ -87,6 +92,35 @@ class GPT(nn.Module):
 
 
 PRESETS = {"tiny": (2, 4, 64), "small": (4, 4, 128)}
+MASK64 = (1 << 64) - 1
+
+
+def splitmix64(state):
+    """dpt_splitmix64 (runtime/base/misc.c): (new state, value)."""
+    state = (state + 0x9E3779B97F4A7C15) & MASK64
+    z = state
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return state, z ^ (z >> 31)
+
+
+def dpt_windows(seed, epoch, first, count, batch, ntokens, t):
+    """Window starts first .. first + count - 1 of an epoch as dpt_train_windows draws them."""
+    valid, out = ntokens - t, []
+    for g in range(first, first + count):
+        st = splitmix64(seed & MASK64)[1] ^ epoch
+        st = splitmix64(st)[1] ^ (g // batch)
+        st = splitmix64(st)[1] ^ (g % batch)
+        out.append(splitmix64(st)[1] % valid)
+    return torch.tensor(out, dtype=torch.int64)
+
+
+def load_dpt(model, path):
+    """The parameters of a dpt checkpoint (/model/<name>; the tied weight held once)."""
+    with h5py.File(path, "r") as f:
+        state = {k: torch.from_numpy(np.array(v)) for k, v in f["model"].items()}
+    state["lm_head.weight"] = state["transformer.wte.weight"]
+    model.load_state_dict(state, strict=True)
 
 
 def parse_args(argv=None):
@@ -98,7 +132,8 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--wd", type=float, default=1e-2)
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42, help="dpt's --seed: the windows (and init)")
+    p.add_argument("--init", help="a dpt checkpoint of this model: start from its parameters")
     p.add_argument("--port", type=int, default=int(os.environ.get("MASTER_PORT", "29519")))
     return p.parse_args(argv)
 
@@ -124,26 +159,34 @@ def worker(rank, world, args):
     per = B // world
     torch.manual_seed(args.seed)
     model = GPT(L, H, C, T, vocab)
+    if args.init:
+        load_dpt(model, args.init)
     nparams = sum(p.numel() for p in model.parameters())  # the tied weight once
     n_flops = nparams - model.transformer.wpe.weight.numel()
     flops_per_token = 6 * n_flops + 12 * L * T * C
     net = DDP(model) if world > 1 else model
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.wd)
-    g = torch.Generator()
-    g.manual_seed(args.seed)
     offs = torch.arange(T + 1)
+    steps_per_epoch = ((len(train) - 1) // T) // B
+    starts = [dpt_windows(args.seed, s // steps_per_epoch, s % steps_per_epoch * B + rank * per,
+                          per, B, len(train), T) for s in range(args.steps)]  # before the clock
     net.train()
     if world > 1:
         dist.barrier()
     t0 = time.perf_counter()
+    first_loss = None
     for s in range(args.steps):
-        starts = torch.randint(0, len(train) - T, (B,), generator=g)[rank * per:(rank + 1) * per]
-        w = train[starts[:, None] + offs]
+        w = train[starts[s][:, None] + offs]
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(net(w[:, :T]).reshape(-1, vocab), w[:, 1:].reshape(-1))
         loss.backward()
         opt.step()
+        if first_loss is None:
+            first_loss = loss.detach().clone()
     train_s = time.perf_counter() - t0
+    if world > 1:  # the global batch's mean, as dpt's step record
+        dist.all_reduce(first_loss)
+        first_loss /= world
     n = (len(test) - 1) // T
     lo, hi = n * rank // world, n * (rank + 1) // world
     red = torch.zeros(2, dtype=torch.float64)
@@ -170,7 +213,7 @@ def worker(rank, world, args):
             "steps": args.steps, "train_s": round(train_s, 6),
             "samples_per_s": round(args.steps * B / train_s, 2) if train_s > 0 else None,
             "tokens_per_s": round(args.steps * B * T / train_s, 1) if train_s > 0 else None,
-            "test_loss": red[0].item() / red[1].item(),
+            "first_loss": first_loss.item(), "test_loss": red[0].item() / red[1].item(),
             "rss_mb": [round(r.item(), 1) for r in rss_all]}), flush=True)
     if world > 1:
         dist.barrier()

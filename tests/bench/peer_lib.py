@@ -9,7 +9,8 @@ peer_gpt.sh; see peer_lib.sh), one JSON line on stdout per call, and what their 
       reporter opened, the first step's start is its time minus its duration B / samples_per_s),
       so a final evaluation (--eval-every EPOCHS) falls outside; step_samples_per_s from the
       steps' own durations; summary_samples_per_s = dpt's summary line (which counts the final
-      evaluation too); the last epoch's losses and accuracy; rss_mb per rank.
+      evaluation too); the first step's loss (first_loss), the last epoch's losses and
+      accuracy; rss_mb per rank.
   peer_lib.py torch OUT REP [KEY=JSON ...]
       a torch run: the line of OUT.log starting {"peer": "torch", with its own rss_mb (getrusage
       in each rank) kept as self_rss_mb and rss_mb from OUT.rss.<rank> as dpt's.
@@ -42,6 +43,7 @@ def dpt_record(out, world, rep, batch):
             "train_s": train_s, "samples_per_s": len(steps) * batch / train_s,
             "step_samples_per_s": len(steps) * batch / step_s,
             "summary_samples_per_s": float(summ.group(1)) if summ else None,
+            "first_loss": steps[0].get("loss"),
             "train_loss": last.get("train_loss"), "test_loss": last.get("test_loss"),
             "test_accuracy": last.get("test_accuracy"), "rss_mb": rss_mb(out)}
 

@@ -97,6 +97,7 @@ CASES = {
         ("t7_c12_h3", "heads=3", (7, 12), 2),
         ("t1_c4_h1", "heads=1", (1, 4), 3),
         ("t16_c32_h4", "heads=4", (16, 32), 2),
+        ("t75_c16_h2", "heads=2", (75, 16), 2),  # more than attention.c's blocks of 32 rows
     ],
     "linear": [
         ("flat", "out=4", (3, 2, 2), 3),

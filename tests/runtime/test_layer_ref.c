@@ -304,7 +304,7 @@ REPLAY(batchnorm2d, 0, 3)
 REPLAY(layernorm, 0, 3)
 REPLAY(dropout, 1, 4)
 REPLAY(embedding, 1, 2)
-REPLAY(attention, 0, 4)
+REPLAY(attention, 0, 5)
 REPLAY(add, 1, 2)
 REPLAY(linear, 0, 3)
 
