@@ -19,6 +19,23 @@ int dpt_train_evaluate(run *r, double *loss, double *acc, char *err, size_t errl
     free(slot);
     return rc;
   }
+  /* stage 3: the whole parameters, gathered for the evaluation's duration (its chunks are
+   * dealt out unevenly, so layer-by-layer gathers would not pair up across ranks) */
+  float *params = r->params;
+  if (r->zero == 3) {
+    params = malloc((r->model->nparams ? r->model->nparams : 1) * sizeof *params);
+    rc = params ? DPT_OK
+                : dpt_errf(err, errlen, DPT_ENOMEM,
+                           "out of memory for the evaluation's whole copy of %zu parameters (ZeRO "
+                           "stage 3 gathers them to evaluate)",
+                           r->model->nparams);
+    if ((rc = dpt_comm_agree_error(r->comm, rc, err, errlen)) ||
+        (rc = dpt_zero_gather_all(r, params, err, errlen))) {
+      free(params);
+      free(slot);
+      return rc;
+    }
+  }
   char ioerr[DPT_ERR_LEN];
   for (int64_t c = r->rank; c < nchunks && !rc; c += r->size) {
     int64_t i = c * EVAL_CHUNK;
@@ -36,9 +53,10 @@ int dpt_train_evaluate(run *r, double *loss, double *acc, char *err, size_t errl
       break;
     }
     int64_t correct = 0;
-    rc = m->evaluate(m, r->params, r->x, r->labels, r->y, cnt, &slot[c], &correct, err, errlen);
+    rc = m->evaluate(m, params, r->x, r->labels, r->y, cnt, &slot[c], &correct, err, errlen);
     slot[nchunks + c] = (double)correct;
   }
+  if (params != r->params) free(params);
   size_t nred = 2 * (size_t)nchunks + 1;
   slot[nred - 1] = rc ? 1 : 0;
   char cerr[DPT_ERR_LEN];

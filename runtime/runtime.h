@@ -242,8 +242,9 @@ typedef struct {
   int accum;               /* micro-batches accumulated per optimizer step */
   double clip_norm;        /* clip gradients to this global L2 norm (0: off) */
   long seed;               /* initialisation and data order */
-  int zero;                /* ZeRO stage 0, 1 or 2 (3: refused, not supported yet); -1: 1 when
-                              W > 1, else 0 */
+  int zero;                /* ZeRO stage 0 to 3 (3: parameters sharded too, gathered layer by
+                              layer; README "ZeRO stages"); -1: 1 when W > 1, else 0 */
+  int zero_prefetch;       /* stage 3: start the next layer's gather while this one computes */
   double bucket_mb;        /* gradient bucket size in MiB */
   int overlap;             /* start each bucket's reduction as soon as backward produced it */
   char reduce[16];         /* auto | rank-order | node: the reducer's algorithm (comm.h) */
@@ -317,6 +318,8 @@ typedef struct {
   double test_accuracy; /* last evaluation (NAN when none or regression) */
   double seconds;       /* wall time of the training loop */
   double samples_per_s; /* global samples per second over the run */
+  size_t param_bytes;   /* parameter bytes held by this rank (ZeRO-3: its shard and the two
+                           layer working buffers) */
   size_t state_bytes;   /* optimizer state bytes held by this rank */
   size_t grad_bytes;    /* gradient bytes held by this rank (ZeRO-2: only its shard) */
   size_t buffer_bytes;  /* working buffers held by this rank (reduction, layer gradient, batch) */
