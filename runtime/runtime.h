@@ -73,7 +73,7 @@ typedef struct dpt_model {
   int64_t labels_per_sample; /* labels: how many each sample has (0 or 1: one; T for a sequence
                                 model, whose out_features is then the classes of one position
                                 and whose per-sample loss is the mean over its T positions) */
-  /* Layer boundaries, for ZeRO-3 gathers and bucket readiness: the layers that have parameters,
+  /* Layer boundaries, for ZeRO-3's gathers and bucket readiness: the layers that have parameters,
    * in forward order, each a range of tensors and of the flat buffer; together they tile it.
    * nlayers 0: the model is one layer. The model's own storage, like tensors. */
   int nlayers;
@@ -108,7 +108,9 @@ typedef struct dpt_model {
    * with batch statistics or dropout set it; the trainer then calls it instead of loss_grad.
    * ZeRO-2 needs it to keep no whole gradient: the pass's grad_at gives each layer's gradient
    * a buffer of the trainer's (grad is then NULL); with loss_grad alone stage 2 keeps a whole
-   * gradient, as stage 1 does. */
+   * gradient, as stage 1 does. ZeRO-3 needs it too (and layers, and no tie): the pass's
+   * params_at gives each layer its gathered parameters (params is then NULL); a model without
+   * it is refused in stage 3. */
   int (*loss_grad_pass)(struct dpt_model *m, const float *params, float *grad, float scale,
                         const float *x, const int32_t *labels, const float *y, size_t n,
                         double *loss_sum, int64_t *correct, const dpt_layer_pass *pass, char *err,
