@@ -24,8 +24,8 @@ need=$(echo "$out" | sed -E 's/.*needs ([0-9]+) bytes.*/\1/')
 # stage 3 at W = 4: the model that does not fit in stage 0 trains under the same limit
 big="--data big.h5 --model mlp:1024-4096-4096-4096-4096-1024 --solver adam --batch 8 \
   --max-steps 2 --ckpt 0 --progress none --eval-every 0"
-out=$( (ulimit -v 900000; timeout 300 mpirun --oversubscribe -n 4 "$dpt" train $big --zero 3 --bucket-mb 4 \
-  --run-dir oom3) 2>&1); rc=$?
+out=$( (ulimit -v 900000; timeout 300 mpirun --oversubscribe -n 4 "$dpt" train $big --zero 3 \
+  --bucket-mb 4 --run-dir oom3) 2>&1); rc=$?
 [ $rc -eq 0 ] || { echo "$out"; fail "stage 3 at W=4 did not train under the limit (rc $rc)"; }
 grep -q '"type":"step","step":2' oom3/metrics.jsonl || fail "stage 3 did not reach step 2"
 echo "stage 3 at W=4 trains under ulimit -v 900000"
