@@ -119,6 +119,12 @@ typedef struct dpt_model {
   int (*evaluate)(struct dpt_model *m, const float *params, const float *x, const int32_t *labels,
                   const float *y, size_t n, double *loss_sum, int64_t *correct, char *err,
                   size_t errlen);
+  /* Optional: evaluate with the pass's params_at (ZeRO-3 evaluates through it, each layer's
+   * parameters gathered; params is then NULL). Without it stage 3 gathers the whole parameters
+   * for an evaluation. */
+  int (*evaluate_pass)(struct dpt_model *m, const float *params, const float *x,
+                       const int32_t *labels, const float *y, size_t n, double *loss_sum,
+                       int64_t *correct, const dpt_layer_pass *pass, char *err, size_t errlen);
   void (*destroy)(struct dpt_model *m); /* frees ctx and the tables (not the struct's storage) */
 } dpt_model;
 

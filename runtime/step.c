@@ -145,7 +145,7 @@ static int model_pass(run *r, const dpt_train_opts *o, int64_t sample0, size_t n
   if (r->zero == 3) /* each layer's parameters gathered (zero.c) */
     p.params_at = dpt_zero_params_at, p.params_ctx = r;
   r->rows_rc = DPT_OK;
-  dpt_zero_gather_begin(r);
+  dpt_zero_gather_begin(r, 1);
   int rc = m->loss_grad_pass(m, r->params, r->grads, scale, r->x, r->labels, r->y, n, loss_sum,
                              &correct, &p, err, errlen);
   if (rc && r->zero == 3 && r->gpos < 0 && !zeros) { /* failed before forward: see on_zeros */

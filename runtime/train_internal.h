@@ -48,6 +48,7 @@ typedef struct {
   MPI_Request greq[2];    /* its gather while in flight (MPI_REQUEST_NULL: complete) */
   int gcur;               /* the buffer the net reads now (-1: none) */
   int gpos;               /* position in the pass's gather order (-1: before the first) */
+  int gtrain;             /* the pass is training's (forward and backward), else evaluation's */
   int prefetch;           /* --zero-prefetch */
   int *gcounts, *gdispls; /* [size] one gather's counts and displacements */
   int saving;             /* checkpoints are written */
@@ -142,11 +143,13 @@ void dpt_zero_memory(const run *r, const dpt_train_opts *o, dpt_zero_mem *out);
 /* Stage 3: dpt_layer_pass.params_at with the run as params_ctx. A failure (MPI) is kept in
  * rows_rc and returned after the pass. */
 const float *dpt_zero_params_at(void *ctx, size_t offset, size_t len, int backward);
-/* Stage 3, around each training pass: begin forgets what the buffers held; end finishes the
- * pass's gathers (a pass that stopped before its forward takes part in the ones its peers
- * make). Collective when r->zero == 3; nothing otherwise. (A rank whose data could not be read
- * runs its pass on zeros instead, step.c, so that every collective of the pass matches.) */
-void dpt_zero_gather_begin(run *r);
+/* Stage 3, around each pass (train: a training pass, forward and backward; 0: an evaluation's
+ * forward): begin forgets what the buffers held; end finishes the pass's gathers (a pass that
+ * stopped before its forward, or an evaluation round without a chunk, takes part in the ones
+ * its peers make). Collective when r->zero == 3; nothing otherwise. (A training rank whose
+ * data could not be read runs its pass on zeros instead, step.c, so that every collective of
+ * the pass matches: batch statistics and exact sums too.) */
+void dpt_zero_gather_begin(run *r, int train);
 void dpt_zero_gather_end(run *r);
 /* Stage 3: every rank's shard all-gathered into out[nparams] (the whole parameters, for
  * evaluation and the caller's copy). Collective. */

@@ -236,10 +236,10 @@ static void gather_wait(run *r, int b) {
   }
 }
 
-/* The pass's gather order: forward spans 0..L-1 (positions 0..L-1), then backward spans
- * L-2..0 (positions L..2L-2); the last span's backward is position L-1 again. */
+/* The pass's gather order: forward spans 0..L-1 (positions 0..L-1), then in training backward
+ * spans L-2..0 (positions L..2L-2; the last span's backward is position L-1 again). */
 static int order_len(const run *r) {
-  return 2 * r->model->nlayers - 1;
+  return r->gtrain ? 2 * r->model->nlayers - 1 : r->model->nlayers;
 }
 static int order_span(const run *r, int pos) {
   int l = r->model->nlayers;
@@ -279,8 +279,9 @@ const float *dpt_zero_params_at(void *ctx, size_t offset, size_t len, int backwa
   return serve(r, lo, backward ? 2 * m->nlayers - 2 - lo : lo);
 }
 
-void dpt_zero_gather_begin(run *r) {
+void dpt_zero_gather_begin(run *r, int train) {
   if (r->zero != 3) return;
+  r->gtrain = train;
   gather_wait(r, 0), gather_wait(r, 1);
   r->gspan[0] = r->gspan[1] = -1; /* the parameters may have changed since */
   r->gcur = r->gpos = -1;

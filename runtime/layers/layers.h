@@ -337,5 +337,11 @@ int dpt_net_forward(dpt_net *n, const float *params, const float *x, size_t coun
 int dpt_net_evaluate(dpt_net *n, const float *params, const float *x, const int32_t *labels,
                      const float *y, size_t count, double *loss_sum, int64_t *correct, char *err,
                      size_t errlen);
+/* The same with the pass's params_at (ZeRO-3: each layer's gathered parameters; its other
+ * fields are not used): one forward, so one params_at call per layer with parameters, per
+ * chunk of DPT_NET_EVAL_CHUNK samples. */
+int dpt_net_evaluate_pass(dpt_net *n, const float *params, const float *x, const int32_t *labels,
+                          const float *y, size_t count, double *loss_sum, int64_t *correct,
+                          const dpt_layer_pass *pass, char *err, size_t errlen);
 
 #endif /* DPT_LAYERS_H */

@@ -768,6 +768,13 @@ int dpt_net_forward(dpt_net *n, const float *params, const float *x, size_t coun
 int dpt_net_evaluate(dpt_net *n, const float *params, const float *x, const int32_t *labels,
                      const float *y, size_t count, double *loss_sum, int64_t *correct, char *err,
                      size_t errlen) {
+  dpt_layer_pass p = {.train = 0, .nseg = 1};
+  return dpt_net_evaluate_pass(n, params, x, labels, y, count, loss_sum, correct, &p, err, errlen);
+}
+
+int dpt_net_evaluate_pass(dpt_net *n, const float *params, const float *x, const int32_t *labels,
+                          const float *y, size_t count, double *loss_sum, int64_t *correct,
+                          const dpt_layer_pass *pass, char *err, size_t errlen) {
   double loss = 0.0;
   int64_t ok = 0;
   int rc = check_batch(n, x, labels, y, count, err, errlen);
@@ -776,7 +783,8 @@ int dpt_net_evaluate(dpt_net *n, const float *params, const float *x, const int3
   if (!rc && count > 0) rc = grow(n, chunk, err, errlen);
   if (rc) return rc;
   size_t in = n->in_numel, k = shape_numel(dpt_net_out(n));
-  dpt_layer_pass p = {.train = 0, .nseg = 1};
+  dpt_layer_pass p = {
+      .train = 0, .nseg = 1, .params_at = pass->params_at, .params_ctx = pass->params_ctx};
   for (size_t s = 0; s < count; s += chunk) {
     size_t len = count - s < chunk ? count - s : chunk;
     p.seg = len;

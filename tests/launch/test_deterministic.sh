@@ -46,6 +46,10 @@ for name in adam lion nesterov; do
          <(grep -o '"test_loss":[^,]*' "$name-w$w-z1/metrics.jsonl") >/dev/null \
       || fail "$name: the evaluation loss at W=$w differs from W=1"
   done
+  # stage 3 evaluates with each layer's parameters gathered: the same losses
+  diff <(grep -o '"test_loss":[^,]*' "$name-w1-z0/metrics.jsonl") \
+       <(grep -o '"test_loss":[^,]*' "$name-w4-z3/metrics.jsonl") >/dev/null \
+    || fail "$name: the evaluation loss at W=4 in stage 3 differs from W=1"
   echo "$name: W = 1, 2, 4, 8 and ZeRO 0 to 3 all bitwise identical"
 done
 
