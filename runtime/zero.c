@@ -24,8 +24,9 @@
  * before's), the same on every rank; a rank whose pass stops early runs the rest of that order
  * (dpt_zero_gather_end), so no peer waits. The values gathered are the shards' bytes, so each
  * layer sees bitwise the parameters of stages 0 to 2. Gradients stream as in stage 2.
- * Evaluation and the caller's copy all-gather the whole parameters for their duration;
- * checkpoints are written and read as each rank's shard of the whole tensors (W-independent).
+ * Evaluation gathers the same way, forward only (eval.c); initialisation and the caller's copy
+ * of the result hold the whole parameters for a moment; checkpoints are written and read as
+ * each rank's shard of the whole tensors (W-independent).
  *
  * Per-rank bytes in fp32 with Adam, for P parameters on W ranks: stage 0 16P, stage 1
  * 8P + 8P/W, stage 2 4P + 12P/W, stage 3 16P/W, plus working buffers (DeepSpeed's ZeRO paper,
