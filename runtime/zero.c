@@ -164,7 +164,8 @@ int dpt_zero_alloc(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
 }
 
 void dpt_zero_free(run *r) {
-  for (int b = 0; b < 2; b++) /* a gather a failure left in flight */
+  for (int b = 0; r->gcounts && b < 2; b++) /* a gather a failure left in flight (stage 3's
+                                                 requests exist once its counts do) */
     if (r->greq[b] != MPI_REQUEST_NULL) MPI_Wait(&r->greq[b], MPI_STATUS_IGNORE);
   if (r->stream) free(r->gshard);
   free(r->span_buf);
