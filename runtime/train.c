@@ -211,16 +211,8 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
     snprintf(err, errlen, "out of memory for %zu parameters and batch buffers", m->nparams);
     return DPT_ENOMEM;
   }
-  if (r->zero == 3) { /* the model draws all of them: keep the shard (a passing whole copy) */
-    float *whole = alloc_floats(m->nparams);
-    if (!whole) return dpt_zero_oom(r, o, "the parameters' initialisation", err, errlen);
-    rc = m->init(m, whole, (uint64_t)o->seed, err, errlen);
-    if (!rc) memcpy(r->pshard, whole + r->shard.offset, r->shard.len * sizeof(float));
-    free(whole);
-    if (rc) return rc;
-  } else if ((rc = m->init(m, r->params, (uint64_t)o->seed, err, errlen))) {
-    return rc;
-  }
+  /* (stage 3: dpt_zero_alloc initialised the shard) */
+  if (r->zero != 3 && (rc = m->init(m, r->params, (uint64_t)o->seed, err, errlen))) return rc;
 
   char oerr[DPT_ERR_LEN];
   if ((rc = dpt_solver_create(&o->solver, r->shard.len, &r->solver, oerr, sizeof oerr))) {

@@ -116,8 +116,9 @@ int dpt_train_timing_interval(run *r, const dpt_train_opts *o, const dpt_step_in
 /* --- zero.c --- */
 
 /* The parameters' and gradient's buffers for r->zero (set first, with shard and own): the
- * whole parameters, or in stage 3 only the shard and two layers' working buffers (sets pshard;
- * a model stage 3 cannot gather layer by layer is DPT_EINVAL naming why); the whole gradient, or
+ * whole parameters, or in stage 3 only the shard, initialised here (m->init), and two layers'
+ * working buffers (sets pshard; a model stage 3 cannot gather layer by layer is DPT_EINVAL
+ * naming why); the whole gradient, or
  * in stages 2 and 3 only the shard and one layer's working buffer (sets r->stream). DPT_ENOMEM
  * with dpt_zero_oom's message. */
 int dpt_zero_alloc(run *r, const dpt_train_opts *o, char *err, size_t errlen);

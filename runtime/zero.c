@@ -107,11 +107,20 @@ static int alloc_sharded_params(run *r, const dpt_train_opts *o, char *err, size
   r->prefetch = o->zero_prefetch;
   r->gcap = widest_span(m);
   r->pshard = floats(r->shard.len);
+  if (!r->pshard) return dpt_zero_oom(r, o, "the parameter shard", err, errlen);
+  /* the model draws all parameters in one stream: a passing whole copy, of which the shard is
+   * kept, drawn before the working buffers exist so that it adds least to the peak */
+  float *whole = floats(m->nparams);
+  if (!whole) return dpt_zero_oom(r, o, "the parameters' initialisation", err, errlen);
+  int rc = m->init(m, whole, (uint64_t)o->seed, err, errlen);
+  if (!rc) memcpy(r->pshard, whole + r->shard.offset, r->shard.len * sizeof(float));
+  free(whole);
+  if (rc) return rc;
   r->gbuf[0] = floats(r->gcap);
   r->gbuf[1] = floats(r->gcap);
   r->gcounts = malloc((size_t)r->size * sizeof *r->gcounts);
   r->gdispls = malloc((size_t)r->size * sizeof *r->gdispls);
-  if (!r->pshard || !r->gbuf[0] || !r->gbuf[1] || !r->gcounts || !r->gdispls)
+  if (!r->gbuf[0] || !r->gbuf[1] || !r->gcounts || !r->gdispls)
     return dpt_zero_oom(r, o, "the parameter shard", err, errlen);
   if (r->gcap > INT_MAX || r->model->nparams > INT_MAX)
     return dpt_errf(err, errlen, DPT_EINVAL,
