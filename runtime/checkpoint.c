@@ -363,9 +363,9 @@ static int check_counters(const char *path, const dpt_train_pos *p, double solve
   } else if (p->world_size < 1 || p->world_size > DPT_CKPT_MAX_RANKS) {
     what = "train.world_size";
     snprintf(detail, sizeof detail, "%d (expected 1 to %d)", p->world_size, DPT_CKPT_MAX_RANKS);
-  } else if (p->zero < 0 || p->zero > 2) {
+  } else if (p->zero < 0 || p->zero > 3) {
     what = "train.zero";
-    snprintf(detail, sizeof detail, "%d (expected a ZeRO stage: 0, 1 or 2)", p->zero);
+    snprintf(detail, sizeof detail, "%d (expected a ZeRO stage: 0 to 3)", p->zero);
   } else if (!isfinite(p->epoch_loss)) {
     what = "train.epoch_loss";
     snprintf(detail, sizeof detail, "%g (expected a finite sum of losses)", p->epoch_loss);
@@ -390,6 +390,14 @@ static int check_counters(const char *path, const dpt_train_pos *p, double solve
 int dpt_ckpt_load_run(const char *path, const dpt_train_opts *o, const dpt_model *m, float *params,
                       dpt_solver *solver, size_t solver_lo, dpt_sched *sched, dpt_train_pos *pos,
                       int params_only, char *err, size_t errlen) {
+  return dpt_ckpt_load_run_range(path, o, m, params, solver, solver_lo, sched, pos, params_only, 0,
+                                 m->nparams, err, errlen);
+}
+
+int dpt_ckpt_load_run_range(const char *path, const dpt_train_opts *o, const dpt_model *m,
+                            float *params, dpt_solver *solver, size_t solver_lo, dpt_sched *sched,
+                            dpt_train_pos *pos, int params_only, size_t params_lo,
+                            size_t params_len, char *err, size_t errlen) {
   layout *l = calloc(1, sizeof *l); /* (zeroed: layout_free is safe before any build) */
   if (!l) return DPT_ENOMEM;
   char ioerr[DPT_ERR_LEN];
@@ -434,7 +442,7 @@ int dpt_ckpt_load_run(const char *path, const dpt_train_opts *o, const dpt_model
       } else if (!strcmp(name, "train.world_size")) {
         pos->world_size = count > DPT_CKPT_MAX_RANKS ? -1 : (int)count;
       } else if (!strcmp(name, "train.zero")) {
-        pos->zero = count > 2 ? -1 : (int)count;
+        pos->zero = count > 3 ? -1 : (int)count;
       } /* train.seed: compared with the run's by dpt_ckpt_check_resume */
     }
     if (!rc) rc = check_counters(path, pos, solver_step, last_epoch, ioerr, sizeof ioerr);
@@ -446,8 +454,8 @@ int dpt_ckpt_load_run(const char *path, const dpt_train_opts *o, const dpt_model
   }
   layout_free(l);
   if (!rc) rc = dpt_ckpt_verify_meta(path, ioerr, sizeof ioerr);
-  if (!rc) { /* every rank needs all parameters */
-    rc = build(l, o, m, params, solver, solver_lo, sched, pos, 0, m->nparams, 0);
+  if (!rc) { /* every rank needs all parameters (ZeRO-3: its shard of them) */
+    rc = build(l, o, m, params, solver, solver_lo, sched, pos, params_lo, params_len, 0);
     if (rc)
       snprintf(ioerr, sizeof ioerr, "%s: out of memory for the checkpoint's lists", path);
     else

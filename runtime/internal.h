@@ -143,5 +143,11 @@ int dpt_ckpt_check_start(const dpt_train_opts *o, const char *path, dpt_train_po
 int dpt_ckpt_load_run(const char *path, const dpt_train_opts *o, const dpt_model *m, float *params,
                       dpt_solver *solver, size_t solver_lo, dpt_sched *sched, dpt_train_pos *pos,
                       int params_only, char *err, size_t errlen);
+/* The same reading only parameters [params_lo, params_lo + params_len) of the flat buffer
+ * (ZeRO-3: a rank's shard; params is indexed by flat element, only that range is touched). */
+int dpt_ckpt_load_run_range(const char *path, const dpt_train_opts *o, const dpt_model *m,
+                            float *params, dpt_solver *solver, size_t solver_lo, dpt_sched *sched,
+                            dpt_train_pos *pos, int params_only, size_t params_lo,
+                            size_t params_len, char *err, size_t errlen);
 
 #endif

@@ -294,6 +294,13 @@ static int w_evaluate(dpt_model *m, const float *params, const float *x, const i
   wrapped *w = m->ctx;
   return w->inner.evaluate(&w->inner, params, x, labels, y, n, loss_sum, correct, err, errlen);
 }
+static int w_evaluate_pass(dpt_model *m, const float *params, const float *x, const int32_t *labels,
+                           const float *y, size_t n, double *loss_sum, int64_t *correct,
+                           const dpt_layer_pass *pass, char *err, size_t errlen) {
+  wrapped *w = m->ctx;
+  return w->inner.evaluate_pass(&w->inner, params, x, labels, y, n, loss_sum, correct, pass, err,
+                                errlen);
+}
 static void w_destroy(dpt_model *m) {
   if (!m || !m->ctx) return;
   wrapped *w = m->ctx;
@@ -325,6 +332,7 @@ static int file_create(const dpt_model_args *a, dpt_model *m, char *err, size_t 
   m->loss_grad = w_loss_grad;
   m->loss_grad_pass = w->inner.loss_grad_pass ? w_loss_grad_pass : NULL;
   m->evaluate = w_evaluate;
+  m->evaluate_pass = w->inner.evaluate_pass ? w_evaluate_pass : NULL;
   m->destroy = w_destroy;
   return DPT_OK;
 }

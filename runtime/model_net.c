@@ -46,6 +46,14 @@ static int net_evaluate(dpt_model *m, const float *params, const float *x, const
   return dpt_net_evaluate(m->ctx, params, x, labels, y, n, loss_sum, correct, err, errlen);
 }
 
+static int net_evaluate_pass(dpt_model *m, const float *params, const float *x,
+                             const int32_t *labels, const float *y, size_t n, double *loss_sum,
+                             int64_t *correct, const dpt_layer_pass *pass, char *err,
+                             size_t errlen) {
+  return dpt_net_evaluate_pass(m->ctx, params, x, labels, y, n, loss_sum, correct, pass, err,
+                               errlen);
+}
+
 static void net_destroy(dpt_model *m) {
   if (!m) return;
   dpt_net_free(m->ctx);
@@ -85,6 +93,7 @@ int dpt_model_from_net(dpt_model *m, const char *kind, dpt_net *n, char *err, si
   m->loss_grad_pass = net_loss_grad_pass;
   m->tied = dpt_net_ties(n) > 0;
   m->evaluate = net_evaluate;
+  m->evaluate_pass = net_evaluate_pass;
   m->destroy = net_destroy;
   return DPT_OK;
 }

@@ -45,8 +45,11 @@ static const opt_def k_opts[] = {
      "clip gradients to this global L2 norm (0: off)"},
     {"seed", OPT_LONG, F(seed), "42", 0, 9.2e18, "seed of initialisation and data order"},
     {"zero", OPT_INT, F(zero), "-1", -1, 3,
-     "ZeRO stage: 0 all state on every rank, 1 optimizer state sharded, 2 the gradient too "
-     "(3, sharded parameters, is not supported yet); -1: 1 when ranks > 1"},
+     "ZeRO stage: 0 all state on every rank, 1 optimizer state sharded, 2 the gradient too, 3 "
+     "the parameters too (each layer's gathered for its passes); -1: 1 when ranks > 1"},
+    {"zero_prefetch", OPT_BOOL, F(zero_prefetch), "1", 0, 1,
+     "ZeRO stage 3: gather the next layer's parameters while this one computes (0: when it "
+     "starts)"},
     {"bucket_mb", OPT_DBL, F(bucket_mb), "25", 4.0 / 1048576, 1e6,
      "gradient allreduce bucket size in MiB"},
     {"overlap", OPT_BOOL, F(overlap), "1", 0, 1,
@@ -366,12 +369,6 @@ int dpt_train_validate(const dpt_train_opts *o, char *err, size_t errlen) {
     return DPT_EINVAL;
   }
   if (dpt_parse_signals(o->stop_signals, &mask, err, errlen)) return DPT_EINVAL;
-  if (o->zero == 3) {
-    snprintf(err, errlen,
-             "--zero 3: ZeRO stage 3 (sharded parameters) is not yet supported; use --zero 2 "
-             "(gradients and optimizer state sharded)");
-    return DPT_EINVAL;
-  }
   if (!o->data[0]) {
     snprintf(err, errlen, "--data: no dataset given (an HDF5 file with train/x and train/y)");
     return DPT_EINVAL;

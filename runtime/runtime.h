@@ -73,7 +73,7 @@ typedef struct dpt_model {
   int64_t labels_per_sample; /* labels: how many each sample has (0 or 1: one; T for a sequence
                                 model, whose out_features is then the classes of one position
                                 and whose per-sample loss is the mean over its T positions) */
-  /* Layer boundaries, for ZeRO-3 gathers and bucket readiness: the layers that have parameters,
+  /* Layer boundaries, for ZeRO-3's gathers and bucket readiness: the layers that have parameters,
    * in forward order, each a range of tensors and of the flat buffer; together they tile it.
    * nlayers 0: the model is one layer. The model's own storage, like tensors. */
   int nlayers;
@@ -108,7 +108,9 @@ typedef struct dpt_model {
    * with batch statistics or dropout set it; the trainer then calls it instead of loss_grad.
    * ZeRO-2 needs it to keep no whole gradient: the pass's grad_at gives each layer's gradient
    * a buffer of the trainer's (grad is then NULL); with loss_grad alone stage 2 keeps a whole
-   * gradient, as stage 1 does. */
+   * gradient, as stage 1 does. ZeRO-3 needs it too (and layers, and no tie): the pass's
+   * params_at gives each layer its gathered parameters (params is then NULL); a model without
+   * it is refused in stage 3. */
   int (*loss_grad_pass)(struct dpt_model *m, const float *params, float *grad, float scale,
                         const float *x, const int32_t *labels, const float *y, size_t n,
                         double *loss_sum, int64_t *correct, const dpt_layer_pass *pass, char *err,
@@ -117,6 +119,12 @@ typedef struct dpt_model {
   int (*evaluate)(struct dpt_model *m, const float *params, const float *x, const int32_t *labels,
                   const float *y, size_t n, double *loss_sum, int64_t *correct, char *err,
                   size_t errlen);
+  /* Optional: evaluate with the pass's params_at (ZeRO-3 evaluates through it, each layer's
+   * parameters gathered; params is then NULL). Without it stage 3 gathers the whole parameters
+   * for an evaluation. */
+  int (*evaluate_pass)(struct dpt_model *m, const float *params, const float *x,
+                       const int32_t *labels, const float *y, size_t n, double *loss_sum,
+                       int64_t *correct, const dpt_layer_pass *pass, char *err, size_t errlen);
   void (*destroy)(struct dpt_model *m); /* frees ctx and the tables (not the struct's storage) */
 } dpt_model;
 
@@ -242,8 +250,9 @@ typedef struct {
   int accum;               /* micro-batches accumulated per optimizer step */
   double clip_norm;        /* clip gradients to this global L2 norm (0: off) */
   long seed;               /* initialisation and data order */
-  int zero;                /* ZeRO stage 0, 1 or 2 (3: refused, not supported yet); -1: 1 when
-                              W > 1, else 0 */
+  int zero;                /* ZeRO stage 0 to 3 (3: parameters sharded too, gathered layer by
+                              layer; README "ZeRO stages"); -1: 1 when W > 1, else 0 */
+  int zero_prefetch;       /* stage 3: start the next layer's gather while this one computes */
   double bucket_mb;        /* gradient bucket size in MiB */
   int overlap;             /* start each bucket's reduction as soon as backward produced it */
   char reduce[16];         /* auto | rank-order | node: the reducer's algorithm (comm.h) */
@@ -317,6 +326,8 @@ typedef struct {
   double test_accuracy; /* last evaluation (NAN when none or regression) */
   double seconds;       /* wall time of the training loop */
   double samples_per_s; /* global samples per second over the run */
+  size_t param_bytes;   /* parameter bytes held by this rank (ZeRO-3: its shard and the two
+                           layer working buffers) */
   size_t state_bytes;   /* optimizer state bytes held by this rank */
   size_t grad_bytes;    /* gradient bytes held by this rank (ZeRO-2: only its shard) */
   size_t buffer_bytes;  /* working buffers held by this rank (reduction, layer gradient, batch) */

@@ -1,7 +1,8 @@
 /* step.c — one training step: read this rank's share of the global batch, forward and
  * backward, reduce the gradient (the bucketed reducer overlapped with backward, or
  * deterministic mode's exact sums), diagnose non-finite values, clip, step the solver on the
- * shard this rank owns, all-gather parameters (ZeRO), step the scheduler. */
+ * shard this rank owns, all-gather parameters (ZeRO 1 and 2; stage 3 gathers each layer in the
+ * pass, zero.c), step the scheduler. */
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -103,15 +104,27 @@ static void grad_ready(void *ctx, size_t offset, size_t len) {
   dpt_timing_ready_done(&r->timing);
 }
 
+/* Stage 3: a rank that has no batch to compute (its read failed, or its pass stopped before
+ * forward) still runs the pass, on zeros, so that it takes part in every collective its peers
+ * make inside theirs (layer gathers, batch statistics, the layers' exact sums) in their order;
+ * the step then fails on every rank with its message. */
+static void on_zeros(run *r, size_t n) {
+  const dpt_model *m = r->model;
+  memset(r->x, 0, n * (size_t)m->in_features * sizeof *r->x);
+  memset(r->y, 0, n * (size_t)m->out_features * sizeof *r->y);
+  memset(r->labels, 0, n * r->lps * sizeof *r->labels);
+}
+
 /* Forward and backward on the n samples in r->x: loss_grad_pass when the model has it (the
- * pass says where the samples are in the step's global batch), else loss_grad. */
+ * pass says where the samples are in the step's global batch), else loss_grad. zeros: this is
+ * on_zeros' pass (never redone). */
 static int model_pass(run *r, const dpt_train_opts *o, int64_t sample0, size_t n, int nseg,
                       int exact, dpt_grad_ready_fn ready, double *loss_sum, double *seg_loss,
-                      char *err, size_t errlen) {
+                      int zeros, char *err, size_t errlen) {
   dpt_model *m = r->model;
   int64_t correct = 0;
   float scale = (float)(1.0 / (double)o->batch);
-  if (!m->loss_grad_pass)
+  if (!m->loss_grad_pass) /* (not in stage 3: zero.c refuses it) */
     return m->loss_grad(m, r->params, r->grads, scale, r->x, r->labels, r->y, n, loss_sum, &correct,
                         ready, r, err, errlen);
   dpt_layer_pass p = {.train = 1,
@@ -127,11 +140,21 @@ static int model_pass(run *r, const dpt_train_opts *o, int64_t sample0, size_t n
                       .ready = ready,
                       .ready_ctx = r,
                       .seg_loss = seg_loss};
-  if (r->stream && !exact) /* stage 2: each layer's gradient to the reducer (zero.c) */
+  if (r->stream && !exact) /* stages 2 and 3: each layer's gradient to the reducer (zero.c) */
     p.grad_at = dpt_zero_grad_at, p.ready = dpt_zero_ready, p.ready_ctx = r;
+  if (r->zero == 3) /* each layer's parameters gathered (zero.c) */
+    p.params_at = dpt_zero_params_at, p.params_ctx = r;
   r->rows_rc = DPT_OK;
+  dpt_zero_gather_begin(r, 1);
   int rc = m->loss_grad_pass(m, r->params, r->grads, scale, r->x, r->labels, r->y, n, loss_sum,
                              &correct, &p, err, errlen);
+  if (rc && r->zero == 3 && r->gpos < 0 && !zeros) { /* failed before forward: see on_zeros */
+    double ignored = 0;
+    char ierr[DPT_ERR_LEN];
+    on_zeros(r, n);
+    model_pass(r, o, sample0, n, nseg, exact, ready, &ignored, seg_loss, 1, ierr, sizeof ierr);
+  }
+  dpt_zero_gather_end(r);
   if (!rc && r->rows_rc) {
     snprintf(err, errlen, "%s", r->rows_err);
     rc = r->rows_rc;
@@ -146,12 +169,20 @@ static int compute(run *r, const dpt_train_opts *o, long s, int reduce, double *
   const int64_t *mine = r->perm + (size_t)s * (size_t)o->batch + (size_t)r->rank * per_rank;
   for (int k = 0; k < o->accum; k++) {
     int rc = read_samples(r, mine + (size_t)k * r->micro, r->micro, err, errlen);
+    for (int j = k; rc && r->zero == 3 && j < o->accum; j++) { /* the peers' passes: on zeros */
+      double ignored = 0;
+      char ierr[DPT_ERR_LEN];
+      on_zeros(r, r->micro);
+      model_pass(r, o, (int64_t)(r->rank * per_rank + (size_t)j * r->micro), r->micro, 1, 0,
+                 j == o->accum - 1 && reduce ? grad_ready : NULL, &ignored, NULL, 1, ierr,
+                 sizeof ierr);
+    }
     if (rc) return rc;
     inject_nan(r);
     int last = k == o->accum - 1;
     double part = 0;
     rc = model_pass(r, o, (int64_t)(r->rank * per_rank + (size_t)k * r->micro), r->micro, 1, 0,
-                    last && reduce ? grad_ready : NULL, &part, NULL, err, errlen);
+                    last && reduce ? grad_ready : NULL, &part, NULL, 0, err, errlen);
     if (rc) return rc;
     *loss_sum += part;
   }
@@ -259,11 +290,19 @@ static int reduce_exact(run *r, const dpt_train_opts *o, long s, step_sums *out,
       double total = 0;
       rc = read_samples(r, batch + first, (size_t)per * r->micro, err, errlen);
       if (!rc) inject_nan(r);
-      if (!rc)
+      if (!rc) {
         rc = model_pass(r, o, (int64_t)first, (size_t)per * r->micro, per, 1, NULL, &total,
-                        &slot[r->rank * per], err, errlen);
-      else if (r->stream) /* no pass: join the peers' collectives of one (zero.c) */
+                        &slot[r->rank * per], 0, err, errlen);
+      } else if (r->zero == 3) { /* no batch: the peers' pass on zeros (on_zeros) */
+        double ignored = 0, *seg = calloc((size_t)per, sizeof *seg);
+        char ierr[DPT_ERR_LEN];
+        on_zeros(r, (size_t)per * r->micro);
+        model_pass(r, o, (int64_t)first, (size_t)per * r->micro, per, 1, NULL, &ignored, seg, 1,
+                   ierr, sizeof ierr);
+        free(seg);
+      } else if (r->stream) { /* no pass: join the peers' collectives of one (zero.c) */
         dpt_zero_exact_join(r, per);
+      }
     }
     for (int k = r->rank * per; !m->loss_grad_pass && k < (r->rank + 1) * per && !rc; k++) {
       memset(r->grads, 0, m->nparams * sizeof(float));
@@ -411,9 +450,9 @@ int dpt_train_step(run *r, const dpt_train_opts *o, long s, dpt_step_info *info,
   dpt_solver_set_lr(r->solver, dpt_sched_lr(r->sched));
   if (dpt_sched_cycles_momentum(r->sched))
     dpt_solver_set_momentum(r->solver, dpt_sched_momentum(r->sched));
-  dpt_solver_step(r->solver, r->params + r->shard.offset, r->gshard);
+  dpt_solver_step(r->solver, r->pshard, r->gshard);
   char cerr[DPT_ERR_LEN];
-  if (r->zero) {
+  if (r->zero == 1 || r->zero == 2) { /* (stage 3 gathers each layer when it needs it) */
     dpt_timing_wait(&r->timing, DPT_WAIT_GATHER, r->pos.step + 1, "the parameter all-gather");
     int grc = dpt_comm_allgather(r->comm, r->params, m->nparams, cerr, sizeof cerr);
     dpt_timing_done(&r->timing);

@@ -193,9 +193,7 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   r->zero = o->zero < 0 ? (r->size > 1) : o->zero;
   r->own = dpt_comm_shard(m->nparams, r->rank, r->size);
   r->shard = r->zero ? r->own : (dpt_range){0, m->nparams};
-  r->params = alloc_floats(m->nparams);
-  if (!r->params) return dpt_zero_oom(r, o, "the parameters", err, errlen);
-  if ((rc = dpt_zero_alloc(r, o, err, errlen))) return rc;
+  if ((rc = dpt_zero_alloc(r, o, err, errlen))) return rc; /* parameters and gradient */
   r->micro = o->deterministic ? (size_t)(o->batch / o->micro_shards)
                               : (size_t)(o->batch / r->size / o->accum);
   size_t eval_chunk = r->eval_chunk;
@@ -213,7 +211,8 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
     snprintf(err, errlen, "out of memory for %zu parameters and batch buffers", m->nparams);
     return DPT_ENOMEM;
   }
-  if ((rc = m->init(m, r->params, (uint64_t)o->seed, err, errlen))) return rc;
+  /* (stage 3: dpt_zero_alloc initialised the shard) */
+  if (r->zero != 3 && (rc = m->init(m, r->params, (uint64_t)o->seed, err, errlen))) return rc;
 
   char oerr[DPT_ERR_LEN];
   if ((rc = dpt_solver_create(&o->solver, r->shard.len, &r->solver, oerr, sizeof oerr))) {
@@ -311,8 +310,7 @@ static void teardown(run *r) {
   dpt_solver_free(r->solver);
   dpt_io_dataset_close(r->data);
   dpt_io_tokens_close(r->tokens);
-  free(r->params);
-  dpt_zero_free(r);
+  dpt_zero_free(r); /* the parameters and the gradient */
   free(r->perm);
   free(r->idx);
   free(r->x);
@@ -322,14 +320,21 @@ static void teardown(run *r) {
 }
 /* --- the loop --- */
 
+/* The parameters as the checkpoint indexes them, by flat element: the whole buffer, or in
+ * stage 3 the shard's, of which only [shard.offset, shard.offset + shard.len) is ever touched
+ * (a rank writes and reads its own shard of the whole tensors). */
+static float *flat_params(run *r) {
+  return r->params ? r->params : r->pshard - r->shard.offset;
+}
+
 /* Writes a checkpoint of where the run stands (collective). */
 static int save(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   r->pos.world_size = r->size;
   r->pos.zero = r->zero;
   double t = dpt_now();
   dpt_progress_wait(r->pos.step, "the checkpoint write");
-  int rc = dpt_ckpt_save_run(o, r->model, r->comm, r->params, r->solver, r->shard.offset, r->sched,
-                             &r->pos, &r->fault, err, errlen);
+  int rc = dpt_ckpt_save_run(o, r->model, r->comm, flat_params(r), r->solver, r->shard.offset,
+                             r->sched, &r->pos, &r->fault, err, errlen);
   dpt_progress_done();
   t = dpt_now() - t;
   if (t > r->slowest_ckpt) r->slowest_ckpt = t;
@@ -452,11 +457,14 @@ static void startup_line(const run *r, const dpt_train_opts *o) {
 static int restore(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   char path[1200] = "";
   int rc = DPT_OK;
+  /* every rank reads all parameters, or in stage 3 its shard of them */
+  size_t params_lo = r->zero == 3 ? r->shard.offset : 0;
+  size_t params_len = r->zero == 3 ? r->shard.len : r->model->nparams;
   if (o->resume[0]) {
     rc = dpt_ckpt_resolve(o, path, sizeof path, err, errlen);
     if (!rc && path[0])
-      rc = dpt_ckpt_load_run(path, o, r->model, r->params, r->solver, r->shard.offset, r->sched,
-                             &r->pos, 0, err, errlen);
+      rc = dpt_ckpt_load_run_range(path, o, r->model, flat_params(r), r->solver, r->shard.offset,
+                                   r->sched, &r->pos, 0, params_lo, params_len, err, errlen);
     if (!rc && path[0] && r->pos.step > r->total_steps) {
       snprintf(err, errlen, "%s: is at step %ld, beyond this run's %ld steps", path, r->pos.step,
                r->total_steps);
@@ -469,8 +477,8 @@ static int restore(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
                               r->saving, err, errlen);
   /* --init starts a run that has nothing to resume (also with --resume auto finding none) */
   if (!rc && (!o->resume[0] || !path[0]) && o->init[0]) {
-    rc = dpt_ckpt_load_run(o->init, o, r->model, r->params, r->solver, r->shard.offset, r->sched,
-                           &r->pos, 1, err, errlen);
+    rc = dpt_ckpt_load_run_range(o->init, o, r->model, flat_params(r), r->solver, r->shard.offset,
+                                 r->sched, &r->pos, 1, params_lo, params_len, err, errlen);
   }
   return rc;
 }
@@ -484,6 +492,7 @@ static int memory_report(run *r, const dpt_train_opts *o, dpt_train_result *res,
   enum { F = DPT_REPORT_MEM_FIELDS };
   dpt_zero_mem mem;
   dpt_zero_memory(r, o, &mem);
+  res->param_bytes = (size_t)mem.param_bytes;
   res->grad_bytes = (size_t)mem.grad_bytes, res->buffer_bytes = (size_t)mem.buffer_bytes;
   res->peak_rss = mem.peak_rss_bytes;
   double *rows = calloc((size_t)r->size * F, sizeof *rows);
@@ -504,7 +513,7 @@ static int memory_report(run *r, const dpt_train_opts *o, dpt_train_result *res,
       dpt_log(DPT_LOG_INFO,
               "rank %d memory (ZeRO stage %d%s): parameters %.2f MiB, gradients %.2f MiB, "
               "optimizer state %.2f MiB, buffers %.2f MiB; peak resident %.2f MiB",
-              q, r->zero, r->zero == 2 && !r->stream ? ", whole gradient" : "", v[0] / 1048576.0,
+              q, r->zero, r->zero >= 2 && !r->stream ? ", whole gradient" : "", v[0] / 1048576.0,
               v[1] / 1048576.0, v[2] / 1048576.0, v[3] / 1048576.0, v[4] / 1048576.0);
     }
   }
@@ -585,8 +594,14 @@ static int run_on(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm, dpt_trai
   }
   rc = dpt_report_finish(r.report, comm, rc, err, errlen);
   dpt_stop_handlers_restore(&h);
-  if ((!rc || rc == DPT_ESTOPPED) && params_out)
-    memcpy(params_out, r.params, m->nparams * sizeof(float));
+  if ((!rc || rc == DPT_ESTOPPED) && params_out) { /* (every rank has the same rc) */
+    if (r.zero != 3) {
+      memcpy(params_out, r.params, m->nparams * sizeof(float));
+    } else {
+      int grc = dpt_zero_gather_all(&r, params_out, err, errlen);
+      if (grc) rc = grc;
+    }
+  }
   teardown(&r);
   return rc;
 }

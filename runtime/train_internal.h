@@ -30,18 +30,31 @@ typedef struct {
   size_t eval_chunk;  /* test samples per evaluation chunk */
   dpt_split_info train, test;
   int has_test;
-  float *params;
-  float *grads;    /* the whole gradient [nparams]; NULL in stage 2 when streamed (zero.c) */
-  float *gshard;   /* the gradient of shard (grads + shard.offset, or stage 2's own buffer) */
-  float *gown;     /* the gradient of own (the same when streamed: own == shard) */
-  int stream;      /* stage 2 streamed: layers' gradients go to the reducer (dpt_reducer_put) */
+  float *params; /* the whole parameters [nparams]; NULL in stage 3 (zero.c) */
+  float *pshard; /* the parameters of shard: params + shard.offset, or stage 3's own [shard.len] */
+  float *grads;  /* the whole gradient [nparams]; NULL in stage 2 when streamed (zero.c) */
+  float *gshard; /* the gradient of shard (grads + shard.offset, or stage 2's own buffer) */
+  float *gown;   /* the gradient of own (the same when streamed: own == shard) */
+  int stream;    /* stage 2 streamed: layers' gradients go to the reducer (dpt_reducer_put) */
   float *span_buf; /* stage 2 streamed: one layer's gradient [span_cap], reused */
   size_t span_cap;
-  int zero;          /* ZeRO stage in effect (0, 1 or 2), the same on every rank */
-  int saving;        /* checkpoints are written */
-  dpt_train_pos pos; /* where training stands (restored by --resume) */
-  dpt_range shard;   /* what this rank's solver owns (all of it without ZeRO) */
-  dpt_range own;     /* this rank's ZeRO shard (whatever the stage): its share of norms */
+  int zero; /* ZeRO stage in effect (0 to 3), the same on every rank */
+  /* stage 3: a layer's parameters are gathered into one of two working buffers [gcap] (the
+   * widest layer) before its forward and its backward; the next layer's gather runs while this
+   * one computes (zero.c) */
+  float *gbuf[2];
+  size_t gcap;
+  int gspan[2];           /* the layer span each buffer holds in this pass (-1: none) */
+  MPI_Request greq[2];    /* its gather while in flight (MPI_REQUEST_NULL: complete) */
+  int gcur;               /* the buffer the net reads now (-1: none) */
+  int gpos;               /* position in the pass's gather order (-1: before the first) */
+  int gtrain;             /* the pass is training's (forward and backward), else evaluation's */
+  int prefetch;           /* --zero-prefetch */
+  int *gcounts, *gdispls; /* [size] one gather's counts and displacements */
+  int saving;             /* checkpoints are written */
+  dpt_train_pos pos;      /* where training stands (restored by --resume) */
+  dpt_range shard;        /* what this rank's solver owns (all of it without ZeRO) */
+  dpt_range own;          /* this rank's ZeRO shard (whatever the stage): its share of norms */
   dpt_solver *solver;
   dpt_sched *sched;
   dpt_reducer *reducer; /* rank-order, or exact in deterministic mode */
@@ -102,9 +115,12 @@ int dpt_train_timing_interval(run *r, const dpt_train_opts *o, const dpt_step_in
 
 /* --- zero.c --- */
 
-/* The gradient's buffers for r->zero (set first, with shard and own): the whole gradient, or
- * in stage 2 only the shard and one layer's working buffer (sets r->stream). DPT_ENOMEM with
- * dpt_zero_oom's message. */
+/* The parameters' and gradient's buffers for r->zero (set first, with shard and own): the
+ * whole parameters, or in stage 3 only the shard, initialised here (m->init), and two layers'
+ * working buffers (sets pshard; a model stage 3 cannot gather layer by layer is DPT_EINVAL
+ * naming why); the whole gradient, or
+ * in stages 2 and 3 only the shard and one layer's working buffer (sets r->stream). DPT_ENOMEM
+ * with dpt_zero_oom's message. */
 int dpt_zero_alloc(run *r, const dpt_train_opts *o, char *err, size_t errlen);
 void dpt_zero_free(run *r);
 /* "out of memory for <what>: ZeRO stage S on W ranks needs N bytes per rank ...": DPT_ENOMEM. */
@@ -124,6 +140,21 @@ typedef struct {
   double param_bytes, grad_bytes, state_bytes, buffer_bytes, peak_rss_bytes;
 } dpt_zero_mem;
 void dpt_zero_memory(const run *r, const dpt_train_opts *o, dpt_zero_mem *out);
+
+/* Stage 3: dpt_layer_pass.params_at with the run as params_ctx. A failure (MPI) is kept in
+ * rows_rc and returned after the pass. */
+const float *dpt_zero_params_at(void *ctx, size_t offset, size_t len, int backward);
+/* Stage 3, around each pass (train: a training pass, forward and backward; 0: an evaluation's
+ * forward): begin forgets what the buffers held; end finishes the pass's gathers (a pass that
+ * stopped before its forward, or an evaluation round without a chunk, takes part in the ones
+ * its peers make). Collective when r->zero == 3; nothing otherwise. (A training rank whose
+ * data could not be read runs its pass on zeros instead, step.c, so that every collective of
+ * the pass matches: batch statistics and exact sums too.) */
+void dpt_zero_gather_begin(run *r, int train);
+void dpt_zero_gather_end(run *r);
+/* Stage 3: every rank's shard all-gathered into out[nparams] (the whole parameters, for
+ * evaluation and the caller's copy). Collective. */
+int dpt_zero_gather_all(run *r, float *out, char *err, size_t errlen);
 
 /* --- eval.c --- */
 

@@ -14,9 +14,25 @@
  * (whose micro-batches accumulate into one whole gradient before a single reduction) keep stage 1's
  * whole gradient.
  *
+ * Stage 3 ("sharded parameters"): a rank holds only pshard, its shard of the parameters, and
+ * two working buffers of the widest layer's size. The net asks for each layer's parameters
+ * before its forward and before its backward (dpt_layer_pass.params_at); the layer's span is
+ * all-gathered (MPI_Iallgatherv of each rank's intersection with it) into a working buffer,
+ * and while the layer computes, the next layer's gather is already in flight in the other one
+ * (--zero-prefetch). A pass's gathers follow one fixed order, forward spans 0..L-1 then backward
+ * spans L-2..0 (the last layer's parameters are still in their buffer, and so are the one
+ * before's), the same on every rank; a rank whose pass stops early runs the rest of that order
+ * (dpt_zero_gather_end), so no peer waits. The values gathered are the shards' bytes, so each
+ * layer sees bitwise the parameters of stages 0 to 2. Gradients stream as in stage 2.
+ * Evaluation gathers the same way, forward only (eval.c); initialisation and the caller's copy
+ * of the result hold the whole parameters for a moment; checkpoints are written and read as
+ * each rank's shard of the whole tensors (W-independent).
+ *
  * Per-rank bytes in fp32 with Adam, for P parameters on W ranks: stage 0 16P, stage 1
- * 8P + 8P/W, stage 2 4P + 12P/W, plus working buffers (DeepSpeed's ZeRO paper, fp32).
+ * 8P + 8P/W, stage 2 4P + 12P/W, stage 3 16P/W, plus working buffers (DeepSpeed's ZeRO paper,
+ * fp32).
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,13 +59,23 @@ static size_t state_per_param(const dpt_train_opts *o) {
 
 /* What this rank's state needs at r->zero: parameters, gradients, optimizer state, the
  * reduction's staging (a whole shard's W copies below stage 2). */
+/* The widest layer's parameters (the whole buffer for a model of one layer). */
+static size_t widest_span(const dpt_model *m) {
+  size_t w = m->nlayers ? 0 : m->nparams;
+  for (int l = 0; l < m->nlayers; l++)
+    if (m->layers[l].len > w) w = m->layers[l].len;
+  return w;
+}
+
 static double needed_bytes(const run *r, const dpt_train_opts *o) {
   double n = (double)r->model->nparams, f = sizeof(float);
   double sh = (double)r->own.len;
-  double grads = r->stream ? sh * f : n * f;
+  int stream = r->stream || r->zero == 3;
+  double params = r->zero == 3 ? (sh + 2.0 * (double)widest_span(r->model)) * f : n * f;
+  double grads = stream ? sh * f : n * f;
   double state = (double)state_per_param(o) * (r->zero ? sh : n);
-  double staging = r->stream ? 0 : (double)r->size * sh * f;
-  return n * f + grads + state + staging;
+  double staging = stream ? 0 : (double)r->size * sh * f;
+  return params + grads + state + staging;
 }
 
 int dpt_zero_oom(const run *r, const dpt_train_opts *o, const char *what, char *err,
@@ -60,20 +86,72 @@ int dpt_zero_oom(const run *r, const dpt_train_opts *o, const char *what, char *
            "for %zu parameters (parameters, gradients, %s state, reduction buffers)%s",
            what, r->zero, r->size, r->size > 1 ? "s" : "", need, need / 1048576.0,
            r->model->nparams, dpt_optim_solver_name(o->solver.kind),
-           r->zero < 2 && r->size > 1 ? "; a higher --zero stage needs less per rank" : "");
+           r->zero < 3 && r->size > 1 ? "; a higher --zero stage needs less per rank" : "");
   return DPT_ENOMEM;
+}
+
+/* Stage 3's parameters: the shard, two working buffers of the widest layer, one gather's
+ * counts. A model stage 3 cannot gather layer by layer is refused (DPT_EINVAL). */
+static int alloc_sharded_params(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
+  dpt_model *m = r->model;
+  if (!m->loss_grad_pass || m->nlayers < 1)
+    return dpt_errf(err, errlen, DPT_EINVAL,
+                    "--zero 3: model %s gives its gradient whole (no per-layer pass), so its "
+                    "parameters cannot be gathered layer by layer; use --zero 2",
+                    m->kind);
+  if (m->tied)
+    return dpt_errf(err, errlen, DPT_EINVAL,
+                    "--zero 3: model %s ties a tensor across layers (a layer reads an earlier "
+                    "layer's parameter), which stage 3 does not gather; use --zero 2",
+                    m->kind);
+  r->prefetch = o->zero_prefetch;
+  r->gcap = widest_span(m);
+  r->pshard = floats(r->shard.len);
+  if (!r->pshard) return dpt_zero_oom(r, o, "the parameter shard", err, errlen);
+  /* the model draws all parameters in one stream: a passing whole copy, of which the shard is
+   * kept, drawn before the working buffers exist so that it adds least to the peak */
+  float *whole = floats(m->nparams);
+  if (!whole) return dpt_zero_oom(r, o, "the parameters' initialisation", err, errlen);
+  int rc = m->init(m, whole, (uint64_t)o->seed, err, errlen);
+  if (!rc) memcpy(r->pshard, whole + r->shard.offset, r->shard.len * sizeof(float));
+  free(whole);
+  if (rc) return rc;
+  r->gbuf[0] = floats(r->gcap);
+  r->gbuf[1] = floats(r->gcap);
+  r->gcounts = malloc((size_t)r->size * sizeof *r->gcounts);
+  r->gdispls = malloc((size_t)r->size * sizeof *r->gdispls);
+  if (!r->gbuf[0] || !r->gbuf[1] || !r->gcounts || !r->gdispls)
+    return dpt_zero_oom(r, o, "the parameter shard", err, errlen);
+  if (r->gcap > INT_MAX || r->model->nparams > INT_MAX)
+    return dpt_errf(err, errlen, DPT_EINVAL,
+                    "--zero 3: model %s has %zu parameters, a layer of %zu: MPI's counts hold "
+                    "at most %d",
+                    m->kind, m->nparams, r->gcap, INT_MAX);
+  return DPT_OK;
 }
 
 int dpt_zero_alloc(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   dpt_model *m = r->model;
-  /* stage 2 streams the gradient where the model gives it layer by layer and the reduction
-   * is rank-order's or the exact sums' */
+  r->gspan[0] = r->gspan[1] = -1;
+  r->greq[0] = r->greq[1] = MPI_REQUEST_NULL;
+  r->gcur = r->gpos = -1;
+  if (r->zero == 3) {
+    int rc = alloc_sharded_params(r, o, err, errlen);
+    if (rc) return rc;
+  } else {
+    r->params = floats(m->nparams);
+    if (!r->params) return dpt_zero_oom(r, o, "the parameters", err, errlen);
+    r->pshard = r->params + r->shard.offset;
+  }
+  /* stages 2 and 3 stream the gradient where the model gives it layer by layer and the
+   * reduction is rank-order's or the exact sums' */
   int rank_order = !strcmp(o->reduce, "auto") || !strcmp(o->reduce, "rank-order");
   int compressed = o->compress[0] && strcmp(o->compress, "none");
-  r->stream = r->zero == 2 && m->loss_grad_pass && !m->tied &&
+  r->stream = r->zero >= 2 && m->loss_grad_pass && !m->tied &&
               (o->deterministic || (o->accum == 1 && rank_order && !compressed));
-  if (r->zero == 2 && !r->stream)
-    dpt_log(DPT_LOG_INFO, "ZeRO stage 2 keeps a whole gradient here (%s), as stage 1 does",
+  if (r->zero >= 2 && !r->stream)
+    dpt_log(DPT_LOG_INFO, "ZeRO stage %d keeps a whole gradient here (%s), as stage 1 does",
+            r->zero,
             !m->loss_grad_pass ? "the model gives its gradient whole, not layer by layer"
             : m->tied          ? "a tied tensor's gradient comes from two layers"
             : o->accum > 1     ? "--accum > 1 accumulates micro-batches into it"
@@ -88,19 +166,154 @@ int dpt_zero_alloc(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   }
   r->gshard = floats(r->shard.len);
   r->gown = r->gshard; /* stage 2: own == shard */
-  r->span_cap = m->nlayers ? 0 : m->nparams;
-  for (int l = 0; l < m->nlayers; l++)
-    if (m->layers[l].len > r->span_cap) r->span_cap = m->layers[l].len;
+  r->span_cap = widest_span(m);
   r->span_buf = floats(r->span_cap); /* deterministic mode: zeros for a failed rank */
   if (!r->gshard || !r->span_buf) return dpt_zero_oom(r, o, "the gradient shard", err, errlen);
   return DPT_OK;
 }
 
 void dpt_zero_free(run *r) {
+  for (int b = 0; r->gcounts && b < 2; b++) /* a gather a failure left in flight (stage 3's
+                                                 requests exist once its counts do) */
+    if (r->greq[b] != MPI_REQUEST_NULL) MPI_Wait(&r->greq[b], MPI_STATUS_IGNORE);
   if (r->stream) free(r->gshard);
   free(r->span_buf);
   free(r->grads);
-  r->grads = r->gshard = r->gown = r->span_buf = NULL;
+  if (r->zero == 3) free(r->pshard);
+  free(r->params);
+  free(r->gbuf[0]);
+  free(r->gbuf[1]);
+  free(r->gcounts);
+  free(r->gdispls);
+  r->grads = r->gshard = r->gown = r->span_buf = r->params = r->pshard = NULL;
+  r->gbuf[0] = r->gbuf[1] = NULL;
+  r->gcounts = r->gdispls = NULL;
+}
+
+/* --- stage 3's gathers (dpt_layer_pass.params_at; ctx is the run) --- */
+
+/* A failed gather: kept in the run and returned after the pass (the net cannot stop). */
+static void gather_failed(run *r, int mrc, const char *what) {
+  if (!r->rows_rc) r->rows_rc = dpt_comm_mpi_error(mrc, what, r->rows_err, sizeof r->rows_err);
+}
+
+/* Starts the all-gather of layer span s into working buffer b: each rank sends the part of its
+ * shard inside the span. At most one is in flight (the counts live in the run). */
+static void gather_start(run *r, int b, int s) {
+  const dpt_layer_span *sp = &r->model->layers[s];
+  size_t lo = sp->offset, hi = lo + sp->len;
+  for (int q = 0; q < r->size; q++) {
+    dpt_range sh = dpt_comm_shard(r->model->nparams, q, r->size);
+    size_t a = sh.offset > lo ? sh.offset : lo,
+           e = sh.offset + sh.len < hi ? sh.offset + sh.len : hi;
+    r->gcounts[q] = e > a ? (int)(e - a) : 0;
+    r->gdispls[q] = e > a ? (int)(a - lo) : 0;
+  }
+  int me = r->rank;
+  const float *send =
+      r->pshard + (r->gcounts[me] ? lo + (size_t)r->gdispls[me] - r->shard.offset : 0);
+  r->gspan[b] = s;
+  int mrc = MPI_Iallgatherv(send, r->gcounts[me], MPI_FLOAT, r->gbuf[b], r->gcounts, r->gdispls,
+                            MPI_FLOAT, r->comm, &r->greq[b]);
+  if (mrc != MPI_SUCCESS) {
+    r->greq[b] = MPI_REQUEST_NULL, r->gspan[b] = -1;
+    gather_failed(r, mrc, "MPI_Iallgatherv (a layer's parameters)");
+  }
+}
+
+/* Lets a gather in flight move on (MPI progresses it only inside its calls): from the hooks
+ * backward calls between layers. */
+static void gather_poke(run *r) {
+  for (int b = 0; b < 2; b++) {
+    int done = 0, mrc = r->greq[b] == MPI_REQUEST_NULL
+                            ? MPI_SUCCESS
+                            : MPI_Test(&r->greq[b], &done, MPI_STATUS_IGNORE);
+    if (mrc != MPI_SUCCESS) {
+      r->greq[b] = MPI_REQUEST_NULL, r->gspan[b] = -1;
+      gather_failed(r, mrc, "MPI_Test (a layer's parameter all-gather)");
+    }
+  }
+}
+
+/* Waits for buffer b's gather, if one is in flight: the time is the step's gather wait. */
+static void gather_wait(run *r, int b) {
+  if (r->greq[b] == MPI_REQUEST_NULL) return;
+  dpt_timing_wait(&r->timing, DPT_WAIT_GATHER, r->pos.step + 1, "a layer's parameter all-gather");
+  int mrc = MPI_Wait(&r->greq[b], MPI_STATUS_IGNORE);
+  dpt_timing_done(&r->timing);
+  if (mrc != MPI_SUCCESS) {
+    r->greq[b] = MPI_REQUEST_NULL, r->gspan[b] = -1;
+    gather_failed(r, mrc, "MPI_Wait (a layer's parameter all-gather)");
+  }
+}
+
+/* The pass's gather order: forward spans 0..L-1 (positions 0..L-1), then in training backward
+ * spans L-2..0 (positions L..2L-2; the last span's backward is position L-1 again). */
+static int order_len(const run *r) {
+  return r->gtrain ? 2 * r->model->nlayers - 1 : r->model->nlayers;
+}
+static int order_span(const run *r, int pos) {
+  int l = r->model->nlayers;
+  return pos < l ? pos : 2 * l - 2 - pos;
+}
+
+/* Span s (at position pos of the order) in a working buffer, complete; then the next
+ * position's gather started in the other buffer unless one already holds it. */
+static float *serve(run *r, int s, int pos) {
+  int b = r->gspan[0] == s ? 0 : r->gspan[1] == s ? 1 : -1;
+  if (b < 0) { /* not prefetched: gather it now, into the buffer the net does not read */
+    b = r->gcur == 0 ? 1 : 0;
+    gather_wait(r, b); /* (a gather of another span in flight there: finish it first) */
+    gather_start(r, b, s);
+  }
+  gather_wait(r, b);
+  r->gcur = b, r->gpos = pos;
+  if (r->prefetch && pos + 1 < order_len(r)) {
+    int next = order_span(r, pos + 1);
+    if (r->gspan[0] != next && r->gspan[1] != next) gather_wait(r, !b), gather_start(r, !b, next);
+  }
+  return r->gbuf[b];
+}
+
+const float *dpt_zero_params_at(void *ctx, size_t offset, size_t len, int backward) {
+  run *r = ctx;
+  const dpt_model *m = r->model;
+  int lo = 0, hi = m->nlayers - 1; /* the span that starts at offset */
+  while (lo < hi) {
+    int mid = (lo + hi + 1) / 2;
+    if (m->layers[mid].offset <= offset)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  (void)len; /* the span's (the net's layer ranges are the model's spans) */
+  return serve(r, lo, backward ? 2 * m->nlayers - 2 - lo : lo);
+}
+
+void dpt_zero_gather_begin(run *r, int train) {
+  if (r->zero != 3) return;
+  r->gtrain = train;
+  gather_wait(r, 0), gather_wait(r, 1);
+  r->gspan[0] = r->gspan[1] = -1; /* the parameters may have changed since */
+  r->gcur = r->gpos = -1;
+}
+
+void dpt_zero_gather_end(run *r) {
+  if (r->zero != 3) return;
+  for (int pos = r->gpos + 1; pos < order_len(r); pos++) serve(r, order_span(r, pos), pos);
+  gather_wait(r, 0), gather_wait(r, 1);
+}
+
+int dpt_zero_gather_all(run *r, float *out, char *err, size_t errlen) {
+  for (int q = 0; q < r->size; q++) {
+    dpt_range sh = dpt_comm_shard(r->model->nparams, q, r->size);
+    r->gcounts[q] = (int)sh.len, r->gdispls[q] = (int)sh.offset;
+  }
+  int mrc = MPI_Allgatherv(r->pshard, (int)r->shard.len, MPI_FLOAT, out, r->gcounts, r->gdispls,
+                           MPI_FLOAT, r->comm);
+  return mrc == MPI_SUCCESS
+             ? DPT_OK
+             : dpt_comm_mpi_error(mrc, "MPI_Allgatherv (the parameters)", err, errlen);
 }
 
 /* --- stage 2's hand-over (dpt_layer_pass.grad_at and ready; ctx is the run) --- */
@@ -127,6 +340,7 @@ float *dpt_zero_grad_at(void *ctx, size_t offset, size_t len) {
  * dpt_reducer_put counts as time backward did not compute) */
 void dpt_zero_ready(void *ctx, size_t offset, size_t len) {
   run *r = ctx;
+  if (r->zero == 3) gather_poke(r);
   dpt_timing_ready(&r->timing, offset, len);
   dpt_reducer_put(r->reducer, offset, len < r->span_cap ? len : r->span_cap, r->span_buf);
   dpt_timing_ready_done(&r->timing);
@@ -160,7 +374,9 @@ void dpt_zero_memory(const run *r, const dpt_train_opts *o, dpt_zero_mem *out) {
   const dpt_model *m = r->model;
   size_t rows = o->deterministic ? (size_t)(o->batch / r->size) : r->micro;
   if (rows < r->eval_chunk) rows = r->eval_chunk;
-  out->param_bytes = (double)m->nparams * sizeof(float);
+  /* stage 3: the shard and the two working buffers */
+  out->param_bytes = r->zero == 3 ? ((double)r->shard.len + 2.0 * (double)r->gcap) * sizeof(float)
+                                  : (double)m->nparams * sizeof(float);
   out->grad_bytes = (double)(r->stream ? r->shard.len : m->nparams) * sizeof(float);
   out->state_bytes = (double)dpt_solver_state_bytes(r->solver);
   out->buffer_bytes = (double)dpt_reducer_bytes(r->reducer) +

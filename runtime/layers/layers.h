@@ -92,6 +92,14 @@ typedef struct {
   dpt_grad_ready_fn ready;
   void *ready_ctx;
   float *(*grad_at)(void *ready_ctx, size_t offset, size_t len);
+  /* params_at, when set: a layer's parameters [offset, offset + len) are read from the buffer
+   * params_at(params_ctx, offset, len, backward) returns (len floats, the caller's: ZeRO-3's
+   * gathered copy) instead of params + offset, called once per layer with parameters in
+   * forward (backward 0, first to last) and once in backward (backward 1, last to first); the
+   * buffer must stay valid until the net's next params_at call. params may then be NULL. A net
+   * with ties (dpt_net_ties) must not be given params_at: a tied use reads its owner's range. */
+  const float *(*params_at)(void *params_ctx, size_t offset, size_t len, int backward);
+  void *params_ctx;
   double *seg_loss; /* when set: [nseg] each segment's loss sum (in sample order) */
 } dpt_layer_pass;
 
@@ -126,7 +134,7 @@ typedef struct {
   /* Draws the layer's parameters. NULL: no parameters.
    * In init, forward, param_grad and backward, params (and grad) are the layer's own range,
    * l->len floats: tensor i starts at l->tensors[i].offset - l->offset (dpt_layer_at). The
-   * net passes slices of one flat buffer today; ZeRO-3 will pass a gathered copy instead. */
+   * net passes slices of one flat buffer, or ZeRO-3's gathered copy (dpt_layer_pass.params_at). */
   void (*init)(const dpt_layer *l, float *params, dpt_layer_rng *rng);
   /* Sets the layer's buffers (dpt_layer_buffer: running statistics) to their initial values;
    * called by dpt_net_init. NULL: no buffers. */
@@ -329,5 +337,11 @@ int dpt_net_forward(dpt_net *n, const float *params, const float *x, size_t coun
 int dpt_net_evaluate(dpt_net *n, const float *params, const float *x, const int32_t *labels,
                      const float *y, size_t count, double *loss_sum, int64_t *correct, char *err,
                      size_t errlen);
+/* The same with the pass's params_at (ZeRO-3: each layer's gathered parameters; its other
+ * fields are not used): one forward, so one params_at call per layer with parameters, per
+ * chunk of DPT_NET_EVAL_CHUNK samples. */
+int dpt_net_evaluate_pass(dpt_net *n, const float *params, const float *x, const int32_t *labels,
+                          const float *y, size_t count, double *loss_sum, int64_t *correct,
+                          const dpt_layer_pass *pass, char *err, size_t errlen);
 
 #endif /* DPT_LAYERS_H */

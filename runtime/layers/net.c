@@ -587,6 +587,14 @@ static const float *skip_in(const dpt_net *n, const dpt_layer *l, const float *x
   return NULL;
 }
 
+/* Layer l's parameters in this pass: the caller's copy (params_at: ZeRO-3's gathered span) or
+ * its slice of params. A layer without parameters gets its (empty) slice, or NULL. */
+static const float *layer_params(const dpt_layer *l, const float *params, const dpt_layer_pass *p,
+                                 int backward) {
+  if (l->len && p->params_at) return p->params_at(p->params_ctx, l->offset, l->len, backward);
+  return params ? params + l->offset : NULL;
+}
+
 /* Runs every layer on nseg segments of seg samples; returns the last output (x itself without
  * layers). */
 static const float *forward(dpt_net *n, const float *params, const float *x, size_t seg,
@@ -600,16 +608,16 @@ static const float *forward(dpt_net *n, const float *params, const float *x, siz
       continue;
     }
     l->tied = l->tie >= 0 ? params + n->tensors[l->tie].offset : NULL;
+    const float *lp = layer_params(l, params, p, 0);
     if (l->ops->batch) {
       l->skip_x = skip_in(n, l, x, 0);
-      l->ops->forward(l, params + l->offset, in, n->outs[i], seg * (size_t)p->nseg, p);
+      l->ops->forward(l, lp, in, n->outs[i], seg * (size_t)p->nseg, p);
     } else {
       for (int j = 0; j < p->nseg; j++) {
         size_t at = (size_t)j * seg;
         dpt_layer_pass q = segment(p, j, seg);
         l->skip_x = skip_in(n, l, x, at);
-        l->ops->forward(l, params + l->offset, in + at * l->in_numel,
-                        n->outs[i] + at * l->out_numel, seg, &q);
+        l->ops->forward(l, lp, in + at * l->in_numel, n->outs[i] + at * l->out_numel, seg, &q);
       }
     }
     in = n->outs[i];
@@ -655,7 +663,7 @@ static void backward(dpt_net *n, const float *params, float *grad, const float *
     const float *in = i ? n->outs[i - 1] : x;
     l->scratch = n->scratch[i];
     l->tied = l->tie >= 0 ? params + n->tensors[l->tie].offset : NULL;
-    const float *lp = params + l->offset;
+    const float *lp = layer_params(l, params, p, 1);
     if (n->skipacc[i]) { /* the residual path's share of this output's gradient */
       const float *a = n->skipacc[i];
       for (size_t k = 0; k < count * l->out_numel; k++) d[k] += a[k];
@@ -760,6 +768,13 @@ int dpt_net_forward(dpt_net *n, const float *params, const float *x, size_t coun
 int dpt_net_evaluate(dpt_net *n, const float *params, const float *x, const int32_t *labels,
                      const float *y, size_t count, double *loss_sum, int64_t *correct, char *err,
                      size_t errlen) {
+  dpt_layer_pass p = {.train = 0, .nseg = 1};
+  return dpt_net_evaluate_pass(n, params, x, labels, y, count, loss_sum, correct, &p, err, errlen);
+}
+
+int dpt_net_evaluate_pass(dpt_net *n, const float *params, const float *x, const int32_t *labels,
+                          const float *y, size_t count, double *loss_sum, int64_t *correct,
+                          const dpt_layer_pass *pass, char *err, size_t errlen) {
   double loss = 0.0;
   int64_t ok = 0;
   int rc = check_batch(n, x, labels, y, count, err, errlen);
@@ -768,7 +783,8 @@ int dpt_net_evaluate(dpt_net *n, const float *params, const float *x, const int3
   if (!rc && count > 0) rc = grow(n, chunk, err, errlen);
   if (rc) return rc;
   size_t in = n->in_numel, k = shape_numel(dpt_net_out(n));
-  dpt_layer_pass p = {.train = 0, .nseg = 1};
+  dpt_layer_pass p = {
+      .train = 0, .nseg = 1, .params_at = pass->params_at, .params_ctx = pass->params_ctx};
   for (size_t s = 0; s < count; s += chunk) {
     size_t len = count - s < chunk ? count - s : chunk;
     p.seg = len;

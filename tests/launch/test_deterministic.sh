@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# --deterministic: the same job at W = 1, 2, 4 and 8 (oversubscribed), ZeRO stages 0, 1 and 2,
+# --deterministic: the same job at W = 1, 2, 4 and 8 (oversubscribed), ZeRO stages 0 to 3,
 # for Adam (with gradient clipping and ReduceLROnPlateau, which reads the evaluation loss), Lion
 # and SGD-Nesterov, ends with bitwise identical parameters and optimizer state (h5diff, exact);
 # a checkpoint written at W = 2 and resumed at W = 4 ends bitwise where W = 1 ends, and so do
-# a stage-2 checkpoint at W = 4 resumed at W = 2 in stage 1 and the reverse (checkpoints are
-# W- and stage-independent); and bad shard counts are refused. Usage: test_deterministic.sh DPT WORKDIR
+# a stage-2 checkpoint at W = 4 resumed at W = 2 in stage 1 and the reverse, and the same for
+# stage 3 (checkpoints are W- and stage-independent); and bad shard counts are refused. Usage: test_deterministic.sh DPT WORKDIR
 . "$(dirname "$0")/lib.sh" "$@"
 synth 512 200 24 5
 final=ckpt-0000000048.h5   # 3 epochs of 16 steps
@@ -30,9 +30,10 @@ for name in adam lion nesterov; do
   train 1 "$name-w1-z0" ${cfg[$name]} --zero 0
   ref=$name-w1-z0/ckpt/$final
   for w in 1 2 4 8; do
-    for z in 0 1 2; do
+    for z in 0 1 2 3; do
       [ "$w$z" = 10 ] && continue
       [ "$w" = 8 ] && [ "$z" != 1 ] && continue   # W = 8 on 2 cores: one stage is enough
+      [ "$z" = 3 ] && [ "$name" != adam ] && [ "$w" != 4 ] && continue  # stage 3: adam, or W = 4
       train $w "$name-w$w-z$z" ${cfg[$name]} --zero $z
       same "$ref" "$name-w$w-z$z/ckpt/$final" \
         || fail "$name: W=$w ZeRO $z differs from W=1 (h5diff $ref $name-w$w-z$z/ckpt/$final)"
@@ -45,7 +46,11 @@ for name in adam lion nesterov; do
          <(grep -o '"test_loss":[^,]*' "$name-w$w-z1/metrics.jsonl") >/dev/null \
       || fail "$name: the evaluation loss at W=$w differs from W=1"
   done
-  echo "$name: W = 1, 2, 4, 8 and ZeRO 0, 1, 2 all bitwise identical"
+  # stage 3 evaluates with each layer's parameters gathered: the same losses
+  diff <(grep -o '"test_loss":[^,]*' "$name-w1-z0/metrics.jsonl") \
+       <(grep -o '"test_loss":[^,]*' "$name-w4-z3/metrics.jsonl") >/dev/null \
+    || fail "$name: the evaluation loss at W=4 in stage 3 differs from W=1"
+  echo "$name: W = 1, 2, 4, 8 and ZeRO 0 to 3 all bitwise identical"
 done
 
 # checkpoint at W = 2, resume at W = 4
@@ -64,6 +69,14 @@ train 2 z1to2 ${cfg[adam]} --max-steps 20 --zero 1
 train 4 z1to2 ${cfg[adam]} --resume latest --zero 2
 same adam-w1-z0/ckpt/$final z1to2/ckpt/$final || fail "W=2 stage 1 then W=4 stage 2 differs"
 echo "W = 4 stage 2 to step 20, resumed at W = 2 stage 1, and the reverse: bitwise identical"
+train 4 z3to1 ${cfg[adam]} --max-steps 20 --zero 3
+train 2 z3to1 ${cfg[adam]} --resume latest --zero 1
+grep -q "resuming from .* at step 20" z3to1.out || fail "the stage-1 run did not resume at step 20"
+same adam-w1-z0/ckpt/$final z3to1/ckpt/$final || fail "W=4 stage 3 then W=2 stage 1 differs"
+train 2 z1to3 ${cfg[adam]} --max-steps 20 --zero 1
+train 4 z1to3 ${cfg[adam]} --resume latest --zero 3
+same adam-w1-z0/ckpt/$final z1to3/ckpt/$final || fail "W=2 stage 1 then W=4 stage 3 differs"
+echo "W = 4 stage 3 to step 20, resumed at W = 2 stage 1, and the reverse: bitwise identical"
 
 # bad shard counts: one line naming the flags
 out=$(mpirun --oversubscribe -n 4 "$dpt" train --data d.h5 --model mlp:24-5 --batch 32 \

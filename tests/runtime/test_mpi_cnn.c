@@ -1,7 +1,8 @@
 /* A CNN with BatchNorm and Dropout through the trainer (issue 19): in --deterministic mode
- * W = 1, 2, 4 and ZeRO 0/1 train bitwise the same parameters and running statistics; without
- * it, SyncBatchNorm's global statistics keep W = 2, 4 within 1e-5 of W = 1; and a run stopped
- * in both modes. The model is built from the layer library here, as a user's C program would. */
+ * W = 1, 2, 4 and ZeRO 0 to 3 train bitwise the same parameters and running statistics; without
+ * it, SyncBatchNorm's global statistics keep W = 2, 4 within 1e-5 of W = 1, and ZeRO 2 and 3 are
+ * bitwise ZeRO 1; and a run stopped mid-epoch resumes exactly in both modes, also across ZeRO
+ * stages 1 and 3. The model is built from the layer library here, as a user's C program would. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -141,8 +142,9 @@ static void test_deterministic_bitwise_for_any_w_and_stage(void **state) {
   (void)state;
   outcome ref = train(1, 1, "0", STEPS, NULL, DPT_TEST_TMP "/run_cnn_det");
   for (int w = 1; w <= world_size && w <= 4; w *= 2)
-    for (int z = 0; z < 3; z++) { /* stage 2: layers' exact sums reduce-scattered one by one */
-      const char *stage = z == 2 ? "2" : z ? "1" : "0";
+    for (int z = 0; z < 4; z++) { /* stage 2: layers' exact sums reduce-scattered one by one;
+                                     stage 3: each layer's parameters gathered from the shards */
+      const char *stage = z == 3 ? "3" : z == 2 ? "2" : z ? "1" : "0";
       outcome o = train(w, 1, stage, STEPS, NULL, DPT_TEST_TMP "/run_cnn_det");
       if (world_rank == 0 && !same(&o, &ref))
         dpt_test_note("--deterministic W=%d zero=%d differs from W=1: parameters %g, statistics %g",
@@ -168,6 +170,10 @@ static void test_syncbn_rank_counts_agree(void **state) {
     outcome o2 = train(w, 0, "2", STEPS, NULL, DPT_TEST_TMP "/run_cnn_sync");
     if (world_rank == 0 && !same(&o, &o2)) dpt_test_note("W=%d: ZeRO 2 differs from ZeRO 1", w);
     drop(&o2);
+    /* stage 3 gathers each layer's parameters (BatchNorm's too) from the shards: bitwise too */
+    outcome o3 = train(w, 0, "3", STEPS, NULL, DPT_TEST_TMP "/run_cnn_sync");
+    if (world_rank == 0 && !same(&o, &o3)) dpt_test_note("W=%d: ZeRO 3 differs from ZeRO 1", w);
+    drop(&o3);
     if (world_rank == 0) {
       double rp = dpt_test_rel_l2(o.params, ref.params, ref.n);
       double rb = dpt_test_rel_l2(o.buffers, ref.buffers, ref.nb);
@@ -187,9 +193,11 @@ static void test_resume_mid_epoch_is_exact(void **state) {
   for (int det = 0; det < 2; det++) {
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/run_cnn_resume_%d_np%d", DPT_TEST_TMP, det, world_size);
+    /* across stages (checkpoints are stage-independent): stage 3 resumed in stage 1, and in
+     * deterministic mode stage 1 resumed in stage 3 */
     outcome straight = train(w, det, "1", STEPS, NULL, dir);
-    outcome first = train(w, det, "1", 5, "", dir); /* step 5 of 6: mid-epoch */
-    outcome resumed = train(w, det, "1", STEPS, "latest", dir);
+    outcome first = train(w, det, det ? "1" : "3", 5, "", dir); /* step 5 of 6: mid-epoch */
+    outcome resumed = train(w, det, det ? "3" : "1", STEPS, "latest", dir);
     if (world_rank == 0 && !same(&straight, &resumed))
       dpt_test_note("det=%d W=%d: resumed at step 5 differs from the straight run: parameters %g, "
                     "statistics %g",

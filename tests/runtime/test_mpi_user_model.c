@@ -197,6 +197,11 @@ static void test_registered_kind_sees_the_sample_shape(void **state) {
   dpt_train_set(&o, "model", "linreg:7", err, sizeof err);
   assert_int_equal(dpt_train_run(&o, MPI_COMM_WORLD, &res, err, sizeof err), DPT_EINVAL);
   assert_non_null(strstr(err, "'linreg:7'"));
+  /* ZeRO-3 gathers layer by layer: a model with loss_grad alone is refused, naming why */
+  dpt_train_set(&o, "model", "linreg:", err, sizeof err);
+  dpt_train_set(&o, "zero", "3", err, sizeof err);
+  assert_int_equal(dpt_train_run(&o, MPI_COMM_WORLD, &res, err, sizeof err), DPT_EINVAL);
+  if (!strstr(err, "--zero 3: model linreg gives its gradient whole")) fail_msg("%s", err);
 }
 
 int main(int argc, char **argv) {

@@ -1,9 +1,11 @@
-/* ZeRO stages for every solver: stages 0, 1 and 2 at the same W give bitwise-identical
- * parameters after 20 steps (the reduction sums in rank order whatever the stage, stage 2
- * streaming each layer's gradient through a pool of bucket buffers, here many small buckets),
+/* ZeRO stages for every solver: stages 0, 1, 2 and 3 at the same W give bitwise-identical
+ * parameters after 20 steps (the reduction sums in rank order whatever the stage, stages 2 and
+ * 3 streaming each layer's gradient through a pool of bucket buffers, here many small buckets;
+ * stage 3 gathering each layer's parameters from the shards, with and without prefetch),
  * W = 1, 2, 4 agree to <= 1e-5 relative, gradient clipping sees the global norm under
- * sharding, at W = 4 a rank holds <= 0.26 of stage 0's optimizer state, and in stage 2 a rank
- * holds only its shard of the gradient (stages 0 and 1: all of it). */
+ * sharding, at W = 4 a rank holds <= 0.26 of stage 0's optimizer state, in stages 2 and 3 a
+ * rank holds only its shard of the gradient (stages 0 and 1: all of it), and in stage 3 only
+ * its shard of the parameters and two working buffers of the widest layer. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -45,6 +47,8 @@ typedef struct {
   size_t n;
   double state_max; /* largest optimizer state on any rank of the run */
   double grad_max;  /* largest gradient bytes on any rank of the run */
+  double param_max; /* largest parameter bytes on any rank of the run */
+  size_t widest;    /* the widest layer's parameters */
 } outcome;
 
 static void set(dpt_train_opts *o, const char *k, const char *v) {
@@ -52,7 +56,8 @@ static void set(dpt_train_opts *o, const char *k, const char *v) {
   if (dpt_train_set(o, k, v, err, sizeof err)) fail_msg("%s=%s: %s", k, v, err);
 }
 
-static outcome train(int w, size_t s, const char *zero, const char *clip) {
+static outcome train_with(int w, size_t s, const char *zero, const char *clip,
+                          const char *prefetch) {
   outcome out = {0};
   MPI_Comm sub;
   MPI_Comm_split(MPI_COMM_WORLD, world_rank < w ? 0 : MPI_UNDEFINED, world_rank, &sub);
@@ -67,6 +72,7 @@ static outcome train(int w, size_t s, const char *zero, const char *clip) {
     set(&o, "max_steps", "20");
     set(&o, "zero", zero);
     set(&o, "clip_norm", clip);
+    set(&o, "zero_prefetch", prefetch);
     set(&o, "eval_every", "0");
     set(&o, "progress", "none");
     set(&o, "bucket_mb", "0.0005");
@@ -75,6 +81,8 @@ static outcome train(int w, size_t s, const char *zero, const char *clip) {
     char err[DPT_ERR_LEN];
     assert_int_equal(dpt_mlp_create(o.model, o.activation, o.loss, &m, err, sizeof err), 0);
     out.n = m.nparams;
+    for (int l = 0; l < m.nlayers; l++)
+      if (m.layers[l].len > out.widest) out.widest = m.layers[l].len;
     out.params = malloc(m.nparams * sizeof(float));
     dpt_train_result res;
     if (dpt_train_run_model(&o, &m, sub, &res, out.params, err, sizeof err))
@@ -82,18 +90,26 @@ static outcome train(int w, size_t s, const char *zero, const char *clip) {
     assert_int_equal(res.steps, 20);
     out.state_max = (double)res.state_bytes;
     out.grad_max = (double)res.grad_bytes;
+    out.param_max = (double)res.param_bytes;
     MPI_Allreduce(MPI_IN_PLACE, &out.state_max, 1, MPI_DOUBLE, MPI_MAX, sub);
     MPI_Allreduce(MPI_IN_PLACE, &out.grad_max, 1, MPI_DOUBLE, MPI_MAX, sub);
+    MPI_Allreduce(MPI_IN_PLACE, &out.param_max, 1, MPI_DOUBLE, MPI_MAX, sub);
     m.destroy(&m);
     MPI_Comm_free(&sub);
   }
   MPI_Bcast(&out.state_max, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
   MPI_Bcast(&out.grad_max, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  MPI_Bcast(&out.param_max, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  MPI_Bcast(&out.widest, sizeof out.widest, MPI_BYTE, 0, MPI_COMM_WORLD);
   if (world_rank != 0) {
     free(out.params);
     out.params = NULL;
   }
   return out;
+}
+
+static outcome train(int w, size_t s, const char *zero, const char *clip) {
+  return train_with(w, s, zero, clip, "1");
 }
 
 static void test_stages_bitwise_identical_for_every_solver(void **state) {
@@ -103,15 +119,29 @@ static void test_stages_bitwise_identical_for_every_solver(void **state) {
     for (int c = 0; c < 2; c++) {
       const char *clip = c ? "0.05" : "0"; /* 0.05 clips: the global norm matters */
       outcome z0 = train(w, s, "0", clip), z1 = train(w, s, "1", clip), z2 = train(w, s, "2", clip);
+      /* stage 3, gathering each layer when it starts on every other solver */
+      outcome z3 = train_with(w, s, "3", clip, s % 2 ? "0" : "1");
       if (world_rank == 0) {
         if (memcmp(z0.params, z1.params, z0.n * sizeof(float)) ||
             memcmp(z0.params, z2.params, z0.n * sizeof(float)))
           fail_msg("%s clip=%s W=%d: stages 0, 1, 2 differ", solvers[s][0], clip, w);
+        if (memcmp(z1.params, z3.params, z0.n * sizeof(float)))
+          fail_msg("%s clip=%s W=%d: stage 3 differs from stage 1 (relative L2 %g)", solvers[s][0],
+                   clip, w, dpt_test_rel_l2(z3.params, z1.params, z0.n));
       }
-      /* the gradient: whole in stages 0 and 1, this rank's shard (of W, aligned) in stage 2 */
+      /* the gradient: whole in stages 0 and 1, this rank's shard (of W, aligned) in 2 and 3 */
       double whole = (double)z0.n * sizeof(float);
+      double shard_max = ((double)z0.n / w + 16) * sizeof(float);
       assert_true(z0.grad_max == whole && z1.grad_max == whole);
-      assert_true(z2.grad_max <= ((double)z0.n / w + 16) * sizeof(float));
+      assert_true(z2.grad_max <= shard_max && z3.grad_max <= shard_max);
+      /* the parameters: whole below stage 3; the shard and two working buffers in stage 3 */
+      double work = 2.0 * (double)z0.widest * sizeof(float);
+      assert_true(z0.param_max == whole && z2.param_max == whole);
+      if (!(z3.param_max - work >= (double)z0.n / w * sizeof(float) - 1 &&
+            z3.param_max - work <= shard_max))
+        fail_msg("W=%d: stage 3 holds %.0f parameter bytes, expected its shard (at most %.0f) and "
+                 "%.0f of working buffers",
+                 w, z3.param_max, shard_max, work);
       if (w == 4 && z0.state_max > 1024) { /* solvers with per-element state */
         assert_true(z1.state_max <= STATE_RATIO * z0.state_max);
         assert_true(z2.state_max <= STATE_RATIO * z0.state_max);
@@ -122,6 +152,7 @@ static void test_stages_bitwise_identical_for_every_solver(void **state) {
       free(z0.params);
       free(z1.params);
       free(z2.params);
+      free(z3.params);
     }
   }
 }
