@@ -18,27 +18,7 @@
 
 #include "layers.h"
 
-#define TWO_PI 6.283185307179586
-
 static const char *const emb_keys[] = {"num", "dim", "std", NULL};
-
-/* option std: the initial values' standard deviation (1: torch's nn.Embedding; nanoGPT's GPT
- * draws 0.02), kept in l->state */
-static int read_std(dpt_layer *l, const char *opts, char *err, size_t errlen) {
-  double sd;
-  int rc = dpt_layer_opt_double(l, opts, "std", 1.0, 0.0, 1e6, &sd, err, errlen);
-  if (rc) return rc;
-  double *p = malloc(sizeof *p);
-  if (!p) return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", l->name);
-  *p = sd;
-  l->state = p;
-  return DPT_OK;
-}
-
-static void free_std(dpt_layer *l) {
-  free(l->state);
-  l->state = NULL;
-}
 
 static int emb_setup(dpt_layer *l, const char *opts, char *err, size_t errlen) {
   long v, d;
@@ -53,19 +33,10 @@ static int emb_setup(dpt_layer *l, const char *opts, char *err, size_t errlen) {
   }
   int64_t dims[2] = {v, d};
   if ((rc = dpt_layer_param(l, "weight", 2, dims, err, errlen)) < 0) return rc;
-  if ((rc = read_std(l, opts, err, errlen))) return rc;
+  if ((rc = dpt_layer_opt_std(l, opts, err, errlen))) return rc;
   l->out = l->in;
   l->out.dims[l->out.rank++] = d;
   return DPT_OK;
-}
-
-static void emb_init(const dpt_layer *l, float *params, dpt_layer_rng *rng) {
-  float *w = params + dpt_layer_at(l, 0);
-  double sd = l->state ? *(const double *)l->state : 1.0;
-  for (size_t i = 0; i < l->tensors[0].numel; i++) {
-    double u1 = rng->uniform(rng->ctx), u2 = rng->uniform(rng->ctx);
-    w[i] = (float)(sd * (sqrt(-2.0 * log(1.0 - u1)) * cos(TWO_PI * u2)));
-  }
 }
 
 /* The row of id x, or -1 when x is not an integer in [0, v). */
@@ -115,8 +86,8 @@ const dpt_layer_ops dpt_layer_embedding = {
     .help = "num=V (table rows), dim=D, std=F (initial N(0, F^2); 1); samples of token ids [T] -> "
             "[T, D]",
     .setup = emb_setup,
-    .destroy = free_std,
-    .init = emb_init,
+    .destroy = dpt_layer_free_state,
+    .init = dpt_layer_init_normal,
     .forward = emb_forward,
     .param_grad = emb_param_grad,
     .backward = emb_backward,

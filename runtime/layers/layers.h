@@ -237,6 +237,12 @@ int dpt_layer_opt_known(const dpt_layer *l, const char *opts, const char *const 
  * the range. */
 int dpt_layer_opt_double(const dpt_layer *l, const char *opts, const char *key, double def,
                          double lo, double hi, double *out, char *err, size_t errlen);
+/* Tables whose tensor 0 is drawn N(0, std^2) (embedding, posembed): option std (1, torch's
+ * nn.Embedding; nanoGPT's GPT draws 0.02) read into l->state by dpt_layer_opt_std; the init and
+ * destroy functions of such a layer. */
+int dpt_layer_opt_std(dpt_layer *l, const char *opts, char *err, size_t errlen);
+void dpt_layer_init_normal(const dpt_layer *l, float *params, dpt_layer_rng *rng);
+void dpt_layer_free_state(dpt_layer *l);
 /* Option `key` as text: its start and *len, or NULL when absent. */
 const char *dpt_layer_opt_text(const char *opts, const char *key, size_t *len);
 /* Shape s as "[16, 28, 28]" into buf[len] (truncated to fit); returns buf. */

@@ -8,7 +8,9 @@
  * - Errors name the layer, the option and what was expected.
  */
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "layers.h"
@@ -132,4 +134,31 @@ int dpt_layer_chw(const dpt_layer *l, char *err, size_t errlen) {
   snprintf(err, errlen, "%s: %s expects a sample of shape [C, H, W], gets %s", l->name,
            l->ops->kind, dpt_layer_shape_str(&l->in, got, sizeof got));
   return DPT_EINVAL;
+}
+
+int dpt_layer_opt_std(dpt_layer *l, const char *opts, char *err, size_t errlen) {
+  double sd;
+  int rc = dpt_layer_opt_double(l, opts, "std", 1.0, 0.0, 1e6, &sd, err, errlen);
+  if (rc) return rc;
+  double *p = malloc(sizeof *p);
+  if (!p) return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", l->name);
+  *p = sd;
+  l->state = p;
+  return DPT_OK;
+}
+
+/* Box-Muller's cosine branch, one pair of uniforms per value */
+void dpt_layer_init_normal(const dpt_layer *l, float *params, dpt_layer_rng *rng) {
+  const double two_pi = 6.283185307179586;
+  float *w = params + dpt_layer_at(l, 0);
+  double sd = l->state ? *(const double *)l->state : 1.0;
+  for (size_t i = 0; i < l->tensors[0].numel; i++) {
+    double u1 = rng->uniform(rng->ctx), u2 = rng->uniform(rng->ctx);
+    w[i] = (float)(sd * (sqrt(-2.0 * log(1.0 - u1)) * cos(two_pi * u2)));
+  }
+}
+
+void dpt_layer_free_state(dpt_layer *l) {
+  free(l->state);
+  l->state = NULL;
 }
