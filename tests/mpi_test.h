@@ -53,6 +53,34 @@ static inline void dpt_test_raise(void) {
 }
 #endif
 
+#if defined(DPT_RUNTIME_H) && defined(fail_msg)
+/* Sets training option k to v; a refusal fails the test. */
+static inline void dpt_test_set(dpt_train_opts *o, const char *k, const char *v) {
+  char err[DPT_ERR_LEN];
+  if (dpt_train_set(o, k, v, err, sizeof err)) fail_msg("%s=%s: %s", k, v, err);
+}
+
+/* The options the MPI training tests' runs share: at most steps steps, ZeRO stage zero, no
+ * progress line, run directory dir, checkpoints when resume is given (NULL: none; "": a fresh
+ * run; else --resume's value), deterministic mode with 4 micro-shards when det. */
+static inline void dpt_test_run_opts(dpt_train_opts *o, long steps, const char *zero,
+                                     const char *dir, const char *resume, int det) {
+  char text[32];
+  snprintf(text, sizeof text, "%ld", steps);
+  dpt_test_set(o, "max_steps", text);
+  dpt_test_set(o, "zero", zero);
+  dpt_test_set(o, "progress", "none");
+  dpt_test_set(o, "run_dir", dir);
+  dpt_test_set(o, "ckpt", resume ? "1" : "0");
+  if (resume && resume[0]) dpt_test_set(o, "resume", resume);
+  if (resume && !resume[0]) dpt_test_set(o, "fresh", "1");
+  if (det) {
+    dpt_test_set(o, "deterministic", "1");
+    dpt_test_set(o, "micro_shards", "4");
+  }
+}
+#endif
+
 #ifdef DPT_RUNTIME_H
 /* Rank 0 writes the generated dataset (dpt_data_synth) all ranks then read. 0, or 1 after
  * printing why and finalising MPI (return it from main). Collective over MPI_COMM_WORLD. */

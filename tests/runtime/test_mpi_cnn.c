@@ -55,11 +55,6 @@ typedef struct {
   size_t n, nb;
 } outcome;
 
-static void set(dpt_train_opts *o, const char *k, const char *v) {
-  char err[DPT_ERR_LEN];
-  if (dpt_train_set(o, k, v, err, sizeof err)) fail_msg("%s=%s: %s", k, v, err);
-}
-
 /* Trains on the first w world ranks. steps: max_steps; resume: "" or "latest"; dir: run dir. */
 static outcome train(int w, int det, const char *zero, long steps, const char *resume,
                      const char *dir) {
@@ -69,28 +64,16 @@ static outcome train(int w, int det, const char *zero, long steps, const char *r
   if (sub != MPI_COMM_NULL) {
     dpt_train_opts o;
     dpt_train_defaults(&o);
-    char text[32];
-    set(&o, "data", data_path);
-    set(&o, "model", "tcnn:");
-    set(&o, "solver", "sgd");
-    set(&o, "lr", "0.05");
-    set(&o, "momentum", "0.9");
-    set(&o, "batch", "16");
-    set(&o, "epochs", "2");
-    snprintf(text, sizeof text, "%ld", steps);
-    set(&o, "max_steps", text);
-    set(&o, "zero", zero);
-    set(&o, "eval_every", "0");
-    set(&o, "progress", "none");
-    set(&o, "bucket_mb", "0.001");
-    set(&o, "run_dir", dir);
-    set(&o, "ckpt", resume ? "1" : "0");
-    if (resume && resume[0]) set(&o, "resume", resume);
-    if (resume && !resume[0]) set(&o, "fresh", "1");
-    if (det) {
-      set(&o, "deterministic", "1");
-      set(&o, "micro_shards", "4");
-    }
+    dpt_test_set(&o, "data", data_path);
+    dpt_test_set(&o, "model", "tcnn:");
+    dpt_test_set(&o, "solver", "sgd");
+    dpt_test_set(&o, "lr", "0.05");
+    dpt_test_set(&o, "momentum", "0.9");
+    dpt_test_set(&o, "batch", "16");
+    dpt_test_set(&o, "epochs", "2");
+    dpt_test_set(&o, "eval_every", "0");
+    dpt_test_set(&o, "bucket_mb", "0.001");
+    dpt_test_run_opts(&o, steps, zero, dir, resume, det);
     dpt_model m = {0};
     char err[DPT_ERR_LEN];
     dpt_model_args a = {.spec = "tcnn:", .args = ""};

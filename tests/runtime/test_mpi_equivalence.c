@@ -22,11 +22,6 @@
 static int world_rank, world_size;
 static char data_path[1024];
 
-static void set(dpt_train_opts *o, const char *k, const char *v) {
-  char err[DPT_ERR_LEN];
-  if (dpt_train_set(o, k, v, err, sizeof err)) fail_msg("%s", err);
-}
-
 /* Trains on the first w ranks of the world; returns the parameters on world rank 0. */
 static float *train_on(int w, const char *solver, const char *zero, const char *accum,
                        const char *cache_mb, size_t *n) {
@@ -36,21 +31,21 @@ static float *train_on(int w, const char *solver, const char *zero, const char *
   if (sub != MPI_COMM_NULL) {
     dpt_train_opts o;
     dpt_train_defaults(&o);
-    set(&o, "data", data_path);
-    set(&o, "model", "mlp:12-24-16-3");
-    set(&o, "solver", solver);
-    if (!strcmp(solver, "sgd")) set(&o, "momentum", "0.9");
-    set(&o, "lr", !strcmp(solver, "sgd") ? "0.05" : "0.003");
-    set(&o, "batch", "32");
-    set(&o, "accum", accum);
-    set(&o, "epochs", "3");
-    set(&o, "zero", zero);
-    set(&o, "progress", "none");
-    set(&o, "bucket_mb", "0.001"); /* several buckets even for this small model */
-    set(&o, "cache_mb", cache_mb);
+    dpt_test_set(&o, "data", data_path);
+    dpt_test_set(&o, "model", "mlp:12-24-16-3");
+    dpt_test_set(&o, "solver", solver);
+    if (!strcmp(solver, "sgd")) dpt_test_set(&o, "momentum", "0.9");
+    dpt_test_set(&o, "lr", !strcmp(solver, "sgd") ? "0.05" : "0.003");
+    dpt_test_set(&o, "batch", "32");
+    dpt_test_set(&o, "accum", accum);
+    dpt_test_set(&o, "epochs", "3");
+    dpt_test_set(&o, "zero", zero);
+    dpt_test_set(&o, "progress", "none");
+    dpt_test_set(&o, "bucket_mb", "0.001"); /* several buckets even for this small model */
+    dpt_test_set(&o, "cache_mb", cache_mb);
     char dir[1100];
     snprintf(dir, sizeof dir, "%s/run_w%d", DPT_TEST_TMP, w);
-    set(&o, "run_dir", dir);
+    dpt_test_set(&o, "run_dir", dir);
     dpt_model m;
     char err[DPT_ERR_LEN];
     assert_int_equal(dpt_mlp_create(o.model, o.activation, o.loss, &m, err, sizeof err), 0);

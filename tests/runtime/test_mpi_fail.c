@@ -23,29 +23,24 @@
 static int world_rank, world_size;
 static char data_path[1024];
 
-static void set(dpt_train_opts *o, const char *k, const char *v) {
-  char err[DPT_ERR_LEN];
-  if (dpt_train_set(o, k, v, err, sizeof err)) fail_msg("%s=%s: %s", k, v, err);
-}
-
 /* A run of one epoch of 2 steps with evaluation: 0 default (ZeRO at W > 1, overlap, several
  * buckets), 1 deterministic, 2 a NaN on rank 0 in step 1 (DPT_ENONFINITE). */
 static int run(int variant, char *err, size_t errlen) {
   dpt_train_opts o;
   dpt_train_defaults(&o);
-  set(&o, "data", data_path);
-  set(&o, "model", "mlp:12-20-3");
-  set(&o, "batch", "16");
-  set(&o, "epochs", "1");
-  set(&o, "eval_every", "1");
-  set(&o, "progress", "none");
-  set(&o, "bucket_mb", "0.0005");
+  dpt_test_set(&o, "data", data_path);
+  dpt_test_set(&o, "model", "mlp:12-20-3");
+  dpt_test_set(&o, "batch", "16");
+  dpt_test_set(&o, "epochs", "1");
+  dpt_test_set(&o, "eval_every", "1");
+  dpt_test_set(&o, "progress", "none");
+  dpt_test_set(&o, "bucket_mb", "0.0005");
   char dir[1200];
   snprintf(dir, sizeof dir, "%s/run_fail_np%d_%d", DPT_TEST_TMP, world_size, variant);
-  set(&o, "run_dir", dir);
+  dpt_test_set(&o, "run_dir", dir);
   if (variant == 1) {
-    set(&o, "deterministic", "1");
-    set(&o, "micro_shards", "4");
+    dpt_test_set(&o, "deterministic", "1");
+    dpt_test_set(&o, "micro_shards", "4");
   }
   if (variant == 2) setenv("DPT_FAULT", "nan:0@1", 1);
   dpt_train_result res;

@@ -31,11 +31,6 @@ static int world_rank, world_size;
 static char data_path[1024];
 static dpt_model_data g_data;
 
-static void set(dpt_train_opts *o, const char *k, const char *v) {
-  char err[DPT_ERR_LEN];
-  if (dpt_train_set(o, k, v, err, sizeof err)) fail_msg("%s=%s: %s", k, v, err);
-}
-
 typedef struct {
   float *params; /* world rank 0's */
   size_t n;
@@ -52,28 +47,16 @@ static outcome train(int w, int det, const char *zero, long steps, const char *r
   if (sub != MPI_COMM_NULL) {
     dpt_train_opts o;
     dpt_train_defaults(&o);
-    char text[32];
-    set(&o, "data", data_path);
-    set(&o, "model", MODEL);
-    set(&o, "context", CONTEXT);
-    set(&o, "solver", g_solver);
-    set(&o, "lr", "0.01");
-    set(&o, "batch", "8");
-    set(&o, "epochs", "3");
-    snprintf(text, sizeof text, "%ld", steps);
-    set(&o, "max_steps", text);
-    set(&o, "zero", zero);
-    set(&o, "eval_every", eval ? "1" : "0");
-    set(&o, "progress", "none");
-    set(&o, "bucket_mb", "0.01");
-    set(&o, "run_dir", dir);
-    set(&o, "ckpt", resume ? "1" : "0");
-    if (resume && resume[0]) set(&o, "resume", resume);
-    if (resume && !resume[0]) set(&o, "fresh", "1");
-    if (det) {
-      set(&o, "deterministic", "1");
-      set(&o, "micro_shards", "4");
-    }
+    dpt_test_set(&o, "data", data_path);
+    dpt_test_set(&o, "model", MODEL);
+    dpt_test_set(&o, "context", CONTEXT);
+    dpt_test_set(&o, "solver", g_solver);
+    dpt_test_set(&o, "lr", "0.01");
+    dpt_test_set(&o, "batch", "8");
+    dpt_test_set(&o, "epochs", "3");
+    dpt_test_set(&o, "eval_every", eval ? "1" : "0");
+    dpt_test_set(&o, "bucket_mb", "0.01");
+    dpt_test_run_opts(&o, steps, zero, dir, resume, det);
     dpt_model m = {0};
     char err[DPT_ERR_LEN];
     if (dpt_model_create(MODEL, "relu", "ce", &g_data, &m, err, sizeof err)) fail_msg("%s", err);

@@ -51,11 +51,6 @@ typedef struct {
   size_t widest;    /* the widest layer's parameters */
 } outcome;
 
-static void set(dpt_train_opts *o, const char *k, const char *v) {
-  char err[DPT_ERR_LEN];
-  if (dpt_train_set(o, k, v, err, sizeof err)) fail_msg("%s=%s: %s", k, v, err);
-}
-
 static outcome train_with(int w, size_t s, const char *zero, const char *clip,
                           const char *prefetch) {
   outcome out = {0};
@@ -64,19 +59,19 @@ static outcome train_with(int w, size_t s, const char *zero, const char *clip,
   if (sub != MPI_COMM_NULL) {
     dpt_train_opts o;
     dpt_train_defaults(&o);
-    set(&o, "data", data_path);
-    set(&o, "model", "mlp:12-200-3"); /* 3203 parameters: shards of 816 at W = 4 */
-    set(&o, "solver", solvers[s][0]);
-    for (int i = 1; solvers[s][i]; i += 2) set(&o, solvers[s][i], solvers[s][i + 1]);
-    set(&o, "batch", "16");
-    set(&o, "max_steps", "20");
-    set(&o, "zero", zero);
-    set(&o, "clip_norm", clip);
-    set(&o, "zero_prefetch", prefetch);
-    set(&o, "eval_every", "0");
-    set(&o, "progress", "none");
-    set(&o, "bucket_mb", "0.0005");
-    set(&o, "run_dir", DPT_TEST_TMP "/run_zero");
+    dpt_test_set(&o, "data", data_path);
+    dpt_test_set(&o, "model", "mlp:12-200-3"); /* 3203 parameters: shards of 816 at W = 4 */
+    dpt_test_set(&o, "solver", solvers[s][0]);
+    for (int i = 1; solvers[s][i]; i += 2) dpt_test_set(&o, solvers[s][i], solvers[s][i + 1]);
+    dpt_test_set(&o, "batch", "16");
+    dpt_test_set(&o, "max_steps", "20");
+    dpt_test_set(&o, "zero", zero);
+    dpt_test_set(&o, "clip_norm", clip);
+    dpt_test_set(&o, "zero_prefetch", prefetch);
+    dpt_test_set(&o, "eval_every", "0");
+    dpt_test_set(&o, "progress", "none");
+    dpt_test_set(&o, "bucket_mb", "0.0005");
+    dpt_test_set(&o, "run_dir", DPT_TEST_TMP "/run_zero");
     dpt_model m;
     char err[DPT_ERR_LEN];
     assert_int_equal(dpt_mlp_create(o.model, o.activation, o.loss, &m, err, sizeof err), 0);
