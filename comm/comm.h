@@ -171,6 +171,21 @@ void dpt_reducer_ready(void *r, size_t offset, size_t len);
  * order is correct. Errors are kept for dpt_reducer_wait. */
 void dpt_reducer_put(dpt_reducer *r, size_t offset, size_t len, const float *g);
 
+/* As dpt_reducer_put, but g is lent, not copied, for each bucket whose whole range lies in it
+ * (rank-order): that bucket's exchange sends from g itself, so backward writes each gradient
+ * element once and nothing copies it (the buckets at the range's ends, shared with the next
+ * range, are copied). g must not change until dpt_reducer_take_back of it or dpt_reducer_wait
+ * returns. Errors are kept for dpt_reducer_wait. */
+void dpt_reducer_lend(dpt_reducer *r, size_t offset, size_t len, const float *g);
+
+/* Ends every loan of g[0, len): waits (yielding the core) for the exchanges that read from it,
+ * and copies the lent buckets that have not started into the reducer's own buffers. g may be
+ * written afterwards. Errors are kept for dpt_reducer_wait. */
+void dpt_reducer_take_back(dpt_reducer *r, const float *g, size_t len);
+/* As dpt_reducer_take_back without waiting: ends the loans of g[0, len) that can end now; 1 if
+ * none is left (g may be written), 0 if an exchange still reads from it. */
+int dpt_reducer_try_take_back(dpt_reducer *r, const float *g, size_t len);
+
 /* Bytes the reducer holds besides buf (staging, bucket buffers, fixed-point sums): its share
  * of a rank's working memory, for the memory report. */
 size_t dpt_reducer_bytes(const dpt_reducer *r);

@@ -212,4 +212,4 @@ static int finish(dpt_reducer *r, char *err, size_t errlen) {
   return DPT_OK;
 }
 
-const dpt_reduce_algo dpt_reduce_half = {"half", init, release, start, finish, NULL, NULL};
+const dpt_reduce_algo dpt_reduce_half = {"half", init, release, start, finish, NULL, NULL, NULL};

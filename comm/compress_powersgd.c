@@ -352,4 +352,5 @@ const float *dpt_reducer_compress_residual(const dpt_reducer *r) {
   return r->algo == &dpt_reduce_powersgd ? ((const psgd_state *)r->state)->resid : NULL;
 }
 
-const dpt_reduce_algo dpt_reduce_powersgd = {"powersgd", init, release, start, finish, NULL, NULL};
+const dpt_reduce_algo dpt_reduce_powersgd = {"powersgd", init, release, start,
+                                             finish,     NULL, NULL,    NULL};

@@ -360,4 +360,4 @@ static size_t bytes(const dpt_reducer *r) {
          ((size_t)d->ntensors * 2 + 1) * (sizeof(size_t) + sizeof(double));
 }
 
-const dpt_reduce_algo dpt_reduce_exact = {"exact", init, release, start, finish, NULL, bytes};
+const dpt_reduce_algo dpt_reduce_exact = {"exact", init, release, start, finish, NULL, bytes, NULL};

@@ -24,16 +24,18 @@ struct dpt_reducer {
   size_t n;      /* its length */
   size_t bucket; /* elements per bucket */
   int nbuckets;
-  int overlap;       /* start buckets as they complete (1) or all in wait (0) */
-  int shard_only;    /* 1: only this rank's shard is summed (reduce-scatter); 0: all of it */
-  int shard_buf;     /* 1: buf is this rank's shard only (ZeRO-2); the gradient comes by put */
-  dpt_range *shards; /* dpt_comm_shard of every rank */
-  int *counts;       /* 4 * size ints per bucket (and one spare set) for an algorithm's MPI
-                        count/displacement arrays, which must live until the bucket completes */
-  size_t *done;      /* elements marked final per bucket this step */
-  MPI_Request *req;  /* per bucket; MPI_REQUEST_NULL when not started or finished */
-  int next;          /* next bucket to start: nbuckets-1 down to 0; -1 when all started */
-  int mpi_rc;        /* first MPI error met in dpt_reducer_ready (reported by wait) */
+  int overlap;        /* start buckets as they complete (1) or all in wait (0) */
+  int shard_only;     /* 1: only this rank's shard is summed (reduce-scatter); 0: all of it */
+  int shard_buf;      /* 1: buf is this rank's shard only (ZeRO-2); the gradient comes by put */
+  dpt_range *shards;  /* dpt_comm_shard of every rank */
+  int *counts;        /* 4 * size ints per bucket (and one spare set) for an algorithm's MPI
+                         count/displacement arrays, which must live until the bucket completes */
+  size_t *done;       /* elements marked final per bucket this step */
+  MPI_Request *req;   /* per bucket; MPI_REQUEST_NULL when not started or finished */
+  const float **lent; /* per bucket: where its gradient is, lent by dpt_reducer_lend (NULL: in
+                         the algorithm's own buffer), until its exchange completed */
+  int next;           /* next bucket to start: nbuckets-1 down to 0; -1 when all started */
+  int mpi_rc;         /* first MPI error met in dpt_reducer_ready (reported by wait) */
   const dpt_reduce_algo *algo;
   void *state; /* the algorithm's own (init allocates, free frees) */
 };
@@ -52,6 +54,10 @@ struct dpt_reduce_algo {
    * (*mpi_rc: MPI's error, else out of memory). */
   float *(*bucket_buf)(dpt_reducer *r, int k, int *mpi_rc);
   size_t (*bytes)(const dpt_reducer *r); /* what state holds */
+  /* shard_buf only (NULL: lending is not taken, dpt_reducer_lend copies): bucket k's gradient
+   * is r->lent[k], whole; whatever else the bucket needs (staging) is taken as bucket_buf
+   * takes it. DPT_OK, or (*mpi_rc: MPI's error) -1. */
+  int (*bucket_lend)(dpt_reducer *r, int k, int *mpi_rc);
 };
 
 extern const dpt_reduce_algo dpt_reduce_rank_order;
@@ -77,5 +83,9 @@ void dpt_reducer_bucket_part(const dpt_reducer *r, int k, int q, size_t *lo, siz
  * its shard (displacements into the bucket's buffer), this rank receives every rank's copy of
  * the part in its own shard into row q of a [W, shard] staging buffer. */
 int *dpt_reducer_exchange_counts(dpt_reducer *r, int k);
+
+/* MPI_Wait that gives the core away between polls: a rank waiting inside backward for its
+ * peers must not take the CPU they compute on when ranks share cores. */
+int dpt_reducer_wait_yielding(MPI_Request *req);
 
 #endif

@@ -11,14 +11,15 @@
  * With shard_buf (ZeRO-2) there is no whole gradient: dpt_reducer_put copies each range into
  * the buffer of its bucket, one of a pool of slots (a bucket's buffer and its staging rows, W
  * copies of the bucket's part in this rank's shard). A slot is freed when its bucket completed
- * and was summed, in the same rank order, into buf (this rank's shard). Backward fills buckets
+ * and was summed, in the same rank order, into buf (this rank's shard). With dpt_reducer_lend a
+ * bucket lying whole in the lent range sends from there and its slot holds only the staging
+ * rows (the send buffer is allocated only for a bucket that is copied). Backward fills buckets
  * in the order they start, so two slots would do (one filling, one in flight); there are
  * four (STREAM_SLOTS), so that fewer waits fall inside backward: a bucket that needs a slot
  * while all are taken waits for the oldest in flight, yielding the core between polls (a rank
  * spinning there would take the CPU a peer computes on when ranks share cores). The pool grows
  * only if ranges come out of that order.
  */
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,8 @@
 /* shard_buf: the pool's starting size (see the top of the file). 2 made stage 2 1.12x stage
  * 1's step time at W = 2 on the loaded 2-core machine, 4 made it 1.02x (median of 42 steps) */
 #define STREAM_SLOTS 4
+/* and the staging the pool may grow to, rather than wait, while a peer is behind */
+#define STREAM_BYTES ((size_t)64 << 20)
 
 typedef struct {
   int k;        /* the bucket it holds, -1: free */
@@ -39,7 +42,8 @@ typedef struct {
   float *stage; /* size * shards[rank].len: every rank's copy of this rank's shard */
   slot *slots;  /* shard_buf: the pool */
   int nslots;
-  size_t part; /* shard_buf: the largest part of a bucket in this rank's shard */
+  size_t part;   /* shard_buf: the largest part of a bucket in this rank's shard */
+  int max_slots; /* shard_buf: the pool grows to this many while peers lag (STREAM_BYTES) */
 } rank_order;
 
 static int add_slot(dpt_reducer *r, rank_order *s) {
@@ -48,12 +52,9 @@ static int add_slot(dpt_reducer *r, rank_order *s) {
   s->slots = n;
   slot *t = &n[s->nslots];
   t->k = -1;
-  t->send = malloc(r->bucket * sizeof *t->send);
+  t->send = NULL; /* bucket_buf allocates it when the bucket is not lent */
   t->stage = malloc(((size_t)r->size * s->part + 1) * sizeof *t->stage);
-  if (!t->send || !t->stage) {
-    free(t->send), free(t->stage);
-    return -1;
-  }
+  if (!t->stage) return -1;
   s->nslots++;
   return 0;
 }
@@ -82,6 +83,8 @@ static int init(dpt_reducer *r, const dpt_reducer_params *p, char *err, size_t e
     }
     if (r->bucket > r->n) r->bucket = r->n ? r->n : 1; /* a slot needs no more than the whole */
     for (int i = 0; ok && i < STREAM_SLOTS; i++) ok = add_slot(r, s) == 0;
+    size_t per = ((size_t)r->size * s->part + 1) * sizeof(float);
+    s->max_slots = STREAM_BYTES / per > STREAM_SLOTS ? (int)(STREAM_BYTES / per) : STREAM_SLOTS;
   } else if (ok) {
     ok = (s->stage = malloc(((size_t)r->size * r->shards[r->rank].len + 1) * sizeof *s->stage)) !=
          NULL;
@@ -111,30 +114,31 @@ static void reclaim(dpt_reducer *r, slot *t) {
   t->k = -1;
 }
 
-/* MPI_Wait that gives the core away between polls: a rank waiting in backward for its peers
- * must not take the CPU they compute on when ranks share cores. */
-static int wait_yielding(MPI_Request *req) {
-  for (;;) {
-    int flag = 0, rc = MPI_Test(req, &flag, MPI_STATUS_IGNORE);
-    if (rc != MPI_SUCCESS || flag) return rc;
-    sched_yield();
-  }
-}
-
-/* shard_buf: bucket k's buffer (see dpt_reduce_algo.bucket_buf). Started buckets are those
- * above r->next; the oldest of them is the highest. */
-static float *bucket_buf(dpt_reducer *r, int k, int *mpi_rc) {
+/* shard_buf: the slot of bucket k, taken from the pool if it has none (see the top of the file).
+ * Started buckets are those above r->next; the oldest of them is the highest. */
+static slot *take_slot(dpt_reducer *r, int k, int *mpi_rc) {
   rank_order *s = r->state;
   slot *free_slot = NULL, *oldest = NULL;
   for (int i = 0; i < s->nslots; i++) {
     slot *t = &s->slots[i];
-    if (t->k == k) return t->send;
+    if (t->k == k) return t;
     if (t->k > r->next && r->req[t->k] == MPI_REQUEST_NULL) reclaim(r, t); /* done meanwhile */
     if (t->k < 0 && !free_slot) free_slot = t;
     if (t->k > r->next && (!oldest || t->k > oldest->k)) oldest = t;
   }
+  if (!free_slot && oldest && s->nslots < s->max_slots) { /* the oldest done? else one more */
+    int flag = 0, rc = MPI_Test(&r->req[oldest->k], &flag, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS) {
+      *mpi_rc = rc;
+      return NULL;
+    }
+    if (flag)
+      reclaim(r, oldest), free_slot = oldest;
+    else if (!add_slot(r, s))
+      free_slot = &s->slots[s->nslots - 1];
+  }
   if (!free_slot && oldest) {
-    int rc = wait_yielding(&r->req[oldest->k]);
+    int rc = dpt_reducer_wait_yielding(&r->req[oldest->k]);
     if (rc != MPI_SUCCESS) {
       *mpi_rc = rc;
       return NULL;
@@ -147,7 +151,19 @@ static float *bucket_buf(dpt_reducer *r, int k, int *mpi_rc) {
     free_slot = &s->slots[s->nslots - 1];
   }
   free_slot->k = k;
-  return free_slot->send;
+  return free_slot;
+}
+
+/* shard_buf: bucket k's buffer (see dpt_reduce_algo.bucket_buf); a slot's is allocated when a
+ * bucket first needs it (lent buckets need none). */
+static float *bucket_buf(dpt_reducer *r, int k, int *mpi_rc) {
+  slot *t = take_slot(r, k, mpi_rc);
+  if (t && !t->send) t->send = malloc(r->bucket * sizeof *t->send);
+  return t ? t->send : NULL;
+}
+
+static int bucket_lend(dpt_reducer *r, int k, int *mpi_rc) {
+  return take_slot(r, k, mpi_rc) ? 0 : -1;
 }
 
 static slot *slot_of(rank_order *s, int k) {
@@ -159,7 +175,10 @@ static slot *slot_of(rank_order *s, int k) {
 static size_t bytes(const dpt_reducer *r) {
   const rank_order *s = r->state;
   if (!r->shard_buf) return ((size_t)r->size * r->shards[r->rank].len + 1) * sizeof(float);
-  return (size_t)s->nslots * (r->bucket + (size_t)r->size * s->part + 1) * sizeof(float);
+  size_t b = 0;
+  for (int i = 0; i < s->nslots; i++)
+    b += ((s->slots[i].send ? r->bucket : 0) + (size_t)r->size * s->part + 1) * sizeof(float);
+  return b;
 }
 
 /* Bucket k: every rank sends each peer the part of the bucket in that peer's shard, and
@@ -185,8 +204,8 @@ static int start(dpt_reducer *r, int k) {
     sd[q] -= (int)b0;
     rd[q] = q * rc[q];
   }
-  return MPI_Ialltoallv(t->send, sc, sd, MPI_FLOAT, t->stage, rc, rd, MPI_FLOAT, r->comm,
-                        &r->req[k]);
+  const float *src = r->lent[k] ? r->lent[k] : t->send;
+  return MPI_Ialltoallv(src, sc, sd, MPI_FLOAT, t->stage, rc, rd, MPI_FLOAT, r->comm, &r->req[k]);
 }
 
 /* The sum of every rank's copy of this rank's shard, in rank order 0, 1, ..., W-1: the same
@@ -215,4 +234,4 @@ static int finish(dpt_reducer *r, char *err, size_t errlen) {
 }
 
 const dpt_reduce_algo dpt_reduce_rank_order = {"rank-order", init,       release, start,
-                                               finish,       bucket_buf, bytes};
+                                               finish,       bucket_buf, bytes,   bucket_lend};

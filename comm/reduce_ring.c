@@ -136,4 +136,4 @@ static int finish(dpt_reducer *r, char *err, size_t errlen) {
   return rc == MPI_SUCCESS ? DPT_OK : dpt_comm_mpi_error(rc, "gradient reduction", err, errlen);
 }
 
-const dpt_reduce_algo dpt_reduce_ring = {"ring", init, release, start, finish, NULL, NULL};
+const dpt_reduce_algo dpt_reduce_ring = {"ring", init, release, start, finish, NULL, NULL, NULL};

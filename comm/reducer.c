@@ -6,6 +6,7 @@
  * tested on every dpt_reducer_ready call so Open MPI progresses them while backward runs.
  */
 #include <limits.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,7 +140,8 @@ int dpt_reducer_create(MPI_Comm comm, float *buf, size_t n, const dpt_reducer_pa
   r->counts = malloc(4 * (size_t)r->size * ((size_t)r->nbuckets + 1) * sizeof *r->counts);
   r->done = calloc((size_t)r->nbuckets + 1, sizeof *r->done);
   r->req = malloc(((size_t)r->nbuckets + 1) * sizeof *r->req);
-  if (!r->shards || !r->counts || !r->done || !r->req) goto nomem;
+  r->lent = calloc((size_t)r->nbuckets + 1, sizeof *r->lent);
+  if (!r->shards || !r->counts || !r->done || !r->req || !r->lent) goto nomem;
   for (int q = 0; q < r->size; q++) r->shards[q] = dpt_comm_shard(n, q, r->size);
   for (int k = 0; k < r->nbuckets; k++) r->req[k] = MPI_REQUEST_NULL;
   r->next = r->nbuckets - 1;
@@ -169,6 +171,7 @@ void dpt_reducer_free(dpt_reducer *r) {
   free(r->counts);
   free(r->done);
   free(r->req);
+  free(r->lent);
   free(r);
 }
 
@@ -234,25 +237,92 @@ void dpt_reducer_ready(void *ctx, size_t offset, size_t len) {
   if (r->overlap) progress(r);
 }
 
-void dpt_reducer_put(dpt_reducer *r, size_t offset, size_t len, const float *g) {
+int dpt_reducer_wait_yielding(MPI_Request *req) {
+  for (;;) {
+    int flag = 0, rc = MPI_Test(req, &flag, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS || flag) return rc;
+    sched_yield();
+  }
+}
+
+/* put and lend: from the end down (buckets fill in the order they start); a bucket whose whole
+ * range lies in g is lent when lend is set and the algorithm takes it, else copied. */
+static void hand_over(dpt_reducer *r, size_t offset, size_t len, const float *g, int lend) {
   if (!r->shard_buf || !r->algo->bucket_buf) { /* a misuse: say so in the wait */
     if (!r->mpi_rc) r->mpi_rc = MPI_ERR_OTHER;
     return;
   }
-  while (len > 0 && !r->mpi_rc) { /* from the end down: buckets fill in the order they start */
+  lend = lend && r->algo->bucket_lend;
+  while (len > 0 && !r->mpi_rc) {
     size_t end = offset + len;
     int k = (int)((end - 1) / r->bucket), rc = MPI_SUCCESS;
     size_t b0 = (size_t)k * r->bucket, lo = offset > b0 ? offset : b0;
-    float *b = r->algo->bucket_buf(r, k, &rc);
-    if (!b) {
-      r->mpi_rc = rc != MPI_SUCCESS ? rc : MPI_ERR_NO_MEM;
-      return;
+    if (lend && lo == b0 && end == b0 + dpt_reducer_bucket_len(r, k) && !r->done[k]) {
+      r->lent[k] = g + (b0 - offset);
+      if (r->algo->bucket_lend(r, k, &rc)) {
+        r->lent[k] = NULL;
+        r->mpi_rc = rc != MPI_SUCCESS ? rc : MPI_ERR_NO_MEM;
+        return;
+      }
+    } else {
+      float *b = r->algo->bucket_buf(r, k, &rc);
+      if (!b) {
+        r->mpi_rc = rc != MPI_SUCCESS ? rc : MPI_ERR_NO_MEM;
+        return;
+      }
+      memcpy(b + (lo - b0), g + (lo - offset), (end - lo) * sizeof *g);
     }
-    memcpy(b + (lo - b0), g + (lo - offset), (end - lo) * sizeof *g);
     r->done[k] += end - lo;
     len = lo - offset;
     progress(r); /* a full bucket goes now, and those in flight move on */
   }
+}
+
+void dpt_reducer_put(dpt_reducer *r, size_t offset, size_t len, const float *g) {
+  hand_over(r, offset, len, g, 0);
+}
+
+void dpt_reducer_lend(dpt_reducer *r, size_t offset, size_t len, const float *g) {
+  hand_over(r, offset, len, g, 1);
+}
+
+/* Ends the loans of g[0, len) that can end: those whose exchange completed (waiting for them
+ * when wait is set) and those not started (copied into the bucket's own buffer). 1 if none is
+ * left. */
+static int end_loans(dpt_reducer *r, const float *g, size_t len, int wait) {
+  int left = 0;
+  for (int k = r->nbuckets - 1; k >= 0; k--) {
+    const float *p = r->lent[k];
+    if (!p || p < g || p >= g + len) continue;
+    if (k > r->next) { /* started: its exchange reads p until it completes */
+      int rc = MPI_SUCCESS, flag = 1;
+      if (r->req[k] != MPI_REQUEST_NULL)
+        rc = wait ? dpt_reducer_wait_yielding(&r->req[k])
+                  : MPI_Test(&r->req[k], &flag, MPI_STATUS_IGNORE);
+      if (rc != MPI_SUCCESS && !r->mpi_rc) r->mpi_rc = rc;
+      if (!flag && rc == MPI_SUCCESS) {
+        left = 1;
+        continue;
+      }
+    } else { /* not started yet (ranges out of backward's order): into the bucket's own */
+      int rc = MPI_SUCCESS;
+      float *b = r->algo->bucket_buf(r, k, &rc);
+      if (b)
+        memcpy(b, p, dpt_reducer_bucket_len(r, k) * sizeof *b);
+      else if (!r->mpi_rc)
+        r->mpi_rc = rc != MPI_SUCCESS ? rc : MPI_ERR_NO_MEM;
+    }
+    r->lent[k] = NULL;
+  }
+  return !left;
+}
+
+void dpt_reducer_take_back(dpt_reducer *r, const float *g, size_t len) {
+  end_loans(r, g, len, 1);
+}
+
+int dpt_reducer_try_take_back(dpt_reducer *r, const float *g, size_t len) {
+  return end_loans(r, g, len, 0);
 }
 
 size_t dpt_reducer_bytes(const dpt_reducer *r) {
@@ -268,6 +338,7 @@ int dpt_reducer_wait(dpt_reducer *r, double *wait_s, char *err, size_t errlen) {
                               : r->algo->finish(r, err, errlen);
   if (wait_s) *wait_s = now() - t0;
   memset(r->done, 0, (size_t)r->nbuckets * sizeof *r->done);
+  memset(r->lent, 0, (size_t)r->nbuckets * sizeof *r->lent);
   r->next = r->nbuckets - 1;
   r->mpi_rc = 0;
   return drc;

@@ -20,6 +20,8 @@
 #include "io.h"
 
 /* Everything one run holds; freed in one place. */
+#define DPT_SPAN_POOL 4 /* stage 2's span buffers at most (zero.c) */
+
 typedef struct {
   MPI_Comm comm; /* the trainer's duplicate of the caller's, with MPI_ERRORS_RETURN */
   int rank, size;
@@ -36,8 +38,12 @@ typedef struct {
   float *gshard; /* the gradient of shard (grads + shard.offset, or stage 2's own buffer) */
   float *gown;   /* the gradient of own (the same when streamed: own == shard) */
   int stream;    /* stage 2 streamed: layers' gradients go to the reducer (dpt_reducer_put) */
-  float *span_buf; /* stage 2 streamed: one layer's gradient [span_cap], reused */
+  float *span_buf; /* stage 2 streamed: the layer's gradient backward adds into [span_cap] */
   size_t span_cap;
+  /* outside deterministic mode, span_buf is one of a few buffers lent to the reducer in turn,
+   * 2 at first, more while peers lag (zero.c); span_n 0: span_buf alone, copied */
+  float *span_pool[DPT_SPAN_POOL];
+  int span_n, span_cur;
   int zero; /* ZeRO stage in effect (0 to 3), the same on every rank */
   /* stage 3: a layer's parameters are gathered into one of two working buffers [gcap] (the
    * widest layer) before its forward and its backward; the next layer's gather runs while this

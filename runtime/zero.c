@@ -3,9 +3,12 @@
  * and the out-of-memory message that names the stage and what it needed.
  *
  * Stage 2 ("streamed"): there is no whole gradient. The net adds each layer's gradient into
- * span_buf (the widest layer's size, dpt_layer_pass.grad_at), and the layer's ready call hands
- * it to the reducer (dpt_reducer_put), which copies it into bucket-sized buffers and
- * reduce-scatters each bucket as soon as it is complete; a rank keeps only gshard, the sum over
+ * span_buf (the widest layer's size, dpt_layer_pass.grad_at), and the layer's ready call lends
+ * it to the reducer (dpt_reducer_lend), which reduce-scatters each bucket as soon as it is
+ * complete, sending the buckets that lie whole in the layer from span_buf itself and copying the
+ * two it shares with its neighbours into bucket-sized buffers; backward meanwhile writes the
+ * next layer's gradient into another span buffer (span_pool), and a buffer's loan ends
+ * (dpt_reducer_take_back) before it is written again. A rank keeps only gshard, the sum over
  * its own shard. The sums are the rank-order sums of stages 0 and 1 (comm/reduce_rank_order.c),
  * so every stage gives bitwise the same parameters. In deterministic mode the net hands each
  * micro-shard's layer gradient to the exact sums (seg_grad), which reduce-scatter each layer's
@@ -167,8 +170,13 @@ int dpt_zero_alloc(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   r->gshard = floats(r->shard.len);
   r->gown = r->gshard; /* stage 2: own == shard */
   r->span_cap = widest_span(m);
-  r->span_buf = floats(r->span_cap); /* deterministic mode: zeros for a failed rank */
-  if (!r->gshard || !r->span_buf) return dpt_zero_oom(r, o, "the gradient shard", err, errlen);
+  r->span_buf = floats(r->span_cap);      /* deterministic mode: zeros for a failed rank */
+  if (!o->deterministic && r->span_buf) { /* lent: two to start with */
+    r->span_pool[0] = r->span_buf, r->span_n = 1, r->span_cur = 0;
+    if ((r->span_pool[1] = floats(r->span_cap))) r->span_n = 2;
+  }
+  if (!r->gshard || !r->span_buf || (!o->deterministic && r->span_n < 2))
+    return dpt_zero_oom(r, o, "the gradient shard", err, errlen);
   return DPT_OK;
 }
 
@@ -177,7 +185,9 @@ void dpt_zero_free(run *r) {
                                                  requests exist once its counts do) */
     if (r->greq[b] != MPI_REQUEST_NULL) MPI_Wait(&r->greq[b], MPI_STATUS_IGNORE);
   if (r->stream) free(r->gshard);
-  free(r->span_buf);
+  if (!r->span_n) free(r->span_buf);
+  for (int i = 0; i < r->span_n; i++) free(r->span_pool[i]);
+  r->span_n = 0;
   free(r->grads);
   if (r->zero == 3) free(r->pshard);
   free(r->params);
@@ -318,18 +328,46 @@ int dpt_zero_gather_all(run *r, float *out, char *err, size_t errlen) {
 
 /* --- stage 2's hand-over (dpt_layer_pass.grad_at and ready; ctx is the run) --- */
 
+/* Outside deterministic mode the span buffers are lent in turn: layer l's gradient is lent to
+ * the reducer (its whole buckets are sent from it, not copied) while backward writes layer
+ * l - 1's into the next buffer whose loan has ended. When every buffer is still read by an
+ * exchange (a peer is behind), one more is made, up to DPT_SPAN_POOL; past that the oldest loan
+ * is waited for. */
+static float *next_span(run *r) {
+  for (int i = 1; i < r->span_n; i++) {
+    int b = (r->span_cur + i) % r->span_n;
+    if (dpt_reducer_try_take_back(r->reducer, r->span_pool[b], r->span_cap))
+      return r->span_pool[r->span_cur = b];
+  }
+  if (r->span_n < DPT_SPAN_POOL && (r->span_pool[r->span_n] = floats(r->span_cap)))
+    return r->span_pool[r->span_cur = r->span_n++];
+  int b = (r->span_cur + 1) % r->span_n;
+  dpt_reducer_take_back(r->reducer, r->span_pool[b], r->span_cap);
+  return r->span_pool[r->span_cur = b];
+}
+
 float *dpt_zero_grad_at(void *ctx, size_t offset, size_t len) {
   run *r = ctx;
   (void)offset;
+  if (r->span_n) r->span_buf = next_span(r);
   if (len > r->span_cap) { /* a span wider than the model's layers said: grow */
-    float *b = realloc(r->span_buf, len * sizeof *b);
-    if (!b) { /* keep going on the old one's first part; the pass then fails */
+    for (int i = 0; i < r->span_n; i++)
+      dpt_reducer_take_back(r->reducer, r->span_pool[i], r->span_cap);
+    int ok = 1;
+    for (int i = 0; ok && i < (r->span_n ? r->span_n : 1); i++) {
+      float **at = r->span_n ? &r->span_pool[i] : &r->span_buf;
+      float *b = realloc(*at, len * sizeof *b);
+      if (b) *at = b;
+      ok = b != NULL;
+    }
+    if (r->span_n) r->span_buf = r->span_pool[r->span_cur];
+    if (!ok) { /* keep going on the old size's first part; the pass then fails */
       r->rows_rc = DPT_ENOMEM;
       snprintf(r->rows_err, sizeof r->rows_err, "out of memory for a %zu-element layer gradient",
                len);
       len = r->span_cap;
     } else {
-      r->span_buf = b, r->span_cap = len;
+      r->span_cap = len;
     }
   }
   memset(r->span_buf, 0, len * sizeof(float));
@@ -342,7 +380,11 @@ void dpt_zero_ready(void *ctx, size_t offset, size_t len) {
   run *r = ctx;
   if (r->zero == 3) gather_poke(r);
   dpt_timing_ready(&r->timing, offset, len);
-  dpt_reducer_put(r->reducer, offset, len < r->span_cap ? len : r->span_cap, r->span_buf);
+  len = len < r->span_cap ? len : r->span_cap;
+  if (r->span_n)
+    dpt_reducer_lend(r->reducer, offset, len, r->span_buf);
+  else
+    dpt_reducer_put(r->reducer, offset, len, r->span_buf);
   dpt_timing_ready_done(&r->timing);
 }
 
@@ -380,7 +422,7 @@ void dpt_zero_memory(const run *r, const dpt_train_opts *o, dpt_zero_mem *out) {
   out->grad_bytes = (double)(r->stream ? r->shard.len : m->nparams) * sizeof(float);
   out->state_bytes = (double)dpt_solver_state_bytes(r->solver);
   out->buffer_bytes = (double)dpt_reducer_bytes(r->reducer) +
-                      (double)(r->span_buf ? r->span_cap : 0) * 4.0 +
+                      (double)(r->span_buf ? r->span_cap : 0) * (r->span_n ? r->span_n : 1) * 4.0 +
                       (double)rows * (double)(m->in_features + m->out_features) * 4.0 +
                       (double)rows * (double)(r->lps * sizeof(int32_t) + sizeof(int64_t)) +
                       (double)r->train.n * sizeof(int64_t) + (double)m->nbuffer_floats * 4.0;

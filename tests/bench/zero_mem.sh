@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# ZeRO memory and step time through the dpt command: an MLP of 58.7M parameters
-# (1024-4096-4096-4096-4096-1024) with Adam at W = 4, stages 0 to 3. Prints, per stage, the
+# ZeRO memory and step time through the dpt command: an MLP of 83.9M parameters in 21 layers
+# (1024, 20 hidden layers of 2048, 1024; the widest layer holds 5% of the parameters) with
+# Adam at W = 4, stages 0 to 3. MODEL=... runs another (e.g. mlp:1024-4096-4096-4096-4096-1024,
+# 58.7M parameters whose widest layer holds 29% of them: stage 3's layer buffers then weigh as
+# much as its sharded state). Prints, per stage, the
 # largest peak resident memory of a rank (VmHWM, the metrics' memory record) against the fp32
 # formula (16P, 8P + 8P/W, 4P + 12P/W, 16P/W bytes) plus the working buffers the rank reports
 # (stage 3: also its two layer buffers for the gathers), and the step time (median and fastest
@@ -20,7 +23,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_TH
 work=$(mktemp -d /tmp/dpt-zero-mem.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-model=mlp:1024-4096-4096-4096-4096-1024
+model=${MODEL:-mlp:1024$(printf -- '-2048%.0s' $(seq 20))-1024}
 "$dpt" data synth --out d.h5 --train 512 --test 0 --features 1024 --classes 1024 >/dev/null
 echo "$model, Adam, W = $w, global batch $((4 * w)), $steps steps a run, --bucket-mb 4"
 printf '%5s %12s %12s %12s %10s %9s %9s %5s %11s %9s\n' stage "formula MiB" "+buffers" \
