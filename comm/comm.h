@@ -116,6 +116,11 @@ typedef struct {
                           gradient through dpt_reducer_put into a few bucket-sized buffers it owns,
                           reused (overlap is then always on); exact through
                           dpt_reducer_exact_add_range. Default 0 */
+  int nspans;          /* shard_buf, rank-order: the ranges the gradient is handed over in */
+  const size_t *span_offset; /* (layers; their first elements, increasing): each span is cut into
+                                the fewest equal buckets of at most bucket_bytes, so none crosses
+                                a span's edge and dpt_reducer_lend lends every bucket whole.
+                                0 / NULL, the default: every bucket_bytes. Read by create only */
   dpt_reduce_algorithm algorithm; /* default DPT_REDUCE_AUTO */
   int node_ranks;        /* DPT_REDUCE_NODE: take blocks of this many consecutive ranks as one node
                             (must divide the rank count); 0, the default: the nodes MPI reports

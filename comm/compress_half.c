@@ -170,7 +170,7 @@ static int init(dpt_reducer *r, const dpt_reducer_params *p, char *err, size_t e
 static int start(dpt_reducer *r, int k) {
   half_state *s = r->state;
   int w = r->size;
-  size_t b0 = (size_t)k * r->bucket;
+  size_t b0 = dpt_reducer_bucket_start(r, k);
   encode(s->bf16, r->buf + b0, s->wire + b0, dpt_reducer_bucket_len(r, k));
   int *sc = dpt_reducer_exchange_counts(r, k), *sd = sc + w, *rc = sd + w, *rd = rc + w;
   return MPI_Ialltoallv(s->wire, sc, sd, MPI_UINT16_T, s->stage, rc, rd, MPI_UINT16_T, r->comm,

@@ -22,8 +22,10 @@ struct dpt_reducer {
   int rank, size;
   float *buf;    /* borrowed gradient buffer */
   size_t n;      /* its length */
-  size_t bucket; /* elements per bucket */
+  size_t bucket; /* elements per bucket (with spans, the longest) */
   int nbuckets;
+  size_t *bstart;     /* [nbuckets + 1]: bucket k is [bstart[k], bstart[k + 1]) */
+  int uniform;        /* bstart[k] is k * bucket */
   int overlap;        /* start buckets as they complete (1) or all in wait (0) */
   int shard_only;     /* 1: only this rank's shard is summed (reduce-scatter); 0: all of it */
   int shard_buf;      /* 1: buf is this rank's shard only (ZeRO-2); the gradient comes by put */
@@ -71,8 +73,9 @@ extern const dpt_reduce_algo dpt_reduce_powersgd;
  * node (*blocked, the same on every rank), as DPT_REDUCE_NODE needs. Collective. */
 int dpt_reduce_node_layout(MPI_Comm comm, dpt_topology *t, int *blocked, char *err, size_t errlen);
 
-/* Elements in bucket k. */
+/* Elements in bucket k, and its first element's index. */
 size_t dpt_reducer_bucket_len(const dpt_reducer *r, int k);
+size_t dpt_reducer_bucket_start(const dpt_reducer *r, int k);
 
 /* [lo, hi) of bucket k intersected with rank q's shard (empty: lo == hi). */
 void dpt_reducer_bucket_part(const dpt_reducer *r, int k, int q, size_t *lo, size_t *hi);

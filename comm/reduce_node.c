@@ -137,7 +137,7 @@ nomem:
 
 /* [lo, hi) of bucket k inside range g (empty: lo == hi). */
 static void bucket_in(const dpt_reducer *r, int k, dpt_range g, size_t *lo, size_t *hi) {
-  size_t b0 = (size_t)k * r->bucket, b1 = b0 + dpt_reducer_bucket_len(r, k);
+  size_t b0 = dpt_reducer_bucket_start(r, k), b1 = b0 + dpt_reducer_bucket_len(r, k);
   *lo = b0 > g.offset ? b0 : g.offset;
   *hi = b1 < g.offset + g.len ? b1 : g.offset + g.len;
   if (*hi < *lo) *hi = *lo;

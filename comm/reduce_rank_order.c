@@ -199,7 +199,7 @@ static int start(dpt_reducer *r, int k) {
     memset(b, 0, dpt_reducer_bucket_len(r, k) * sizeof *b);
     t = slot_of(s, k);
   }
-  size_t b0 = (size_t)k * r->bucket;
+  size_t b0 = dpt_reducer_bucket_start(r, k);
   for (int q = 0; q < w; q++) { /* rc[q] is this rank's part, P, for every q */
     sd[q] -= (int)b0;
     rd[q] = q * rc[q];

@@ -65,6 +65,54 @@ dpt_reducer_params dpt_reducer_defaults(void) {
   return p;
 }
 
+/* The buckets' starts (r->bstart, nbuckets + 1 of them, the last n): every r->bucket elements;
+ * with shard_buf and spans, each span cut into the fewest equal buckets of at most r->bucket,
+ * so that no bucket crosses a span boundary (r->bucket then becomes the longest). -1 if out of
+ * memory. */
+static int cut_buckets(dpt_reducer *r, const dpt_reducer_params *p) {
+  size_t n = r->n, b = r->bucket;
+  int spans = r->shard_buf && p->nspans > 0 && p->span_offset;
+  size_t count = n ? (n + b - 1) / b : 0;
+  if (spans) /* a span of len takes ceil(len / b): at most one more than its share */
+    count += (size_t)p->nspans + 1;
+  if (!(r->bstart = malloc((count + 1) * sizeof *r->bstart))) return -1;
+  int k = 0;
+  if (!spans) {
+    for (; (size_t)k < (n ? (n + b - 1) / b : 0); k++) r->bstart[k] = (size_t)k * b;
+  } else {
+    size_t longest = 0;
+    for (int s = -1; s < p->nspans; s++) { /* s = -1: what lies before the first span */
+      size_t lo = s < 0 ? 0 : p->span_offset[s];
+      size_t hi = s + 1 < p->nspans ? p->span_offset[s + 1] : n;
+      if (hi > n) hi = n;
+      if (hi <= lo) continue;
+      size_t pieces = (hi - lo + b - 1) / b;
+      for (size_t i = 0; i < pieces; i++) r->bstart[k++] = lo + (hi - lo) * i / pieces;
+      size_t len = (hi - lo + pieces - 1) / pieces;
+      if (len > longest) longest = len;
+    }
+    r->bucket = longest ? longest : 1;
+  }
+  r->bstart[k] = n;
+  r->nbuckets = k;
+  r->uniform = !spans;
+  return 0;
+}
+
+/* The bucket that holds element i (< n). */
+static int bucket_of(const dpt_reducer *r, size_t i) {
+  if (r->uniform) return (int)(i / r->bucket);
+  int lo = 0, hi = r->nbuckets - 1;
+  while (lo < hi) {
+    int mid = (lo + hi + 1) / 2;
+    if (r->bstart[mid] <= i)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  return lo;
+}
+
 int dpt_reducer_create(MPI_Comm comm, float *buf, size_t n, const dpt_reducer_params *p,
                        dpt_reducer **out, char *err, size_t errlen) {
   *out = NULL;
@@ -125,10 +173,10 @@ int dpt_reducer_create(MPI_Comm comm, float *buf, size_t n, const dpt_reducer_pa
   r->n = n;
   r->bucket = p->bucket_bytes / sizeof(float);
   if (r->bucket > (size_t)1 << 30) r->bucket = (size_t)1 << 30;
-  r->nbuckets = n ? (int)((n + r->bucket - 1) / r->bucket) : 0;
+  r->shard_buf = p->shard_only && p->shard_buf;
+  if (cut_buckets(r, p)) goto nomem;
   r->overlap = p->overlap;
   r->shard_only = p->shard_only;
-  r->shard_buf = p->shard_only && p->shard_buf;
   int rc = dpt_comm_dup_returning(comm, &r->comm, err, errlen);
   if (rc) {
     dpt_reducer_free(r);
@@ -172,16 +220,20 @@ void dpt_reducer_free(dpt_reducer *r) {
   free(r->done);
   free(r->req);
   free(r->lent);
+  free(r->bstart);
   free(r);
 }
 
 size_t dpt_reducer_bucket_len(const dpt_reducer *r, int k) {
-  size_t off = (size_t)k * r->bucket;
-  return off + r->bucket <= r->n ? r->bucket : r->n - off;
+  return r->bstart[k + 1] - r->bstart[k];
+}
+
+size_t dpt_reducer_bucket_start(const dpt_reducer *r, int k) {
+  return r->bstart[k];
 }
 
 void dpt_reducer_bucket_part(const dpt_reducer *r, int k, int q, size_t *lo, size_t *hi) {
-  size_t b0 = (size_t)k * r->bucket, b1 = b0 + dpt_reducer_bucket_len(r, k);
+  size_t b0 = r->bstart[k], b1 = r->bstart[k + 1];
   size_t s0 = r->shards[q].offset, s1 = s0 + r->shards[q].len;
   *lo = b0 > s0 ? b0 : s0;
   *hi = b1 < s1 ? b1 : s1;
@@ -227,8 +279,8 @@ static void progress(dpt_reducer *r) {
 void dpt_reducer_ready(void *ctx, size_t offset, size_t len) {
   dpt_reducer *r = ctx;
   while (len > 0) {
-    int k = (int)(offset / r->bucket);
-    size_t end = (size_t)(k + 1) * r->bucket;
+    int k = bucket_of(r, offset);
+    size_t end = r->bstart[k + 1];
     size_t take = offset + len < end ? len : end - offset;
     r->done[k] += take;
     offset += take;
@@ -255,9 +307,9 @@ static void hand_over(dpt_reducer *r, size_t offset, size_t len, const float *g,
   lend = lend && r->algo->bucket_lend;
   while (len > 0 && !r->mpi_rc) {
     size_t end = offset + len;
-    int k = (int)((end - 1) / r->bucket), rc = MPI_SUCCESS;
-    size_t b0 = (size_t)k * r->bucket, lo = offset > b0 ? offset : b0;
-    if (lend && lo == b0 && end == b0 + dpt_reducer_bucket_len(r, k) && !r->done[k]) {
+    int k = bucket_of(r, end - 1), rc = MPI_SUCCESS;
+    size_t b0 = r->bstart[k], lo = offset > b0 ? offset : b0;
+    if (lend && lo == b0 && end == r->bstart[k + 1] && !r->done[k]) {
       r->lent[k] = g + (b0 - offset);
       if (r->algo->bucket_lend(r, k, &rc)) {
         r->lent[k] = NULL;

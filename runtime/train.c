@@ -285,10 +285,18 @@ static int make_reducer(run *r, const dpt_train_opts *o, char *err, size_t errle
   }
   /* stage 2 streamed: the reducer holds buckets, the run only its shard (zero.c) */
   rp.shard_buf = r->stream;
-  if (r->stream && !r->det) rp.algorithm = DPT_REDUCE_RANK_ORDER;
+  size_t *starts = NULL; /* streamed: buckets cut at the layers' edges, so each is lent whole */
+  if (r->stream && !r->det) {
+    rp.algorithm = DPT_REDUCE_RANK_ORDER;
+    if (m->nlayers && (starts = malloc((size_t)m->nlayers * sizeof *starts))) {
+      for (int l = 0; l < m->nlayers; l++) starts[l] = m->layers[l].offset;
+      rp.nspans = m->nlayers, rp.span_offset = starts;
+    }
+  }
   int rc = dpt_reducer_create(r->comm, r->stream ? r->gshard : r->grads, m->nparams, &rp,
                               &r->reducer, err, errlen);
   free(ranges);
+  free(starts);
   if (rc == DPT_ENOMEM) return dpt_zero_oom(r, o, "the gradient reduction's buffers", err, errlen);
   if (!rc && rp.compress == DPT_COMPRESS_POWERSGD)
     dpt_log(DPT_LOG_INFO,

@@ -131,10 +131,24 @@ static void test_sums_are_bitwise_reproducible(void **state) {
   free(want);
 }
 
-/* ZeRO-2 (shard_buf): the gradient handed over range by range with dpt_reducer_put into the
- * reducer's bucket pool, buf holding only the shard, gives bitwise the rank-order sum for every
- * bucket size; ranges in backward's order (last first, of sizes that straddle buckets) and in
- * forward's order (which makes the pool grow) alike, two steps in a row. */
+/* ZeRO-2 (shard_buf): the gradient handed over range by range into the reducer, buf holding
+ * only the shard, gives bitwise the rank-order sum for every bucket size: copied
+ * (dpt_reducer_put) or lent (dpt_reducer_lend from two buffers in turn, each taken back and
+ * overwritten with the next range), with buckets cut at the ranges' edges or not; ranges in
+ * backward's order (last first, of sizes that straddle buckets) and in forward's order (which
+ * makes the pool grow, and leaves lent buckets unstarted when taken back), two steps in a row. */
+static void hand_over(dpt_reducer *c, int lend, float *lent[2], int *turn, size_t at, size_t len,
+                      const float *g) {
+  if (!lend) {
+    dpt_reducer_put(c, at, len, g);
+    return;
+  }
+  float *b = lent[ *turn ^= 1];
+  dpt_reducer_take_back(c, b, 3000);
+  memcpy(b, g, len * sizeof *b);
+  dpt_reducer_lend(c, at, len, b);
+}
+
 static void test_streamed_shard_sums_are_bitwise_the_same(void **state) {
   (void)state;
   enum { N = 5003 };
@@ -149,31 +163,37 @@ static void test_streamed_shard_sums_are_bitwise_the_same(void **state) {
   }
   dpt_range s = dpt_comm_shard(N, rank, size);
   float *shard = malloc((s.len + 1) * sizeof(float));
+  float *lent[2] = {malloc(3000 * sizeof(float)), malloc(3000 * sizeof(float))};
   const size_t buckets[] = {52, 400, 4096, 1 << 20};
   const size_t spans[] = {1, 700, 1203, 3000, 99}; /* tile N = 5003 */
+  const size_t starts[] = {0, 1, 701, 1904, 4904};
   char err[DPT_ERR_LEN];
   for (size_t b = 0; b < 4; b++)
-    for (int order = 0; order < 2; order++) {
+    for (int mode = 0; mode < 6; mode++) { /* order: mode & 1; 2, 3: lent, cut; 4, 5: lent */
+      int order = mode & 1, lend = mode >= 2, turn = 0;
       dpt_reducer *c;
       dpt_reducer_params p = dpt_reducer_defaults();
       p.bucket_bytes = buckets[b];
       p.shard_only = 1;
       p.shard_buf = 1;
+      if (mode == 2 || mode == 3) p.nspans = 5, p.span_offset = starts;
       assert_int_equal(dpt_reducer_create(MPI_COMM_WORLD, shard, N, &p, &c, err, sizeof err), 0);
       for (int step = 0; step < 2; step++) {
         memset(shard, 0xff, (s.len + 1) * sizeof(float)); /* NaNs: every value must be written */
         size_t end = N;
         for (int k = 4; order == 0 && k >= 0; k--) { /* backward: the last span first */
-          dpt_reducer_put(c, end - spans[k], spans[k], mine + end - spans[k]);
+          hand_over(c, lend, lent, &turn, end - spans[k], spans[k], mine + end - spans[k]);
           end -= spans[k];
         }
         for (size_t k = 0, at = 0; order == 1 && k < 5; at += spans[k], k++)
-          dpt_reducer_put(c, at, spans[k], mine + at);
+          hand_over(c, lend, lent, &turn, at, spans[k], mine + at);
         assert_int_equal(dpt_reducer_wait(c, NULL, err, sizeof err), 0);
         assert_memory_equal(shard, want + s.offset, s.len * sizeof(float));
       }
       dpt_reducer_free(c);
     }
+  free(lent[0]);
+  free(lent[1]);
   /* shard_buf without shard_only, or with the node algorithm, is refused */
   dpt_reducer *c = NULL;
   dpt_reducer_params p = dpt_reducer_defaults();
