@@ -44,6 +44,8 @@ typedef struct {
   int nslots;
   size_t part;   /* shard_buf: the largest part of a bucket in this rank's shard */
   int max_slots; /* shard_buf: the pool grows to this many while peers lag (STREAM_BYTES) */
+  float *spare;  /* shard_buf: [bucket], made at init: a send buffer for a bucket that must be
+                    copied when none can be allocated in the step (one bucket at a time) */
 } rank_order;
 
 static int add_slot(dpt_reducer *r, rank_order *s) {
@@ -63,7 +65,11 @@ static void release(dpt_reducer *r) {
   rank_order *s = r->state;
   if (s) {
     free(s->stage);
-    for (int i = 0; i < s->nslots; i++) free(s->slots[i].send), free(s->slots[i].stage);
+    for (int i = 0; i < s->nslots; i++) {
+      if (s->slots[i].send != s->spare) free(s->slots[i].send);
+      free(s->slots[i].stage);
+    }
+    free(s->spare);
     free(s->slots);
   }
   free(s);
@@ -83,6 +89,7 @@ static int init(dpt_reducer *r, const dpt_reducer_params *p, char *err, size_t e
     }
     if (r->bucket > r->n) r->bucket = r->n ? r->n : 1; /* a slot needs no more than the whole */
     for (int i = 0; ok && i < STREAM_SLOTS; i++) ok = add_slot(r, s) == 0;
+    ok = ok && (s->spare = malloc(r->bucket * sizeof *s->spare)) != NULL;
     size_t per = ((size_t)r->size * s->part + 1) * sizeof(float);
     s->max_slots = STREAM_BYTES / per > STREAM_SLOTS ? (int)(STREAM_BYTES / per) : STREAM_SLOTS;
   } else if (ok) {
@@ -157,9 +164,28 @@ static slot *take_slot(dpt_reducer *r, int k, int *mpi_rc) {
 /* shard_buf: bucket k's buffer (see dpt_reduce_algo.bucket_buf); a slot's is allocated when a
  * bucket first needs it (lent buckets need none). */
 static float *bucket_buf(dpt_reducer *r, int k, int *mpi_rc) {
+  rank_order *s = r->state;
   slot *t = take_slot(r, k, mpi_rc);
-  if (t && !t->send) t->send = malloc(r->bucket * sizeof *t->send);
-  return t ? t->send : NULL;
+  if (!t || t->send) return t ? t->send : NULL;
+  if ((t->send = malloc(r->bucket * sizeof *t->send))) return t->send;
+  /* out of memory inside the step: the spare, once the bucket that has it completed (so
+   * that this rank still takes part in every exchange) */
+  for (int i = 0; i < s->nslots; i++) {
+    slot *h = &s->slots[i];
+    if (h->send != s->spare) continue;
+    if (h->k >= 0 && h->k <= r->next) return NULL; /* still filling: two copied at once */
+    if (h->k >= 0) {
+      int rc =
+          r->req[h->k] == MPI_REQUEST_NULL ? MPI_SUCCESS : dpt_reducer_wait_yielding(&r->req[h->k]);
+      if (rc != MPI_SUCCESS) {
+        *mpi_rc = rc;
+        return NULL;
+      }
+      reclaim(r, h);
+    }
+    h->send = NULL;
+  }
+  return t->send = s->spare;
 }
 
 static int bucket_lend(dpt_reducer *r, int k, int *mpi_rc) {
@@ -175,9 +201,12 @@ static slot *slot_of(rank_order *s, int k) {
 static size_t bytes(const dpt_reducer *r) {
   const rank_order *s = r->state;
   if (!r->shard_buf) return ((size_t)r->size * r->shards[r->rank].len + 1) * sizeof(float);
-  size_t b = 0;
-  for (int i = 0; i < s->nslots; i++)
-    b += ((s->slots[i].send ? r->bucket : 0) + (size_t)r->size * s->part + 1) * sizeof(float);
+  size_t b = r->bucket * sizeof(float); /* the spare */
+  for (int i = 0; i < s->nslots; i++) {
+    const slot *t = &s->slots[i];
+    b += ((t->send && t->send != s->spare ? r->bucket : 0) + (size_t)r->size * s->part + 1) *
+         sizeof(float);
+  }
   return b;
 }
 

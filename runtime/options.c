@@ -50,6 +50,9 @@ static const opt_def k_opts[] = {
     {"zero_prefetch", OPT_BOOL, F(zero_prefetch), "1", 0, 1,
      "ZeRO stage 3: gather the next layer's parameters while this one computes (0: when it "
      "starts)"},
+    {"zero_keep_mb", OPT_DBL, F(zero_keep_mb), "0", 0, 1e9,
+     "ZeRO stage 3: keep up to this many MiB of the layers gathered in forward for backward, the "
+     "last layers first, instead of gathering them again (0: none)"},
     {"bucket_mb", OPT_DBL, F(bucket_mb), "25", 4.0 / 1048576, 1e6,
      "gradient allreduce bucket size in MiB"},
     {"overlap", OPT_BOOL, F(overlap), "1", 0, 1,

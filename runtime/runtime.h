@@ -253,6 +253,7 @@ typedef struct {
   int zero;                /* ZeRO stage 0 to 3 (3: parameters sharded too, gathered layer by
                               layer; README "ZeRO stages"); -1: 1 when W > 1, else 0 */
   int zero_prefetch;       /* stage 3: start the next layer's gather while this one computes */
+  double zero_keep_mb;     /* stage 3: MiB of forward's gathered layers kept for backward */
   double bucket_mb;        /* gradient bucket size in MiB */
   int overlap;             /* start each bucket's reduction as soon as backward produced it */
   char reduce[16];         /* auto | rank-order | node: the reducer's algorithm (comm.h) */

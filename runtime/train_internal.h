@@ -56,6 +56,12 @@ typedef struct {
   int gpos;               /* position in the pass's gather order (-1: before the first) */
   int gtrain;             /* the pass is training's (forward and backward), else evaluation's */
   int prefetch;           /* --zero-prefetch */
+  float **gkeep;          /* [nlayers]: the layer's parameters kept from forward for backward
+                             (--zero-keep-mb; NULL: gathered again) */
+  size_t gkept;           /* the elements they hold */
+  int *gorder, norder;    /* a training pass's gather order: the spans, forward then backward */
+  int *gback;             /* [nlayers]: the position of the layer's backward in gorder */
+  float *gdst[2];         /* where each buffer's gather lands: gbuf[b], or the layer's gkeep */
   int *gcounts, *gdispls; /* [size] one gather's counts and displacements */
   int saving;             /* checkpoints are written */
   dpt_train_pos pos;      /* where training stands (restored by --resume) */

@@ -133,6 +133,32 @@ static int alloc_sharded_params(run *r, const dpt_train_opts *o, char *err, size
   return DPT_OK;
 }
 
+/* Stage 3's gather order, and the layers kept from forward for backward: from layer L-3 down
+ * (L-1 and L-2 are still in the two buffers when backward starts) while their sum fits
+ * --zero-keep-mb. The same on every rank (the option and the layers are). */
+static int alloc_order(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
+  const dpt_model *m = r->model;
+  int l = m->nlayers;
+  r->gorder = malloc(2 * (size_t)l * sizeof *r->gorder);
+  r->gback = malloc((size_t)l * sizeof *r->gback);
+  r->gkeep = calloc((size_t)l, sizeof *r->gkeep);
+  if (!r->gorder || !r->gback || !r->gkeep)
+    return dpt_zero_oom(r, o, "the gather order", err, errlen);
+  double budget = o->zero_keep_mb * 1048576.0 / sizeof(float);
+  for (int s = l - 3; s >= 0 && (double)(r->gkept + m->layers[s].len) <= budget; s--) {
+    if (!(r->gkeep[s] = floats(m->layers[s].len)))
+      return dpt_zero_oom(r, o, "the layers kept for backward", err, errlen);
+    r->gkept += m->layers[s].len;
+  }
+  int n = 0;
+  for (int s = 0; s < l; s++) r->gorder[n++] = s, r->gback[s] = s;
+  r->gback[l - 1] = l - 1;
+  for (int s = l - 2; s >= 0; s--)
+    if (!r->gkeep[s]) r->gback[s] = n, r->gorder[n++] = s;
+  r->norder = n;
+  return DPT_OK;
+}
+
 int dpt_zero_alloc(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   dpt_model *m = r->model;
   r->gspan[0] = r->gspan[1] = -1;
@@ -140,6 +166,7 @@ int dpt_zero_alloc(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   r->gcur = r->gpos = -1;
   if (r->zero == 3) {
     int rc = alloc_sharded_params(r, o, err, errlen);
+    if (!rc) rc = alloc_order(r, o, err, errlen);
     if (rc) return rc;
   } else {
     r->params = floats(m->nparams);
@@ -195,6 +222,9 @@ void dpt_zero_free(run *r) {
   free(r->gbuf[1]);
   free(r->gcounts);
   free(r->gdispls);
+  for (int l = 0; r->gkeep && l < r->model->nlayers; l++) free(r->gkeep[l]);
+  free(r->gkeep), free(r->gorder), free(r->gback);
+  r->gkeep = NULL, r->gorder = r->gback = NULL, r->gkept = 0;
   r->grads = r->gshard = r->gown = r->span_buf = r->params = r->pshard = NULL;
   r->gbuf[0] = r->gbuf[1] = NULL;
   r->gcounts = r->gdispls = NULL;
@@ -223,7 +253,8 @@ static void gather_start(run *r, int b, int s) {
   const float *send =
       r->pshard + (r->gcounts[me] ? lo + (size_t)r->gdispls[me] - r->shard.offset : 0);
   r->gspan[b] = s;
-  int mrc = MPI_Iallgatherv(send, r->gcounts[me], MPI_FLOAT, r->gbuf[b], r->gcounts, r->gdispls,
+  r->gdst[b] = r->gkeep && r->gkeep[s] ? r->gkeep[s] : r->gbuf[b];
+  int mrc = MPI_Iallgatherv(send, r->gcounts[me], MPI_FLOAT, r->gdst[b], r->gcounts, r->gdispls,
                             MPI_FLOAT, r->comm, &r->greq[b]);
   if (mrc != MPI_SUCCESS) {
     r->greq[b] = MPI_REQUEST_NULL, r->gspan[b] = -1;
@@ -258,13 +289,13 @@ static void gather_wait(run *r, int b) {
 }
 
 /* The pass's gather order: forward spans 0..L-1 (positions 0..L-1), then in training backward
- * spans L-2..0 (positions L..2L-2; the last span's backward is position L-1 again). */
+ * spans L-2..0 (the last span's backward is position L-1 again) but those kept from forward
+ * (gorder, made by dpt_zero_keep). */
 static int order_len(const run *r) {
-  return r->gtrain ? 2 * r->model->nlayers - 1 : r->model->nlayers;
+  return r->gtrain ? r->norder : r->model->nlayers;
 }
 static int order_span(const run *r, int pos) {
-  int l = r->model->nlayers;
-  return pos < l ? pos : 2 * l - 2 - pos;
+  return r->gorder[pos];
 }
 
 /* Span s (at position pos of the order) in a working buffer, complete; then the next
@@ -278,11 +309,12 @@ static float *serve(run *r, int s, int pos) {
   }
   gather_wait(r, b);
   r->gcur = b, r->gpos = pos;
+  float *at = r->gdst[b];
   if (r->prefetch && pos + 1 < order_len(r)) {
     int next = order_span(r, pos + 1);
     if (r->gspan[0] != next && r->gspan[1] != next) gather_wait(r, !b), gather_start(r, !b, next);
   }
-  return r->gbuf[b];
+  return at;
 }
 
 const float *dpt_zero_params_at(void *ctx, size_t offset, size_t len, int backward) {
@@ -297,7 +329,11 @@ const float *dpt_zero_params_at(void *ctx, size_t offset, size_t len, int backwa
       hi = mid - 1;
   }
   (void)len; /* the span's (the net's layer ranges are the model's spans) */
-  return serve(r, lo, backward ? 2 * m->nlayers - 2 - lo : lo);
+  if (backward && r->gkeep && r->gkeep[lo] && lo < m->nlayers - 1) {
+    gather_poke(r);
+    return r->gkeep[lo]; /* gathered in forward, complete since */
+  }
+  return serve(r, lo, backward ? r->gback[lo] : lo);
 }
 
 void dpt_zero_gather_begin(run *r, int train) {
@@ -417,8 +453,10 @@ void dpt_zero_memory(const run *r, const dpt_train_opts *o, dpt_zero_mem *out) {
   size_t rows = o->deterministic ? (size_t)(o->batch / r->size) : r->micro;
   if (rows < r->eval_chunk) rows = r->eval_chunk;
   /* stage 3: the shard and the two working buffers */
-  out->param_bytes = r->zero == 3 ? ((double)r->shard.len + 2.0 * (double)r->gcap) * sizeof(float)
-                                  : (double)m->nparams * sizeof(float);
+  out->param_bytes =
+      r->zero == 3
+          ? ((double)r->shard.len + 2.0 * (double)r->gcap + (double)r->gkept) * sizeof(float)
+          : (double)m->nparams * sizeof(float);
   out->grad_bytes = (double)(r->stream ? r->shard.len : m->nparams) * sizeof(float);
   out->state_bytes = (double)dpt_solver_state_bytes(r->solver);
   out->buffer_bytes = (double)dpt_reducer_bytes(r->reducer) +

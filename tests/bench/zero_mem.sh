@@ -8,7 +8,8 @@
 # formula (16P, 8P + 8P/W, 4P + 12P/W, 16P/W bytes) plus the working buffers the rank reports
 # (stage 3: also its two layer buffers for the gathers), and the step time (median and fastest
 # of the steps after each run's first two: the machine may be shared), stages 2 and 3 against
-# stage 1. Stage 3 runs with and without --zero-prefetch ("3n"); the share of its gather wait
+# stage 1. Stage 3 runs with and without --zero-prefetch ("3n"), and "3k" keeps forward's gathered
+# layers for backward (--zero-keep-mb KEEP_MB, default all of them); the share of its gather wait
 # that prefetching hides is 1 - wait(prefetch) / wait(none), per-step medians of rank 0's
 # wait_gather_s. And stage 3's peak against stage 0's.
 # Usage: tests/bench/zero_mem.sh [BUILD_DIR] [W] [STEPS]
@@ -31,11 +32,13 @@ printf '%5s %12s %12s %12s %10s %9s %9s %5s %11s %9s\n' stage "formula MiB" "+bu
 i=0
 for stage in ${STAGES:-0 1 2 3 3n 1 2 3 3n 1 3}; do
   i=$((i + 1))
-  prefetch=1
+  prefetch=1 keep=0
   [ "$stage" = 3n ] && prefetch=0
+  [ "$stage" = 3k ] && keep=${KEEP_MB:-100000}
   mpirun --oversubscribe -n "$w" "$dpt" train --data d.h5 --model "$model" --solver adam \
-    --batch $((4 * w)) --max-steps "$steps" --zero "${stage%n}" --zero-prefetch $prefetch \
-    --bucket-mb 4 --eval-every 0 --ckpt 0 --progress none --run-dir "z$i-$stage" >"z$i.out" 2>&1 ||
+    --batch $((4 * w)) --max-steps "$steps" --zero "${stage:0:1}" --zero-prefetch $prefetch \
+    --zero-keep-mb "$keep" --bucket-mb 4 --eval-every 0 --ckpt 0 --progress none \
+    --run-dir "z$i-$stage" >"z$i.out" 2>&1 ||
     { cat "z$i.out"; exit 1; }
 done
 python3 - "$w" <<'PY'

@@ -51,6 +51,9 @@ typedef struct {
   size_t widest;    /* the widest layer's parameters */
 } outcome;
 
+static const char *model = "mlp:12-200-3"; /* 3203 parameters: shards of 816 at W = 4 */
+static const char *keep_mb = "0";
+
 static outcome train_with(int w, size_t s, const char *zero, const char *clip,
                           const char *prefetch) {
   outcome out = {0};
@@ -60,7 +63,8 @@ static outcome train_with(int w, size_t s, const char *zero, const char *clip,
     dpt_train_opts o;
     dpt_train_defaults(&o);
     dpt_test_set(&o, "data", data_path);
-    dpt_test_set(&o, "model", "mlp:12-200-3"); /* 3203 parameters: shards of 816 at W = 4 */
+    dpt_test_set(&o, "model", model);
+    dpt_test_set(&o, "zero_keep_mb", keep_mb);
     dpt_test_set(&o, "solver", solvers[s][0]);
     for (int i = 1; solvers[s][i]; i += 2) dpt_test_set(&o, solvers[s][i], solvers[s][i + 1]);
     dpt_test_set(&o, "batch", "16");
@@ -152,6 +156,34 @@ static void test_stages_bitwise_identical_for_every_solver(void **state) {
   }
 }
 
+/* Stage 3 keeping forward's gathered layers for backward (--zero-keep-mb: none, some, all)
+ * trains bitwise what stage 1 trains, and holds the kept layers' bytes besides its shard and
+ * two working buffers. */
+static void test_stage3_keeping_layers_is_bitwise_the_same(void **state) {
+  (void)state;
+  int w = world_size < 4 ? world_size : 4;
+  model = "mlp:12-40-40-40-40-3";            /* layers of 520, 1640 x 3 and 123 parameters */
+  const char *keeps[] = {"0", "0.007", "1"}; /* 0.007 MiB: 1835 floats, one 1640 layer */
+  const double kept[] = {0, 1640, 1640 * 2 + 520};
+  outcome ref = train(w, 0, "1", "0");
+  for (int k = 0; k < 3; k++) {
+    keep_mb = keeps[k];
+    outcome z3 = train_with(w, 0, "3", "0", k == 1 ? "0" : "1");
+    if (world_rank == 0 && memcmp(ref.params, z3.params, ref.n * sizeof(float)))
+      fail_msg("--zero-keep-mb %s W=%d: stage 3 differs from stage 1", keeps[k], w);
+    double work = (2.0 * (double)z3.widest + kept[k]) * sizeof(float);
+    double shard_max = ((double)z3.n / w + 16) * sizeof(float);
+    if (!(z3.param_max - work >= (double)z3.n / w * sizeof(float) - 1 &&
+          z3.param_max - work <= shard_max))
+      fail_msg("--zero-keep-mb %s W=%d: %.0f parameter bytes, expected a shard, two buffers "
+               "and %.0f kept",
+               keeps[k], w, z3.param_max, kept[k] * sizeof(float));
+    free(z3.params);
+  }
+  free(ref.params);
+  model = "mlp:12-200-3", keep_mb = "0";
+}
+
 static void test_rank_counts_agree_for_every_solver(void **state) {
   (void)state;
   for (size_t s = 0; s < NSOLVERS; s++) {
@@ -177,6 +209,7 @@ int main(int argc, char **argv) {
   if (dpt_test_synth(data_path, 640, 0, 12, 3, 11)) return 1;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_stages_bitwise_identical_for_every_solver),
+      cmocka_unit_test(test_stage3_keeping_layers_is_bitwise_the_same),
       cmocka_unit_test(test_rank_counts_agree_for_every_solver),
   };
   return dpt_test_finish(cmocka_run_group_tests(tests, NULL, NULL));
