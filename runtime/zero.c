@@ -1,6 +1,7 @@
 /* zero.c — the ZeRO side of a run: where the gradient lives for each stage, the hand-over of
  * each layer's gradient to the reducer in stage 2, the bytes a rank holds (the memory report),
- * and the out-of-memory message that names the stage and what it needed.
+ * the out-of-memory message that names the stage and what it needed, and the BLAS library's
+ * working buffer, mapped at set-up where a shortage can still fail cleanly.
  *
  * Stage 2 ("streamed"): there is no whole gradient. The net adds each layer's gradient into
  * span_buf (the widest layer's size, dpt_layer_pass.grad_at), and the layer's ready call lends
@@ -74,10 +75,11 @@ static size_t widest_span(const dpt_model *m) {
 }
 
 /* OpenBLAS's working buffer: mapped for the calling thread at its first level-3 call (BUFFER_SIZE,
- * 32 << 22 bytes on x86_64 (common_x86_64.h), plus a page), kept for every later call. When the
- * address space cannot hold it, blas_memory_alloc (driver/others/memory.c) retries for ever
- * without a word: a run whose state just fits would spin in its first forward pass, its peers
- * waiting in the layer's gather. dpt_zero_blas_reserve maps it at set-up instead. */
+ * 32 << 22 bytes on x86_64 (common_x86_64.h), plus a page), kept for every later call (its own
+ * worker threads, with OPENBLAS_NUM_THREADS > 1, map theirs as they start, when the library
+ * loads). When the address space cannot hold it, blas_memory_alloc (driver/others/memory.c)
+ * retries for ever without a word: a run whose state just fits would spin in its first forward
+ * pass, its peers waiting in the layer's gather. dpt_zero_blas_reserve maps it at set-up. */
 #define DPT_BLAS_BUFFER_BYTES (((size_t)128 << 20) + 4096)
 /* Room probed beyond it: what the process's other threads (MPI's progress threads) may map
  * between the probe's release and OpenBLAS's own mapping. */
