@@ -181,7 +181,20 @@ static int compute(run *r, const dpt_train_opts *o, long s, int reduce, double *
   const int64_t *mine = r->perm + (size_t)s * (size_t)o->batch + (size_t)r->rank * per_rank;
   for (int k = 0; k < o->accum; k++) {
     int rc = read_samples(r, mine + (size_t)k * r->micro, r->micro, err, errlen);
-    for (int j = k; rc && r->zero == 3 && j < o->accum; j++) { /* the peers' passes: on zeros */
+    int from = k; /* the first micro-batch whose pass the peers make and this rank has not */
+    if (!rc) {
+      inject_nan(r);
+      int last = k == o->accum - 1;
+      double part = 0;
+      rc = model_pass(r, o, (int64_t)(r->rank * per_rank + (size_t)k * r->micro), r->micro, 1, 0,
+                      last && reduce ? grad_ready : NULL, &part, NULL, 0, err, errlen);
+      if (!rc) {
+        *loss_sum += part;
+        continue;
+      }
+      from = k + 1; /* (this one's collectives: model_pass made them, on zeros if need be) */
+    }
+    for (int j = from; r->zero == 3 && j < o->accum; j++) { /* the peers' passes: on zeros */
       double ignored = 0;
       char ierr[DPT_ERR_LEN];
       on_zeros(r, 1);
@@ -189,14 +202,7 @@ static int compute(run *r, const dpt_train_opts *o, long s, int reduce, double *
                  j == o->accum - 1 && reduce ? grad_ready : NULL, &ignored, NULL, 1, ierr,
                  sizeof ierr);
     }
-    if (rc) return rc;
-    inject_nan(r);
-    int last = k == o->accum - 1;
-    double part = 0;
-    rc = model_pass(r, o, (int64_t)(r->rank * per_rank + (size_t)k * r->micro), r->micro, 1, 0,
-                    last && reduce ? grad_ready : NULL, &part, NULL, 0, err, errlen);
-    if (rc) return rc;
-    *loss_sum += part;
+    return rc;
   }
   return DPT_OK;
 }

@@ -441,6 +441,11 @@ static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *er
         0, r->tokens != NULL};
     if (r->has_test && (e + 1) % o->eval_every == 0) {
       int rc = dpt_train_evaluate(r, &ei.test_loss, &ei.test_accuracy, err, errlen);
+      if (rc == DPT_ENOMEM) { /* (agreed: the same on every rank) the stage's line */
+        char what[DPT_ERR_LEN + 64];
+        snprintf(what, sizeof what, "the evaluation after epoch %d (%s)", e + 1, err);
+        return dpt_zero_oom(r, o, what, err, errlen);
+      }
       if (rc) return rc;
       res->test_loss = ei.test_loss;
       res->test_accuracy = ei.test_accuracy;

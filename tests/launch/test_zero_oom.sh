@@ -92,6 +92,14 @@ nohang oom3s 2 800000 1 --data wide.h5 --model mlp:16-32768-16-32768-16-32768-16
 expect_line oom3s 3 2
 echo "$out" | grep -q "step 1's pass over 1024 samples on rank 1" \
   || { echo "$out"; fail "oom3s: the line does not name the step's pass and the rank"; }
+# ... and with --accum 2 (stage 3 then keeps a whole gradient): rank 1's first micro-batch fails,
+# its peer's second pass still finds rank 1 in its gathers and the gradient's reduction
+nohang oom3t 2 800000 1 --data wide.h5 --model mlp:16-32768-16-32768-16-32768-16-32768-16 \
+  --solver adam --batch 2048 --accum 2 --max-steps 1 --ckpt 0 --progress none --eval-every 0 \
+  --zero 3 --bucket-mb 1
+expect_line oom3t 3 2
+echo "$out" | grep -q "step 1's pass over 512 samples on rank 1" \
+  || { echo "$out"; fail "oom3t: the line does not name the step's pass and the rank"; }
 # a model whose layers read an earlier layer's tensor: stage 3 refuses it, one line, exit 1
 cat > tied.ini <<'INI'
 [emb]
