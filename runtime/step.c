@@ -106,8 +106,11 @@ static void grad_ready(void *ctx, size_t offset, size_t len) {
 
 /* Stage 3: a rank that has no batch to compute (its read failed, or its pass stopped before
  * forward) still runs the pass, on zeros, so that it takes part in every collective its peers
- * make inside theirs (layer gathers, batch statistics, the layers' exact sums) in their order;
- * the step then fails on every rank with its message. */
+ * make inside theirs (layer gathers interleaved with the gradient's hand-over, batch
+ * statistics, the layers' exact sums) in their order; the step then fails on every rank with
+ * its message. That pass is over one sample per segment: the same collectives whatever the
+ * rows, and the least memory, so that it runs where the batch's activations could not be
+ * allocated (set-up made a sample's: train.c). */
 static void on_zeros(run *r, size_t n) {
   const dpt_model *m = r->model;
   memset(r->x, 0, n * (size_t)m->in_features * sizeof *r->x);
@@ -151,13 +154,22 @@ static int model_pass(run *r, const dpt_train_opts *o, int64_t sample0, size_t n
   if (rc && r->zero == 3 && r->gpos < 0 && !zeros) { /* failed before forward: see on_zeros */
     double ignored = 0;
     char ierr[DPT_ERR_LEN];
-    on_zeros(r, n);
-    model_pass(r, o, sample0, n, nseg, exact, ready, &ignored, seg_loss, 1, ierr, sizeof ierr);
+    on_zeros(r, (size_t)nseg);
+    model_pass(r, o, sample0, (size_t)nseg, nseg, exact, ready, &ignored, seg_loss, 1, ierr,
+               sizeof ierr);
   }
   dpt_zero_gather_end(r);
   if (!rc && r->rows_rc) {
     snprintf(err, errlen, "%s", r->rows_err);
     rc = r->rows_rc;
+  }
+  if (rc == DPT_ENOMEM && !zeros) { /* the batch's activations: the stage's line, and the way out */
+    char what[DPT_ERR_LEN + 96];
+    snprintf(what, sizeof what, "step %ld's pass over %zu samples on rank %d (%s)", r->pos.step + 1,
+             n, r->rank, err);
+    dpt_zero_oom(r, o, what, err, errlen);
+    size_t len = strlen(err);
+    snprintf(err + len, errlen - len, "; --accum K computes a rank's share in K parts");
   }
   return rc;
 }
@@ -169,22 +181,28 @@ static int compute(run *r, const dpt_train_opts *o, long s, int reduce, double *
   const int64_t *mine = r->perm + (size_t)s * (size_t)o->batch + (size_t)r->rank * per_rank;
   for (int k = 0; k < o->accum; k++) {
     int rc = read_samples(r, mine + (size_t)k * r->micro, r->micro, err, errlen);
-    for (int j = k; rc && r->zero == 3 && j < o->accum; j++) { /* the peers' passes: on zeros */
+    int from = k; /* the first micro-batch whose pass the peers make and this rank has not */
+    if (!rc) {
+      inject_nan(r);
+      int last = k == o->accum - 1;
+      double part = 0;
+      rc = model_pass(r, o, (int64_t)(r->rank * per_rank + (size_t)k * r->micro), r->micro, 1, 0,
+                      last && reduce ? grad_ready : NULL, &part, NULL, 0, err, errlen);
+      if (!rc) {
+        *loss_sum += part;
+        continue;
+      }
+      from = k + 1; /* (this one's collectives: model_pass made them, on zeros if need be) */
+    }
+    for (int j = from; r->zero == 3 && j < o->accum; j++) { /* the peers' passes: on zeros */
       double ignored = 0;
       char ierr[DPT_ERR_LEN];
-      on_zeros(r, r->micro);
-      model_pass(r, o, (int64_t)(r->rank * per_rank + (size_t)j * r->micro), r->micro, 1, 0,
+      on_zeros(r, 1);
+      model_pass(r, o, (int64_t)(r->rank * per_rank + (size_t)j * r->micro), 1, 1, 0,
                  j == o->accum - 1 && reduce ? grad_ready : NULL, &ignored, NULL, 1, ierr,
                  sizeof ierr);
     }
-    if (rc) return rc;
-    inject_nan(r);
-    int last = k == o->accum - 1;
-    double part = 0;
-    rc = model_pass(r, o, (int64_t)(r->rank * per_rank + (size_t)k * r->micro), r->micro, 1, 0,
-                    last && reduce ? grad_ready : NULL, &part, NULL, 0, err, errlen);
-    if (rc) return rc;
-    *loss_sum += part;
+    return rc;
   }
   return DPT_OK;
 }
@@ -296,9 +314,9 @@ static int reduce_exact(run *r, const dpt_train_opts *o, long s, step_sums *out,
       } else if (r->zero == 3) { /* no batch: the peers' pass on zeros (on_zeros) */
         double ignored = 0, *seg = calloc((size_t)per, sizeof *seg);
         char ierr[DPT_ERR_LEN];
-        on_zeros(r, (size_t)per * r->micro);
-        model_pass(r, o, (int64_t)first, (size_t)per * r->micro, per, 1, NULL, &ignored, seg, 1,
-                   ierr, sizeof ierr);
+        on_zeros(r, (size_t)per);
+        model_pass(r, o, (int64_t)first, (size_t)per, per, 1, NULL, &ignored, seg, 1, ierr,
+                   sizeof ierr);
         free(seg);
       } else if (r->stream) { /* no pass: join the peers' collectives of one (zero.c) */
         dpt_zero_exact_join(r, per);

@@ -244,7 +244,25 @@ static int setup(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
       return DPT_ENOMEM;
     }
   }
-  return DPT_OK;
+  /* the model's working buffers that do not depend on the batch (a net's: one layer's gradient,
+   * the activations' tables), made by a pass over no samples; then the BLAS library's buffer.
+   * Both would otherwise be allocated inside the first step, where a failure cannot stop every
+   * rank with its line (OpenBLAS's does not fail at all: zero.c) */
+  if (m->loss_grad_pass) {
+    dpt_layer_pass none = {.train = 1, .nseg = 1};
+    double ignored = 0;
+    int64_t correct = 0;
+    char merr[DPT_ERR_LEN];
+    rc = m->loss_grad_pass(m, r->params, r->grads, 1.0f, r->x, r->labels, r->y, 0, &ignored,
+                           &correct, &none, merr, sizeof merr);
+    if (rc == DPT_ENOMEM) {
+      char what[DPT_ERR_LEN + 64];
+      snprintf(what, sizeof what, "the model's working buffers (%s)", merr);
+      return dpt_zero_oom(r, o, what, err, errlen);
+    }
+    if (rc) return snprintf(err, errlen, "%s", merr), rc;
+  }
+  return dpt_zero_blas_reserve(r, o, err, errlen);
 }
 
 /* The gradient reducer: rank order, or exact sums in deterministic mode. Collective (it makes
@@ -423,6 +441,11 @@ static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *er
         0, r->tokens != NULL};
     if (r->has_test && (e + 1) % o->eval_every == 0) {
       int rc = dpt_train_evaluate(r, &ei.test_loss, &ei.test_accuracy, err, errlen);
+      if (rc == DPT_ENOMEM) { /* (agreed: the same on every rank) the stage's line */
+        char what[DPT_ERR_LEN + 64];
+        snprintf(what, sizeof what, "the evaluation after epoch %d (%s)", e + 1, err);
+        return dpt_zero_oom(r, o, what, err, errlen);
+      }
       if (rc) return rc;
       res->test_loss = ei.test_loss;
       res->test_accuracy = ei.test_accuracy;

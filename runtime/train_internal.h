@@ -135,6 +135,10 @@ int dpt_train_timing_interval(run *r, const dpt_train_opts *o, const dpt_step_in
  * with dpt_zero_oom's message. */
 int dpt_zero_alloc(run *r, const dpt_train_opts *o, char *err, size_t errlen);
 void dpt_zero_free(run *r);
+/* Makes the BLAS library map its working buffer now, at set-up, after checking that the address
+ * space holds it: there, a failure is DPT_ENOMEM with dpt_zero_oom's message, where inside a step
+ * OpenBLAS would retry for ever (zero.c says why). Call last in set-up, before the agreement. */
+int dpt_zero_blas_reserve(const run *r, const dpt_train_opts *o, char *err, size_t errlen);
 /* "out of memory for <what>: ZeRO stage S on W ranks needs N bytes per rank ...": DPT_ENOMEM. */
 int dpt_zero_oom(const run *r, const dpt_train_opts *o, const char *what, char *err, size_t errlen);
 /* Stage 2 streamed: dpt_layer_pass.grad_at and .ready with the run as ready_ctx. */

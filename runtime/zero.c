@@ -1,6 +1,7 @@
 /* zero.c — the ZeRO side of a run: where the gradient lives for each stage, the hand-over of
  * each layer's gradient to the reducer in stage 2, the bytes a rank holds (the memory report),
- * and the out-of-memory message that names the stage and what it needed.
+ * the out-of-memory message that names the stage and what it needed, and the BLAS library's
+ * working buffer, mapped at set-up where a shortage can still fail cleanly.
  *
  * Stage 2 ("streamed"): there is no whole gradient. The net adds each layer's gradient into
  * span_buf (the widest layer's size, dpt_layer_pass.grad_at), and the layer's ready call lends
@@ -35,10 +36,13 @@
  * 8P + 8P/W, stage 2 4P + 12P/W, stage 3 16P/W, plus working buffers (DeepSpeed's ZeRO paper,
  * fp32).
  */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
+#include <cblas.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "train_internal.h"
 
@@ -70,6 +74,21 @@ static size_t widest_span(const dpt_model *m) {
   return w;
 }
 
+/* OpenBLAS's working buffer: mapped for the calling thread at its first level-3 call (BUFFER_SIZE,
+ * 32 << 22 bytes on x86_64 (common_x86_64.h), plus a page), kept for every later call (its own
+ * worker threads, with OPENBLAS_NUM_THREADS > 1, map theirs as they start, when the library
+ * loads). When the address space cannot hold it, blas_memory_alloc (driver/others/memory.c)
+ * retries for ever without a word: a run whose state just fits would spin in its first forward
+ * pass, its peers waiting in the layer's gather. dpt_zero_blas_reserve maps it at set-up. */
+#define DPT_BLAS_BUFFER_BYTES (((size_t)128 << 20) + 4096)
+/* Room probed beyond it: what the process's other threads (MPI's progress threads) may map
+ * between the probe's release and OpenBLAS's own mapping. */
+#define DPT_BLAS_PROBE_SLACK ((size_t)4 << 20)
+/* The warm-up product's size: above OpenBLAS's small-matrix kernels (at most 100^3 multiply-adds,
+ * kernel/x86_64/sgemm_small_kernel_permit_skylakex.c) and, with B transposed and beta 1, not its
+ * direct kernel: the blocked path, which takes the buffer. */
+#define DPT_BLAS_WARM_N 128
+
 static double needed_bytes(const run *r, const dpt_train_opts *o) {
   double n = (double)r->model->nparams, f = sizeof(float);
   double sh = (double)r->own.len;
@@ -78,7 +97,7 @@ static double needed_bytes(const run *r, const dpt_train_opts *o) {
   double grads = stream ? sh * f : n * f;
   double state = (double)state_per_param(o) * (r->zero ? sh : n);
   double staging = stream ? 0 : (double)r->size * sh * f;
-  return params + grads + state + staging;
+  return params + grads + state + staging + (double)DPT_BLAS_BUFFER_BYTES;
 }
 
 int dpt_zero_oom(const run *r, const dpt_train_opts *o, const char *what, char *err,
@@ -86,7 +105,8 @@ int dpt_zero_oom(const run *r, const dpt_train_opts *o, const char *what, char *
   double need = needed_bytes(r, o);
   snprintf(err, errlen,
            "out of memory for %s: ZeRO stage %d on %d rank%s needs %.0f bytes (%.1f MiB) per rank "
-           "for %zu parameters (parameters, gradients, %s state, reduction buffers)%s",
+           "for %zu parameters (parameters, gradients, %s state, reduction buffers, the BLAS "
+           "library's working buffer)%s",
            what, r->zero, r->size, r->size > 1 ? "s" : "", need, need / 1048576.0,
            r->model->nparams, dpt_optim_solver_name(o->solver.kind),
            r->zero < 3 && r->size > 1 ? "; a higher --zero stage needs less per rank" : "");
@@ -204,6 +224,24 @@ int dpt_zero_alloc(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
   }
   if (!r->gshard || !r->span_buf || (!o->deterministic && r->span_n < 2))
     return dpt_zero_oom(r, o, "the gradient shard", err, errlen);
+  return DPT_OK;
+}
+
+int dpt_zero_blas_reserve(const run *r, const dpt_train_opts *o, char *err, size_t errlen) {
+  enum { N = DPT_BLAS_WARM_N };
+  float *a = calloc(3 * (size_t)N * N, sizeof *a); /* a, b, c; zeros: c stays 0 */
+  if (!a) return dpt_zero_oom(r, o, "the BLAS library's working buffer", err, errlen);
+  size_t probe = DPT_BLAS_BUFFER_BYTES + DPT_BLAS_PROBE_SLACK;
+  void *room = mmap(NULL, probe, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (room == MAP_FAILED) {
+    free(a);
+    return dpt_zero_oom(r, o, "the BLAS library's working buffer", err, errlen);
+  }
+  munmap(room, probe);
+  /* now, while the room is known to be there, OpenBLAS maps its buffer (a thread's first call) */
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, N, N, 1.0f, a, N, a + N * N, N, 1.0f,
+              a + 2 * N * N, N);
+  free(a);
   return DPT_OK;
 }
 

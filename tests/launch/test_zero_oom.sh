@@ -6,6 +6,12 @@
 # address space), the same model trains in ZeRO stage 3 (16/W bytes per parameter and two
 # layers' working buffers) and fails in stage 0 with the line. A model stage 3 cannot gather layer by layer
 # (tied tensors) is refused with one line (exit 1, as every set-up failure of a run).
+# No hang, ever (issue 22): stage 3 at W = 4 under 900 MB, where the state fits but OpenBLAS's
+# 128 MiB working buffer does not (OpenBLAS retries such a mapping for ever, in the first
+# forward), ends at set-up with the line; so does the same limit on rank 2 alone; and a rank
+# whose batch's activations do not fit (rank 1 alone limited, W = 2) fails step 1 with the line
+# while its peer computes, instead of the two waiting for each other (a layer's gather, a
+# gradient bucket). Each within a timeout, no process of the job left.
 # Skipped (77) in a sanitizer build. Usage: test_zero_oom.sh DPT WORKDIR
 . "$(dirname "$0")/lib.sh" "$@"
 # AddressSanitizer reserves terabytes of address space: no ulimit -v can hold it (skip, 77)
@@ -36,6 +42,64 @@ out=$( (ulimit -v 1100000; timeout 120 mpirun --oversubscribe -n 4 "$dpt" train 
 [ $rc -ne 0 ] || fail "stage 0 at W=4 trained under the limit"
 echo "$out" | grep -Eq "out of memory for .*: ZeRO stage 0 on 4 ranks needs [0-9]+ bytes" \
   || { echo "$out"; fail "stage 0 at W=4: no line naming the stage and the bytes"; }
+# nohang NAME W LIMIT RANK ARGS...: runs `dpt train ARGS --run-dir $PWD/NAME` on W ranks with
+# ulimit -v LIMIT (on rank RANK only, or on every rank with RANK all) under a timeout; sets out
+# and rc, and fails if it hung or left a process of the job behind
+cat > limit.sh <<'SH'
+#!/usr/bin/env bash
+# the address-space limit $LIMIT on rank $LIMIT_RANK (all: every rank), then the command
+if [ "$LIMIT_RANK" = all ] || [ "${OMPI_COMM_WORLD_RANK:-}" = "$LIMIT_RANK" ]; then
+  ulimit -v "$LIMIT" || exit 99
+fi
+exec "$@"
+SH
+chmod +x limit.sh
+nohang() {
+  local name=$1 w=$2 limit=$3 rank=$4; shift 4
+  local t0=$SECONDS
+  out=$(LIMIT=$limit LIMIT_RANK=$rank timeout -k 5 60 mpirun --oversubscribe -n "$w" ./limit.sh \
+    "$dpt" train "$@" --run-dir "$PWD/$name" 2>&1); rc=$?
+  [ $rc -ne 124 ] && [ $rc -ne 137 ] || { echo "$out"; fail "$name: hung (killed after 60 s)"; }
+  sleep 1
+  ! pgrep -f -- "--run-dir $PWD/$name( |$)" >/dev/null \
+    || fail "$name: processes of the job are left"
+  echo "$name: ended in $((SECONDS - t0)) s, exit $rc"
+}
+# expect_line NAME STAGE W: exit 1 and one line naming the stage and the bytes needed
+expect_line() {
+  [ $rc -eq 1 ] || { echo "$out"; fail "$1: expected exit 1, got $rc"; }
+  [ "$(echo "$out" | grep -c "out of memory")" -eq 1 ] || { echo "$out"; fail "$1: not one line"; }
+  echo "$out" | grep -Eq "out of memory for .*: ZeRO stage $2 on $3 ranks needs [0-9]+ bytes" \
+    || { echo "$out"; fail "$1: the line does not name the stage and the bytes needed"; }
+}
+# stage 3 at W = 4 under 900 MB: the state fits, the BLAS library's working buffer does not
+nohang oom3a 4 900000 all $big --zero 3 --bucket-mb 4
+expect_line oom3a 3 4
+echo "$out" | grep -q "BLAS library's working buffer:" || { echo "$out"; fail "oom3a: not BLAS's"; }
+# the same limit on rank 2 alone: its peers end with its line
+nohang oom3r 4 900000 2 $big --zero 3 --bucket-mb 4
+expect_line oom3r 3 4
+# a rank whose batch's activations do not fit, its peer's do: 1024 samples of a model of eight
+# layers 32768 wide (4.3M parameters, its set-up fits in 550 MB) need more than 1.1 GB, and rank 1
+# alone has 800 MB. Its peer computes, hands each layer's gradient over and gathers the next
+# layer's parameters: step 1 fails on both with rank 1's line, where rank 1 once waited in a
+# gather while its peer waited for it to take a gradient bucket
+"$dpt" data synth --out wide.h5 --train 2048 --test 0 --features 16 --classes 16 >/dev/null \
+  || fail "could not make the dataset"
+nohang oom3s 2 800000 1 --data wide.h5 --model mlp:16-32768-16-32768-16-32768-16-32768-16 \
+  --solver adam --batch 2048 --max-steps 1 --ckpt 0 --progress none --eval-every 0 --zero 3 \
+  --bucket-mb 1
+expect_line oom3s 3 2
+echo "$out" | grep -q "step 1's pass over 1024 samples on rank 1" \
+  || { echo "$out"; fail "oom3s: the line does not name the step's pass and the rank"; }
+# ... and with --accum 2 (stage 3 then keeps a whole gradient): rank 1's first micro-batch fails,
+# its peer's second pass still finds rank 1 in its gathers and the gradient's reduction
+nohang oom3t 2 800000 1 --data wide.h5 --model mlp:16-32768-16-32768-16-32768-16-32768-16 \
+  --solver adam --batch 2048 --accum 2 --max-steps 1 --ckpt 0 --progress none --eval-every 0 \
+  --zero 3 --bucket-mb 1
+expect_line oom3t 3 2
+echo "$out" | grep -q "step 1's pass over 512 samples on rank 1" \
+  || { echo "$out"; fail "oom3t: the line does not name the step's pass and the rank"; }
 # a model whose layers read an earlier layer's tensor: stage 3 refuses it, one line, exit 1
 cat > tied.ini <<'INI'
 [emb]
