@@ -93,8 +93,10 @@ static double needed_bytes(const run *r, const dpt_train_opts *o) {
   double n = (double)r->model->nparams, f = sizeof(float);
   double sh = (double)r->own.len;
   int stream = r->stream || r->zero == 3;
-  double params = r->zero == 3 ? (sh + 2.0 * (double)widest_span(r->model)) * f : n * f;
-  double grads = stream ? sh * f : n * f;
+  double params =
+      r->zero == 3 ? (sh + 2.0 * (double)widest_span(r->model) + (double)r->gkept) * f : n * f;
+  /* streamed: the shard and two layer-sized buffers backward writes into (zero.c's span pool) */
+  double grads = stream ? (sh + 2.0 * (double)widest_span(r->model)) * f : n * f;
   double state = (double)state_per_param(o) * (r->zero ? sh : n);
   double staging = stream ? 0 : (double)r->size * sh * f;
   return params + grads + state + staging + (double)DPT_BLAS_BUFFER_BYTES;
