@@ -30,7 +30,7 @@
  * 1's step time at W = 2 on the loaded 2-core machine, 4 made it 1.02x (median of 42 steps) */
 #define STREAM_SLOTS 4
 /* and the staging the pool may grow to, rather than wait, while a peer is behind */
-#define STREAM_BYTES ((size_t)64 << 20)
+#define STREAM_BYTES ((size_t)128 << 20)
 
 typedef struct {
   int k;        /* the bucket it holds, -1: free */
@@ -44,6 +44,7 @@ typedef struct {
   int nslots;
   size_t part;   /* shard_buf: the largest part of a bucket in this rank's shard */
   int max_slots; /* shard_buf: the pool grows to this many while peers lag (STREAM_BYTES) */
+  float none[1]; /* the receive buffer of an exchange that receives nothing */
   float *spare;  /* shard_buf: [bucket], made at init: a send buffer for a bucket that must be
                     copied when none can be allocated in the step (one bucket at a time) */
 } rank_order;
@@ -125,40 +126,40 @@ static void reclaim(dpt_reducer *r, slot *t) {
  * Started buckets are those above r->next; the oldest of them is the highest. */
 static slot *take_slot(dpt_reducer *r, int k, int *mpi_rc) {
   rank_order *s = r->state;
-  slot *free_slot = NULL, *oldest = NULL;
+  int free_slot = -1, oldest = -1; /* indices: add_slot may move the pool */
   for (int i = 0; i < s->nslots; i++) {
     slot *t = &s->slots[i];
     if (t->k == k) return t;
     if (t->k > r->next && r->req[t->k] == MPI_REQUEST_NULL) reclaim(r, t); /* done meanwhile */
-    if (t->k < 0 && !free_slot) free_slot = t;
-    if (t->k > r->next && (!oldest || t->k > oldest->k)) oldest = t;
+    if (t->k < 0 && free_slot < 0) free_slot = i;
+    if (t->k > r->next && (oldest < 0 || t->k > s->slots[oldest].k)) oldest = i;
   }
-  if (!free_slot && oldest && s->nslots < s->max_slots) { /* the oldest done? else one more */
-    int flag = 0, rc = MPI_Test(&r->req[oldest->k], &flag, MPI_STATUS_IGNORE);
+  if (free_slot < 0 && oldest >= 0 && s->nslots < s->max_slots) { /* the oldest done? else grow */
+    int flag = 0, rc = MPI_Test(&r->req[s->slots[oldest].k], &flag, MPI_STATUS_IGNORE);
     if (rc != MPI_SUCCESS) {
       *mpi_rc = rc;
       return NULL;
     }
     if (flag)
-      reclaim(r, oldest), free_slot = oldest;
-    else if (!add_slot(r, s))
-      free_slot = &s->slots[s->nslots - 1];
+      reclaim(r, &s->slots[oldest]), free_slot = oldest;
+    else if (!add_slot(r, s)) /* (out of memory: wait for the oldest instead) */
+      free_slot = s->nslots - 1;
   }
-  if (!free_slot && oldest) {
-    int rc = dpt_reducer_wait_yielding(&r->req[oldest->k]);
+  if (free_slot < 0 && oldest >= 0) {
+    int rc = dpt_reducer_wait_yielding(&r->req[s->slots[oldest].k]);
     if (rc != MPI_SUCCESS) {
       *mpi_rc = rc;
       return NULL;
     }
-    reclaim(r, oldest);
+    reclaim(r, &s->slots[oldest]);
     free_slot = oldest;
   }
-  if (!free_slot) { /* every slot is filling: ranges out of backward's order */
+  if (free_slot < 0) { /* every slot is filling: ranges out of backward's order */
     if (add_slot(r, s)) return NULL;
-    free_slot = &s->slots[s->nslots - 1];
+    free_slot = s->nslots - 1;
   }
-  free_slot->k = k;
-  return free_slot;
+  s->slots[free_slot].k = k;
+  return &s->slots[free_slot];
 }
 
 /* shard_buf: bucket k's buffer (see dpt_reduce_algo.bucket_buf); a slot's is allocated when a
@@ -188,8 +189,16 @@ static float *bucket_buf(dpt_reducer *r, int k, int *mpi_rc) {
   return t->send = s->spare;
 }
 
+/* A lent bucket with no part in this rank's shard receives nothing, so it needs no slot: only
+ * its request is in flight (which is what lets backward run ahead of a peer without waiting). */
+static int part_len(const dpt_reducer *r, int k) {
+  size_t lo, hi;
+  dpt_reducer_bucket_part(r, k, r->rank, &lo, &hi);
+  return hi > lo;
+}
+
 static int bucket_lend(dpt_reducer *r, int k, int *mpi_rc) {
-  return take_slot(r, k, mpi_rc) ? 0 : -1;
+  return !part_len(r, k) || take_slot(r, k, mpi_rc) ? 0 : -1;
 }
 
 static slot *slot_of(rank_order *s, int k) {
@@ -221,6 +230,11 @@ static int start(dpt_reducer *r, int k) {
                           &r->req[k]);
   /* shard_buf: from the bucket's own buffer into its slot's rows of P = myhi - mylo each */
   slot *t = slot_of(s, k);
+  if (!t && r->lent[k]) { /* lent, no part here: it only sends */
+    for (int q = 0; q < w; q++) sd[q] -= (int)dpt_reducer_bucket_start(r, k), rd[q] = 0;
+    return MPI_Ialltoallv(r->lent[k], sc, sd, MPI_FLOAT, s->none, rc, rd, MPI_FLOAT, r->comm,
+                          &r->req[k]);
+  }
   if (!t) { /* nothing was put into it (a failed rank joins with zeros) */
     int mrc = MPI_SUCCESS;
     float *b = bucket_buf(r, k, &mrc);
