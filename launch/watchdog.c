@@ -139,7 +139,16 @@ static void *watchdog_main(void *arg) {
     double now = dpt_clock();
     if (!told && p.waiting_in && dpt_stop_signal_pending()) {
       if (signal_seen == 0) signal_seen = now;
-      if (now - signal_seen >= DPT_WATCHDOG_TERM_S && p.since < signal_seen) {
+      /* blocked since before the signal: 0.4 s. A wait begun after it (the rank was computing
+       * when the signal came, then entered a collective its dead peer never joins) is told too,
+       * once it has lasted twice the slowest step (a peer may still be finishing its step on
+       * the way to a graceful stop); the stop's own checkpoint write is never told */
+      double after = now - (p.since > signal_seen ? p.since : signal_seen);
+      double bound = p.since < signal_seen               ? DPT_WATCHDOG_TERM_S
+                     : 2 * slowest > DPT_WATCHDOG_TERM_S ? 2 * slowest
+                                                         : DPT_WATCHDOG_TERM_S;
+      if (after >= bound &&
+          (p.since < signal_seen || strcmp(p.waiting_in, "the checkpoint write"))) {
         char ckpt[1400];
         last_checkpoint(w->ckpt_dir, ckpt, sizeof ckpt);
         const char *sig = dpt_stop_signal_name();
