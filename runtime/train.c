@@ -392,6 +392,17 @@ static int stop_early(run *r, const dpt_train_opts *o, const dpt_step_info *info
   return DPT_ESTOPPED;
 }
 
+/* An evaluation (after "epoch N" or "step N"); out of memory (agreed: the same on every rank)
+ * gives the stage's line. */
+static int evaluate(run *r, const dpt_train_opts *o, const char *after, double *loss, double *acc,
+                    char *err, size_t errlen) {
+  int rc = dpt_train_evaluate(r, loss, acc, err, errlen);
+  if (rc != DPT_ENOMEM) return rc;
+  char what[DPT_ERR_LEN + 96];
+  snprintf(what, sizeof what, "the evaluation after %s (%s)", after, err);
+  return dpt_zero_oom(r, o, what, err, errlen);
+}
+
 static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *err, size_t errlen) {
   double t0 = dpt_now();
   long first = r->pos.step;
@@ -434,18 +445,21 @@ static int loop(run *r, const dpt_train_opts *o, dpt_train_result *res, char *er
                                                         the epoch's steps so far */
       if (r->pos.step_in_epoch > 0)
         res->train_loss = r->pos.epoch_loss / (double)r->pos.step_in_epoch;
+      if (r->has_test && r->pos.step > first) { /* the run's end is an evaluation's too */
+        char after[64];
+        snprintf(after, sizeof after, "step %ld", r->pos.step);
+        int rc = evaluate(r, o, after, &res->test_loss, &res->test_accuracy, err, errlen);
+        if (rc) return rc;
+      }
       break;
     }
     dpt_epoch_info ei = {
         e, r->pos.step,      r->pos.epoch_loss / (double)r->steps_per_epoch, NAN, NAN,
         0, r->tokens != NULL};
     if (r->has_test && (e + 1) % o->eval_every == 0) {
-      int rc = dpt_train_evaluate(r, &ei.test_loss, &ei.test_accuracy, err, errlen);
-      if (rc == DPT_ENOMEM) { /* (agreed: the same on every rank) the stage's line */
-        char what[DPT_ERR_LEN + 64];
-        snprintf(what, sizeof what, "the evaluation after epoch %d (%s)", e + 1, err);
-        return dpt_zero_oom(r, o, what, err, errlen);
-      }
+      char after[64];
+      snprintf(after, sizeof after, "epoch %d", e + 1);
+      int rc = evaluate(r, o, after, &ei.test_loss, &ei.test_accuracy, err, errlen);
       if (rc) return rc;
       res->test_loss = ei.test_loss;
       res->test_accuracy = ei.test_accuracy;
