@@ -71,7 +71,8 @@ static const opt_def k_opts[] = {
     {"context", OPT_LONG, F(context), "0", 0, 1e9,
      "token datasets (dpt data import-text): tokens per training window T (targets: the next T)"},
     {"eval_every", OPT_INT, F(eval_every), "1", 0, 1e9,
-     "evaluate on the test split every N epochs (0: never)"},
+     "evaluate on the test split every N epochs, and at the end of a run that stops mid-epoch "
+     "(0: never)"},
     {"run_dir", OPT_STR, F(run_dir), "", 0, 0,
      "directory for metrics and checkpoints (default runs/dpt, or runs/slurm-JOBID in a SLURM "
      "job)"},
