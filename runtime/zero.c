@@ -450,17 +450,14 @@ float *dpt_zero_grad_at(void *ctx, size_t offset, size_t len) {
   return r->span_buf;
 }
 
-/* (timing.c sees the hand-over as step.c's grad_ready's: a wait for a free bucket buffer in
- * dpt_reducer_put counts as time backward did not compute) */
+/* (step.c gives the net this hook only outside deterministic mode, where span_buf is lent;
+ * timing.c sees the hand-over as step.c's grad_ready's: a wait for a staging slot in
+ * dpt_reducer_lend counts as time backward did not compute) */
 void dpt_zero_ready(void *ctx, size_t offset, size_t len) {
   run *r = ctx;
   if (r->zero == 3) gather_poke(r);
   dpt_timing_ready(&r->timing, offset, len);
-  len = len < r->span_cap ? len : r->span_cap;
-  if (r->span_n)
-    dpt_reducer_lend(r->reducer, offset, len, r->span_buf);
-  else
-    dpt_reducer_put(r->reducer, offset, len, r->span_buf);
+  dpt_reducer_lend(r->reducer, offset, len < r->span_cap ? len : r->span_cap, r->span_buf);
   dpt_timing_ready_done(&r->timing);
 }
 
