@@ -23,8 +23,9 @@
 
 /* --- process set-up (env.c) ---
  * Call first in main, before MPI_Init: one OpenBLAS thread per rank, its AVX-512 kernels where
- * the CPU has them, and Open MPI's shared-memory copies instead of CMA on a virtual machine;
- * variables the user set are kept, DPT_NO_ENV_TUNING=1 keeps all but the thread count. May
+ * the CPU has them, and Open MPI's shared-memory copies instead of CMA where the kernel refuses
+ * this process process_vm_readv; variables the user set are kept, DPT_NO_ENV_TUNING=1 keeps
+ * all but the thread count and that guard. May
  * re-execute the process (argv) once so that OpenBLAS sees the variables. */
 void dpt_env_setup(char **argv);
 
