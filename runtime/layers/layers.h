@@ -96,8 +96,9 @@ typedef struct {
    * params_at(params_ctx, offset, len, backward) returns (len floats, the caller's: ZeRO-3's
    * gathered copy) instead of params + offset, called once per layer with parameters in
    * forward (backward 0, first to last) and once in backward (backward 1, last to first); the
-   * buffer must stay valid until the net's next params_at call. params may then be NULL. A net
-   * with ties (dpt_net_ties) must not be given params_at: a tied use reads its owner's range. */
+   * buffer must stay valid until the net's next params_at call. params may then be NULL. A
+   * tied use (dpt_layer_tie) then reads the copy of the tensor the net took from its owner's
+   * buffer in forward. */
   const float *(*params_at)(void *params_ctx, size_t offset, size_t len, int backward);
   void *params_ctx;
   double *seg_loss; /* when set: [nseg] each segment's loss sum (in sample order) */
@@ -302,8 +303,10 @@ const dpt_loss_opts *dpt_net_loss_opts(const dpt_net *n);
 const dpt_tensor *dpt_net_tensors(const dpt_net *n, int *ntensors);
 size_t dpt_net_nparams(const dpt_net *n);
 int dpt_net_nlayers(const dpt_net *n);
-/* Layers that use an earlier layer's tensor (dpt_layer_tie). A net with ties must not be given
- * dpt_layer_pass.grad_at: a tied use adds to its owner's span outside the layer's own pass. */
+/* Layers that use an earlier layer's tensor (dpt_layer_tie). Given dpt_layer_pass.grad_at, a
+ * tied use's gradient is held by the net and added into the owner's span buffer before the
+ * owner's own (so each span's gradient is whole at its ready call); with seg_grad it goes to
+ * seg_grad for the tensor's range on its own, outside the owner's span. */
 int dpt_net_ties(const dpt_net *n);
 const dpt_layer *dpt_net_layer(const dpt_net *n, int i);
 const dpt_layer_span *dpt_net_spans(const dpt_net *n, int *nspans);

@@ -15,7 +15,11 @@
  *   layer passes back and what its skip layers added (skipacc, zeroed at each backward).
  * - A tied tensor (dpt_layer_tie) lives in its own layer's range only; a layer using it reads
  *   it through l->tied and adds its gradient through l->tied_grad before the owner's ready
- *   call (the owner comes earlier in the net, so later in backward).
+ *   call (the owner comes earlier in the net, so later in backward). Given params_at, a use
+ *   reads the copy (tie_vals) forward took from the owner's buffer; given grad_at, uses add
+ *   into tie_acc, and the owner's span starts from it when backward reaches the owner: that
+ *   span's buffer then holds, bitwise, what the whole gradient's range would (0 + the uses',
+ *   then the owner's own), and the span stays whole in the owner's pass.
  */
 #include <limits.h>
 #include <stdarg.h>
@@ -46,6 +50,12 @@ struct dpt_net {
   size_t span_max;
   float *tie_tmp; /* [largest tied tensor]: one segment's gradient of a tied use (seg_grad) */
   size_t tie_max;
+  /* The tied tensors' own copies, for a pass that gives the net no whole buffers: tie_slot[t]
+   * is where tensor t lies in them (SIZE_MAX: not tied); tie_vals holds its values, copied
+   * from its owner's params_at buffer in forward; tie_acc gathers its tied uses' gradient
+   * (grad_at), added into the owner's span when backward reaches it. */
+  size_t *tie_slot, tie_total;
+  float *tie_vals, *tie_acc;
   float **skipacc; /* [nlayers]: gradient into a skip source's output (NULL: not a source) */
   size_t widest;   /* largest per-sample activation (input included) */
   size_t cap_n;    /* samples the buffers hold */
@@ -107,6 +117,7 @@ void dpt_net_free(dpt_net *n) {
   free(n->bufdata);
   free(n->span_tmp);
   free(n->tie_tmp);
+  free(n->tie_slot), free(n->tie_vals), free(n->tie_acc);
   free(n->skipacc);
   free(n->layers);
   free(n->tensors);
@@ -368,7 +379,9 @@ int dpt_net_add_ops(dpt_net *n, const dpt_layer_ops *ops, const char *name, cons
   free(n->skipacc);
   free(n->span_tmp);
   free(n->tie_tmp);
+  free(n->tie_slot), free(n->tie_vals), free(n->tie_acc);
   n->block = NULL, n->outs = n->scratch = n->skipacc = NULL, n->span_tmp = n->tie_tmp = NULL;
+  n->tie_slot = NULL, n->tie_vals = n->tie_acc = NULL;
   n->cap_n = 0;
   return DPT_OK;
 }
@@ -487,9 +500,22 @@ static int grow(dpt_net *n, size_t count, char *err, size_t errlen) {
     n->skipacc = calloc((size_t)n->nlayers, sizeof *n->skipacc);
     n->span_tmp = malloc((n->span_max ? n->span_max : 1) * sizeof *n->span_tmp);
     n->tie_tmp = malloc((n->tie_max ? n->tie_max : 1) * sizeof *n->tie_tmp);
-    if (!n->outs || !n->scratch || !n->skipacc || !n->span_tmp || !n->tie_tmp) {
+    n->tie_slot = malloc(((size_t)n->ntensors + 1) * sizeof *n->tie_slot);
+    n->tie_total = 0;
+    for (int t = 0; n->tie_slot && t < n->ntensors; t++) n->tie_slot[t] = SIZE_MAX;
+    for (int i = 0; n->tie_slot && i < n->nlayers; i++) {
+      int t = n->layers[i].tie;
+      if (t >= 0 && n->tie_slot[t] == SIZE_MAX)
+        n->tie_slot[t] = n->tie_total, n->tie_total += n->tensors[t].numel;
+    }
+    n->tie_vals = malloc((n->tie_total ? n->tie_total : 1) * sizeof *n->tie_vals);
+    n->tie_acc = malloc((n->tie_total ? n->tie_total : 1) * sizeof *n->tie_acc);
+    if (!n->outs || !n->scratch || !n->skipacc || !n->span_tmp || !n->tie_tmp || !n->tie_slot ||
+        !n->tie_vals || !n->tie_acc) {
       free(n->outs), free(n->scratch), free(n->skipacc), free(n->span_tmp), free(n->tie_tmp);
+      free(n->tie_slot), free(n->tie_vals), free(n->tie_acc);
       n->outs = n->scratch = n->skipacc = NULL, n->span_tmp = n->tie_tmp = NULL;
+      n->tie_slot = NULL, n->tie_vals = n->tie_acc = NULL;
       return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", n->what);
     }
   }
@@ -595,6 +621,31 @@ static const float *layer_params(const dpt_layer *l, const float *params, const 
   return params ? params + l->offset : NULL;
 }
 
+/* The values a tied use of layer l reads: its owner's range of params, or (params_at) the copy
+ * forward took. */
+static const float *tied_values(const dpt_net *n, const dpt_layer *l, const float *params,
+                                const dpt_layer_pass *p) {
+  if (l->tie < 0) return NULL;
+  return p->params_at ? n->tie_vals + n->tie_slot[l->tie] : params + n->tensors[l->tie].offset;
+}
+
+/* Owner layer l's tied tensors between the net's tie buffers and its span slice `at` (its
+ * params_at buffer, or its grad_at buffer): to_ties copies values out, else the uses'
+ * gradient is added in. */
+static void tie_exchange(dpt_net *n, const dpt_layer *l, float *at, const float *from,
+                         int to_ties) {
+  for (int k = l->first_tensor; n->tie_total && k < l->first_tensor + l->ntensors; k++) {
+    if (n->tie_slot[k] == SIZE_MAX) continue;
+    size_t off = n->tensors[k].offset - l->offset, len = n->tensors[k].numel;
+    if (to_ties) {
+      memcpy(n->tie_vals + n->tie_slot[k], from + off, len * sizeof *from);
+    } else {
+      const float *acc = n->tie_acc + n->tie_slot[k];
+      for (size_t i = 0; i < len; i++) at[off + i] += acc[i];
+    }
+  }
+}
+
 /* Runs every layer on nseg segments of seg samples; returns the last output (x itself without
  * layers). */
 static const float *forward(dpt_net *n, const float *params, const float *x, size_t seg,
@@ -607,8 +658,9 @@ static const float *forward(dpt_net *n, const float *params, const float *x, siz
       in = n->outs[i];
       continue;
     }
-    l->tied = l->tie >= 0 ? params + n->tensors[l->tie].offset : NULL;
+    l->tied = tied_values(n, l, params, p);
     const float *lp = layer_params(l, params, p, 0);
+    if (p->params_at && l->len) tie_exchange(n, l, NULL, lp, 1);
     if (l->ops->batch) {
       l->skip_x = skip_in(n, l, x, 0);
       l->ops->forward(l, lp, in, n->outs[i], seg * (size_t)p->nseg, p);
@@ -632,8 +684,8 @@ static float *skip_grad(const dpt_net *n, const dpt_layer *l, size_t at) {
 }
 
 /* Layer l's parameter gradient, segment by segment: into grad (the span's own, l->len), or
- * each segment's alone to p->seg_grad; a tied tensor's into whole (the whole gradient: a net
- * with ties is not given grad_at, see dpt_layer_pass) or to p->seg_grad. */
+ * each segment's alone to p->seg_grad; a tied tensor's into whole (the whole gradient), into
+ * tie_acc (grad_at: see tie_exchange) or to p->seg_grad. */
 static void param_grads(dpt_net *n, dpt_layer *l, const float *lp, const float *in, const float *d,
                         float *grad, float *whole, size_t seg, const dpt_layer_pass *p) {
   for (int j = 0; j < p->nseg; j++) {
@@ -642,7 +694,10 @@ static void param_grads(dpt_net *n, dpt_layer *l, const float *lp, const float *
     float *g = grad;
     const dpt_tensor *t = l->tie >= 0 ? &n->tensors[l->tie] : NULL;
     if (p->seg_grad) memset(g = n->span_tmp, 0, l->len * sizeof *g);
-    if (t) l->tied_grad = p->seg_grad ? n->tie_tmp : whole + t->offset;
+    if (t)
+      l->tied_grad = p->seg_grad  ? n->tie_tmp
+                     : p->grad_at ? n->tie_acc + n->tie_slot[l->tie]
+                                  : whole + t->offset;
     if (t && p->seg_grad) memset(n->tie_tmp, 0, t->numel * sizeof *n->tie_tmp);
     l->ops->param_grad(l, lp, in + at * l->in_numel, n->outs[l->index] + at * l->out_numel,
                        d + at * l->out_numel, g, seg, &q);
@@ -658,11 +713,13 @@ static void backward(dpt_net *n, const float *params, float *grad, const float *
   size_t count = seg * (size_t)p->nseg;
   for (int i = 0; i < n->nlayers; i++)
     if (n->skipacc[i]) memset(n->skipacc[i], 0, count * n->layers[i].out_numel * sizeof(float));
+  int fold = p->grad_at && !p->seg_grad; /* tied uses add into tie_acc */
+  if (fold) memset(n->tie_acc, 0, n->tie_total * sizeof *n->tie_acc);
   for (int i = n->nlayers - 1; i >= 0; i--) {
     dpt_layer *l = &n->layers[i];
     const float *in = i ? n->outs[i - 1] : x;
     l->scratch = n->scratch[i];
-    l->tied = l->tie >= 0 ? params + n->tensors[l->tie].offset : NULL;
+    l->tied = tied_values(n, l, params, p);
     const float *lp = layer_params(l, params, p, 1);
     if (n->skipacc[i]) { /* the residual path's share of this output's gradient */
       const float *a = n->skipacc[i];
@@ -673,6 +730,7 @@ static void backward(dpt_net *n, const float *params, float *grad, const float *
                : p->grad_at && l->len ? p->grad_at(p->ready_ctx, l->offset, l->len)
                : grad                 ? grad + l->offset
                                       : NULL;
+    if (fold && g) tie_exchange(n, l, g, NULL, 0); /* its uses' share comes first */
     if (l->ops->param_grad) param_grads(n, l, lp, in, d, g, grad, seg, p);
     if (l->len && p->ready) p->ready(p->ready_ctx, l->offset, l->len);
     if (i == 0) break;

@@ -2,7 +2,10 @@
  * (seed, epoch, step, sample index), so in --deterministic mode W = 1, 2, 4 and ZeRO 0/1 train
  * bitwise the same parameters; without it W = 2, 4 stay within 1e-5 of W = 1; a run stopped
  * mid-epoch and resumed is bitwise the straight run; held-out loss is reported per token. The
- * per-position cross-entropy is checked against the same rows as separate samples. */
+ * per-position cross-entropy is checked against the same rows as separate samples. Its output
+ * head is tied to the token embedding, and ZeRO stages 2 and 3 (issue 22: the net folds the
+ * tied use into the embedding's span) train bitwise what stage 1 does at the same W, with
+ * stage 3's gathered layers kept or not, and a checkpoint of either resumes in the other. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,6 +26,7 @@
  * trains with SGD, where it stays at rounding level; different windows would differ by order 1. */
 #define REL_TOL 1e-5
 static const char *g_solver = "adamw";
+static const char *g_keep_mb = "0"; /* --zero-keep-mb */
 #define CONTEXT "16"
 #define MODEL "gpt:2-2-16"
 #define STEPS 20 /* 1999 training tokens: 124 windows of 16, 15 steps of 8 an epoch */
@@ -56,6 +60,7 @@ static outcome train(int w, int det, const char *zero, long steps, const char *r
     dpt_test_set(&o, "epochs", "3");
     dpt_test_set(&o, "eval_every", eval ? "1" : "0");
     dpt_test_set(&o, "bucket_mb", "0.01");
+    dpt_test_set(&o, "zero_keep_mb", g_keep_mb);
     dpt_test_run_opts(&o, steps, zero, dir, resume, det);
     dpt_model m = {0};
     char err[DPT_ERR_LEN];
@@ -129,6 +134,40 @@ static void test_resume_mid_epoch_is_exact(void **state) {
                     det, w, dpt_test_rel_l2(resumed.params, straight.params, straight.n));
     if (world_rank == 0 && same(&straight, &first)) dpt_test_note("the first part trained nothing");
     free(straight.params), free(first.params), free(resumed.params);
+  }
+  dpt_test_raise();
+}
+
+/* The tied head in stages 2 and 3: bitwise stage 1's parameters at W = 2 and 4 (stage 3 with
+ * none or all of its gathered layers kept for backward), and a stage-3 checkpoint taken at
+ * step 7 resumes in stage 1 (and the reverse) where the straight run ends. */
+static void test_tied_head_stages_bitwise(void **state) {
+  (void)state;
+  for (int w = 2; w <= world_size && w <= 4; w *= 2) {
+    outcome ref = train(w, 0, "1", STEPS, NULL, DPT_TEST_TMP "/run_gpt_stage", 0);
+    const char *runs[][2] = {{"2", "0"}, {"3", "0"}, {"3", "1000"}};
+    for (int k = 0; k < 3; k++) {
+      g_keep_mb = runs[k][1];
+      outcome o = train(w, 0, runs[k][0], STEPS, NULL, DPT_TEST_TMP "/run_gpt_stage", 0);
+      if (world_rank == 0 && !same(&o, &ref))
+        dpt_test_note("tied GPT W=%d: ZeRO %s (keep %s MiB) differs from stage 1: parameters %g", w,
+                      runs[k][0], runs[k][1], dpt_test_rel_l2(o.params, ref.params, ref.n));
+      free(o.params);
+    }
+    g_keep_mb = "0";
+    for (int k = 0; k < 2; k++) { /* stage 3, then 1; then stage 1, then 3 */
+      const char *a = k ? "1" : "3", *b = k ? "3" : "1";
+      char dir[1024];
+      snprintf(dir, sizeof dir, "%s/run_gpt_cross_%d_np%d", DPT_TEST_TMP, k, w);
+      outcome first = train(w, 0, a, 7, "", dir, 0);
+      outcome resumed = train(w, 0, b, STEPS, "latest", dir, 0);
+      if (world_rank == 0 && !same(&resumed, &ref))
+        dpt_test_note("tied GPT W=%d: stage %s to step 7, resumed in stage %s, differs from the "
+                      "straight run: parameters %g",
+                      w, a, b, dpt_test_rel_l2(resumed.params, ref.params, ref.n));
+      free(first.params), free(resumed.params);
+    }
+    free(ref.params);
   }
   dpt_test_raise();
 }
@@ -239,6 +278,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_deterministic_bitwise_for_any_w_and_stage),
       cmocka_unit_test(test_rank_counts_agree),
       cmocka_unit_test(test_resume_mid_epoch_is_exact),
+      cmocka_unit_test(test_tied_head_stages_bitwise),
       cmocka_unit_test(test_heldout_loss_per_token),
   };
   return dpt_test_finish(cmocka_run_group_tests(tests, NULL, NULL));
