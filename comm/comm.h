@@ -233,6 +233,12 @@ void dpt_reducer_exact_add(dpt_reducer *r, const float *g);
  * range covers whole tensors (a layer's span). Adding every range of a micro-shard once is
  * bitwise dpt_reducer_exact_add of the whole. */
 void dpt_reducer_exact_add_range(dpt_reducer *r, size_t offset, size_t len, const float *g);
+/* A range of one micro-shard's gradient (whole tensors) that belongs to a range added later (a
+ * tied use's share of an earlier layer's span, which backward reaches after it): with
+ * shard_buf its fixed-point values are kept apart and join that range's sums when it comes,
+ * so the sums are bitwise those of adding it with dpt_reducer_exact_add_range to whole sums
+ * (which it does without shard_buf). */
+void dpt_reducer_exact_add_early(dpt_reducer *r, size_t offset, size_t len, const float *g);
 /* Agrees on the pass's maxima (collective). 1: the pass must be redone (the scales were set to
  * fit it), 0: the sums are good, < 0: MPI error. *nonfinite: some value was NaN or Inf. */
 int dpt_reducer_exact_check(dpt_reducer *r, int *nonfinite, char *err, size_t errlen);

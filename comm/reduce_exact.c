@@ -55,6 +55,11 @@ typedef struct {
    * whole-model sum exists */
   size_t acc_cap, cur_off, cur_len;
   int cur_adds, per_rank;
+  /* shard_buf: ranges added early (dpt_reducer_exact_add_early: a tied use's share of a later
+   * range), each kept as its own fixed-point sums until its range comes */
+  int nearly;
+  size_t *early_off, *early_len;
+  int64_t **early;
   int mpi_rc;    /* the first failed reduce-scatter (reported by the wait) */
   int shards;    /* G */
   int local_bad; /* the first tensor where this rank's micro-shards had a NaN/Inf, or -1 */
@@ -69,6 +74,8 @@ static void release(dpt_reducer *r) {
     free(d->max);
     free(d->acc);
     free(d->part);
+    for (int e = 0; e < d->nearly; e++) free(d->early[e]);
+    free(d->early), free(d->early_off), free(d->early_len);
   }
   free(d);
   r->state = NULL;
@@ -137,6 +144,7 @@ void dpt_reducer_exact_begin(dpt_reducer *r) {
   if (r->shard_buf) { /* the shard's sums arrive range by range */
     memset(d->part, 0, r->shards[r->rank].len * sizeof *d->part);
     d->cur_len = 0, d->cur_adds = 0, d->mpi_rc = 0;
+    for (int e = 0; e < d->nearly; e++) memset(d->early[e], 0, d->early_len[e] * sizeof **d->early);
   } else {
     memset(d->acc, 0, d->n * sizeof *d->acc);
   }
@@ -245,6 +253,12 @@ void dpt_reducer_exact_add_range(dpt_reducer *r, size_t offset, size_t len, cons
       }
       memset(d->acc, 0, len * sizeof *d->acc);
       d->cur_off = offset, d->cur_len = len, d->cur_adds = 0;
+      for (int e = 0; e < d->nearly; e++) { /* the sums added early join it (exact) */
+        if (d->early_off[e] < offset || d->early_off[e] + d->early_len[e] > offset + len) continue;
+        int64_t *restrict a = d->acc + (d->early_off[e] - offset);
+        const int64_t *restrict b = d->early[e];
+        for (size_t i = 0; i < d->early_len[e]; i++) a[i] += b[i];
+      }
     }
   }
   for (int t = 0; t < d->ntensors; t++) {
@@ -255,6 +269,34 @@ void dpt_reducer_exact_add_range(dpt_reducer *r, size_t offset, size_t len, cons
   if (r->shard_buf && ++d->cur_adds == d->per_rank) {
     scatter_range(r, d, offset, len);
     d->cur_adds = 0;
+  }
+}
+
+void dpt_reducer_exact_add_early(dpt_reducer *r, size_t offset, size_t len, const float *g) {
+  exact *d = r->state;
+  if (!r->shard_buf) { /* the whole sums exist: they take it now */
+    dpt_reducer_exact_add_range(r, offset, len, g);
+    return;
+  }
+  int e = 0;
+  while (e < d->nearly && (d->early_off[e] != offset || d->early_len[e] != len)) e++;
+  if (e == d->nearly) { /* a range not seen before: its own sums (kept for later steps) */
+    size_t *o = realloc(d->early_off, (size_t)(e + 1) * sizeof *o);
+    if (o) d->early_off = o;
+    size_t *l = o ? realloc(d->early_len, (size_t)(e + 1) * sizeof *l) : NULL;
+    if (l) d->early_len = l;
+    int64_t **b = l ? realloc(d->early, (size_t)(e + 1) * sizeof *b) : NULL;
+    if (b) d->early = b;
+    int64_t *sums = b ? calloc(len ? len : 1, sizeof *sums) : NULL;
+    if (!sums) { /* its share is lost: the wait fails on this rank */
+      if (!d->mpi_rc) d->mpi_rc = MPI_ERR_NO_MEM;
+      return;
+    }
+    d->early[e] = sums, d->early_off[e] = offset, d->early_len[e] = len, d->nearly++;
+  }
+  for (int t = 0; t < d->ntensors; t++) {
+    if (d->offset[t] < offset || d->offset[t] + d->numel[t] > offset + len) continue;
+    add_tensor_at(d, t, g + (d->offset[t] - offset), d->early[e] + (d->offset[t] - offset));
   }
 }
 
@@ -356,7 +398,10 @@ static int finish(dpt_reducer *r, char *err, size_t errlen) {
 
 static size_t bytes(const dpt_reducer *r) {
   const exact *d = r->state;
-  return ((r->shard_buf ? d->acc_cap : d->n) + r->shards[r->rank].len + 2) * sizeof(int64_t) +
+  size_t early = 0;
+  for (int e = 0; e < d->nearly; e++) early += d->early_len[e];
+  return ((r->shard_buf ? d->acc_cap : d->n) + r->shards[r->rank].len + 2 + early) *
+             sizeof(int64_t) +
          ((size_t)d->ntensors * 2 + 1) * (sizeof(size_t) + sizeof(double));
 }
 

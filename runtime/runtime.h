@@ -84,11 +84,11 @@ typedef struct dpt_model {
    * then keeps a whole gradient, as stage 1 does, and ZeRO-3 refuses the model, unless
    * tied_folded is set. */
   int tied;
-  /* 1 (with tied): loss_grad_pass and evaluate_pass fold each tied use into its owner's span
-   * themselves when given grad_at and params_at without seg_grad (the layer library's nets
-   * do: a use reads the values its owner's span had in forward, and its gradient is added into
-   * the owner's span buffer before the owner's own), so ZeRO-2 and 3 treat the model as untied
-   * outside deterministic mode. */
+  /* 1 (with tied): loss_grad_pass and evaluate_pass handle each tied use themselves when given
+   * params_at and grad_at, or seg_grad with tie_grad (the layer library's nets do: a use reads
+   * the values its owner's span had in forward; its gradient is added into the owner's span
+   * buffer before the owner's own, or goes to tie_grad), so ZeRO-2 and 3 treat the model as
+   * untied. */
   int tied_folded;
   /* Buffers: state that is not trained but is part of the model (BatchNorm's running
    * statistics), named as torch's state_dict names them, offsets into buffer_data

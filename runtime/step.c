@@ -96,6 +96,12 @@ static void seg_grad(void *ctx, int seg, size_t offset, size_t len, const float 
   dpt_reducer_exact_add_range(ctx, offset, len, g);
 }
 
+/* dpt_layer_pass.tie_grad: a tied use's range, kept apart until its owner's span comes */
+static void tie_grad(void *ctx, int seg, size_t offset, size_t len, const float *g) {
+  (void)seg;
+  dpt_reducer_exact_add_early(ctx, offset, len, g);
+}
+
 /* The reducer's ready callback, through the run: timing.c sees when the first bucket starts. */
 static void grad_ready(void *ctx, size_t offset, size_t len) {
   run *r = ctx;
@@ -139,6 +145,7 @@ static int model_pass(run *r, const dpt_train_opts *o, int64_t sample0, size_t n
                       .batch_sum = r->size > 1 || exact ? batch_sum : NULL,
                       .batch_ctx = r,
                       .seg_grad = exact ? seg_grad : NULL,
+                      .tie_grad = exact ? tie_grad : NULL,
                       .seg_ctx = r->reducer,
                       .ready = ready,
                       .ready_ctx = r,

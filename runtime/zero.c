@@ -124,11 +124,11 @@ static int alloc_sharded_params(run *r, const dpt_train_opts *o, char *err, size
                     "--zero 3: model %s gives its gradient whole (no per-layer pass), so its "
                     "parameters cannot be gathered layer by layer; use --zero 2",
                     m->kind);
-  if (m->tied && (!m->tied_folded || o->deterministic))
+  if (m->tied && !m->tied_folded)
     return dpt_errf(err, errlen, DPT_EINVAL,
                     "--zero 3: model %s ties a tensor across layers (a layer reads an earlier "
-                    "layer's parameter), which stage 3 does not gather %s; use --zero 2",
-                    m->kind, m->tied_folded ? "in --deterministic mode" : "for it");
+                    "layer's parameter), which stage 3 does not gather for it; use --zero 2",
+                    m->kind);
   r->prefetch = o->zero_prefetch;
   r->gcap = widest_span(m);
   r->pshard = floats(r->shard.len);
@@ -199,7 +199,7 @@ int dpt_zero_alloc(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
    * reduction is rank-order's or the exact sums' */
   int rank_order = !strcmp(o->reduce, "auto") || !strcmp(o->reduce, "rank-order");
   int compressed = o->compress[0] && strcmp(o->compress, "none");
-  int tied = m->tied && (!m->tied_folded || o->deterministic); /* ties the pass cannot fold */
+  int tied = m->tied && !m->tied_folded; /* ties the pass cannot fold */
   r->stream = r->zero >= 2 && m->loss_grad_pass && !tied &&
               (o->deterministic || (o->accum == 1 && rank_order && !compressed));
   if (r->zero >= 2 && !r->stream)

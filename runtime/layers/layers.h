@@ -88,6 +88,9 @@ typedef struct {
   void (*batch_sum)(void *ctx, double *v, size_t len, int nseg);
   void *batch_ctx;
   void (*seg_grad)(void *ctx, int seg, size_t offset, size_t len, const float *g);
+  /* with seg_grad: where a tied use's segment gradient goes (a range of an earlier layer's
+   * span, which backward reaches after it), with seg_ctx; NULL: to seg_grad */
+  void (*tie_grad)(void *ctx, int seg, size_t offset, size_t len, const float *g);
   void *seg_ctx;
   dpt_grad_ready_fn ready;
   void *ready_ctx;

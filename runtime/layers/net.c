@@ -702,7 +702,8 @@ static void param_grads(dpt_net *n, dpt_layer *l, const float *lp, const float *
     l->ops->param_grad(l, lp, in + at * l->in_numel, n->outs[l->index] + at * l->out_numel,
                        d + at * l->out_numel, g, seg, &q);
     if (p->seg_grad && l->len) p->seg_grad(p->seg_ctx, j, l->offset, l->len, g);
-    if (p->seg_grad && t) p->seg_grad(p->seg_ctx, j, t->offset, t->numel, n->tie_tmp);
+    if (p->seg_grad && t)
+      (p->tie_grad ? p->tie_grad : p->seg_grad)(p->seg_ctx, j, t->offset, t->numel, n->tie_tmp);
   }
 }
 
