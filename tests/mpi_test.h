@@ -60,6 +60,12 @@ static inline void dpt_test_set(dpt_train_opts *o, const char *k, const char *v)
   if (dpt_train_set(o, k, v, err, sizeof err)) fail_msg("%s=%s: %s", k, v, err);
 }
 
+/* Sets each option of kv, a NULL-terminated list of key, value, key, value, ...:
+ * dpt_test_set_many(&o, (const char *[]){"solver", "sgd", "lr", "0.05", NULL}). */
+static inline void dpt_test_set_many(dpt_train_opts *o, const char *const *kv) {
+  for (; kv[0] && kv[1]; kv += 2) dpt_test_set(o, kv[0], kv[1]);
+}
+
 /* The options the MPI training tests' runs share: at most steps steps, ZeRO stage zero, no
  * progress line, run directory dir, checkpoints when resume is given (NULL: none; "": a fresh
  * run; else --resume's value), deterministic mode with 4 micro-shards when det. */

@@ -64,15 +64,9 @@ static outcome train(int w, int det, const char *zero, long steps, const char *r
   if (sub != MPI_COMM_NULL) {
     dpt_train_opts o;
     dpt_train_defaults(&o);
-    dpt_test_set(&o, "data", data_path);
-    dpt_test_set(&o, "model", "tcnn:");
-    dpt_test_set(&o, "solver", "sgd");
-    dpt_test_set(&o, "lr", "0.05");
-    dpt_test_set(&o, "momentum", "0.9");
-    dpt_test_set(&o, "batch", "16");
-    dpt_test_set(&o, "epochs", "2");
-    dpt_test_set(&o, "eval_every", "0");
-    dpt_test_set(&o, "bucket_mb", "0.001");
+    dpt_test_set_many(&o, (const char *[]){"data", data_path, "model", "tcnn:", "solver", "sgd",
+                                           "lr", "0.05", "momentum", "0.9", "batch", "16", "epochs",
+                                           "2", "eval_every", "0", "bucket_mb", "0.001", NULL});
     dpt_test_run_opts(&o, steps, zero, dir, resume, det);
     dpt_model m = {0};
     char err[DPT_ERR_LEN];

@@ -31,16 +31,12 @@ static float *train_on(int w, const char *solver, const char *zero, const char *
   if (sub != MPI_COMM_NULL) {
     dpt_train_opts o;
     dpt_train_defaults(&o);
-    dpt_test_set(&o, "data", data_path);
-    dpt_test_set(&o, "model", "mlp:12-24-16-3");
-    dpt_test_set(&o, "solver", solver);
+    dpt_test_set_many(
+        &o, (const char *[]){"data", data_path, "model", "mlp:12-24-16-3", "solver", solver, NULL});
     if (!strcmp(solver, "sgd")) dpt_test_set(&o, "momentum", "0.9");
-    dpt_test_set(&o, "lr", !strcmp(solver, "sgd") ? "0.05" : "0.003");
-    dpt_test_set(&o, "batch", "32");
-    dpt_test_set(&o, "accum", accum);
-    dpt_test_set(&o, "epochs", "3");
-    dpt_test_set(&o, "zero", zero);
-    dpt_test_set(&o, "progress", "none");
+    dpt_test_set_many(&o, (const char *[]){"lr", !strcmp(solver, "sgd") ? "0.05" : "0.003", "batch",
+                                           "32", "accum", accum, "epochs", "3", "zero", zero,
+                                           "progress", "none", NULL});
     dpt_test_set(&o, "bucket_mb", "0.001"); /* several buckets even for this small model */
     dpt_test_set(&o, "cache_mb", cache_mb);
     char dir[1100];

@@ -28,13 +28,9 @@ static char data_path[1024];
 static int run(int variant, char *err, size_t errlen) {
   dpt_train_opts o;
   dpt_train_defaults(&o);
-  dpt_test_set(&o, "data", data_path);
-  dpt_test_set(&o, "model", "mlp:12-20-3");
-  dpt_test_set(&o, "batch", "16");
-  dpt_test_set(&o, "epochs", "1");
-  dpt_test_set(&o, "eval_every", "1");
-  dpt_test_set(&o, "progress", "none");
-  dpt_test_set(&o, "bucket_mb", "0.0005");
+  dpt_test_set_many(&o, (const char *[]){"data", data_path, "model", "mlp:12-20-3", "batch", "16",
+                                         "epochs", "1", "eval_every", "1", "progress", "none",
+                                         "bucket_mb", "0.0005", NULL});
   char dir[1200];
   snprintf(dir, sizeof dir, "%s/run_fail_np%d_%d", DPT_TEST_TMP, world_size, variant);
   dpt_test_set(&o, "run_dir", dir);

@@ -52,16 +52,12 @@ static outcome train(int w, int det, const char *zero, long steps, const char *r
   if (sub != MPI_COMM_NULL) {
     dpt_train_opts o;
     dpt_train_defaults(&o);
-    dpt_test_set(&o, "data", data_path);
-    dpt_test_set(&o, "model", MODEL);
-    dpt_test_set(&o, "context", CONTEXT);
-    dpt_test_set(&o, "solver", g_solver);
-    dpt_test_set(&o, "lr", "0.01");
-    dpt_test_set(&o, "batch", "8");
-    dpt_test_set(&o, "epochs", "3");
-    dpt_test_set(&o, "eval_every", eval ? "1" : "0");
-    dpt_test_set(&o, "bucket_mb", "0.01");
-    dpt_test_set(&o, "zero_keep_mb", g_keep_mb);
+    dpt_test_set_many(&o, (const char *[]){"data",      data_path, "model",        MODEL,
+                                           "context",   CONTEXT,   "solver",       g_solver,
+                                           "lr",        "0.01",    "batch",        "8",
+                                           "epochs",    "3",       "eval_every",   eval ? "1" : "0",
+                                           "bucket_mb", "0.01",    "zero_keep_mb", g_keep_mb,
+                                           NULL});
     dpt_test_run_opts(&o, steps, zero, dir, resume, det);
     dpt_model m = {0};
     char err[DPT_ERR_LEN];

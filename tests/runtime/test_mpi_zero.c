@@ -62,20 +62,13 @@ static outcome train_with(int w, size_t s, const char *zero, const char *clip,
   if (sub != MPI_COMM_NULL) {
     dpt_train_opts o;
     dpt_train_defaults(&o);
-    dpt_test_set(&o, "data", data_path);
-    dpt_test_set(&o, "model", model);
-    dpt_test_set(&o, "zero_keep_mb", keep_mb);
-    dpt_test_set(&o, "solver", solvers[s][0]);
+    dpt_test_set_many(&o, (const char *[]){"data", data_path, "model", model, "zero_keep_mb",
+                                           keep_mb, "solver", solvers[s][0], NULL});
     for (int i = 1; solvers[s][i]; i += 2) dpt_test_set(&o, solvers[s][i], solvers[s][i + 1]);
-    dpt_test_set(&o, "batch", "16");
-    dpt_test_set(&o, "max_steps", "20");
-    dpt_test_set(&o, "zero", zero);
-    dpt_test_set(&o, "clip_norm", clip);
-    dpt_test_set(&o, "zero_prefetch", prefetch);
-    dpt_test_set(&o, "eval_every", "0");
-    dpt_test_set(&o, "progress", "none");
-    dpt_test_set(&o, "bucket_mb", "0.0005");
-    dpt_test_set(&o, "run_dir", DPT_TEST_TMP "/run_zero");
+    dpt_test_set_many(&o, (const char *[]){"batch", "16", "max_steps", "20", "zero", zero,
+                                           "clip_norm", clip, "zero_prefetch", prefetch,
+                                           "eval_every", "0", "progress", "none", "bucket_mb",
+                                           "0.0005", "run_dir", DPT_TEST_TMP "/run_zero", NULL});
     dpt_model m;
     char err[DPT_ERR_LEN];
     assert_int_equal(dpt_mlp_create(o.model, o.activation, o.loss, &m, err, sizeof err), 0);
