@@ -153,7 +153,9 @@ static void parse_train(int argc, char **argv, train_args *t) {
     dpt_model m;
     dpt_model_data data;
     char merr[DPT_ERR_LEN];
-    int has_data = dpt_model_data_read(t->o.data, &data, merr, sizeof merr) == 0;
+    int has_data = (t->o.context > 0 && !dpt_model_data_read_tokens(t->o.data, t->o.context, &data,
+                                                                    merr, sizeof merr)) ||
+                   !dpt_model_data_read(t->o.data, &data, merr, sizeof merr);
     int rc = dpt_model_create(t->o.model, t->o.activation, t->o.loss, has_data ? &data : NULL, &m,
                               merr, sizeof merr);
     if (rc && !(rc == DPT_ENOENT && !has_data)) {

@@ -9,9 +9,9 @@
 #include "runtime.h"
 
 static const char k_usage[] =
-    "usage: dpt model show MODEL [--data FILE] [--loss ce|mse] [--activation A]\n"
+    "usage: dpt model show MODEL [--data FILE [--context T]] [--loss ce|mse] [--activation A]\n"
     "         the layers with their output shapes and parameter counts\n"
-    "       dpt model torch MODEL [--data FILE] [--loss ce|mse] [--activation A]\n"
+    "       dpt model torch MODEL [--data FILE [--context T]] [--loss ce|mse] [--activation A]\n"
     "         a PyTorch 1.13 module (Python source) whose state_dict has the model's names\n"
     "         and shapes, with load_dpt_checkpoint() for dpt checkpoints\n"
     "       dpt model presets\n"
@@ -20,7 +20,8 @@ static const char k_usage[] =
     "         a preset's model file, to copy and edit\n"
     "  MODEL is file:PATH, a PATH ending in .ini, a preset (cnn:tiny) or mlp:IN-...-OUT\n"
     "  (with --activation); --data gives the sample shape and the number of classes (needed\n"
-    "  when the file has no [model] input)\n";
+    "  when the file has no [model] input); --context T reads a token dataset (dpt data\n"
+    "  import-text) in windows of T tokens, as dpt train --context does\n";
 
 /* The description line of a preset's text ("description = ..."), into buf. */
 static const char *description(const char *text, char *buf, size_t len) {
@@ -63,13 +64,15 @@ int dpt_launch_model(int argc, char **argv) {
     }
   char err[DPT_ERR_LEN] = "";
   kv_list l = {.take_args = 1};
-  const char *data = NULL, *loss = "ce", *act = "relu";
+  const char *data = NULL, *loss = "ce", *act = "relu", *context = NULL;
   int rc = dpt_launch_collect(argc, argv, 2, &l, err, sizeof err);
   for (int i = 0; !rc && i < l.n; i++) {
     const kv *e = &l.items[i];
-    if (strcmp(e->key, "data") && strcmp(e->key, "loss") && strcmp(e->key, "activation")) {
+    if (strcmp(e->key, "data") && strcmp(e->key, "loss") && strcmp(e->key, "activation") &&
+        strcmp(e->key, "context")) {
       snprintf(err, sizeof err,
-               "unknown option '--%s' (expected --data FILE, --loss ce|mse, --activation A)",
+               "unknown option '--%s' (expected --data FILE, --context T, --loss ce|mse, "
+               "--activation A)",
                e->key);
       rc = DPT_EXIT_USAGE;
     } else if (e->bare) {
@@ -77,6 +80,8 @@ int dpt_launch_model(int argc, char **argv) {
       rc = DPT_EXIT_USAGE;
     } else if (e->key[0] == 'd') {
       data = e->value;
+    } else if (e->key[0] == 'c') {
+      context = e->value;
     } else if (e->key[0] == 'a') {
       act = e->value;
     } else {
@@ -114,10 +119,27 @@ int dpt_launch_model(int argc, char **argv) {
     return f.text ? 0 : DPT_EXIT_USAGE;
   }
   dpt_model_data d;
-  if (data && dpt_model_data_read(data, &d, err, sizeof err)) {
-    fprintf(stderr, "dpt model: --data: %s\n", err);
+  long long t = 0;
+  char tail = 0;
+  if (context && (sscanf(context, "%lld%c", &t, &tail) != 1 || t < 1 || !data)) {
+    fprintf(stderr, "dpt model: --context %s: %s\n", context,
+            data ? "expected a positive number of tokens" : "needs --data FILE (a token dataset)");
     dpt_launch_kv_free(&l);
-    return DPT_EXIT_RUN;
+    return DPT_EXIT_USAGE;
+  }
+  if (data && (context ? dpt_model_data_read_tokens(data, t, &d, err, sizeof err)
+                       : dpt_model_data_read(data, &d, err, sizeof err))) {
+    char ignored[DPT_ERR_LEN];
+    int tokens = !context && !dpt_model_data_read_tokens(data, 1, &d, ignored, sizeof ignored);
+    if (tokens)
+      fprintf(stderr,
+              "dpt model: --data: %s is a token dataset: give --context T (tokens per "
+              "window)\n",
+              data);
+    else
+      fprintf(stderr, "dpt model: --data: %s\n", err);
+    dpt_launch_kv_free(&l);
+    return tokens ? DPT_EXIT_USAGE : DPT_EXIT_RUN;
   }
   char *text = NULL;
   const dpt_model_data *dp = data ? &d : NULL;

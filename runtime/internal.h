@@ -7,8 +7,11 @@
 
 #include <stdio.h>
 
-/* The net of a model made by dpt_model_from_net (its ctx), or NULL for any other model. */
+/* The net of a model made by dpt_model_from_net (its ctx), or of the one a model file wraps; NULL
+ * for any other model. */
 dpt_net *dpt_model_net(dpt_model *m);
+/* The net model a model file's model wraps (model_file.c), or NULL when m is not one. */
+dpt_model *dpt_model_file_inner(dpt_model *m);
 
 /* Monotonic wall clock in seconds. */
 double dpt_now(void);

@@ -134,6 +134,24 @@ int dpt_model_data_read(const char *path, dpt_model_data *data, char *err, size_
   return DPT_OK;
 }
 
+int dpt_model_data_read_tokens(const char *path, int64_t context, dpt_model_data *data, char *err,
+                               size_t errlen) {
+  if (context < 1)
+    return dpt_errf(err, errlen, DPT_EINVAL, "--context %lld: expected a positive window length",
+                    (long long)context);
+  dpt_tokens *t = NULL;
+  int rc = dpt_io_tokens_open(path, &t, err, errlen);
+  if (rc) return rc;
+  memset(data, 0, sizeof *data);
+  data->sample.rank = 1, data->sample.dims[0] = context;
+  data->features = context;
+  data->labels = 1;
+  data->classes = dpt_io_tokens_vocab(t, NULL, NULL);
+  data->targets = 1;
+  dpt_io_tokens_close(t);
+  return DPT_OK;
+}
+
 const dpt_tensor *dpt_model_tensor(const dpt_model *m, const char *name) {
   if (!m || !name || !m->tensors) return NULL;
   for (int i = 0; i < m->ntensors; i++)

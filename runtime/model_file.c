@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h"
 #include "model_file_internal.h"
 
 /* --- building --- */
@@ -169,6 +170,8 @@ static int check_output(dpt_mfile_built *b, const dpt_model_data *data, char *er
   const dpt_layer *last = dpt_net_layer(b->net, dpt_net_nlayers(b->net) - 1);
   const dpt_mfile_layer *l = &d->layers[d->nlayers - 1];
   int64_t want = ce ? data->classes : data->targets, got = (int64_t)last->out_numel;
+  if (ce && dpt_net_loss_opts(b->net)->positions > 1) /* per_position: [T, V], V classes */
+    got = last->out.dims[last->out.rank - 1];
   if (got != want) {
     char s[96];
     const char *o = dpt_mfile_opt_get(l, "out");
@@ -226,10 +229,15 @@ static int build_net(dpt_mfile_built *b, const char *loss, const dpt_model_data 
     }
   }
   b->loss = d->loss ? d->loss : loss ? loss : "ce";
-  char lopts[96] = "";
+  char lopts[160] = "";
   if (d->smoothing) snprintf(lopts, sizeof lopts, "label_smoothing=%.60s", d->smoothing);
+  if (d->per_position)
+    snprintf(lopts + strlen(lopts), sizeof lopts - strlen(lopts), "%sper_position=%.60s",
+             lopts[0] ? "," : "", d->per_position);
   if ((rc = dpt_net_set_loss_opts(b->net, b->loss, lopts, lerr, sizeof lerr))) {
-    int line = d->smoothing && strstr(lerr, "label_smoothing") ? d->smoothing_line : d->loss_line;
+    int line = d->smoothing && strstr(lerr, "label_smoothing")   ? d->smoothing_line
+               : d->per_position && strstr(lerr, "per_position") ? d->per_position_line
+                                                                 : d->loss_line;
     if (line) return dpt_errf(err, errlen, rc, "%s:%d: %s", d->where, line, lerr);
     return dpt_errf(err, errlen, rc, "%s: --loss: %s", d->where, lerr);
   }
@@ -301,6 +309,10 @@ static int w_evaluate_pass(dpt_model *m, const float *params, const float *x, co
   return w->inner.evaluate_pass(&w->inner, params, x, labels, y, n, loss_sum, correct, pass, err,
                                 errlen);
 }
+dpt_model *dpt_model_file_inner(dpt_model *m) {
+  return m && m->init == w_init ? &((wrapped *)m->ctx)->inner : NULL;
+}
+
 static void w_destroy(dpt_model *m) {
   if (!m || !m->ctx) return;
   wrapped *w = m->ctx;

@@ -43,6 +43,8 @@ typedef struct {
   int loss_line;
   char *smoothing; /* [model] label_smoothing text, or NULL */
   int smoothing_line;
+  char *per_position; /* [model] per_position text (ce over each position of [T, V]), or NULL */
+  int per_position_line;
   dpt_shape input; /* [model] input (rank 0: not given) */
   int input_line;
   char *description; /* [model] description, or NULL */
@@ -65,6 +67,7 @@ typedef struct {
  * holds nothing. dpt_mfile_free frees it. */
 int dpt_mfile_read(const char *spec, const char *activation, const char *loss, dpt_mfile *d,
                    char *err, size_t errlen);
+
 void dpt_mfile_free(dpt_mfile *d);
 
 /* Reads and builds the model spec names: "file:PATH", a PATH ending in ".ini", "FAMILY:NAME"

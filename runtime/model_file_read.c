@@ -237,6 +237,8 @@ static int on_model_key(reader *r, const char *key, const char *value) {
   if (!strcmp(key, "loss")) return set_once(r, &d->loss, &d->loss_line, key, value);
   if (!strcmp(key, "label_smoothing"))
     return set_once(r, &d->smoothing, &d->smoothing_line, key, value);
+  if (!strcmp(key, "per_position"))
+    return set_once(r, &d->per_position, &d->per_position_line, key, value);
   if (!strcmp(key, "description")) {
     int line = 0;
     return set_once(r, &d->description, &line, key, value);
@@ -253,8 +255,8 @@ static int on_model_key(reader *r, const char *key, const char *value) {
     return 1;
   }
   return fail_at(r, r->line,
-                 "[model] has no key '%s' (expected loss, label_smoothing, input or "
-                 "description)",
+                 "[model] has no key '%s' (expected loss, label_smoothing, per_position, "
+                 "input or description)",
                  key);
 }
 
@@ -306,6 +308,7 @@ void dpt_mfile_free(dpt_mfile *d) {
     free(l->opts), free(l->name), free(l->kind);
   }
   free(d->layers), free(d->loss), free(d->smoothing), free(d->description);
+  free(d->per_position);
   memset(d, 0, sizeof *d);
 }
 

@@ -100,5 +100,7 @@ int dpt_model_from_net(dpt_model *m, const char *kind, dpt_net *n, char *err, si
 }
 
 dpt_net *dpt_model_net(dpt_model *m) {
-  return m && m->init == net_init ? m->ctx : NULL;
+  if (m && m->init == net_init) return m->ctx;
+  dpt_model *inner = dpt_model_file_inner(m); /* a model file's net, under its identity */
+  return inner ? dpt_model_net(inner) : NULL;
 }

@@ -316,7 +316,16 @@ int dpt_model_torch(const char *spec, const char *activation, const char *loss,
     for (int k = 0; k < in->rank; k++) in_numel *= in->dims[k];
     put(&s, "# forward takes samples [N, ...] (%lld values each, reshaped to %s) and returns\n",
         in_numel, dpt_layer_shape_str(in, sh, sizeof sh));
-    if (!strcmp(b.loss, "ce") && lo->label_smoothing > 0)
+    char ls[64] = "";
+    if (lo->label_smoothing > 0)
+      snprintf(ls, sizeof ls, "label_smoothing=%.17g, ", lo->label_smoothing);
+    if (!strcmp(b.loss, "ce") && lo->positions > 1)
+      put(&s,
+          "# logits [N, %lld, %lld]; dpt's loss per sample is the mean over its %lld positions\n"
+          "# of F.cross_entropy(logits.transpose(1, 2), y, %sreduction=\"none\") (y [N, %lld]).\n",
+          (long long)out->dims[0], (long long)out->dims[out->rank - 1], (long long)lo->positions,
+          ls, (long long)lo->positions);
+    else if (!strcmp(b.loss, "ce") && lo->label_smoothing > 0)
       put(&s,
           "# logits [N, %zu]; dpt's loss per sample is F.cross_entropy(logits, y, "
           "label_smoothing=%.17g, reduction=\"none\").\n",
@@ -342,7 +351,7 @@ int dpt_model_torch(const char *spec, const char *activation, const char *loss,
     put(&s, ")\n");
     if (input_source) put(&s, "        h_input = x\n");
     if (fwd.s) put(&s, "%s", fwd.s);
-    put(&s, "        return x%s\n\n\n", out->rank > 1 ? ".flatten(1)" : "");
+    put(&s, "        return x%s\n\n\n", out->rank > 1 && lo->positions <= 1 ? ".flatten(1)" : "");
     put(&s, "%s", k_loader);
   }
   if (init.oom || fwd.oom || ties.oom) s.oom = 1;

@@ -183,6 +183,11 @@ int dpt_model_create(const char *spec, const char *activation, const char *loss,
 /* The shape of the training split of the dataset at path, for dpt_model_create; DPT_OK, or the
  * dataset's error (not collective: reads the file's metadata only). */
 int dpt_model_data_read(const char *path, dpt_model_data *data, char *err, size_t errlen);
+/* The same for a token dataset (dpt data import-text) read in windows of context tokens, as
+ * training reads it: samples [context] of token ids, context labels each, the vocabulary's
+ * size as classes. */
+int dpt_model_data_read_tokens(const char *path, int64_t context, dpt_model_data *data, char *err,
+                               size_t errlen);
 
 /* The built-in MLP (registered as "mlp"). spec is "mlp:IN-H1-...-OUT" (at least one layer);
  * activation relu, tanh, gelu (exact, erf) or sigmoid between layers; loss "ce" (softmax

@@ -665,19 +665,9 @@ int dpt_train_run_model(const dpt_train_opts *o, dpt_model *m, MPI_Comm comm, dp
 /* A token dataset read with --context T as a model sees it: samples [T] of token ids, T labels
  * in [0, V) each. 0 when o->data is not one (or cannot be read: set-up reports that). */
 static int token_model_data(const dpt_train_opts *o, dpt_model_data *data) {
-  dpt_tokens *t = NULL;
   char ignored[DPT_ERR_LEN];
-  if (o->context < 1 || !dpt_io_is_tokens(o->data) ||
-      dpt_io_tokens_open(o->data, &t, ignored, sizeof ignored))
-    return 0;
-  memset(data, 0, sizeof *data);
-  data->sample.rank = 1, data->sample.dims[0] = o->context;
-  data->features = o->context;
-  data->labels = 1;
-  data->classes = dpt_io_tokens_vocab(t, NULL, NULL);
-  data->targets = 1;
-  dpt_io_tokens_close(t);
-  return 1;
+  return o->context >= 1 && dpt_io_is_tokens(o->data) &&
+         !dpt_model_data_read_tokens(o->data, o->context, data, ignored, sizeof ignored);
 }
 
 int dpt_train_run(const dpt_train_opts *o, MPI_Comm comm, dpt_train_result *res, char *err,

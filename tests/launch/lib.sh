@@ -17,6 +17,15 @@ synth() {
     >/dev/null || fail "could not make the synthetic dataset"
 }
 
+# words_text FILE: a text of 700 words drawn from 9 (16 symbols), the same each time
+words_text() {
+  $py -c '
+import random
+r = random.Random(3)
+w = ["in ", "the ", "beginning ", "god ", "created ", "heaven ", "and ", "earth ", ".\n"]
+print("".join(r.choice(w) for _ in range(700)), end="")' > "$1"
+}
+
 # job_mpirun PID: the mpirun of a background job PID that runs `timeout ... mpirun ...` (PID is
 # timeout itself, or the subshell that started it)
 job_mpirun() {

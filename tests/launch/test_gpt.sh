@@ -7,11 +7,7 @@
 # outside the vocabulary. Usage: test_gpt.sh DPT WORKDIR
 . "$(dirname "$0")/lib.sh" "$@"
 
-$py -c '
-import random
-r = random.Random(3)
-w = ["in ", "the ", "beginning ", "god ", "created ", "heaven ", "and ", "earth ", ".\n"]
-print("".join(r.choice(w) for _ in range(700)), end="")' > text.txt
+words_text text.txt
 "$dpt" data import-text text.txt --out t.h5 --val-fraction 0.1 >/dev/null || fail "import failed"
 
 common=(--data t.h5 --context 16 --model gpt:1-2-16 --batch 8 --epochs 2 --solver adamw --lr 0.01

@@ -130,9 +130,24 @@ bad outside flat.h5 "outside.ini:1: 'kind' is outside a section (expected [model
 kind = linear
 [fc]
 EOF
-bad modelkey flat.h5 "modelkey.ini:2: [model] has no key 'los' (expected loss, label_smoothing, input or description)" <<'EOF'
+bad modelkey flat.h5 "modelkey.ini:2: [model] has no key 'los' (expected loss, label_smoothing, per_position, input or description)" <<'EOF'
 [model]
 los = ce
+[fc]
+kind = linear
+out = 10
+EOF
+bad perposition flat.h5 "perposition.ini:3: loss: per_position=1 needs a [T, V] output, the net's is [10]" <<'EOF'
+[model]
+loss = ce
+per_position = 1
+[fc]
+kind = linear
+out = 10
+EOF
+bad perposition2 flat.h5 "perposition2.ini:2: loss: option per_position='2'" <<'EOF'
+[model]
+per_position = 2
 [fc]
 kind = linear
 out = 10
