@@ -212,4 +212,11 @@ static int finish(dpt_reducer *r, char *err, size_t errlen) {
   return DPT_OK;
 }
 
-const dpt_reduce_algo dpt_reduce_half = {"half", init, release, start, finish, NULL, NULL, NULL};
+/* What the state holds: the 16-bit wire copy of the buffer, the rows of this rank's shard, and
+ * one widened row. */
+static size_t bytes(const dpt_reducer *r) {
+  size_t L = r->shards[r->rank].len;
+  return (r->n + 1 + (size_t)r->size * L + 1) * sizeof(uint16_t) + (L + 1) * sizeof(float);
+}
+
+const dpt_reduce_algo dpt_reduce_half = {"half", init, release, start, finish, NULL, bytes, NULL};

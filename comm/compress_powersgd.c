@@ -352,5 +352,14 @@ const float *dpt_reducer_compress_residual(const dpt_reducer *r) {
   return r->algo == &dpt_reduce_powersgd ? ((const psgd_state *)r->state)->resid : NULL;
 }
 
+/* What the state holds: the residual, the P and Q sums' buffers, the row, and the three inner
+ * reducers' staging. */
+static size_t bytes(const dpt_reducer *r) {
+  const psgd_state *s = r->state;
+  size_t floats = (r->n + 1) + (s->nrest + s->np + 1) + (s->nq + 1) + (s->wide + 1);
+  return floats * sizeof(float) + (size_t)s->nmat * sizeof *s->mats + dpt_reducer_bytes(s->plain) +
+         dpt_reducer_bytes(s->first) + dpt_reducer_bytes(s->second);
+}
+
 const dpt_reduce_algo dpt_reduce_powersgd = {"powersgd", init, release, start,
-                                             finish,     NULL, NULL,    NULL};
+                                             finish,     NULL, bytes,   NULL};

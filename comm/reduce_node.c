@@ -290,4 +290,14 @@ static int finish(dpt_reducer *r, char *err, size_t errlen) {
   return rc == MPI_SUCCESS ? DPT_OK : dpt_comm_mpi_error(rc, "gradient reduction", err, errlen);
 }
 
-const dpt_reduce_algo dpt_reduce_node = {"node", init, release, start, finish, NULL, NULL, NULL};
+/* What the state holds: the node's copies of this rank's segment, the partial sums, the
+ * requests and counts. */
+static size_t bytes(const dpt_reducer *r) {
+  const node_state *s = r->state;
+  size_t L = s->segs[s->j].len;
+  return ((size_t)s->m * L + 1 + L + 1) * sizeof(float) +
+         (4 * (size_t)s->nchunks + 1) * sizeof(MPI_Request) + 4 * (size_t)s->m * sizeof(int) +
+         (size_t)s->m * sizeof(dpt_range);
+}
+
+const dpt_reduce_algo dpt_reduce_node = {"node", init, release, start, finish, NULL, bytes, NULL};

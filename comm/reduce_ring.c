@@ -136,4 +136,12 @@ static int finish(dpt_reducer *r, char *err, size_t errlen) {
   return rc == MPI_SUCCESS ? DPT_OK : dpt_comm_mpi_error(rc, "gradient reduction", err, errlen);
 }
 
-const dpt_reduce_algo dpt_reduce_ring = {"ring", init, release, start, finish, NULL, NULL, NULL};
+/* What the state holds: every rank's copy of this rank's shard, and the requests. */
+static size_t bytes(const dpt_reducer *r) {
+  size_t L = r->shards[r->rank].len, most = 0;
+  for (int q = 0; q < r->size; q++)
+    if (r->shards[q].len > most) most = r->shards[q].len;
+  return ((size_t)r->size * L + 1) * sizeof(float) + (2 * chunks(most) + 1) * sizeof(MPI_Request);
+}
+
+const dpt_reduce_algo dpt_reduce_ring = {"ring", init, release, start, finish, NULL, bytes, NULL};

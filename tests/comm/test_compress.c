@@ -233,6 +233,42 @@ static dpt_reducer *powersgd(float *buf, size_t n, int ntensors, const size_t *o
   return r;
 }
 
+/* The memory record counts every algorithm's staging (dpt_reducer_bytes): at least the W
+ * copies of this rank's shard each keeps (16-bit ones for bf16), and PowerSGD's residual (a
+ * float per gradient element) on top of its inner reducers'. */
+static void test_every_algorithm_reports_its_buffers(void **state) {
+  (void)state;
+  float *buf = calloc(NBUF, sizeof *buf);
+  size_t L = dpt_comm_shard(NBUF, rank, size).len;
+  char err[DPT_ERR_LEN];
+  const struct {
+    dpt_reduce_algorithm a;
+    dpt_compress c;
+    size_t least;
+  } cases[] = {
+      {DPT_REDUCE_RANK_ORDER, DPT_COMPRESS_NONE, (size_t)size * L * sizeof(float)},
+      {DPT_REDUCE_RING, DPT_COMPRESS_NONE, (size_t)size * L * sizeof(float)},
+      {DPT_REDUCE_NODE, DPT_COMPRESS_NONE, (size_t)size * L * sizeof(float)},
+      {DPT_REDUCE_AUTO, DPT_COMPRESS_BF16, (NBUF + (size_t)size * L) * sizeof(uint16_t)},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+    dpt_reducer_params p = dpt_reducer_defaults();
+    p.algorithm = cases[k].a;
+    p.compress = cases[k].c;
+    dpt_reducer *r = NULL;
+    if (dpt_reducer_create(MPI_COMM_WORLD, buf, NBUF, &p, &r, err, sizeof err)) fail_msg("%s", err);
+    if (dpt_reducer_bytes(r) < cases[k].least)
+      fail_msg("%s: %zu bytes reported, its staging alone is %zu",
+               dpt_reducer_algorithm_name(dpt_reducer_algorithm(r)), dpt_reducer_bytes(r),
+               cases[k].least);
+    dpt_reducer_free(r);
+  }
+  dpt_reducer *r = powersgd(buf, NBUF, 3, t_off, t_len, t_rows, 2, 0);
+  assert_true(dpt_reducer_bytes(r) >= NBUF * sizeof(float));
+  dpt_reducer_free(r);
+  free(buf);
+}
+
 /* Rank q's gradient at a step: the matrix U diag(q + 1, 2 - step) V^T (rank 2, the same column
  * and row spaces on every rank), small integers elsewhere (exact float sums). */
 static void low_rank_grad(float *buf, int q, int step) {
@@ -448,6 +484,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_powersgd_error_feedback_carries_the_residual),
       cmocka_unit_test(test_powersgd_forgets_a_nonfinite_step),
       cmocka_unit_test(test_compress_choices_and_refusals),
+      cmocka_unit_test(test_every_algorithm_reports_its_buffers),
   };
   return dpt_test_finish(cmocka_run_group_tests(tests, NULL, NULL));
 }
