@@ -80,6 +80,7 @@ int dpt_model_from_net(dpt_model *m, const char *kind, dpt_net *n, char *err, si
   m->layers = dpt_net_spans(n, &m->nlayers);
   m->buffers = dpt_net_buffers(n, &m->nbuffers);
   m->buffer_data = dpt_net_buffer_data(n, &m->nbuffer_floats);
+  m->floats_per_sample = dpt_net_floats_per_sample(n);
   m->input = *dpt_net_in(n);
   m->in_features = 1;
   for (int i = 0; i < m->input.rank; i++) m->in_features *= m->input.dims[i];

@@ -98,6 +98,9 @@ typedef struct dpt_model {
   const dpt_tensor *buffers;
   float *buffer_data;
   size_t nbuffer_floats;
+  /* Optional: floats of working buffers (activations) a pass keeps per sample, so the trainer
+   * can size evaluation chunks; 0: not known. */
+  size_t floats_per_sample;
   void *ctx; /* the model's own data */
   /* Fills params[nparams] with the initialisation drawn from seed (identical on every rank). */
   int (*init)(struct dpt_model *m, float *params, uint64_t seed, char *err, size_t errlen);

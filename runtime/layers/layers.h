@@ -305,6 +305,9 @@ const dpt_loss_opts *dpt_net_loss_opts(const dpt_net *n);
  * the flat buffer length, its layers, the spans of the layers with parameters, shapes. */
 const dpt_tensor *dpt_net_tensors(const dpt_net *n, int *ntensors);
 size_t dpt_net_nparams(const dpt_net *n);
+/* Floats of activations, deltas and scratch a pass keeps per sample (its buffers' size over
+ * the samples they hold, about). */
+size_t dpt_net_floats_per_sample(const dpt_net *n);
 int dpt_net_nlayers(const dpt_net *n);
 /* Layers that use an earlier layer's tensor (dpt_layer_tie). Given dpt_layer_pass.grad_at, a
  * tied use's gradient is held by the net and added into the owner's span buffer before the

@@ -452,6 +452,18 @@ const dpt_tensor *dpt_net_tensors(const dpt_net *n, int *ntensors) {
   if (ntensors) *ntensors = n->ntensors;
   return n->tensors;
 }
+size_t dpt_net_floats_per_sample(const dpt_net *n) {
+  size_t per = 2 * n->widest;
+  for (int i = 0; i < n->nlayers; i++) {
+    int source = 0;
+    for (int j = i + 1; j < n->nlayers; j++) source |= n->layers[j].skip == i;
+    per += n->layers[i].out_numel * (source ? 2 : 1);
+    if (n->layers[i].ops->scratch) /* per sample: what 64 samples take, rounded up */
+      per += (n->layers[i].ops->scratch(&n->layers[i], 64) + 63) / 64;
+  }
+  return per;
+}
+
 size_t dpt_net_nparams(const dpt_net *n) {
   return n->nparams;
 }
