@@ -41,6 +41,12 @@
   (LIMIT - HEADROOM - 16) /* a largest value below 2^FLOOR after scaling: too                      \
                              coarse (fewer than 26 bits), redo the pass */
 
+/* A range added early (dpt_reducer_exact_add_early): its own fixed-point sums. */
+typedef struct {
+  size_t off, len;
+  int64_t *sums;
+} early_range;
+
 typedef struct {
   int ntensors;
   size_t *offset, *numel; /* the tensors' ranges of the buffer (copied) */
@@ -58,8 +64,7 @@ typedef struct {
   /* shard_buf: ranges added early (dpt_reducer_exact_add_early: a tied use's share of a later
    * range), each kept as its own fixed-point sums until its range comes */
   int nearly;
-  size_t *early_off, *early_len;
-  int64_t **early;
+  early_range *early;
   int mpi_rc;    /* the first failed reduce-scatter (reported by the wait) */
   int shards;    /* G */
   int local_bad; /* the first tensor where this rank's micro-shards had a NaN/Inf, or -1 */
@@ -74,8 +79,8 @@ static void release(dpt_reducer *r) {
     free(d->max);
     free(d->acc);
     free(d->part);
-    for (int e = 0; e < d->nearly; e++) free(d->early[e]);
-    free(d->early), free(d->early_off), free(d->early_len);
+    for (int e = 0; e < d->nearly; e++) free(d->early[e].sums);
+    free(d->early);
   }
   free(d);
   r->state = NULL;
@@ -144,7 +149,8 @@ void dpt_reducer_exact_begin(dpt_reducer *r) {
   if (r->shard_buf) { /* the shard's sums arrive range by range */
     memset(d->part, 0, r->shards[r->rank].len * sizeof *d->part);
     d->cur_len = 0, d->cur_adds = 0, d->mpi_rc = 0;
-    for (int e = 0; e < d->nearly; e++) memset(d->early[e], 0, d->early_len[e] * sizeof **d->early);
+    for (int e = 0; e < d->nearly; e++)
+      memset(d->early[e].sums, 0, d->early[e].len * sizeof *d->early[e].sums);
   } else {
     memset(d->acc, 0, d->n * sizeof *d->acc);
   }
@@ -254,10 +260,11 @@ void dpt_reducer_exact_add_range(dpt_reducer *r, size_t offset, size_t len, cons
       memset(d->acc, 0, len * sizeof *d->acc);
       d->cur_off = offset, d->cur_len = len, d->cur_adds = 0;
       for (int e = 0; e < d->nearly; e++) { /* the sums added early join it (exact) */
-        if (d->early_off[e] < offset || d->early_off[e] + d->early_len[e] > offset + len) continue;
-        int64_t *restrict a = d->acc + (d->early_off[e] - offset);
-        const int64_t *restrict b = d->early[e];
-        for (size_t i = 0; i < d->early_len[e]; i++) a[i] += b[i];
+        const early_range *x = &d->early[e];
+        if (x->off < offset || x->off + x->len > offset + len) continue;
+        int64_t *restrict a = d->acc + (x->off - offset);
+        const int64_t *restrict b = x->sums;
+        for (size_t i = 0; i < x->len; i++) a[i] += b[i];
       }
     }
   }
@@ -279,24 +286,20 @@ void dpt_reducer_exact_add_early(dpt_reducer *r, size_t offset, size_t len, cons
     return;
   }
   int e = 0;
-  while (e < d->nearly && (d->early_off[e] != offset || d->early_len[e] != len)) e++;
+  while (e < d->nearly && (d->early[e].off != offset || d->early[e].len != len)) e++;
   if (e == d->nearly) { /* a range not seen before: its own sums (kept for later steps) */
-    size_t *o = realloc(d->early_off, (size_t)(e + 1) * sizeof *o);
-    if (o) d->early_off = o;
-    size_t *l = o ? realloc(d->early_len, (size_t)(e + 1) * sizeof *l) : NULL;
-    if (l) d->early_len = l;
-    int64_t **b = l ? realloc(d->early, (size_t)(e + 1) * sizeof *b) : NULL;
+    early_range *b = realloc(d->early, (size_t)(e + 1) * sizeof *b);
     if (b) d->early = b;
     int64_t *sums = b ? calloc(len ? len : 1, sizeof *sums) : NULL;
     if (!sums) { /* its share is lost: the wait fails on this rank */
       if (!d->mpi_rc) d->mpi_rc = MPI_ERR_NO_MEM;
       return;
     }
-    d->early[e] = sums, d->early_off[e] = offset, d->early_len[e] = len, d->nearly++;
+    d->early[d->nearly++] = (early_range){offset, len, sums};
   }
   for (int t = 0; t < d->ntensors; t++) {
     if (d->offset[t] < offset || d->offset[t] + d->numel[t] > offset + len) continue;
-    add_tensor_at(d, t, g + (d->offset[t] - offset), d->early[e] + (d->offset[t] - offset));
+    add_tensor_at(d, t, g + (d->offset[t] - offset), d->early[e].sums + (d->offset[t] - offset));
   }
 }
 
@@ -399,7 +402,7 @@ static int finish(dpt_reducer *r, char *err, size_t errlen) {
 static size_t bytes(const dpt_reducer *r) {
   const exact *d = r->state;
   size_t early = 0;
-  for (int e = 0; e < d->nearly; e++) early += d->early_len[e];
+  for (int e = 0; e < d->nearly; e++) early += d->early[e].len;
   return ((r->shard_buf ? d->acc_cap : d->n) + r->shards[r->rank].len + 2 + early) *
              sizeof(int64_t) +
          ((size_t)d->ntensors * 2 + 1) * (sizeof(size_t) + sizeof(double));

@@ -92,8 +92,7 @@ int dpt_model_from_net(dpt_model *m, const char *kind, dpt_net *n, char *err, si
   m->init = net_init;
   m->loss_grad = net_loss_grad;
   m->loss_grad_pass = net_loss_grad_pass;
-  m->tied = dpt_net_ties(n) > 0;
-  m->tied_folded = m->tied; /* net.c folds them (dpt_net_ties) */
+  m->tied = 0; /* net.c handles its ties (dpt_net_ties) within the passes */
   m->evaluate = net_evaluate;
   m->evaluate_pass = net_evaluate_pass;
   m->destroy = net_destroy;

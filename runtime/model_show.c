@@ -325,16 +325,11 @@ int dpt_model_torch(const char *spec, const char *activation, const char *loss,
           "# of F.cross_entropy(logits.transpose(1, 2), y, %sreduction=\"none\") (y [N, %lld]).\n",
           (long long)out->dims[0], (long long)out->dims[out->rank - 1], (long long)lo->positions,
           ls, (long long)lo->positions);
-    else if (!strcmp(b.loss, "ce") && lo->label_smoothing > 0)
-      put(&s,
-          "# logits [N, %zu]; dpt's loss per sample is F.cross_entropy(logits, y, "
-          "label_smoothing=%.17g, reduction=\"none\").\n",
-          dpt_net_layer(b.net, nl - 1)->out_numel, lo->label_smoothing);
     else if (!strcmp(b.loss, "ce"))
       put(&s,
           "# logits [N, %zu]; dpt's loss per sample is F.cross_entropy(logits, y, "
-          "reduction=\"none\").\n",
-          dpt_net_layer(b.net, nl - 1)->out_numel);
+          "%sreduction=\"none\").\n",
+          dpt_net_layer(b.net, nl - 1)->out_numel, ls);
     else
       put(&s, "# outputs [N, %zu]; dpt's loss per sample is the mean squared error over them.\n",
           dpt_net_layer(b.net, nl - 1)->out_numel);

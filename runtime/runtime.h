@@ -79,17 +79,14 @@ typedef struct dpt_model {
    * nlayers 0: the model is one layer. The model's own storage, like tensors. */
   int nlayers;
   const dpt_layer_span *layers;
-  /* 1: a layer adds to the gradient of an earlier layer's tensor (weight tying), so a span's
-   * gradient is final only at its own ready call and not alone in its layer's pass: ZeRO-2
-   * then keeps a whole gradient, as stage 1 does, and ZeRO-3 refuses the model, unless
-   * tied_folded is set. */
+  /* 1: a layer adds to the gradient of an earlier layer's tensor (weight tying) outside that
+   * layer's span, so a span's gradient is final only at its own ready call and not alone in its
+   * layer's pass: ZeRO-2 then keeps a whole gradient, as stage 1 does, and ZeRO-3 refuses the
+   * model. A model whose passes handle each tied use themselves when given params_at and
+   * grad_at, or seg_grad with tie_grad, sets 0: the layer library's nets do (a use reads the
+   * values its owner's span had in forward; its gradient is added into the owner's span buffer
+   * before the owner's own, or goes to tie_grad). */
   int tied;
-  /* 1 (with tied): loss_grad_pass and evaluate_pass handle each tied use themselves when given
-   * params_at and grad_at, or seg_grad with tie_grad (the layer library's nets do: a use reads
-   * the values its owner's span had in forward; its gradient is added into the owner's span
-   * buffer before the owner's own, or goes to tie_grad), so ZeRO-2 and 3 treat the model as
-   * untied. */
-  int tied_folded;
   /* Buffers: state that is not trained but is part of the model (BatchNorm's running
    * statistics), named as torch's state_dict names them, offsets into buffer_data
    * (nbuffer_floats floats, the model's storage). The same on every rank; training passes update

@@ -124,10 +124,10 @@ static int alloc_sharded_params(run *r, const dpt_train_opts *o, char *err, size
                     "--zero 3: model %s gives its gradient whole (no per-layer pass), so its "
                     "parameters cannot be gathered layer by layer; use --zero 2",
                     m->kind);
-  if (m->tied && !m->tied_folded)
+  if (m->tied)
     return dpt_errf(err, errlen, DPT_EINVAL,
                     "--zero 3: model %s ties a tensor across layers (a layer reads an earlier "
-                    "layer's parameter), which stage 3 does not gather for it; use --zero 2",
+                    "layer's parameter), which stage 3 does not gather; use --zero 2",
                     m->kind);
   r->prefetch = o->zero_prefetch;
   r->gcap = widest_span(m);
@@ -199,14 +199,13 @@ int dpt_zero_alloc(run *r, const dpt_train_opts *o, char *err, size_t errlen) {
    * reduction is rank-order's or the exact sums' */
   int rank_order = !strcmp(o->reduce, "auto") || !strcmp(o->reduce, "rank-order");
   int compressed = o->compress[0] && strcmp(o->compress, "none");
-  int tied = m->tied && !m->tied_folded; /* ties the pass cannot fold */
-  r->stream = r->zero >= 2 && m->loss_grad_pass && !tied &&
+  r->stream = r->zero >= 2 && m->loss_grad_pass && !m->tied &&
               (o->deterministic || (o->accum == 1 && rank_order && !compressed));
   if (r->zero >= 2 && !r->stream)
     dpt_log(DPT_LOG_INFO, "ZeRO stage %d keeps a whole gradient here (%s), as stage 1 does",
             r->zero,
             !m->loss_grad_pass ? "the model gives its gradient whole, not layer by layer"
-            : tied             ? "a tied tensor's gradient comes from two layers"
+            : m->tied          ? "a tied tensor's gradient comes from two layers"
             : o->accum > 1     ? "--accum > 1 accumulates micro-batches into it"
             : compressed       ? "--compress reduces whole buckets"
                                : "--reduce node sums whole buffers");

@@ -105,6 +105,14 @@ int dpt_net_create(const char *what, const dpt_shape *in, dpt_net **out, char *e
   return DPT_OK;
 }
 
+/* Frees the tables grow() makes once per layout (not the block) and forgets them. */
+static void free_tables(dpt_net *n) {
+  free(n->outs), free(n->scratch), free(n->skipacc), free(n->span_tmp), free(n->tie_tmp);
+  free(n->tie_slot), free(n->tie_vals), free(n->tie_acc);
+  n->outs = n->scratch = n->skipacc = NULL, n->span_tmp = n->tie_tmp = NULL;
+  n->tie_slot = NULL, n->tie_vals = n->tie_acc = NULL;
+}
+
 void dpt_net_free(dpt_net *n) {
   if (!n) return;
   for (int i = 0; i < n->nlayers; i++) {
@@ -115,16 +123,11 @@ void dpt_net_free(dpt_net *n) {
   for (int t = 0; t < n->nbufs; t++) free((char *)n->bufs[t].name);
   free(n->bufs);
   free(n->bufdata);
-  free(n->span_tmp);
-  free(n->tie_tmp);
-  free(n->tie_slot), free(n->tie_vals), free(n->tie_acc);
-  free(n->skipacc);
+  free_tables(n);
   free(n->layers);
   free(n->tensors);
   free(n->spans);
   free(n->block);
-  free(n->outs);
-  free(n->scratch);
   free(n->what);
   free(n);
 }
@@ -374,14 +377,8 @@ int dpt_net_add_ops(dpt_net *n, const dpt_layer_ops *ops, const char *name, cons
   n->nlayers++;
   relink(n);
   free(n->block); /* buffers are laid out again (for one more layer) at the next pass */
-  free(n->outs);
-  free(n->scratch);
-  free(n->skipacc);
-  free(n->span_tmp);
-  free(n->tie_tmp);
-  free(n->tie_slot), free(n->tie_vals), free(n->tie_acc);
-  n->block = NULL, n->outs = n->scratch = n->skipacc = NULL, n->span_tmp = n->tie_tmp = NULL;
-  n->tie_slot = NULL, n->tie_vals = n->tie_acc = NULL;
+  n->block = NULL;
+  free_tables(n);
   n->cap_n = 0;
   return DPT_OK;
 }
@@ -452,15 +449,25 @@ const dpt_tensor *dpt_net_tensors(const dpt_net *n, int *ntensors) {
   if (ntensors) *ntensors = n->ntensors;
   return n->tensors;
 }
-size_t dpt_net_floats_per_sample(const dpt_net *n) {
+/* 1 if layer i's output is a skip layer's second input */
+static int skip_source(const dpt_net *n, int i) {
+  for (int j = i + 1; j < n->nlayers; j++)
+    if (n->layers[j].skip == i) return 1;
+  return 0;
+}
+
+/* Floats per sample of the block grow() lays out, scratch aside: each output (twice for a skip
+ * source: its gradient accumulator) and the two deltas. */
+static size_t block_per_sample(const dpt_net *n) {
   size_t per = 2 * n->widest;
-  for (int i = 0; i < n->nlayers; i++) {
-    int source = 0;
-    for (int j = i + 1; j < n->nlayers; j++) source |= n->layers[j].skip == i;
-    per += n->layers[i].out_numel * (source ? 2 : 1);
-    if (n->layers[i].ops->scratch) /* per sample: what 64 samples take, rounded up */
-      per += (n->layers[i].ops->scratch(&n->layers[i], 64) + 63) / 64;
-  }
+  for (int i = 0; i < n->nlayers; i++) per += n->layers[i].out_numel * (skip_source(n, i) ? 2 : 1);
+  return per;
+}
+
+size_t dpt_net_floats_per_sample(const dpt_net *n) {
+  size_t per = block_per_sample(n);
+  for (int i = 0; i < n->nlayers; i++) /* scratch per sample: what 64 samples take, rounded up */
+    if (n->layers[i].ops->scratch) per += (n->layers[i].ops->scratch(&n->layers[i], 64) + 63) / 64;
   return per;
 }
 
@@ -524,10 +531,7 @@ static int grow(dpt_net *n, size_t count, char *err, size_t errlen) {
     n->tie_acc = malloc((n->tie_total ? n->tie_total : 1) * sizeof *n->tie_acc);
     if (!n->outs || !n->scratch || !n->skipacc || !n->span_tmp || !n->tie_tmp || !n->tie_slot ||
         !n->tie_vals || !n->tie_acc) {
-      free(n->outs), free(n->scratch), free(n->skipacc), free(n->span_tmp), free(n->tie_tmp);
-      free(n->tie_slot), free(n->tie_vals), free(n->tie_acc);
-      n->outs = n->scratch = n->skipacc = NULL, n->span_tmp = n->tie_tmp = NULL;
-      n->tie_slot = NULL, n->tie_vals = n->tie_acc = NULL;
+      free_tables(n);
       return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", n->what);
     }
   }
@@ -536,8 +540,7 @@ static int grow(dpt_net *n, size_t count, char *err, size_t errlen) {
   if (!source) return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", n->what);
   for (int i = 0; i < n->nlayers; i++)
     if (n->layers[i].skip >= 0) source[n->layers[i].skip] = 1;
-  size_t per = 2 * n->widest, total, extra = 0;
-  for (int i = 0; i < n->nlayers; i++) per += n->layers[i].out_numel * (source[i] ? 2 : 1);
+  size_t per = block_per_sample(n), total, extra = 0;
   for (int i = 0; i < n->nlayers; i++)
     if (n->layers[i].ops->scratch) extra += n->layers[i].ops->scratch(&n->layers[i], count);
   if (count > SIZE_MAX / sizeof(float) / per ||
