@@ -32,6 +32,8 @@
 
 #include "layers.h"
 
+#define LANES 16
+
 typedef struct {
   int c;    /* channels */
   size_t l; /* positions per channel in a sample (L, or H * W; 1 for [C]) */
@@ -39,6 +41,8 @@ typedef struct {
   double *mean;   /* [c] the last training forward's batch mean */
   double *invstd; /* [c] and 1 / sqrt(biased var + eps) */
   double count;   /* and its global count N (samples * l) */
+  double *acc;    /* [2][c][LANES] lane sums of a pass (two per channel), sample-major */
+  float *k;       /* [5][c] a pass's per-channel constants */
   int pg_rows;    /* segments whose backward sums param_grad left in the scratch rows since the
                      last training forward (backward then reuses them); -1: none */
 } bn_state;
@@ -67,13 +71,14 @@ static int bn_setup_common(dpt_layer *l, const char *opts, int want2d, char *err
     return rc;
   if (c > INT32_MAX) return dpt_errf(err, errlen, DPT_EINVAL, "%s: too many channels", l->name);
   bn_state *s = calloc(1, sizeof *s);
-  double *m = malloc(2 * (size_t)c * sizeof *m);
-  if (!s || !m) {
-    free(s), free(m);
+  double *m = malloc((2 + 2 * LANES) * (size_t)c * sizeof *m);
+  float *k = malloc(5 * (size_t)c * sizeof *k);
+  if (!s || !m || !k) {
+    free(s), free(m), free(k);
     return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", l->name);
   }
   s->c = (int)c, s->l = l->in_numel / (size_t)c, s->eps = eps, s->momentum = momentum;
-  s->mean = m, s->invstd = m + c;
+  s->mean = m, s->invstd = m + c, s->acc = m + 2 * c, s->k = k;
   l->state = s;
   l->out = l->in;
   return DPT_OK;
@@ -88,7 +93,7 @@ static int bn2d_setup(dpt_layer *l, const char *opts, char *err, size_t errlen) 
 
 static void bn_destroy(dpt_layer *l) {
   bn_state *s = l->state;
-  if (s) free(s->mean);
+  if (s) free(s->mean), free(s->k);
   free(s);
   l->state = NULL;
 }
@@ -138,8 +143,10 @@ static int bn_nseg(const dpt_layer_pass *p, size_t n, size_t *seg) {
 
 /* --- sums in double over a run of L values, in LANES lanes (element k of a run into lane
  * k % LANES; the tail of a run from lane 0; the lanes added pairwise by lanes_total): a fixed
- * order that the compiler keeps in vector registers --- */
-#define LANES 16
+ * order that the compiler keeps in vector registers. A pass goes sample by sample, each
+ * sample's channels in turn (one stream through memory), each channel's lanes kept in
+ * bn_state.acc between samples: per channel the same additions in the same order as a loop over
+ * the channel's runs alone. --- */
 
 static double lanes_total(double a[LANES]) {
   for (int w = LANES / 2; w; w /= 2)
@@ -147,15 +154,29 @@ static double lanes_total(double a[LANES]) {
   return a[0];
 }
 
+/* Lanes 0-7 and 8-15 as two vectors of 8 doubles (GCC's and clang's vector extensions: the
+ * same element-wise additions as an array of LANES, which GCC 12 left half scalar). */
+typedef double lanes8 __attribute__((vector_size(8 * sizeof(double))));
+typedef float floats8 __attribute__((vector_size(8 * sizeof(float))));
+_Static_assert(LANES == 16, "two vectors of 8 lanes");
+
+static lanes8 widen8(const float *p) {
+  floats8 f;
+  memcpy(&f, p, sizeof f);
+  return __builtin_convertvector(f, lanes8);
+}
+
 /* a += x - m, q += (x - m)^2 */
 static void lanes_sum_sq(double *restrict a, double *restrict q, const float *restrict x, size_t L,
                          double m) {
+  lanes8 v[4]; /* a[0, 8), a[8, 16), q[0, 8), q[8, 16) */
+  memcpy(&v[0], a, 2 * sizeof v[0]), memcpy(&v[2], q, 2 * sizeof v[0]);
   size_t k = 0;
-  for (; k + LANES <= L; k += LANES)
-    for (int r = 0; r < LANES; r++) {
-      double d = (double)x[k + (size_t)r] - m;
-      a[r] += d, q[r] += d * d;
-    }
+  for (; k + LANES <= L; k += LANES) {
+    lanes8 d0 = widen8(x + k) - m, d1 = widen8(x + k + 8) - m;
+    v[0] += d0, v[1] += d1, v[2] += d0 * d0, v[3] += d1 * d1;
+  }
+  memcpy(a, &v[0], 2 * sizeof v[0]), memcpy(q, &v[2], 2 * sizeof v[0]);
   for (size_t r = 0; k < L; k++, r++) {
     double d = (double)x[k] - m;
     a[r] += d, q[r] += d * d;
@@ -165,34 +186,59 @@ static void lanes_sum_sq(double *restrict a, double *restrict q, const float *re
 /* a += dy, b += dy * (x - m) */
 static void lanes_dot(double *restrict a, double *restrict b, const float *restrict x,
                       const float *restrict dy, size_t L, double m) {
+  lanes8 v[4]; /* a[0, 8), a[8, 16), b[0, 8), b[8, 16) */
+  memcpy(&v[0], a, 2 * sizeof v[0]), memcpy(&v[2], b, 2 * sizeof v[0]);
   size_t k = 0;
-  for (; k + LANES <= L; k += LANES)
-    for (int r = 0; r < LANES; r++) {
-      a[r] += dy[k + (size_t)r];
-      b[r] += (double)dy[k + (size_t)r] * ((double)x[k + (size_t)r] - m);
-    }
+  for (; k + LANES <= L; k += LANES) {
+    lanes8 g0 = widen8(dy + k), g1 = widen8(dy + k + 8);
+    v[0] += g0, v[1] += g1;
+    v[2] += g0 * (widen8(x + k) - m), v[3] += g1 * (widen8(x + k + 8) - m);
+  }
+  memcpy(a, &v[0], 2 * sizeof v[0]), memcpy(b, &v[2], 2 * sizeof v[0]);
   for (size_t r = 0; k < L; k++, r++) {
     a[r] += dy[k];
     b[r] += (double)dy[k] * ((double)x[k] - m);
   }
 }
 
-/* y = x * alpha + beta over channel ch of n samples, in float as torch's
+/* y = x * alpha[ch] + beta[ch] over n samples, sample by sample, in float as torch's
  * batch_norm_cpu_transform_input (alpha = invstd * weight, beta = bias - mean * alpha); with
  * relu, a following ReLU's max(y, 0) too, as act.c's (l->relu_out: the net fused it) */
-static void transform(const float *x, float *y, size_t n, size_t per, size_t off, size_t L,
-                      float alpha, float beta, int relu) {
-  for (size_t i = 0; i < n; i++) {
-    const float *restrict xs = x + i * per + off;
-    float *restrict ys = y + i * per + off;
+static void transform(const float *x, float *y, size_t n, size_t c, size_t L, const float *alpha,
+                      const float *beta, int relu) {
+  for (size_t i = 0; i < n * c; i++) {
+    const float *restrict xs = x + i * L;
+    float *restrict ys = y + i * L;
+    float a = alpha[i % c], b = beta[i % c];
     if (relu)
       for (size_t k = 0; k < L; k++) {
-        float t = xs[k] * alpha + beta;
+        float t = xs[k] * a + b;
         ys[k] = t <= 0.0f ? 0.0f : t;
       }
     else
-      for (size_t k = 0; k < L; k++) ys[k] = xs[k] * alpha + beta;
+      for (size_t k = 0; k < L; k++) ys[k] = xs[k] * a + b;
   }
+}
+
+/* The lanes of samples [i0, i1): acc[ch] += the sums of x - m[ch] and acc[c + ch] of its
+ * squares (sq), or of dy and dy * (x - m[ch]) (dot), channel by channel within a sample. */
+static void pass_sums(const bn_state *s, const float *x, const float *dy, size_t i0, size_t i1,
+                      const double *m, const float *mf) {
+  size_t c = (size_t)s->c, L = s->l;
+  double *acc = s->acc;
+  for (size_t i = i0; i < i1; i++)
+    for (size_t ch = 0; ch < c; ch++) {
+      size_t at = (i * c + ch) * L;
+      double mc = m ? m[ch] : (double)mf[ch];
+      if (dy)
+        lanes_dot(acc + ch * LANES, acc + (c + ch) * LANES, x + at, dy + at, L, mc);
+      else
+        lanes_sum_sq(acc + ch * LANES, acc + (c + ch) * LANES, x + at, L, mc);
+    }
+}
+
+static void zero_sums(const bn_state *s) {
+  memset(s->acc, 0, 2 * (size_t)s->c * LANES * sizeof *s->acc);
 }
 
 static void bn_forward(dpt_layer *l, const float *params, const float *x, float *y, size_t n,
@@ -201,11 +247,14 @@ static void bn_forward(dpt_layer *l, const float *params, const float *x, float 
   const float *w = params + dpt_layer_at(l, 0), *b = params + dpt_layer_at(l, 1);
   size_t c = (size_t)s->c, L = s->l, per = l->in_numel;
   float *rm = dpt_layer_buf(l, 0), *rv = dpt_layer_buf(l, 1), *nb = dpt_layer_buf(l, 2);
+  float *alpha = s->k, *beta = s->k + c;
+  (void)per;
   if (!p->train) {
     for (size_t ch = 0; ch < c; ch++) {
-      float alpha = (float)(1.0 / sqrt((double)rv[ch] + s->eps)) * w[ch];
-      transform(x, y, n, per, ch * L, L, alpha, b[ch] - rm[ch] * alpha, l->relu_out);
+      alpha[ch] = (float)(1.0 / sqrt((double)rv[ch] + s->eps)) * w[ch];
+      beta[ch] = b[ch] - rm[ch] * alpha[ch];
     }
+    transform(x, y, n, c, L, alpha, beta, l->relu_out);
     return;
   }
   size_t seg;
@@ -217,12 +266,11 @@ static void bn_forward(dpt_layer *l, const float *params, const float *x, float 
    * has moved, so the variance E[(x-K)^2] - (mean-K)^2 loses nothing in double) */
   for (int j = 0; j < nseg; j++) {
     double *row = v + (size_t)j * len;
-    for (size_t ch = 0; ch < c; ch++) {
-      double a[LANES] = {0}, q[LANES] = {0};
-      for (size_t i = (size_t)j * seg; i < (size_t)(j + 1) * seg; i++)
-        lanes_sum_sq(a, q, x + i * per + ch * L, L, (double)rm[ch]);
-      row[ch] = lanes_total(a), row[c + ch] = lanes_total(q);
-    }
+    zero_sums(s);
+    pass_sums(s, x, NULL, (size_t)j * seg, (size_t)(j + 1) * seg, NULL, rm);
+    for (size_t ch = 0; ch < c; ch++)
+      row[ch] = lanes_total(s->acc + ch * LANES),
+      row[c + ch] = lanes_total(s->acc + (c + ch) * LANES);
     row[2 * c] = (double)(seg * L);
   }
   bn_sum(p, v, len, nseg);
@@ -241,9 +289,10 @@ static void bn_forward(dpt_layer *l, const float *params, const float *x, float 
     s->invstd[ch] = 1.0 / sqrt(var + s->eps);
     rm[ch] = (float)(mom * s->mean[ch] + (1.0 - mom) * (double)rm[ch]);
     rv[ch] = (float)(mom * unbiased + (1.0 - mom) * (double)rv[ch]);
-    float alpha = (float)s->invstd[ch] * w[ch];
-    transform(x, y, n, per, ch * L, L, alpha, b[ch] - (float)s->mean[ch] * alpha, l->relu_out);
+    alpha[ch] = (float)s->invstd[ch] * w[ch];
+    beta[ch] = b[ch] - (float)s->mean[ch] * alpha[ch];
   }
+  transform(x, y, n, c, L, alpha, beta, l->relu_out);
   nb[0] += 1.0f;
   s->pg_rows = 0;
 }
@@ -255,18 +304,17 @@ static void bn_param_grad(dpt_layer *l, const float *params, const float *x, con
                           const float *dy, float *grad, size_t n, const dpt_layer_pass *p) {
   (void)params, (void)y;
   bn_state *s = l->state;
-  size_t c = (size_t)s->c, L = s->l, per = l->in_numel;
+  size_t c = (size_t)s->c;
   float *gw = grad + dpt_layer_at(l, 0), *gb = grad + dpt_layer_at(l, 1);
   const float *rm = dpt_layer_buf(l, 0), *rv = dpt_layer_buf(l, 1);
   /* segment j starts at sample p->at = j * n of the pass, so row j lies within the scratch */
   double *row = p->train && s->pg_rows >= 0 && n ? bn_rows(l) + p->at / n * 2 * c : NULL;
-  for (size_t ch = 0; ch < c; ch++) { /* xhat with the statistics forward used */
-    double m = p->train ? s->mean[ch] : (double)rm[ch];
+  /* xhat with the statistics forward used: sum dy, sum dy * (x - mean) */
+  zero_sums(s);
+  pass_sums(s, x, dy, 0, n, p->train ? s->mean : NULL, rm);
+  for (size_t ch = 0; ch < c; ch++) {
     double inv = p->train ? s->invstd[ch] : 1.0 / sqrt((double)rv[ch] + s->eps);
-    double a[LANES] = {0}, b[LANES] = {0}; /* sum dy, sum dy * (x - mean) */
-    for (size_t i = 0; i < n; i++)
-      lanes_dot(a, b, x + i * per + ch * L, dy + i * per + ch * L, L, m);
-    double sa = lanes_total(a), sb = lanes_total(b);
+    double sa = lanes_total(s->acc + ch * LANES), sb = lanes_total(s->acc + (c + ch) * LANES);
     gw[ch] += (float)(sb * inv); /* sum dy * xhat */
     gb[ch] += (float)sa;
     if (row) row[ch] = sa, row[c + ch] = sb;
@@ -274,21 +322,33 @@ static void bn_param_grad(dpt_layer *l, const float *params, const float *x, con
   if (row) s->pg_rows++;
 }
 
+/* dx = (dy - gm[ch] - (x - m[ch]) * k2[ch]) * inv[ch] * wf[ch] over n samples, sample by
+ * sample (k: the [5][c] constants m, inv, wf, k2, gm); gm = k2 = 0 is evaluation's dy * inv * wf
+ * when m is 0 too (evaluation passes its own loop: its order of products differs). */
+static void bn_dx(const bn_state *s, const float *x, const float *dy, float *dx, size_t n) {
+  size_t c = (size_t)s->c, L = s->l;
+  const float *k = s->k;
+  for (size_t i = 0; i < n * c; i++) {
+    size_t ch = i % c;
+    float m = k[ch], inv = k[c + ch], wf = k[2 * c + ch], k2 = k[3 * c + ch], gm = k[4 * c + ch];
+    const float *restrict xs = x + i * L, *restrict dys = dy + i * L;
+    float *restrict dxs = dx + i * L;
+    for (size_t q = 0; q < L; q++) dxs[q] = (dys[q] - gm - (xs[q] - m) * k2) * inv * wf;
+  }
+}
+
 static void bn_backward(dpt_layer *l, const float *params, const float *x, const float *y,
                         const float *dy, float *dx, size_t n, const dpt_layer_pass *p) {
   (void)y;
   bn_state *s = l->state;
   const float *w = params + dpt_layer_at(l, 0);
-  size_t c = (size_t)s->c, L = s->l, per = l->in_numel;
+  size_t c = (size_t)s->c, L = s->l;
   if (!p->train) { /* evaluation statistics are constants: dx = dy * weight * invstd */
     const float *rv = dpt_layer_buf(l, 1);
-    for (size_t ch = 0; ch < c; ch++) {
+    for (size_t i = 0; i < n * c; i++) {
+      size_t ch = i % c;
       float inv = (float)(1.0 / sqrt((double)rv[ch] + s->eps)), wf = w[ch];
-      for (size_t i = 0; i < n; i++)
-        for (size_t k = 0; k < L; k++) {
-          size_t at = i * per + ch * L + k;
-          dx[at] = dy[at] * inv * wf;
-        }
+      for (size_t q = 0; q < L; q++) dx[i * L + q] = dy[i * L + q] * inv * wf;
     }
     return;
   }
@@ -299,27 +359,23 @@ static void bn_backward(dpt_layer *l, const float *params, const float *x, const
   if (s->pg_rows != nseg) /* param_grad did not leave every segment's sums: compute them */
     for (int j = 0; j < nseg; j++) {
       double *row = v + (size_t)j * len;
-      for (size_t ch = 0; ch < c; ch++) {
-        double a[LANES] = {0}, b[LANES] = {0};
-        for (size_t i = (size_t)j * seg; i < (size_t)(j + 1) * seg; i++)
-          lanes_dot(a, b, x + i * per + ch * L, dy + i * per + ch * L, L, s->mean[ch]);
-        row[ch] = lanes_total(a), row[c + ch] = lanes_total(b);
-      }
+      zero_sums(s);
+      pass_sums(s, x, dy, (size_t)j * seg, (size_t)(j + 1) * seg, s->mean, NULL);
+      for (size_t ch = 0; ch < c; ch++)
+        row[ch] = lanes_total(s->acc + ch * LANES),
+        row[c + ch] = lanes_total(s->acc + (c + ch) * LANES);
     }
   s->pg_rows = -1;
   bn_sum(p, v, len, nseg);
   /* in float as torch's batch_norm_cpu_backward: k = dotp * invstd^2 / N, gi = (x - mean) * k,
    * dx = (dy - grad_mean - gi) * invstd * weight */
-  float count = s->count > 0 ? (float)s->count : 1.0f;
+  float count = s->count > 0 ? (float)s->count : 1.0f, *k = s->k;
   for (size_t ch = 0; ch < c; ch++) {
-    float m = (float)s->mean[ch], inv = (float)s->invstd[ch], wf = w[ch];
-    float k2 = (float)v[c + ch] * inv * inv / count, gm = (float)v[ch] / count;
-    for (size_t i = 0; i < n; i++) {
-      const float *restrict xs = x + i * per + ch * L, *restrict dys = dy + i * per + ch * L;
-      float *restrict dxs = dx + i * per + ch * L;
-      for (size_t k = 0; k < L; k++) dxs[k] = (dys[k] - gm - (xs[k] - m) * k2) * inv * wf;
-    }
+    float inv = (float)s->invstd[ch];
+    k[ch] = (float)s->mean[ch], k[c + ch] = inv, k[2 * c + ch] = w[ch];
+    k[3 * c + ch] = (float)v[c + ch] * inv * inv / count, k[4 * c + ch] = (float)v[ch] / count;
   }
+  bn_dx(s, x, dy, dx, n);
 }
 
 #define BN(NAME, SETUP, HELP)                                                                      \
