@@ -160,19 +160,9 @@ static void softmax_rows(float *att, int T, int r0, int r1, float scale) {
     }
     float mx = part[0];
     for (int k = 1; k < DPT_LANES; k++) mx = part[k] > mx ? part[k] : mx;
-    double sum[DPT_LANES] = {0}; /* the exps and their sum in one pass, dpt_lane_sum's lanes */
-    for (j = 0; j + DPT_LANES <= r + 1; j += DPT_LANES)
-      for (int k = 0; k < DPT_LANES; k++) {
-        float e = dpt_vexpf(row[j + k] - mx);
-        row[j + k] = e;
-        sum[k] += (double)e;
-      }
-    for (int k = 0; j <= r; j++, k++) {
-      float e = dpt_vexpf(row[j] - mx);
-      row[j] = e;
-      sum[k] += (double)e;
-    }
-    float inv = (float)(1.0 / dpt_lanes_total(sum));
+    /* the exps, then their sum (two loops: GCC vectorises the exps only in a loop of their own) */
+    for (j = 0; j <= r; j++) row[j] = dpt_vexpf(row[j] - mx);
+    float inv = (float)(1.0 / dpt_lane_sum(row, r + 1));
     for (j = 0; j <= r; j++) row[j] *= inv;
     for (j = r + 1; j < r1; j++) row[j] = 0.0f;
   }
