@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "layers.h"
+#include "vmath.h"
 
 #define LANES 16
 
@@ -154,26 +155,18 @@ static double lanes_total(double a[LANES]) {
   return a[0];
 }
 
-/* Lanes 0-7 and 8-15 as two vectors of 8 doubles (GCC's and clang's vector extensions: the
- * same element-wise additions as an array of LANES, which GCC 12 left half scalar). */
-typedef double lanes8 __attribute__((vector_size(8 * sizeof(double))));
-typedef float floats8 __attribute__((vector_size(8 * sizeof(float))));
-_Static_assert(LANES == 16, "two vectors of 8 lanes");
-
-static lanes8 widen8(const float *p) {
-  floats8 f;
-  memcpy(&f, p, sizeof f);
-  return __builtin_convertvector(f, lanes8);
-}
+/* Lanes 0-7 and 8-15 as two of vmath.h's vectors of 8 doubles (the same element-wise additions
+ * as an array of LANES, which GCC 12 left half scalar). */
+_Static_assert(LANES == 2 * DPT_LANES, "two vectors of lanes");
 
 /* a += x - m, q += (x - m)^2 */
 static void lanes_sum_sq(double *restrict a, double *restrict q, const float *restrict x, size_t L,
                          double m) {
-  lanes8 v[4]; /* a[0, 8), a[8, 16), q[0, 8), q[8, 16) */
+  dpt_d8 v[4]; /* a[0, 8), a[8, 16), q[0, 8), q[8, 16) */
   memcpy(&v[0], a, 2 * sizeof v[0]), memcpy(&v[2], q, 2 * sizeof v[0]);
   size_t k = 0;
   for (; k + LANES <= L; k += LANES) {
-    lanes8 d0 = widen8(x + k) - m, d1 = widen8(x + k + 8) - m;
+    dpt_d8 d0 = dpt_widen8(x + k) - m, d1 = dpt_widen8(x + k + 8) - m;
     v[0] += d0, v[1] += d1, v[2] += d0 * d0, v[3] += d1 * d1;
   }
   memcpy(a, &v[0], 2 * sizeof v[0]), memcpy(q, &v[2], 2 * sizeof v[0]);
@@ -186,13 +179,13 @@ static void lanes_sum_sq(double *restrict a, double *restrict q, const float *re
 /* a += dy, b += dy * (x - m) */
 static void lanes_dot(double *restrict a, double *restrict b, const float *restrict x,
                       const float *restrict dy, size_t L, double m) {
-  lanes8 v[4]; /* a[0, 8), a[8, 16), b[0, 8), b[8, 16) */
+  dpt_d8 v[4]; /* a[0, 8), a[8, 16), b[0, 8), b[8, 16) */
   memcpy(&v[0], a, 2 * sizeof v[0]), memcpy(&v[2], b, 2 * sizeof v[0]);
   size_t k = 0;
   for (; k + LANES <= L; k += LANES) {
-    lanes8 g0 = widen8(dy + k), g1 = widen8(dy + k + 8);
+    dpt_d8 g0 = dpt_widen8(dy + k), g1 = dpt_widen8(dy + k + 8);
     v[0] += g0, v[1] += g1;
-    v[2] += g0 * (widen8(x + k) - m), v[3] += g1 * (widen8(x + k + 8) - m);
+    v[2] += g0 * (dpt_widen8(x + k) - m), v[3] += g1 * (dpt_widen8(x + k + 8) - m);
   }
   memcpy(a, &v[0], 2 * sizeof v[0]), memcpy(b, &v[2], 2 * sizeof v[0]);
   for (size_t r = 0; k < L; k++, r++) {

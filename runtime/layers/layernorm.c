@@ -131,20 +131,24 @@ static void ln_param_grad(dpt_layer *l, const float *params, const float *x, con
   for (size_t r = 0; r < rows; r++) {
     const float *restrict xr = x + r * d, *restrict dr = dy + r * d;
     float *st = stat_at(l, p->at, r);
-    double m, rs, pg[DPT_LANES] = {0}, pgx[DPT_LANES] = {0};
+    double m, rs, pg[DPT_LANES], pgx[DPT_LANES];
     stat_get(st, &m, &rs);
-#define LN_PG(i, j) /* element i into lane j */                                                    \
-  do {                                                                                             \
-    double xh = ((double)xr[i] - m) * rs, g = (double)dr[i] * w[i];                                \
-    acc[i] += (double)dr[i] * xh;                                                                  \
-    acc[d + (i)] += dr[i];                                                                         \
-    pg[j] += g, pgx[j] += g * xh;                                                                  \
-  } while (0)
+    dpt_d8 vg = {0}, vgx = {0}; /* lanes j of pg and pgx */
     size_t k = 0;
-    for (; k + DPT_LANES <= d; k += DPT_LANES)
-      for (int j = 0; j < DPT_LANES; j++) LN_PG(k + (size_t)j, j);
-    for (int j = 0; k < d; k++, j++) LN_PG(k, j);
-#undef LN_PG
+    for (; k + DPT_LANES <= d; k += DPT_LANES) { /* element k + j into lane j */
+      dpt_d8 dd = dpt_widen8(dr + k), xh = (dpt_widen8(xr + k) - m) * rs,
+             g = dd * dpt_widen8(w + k);
+      dpt_store_d8(acc + k, dpt_load_d8(acc + k) + dd * xh);
+      dpt_store_d8(acc + d + k, dpt_load_d8(acc + d + k) + dd);
+      vg += g, vgx += g * xh;
+    }
+    dpt_store_d8(pg, vg), dpt_store_d8(pgx, vgx);
+    for (int j = 0; k < d; k++, j++) {
+      double xh = ((double)xr[k] - m) * rs, g = (double)dr[k] * w[k];
+      acc[k] += (double)dr[k] * xh;
+      acc[d + k] += dr[k];
+      pg[j] += g, pgx[j] += g * xh;
+    }
     double sums[2] = {dpt_lanes_total(pg) / (double)d, dpt_lanes_total(pgx) / (double)d};
     memcpy(st + 4, sums, sizeof sums);
   }

@@ -59,6 +59,27 @@ static inline float dpt_verff(float x) {
 /* 8 doubles fill one AVX-512 register */
 #define DPT_LANES 8
 
+/* DPT_LANES doubles or floats as one vector (GCC's and clang's vector extensions): element-wise
+ * arithmetic, the same operations as a loop over an array of lanes, for loops that GCC 12 left
+ * scalar when written over arrays (double lanes fed from floats). */
+typedef double dpt_d8 __attribute__((vector_size(DPT_LANES * sizeof(double))));
+typedef float dpt_f8 __attribute__((vector_size(DPT_LANES * sizeof(float))));
+
+static inline dpt_d8 dpt_load_d8(const double *p) {
+  dpt_d8 v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline void dpt_store_d8(double *p, dpt_d8 v) {
+  memcpy(p, &v, sizeof v);
+}
+/* p[0, 8) widened to double */
+static inline dpt_d8 dpt_widen8(const float *p) {
+  dpt_f8 f;
+  memcpy(&f, p, sizeof f);
+  return __builtin_convertvector(f, dpt_d8);
+}
+
 /* the lanes' total, in lane order */
 static inline double dpt_lanes_total(const double *part) {
   double s = 0.0;
