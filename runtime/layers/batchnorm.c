@@ -238,10 +238,9 @@ static void bn_forward(dpt_layer *l, const float *params, const float *x, float 
                        const dpt_layer_pass *p) {
   bn_state *s = l->state;
   const float *w = params + dpt_layer_at(l, 0), *b = params + dpt_layer_at(l, 1);
-  size_t c = (size_t)s->c, L = s->l, per = l->in_numel;
+  size_t c = (size_t)s->c, L = s->l;
   float *rm = dpt_layer_buf(l, 0), *rv = dpt_layer_buf(l, 1), *nb = dpt_layer_buf(l, 2);
   float *alpha = s->k, *beta = s->k + c;
-  (void)per;
   if (!p->train) {
     for (size_t ch = 0; ch < c; ch++) {
       alpha[ch] = (float)(1.0 / sqrt((double)rv[ch] + s->eps)) * w[ch];
@@ -315,9 +314,8 @@ static void bn_param_grad(dpt_layer *l, const float *params, const float *x, con
   if (row) s->pg_rows++;
 }
 
-/* dx = (dy - gm[ch] - (x - m[ch]) * k2[ch]) * inv[ch] * wf[ch] over n samples, sample by
- * sample (k: the [5][c] constants m, inv, wf, k2, gm); gm = k2 = 0 is evaluation's dy * inv * wf
- * when m is 0 too (evaluation passes its own loop: its order of products differs). */
+/* Training backward's dx = (dy - gm[ch] - (x - m[ch]) * k2[ch]) * inv[ch] * wf[ch] over n
+ * samples, sample by sample (s->k: the [5][c] constants m, inv, wf, k2, gm). */
 static void bn_dx(const bn_state *s, const float *x, const float *dy, float *dx, size_t n) {
   size_t c = (size_t)s->c, L = s->l;
   const float *k = s->k;
