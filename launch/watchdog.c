@@ -122,13 +122,17 @@ static void start_guardian(void) {
 }
 
 /* A launcher that ends a job (mpirun when a rank died or a node was lost) sends every rank TERM
- * and, a second later, KILL: a rank blocked in a collective cannot stop at a step, so the
- * watchdog says what it was doing and where the last good checkpoint is, once, while it can. */
-#define DPT_WATCHDOG_TERM_S 0.4 /* blocked this long since the signal was seen */
+ * and, a second later (Open MPI's odls_base_sigkill_timeout), KILL: a rank blocked in a
+ * collective cannot stop at a step, so the watchdog says what it was doing and where the last
+ * good checkpoint is, once, while it can: within DPT_WATCHDOG_TERM_S of the signal plus a tick,
+ * which leaves the launcher most of that second to forward the line (one CI run ended without
+ * it when the line came 0.4-0.8 s after the signal, or two slowest steps after it). */
+#define DPT_WATCHDOG_TERM_S 0.25 /* blocked this long since the signal was seen */
+#define DPT_WATCHDOG_TICK_MS 50
 
 static void *watchdog_main(void *arg) {
   watchdog_cfg *w = arg;
-  struct timespec tick = {0, 200 * 1000 * 1000};
+  struct timespec tick = {0, DPT_WATCHDOG_TICK_MS * 1000 * 1000};
   long last_step = -1;
   double last_step_at = dpt_clock(), slowest = 0, signal_seen = 0;
   int told = 0;
@@ -137,16 +141,19 @@ static void *watchdog_main(void *arg) {
     dpt_progress p;
     dpt_progress_get(&p);
     double now = dpt_clock();
-    if (!told && p.waiting_in && dpt_stop_signal_pending()) {
+    int stop_sig = dpt_stop_signal_pending();
+    if (!told && p.waiting_in && stop_sig) {
       if (signal_seen == 0) signal_seen = now;
-      /* blocked since before the signal: 0.4 s. A wait begun after it (the rank was computing
-       * when the signal came, then entered a collective its dead peer never joins) is told too,
-       * once it has lasted twice the slowest step (a peer may still be finishing its step on
-       * the way to a graceful stop); the stop's own checkpoint write is never told */
+      /* blocked since before the signal: DPT_WATCHDOG_TERM_S. A wait begun after it (the rank
+       * was computing when the signal came, then entered a collective its dead peer never
+       * joins) is told too: after the same time for TERM (the launcher's KILL follows), else
+       * once it has lasted twice the slowest step (USR1 or Ctrl-C: a peer may still be
+       * finishing its step on the way to a graceful stop); the stop's own checkpoint write is
+       * never told */
       double after = now - (p.since > signal_seen ? p.since : signal_seen);
-      double bound = p.since < signal_seen               ? DPT_WATCHDOG_TERM_S
-                     : 2 * slowest > DPT_WATCHDOG_TERM_S ? 2 * slowest
-                                                         : DPT_WATCHDOG_TERM_S;
+      double bound = p.since < signal_seen || stop_sig == SIGTERM ? DPT_WATCHDOG_TERM_S
+                     : 2 * slowest > DPT_WATCHDOG_TERM_S          ? 2 * slowest
+                                                                  : DPT_WATCHDOG_TERM_S;
       if (after >= bound &&
           (p.since < signal_seen || strcmp(p.waiting_in, "the checkpoint write"))) {
         char ckpt[1400];

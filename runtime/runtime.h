@@ -244,8 +244,8 @@ typedef struct {
 } dpt_progress;
 void dpt_progress_get(dpt_progress *p);
 double dpt_clock(void); /* the clock of dpt_progress.since */
-/* Whether a stop signal has arrived (a launcher ending the job sends TERM too), and its name
- * (NULL if none); safe from any thread. */
+/* The stop signal that arrived (its number; 0: none; a launcher ending the job sends TERM
+ * too), and its name (NULL if none); safe from any thread. */
 int dpt_stop_signal_pending(void);
 const char *dpt_stop_signal_name(void);
 

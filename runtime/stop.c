@@ -20,7 +20,7 @@ static void on_stop_signal(int sig) {
 }
 
 int dpt_stop_signal_pending(void) {
-  return g_stop_signal != 0;
+  return g_stop_signal;
 }
 
 const char *dpt_stop_signal_name(void) {
