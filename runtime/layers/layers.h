@@ -179,13 +179,14 @@ struct dpt_layer {
   float *tied_grad;           /* param_grad: ADD its gradient here */
   float *scratch;             /* ops->scratch floats, set by the net before each pass */
   /* set by the net where it fuses a relu into a neighbour (net.c grow): */
-  int relu_out;  /* forward writes ReLU of its output (ops->fuse_relu) */
-  int fused;     /* a relu whose forward the layer before did (its output is that layer's) */
-  int relu_in;   /* backward masks dx where its input is <= 0 (ops->fuse_relu_bwd): the
-                    backward of the relu before it */
-  int bwd_fused; /* a relu whose backward the layer after does (skipped) */
-  void *state;   /* the layer's own: options, fixed-size buffers */
-  dpt_net *net;  /* the net it belongs to */
+  int relu_out;    /* forward writes ReLU of its output (ops->fuse_relu) */
+  int fused;       /* a relu whose forward the layer before did (its output is that layer's) */
+  int relu_in;     /* backward masks dx where its input is <= 0 (ops->fuse_relu_bwd): the
+                      backward of the relu before it */
+  int bwd_fused;   /* a relu whose backward the layer after does (skipped) */
+  int skip_source; /* set by the net as a layer joins it: a later skip layer reads this output */
+  void *state;     /* the layer's own: options, fixed-size buffers */
+  dpt_net *net;    /* the net it belongs to */
 };
 
 /* Declares a parameter of layer l during setup: tensor "<l->name>.<name>" of shape dims[rank],

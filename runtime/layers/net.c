@@ -374,6 +374,7 @@ int dpt_net_add_ops(dpt_net *n, const dpt_layer_ops *ops, const char *name, cons
         (dpt_layer_span){l->name, l->first_tensor, l->ntensors, l->offset, l->len};
   if (l->out_numel > n->widest) n->widest = l->out_numel;
   if (l->len > n->span_max) n->span_max = l->len;
+  if (l->skip >= 0) n->layers[l->skip].skip_source = 1;
   n->nlayers++;
   relink(n);
   free(n->block); /* buffers are laid out again (for one more layer) at the next pass */
@@ -449,18 +450,12 @@ const dpt_tensor *dpt_net_tensors(const dpt_net *n, int *ntensors) {
   if (ntensors) *ntensors = n->ntensors;
   return n->tensors;
 }
-/* 1 if layer i's output is a skip layer's second input */
-static int skip_source(const dpt_net *n, int i) {
-  for (int j = i + 1; j < n->nlayers; j++)
-    if (n->layers[j].skip == i) return 1;
-  return 0;
-}
-
 /* Floats per sample of the block grow() lays out, scratch aside: each output (twice for a skip
  * source: its gradient accumulator) and the two deltas. */
 static size_t block_per_sample(const dpt_net *n) {
   size_t per = 2 * n->widest;
-  for (int i = 0; i < n->nlayers; i++) per += n->layers[i].out_numel * (skip_source(n, i) ? 2 : 1);
+  for (int i = 0; i < n->nlayers; i++)
+    per += n->layers[i].out_numel * (n->layers[i].skip_source ? 2 : 1);
   return per;
 }
 
@@ -535,47 +530,38 @@ static int grow(dpt_net *n, size_t count, char *err, size_t errlen) {
       return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", n->what);
     }
   }
-  /* which layers are skip sources */
-  unsigned char *source = calloc((size_t)n->nlayers + 1, 1);
-  if (!source) return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory", n->what);
-  for (int i = 0; i < n->nlayers; i++)
-    if (n->layers[i].skip >= 0) source[n->layers[i].skip] = 1;
   size_t per = block_per_sample(n), total, extra = 0;
   for (int i = 0; i < n->nlayers; i++)
     if (n->layers[i].ops->scratch) extra += n->layers[i].ops->scratch(&n->layers[i], count);
   if (count > SIZE_MAX / sizeof(float) / per ||
-      __builtin_add_overflow(count * per, extra, &total) || total > SIZE_MAX / sizeof(float)) {
-    free(source);
+      __builtin_add_overflow(count * per, extra, &total) || total > SIZE_MAX / sizeof(float))
     return dpt_errf(err, errlen, DPT_ENOMEM, "%s: batch of %zu samples is too large", n->what,
                     count);
-  }
   float *s = total > SIZE_MAX / sizeof(float) ? NULL : realloc(n->block, total * sizeof(float));
-  if (!s) {
-    free(source);
+  if (!s)
     return dpt_errf(err, errlen, DPT_ENOMEM, "%s: out of memory for a batch of %zu samples",
                     n->what, count);
-  }
   n->block = s, n->cap_n = count;
   for (int i = 0; i < n->nlayers; i++) {
     dpt_layer *l = &n->layers[i], *prev = i ? l - 1 : NULL;
     /* a relu after a layer that can apply it (batchnorm) and whose output nothing else reads:
      * done in that layer's forward pass over the data, in its output buffer (relu's backward
      * masks with z <= 0, the same for z and relu(z)) */
-    l->fused = prev && !strcmp(l->ops->kind, "relu") && prev->ops->fuse_relu && !source[i - 1];
+    l->fused = prev && !strcmp(l->ops->kind, "relu") && prev->ops->fuse_relu && !prev->skip_source;
     if (prev) prev->relu_out = l->fused;
     n->outs[i] = l->fused ? n->outs[i - 1] : s;
     if (!l->fused) s += count * l->out_numel;
     /* a relu before a layer whose backward can mask with its input (maxpool: dx is dy at the
      * window's maximum m, and relu's mask at that position is m <= 0), read by nothing else */
     dpt_layer *next = i + 1 < n->nlayers ? l + 1 : NULL;
-    l->bwd_fused = next && !strcmp(l->ops->kind, "relu") && next->ops->fuse_relu_bwd && !source[i];
+    l->bwd_fused =
+        next && !strcmp(l->ops->kind, "relu") && next->ops->fuse_relu_bwd && !l->skip_source;
     if (next) next->relu_in = l->bwd_fused;
   }
   for (int i = 0; i < n->nlayers; i++) {
-    n->skipacc[i] = source[i] ? s : NULL;
-    if (source[i]) s += count * n->layers[i].out_numel;
+    n->skipacc[i] = n->layers[i].skip_source ? s : NULL;
+    if (n->layers[i].skip_source) s += count * n->layers[i].out_numel;
   }
-  free(source);
   n->d0 = s, s += count * n->widest;
   n->d1 = s, s += count * n->widest;
   for (int i = 0; i < n->nlayers; i++) {
